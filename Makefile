@@ -1,0 +1,34 @@
+# conpaassql: `make run` starts a manager with the local cloud, `make test` runs every test tier.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+STATE_DIR ?= var
+BIND ?= 127.0.0.1
+PORT ?= 50000
+CONFIG ?= etc/manager-local.cnf
+PYTEST_ARGS ?=
+
+.PHONY: run test bench lint typecheck deps clean
+
+deps:
+	@PYTHON=$(PYTHON) scripts/bootstrap.sh $(VENV)
+
+run: deps
+	@scripts/run-manager.sh "$(VENV)" "$(CONFIG)" "$(STATE_DIR)" "$(BIND)" "$(PORT)"
+
+lint: deps
+	$(VENV)/bin/ruff check src tests bench
+
+typecheck: deps
+	$(VENV)/bin/mypy
+
+test: deps
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+bench: deps
+	$(VENV)/bin/python bench/provision.py
+
+clean:
+	rm -rf build dist .mypy_cache .ruff_cache .pytest_cache

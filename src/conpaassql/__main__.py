@@ -1,0 +1,3 @@
+from conpaassql.cli import main
+
+main()

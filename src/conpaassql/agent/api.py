@@ -1,0 +1,142 @@
+"""The agent's RPC methods (PROTOCOL.md's agent table)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from conpaassql.agent.settings import AgentSettings
+from conpaassql.agent.supervisor import Supervisor
+from conpaassql.domain.states import AgentState
+from conpaassql.errors import ConpaasSQLError, InvalidArgumentError
+from conpaassql.mysql.config import PROTECTED_OPTIONS, normalise_option, validate_option_value
+from conpaassql.mysql.status import MetricsSampler, read_status, read_variables
+from conpaassql.rpc.registry import CallContext, Registry
+from conpaassql.rpc.types import Params, Text
+
+log = logging.getLogger(__name__)
+
+SECTIONS = frozenset({"mysqld", "mariadbd", "server", "mariadb"})
+SAMPLE_INTERVAL = 1.0
+
+
+class ConfigurationParams(Params):
+    section: Text
+    id_param: Text
+    value: Text
+
+
+class AgentApi:
+    def __init__(self, settings: AgentSettings, supervisor: Supervisor) -> None:
+        self.settings = settings
+        self.supervisor = supervisor
+        self.sampler = MetricsSampler()
+        self.version: str | None = None
+
+    def registry(self) -> Registry:
+        registry = Registry()
+        registry.add("get_server_state", "GET", self.get_server_state, access="manager")
+        registry.add("start_server", "POST", self.start_server, access="manager")
+        registry.add("stop_server", "POST", self.stop_server, access="manager")
+        registry.add("restart_server", "POST", self.restart_server, access="manager")
+        registry.add("set_server_configuration", "POST", self.set_server_configuration,
+                     ConfigurationParams, access="manager")
+        registry.add("get_server_performance", "GET", self.get_server_performance,
+                     access="manager")
+        return registry
+
+    async def state_report(self) -> dict[str, Any]:
+        """What the agent tells of itself: the probe's answer and the heartbeat."""
+        context = self.settings.context
+        answering = await self.supervisor.answering()
+        mysqld = self.supervisor.report(answering)
+        mysqld["version"] = self.version
+        return {
+            "id": context.node_id,
+            "node_id": context.node_id,
+            "service_id": context.service_id,
+            "name": f"conpaassql-agent-{context.node_id}",
+            "ip": self.settings.bind,
+            "port": self.settings.agent_port,
+            "mysqld_port": self.settings.mysql_port,
+            "state": self.supervisor.state.value,
+            "mysqld": mysqld,
+        }
+
+    async def get_server_state(self, params: Params, ctx: CallContext) -> dict[str, Any]:
+        """The agent's state and its server's (the manager's liveness probe)."""
+        return {"return": await self.state_report()}
+
+    async def start_server(self, params: Params, ctx: CallContext) -> dict[str, Any]:
+        """Start mysqld (and keep it running)."""
+        await self.supervisor.start()
+        return {"return": "OK"}
+
+    async def stop_server(self, params: Params, ctx: CallContext) -> dict[str, Any]:
+        """Stop mysqld; it stays stopped until ``start_server``."""
+        await self.supervisor.stop()
+        return {"return": "OK"}
+
+    async def restart_server(self, params: Params, ctx: CallContext) -> dict[str, Any]:
+        await self.supervisor.restart()
+        return {"return": "OK"}
+
+    async def set_server_configuration(self, params: ConfigurationParams,
+                                       ctx: CallContext) -> dict[str, Any]:
+        """Set one server option in my.cnf and restart mysqld with it."""
+        if params.section.lower() not in SECTIONS:
+            raise InvalidArgumentError("section", detail=f"one of {sorted(SECTIONS)}")
+        name = normalise_option(params.id_param)
+        if name in PROTECTED_OPTIONS:
+            raise InvalidArgumentError("id_param", detail=f"{name} is managed by the agent")
+        value = validate_option_value(params.value)
+        before = self.settings.overrides()
+
+        def apply() -> None:
+            self.settings.save_overrides({**before, name: value})
+
+        def revert() -> None:
+            self.settings.save_overrides(before)
+
+        await self.supervisor.reconfigure(apply, revert)
+        return {"return": "OK"}
+
+    async def get_server_performance(self, params: Params, ctx: CallContext) -> dict[str, Any]:
+        """Figures read from the server: rates over the last seconds and gauges."""
+        if self.supervisor.state is not AgentState.RUNNING:
+            return {"state": self.supervisor.state.value, "queries_per_second": 0.0}
+        await self._sample()
+        latest = self.sampler.latest()
+        rates = self.sampler.rates()
+        return {
+            "state": self.supervisor.state.value,
+            **rates,
+            "connections": latest.get("Threads_connected", 0),
+            "threads_running": latest.get("Threads_running", 0),
+            "uptime": latest.get("Uptime", 0),
+            "questions": latest.get("Questions", 0),
+            "slow_queries": latest.get("Slow_queries", 0),
+            "total_connections": latest.get("Connections", 0),
+        }
+
+    async def _sample(self) -> None:
+        try:
+            status = await read_status(self.supervisor.info)
+        except ConpaasSQLError as exc:
+            log.debug("status sample failed: %s", exc)
+            return
+        self.sampler.add(time.monotonic(), status)
+
+    async def sample_forever(self) -> None:
+        """Keep a recent history of the server's counters for the rates."""
+        while True:
+            if self.supervisor.state is AgentState.RUNNING:
+                await self._sample()
+                if self.version is None:
+                    with contextlib.suppress(ConpaasSQLError):
+                        found = await read_variables(self.supervisor.info, ["version"])
+                        self.version = found.get("version")
+            await asyncio.sleep(SAMPLE_INTERVAL)

@@ -1,0 +1,121 @@
+"""The agent's settings: from its context (as a VM gets it) and an INI file.
+
+The context names the manager, the node and its secrets; the optional INI file
+(seed format: ``[MySQL_root_connection]``, ``[MySQL_configuration]``, ``[agent]``)
+may set where data lives and which ports to use.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conpaassql.cloud.context import NodeContext
+from conpaassql.config import IniFile
+from conpaassql.errors import ConfigError
+from conpaassql.mysql.config import ServerSettings
+from conpaassql.mysql.connection import ConnectInfo
+from conpaassql.mysql.paths import ServerPaths
+
+DEFAULT_DATA_DIR = "/var/lib/conpaassql"
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    context: NodeContext
+    data_dir: Path
+    bind: str
+    agent_port: int
+    mysql_port: int
+    template_dir: Path | None
+    mysql_options: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def node_id(self) -> int:
+        return self.context.node_id
+
+    @property
+    def paths(self) -> ServerPaths:
+        return ServerPaths(self.data_dir / "mysql")
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "agent.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "agent.log"
+
+    @property
+    def overrides_file(self) -> Path:
+        return self.data_dir / "mysql" / "overrides.json"
+
+    def connect_info(self) -> ConnectInfo:
+        return ConnectInfo(socket=self.paths.socket, user="root",
+                           password=self.context.root_password)
+
+    def server_settings(self) -> ServerSettings:
+        options = {**self.mysql_options, **self.overrides()}
+        return ServerSettings(
+            bind_address=self.bind,
+            port=self.mysql_port,
+            server_id=self.node_id,
+            run_as="root" if os.geteuid() == 0 else None,
+            options=options,
+        )
+
+    def overrides(self) -> dict[str, str]:
+        """Options set through ``set_server_configuration``, kept across restarts."""
+        try:
+            data = json.loads(self.overrides_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except ValueError:
+            raise ConfigError(str(self.overrides_file), detail="not valid JSON") from None
+        return {str(k): str(v) for k, v in data.items()}
+
+    def save_overrides(self, options: dict[str, str]) -> None:
+        temporary = self.overrides_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(options, indent=1), encoding="utf-8")
+        os.replace(temporary, self.overrides_file)
+
+    @classmethod
+    def load(cls, context_file: Path | None, config_file: Path | None) -> AgentSettings:
+        ini = IniFile.read(config_file) if config_file else IniFile.from_text("")
+        agent = ini.section("agent")
+        mysql = ini.section("MySQL_configuration")
+        path = context_file or _path_or_none(agent.get("context_file"))
+        if path is None:
+            raise ConfigError("agent", detail="no context: give --context FILE or "
+                              "[agent] context_file")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(str(path), detail=exc.strerror or str(exc)) from None
+        context = NodeContext.parse(text, str(path))
+        data_dir = Path(agent.get("data_dir") or context.data_dir or DEFAULT_DATA_DIR)
+        template = agent.get("template_dir") or context.template_dir
+        return cls(
+            context=context,
+            data_dir=data_dir,
+            bind=agent.get("bind") or context.ip or _own_address(),
+            agent_port=agent.integer("port", context.agent_port, 1, 65535),
+            mysql_port=mysql.integer("port", context.mysql_port, 1, 65535),
+            template_dir=Path(template) if template else None,
+            mysql_options=dict(context.mysql_options),
+        )
+
+
+def _path_or_none(text: str | None) -> Path | None:
+    return Path(text) if text else None
+
+
+def _own_address() -> str:
+    """This machine's address by its host name (a VM with no IP in its context)."""
+    try:
+        return socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "0.0.0.0"

@@ -1,0 +1,1 @@
+"""conpaassql-client: the seed-compatible command-line client of the manager."""

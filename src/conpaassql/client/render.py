@@ -1,0 +1,211 @@
+"""How the client shows a result: JSON, the raw log, or readable tables.
+
+JSON keeps the manager's key order. ``tables_for`` picks the tables of a method
+from whatever shape its result has; ``None`` means "no table fits, show JSON".
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeGuard
+
+from rich.table import Table
+from rich.text import Text
+
+NODE_COLUMNS = ("id", "name", "ip", "state", "role")
+MAX_DEPTH = 4
+
+Record = Mapping[str, Any]
+
+
+def format_json(result: Any) -> str:
+    """The result as pretty JSON, in the order the manager sent it."""
+    return json.dumps(result, indent=2, ensure_ascii=False)
+
+
+def log_text(result: Any) -> str | None:
+    """The log text of a ``getLog`` result (``{"log": text}`` or a bare string)."""
+    if isinstance(result, str):
+        return result
+    if isinstance(result, Mapping) and isinstance(result.get("log"), str):
+        text: str = result["log"]
+        return text
+    return None
+
+
+def cell(value: Any) -> str:
+    """One value as table text: scalars as is, containers as compact JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, str | int):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+
+def text(value: Any) -> Text:
+    """A cell, taken literally (a server's ``[red]`` is not rich markup)."""
+    return Text(value if isinstance(value, str) else cell(value))
+
+
+def _is_records(value: Any) -> TypeGuard[list[Record]]:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(isinstance(item, Mapping) for item in value)
+    )
+
+
+def key_value_table(title: str, data: Record) -> Table:
+    table = Table(title=text(title))
+    table.add_column("key", style="bold")
+    table.add_column("value")
+    for key, value in data.items():
+        table.add_row(text(str(key)), text(value))
+    return table
+
+
+def records_table(title: str, records: Sequence[Record],
+                  columns: Sequence[str] | None = None) -> Table:
+    """A table of records; the columns default to every key, in order of appearance."""
+    if columns is None:
+        seen: dict[str, None] = {}
+        for record in records:
+            seen.update(dict.fromkeys(str(key) for key in record))
+        columns = list(seen)
+    table = Table(title=text(title))
+    for column in columns:
+        table.add_column(text(column))
+    for record in records:
+        table.add_row(*(text(record.get(column)) for column in columns))
+    return table
+
+
+def nodes_tables(result: Any) -> list[Table] | None:
+    """``list_nodes``: the node details if present, else the ids of every list."""
+    if not isinstance(result, Mapping):
+        return None
+    details = result.get("nodes")
+    if _is_records(details):
+        return [records_table("nodes", details, NODE_COLUMNS)]
+    groups = {str(key): value for key, value in result.items() if isinstance(value, list)}
+    if not groups:
+        return None
+    if any(_is_records(items) for items in groups.values()):
+        rows = [
+            {"list": key, **(item if isinstance(item, Mapping) else {"id": item})}
+            for key, items in groups.items()
+            for item in items
+        ]
+        columns = ("list", *NODE_COLUMNS) if len(groups) > 1 else NODE_COLUMNS
+        return [records_table("nodes", rows, columns)]
+    table = Table(title="nodes")
+    table.add_column("id", justify="right")
+    if len(groups) > 1:
+        table.add_column("list")
+    for key, items in groups.items():
+        for item in items:
+            table.add_row(text(item), *([text(key)] if len(groups) > 1 else []))
+    return [table]
+
+
+def node_tables(result: Any) -> list[Table] | None:
+    """``get_node_info``: key/value rows of the node (``{"serviceNode": {...}}``)."""
+    if not isinstance(result, Mapping):
+        return None
+    node: Record = result
+    if len(result) == 1:
+        only = next(iter(result.values()))
+        if isinstance(only, Mapping):
+            node = only
+    return [key_value_table("node", node)]
+
+
+def service_tables(result: Any) -> list[Table] | None:
+    """``get_service_info``: key/value rows, then a table per list of records
+    (the state transitions, the nodes...)."""
+    if not isinstance(result, Mapping):
+        return None
+    scalars = {key: value for key, value in result.items() if not _is_records(value)}
+    tables = [key_value_table("service", scalars)]
+    for key, value in result.items():
+        if _is_records(value):
+            columns = NODE_COLUMNS if key == "nodes" else None
+            tables.append(records_table(str(key), value, columns))
+    return tables
+
+
+def figures(data: Record, prefix: str = "", depth: int = 0) -> dict[str, int | float]:
+    """The numeric values of ``data``, nested mappings flattened to ``a.b`` names."""
+    found: dict[str, int | float] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int | float):
+            found[name] = value
+        elif isinstance(value, Mapping) and depth < MAX_DEPTH:
+            found.update(figures(value, f"{name}.", depth + 1))
+    return found
+
+
+def _per_node(result: Record) -> list[tuple[str, dict[str, int | float]]]:
+    """The per-node figures of a performance result, as (node id, figures)."""
+    nodes = result.get("nodes")
+    if _is_records(nodes):
+        return [
+            (cell(record.get("id", index)),
+             {k: v for k, v in figures(record).items() if k != "id"})
+            for index, record in enumerate(nodes, start=1)
+        ]
+    source = nodes if isinstance(nodes, Mapping) else result
+    return [
+        (str(key), figures(value))
+        for key, value in source.items()
+        if isinstance(value, Mapping) and figures(value)
+    ]
+
+
+def performance_tables(result: Any) -> list[Table] | None:
+    """``get_service_performance``: service-wide figures, then one row per node."""
+    if not isinstance(result, Mapping):
+        return None
+    tables: list[Table] = []
+    overall = {
+        key: value for key, value in result.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+    if overall:
+        tables.append(key_value_table("service", overall))
+    rows = _per_node(result)
+    if rows:
+        columns: dict[str, None] = {}
+        for _, found in rows:
+            columns.update(dict.fromkeys(found))
+        table = Table(title="nodes")
+        table.add_column("node")
+        for column in columns:
+            table.add_column(text(column), justify="right")
+        for node, found in rows:
+            table.add_row(text(node), *(text(found.get(column)) for column in columns))
+        tables.append(table)
+    return tables or None
+
+
+TABLES: dict[str, Callable[[Any], list[Table] | None]] = {
+    "list_nodes": nodes_tables,
+    "get_node_info": node_tables,
+    "get_service_info": service_tables,
+    "get_service_performance": performance_tables,
+}
+"""The table renderer of each manager method; the others are shown as JSON."""
+
+
+def tables_for(method: str, result: Any) -> list[Table] | None:
+    """The tables showing ``result`` of ``method``, or ``None`` to show JSON."""
+    renderer = TABLES.get(method)
+    return renderer(result) if renderer is not None else None

@@ -1,0 +1,98 @@
+"""A node's context: what a new node is told at boot to become an agent.
+
+Every driver delivers the same text: ``KEY='value'`` lines that a shell can
+source, as OpenNebula's ``context.sh`` is sourced (the local driver writes it to
+a file; a VM receives it in its CONTEXT or user data). It carries secrets, so
+whoever stores it keeps it private (mode 0600).
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field, fields
+
+from conpaassql.errors import ConfigError
+
+PREFIX = "CONPAASSQL_"
+
+
+@dataclass(frozen=True)
+class NodeContext:
+    manager_url: str
+    service_id: str
+    node_id: int
+    secret: str
+    root_password: str
+    ip: str | None = None  # known up front on the local cloud; a VM reads its NIC
+    agent_port: int = 60000
+    mysql_port: int = 3306
+    heartbeat_interval: float = 5.0
+    data_dir: str | None = None  # where the agent keeps the node's data
+    template_dir: str | None = None  # a pre-initialised datadir to copy on first boot
+    mysql_options: dict[str, str] = field(default_factory=dict)
+
+    def render(self) -> str:
+        """The context as shell-sourceable ``KEY='value'`` lines."""
+        lines = []
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if value is None:
+                continue
+            if isinstance(value, dict):
+                value = ",".join(f"{k}={v}" for k, v in value.items())
+            lines.append(f"{PREFIX}{item.name.upper()}={shlex.quote(str(value))}")
+        return "\n".join(lines) + "\n"
+
+    @classmethod
+    def parse(cls, text: str, origin: str = "context") -> NodeContext:
+        """Read the context back; unknown keys (a cloud's own) are ignored."""
+        values: dict[str, str] = {}
+        for number, line in enumerate(text.splitlines(), start=1):
+            stripped = line.strip()
+            if not stripped or stripped.startswith("#"):
+                continue
+            key, sep, raw = stripped.partition("=")
+            if not sep:
+                raise ConfigError(f"{origin} line {number}", detail="not KEY=value")
+            try:
+                words = shlex.split(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{origin} line {number}", detail=str(exc)) from None
+            values[key.strip()] = words[0] if words else ""
+        return cls.from_mapping(values, origin)
+
+    @classmethod
+    def from_mapping(cls, values: dict[str, str], origin: str) -> NodeContext:
+        kwargs: dict[str, object] = {}
+        for item in fields(cls):
+            key = PREFIX + item.name.upper()
+            if key not in values:
+                continue
+            raw = values[key]
+            try:
+                if item.name in ("node_id", "agent_port", "mysql_port"):
+                    kwargs[item.name] = int(raw)
+                elif item.name == "heartbeat_interval":
+                    kwargs[item.name] = float(raw)
+                elif item.name == "mysql_options":
+                    kwargs[item.name] = _parse_options(raw)
+                else:
+                    kwargs[item.name] = raw
+            except ValueError:
+                raise ConfigError(f"{origin} {key}", detail=f"bad value {raw!r}") from None
+        for required in ("manager_url", "service_id", "node_id", "secret", "root_password"):
+            if required not in kwargs:
+                raise ConfigError(f"{origin} {PREFIX}{required.upper()}", detail="missing")
+        return cls(**kwargs)  # type: ignore[arg-type]
+
+
+def _parse_options(raw: str) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(item)
+        options[key.strip()] = value.strip()
+    return options

@@ -1,0 +1,225 @@
+"""The local cloud: a node is an agent process (and its mariadbd) on this machine.
+
+Each node has a directory of its own under ``<state dir>/nodes`` and a loopback
+address of its own from a configured range, so that, as on a VM, mysqld listens
+on port 3306 and the agent on 60000 of the node's address. The agent is started
+detached (its own session, re-parented to init): nodes outlive the manager.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from conpaassql.cloud.base import CloudDriver, CloudNode, CloudNodeState, NodeRequest
+from conpaassql.config import LocalCloudConfig
+from conpaassql.errors import CloudError, ConfigError
+
+log = logging.getLogger(__name__)
+
+NODE_FILE = "node.json"
+CONTEXT_FILE = "context"
+AGENT_PID_FILE = "agent.pid"
+MYSQLD_PID_FILE = "mysql/run/mysqld.pid"
+SOCKET_SUFFIX = "mysql/run/mysqld.sock"
+MAX_SOCKET_PATH = 107
+
+
+def pid_alive(pid: int) -> bool:
+    """True if ``pid`` runs and is not a zombie (a zombie child is reaped)."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            stat = handle.read()
+    except OSError:
+        return False
+    state = stat.rpartition(")")[2].split()[0:1]
+    return state != ["Z"]
+
+
+def read_pid(path: Path) -> int | None:
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+class LocalDriver(CloudDriver):
+    """Nodes as detached process groups on loopback addresses."""
+
+    STATE_MAP = {"running": CloudNodeState.RUNNING, "stopped": CloudNodeState.STOPPED}
+
+    def __init__(self, state_dir: Path, config: LocalCloudConfig,
+                 cloud_name: str = "local", agent_command: list[str] | None = None) -> None:
+        super().__init__(cloud_name)
+        self.root = state_dir / "nodes"
+        self.config = config
+        self.template_dir = (config.template_cache or state_dir / "cache") / "datadir-template"
+        self.agent_command = agent_command or [sys.executable, "-m", "conpaassql", "agent"]
+        self._lock = asyncio.Lock()
+        longest = self.root / "n999999" / SOCKET_SUFFIX
+        if len(str(longest.absolute())) > MAX_SOCKET_PATH:
+            raise ConfigError(str(state_dir), detail="state directory path too long for the "
+                              "nodes' unix sockets; choose a shorter one")
+
+    async def prepare(self) -> None:
+        """Build the shared pre-initialised datadir in the background."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        if self.template_dir.exists():
+            return
+        self.template_dir.parent.mkdir(parents=True, exist_ok=True)
+        process = await asyncio.create_subprocess_exec(
+            *self.agent_command, "--prepare-template", str(self.template_dir),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await process.communicate()
+        if process.returncode != 0:
+            log.warning("could not prepare the datadir template: %s",
+                        err.decode(errors="replace").strip()[-500:])
+
+    def node_dir(self, ref: str) -> Path:
+        if not (ref.startswith("n") and ref[1:].isdigit()):
+            raise CloudError(f"no local node {ref!r}")
+        return self.root / ref
+
+    async def create_node(self, request: NodeRequest) -> CloudNode:
+        async with self._lock:
+            ref = f"n{request.node_id}"
+            directory = self.node_dir(ref)
+            if directory.exists():
+                raise CloudError(f"local node {ref} exists already")
+            ip = self._free_address()
+            directory.mkdir(parents=True, mode=0o700)
+            context = replace(request.context, ip=ip, data_dir=str(directory),
+                              template_dir=str(self.template_dir),
+                              mysql_options={**self.config.mysql_options,
+                                             **request.context.mysql_options})
+            record = {"node_id": request.node_id, "name": request.name, "ip": ip,
+                      "created_at": time.time()}
+            (directory / NODE_FILE).write_text(json.dumps(record), encoding="utf-8")
+            context_path = directory / CONTEXT_FILE
+            descriptor = os.open(context_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                handle.write(context.render())
+            self._spawn_agent(directory, context_path)
+        log.info("local node %s started on %s", ref, ip)
+        return CloudNode(ref, request.node_id, request.name, ip, CloudNodeState.PENDING)
+
+    def _spawn_agent(self, directory: Path, context_path: Path) -> None:
+        output = open(directory / "agent.out", "ab")  # noqa: SIM115 - handed to the child
+        try:
+            # setsid --fork: the agent leads its own session and is re-parented to
+            # init at once, so it neither dies with the manager nor leaves a zombie.
+            launcher = shutil.which("setsid") or "/usr/bin/setsid"
+            completed = subprocess.run(
+                [launcher, "--fork", *self.agent_command, "--context", str(context_path)],
+                stdin=subprocess.DEVNULL, stdout=output, stderr=output,
+                cwd=directory, check=False, timeout=30,
+            )
+        finally:
+            output.close()
+        if completed.returncode != 0:
+            raise CloudError(f"could not start the agent of {directory.name}")
+
+    def _free_address(self) -> str:
+        used = {record.get("ip") for record in self._records().values()}
+        address = self.config.first_address
+        while address <= self.config.last_address:
+            text = str(address)
+            if text not in used and _ports_free(text):
+                return text
+            address = ipaddress.IPv4Address(int(address) + 1)
+        raise CloudError("no free loopback address left in LOCAL_ADDRESS_RANGE")
+
+    def _records(self) -> dict[str, dict[str, object]]:
+        records: dict[str, dict[str, object]] = {}
+        if not self.root.exists():
+            return records
+        for directory in self.root.iterdir():
+            try:
+                records[directory.name] = json.loads(
+                    (directory / NODE_FILE).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                records[directory.name] = {}
+        return records
+
+    async def list_nodes(self) -> list[CloudNode]:
+        nodes = []
+        for ref, record in self._records().items():
+            pid = read_pid(self.root / ref / AGENT_PID_FILE)
+            running = pid is not None and pid_alive(pid)
+            node_id = record.get("node_id")
+            nodes.append(CloudNode(
+                ref=ref,
+                node_id=node_id if isinstance(node_id, int) else None,
+                name=str(record.get("name", ref)),
+                ip=str(record["ip"]) if record.get("ip") else None,
+                state=self.map_state("running" if running else "stopped"),
+                extra={"agent_pid": pid},
+            ))
+        return nodes
+
+    async def destroy_node(self, ref: str) -> None:
+        directory = self.node_dir(ref)
+        if not directory.exists():
+            return
+        await asyncio.to_thread(_stop_processes, directory)
+        await asyncio.to_thread(shutil.rmtree, directory, True)
+        log.info("local node %s destroyed", ref)
+
+    def describe(self) -> dict[str, object]:
+        return {**super().describe(), "address_range":
+                f"{self.config.first_address}-{self.config.last_address}"}
+
+
+def _ports_free(ip: str) -> bool:
+    for port in (3306, 60000):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((ip, port))
+            except OSError:
+                return False
+    return True
+
+
+def _stop_processes(directory: Path, grace: float = 15.0) -> None:
+    """Stop a node's agent (its whole process group) and its mariadbd."""
+    pids = [pid for pid in (read_pid(directory / AGENT_PID_FILE),
+                            read_pid(directory / MYSQLD_PID_FILE)) if pid]
+    groups = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            groups.add(os.getpgid(pid))
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(pid_alive(pid) for pid in pids):
+        time.sleep(0.05)
+    for group in groups:
+        if group > 1 and group != os.getpgrp():
+            with contextlib.suppress(OSError):
+                os.killpg(group, signal.SIGKILL)
+    for pid in pids:
+        if pid_alive(pid):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)

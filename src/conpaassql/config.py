@@ -1,0 +1,242 @@
+"""Configuration files in the seed's INI format, read into typed objects.
+
+Keys are case-insensitive (``OPENNEBULA_URL`` and ``opennebula_url`` alike).
+``$NAME`` and ``${NAME}`` in a value are filled from the environment or from
+another key of the same section; in strict sections an unknown reference is an
+error naming the file, section and key. Sections that are templates for the
+cloud (``[onevm_agent_template]``) keep unknown references for the cloud to fill.
+"""
+
+from __future__ import annotations
+
+import configparser
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conpaassql.errors import ConfigError
+
+_REFERENCE = re.compile(r"\$(\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+TEMPLATE_SECTIONS = frozenset({"onevm_agent_template"})
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+FIRST_LOCAL_ADDRESS = ipaddress.IPv4Address("127.0.0.10")
+LAST_LOCAL_ADDRESS = ipaddress.IPv4Address("127.0.0.250")
+
+
+def expand(value: str, lookup: Mapping[str, str], *, strict: bool, where: str) -> str:
+    """Fill ``$NAME`` references in ``value`` from ``lookup``."""
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(2) or match.group(3)
+        if name in lookup:
+            return lookup[name]
+        if strict:
+            raise ConfigError(where, detail=f"${name} is not set in the environment")
+        return match.group(0)
+
+    return _REFERENCE.sub(fill, value)
+
+
+class IniFile:
+    """A parsed INI file whose values have their references filled."""
+
+    def __init__(self, sections: dict[str, dict[str, str]], path: str) -> None:
+        self.sections = sections
+        self.path = path
+
+    @classmethod
+    def read(cls, path: str | Path, env: Mapping[str, str] | None = None) -> IniFile:
+        env = os.environ if env is None else env
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        parser.optionxform = str.upper  # type: ignore[assignment,method-assign]
+        try:
+            with open(path, encoding="utf-8") as handle:
+                parser.read_file(handle)
+        except OSError as exc:
+            raise ConfigError(str(path), detail=exc.strerror or str(exc)) from None
+        except (configparser.Error, UnicodeDecodeError) as exc:
+            raise ConfigError(str(path), detail=str(exc).splitlines()[0]) from None
+        return cls.from_parser(parser, str(path), env)
+
+    @classmethod
+    def from_text(cls, text: str, env: Mapping[str, str] | None = None,
+                  name: str = "<text>") -> IniFile:
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        parser.optionxform = str.upper  # type: ignore[assignment,method-assign]
+        try:
+            parser.read_string(text)
+        except configparser.Error as exc:
+            raise ConfigError(name, detail=str(exc).splitlines()[0]) from None
+        return cls.from_parser(parser, name, os.environ if env is None else env)
+
+    @classmethod
+    def from_parser(cls, parser: configparser.ConfigParser, path: str,
+                    env: Mapping[str, str]) -> IniFile:
+        sections: dict[str, dict[str, str]] = {}
+        for section in parser.sections():
+            raw = dict(parser.items(section))
+            lookup = {**env, **raw}
+            strict = section.lower() not in TEMPLATE_SECTIONS
+            sections[section.lower()] = {
+                key: expand(value, lookup, strict=strict, where=f"{path} [{section}] {key}")
+                for key, value in raw.items()
+            }
+        return cls(sections, path)
+
+    def section(self, name: str) -> Section:
+        return Section(self, name.lower(), self.sections.get(name.lower(), {}))
+
+
+@dataclass
+class Section:
+    ini: IniFile
+    name: str
+    values: dict[str, str]
+
+    def where(self, key: str) -> str:
+        return f"{self.ini.path} [{self.name}] {key.upper()}"
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        value = self.values.get(key.upper())
+        if value is None or value.strip() == "":
+            return default
+        return value.strip()
+
+    def require(self, key: str) -> str:
+        value = self.get(key)
+        if value is None:
+            raise ConfigError(self.where(key), detail="missing")
+        return value
+
+    def integer(self, key: str, default: int, minimum: int = 0,
+                maximum: int = 2**31 - 1) -> int:
+        text = self.get(key)
+        if text is None:
+            return default
+        try:
+            value = int(text)
+        except ValueError:
+            raise ConfigError(self.where(key), detail=f"{text!r} is not an integer") from None
+        if not minimum <= value <= maximum:
+            raise ConfigError(self.where(key), detail=f"must be between {minimum} and {maximum}")
+        return value
+
+    def number(self, key: str, default: float, minimum: float = 0.0) -> float:
+        text = self.get(key)
+        if text is None:
+            return default
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigError(self.where(key), detail=f"{text!r} is not a number") from None
+        if value < minimum:
+            raise ConfigError(self.where(key), detail=f"must be at least {minimum}")
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        text = self.get(key)
+        if text is None:
+            return default
+        if text.lower() in TRUE_WORDS:
+            return True
+        if text.lower() in FALSE_WORDS:
+            return False
+        raise ConfigError(self.where(key), detail=f"{text!r} is not true or false")
+
+
+def parse_address_range(text: str, where: str) -> tuple[ipaddress.IPv4Address,
+                                                        ipaddress.IPv4Address]:
+    """``127.0.0.10-127.0.0.250`` -> (first, last); loopback addresses only."""
+    try:
+        first_text, _, last_text = text.partition("-")
+        first = ipaddress.IPv4Address(first_text.strip())
+        last = ipaddress.IPv4Address((last_text or first_text).strip())
+    except ValueError as exc:
+        raise ConfigError(where, detail=str(exc)) from None
+    if last < first:
+        raise ConfigError(where, detail="the range ends before it starts")
+    if not (first.is_loopback and last.is_loopback):
+        raise ConfigError(where, detail="the local cloud uses loopback addresses (127.x.y.z)")
+    return first, last
+
+
+@dataclass(frozen=True)
+class LocalCloudConfig:
+    """[iaas] for DRIVER=LOCAL: nodes as processes on this machine."""
+
+    first_address: ipaddress.IPv4Address = FIRST_LOCAL_ADDRESS
+    last_address: ipaddress.IPv4Address = LAST_LOCAL_ADDRESS
+    template_cache: Path | None = None  # default: <state dir>/cache
+    mysql_options: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ManagerConfig:
+    path: str | None = None
+    driver: str = "LOCAL"
+    local: LocalCloudConfig = field(default_factory=LocalCloudConfig)
+    find_existing_agents: bool = True
+    probe_interval: float = 1.0
+    probe_timeout: float = 2.0
+    heartbeat_interval: float = 5.0
+    boot_timeout: float = 300.0
+    failure_threshold: int = 3
+    cloud_list_interval: float = 5.0
+    agent_port: int = 60000
+    mysql_port: int = 3306
+    max_nodes: int = 64
+    ini: IniFile | None = None
+
+    @classmethod
+    def load(cls, path: str | Path | None, env: Mapping[str, str] | None = None) -> ManagerConfig:
+        if path is None:
+            return cls()
+        return cls.from_ini(IniFile.read(path, env))
+
+    @classmethod
+    def from_ini(cls, ini: IniFile) -> ManagerConfig:
+        iaas = ini.section("iaas")
+        manager = ini.section("manager")
+        agent = ini.section("agent")
+        driver = (iaas.get("DRIVER", "LOCAL") or "LOCAL").upper()
+        if driver not in {"LOCAL"}:
+            raise ConfigError(iaas.where("DRIVER"),
+                              detail=f"unknown driver {driver!r} (known: LOCAL)")
+        return cls(
+            path=ini.path,
+            driver=driver,
+            local=_local_cloud(iaas),
+            find_existing_agents=manager.boolean("find_existing_agents", True),
+            probe_interval=manager.number("probe_interval", 1.0, 0.05),
+            probe_timeout=manager.number("probe_timeout", 2.0, 0.05),
+            heartbeat_interval=manager.number("heartbeat_interval", 5.0, 0.1),
+            boot_timeout=manager.number("boot_timeout", 300.0, 1.0),
+            failure_threshold=manager.integer("failure_threshold", 3, 1, 100),
+            cloud_list_interval=manager.number("cloud_list_interval", 5.0, 0.1),
+            agent_port=agent.integer("port", 60000, 1, 65535),
+            mysql_port=agent.integer("mysql_port", 3306, 1, 65535),
+            max_nodes=manager.integer("max_nodes", 64, 1, 10000),
+            ini=ini,
+        )
+
+
+def _local_cloud(iaas: Section) -> LocalCloudConfig:
+    first, last = parse_address_range(
+        iaas.get("LOCAL_ADDRESS_RANGE", "127.0.0.10-127.0.0.250") or "",
+        iaas.where("LOCAL_ADDRESS_RANGE"),
+    )
+    cache = iaas.get("LOCAL_TEMPLATE_CACHE")
+    options: dict[str, str] = {}
+    for item in (iaas.get("LOCAL_MYSQL_OPTIONS", "") or "").split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(iaas.where("LOCAL_MYSQL_OPTIONS"),
+                              detail=f"{item.strip()!r} is not option=value")
+        options[key.strip()] = value.strip()
+    return LocalCloudConfig(first, last, Path(cache) if cache else None, options)

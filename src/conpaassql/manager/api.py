@@ -1,0 +1,193 @@
+"""The manager's RPC methods: params, checks, and the seed-era result shapes."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, model_validator
+
+from conpaassql.domain.node import Node
+from conpaassql.domain.states import NodeState
+from conpaassql.errors import ConpaasSQLError, InvalidArgumentError, MissingArgumentError
+from conpaassql.manager import views
+from conpaassql.manager.reconcile import Reconciler
+from conpaassql.manager.service import NodeService
+from conpaassql.rpc.registry import CallContext, Registry
+from conpaassql.rpc.types import NodeId, Params, PositiveInt, Text
+
+SERVICE_TYPE = "conpaas-mysql"
+NODE_ID_ALIASES = AliasChoices("serviceNodeId", "serviceNameId", "serviceName")
+MAX_LOG_BYTES = 1 << 20
+
+
+class AddNodesParams(Params):
+    function: Text | None = None
+    count: PositiveInt | None = None
+    cloud: Text | None = None
+
+    @model_validator(mode="after")
+    def _function_is_agent(self) -> AddNodesParams:
+        if self.function is not None and self.function != "agent":
+            raise InvalidArgumentError("function", detail="only 'agent' is supported")
+        return self
+
+
+class RemoveNodesParams(Params):
+    serviceNodeId: NodeId | None = Field(default=None, validation_alias=NODE_ID_ALIASES)
+    count: PositiveInt | None = None
+
+
+class NodeParams(Params):
+    serviceNodeId: NodeId = Field(validation_alias=NODE_ID_ALIASES)
+
+
+class RegisterParams(Params):
+    state: dict[str, Any]
+
+
+class LogParams(Params):
+    lines: PositiveInt | None = None
+
+
+class ManagerApi:
+    """Binds the manager's use cases to RPC method names."""
+
+    def __init__(self, nodes: NodeService, reconciler: Reconciler, log_file: Path) -> None:
+        self.nodes = nodes
+        self.reconciler = reconciler
+        self.log_file = log_file
+        self.rt = nodes.rt
+
+    def registry(self) -> Registry:
+        registry = Registry()
+        registry.add("add_nodes", "POST", self.add_nodes, AddNodesParams)
+        registry.add("remove_nodes", "POST", self.remove_nodes, RemoveNodesParams)
+        registry.add("list_nodes", "GET", self.list_nodes)
+        registry.add("get_node_info", "GET", self.get_node_info, NodeParams)
+        registry.add("get_service_info", "GET", self.get_service_info)
+        registry.add("get_service_performance", "GET", self.get_service_performance)
+        registry.add("shutdown", "POST", self.shutdown)
+        registry.add("getLog", "GET", self.get_log, LogParams)
+        registry.add("register_node", "POST", self.register_node, RegisterParams,
+                     access="agent")
+        return registry
+
+    async def add_nodes(self, params: AddNodesParams, ctx: CallContext) -> dict[str, Any]:
+        """Add agent nodes; they are PENDING now and provisioned in the background."""
+        if params.function is not None and params.count is not None:
+            raise InvalidArgumentError("count", detail="give either function or count")
+        count = params.count or 1
+        created = await self.nodes.add_nodes(count, params.cloud)
+        shown = [views.node_summary(node) for node in created]
+        return {"serviceNode": shown[0] if len(shown) == 1 else shown, "nodes": shown}
+
+    async def remove_nodes(self, params: RemoveNodesParams, ctx: CallContext) -> dict[str, Any]:
+        """Remove a node by id, or ``count`` nodes (newest first, the master last)."""
+        if params.serviceNodeId is None and params.count is None:
+            raise MissingArgumentError("serviceNodeId")
+        if params.serviceNodeId is not None and params.count is not None:
+            raise InvalidArgumentError("count", detail="give either serviceNodeId or count")
+        if params.serviceNodeId is not None:
+            removed = [self.nodes.remove_node(params.serviceNodeId)]
+        else:
+            removed = self.nodes.remove_count(params.count or 0)
+        return {"result": "OK", "removed": [node.id for node in removed]}
+
+    async def list_nodes(self, params: Params, ctx: CallContext) -> dict[str, Any]:
+        """The ids of the service's nodes (and a short record of each)."""
+        nodes = self.nodes.live_nodes()
+        return {
+            "serviceNode": [node.id for node in nodes],
+            "nodes": [views.node_summary(node) for node in nodes],
+        }
+
+    async def get_node_info(self, params: NodeParams, ctx: CallContext) -> dict[str, Any]:
+        """One node; ``isRunningMySQL`` is asked of its agent now."""
+        node = self.nodes.node(params.serviceNodeId)
+        report = await self._live_report(node)
+        if report is not None:
+            await self.reconciler.on_report(node, report)
+            node = self.nodes.node(node.id)
+        answering = bool(report and report.get("mysqld", {}).get("answering"))
+        info = views.node_details(node, report, answering)
+        info["history"] = [entry.as_dict() for entry in
+                           self.rt.store.history(limit=20, node_id=node.id)]
+        return {"serviceNode": info}
+
+    async def _live_report(self, node: Node) -> dict[str, Any] | None:
+        if not node.state.is_live or node.ip is None:
+            return None
+        try:
+            return await self.rt.agents.server_state(node, self.rt.config.probe_timeout)
+        except ConpaasSQLError:
+            return None
+
+    async def get_service_info(self, params: Params, ctx: CallContext) -> dict[str, Any]:
+        """State, type, master, node counts, and the latest transitions."""
+        state, since = self.rt.store.service_state()
+        nodes = self.nodes.live_nodes()
+        master = self.nodes.master()
+        return {
+            "state": state.value,
+            "type": SERVICE_TYPE,
+            "service_id": self.rt.store.service_id,
+            "state_since": since,
+            "master": None if master is None else {
+                "id": master.id, "ip": master.ip, "port": master.mysql_port,
+                "state": master.state.value},
+            "nodes": len(nodes),
+            "nodes_by_state": views.count_states(nodes),
+            "cloud": self.rt.driver.describe(),
+            "last_cycle": self.reconciler.last_result,
+            "transitions": [entry.as_dict() for entry in self.rt.store.history(limit=30)],
+        }
+
+    async def get_service_performance(self, params: Params,
+                                      ctx: CallContext) -> dict[str, Any]:
+        """Figures read now from every running node's server."""
+        running = [n for n in self.nodes.live_nodes() if n.state is NodeState.RUNNING]
+        answers = await asyncio.gather(
+            *(self.rt.agents.call(node, "get_server_performance", verb="GET",
+                                  timeout=self.rt.config.probe_timeout) for node in running),
+            return_exceptions=True,
+        )
+        per_node = []
+        unreachable = []
+        for node, answer in zip(running, answers, strict=True):
+            if isinstance(answer, dict):
+                per_node.append(views.performance_of(node, answer))
+            else:
+                unreachable.append(node.id)
+        return {"nodes": per_node, "total": views.totals(per_node), "unreachable": unreachable}
+
+    async def shutdown(self, params: Params, ctx: CallContext) -> dict[str, Any]:
+        """Destroy every node: EPILOGUE now, STOPPED when they are gone."""
+        return {"state": self.nodes.shutdown().value}
+
+    async def get_log(self, params: LogParams, ctx: CallContext) -> dict[str, Any]:
+        """The manager's log (the last ``lines`` lines if given)."""
+        text = await asyncio.to_thread(_tail, self.log_file, params.lines)
+        return {"log": text}
+
+    async def register_node(self, params: RegisterParams, ctx: CallContext) -> dict[str, Any]:
+        """Registration and heartbeat of an agent (agents only)."""
+        node = self.nodes.register(params.state)
+        await self.reconciler.on_report(node, params.state)
+        return {"result": "OK"}
+
+
+def _tail(path: Path, lines: int | None) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, 2)
+            size = handle.tell()
+            handle.seek(max(0, size - MAX_LOG_BYTES))
+            data = handle.read()
+    except FileNotFoundError:
+        return ""
+    text = data.decode("utf-8", errors="replace")
+    if lines is not None:
+        text = "\n".join(text.splitlines()[-lines:])
+    return text

@@ -1,0 +1,51 @@
+"""The service's generated secrets, kept in the state directory (mode 0600).
+
+``agent_secret`` is the credential manager and agents show each other;
+``root_password`` is MySQL's root password on every node. Both are generated
+at first start with ``secrets`` and never logged.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def load_or_create(path: Path, nbytes: int = 24) -> str:
+    """Read the secret at ``path``, creating it (mode 0600) if absent."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path.parent, 0o700)
+    try:
+        value = path.read_text(encoding="ascii").strip()
+        if value:
+            return value
+    except FileNotFoundError:
+        pass
+    value = secrets.token_urlsafe(nbytes)
+    temporary = path.with_suffix(".tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="ascii") as handle:
+        handle.write(value + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    return value
+
+
+@dataclass(frozen=True)
+class ServiceSecrets:
+    agent_secret: str
+    root_password: str
+
+    @classmethod
+    def load(cls, state_dir: Path) -> ServiceSecrets:
+        directory = state_dir / "secrets"
+        return cls(
+            agent_secret=load_or_create(directory / "agent_secret"),
+            root_password=load_or_create(directory / "root_password"),
+        )
+
+    def __repr__(self) -> str:
+        return "ServiceSecrets(<hidden>)"

@@ -1,0 +1,251 @@
+"""The service's node lifecycle: add, remove, register, shut down.
+
+Requests are answered at once; provisioning and destruction go on in background
+tasks that the reconcile loop also resumes after a manager restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from conpaassql.cloud.base import CloudDriver, NodeRequest
+from conpaassql.cloud.context import NodeContext
+from conpaassql.config import ManagerConfig
+from conpaassql.domain.node import Node
+from conpaassql.domain.states import NodeState, Role, ServiceState, derive_service_state
+from conpaassql.errors import (
+    CloudError,
+    ConpaasSQLError,
+    ForbiddenError,
+    InvalidArgumentError,
+    NotFoundError,
+    WrongStateError,
+)
+from conpaassql.manager.agents import AgentLink
+from conpaassql.manager.credentials import ServiceSecrets
+from conpaassql.manager.store import Store
+
+log = logging.getLogger(__name__)
+
+NODE_NAME_PREFIX = "conpaassql-agent"
+ADD_STATES = frozenset({ServiceState.INIT, ServiceState.PROLOGUE, ServiceState.RUNNING,
+                        ServiceState.ADAPTING, ServiceState.STOPPED, ServiceState.ERROR})
+
+
+@dataclass
+class Runtime:
+    """The manager's collaborators, wired once in ``manager.app``."""
+
+    config: ManagerConfig
+    store: Store
+    driver: CloudDriver
+    agents: AgentLink
+    secrets: ServiceSecrets
+    manager_url: str
+
+
+class NodeService:
+    """Use cases over the service's nodes."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._destroying: set[int] = set()
+
+    # -- helpers ----------------------------------------------------------
+
+    def spawn(self, work: Coroutine[Any, Any, Any], what: str) -> None:
+        task = asyncio.create_task(work, name=what)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed: %s", task.get_name(), task.exception())
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def live_nodes(self) -> list[Node]:
+        return [node for node in self.rt.store.nodes() if node.state.is_live]
+
+    def node(self, node_id: int) -> Node:
+        node = self.rt.store.get_node(node_id)
+        if node is None:
+            raise NotFoundError("serviceNodeId", detail=f"no node {node_id} in this service")
+        return node
+
+    def refresh_service_state(self, reason: str) -> None:
+        current, _ = self.rt.store.service_state()
+        states = [node.state for node in self.rt.store.nodes()]
+        target = derive_service_state(current, states)
+        if target is not current:
+            self.rt.store.set_service_state(target, reason)
+
+    def master(self) -> Node | None:
+        for node in self.live_nodes():
+            if node.role is Role.MASTER:
+                return node
+        return None
+
+    # -- add --------------------------------------------------------------
+
+    async def add_nodes(self, count: int, cloud: str | None = None) -> list[Node]:
+        state, _ = self.rt.store.service_state()
+        if state not in ADD_STATES:
+            raise WrongStateError(detail=f"cannot add nodes while the service is {state}")
+        if cloud is not None and cloud != self.rt.driver.cloud_name:
+            raise InvalidArgumentError("cloud", detail=f"no cloud named {cloud!r} "
+                                       f"(known: {self.rt.driver.cloud_name})")
+        live = len(self.live_nodes())
+        if live + count > self.rt.config.max_nodes:
+            raise InvalidArgumentError("count", detail=f"the service may have at most "
+                                       f"{self.rt.config.max_nodes} nodes ({live} now)")
+        if state is ServiceState.STOPPED:
+            self.rt.store.set_service_state(ServiceState.INIT, "nodes added after shutdown")
+        created = []
+        for _ in range(count):
+            created.append(await self._create_one())
+        self.refresh_service_state(f"{count} node(s) added")
+        return created
+
+    async def _create_one(self) -> Node:
+        role = Role.NONE if self.master() else Role.MASTER
+        node = self.rt.store.new_node(NODE_NAME_PREFIX, self.rt.driver.cloud_name,
+                                      self.rt.config.agent_port, self.rt.config.mysql_port,
+                                      role)
+        context = NodeContext(
+            manager_url=self.rt.manager_url,
+            service_id=self.rt.store.service_id,
+            node_id=node.id,
+            secret=self.rt.secrets.agent_secret,
+            root_password=self.rt.secrets.root_password,
+            agent_port=node.agent_port,
+            mysql_port=node.mysql_port,
+            heartbeat_interval=self.rt.config.heartbeat_interval,
+        )
+        try:
+            made = await self.rt.driver.create_node(NodeRequest(node.id, node.name, context))
+        except ConpaasSQLError as exc:
+            self.rt.store.move_node(node.id, NodeState.TERMINATED, f"cloud refused: {exc}")
+            raise CloudError(str(exc)) from None
+        return self.rt.store.update_node(node.id, ip=made.ip, cloud_ref=made.ref)
+
+    # -- remove -----------------------------------------------------------
+
+    def remove_node(self, node_id: int, reason: str = "removed on request") -> Node:
+        node = self.node(node_id)
+        if not node.state.is_live:
+            raise WrongStateError(detail=f"node {node_id} is {node.state} already")
+        return self._start_removal(node, reason)
+
+    def remove_count(self, count: int) -> list[Node]:
+        live = self.live_nodes()
+        if count > len(live):
+            raise InvalidArgumentError("count", detail=f"the service has {len(live)} nodes")
+        # Newest first, the master last.
+        ordered = sorted(live, key=lambda n: (n.role is Role.MASTER, -n.id))
+        return [self._start_removal(node, "removed on request") for node in ordered[:count]]
+
+    def _start_removal(self, node: Node, reason: str) -> Node:
+        node = self.rt.store.move_node(node.id, NodeState.TERMINATING, reason)
+        if node.role is Role.MASTER:
+            node = self.rt.store.update_node(node.id, role=Role.NONE)
+            self._elect_master()
+        self.ensure_destroying(node)
+        self.refresh_service_state(f"node {node.id} {reason}")
+        return node
+
+    def _elect_master(self) -> None:
+        """Give the master role to the oldest running node (no replication yet)."""
+        if self.master() is not None:
+            return
+        candidates = [n for n in self.live_nodes() if n.state is NodeState.RUNNING] \
+            or self.live_nodes()
+        if candidates:
+            chosen = min(candidates, key=lambda n: n.id)
+            self.rt.store.update_node(chosen.id, role=Role.MASTER)
+            self.rt.store.record_event(f"node {chosen.id} is now the master", chosen.id)
+
+    def ensure_destroying(self, node: Node) -> None:
+        """Destroy a TERMINATING node in the background (once)."""
+        if node.id in self._destroying:
+            return
+        self._destroying.add(node.id)
+        self.spawn(self._destroy(node), f"destroy node {node.id}")
+
+    async def _destroy(self, node: Node) -> None:
+        try:
+            if node.cloud_ref:
+                await self.rt.driver.destroy_node(node.cloud_ref)
+            await self.rt.agents.forget(node)
+            self.rt.store.move_node(node.id, NodeState.TERMINATED, "destroyed by the cloud")
+        except ConpaasSQLError as exc:
+            self.rt.store.record_event(f"destroying node {node.id} failed: {exc}", node.id)
+            raise
+        finally:
+            self._destroying.discard(node.id)
+        self.refresh_service_state(f"node {node.id} destroyed")
+        self._after_destroy()
+
+    def _after_destroy(self) -> None:
+        state, _ = self.rt.store.service_state()
+        if state is ServiceState.EPILOGUE and not self.rt.store.nodes():
+            self.rt.store.set_service_state(ServiceState.STOPPED, "all nodes destroyed")
+
+    # -- shutdown ---------------------------------------------------------
+
+    def shutdown(self) -> ServiceState:
+        state, _ = self.rt.store.service_state()
+        if state in (ServiceState.EPILOGUE, ServiceState.STOPPED):
+            raise WrongStateError(detail=f"the service is {state} already")
+        self.rt.store.set_service_state(ServiceState.EPILOGUE, "shutdown requested")
+        nodes = self.live_nodes()
+        for node in nodes:
+            self._start_removal(node, "service shutdown")
+        for node in self.rt.store.nodes():
+            if node.state is NodeState.TERMINATING:
+                self.ensure_destroying(node)
+        self._after_destroy()
+        return ServiceState.EPILOGUE
+
+    # -- agents calling in ------------------------------------------------
+
+    def register(self, report: dict[str, Any]) -> Node:
+        """An agent's registration or heartbeat; returns the node as updated."""
+        node_id = report.get("node_id")
+        if report.get("service_id") != self.rt.store.service_id or not isinstance(node_id, int):
+            raise ForbiddenError(detail="not an agent of this service")
+        node = self.rt.store.get_node(node_id)
+        if node is None or not node.state.is_live:
+            raise ForbiddenError(detail=f"node {node_id} is not part of this service")
+        now = time.time()
+        first = node.registered_at is None
+        details = {**node.details, "agent": _public_report(report), "last_seen": now}
+        node = self.rt.store.update_node(node.id, details=details,
+                                         registered_at=node.registered_at or now,
+                                         ip=node.ip or _text(report.get("ip")))
+        if first:
+            self.rt.store.record_event(f"agent of node {node.id} registered", node.id)
+        event = report.get("event")
+        if isinstance(event, str) and event:
+            self.rt.store.record_event(f"node {node.id}: {event[:500]}", node.id)
+        return node
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _public_report(report: dict[str, Any]) -> dict[str, Any]:
+    """The agent's report minus anything that is not meant to be shown."""
+    return {key: value for key, value in report.items()
+            if key not in {"secret", "password", "event"}}

@@ -1,0 +1,142 @@
+"""Running SQL on a server with PyMySQL, one short connection per call, off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import pymysql.cursors
+
+from conpaassql.errors import InvalidArgumentError, MySQLError
+
+log = logging.getLogger(__name__)
+
+#: Client-side error codes (libmysqlclient's CR_*).
+CR_CONNECTION_ERROR = 2002
+CR_CONN_HOST_ERROR = 2003
+
+SqlArgs = Sequence[Any] | Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ConnectInfo:
+    """How to reach a server: over ``socket``, or over TCP when ``host`` is set."""
+
+    socket: Path
+    user: str
+    password: str = field(repr=False)
+    connect_timeout: float = 2.0
+    read_timeout: float | None = None
+    host: str | None = None
+    port: int = 3306
+
+
+def _connect(info: ConnectInfo) -> pymysql.connections.Connection[pymysql.cursors.DictCursor]:
+    where: dict[str, Any] = (
+        {"host": info.host, "port": info.port} if info.host else {"unix_socket": str(info.socket)}
+    )
+    return pymysql.connect(
+        user=info.user,
+        # PyMySQL would encode a str password as latin-1; servers and the mariadb
+        # client see the UTF-8 bytes.
+        password=info.password.encode("utf-8"),
+        charset="utf8mb4",
+        connect_timeout=info.connect_timeout,
+        read_timeout=info.read_timeout,
+        write_timeout=info.read_timeout,
+        autocommit=True,
+        cursorclass=pymysql.cursors.DictCursor,
+        **where,
+    )
+
+
+def _secrets(info: ConnectInfo, args: SqlArgs) -> list[str]:
+    values: Iterable[Any] = ()
+    if isinstance(args, Mapping):
+        values = args.values()
+    elif args is not None and not isinstance(args, str | bytes):
+        values = args
+    found = [info.password] if info.password else []
+    for value in values:
+        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+        if isinstance(text, str) and len(text) >= 4:
+            found.append(text)
+            found.append(pymysql.converters.escape_string(text))
+    return sorted(set(found), key=len, reverse=True)
+
+
+def _redact(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def to_mysql_error(exc: BaseException, info: ConnectInfo, args: SqlArgs = None) -> MySQLError:
+    """A PyMySQL (or socket) failure as ``MySQLError`` with the server's own text.
+
+    Secrets (the password, string parameters) that a server message may echo,
+    e.g. in a syntax error's ``near '...'`` part, are replaced by ``***``.
+    """
+    errno: int | None = None
+    text = str(exc)
+    if len(exc.args) >= 2 and isinstance(exc.args[0], int):
+        errno, text = exc.args[0], str(exc.args[1])
+    elif len(exc.args) == 1:
+        text = str(exc.args[0])
+    if errno is None or errno == 0:
+        errno = CR_CONN_HOST_ERROR if isinstance(exc, OSError) else errno
+    if errno == CR_CONN_HOST_ERROR and not info.host:
+        reason = text[text.find("(") :] if "(" in text else f"({text})"
+        errno = CR_CONNECTION_ERROR
+        text = f"Can't connect to local server through socket '{info.socket}' {reason}"
+    return MySQLError(_redact(text or type(exc).__name__, _secrets(info, args)), errno)
+
+
+def _execute(info: ConnectInfo, sql: str, args: SqlArgs) -> list[dict[str, Any]]:
+    try:
+        connection = _connect(info)
+    except (pymysql.MySQLError, OSError) as exc:
+        raise to_mysql_error(exc, info) from None
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, args)
+            rows = cursor.fetchall()
+    except (pymysql.MySQLError, OSError) as exc:
+        raise to_mysql_error(exc, info, args) from None
+    except (TypeError, ValueError, KeyError):
+        raise InvalidArgumentError("SQL parameters do not match the statement") from None
+    finally:
+        connection.close()
+    return [dict(row) for row in rows]
+
+
+async def execute(info: ConnectInfo, sql: str, args: SqlArgs = None) -> list[dict[str, Any]]:
+    """Run one statement (autocommit) and return its rows as dicts (``[]`` when none).
+
+    Values go in ``args`` (``%s`` or ``%(name)s`` placeholders), never in ``sql``.
+    Any failure, including an unreachable server, raises ``MySQLError``.
+    """
+    return await asyncio.to_thread(_execute, info, sql, args)
+
+
+def probe_info(info: ConnectInfo) -> ConnectInfo:
+    """``info`` with a read timeout, so a server that accepts but never greets cannot hang us."""
+    if info.read_timeout is not None:
+        return info
+    return dataclasses.replace(info, read_timeout=info.connect_timeout + 3.0)
+
+
+async def ping(info: ConnectInfo) -> bool:
+    """True when the server answers ``SELECT 1`` with these credentials."""
+    try:
+        rows = await execute(probe_info(info), "SELECT 1 AS ok")
+    except MySQLError as exc:
+        log.debug("ping %s failed: %s", info.socket if not info.host else info.host, exc)
+        return False
+    return bool(rows) and rows[0].get("ok") == 1

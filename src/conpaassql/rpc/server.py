@@ -1,0 +1,223 @@
+"""The ASGI application serving one registry in the ConPaaS dialect.
+
+Everything is answered with a JSON body: success, error replies (HTTP 200),
+protocol errors (400, 404, 405, 413) and refusals (401, 403). A handler that
+raises anything at all still produces an error reply.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from conpaassql.errors import (
+    AuthError,
+    BadRequestError,
+    ConpaasSQLError,
+    InvalidArgumentError,
+    MissingArgumentError,
+    UnexpectedArgumentsError,
+)
+from conpaassql.rpc.protocol import (
+    INTERNAL_ERROR,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+    ProtocolError,
+    RpcRequest,
+    error_reply,
+    failure,
+    parse_json_body,
+    parse_params_text,
+    success,
+)
+from conpaassql.rpc.registry import CallContext, Method, Registry
+
+log = logging.getLogger(__name__)
+
+Authorizer = Callable[[Request, Method], Awaitable[str | None]]
+"""Decides whether a request may call a method; returns a principal name or
+raises ``AuthError`` (``status`` attribute 401 or 403)."""
+
+DEFAULT_MAX_BODY = 1 << 20
+DEFAULT_MAX_UPLOAD = 1 << 40
+ALL_VERBS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
+
+
+class RpcApp:
+    """Dispatches requests at ``/`` to the methods of a registry."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        authorizer: Authorizer | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
+        max_upload: int = DEFAULT_MAX_UPLOAD,
+    ) -> None:
+        self.registry = registry
+        self.authorizer = authorizer
+        self.max_body = max_body
+        self.max_upload = max_upload
+
+    def asgi(self) -> Starlette:
+        async def not_found(request: Request, exc: Exception) -> Response:
+            return JSONResponse(failure("1.0", None, "Not found", METHOD_NOT_FOUND), 404)
+
+        async def crashed(request: Request, exc: Exception) -> Response:
+            log.error("unhandled error in RPC server: %s", type(exc).__name__)
+            return JSONResponse(failure("1.0", None, "Unknown error.", INTERNAL_ERROR), 200)
+
+        return Starlette(
+            routes=[Route("/", self.endpoint, methods=ALL_VERBS)],
+            exception_handlers={404: not_found, Exception: crashed},
+        )
+
+    async def endpoint(self, request: Request) -> Response:
+        rpc: RpcRequest | None = None
+        try:
+            rpc, files = await self._read(request)
+            return await self._dispatch(request, rpc, files)
+        except ProtocolError as exc:
+            body = failure(exc.version, exc.request_id, exc.message, exc.code)
+            return JSONResponse(body, exc.status)
+        except HTTPException as exc:
+            return JSONResponse(failure("1.0", None, str(exc.detail), PARSE_ERROR),
+                                exc.status_code)
+
+    async def _read(self, request: Request) -> tuple[RpcRequest, dict[str, Any]]:
+        if request.method == "GET":
+            query = request.query_params
+            method = query.get("method")
+            request_id = query.get("id")
+            if not method:
+                raise ProtocolError(400, "Did not specify method", INVALID_REQUEST, request_id)
+            params = parse_params_text(query.get("params"))
+            return RpcRequest(method, params, request_id, "1.0", "GET"), {}
+        if request.method != "POST":
+            raise ProtocolError(405, f"HTTP {request.method} not allowed: use GET or POST",
+                                INVALID_REQUEST)
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("multipart/form-data"):
+            return await self._read_upload(request)
+        return parse_json_body(await self._read_body(request)), {}
+
+    async def _read_body(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            raise ProtocolError(413, f"Request body larger than {self.max_body} bytes",
+                                INVALID_REQUEST)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_body:
+                raise ProtocolError(413, f"Request body larger than {self.max_body} bytes",
+                                    INVALID_REQUEST)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _read_upload(self, request: Request) -> tuple[RpcRequest, dict[str, Any]]:
+        form = await request.form(max_part_size=self.max_body)
+        params: dict[str, Any] = {}
+        files: dict[str, Any] = {}
+        method: str | None = None
+        request_id: Any = None
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                if value.size is not None and value.size > self.max_upload:
+                    raise ProtocolError(413, f"Upload larger than {self.max_upload} bytes",
+                                        INVALID_REQUEST)
+                files[key] = value
+            elif key == "method":
+                method = value
+            elif key == "id":
+                request_id = value
+            elif key == "params":
+                extra = parse_params_text(value)
+                if not isinstance(extra, dict):
+                    raise ProtocolError(400, "Invalid argument: params DETAIL:must be a JSON "
+                                        "object", INVALID_REQUEST, request_id)
+                params.update(extra)
+            else:
+                params[key] = value
+        if not method:
+            raise ProtocolError(400, "Did not specify method", INVALID_REQUEST, request_id)
+        return RpcRequest(method, params, request_id, "1.0", "UPLOAD"), files
+
+    async def _dispatch(self, request: Request, rpc: RpcRequest,
+                        files: dict[str, Any]) -> Response:
+        assert rpc.method is not None
+        method = self.registry.get(rpc.method)
+        if method is None:
+            status = 200 if rpc.version == "2.0" else 404
+            return JSONResponse(failure(rpc.version, rpc.id, "method not found",
+                                        METHOD_NOT_FOUND), status)
+        if not _verb_allowed(method, rpc.form):
+            message = f"method {method.name} must be called with {_how(method)}"
+            return JSONResponse(failure(rpc.version, rpc.id, message, INVALID_REQUEST), 405)
+        principal: str | None = None
+        if self.authorizer is not None:
+            try:
+                principal = await self.authorizer(request, method)
+            except AuthError as exc:
+                return JSONResponse(error_reply(rpc, exc), exc.status)
+        try:
+            result = await self._call(method, rpc, files, request, principal)
+        except ConpaasSQLError as exc:
+            return JSONResponse(error_reply(rpc, exc))
+        except Exception:
+            log.exception("method %s failed", method.name)
+            return JSONResponse(failure(rpc.version, rpc.id, "Unknown error.", INTERNAL_ERROR))
+        if isinstance(result, Response):
+            return result
+        return JSONResponse(success(rpc, result))
+
+    async def _call(self, method: Method, rpc: RpcRequest, files: dict[str, Any],
+                    request: Request, principal: str | None) -> Any:
+        if not isinstance(rpc.params, dict):
+            raise InvalidArgumentError("params", detail="must be a JSON object")
+        for name in method.files:
+            if name not in files:
+                raise MissingArgumentError(name)
+        unexpected_files = set(files) - set(method.files)
+        if unexpected_files:
+            raise UnexpectedArgumentsError(unexpected_files)
+        params = method.validate(rpc.params)
+        context = CallContext(
+            method=method.name,
+            headers=request.headers,
+            files=files,
+            client_host=request.client.host if request.client else None,
+            principal=principal,
+        )
+        try:
+            return await method.handler(params, context)
+        finally:
+            for upload in files.values():
+                await upload.close()
+
+
+def _verb_allowed(method: Method, form: str) -> bool:
+    if method.verb == "GET":
+        return form in {"GET", "POST"}
+    if method.verb == "POST":
+        return form == "POST"
+    return form == "UPLOAD"
+
+
+def _how(method: Method) -> str:
+    if method.verb == "UPLOAD":
+        return "UPLOAD (a multipart/form-data POST)"
+    return method.verb
+
+
+__all__ = ["Authorizer", "BadRequestError", "RpcApp"]

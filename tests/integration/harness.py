@@ -1,0 +1,174 @@
+"""A real manager (and through it real agents and mariadbd) for the tests."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from conpaassql.cloud.local import _stop_processes
+from conpaassql.rpc.client import RpcClient
+
+T = TypeVar("T")
+_ranges = itertools.count(101)
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until(check: Callable[[], T], timeout: float = 60.0, interval: float = 0.1,
+               what: str = "condition") -> T:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+        except Exception as exc:  # the thing polled may not be up yet
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last seen: {last!r}")
+
+
+class Manager:
+    """One manager process with its own state directory and address range."""
+
+    def __init__(self, template_cache: Path, extra_config: str = "") -> None:
+        self.state_dir = Path(tempfile.mkdtemp(prefix="cq-", dir="/tmp"))
+        self.port = free_port()
+        self.subnet = next(_ranges)
+        self.config_file = self.state_dir / "manager.cnf"
+        self.config_file.write_text(
+            "[iaas]\nDRIVER = LOCAL\n"
+            f"LOCAL_ADDRESS_RANGE = 127.0.{self.subnet}.10-127.0.{self.subnet}.60\n"
+            f"LOCAL_TEMPLATE_CACHE = {template_cache}\n"
+            "LOCAL_MYSQL_OPTIONS = innodb_buffer_pool_size=32M\n"
+            "[manager]\nprobe_interval = 0.5\ncloud_list_interval = 1\n"
+            "heartbeat_interval = 2\nboot_timeout = 120\n" + extra_config,
+            encoding="utf-8",
+        )
+        self.process: subprocess.Popen[bytes] | None = None
+        self.url = f"http://127.0.0.1:{self.port}/"
+
+    # -- process ------------------------------------------------------------
+
+    def start(self) -> Manager:
+        log = open(self.state_dir / "manager.out", "ab")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "conpaassql", "manager", "-c", str(self.config_file),
+             "-p", str(self.port), "--state-dir", str(self.state_dir)],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=REPO,
+        )
+        log.close()
+        wait_until(lambda: self.get("get_service_info"), timeout=30, what="manager up")
+        return self
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        self.process.wait(timeout=30)
+        self.process = None
+
+    def close(self) -> None:
+        """Stop everything this manager started, whatever state it is in."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+        nodes = self.state_dir / "nodes"
+        if nodes.exists():
+            for directory in nodes.iterdir():
+                _stop_processes(directory, grace=5)
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    # -- RPC ----------------------------------------------------------------
+
+    def call(self, method: str, verb: str = "POST", **params: Any) -> Any:
+        async def go() -> Any:
+            async with RpcClient(self.url, timeout=30) as client:
+                return await client.call(method, params, verb=verb)  # type: ignore[arg-type]
+
+        return asyncio.run(go())
+
+    def get(self, method: str, **params: Any) -> Any:
+        return self.call(method, "GET", **params)
+
+    def post(self, method: str, **params: Any) -> Any:
+        return self.call(method, "POST", **params)
+
+    # -- views --------------------------------------------------------------
+
+    def node(self, node_id: int) -> dict[str, Any]:
+        return self.get("get_node_info", serviceNodeId=node_id)["serviceNode"]
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return self.get("list_nodes")["nodes"]
+
+    def wait_running(self, count: int, timeout: float = 90.0) -> list[dict[str, Any]]:
+        def check() -> list[dict[str, Any]] | None:
+            nodes = self.nodes()
+            running = [n for n in nodes if n["state"] == "RUNNING"]
+            return running if len(running) == count and len(nodes) == count else None
+
+        return wait_until(check, timeout, 0.2, f"{count} nodes RUNNING")
+
+    def wait_service(self, state: str, timeout: float = 60.0) -> dict[str, Any]:
+        return wait_until(lambda: (info := self.get("get_service_info"))["state"] == state
+                          and info, timeout, 0.2, f"service {state}")
+
+    @property
+    def root_password(self) -> str:
+        return (self.state_dir / "secrets" / "root_password").read_text().strip()
+
+    @property
+    def agent_secret(self) -> str:
+        return (self.state_dir / "secrets" / "agent_secret").read_text().strip()
+
+    def node_dir(self, node_id: int) -> Path:
+        return self.state_dir / "nodes" / f"n{node_id}"
+
+    def sql(self, node_id: int, statement: str, user: str = "root", password: str | None = None,
+            tcp: tuple[str, int] | None = None) -> subprocess.CompletedProcess[str]:
+        """Run ``statement`` with the real mariadb client, on the node's socket by default
+        (root may log in only from the node itself), over TCP when ``tcp`` is given."""
+        defaults = self.state_dir / f"client-{os.getpid()}.cnf"
+        secret = self.root_password if password is None else password
+        escaped = secret.replace("\\", "\\\\").replace('"', '\\"')
+        defaults.write_text(f'[client]\nuser={user}\npassword="{escaped}"\n')
+        defaults.chmod(0o600)
+        socket_path = self.node_dir(node_id) / "mysql" / "run" / "mysqld.sock"
+        where = ["-h", tcp[0], "-P", str(tcp[1])] if tcp else ["-S", str(socket_path)]
+        try:
+            return subprocess.run(
+                ["mariadb", f"--defaults-extra-file={defaults}", *where,
+                 "--batch", "--skip-column-names", "-e", statement],
+                capture_output=True, text=True, timeout=30, check=False,
+            )
+        finally:
+            with contextlib.suppress(OSError):
+                defaults.unlink()
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False

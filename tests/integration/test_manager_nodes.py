@@ -1,0 +1,200 @@
+"""Node lifecycle with a real manager, real agents and real mariadbd."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.harness import Manager, process_alive, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def _pids(manager: Manager, node_id: int) -> tuple[int, int]:
+    directory = manager.node_dir(node_id)
+    agent = int((directory / "agent.pid").read_text())
+    mysqld = int((directory / "mysql" / "run" / "mysqld.pid").read_text())
+    return agent, mysqld
+
+
+def test_three_nodes_at_once_then_remove_one(manager: Manager) -> None:
+    reply = manager.post("add_nodes", count=3)
+    assert [n["state"] for n in reply["serviceNode"]] == ["PENDING"] * 3
+    running = manager.wait_running(3)
+    addresses = {node["ip"] for node in running}
+    assert len(addresses) == 3
+
+    for node in running:
+        info = manager.node(node["id"])
+        assert info["isRunningMySQL"] is True
+        answer = manager.sql(node["id"], "SELECT @@server_id, @@port, @@bind_address")
+        assert answer.returncode == 0, answer.stderr
+        server_id, port, bind = answer.stdout.split()
+        assert (int(server_id), int(port), bind) == (node["id"], 3306, node["ip"])
+        # The server listens on the node's own address; root may not log in from afar.
+        remote = manager.sql(node["id"], "SELECT 1", tcp=(node["ip"], 3306))
+        assert "is not allowed to connect" in remote.stderr
+
+    info = manager.get("get_service_info")
+    assert info["state"] == "RUNNING"
+    assert info["type"] == "conpaas-mysql"
+    assert info["nodes"] == 3
+    assert info["master"]["id"] == running[0]["id"]
+    assert any(t.get("to") == "RUNNING" for t in info["transitions"])
+
+    victim = running[1]["id"]
+    agent_pid, mysqld_pid = _pids(manager, victim)
+    assert manager.post("remove_nodes", serviceNodeId=victim)["result"] == "OK"
+    wait_until(lambda: not manager.node_dir(victim).exists(), 30, what="directory gone")
+    wait_until(lambda: not process_alive(agent_pid) and not process_alive(mysqld_pid), 30,
+               what="processes gone")
+    assert manager.node(victim)["state"] == "TERMINATED"
+    assert sorted(manager.get("list_nodes")["serviceNode"]) == sorted(
+        n["id"] for n in running if n["id"] != victim)
+    assert "Can't connect" in manager.sql(victim, "SELECT 1", tcp=(running[1]["ip"], 3306)).stderr
+    manager.wait_service("RUNNING")
+
+
+def test_manager_sigkill_mid_provisioning_readopts(manager: Manager) -> None:
+    manager.post("add_nodes", count=2)
+    manager.kill(signal.SIGKILL)  # while the nodes are still booting
+    manager.start()
+    running = manager.wait_running(2)
+    assert sorted(n["id"] for n in running) == [1, 2]
+    nodes_dir = manager.state_dir / "nodes"
+    assert sorted(p.name for p in nodes_dir.iterdir()) == ["n1", "n2"]
+
+    # A node the cloud lost while the manager was down is cleaned up, the other kept.
+    manager.kill(signal.SIGKILL)
+    from conpaassql.cloud.local import _stop_processes
+
+    _stop_processes(manager.node_dir(2), grace=10)
+    import shutil
+
+    shutil.rmtree(manager.node_dir(2))
+    manager.start()
+    wait_until(lambda: manager.node(2)["state"] == "TERMINATED", 60, what="node 2 cleaned up")
+    assert manager.get("list_nodes")["serviceNode"] == [1]
+    assert manager.node(1)["state"] == "RUNNING"
+    assert manager.node(1)["isRunningMySQL"] is True
+    history = manager.get("get_node_info", serviceNodeId=2)["serviceNode"]["history"]
+    assert any("gone from the cloud" in entry["message"] for entry in history)
+
+
+def test_manager_stop_leaves_nodes_running(manager: Manager) -> None:
+    manager.post("add_nodes", count=1)
+    node = manager.wait_running(1)[0]
+    manager.kill(signal.SIGTERM)
+    answer = manager.sql(node["id"], "SELECT 1")
+    assert answer.returncode == 0, answer.stderr
+    manager.start()
+    assert manager.wait_running(1)[0]["id"] == node["id"]
+
+
+def test_agent_restarts_killed_mysqld_and_manager_reports_it(manager: Manager) -> None:
+    manager.post("add_nodes", count=1)
+    node = manager.wait_running(1)[0]
+    _, mysqld_pid = _pids(manager, node["id"])
+    os.kill(mysqld_pid, signal.SIGKILL)
+
+    def restarted() -> dict | None:
+        info = manager.node(node["id"])
+        mysqld = info["mysqld"]
+        ok = info["isRunningMySQL"] and mysqld["restarts"] >= 1 and mysqld["pid"] != mysqld_pid
+        return info if ok else None
+
+    info = wait_until(restarted, 60, 0.2, "mysqld restarted")
+    assert "SIGKILL" in info["mysqld"]["last_exit"]
+    messages = [entry["message"] for entry in info["history"]]
+    assert any("killed by SIGKILL" in m for m in messages), messages
+    assert any("restarted by the agent" in m for m in messages), messages
+    assert manager.sql(node["id"], "SELECT 1").returncode == 0
+    wait_until(lambda: manager.node(node["id"])["state"] == "RUNNING", 30)
+
+
+def test_performance_figures_are_read_from_the_servers(manager: Manager) -> None:
+    manager.post("add_nodes", count=1)
+    node = manager.wait_running(1)[0]
+    statements = ";".join(["SELECT SLEEP(0)"] * 200)
+    for _ in range(3):
+        assert manager.sql(node["id"], statements).returncode == 0
+
+    def busy() -> dict | None:
+        figures = manager.get("get_service_performance")
+        mine = [n for n in figures["nodes"] if n["id"] == node["id"]]
+        return figures if mine and mine[0]["com_select_per_second"] > 10 else None
+
+    figures = wait_until(busy, 20, 0.3, "query rate seen")
+    mine = figures["nodes"][0]
+    assert mine["uptime"] > 0
+    assert mine["connections"] >= 1
+    assert mine["questions"] >= 600
+    assert figures["total"]["queries_per_second"] > 0
+
+
+def test_shutdown_destroys_every_node(manager: Manager) -> None:
+    manager.post("add_nodes", count=2)
+    manager.wait_running(2)
+    assert manager.post("shutdown") == {"state": "EPILOGUE"}
+    manager.wait_service("STOPPED")
+    assert manager.get("list_nodes")["serviceNode"] == []
+    assert list((manager.state_dir / "nodes").iterdir()) == []
+    transitions = [(t.get("from"), t.get("to")) for t in
+                   manager.get("get_service_info")["transitions"] if t["subject"] == "service"]
+    assert ("RUNNING", "EPILOGUE") in transitions and ("EPILOGUE", "STOPPED") in transitions
+    with pytest.raises(Exception, match="Service in wrong state"):
+        manager.post("shutdown")
+    log = manager.get("getLog")["log"]
+    assert "listening on" in log
+
+
+def test_agent_answers_its_manager_only(manager: Manager) -> None:
+    manager.post("add_nodes", count=1)
+    node = manager.wait_running(1)[0]
+    url = f"http://{node['ip']}:60000/"
+    anonymous = httpx.get(url, params={"method": "get_server_state", "id": "1"})
+    assert anonymous.status_code == 401
+    assert anonymous.json()["error"].startswith("Not authorized")
+    wrong = httpx.get(url, params={"method": "get_server_state", "id": "1"},
+                      headers={"Authorization": "Bearer not-the-secret"})
+    assert wrong.status_code == 401
+    right = httpx.get(url, params={"method": "get_server_state", "id": "1"},
+                      headers={"Authorization": f"Bearer {manager.agent_secret}"})
+    assert right.status_code == 200
+    assert right.json()["result"]["return"]["state"] == "RUNNING"
+
+    # register_node on the manager is for agents with the service's credential.
+    forged = httpx.post(manager.url, json={"method": "register_node", "id": 1, "params": {
+        "state": {"node_id": node["id"], "service_id": "x"}}})
+    assert forged.status_code == 401
+    before = manager.node(node["id"])["registered_at"]
+    assert before is not None
+
+
+def test_set_server_configuration_restarts_mysqld_with_it(manager: Manager) -> None:
+    manager.post("add_nodes", count=1)
+    node = manager.wait_running(1)[0]
+    url = f"http://{node['ip']}:60000/"
+    auth = {"Authorization": f"Bearer {manager.agent_secret}"}
+
+    def configure(section: str, name: str, value: str) -> dict:
+        return httpx.post(url, headers=auth, timeout=60, json={
+            "method": "set_server_configuration", "id": 1,
+            "params": {"section": section, "id_param": name, "value": value}}).json()
+
+    assert configure("mysqld", "max_connections", "77")["result"] == {"return": "OK"}
+    assert manager.sql(node["id"], "SELECT @@max_connections").stdout.strip() == "77"
+    refused = configure("mysqld", "datadir", "/tmp")
+    assert refused["error"].startswith("Invalid argument: id_param")
+    bad = configure("mysqld", "max_connections", "77\n[client]")
+    assert bad["error"].startswith("Invalid argument")
+    broken = configure("mysqld", "innodb_buffer_pool_size", "not-a-size")
+    assert broken["error"] is not None
+    # The bad value was reverted and the server runs with the previous settings.
+    assert manager.sql(node["id"], "SELECT @@max_connections").stdout.strip() == "77"
+    cnf = Path(manager.node_dir(node["id"]) / "mysql" / "my.cnf").read_text()
+    assert "not-a-size" not in cnf
