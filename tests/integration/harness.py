@@ -22,6 +22,7 @@ from conpaassql.rpc.client import RpcClient
 
 T = TypeVar("T")
 _ranges = itertools.count(101)
+_files = itertools.count()
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -148,13 +149,9 @@ class Manager:
             tcp: tuple[str, int] | None = None) -> subprocess.CompletedProcess[str]:
         """Run ``statement`` with the real mariadb client, on the node's socket by default
         (root may log in only from the node itself), over TCP when ``tcp`` is given."""
-        defaults = self.state_dir / f"client-{os.getpid()}.cnf"
-        secret = self.root_password if password is None else password
-        escaped = secret.replace("\\", "\\\\").replace('"', '\\"')
-        defaults.write_text(f'[client]\nuser={user}\npassword="{escaped}"\n')
-        defaults.chmod(0o600)
         socket_path = self.node_dir(node_id) / "mysql" / "run" / "mysqld.sock"
         where = ["-h", tcp[0], "-P", str(tcp[1])] if tcp else ["-S", str(socket_path)]
+        defaults = self.defaults_file(user, password)
         try:
             return subprocess.run(
                 ["mariadb", f"--defaults-extra-file={defaults}", *where,
@@ -164,6 +161,16 @@ class Manager:
         finally:
             with contextlib.suppress(OSError):
                 defaults.unlink()
+
+    def defaults_file(self, user: str = "root", password: str | None = None) -> Path:
+        """A client option file (mode 0600) so that no password is on a command line."""
+        defaults = self.state_dir / f"client-{os.getpid()}-{next(_files)}.cnf"
+        secret = self.root_password if password is None else password
+        escaped = secret.replace("\\", "\\\\").replace('"', '\\"')
+        descriptor = os.open(defaults, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(f'[client]\nuser={user}\npassword="{escaped}"\n')
+        return defaults
 
 
 def process_alive(pid: int) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -119,21 +120,35 @@ def test_agent_restarts_killed_mysqld_and_manager_reports_it(manager: Manager) -
 def test_performance_figures_are_read_from_the_servers(manager: Manager) -> None:
     manager.post("add_nodes", count=1)
     node = manager.wait_running(1)[0]
-    statements = ";".join(["SELECT SLEEP(0)"] * 200)
-    for _ in range(3):
-        assert manager.sql(node["id"], statements).returncode == 0
+    idle = manager.get("get_service_performance")["nodes"][0]
+    assert idle["connections"] == 0  # the agent's own connection is not counted
+    # One client holds a connection open while another sends 600 statements.
+    sleeper = subprocess.Popen(
+        ["mariadb", f"--defaults-extra-file={manager.defaults_file()}",
+         "-S", str(manager.node_dir(node["id"]) / "mysql/run/mysqld.sock"),
+         "-e", "SELECT SLEEP(8)"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        statements = ";".join(["SELECT SLEEP(0)"] * 200)
+        for _ in range(3):
+            assert manager.sql(node["id"], statements).returncode == 0
 
-    def busy() -> dict | None:
-        figures = manager.get("get_service_performance")
-        mine = [n for n in figures["nodes"] if n["id"] == node["id"]]
-        return figures if mine and mine[0]["com_select_per_second"] > 10 else None
+        def busy() -> dict | None:
+            figures = manager.get("get_service_performance")
+            mine = [n for n in figures["nodes"] if n["id"] == node["id"]]
+            ok = (mine and mine[0]["queries_per_second"] > 10 and mine[0]["uptime"] >= 1
+                  and mine[0]["connections"] >= 1)
+            return figures if ok else None
 
-    figures = wait_until(busy, 20, 0.3, "query rate seen")
+        figures = wait_until(busy, 20, 0.3, "query rate and connection seen")
+    finally:
+        sleeper.kill()
+        sleeper.wait()
     mine = figures["nodes"][0]
-    assert mine["uptime"] > 0
-    assert mine["connections"] >= 1
+    assert mine["com_select_per_second"] > 10
     assert mine["questions"] >= 600
-    assert figures["total"]["queries_per_second"] > 0
+    assert figures["total"]["queries_per_second"] > 10
+    assert figures["total"]["connections"] >= 1
 
 
 def test_shutdown_destroys_every_node(manager: Manager) -> None:

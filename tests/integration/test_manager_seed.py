@@ -44,7 +44,8 @@ def test_seed_http_exchanges_verbatim(manager: Manager) -> None:
     assert shown["id"] == node_id and shown["ip"] == node["ip"]
     assert shown["state"] == "RUNNING"
 
-    body = '{"params": {"serviceName": "%d"}, "method": "remove_nodes", "id": "1"}' % node_id
+    body = '{"params": {"serviceName": "NODE"}, "method": "remove_nodes", "id": "1"}'
+    body = body.replace("NODE", str(node_id))
     removed = http.post("/", content=body, headers=headers).json()
     assert removed["error"] is None
     assert removed["result"]["result"] == "OK"

@@ -480,8 +480,8 @@ def test_table_get_service_performance(live: Live) -> None:
     result = live.run("get_service_performance", "--table")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    header = next(line for line in lines if "node" in line and "connections" in line)
-    assert "queries_per_second" in header and "lag_seconds" in header
+    header = next(line for line in lines if "node" in line and "conns" in line)
+    assert "qps" in header and "lag s" in header
     assert "role" not in header  # not a figure
     assert any("1792" in line and "40" in line and "7" in line for line in lines)
     assert any("1815" in line and "2.5" in line for line in lines)

@@ -524,6 +524,30 @@ def test_upload_larger_than_max_body_is_fine(client: TestClient) -> None:
     assert ok(response)["sha256"] == hashlib.sha256(dump).hexdigest()
 
 
+def test_upload_over_max_upload_is_413() -> None:
+    app = RpcApp(make_registry(), max_upload=1000).asgi()
+    with TestClient(app) as small:
+        response = small.post("/", data={"method": "load_dump"},
+                              files={"mysqldump": ("dump.sql", b"x" * 1001)})
+        assert error_of(response, 413)
+        response = small.post("/", data={"method": "load_dump"},
+                              files={"mysqldump": ("dump.sql", b"x" * 1000)})
+        assert ok(response)["size"] == 1000
+
+
+@pytest.mark.parametrize("content_type", ["multipart/form-data",
+                                          "multipart/form-data; boundary=b"])
+def test_malformed_multipart_is_400_json(client: TestClient, content_type: str) -> None:
+    response = client.post("/", content=b"garbage", headers={"Content-Type": content_type})
+    assert error_of(response, 400)
+
+
+def test_registering_a_name_twice_is_refused() -> None:
+    registry = make_registry()
+    with pytest.raises(ValueError):
+        registry.add("add_nodes", "POST", add_nodes, AddNodesParams)
+
+
 def test_upload_without_the_file(client: TestClient) -> None:
     response = client.post("/", data={"method": "load_dump"},
                            files={"other": ("x", b"x")})

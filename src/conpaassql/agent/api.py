@@ -13,7 +13,7 @@ from conpaassql.agent.supervisor import Supervisor
 from conpaassql.domain.states import AgentState
 from conpaassql.errors import ConpaasSQLError, InvalidArgumentError
 from conpaassql.mysql.config import PROTECTED_OPTIONS, normalise_option, validate_option_value
-from conpaassql.mysql.status import MetricsSampler, read_status, read_variables
+from conpaassql.mysql.status import MetricsSampler, rate_name, read_status, read_variables
 from conpaassql.rpc.registry import CallContext, Registry
 from conpaassql.rpc.types import Params, Text
 
@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 SECTIONS = frozenset({"mysqld", "mariadbd", "server", "mariadb"})
 SAMPLE_INTERVAL = 1.0
+OWN_STATEMENTS = "Agent_statements"
 
 
 class ConfigurationParams(Params):
@@ -111,11 +112,15 @@ class AgentApi:
         await self._sample()
         latest = self.sampler.latest()
         rates = self.sampler.rates()
+        own = rates.pop(rate_name(OWN_STATEMENTS), 0.0)
         return {
             "state": self.supervisor.state.value,
             **rates,
-            "connections": latest.get("Threads_connected", 0),
-            "threads_running": latest.get("Threads_running", 0),
+            # Questions less the agent's own probes and samples.
+            "queries_per_second": max(0.0, rates.get("questions_per_second", 0.0) - own),
+            # Less the agent's own connection, whose status query was running.
+            "connections": max(0, latest.get("Threads_connected", 0) - 1),
+            "threads_running": max(0, latest.get("Threads_running", 0) - 1),
             "uptime": latest.get("Uptime", 0),
             "questions": latest.get("Questions", 0),
             "slow_queries": latest.get("Slow_queries", 0),
@@ -124,10 +129,11 @@ class AgentApi:
 
     async def _sample(self) -> None:
         try:
-            status = await read_status(self.supervisor.info)
+            status = await read_status(self.supervisor.session)
         except ConpaasSQLError as exc:
             log.debug("status sample failed: %s", exc)
             return
+        status[OWN_STATEMENTS] = self.supervisor.session.statements
         self.sampler.add(time.monotonic(), status)
 
     async def sample_forever(self) -> None:
@@ -137,6 +143,6 @@ class AgentApi:
                 await self._sample()
                 if self.version is None:
                     with contextlib.suppress(ConpaasSQLError):
-                        found = await read_variables(self.supervisor.info, ["version"])
+                        found = await read_variables(self.supervisor.session, ["version"])
                         self.version = found.get("version")
             await asyncio.sleep(SAMPLE_INTERVAL)

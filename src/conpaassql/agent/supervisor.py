@@ -21,7 +21,7 @@ from conpaassql.agent.settings import AgentSettings
 from conpaassql.domain.states import AgentState
 from conpaassql.errors import ConpaasSQLError, MySQLError, WrongStateError
 from conpaassql.mysql.config import render_my_cnf
-from conpaassql.mysql.connection import ping
+from conpaassql.mysql.connection import Session
 from conpaassql.mysql.datadir import initialise_datadir, is_initialised, prepare_template
 from conpaassql.mysql.paths import ServerPaths
 from conpaassql.mysql.process import MariaDBProcess
@@ -39,6 +39,7 @@ class Supervisor:
         self.paths: ServerPaths = settings.paths
         self.info = settings.connect_info()
         self.process = MariaDBProcess(self.paths, self.info)
+        self.session = Session(self.info)  # the agent's own statements go through it
         self.on_event = on_event
         self.state = AgentState.INIT
         self.pid: int | None = None
@@ -79,7 +80,7 @@ class Supervisor:
         self.pid = pid
         self.state = AgentState.STARTING
         deadline = time.monotonic() + 60
-        while not await ping(self.info):
+        while not await self.session.ping():
             if time.monotonic() > deadline or not _alive(pid):
                 raise MySQLError("the mariadbd left running does not answer")
             await asyncio.sleep(0.05)
@@ -199,7 +200,7 @@ class Supervisor:
     async def answering(self) -> bool:
         if self.state is not AgentState.RUNNING:
             return False
-        return await ping(self.info)
+        return await self.session.ping()
 
     def report(self, answering: bool) -> dict[str, Any]:
         return {

@@ -170,6 +170,21 @@ def _per_node(result: Record) -> list[tuple[str, dict[str, int | float]]]:
     ]
 
 
+PERFORMANCE_COLUMNS = {
+    "queries_per_second": "qps",
+    "com_select_per_second": "select/s",
+    "com_insert_per_second": "insert/s",
+    "com_update_per_second": "update/s",
+    "com_delete_per_second": "delete/s",
+    "connections": "conns",
+    "threads_running": "running",
+    "lag_seconds": "lag s",
+    "slow_queries": "slow",
+    "uptime": "uptime s",
+}
+"""The per-node figures a performance table shows (with short headers), when present."""
+
+
 def performance_tables(result: Any) -> list[Table] | None:
     """``get_service_performance``: service-wide figures, then one row per node."""
     if not isinstance(result, Mapping):
@@ -181,19 +196,32 @@ def performance_tables(result: Any) -> list[Table] | None:
     }
     if overall:
         tables.append(key_value_table("service", overall))
+    total = result.get("total")
+    if isinstance(total, Mapping):
+        shown = {k: v for k, v in figures(total).items() if k != "at"}
+        tables.append(key_value_table("service total", shown))
     rows = _per_node(result)
     if rows:
         columns: dict[str, None] = {}
         for _, found in rows:
             columns.update(dict.fromkeys(found))
+        headers = {column: column for column in columns}
+        preferred = {c: h for c, h in PERFORMANCE_COLUMNS.items() if c in columns}
+        if preferred:  # a readable few rather than every counter
+            headers = preferred
         table = Table(title="nodes")
         table.add_column("node")
-        for column in columns:
-            table.add_column(text(column), justify="right")
+        for header in headers.values():
+            table.add_column(text(header), justify="right")
         for node, found in rows:
-            table.add_row(text(node), *(text(found.get(column)) for column in columns))
+            table.add_row(text(node), *(text(_rounded(found.get(column)))
+                                        for column in headers))
         tables.append(table)
     return tables or None
+
+
+def _rounded(value: Any) -> Any:
+    return round(value, 1) if isinstance(value, float) else value
 
 
 TABLES: dict[str, Callable[[Any], list[Table] | None]] = {

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,3 +142,72 @@ async def ping(info: ConnectInfo) -> bool:
         log.debug("ping %s failed: %s", info.socket if not info.host else info.host, exc)
         return False
     return bool(rows) and rows[0].get("ok") == 1
+
+
+#: Errors after which a connection is dead and a fresh one may be tried.
+_CONNECTION_LOST = frozenset({2006, 2013, 2055})
+
+
+class Session:
+    """One persistent connection for a daemon's own control statements.
+
+    It saves a connection per probe, and it counts the statements it sends
+    (``statements``) so that the service's figures can leave them out.
+    Idempotent statements are retried once on a fresh connection when the old
+    one turns out to be dead (for example after the server restarted).
+    """
+
+    def __init__(self, info: ConnectInfo) -> None:
+        self.info = probe_info(info)
+        self.statements = 0
+        self._connection: Any = None
+        self._lock = threading.Lock()
+
+    def _run(self, sql: str, args: SqlArgs, idempotent: bool) -> list[dict[str, Any]]:
+        with self._lock:
+            attempts = 2 if idempotent else 1
+            for attempt in range(1, attempts + 1):
+                fresh = self._connection is None
+                try:
+                    if self._connection is None:
+                        self._connection = _connect(self.info)
+                    with self._connection.cursor() as cursor:
+                        self.statements += 1
+                        cursor.execute(sql, args)
+                        return [dict(row) for row in cursor.fetchall()]
+                except (pymysql.err.OperationalError, pymysql.err.InterfaceError,
+                        OSError) as exc:
+                    error = to_mysql_error(exc, self.info, args)
+                    self._drop()
+                    lost = error.errno in _CONNECTION_LOST or isinstance(
+                        exc, pymysql.err.InterfaceError)
+                    if attempt < attempts and lost and not fresh:
+                        continue
+                    raise error from None
+                except pymysql.MySQLError as exc:
+                    raise to_mysql_error(exc, self.info, args) from None
+                except (TypeError, ValueError, KeyError):
+                    raise InvalidArgumentError(
+                        "SQL parameters do not match the statement") from None
+            raise MySQLError("not executed")  # unreachable: the loop returns or raises
+
+    def _drop(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                self._connection.close()
+        self._connection = None
+
+    async def execute(self, sql: str, args: SqlArgs = None, *,
+                      idempotent: bool = False) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(self._run, sql, args, idempotent)
+
+    async def ping(self) -> bool:
+        try:
+            rows = await self.execute("SELECT 1 AS ok", idempotent=True)
+        except MySQLError:
+            return False
+        return bool(rows) and rows[0].get("ok") == 1
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()

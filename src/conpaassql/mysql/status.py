@@ -6,7 +6,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 
 from conpaassql.errors import InvalidArgumentError
-from conpaassql.mysql.connection import ConnectInfo, execute
+from conpaassql.mysql.connection import ConnectInfo, Session, execute
 
 #: The ``SHOW GLOBAL STATUS`` values the service keeps (all integers). MariaDB
 #: 10.11 has no ``Innodb_rows_*``; ``Rows_read``/``Rows_sent`` count all engines.
@@ -42,30 +42,38 @@ GAUGE_KEYS: frozenset[str] = frozenset({"Threads_connected", "Threads_running", 
 COUNTER_KEYS: tuple[str, ...] = tuple(key for key in STATUS_KEYS if key not in GAUGE_KEYS)
 
 
-async def read_status(info: ConnectInfo) -> dict[str, int]:
+async def _query(target: ConnectInfo | Session, sql: str,
+                 args: Sequence[str]) -> list[dict[str, object]]:
+    if isinstance(target, Session):
+        return await target.execute(sql, list(args), idempotent=True)
+    return await execute(target, sql, list(args))
+
+
+async def read_status(target: ConnectInfo | Session) -> dict[str, int]:
     """``SHOW GLOBAL STATUS`` restricted to ``STATUS_KEYS``, as ints."""
     placeholders = ", ".join(["%s"] * len(STATUS_KEYS))
-    rows = await execute(
-        info, f"SHOW GLOBAL STATUS WHERE Variable_name IN ({placeholders})", STATUS_KEYS
+    rows = await _query(
+        target, f"SHOW GLOBAL STATUS WHERE Variable_name IN ({placeholders})", STATUS_KEYS
     )
     status: dict[str, int] = {}
     for row in rows:
         try:
-            status[str(row["Variable_name"])] = int(row["Value"])
+            status[str(row["Variable_name"])] = int(str(row["Value"]))
         except (TypeError, ValueError):
             continue
     return status
 
 
-async def read_variables(info: ConnectInfo, names: Sequence[str]) -> dict[str, str]:
+async def read_variables(target: ConnectInfo | Session,
+                         names: Sequence[str]) -> dict[str, str]:
     """``SHOW GLOBAL VARIABLES`` for ``names`` (underscore spelling), as strings."""
     if isinstance(names, str):
         raise InvalidArgumentError("names must be a sequence of variable names")
     if not names:
         return {}
     placeholders = ", ".join(["%s"] * len(names))
-    rows = await execute(
-        info, f"SHOW GLOBAL VARIABLES WHERE Variable_name IN ({placeholders})", list(names)
+    rows = await _query(
+        target, f"SHOW GLOBAL VARIABLES WHERE Variable_name IN ({placeholders})", names
     )
     return {str(row["Variable_name"]): str(row["Value"]) for row in rows}
 
@@ -123,8 +131,8 @@ class MetricsSampler:
         elapsed = end_at - base_at
         if elapsed <= 0:
             return result
-        for key in COUNTER_KEYS:
-            if key in end and key in base:
+        for key in end:  # the standard counters and any the caller added
+            if key in base and key not in GAUGE_KEYS:
                 result[rate_name(key)] = max(0, end[key] - base[key]) / elapsed
         return result
 

@@ -1,0 +1,264 @@
+"""The manager's SQLite state store (``conpaassql.manager.store.Store``)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conpaassql.domain.states import NodeState, Role, ServiceState
+from conpaassql.manager.store import Store
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "manager.sqlite"
+
+
+@pytest.fixture
+def store(path: Path) -> Iterator[Store]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    opened = Store(path)
+    yield opened
+    opened.close()
+
+
+def reopen(store: Store) -> Store:
+    store.close()
+    return Store(store.path)
+
+
+def add(store: Store, role: Role = Role.NONE) -> int:
+    return store.new_node("conpaassql", "local", 60000, 3306, role).id
+
+
+# --- the service --------------------------------------------------------------------
+
+
+def test_new_store_is_an_init_service(store: Store) -> None:
+    state, since = store.service_state()
+    assert state is ServiceState.INIT
+    assert abs(since - time.time()) < 60
+    assert store.nodes() == []
+    history = store.history()
+    assert len(history) == 1
+    assert history[0].subject == "service"
+    assert history[0].to_state == "INIT"
+
+
+def test_service_id_is_stable_across_reopen(store: Store) -> None:
+    service_id = store.service_id
+    assert isinstance(service_id, str)
+    assert service_id
+    again = reopen(store)
+    try:
+        assert again.service_id == service_id
+        assert len(again.history()) == 1  # "service created" is not written twice
+    finally:
+        again.close()
+
+
+def test_two_stores_get_different_service_ids(tmp_path: Path) -> None:
+    first, second = Store(tmp_path / "a.sqlite"), Store(tmp_path / "b.sqlite")
+    try:
+        assert first.service_id != second.service_id
+    finally:
+        first.close()
+        second.close()
+
+
+def test_set_service_state_records_the_transition(store: Store) -> None:
+    assert store.set_service_state(ServiceState.PROLOGUE, "nodes requested") is True
+    state, _ = store.service_state()
+    assert state is ServiceState.PROLOGUE
+    entry = store.history()[-1]
+    assert (entry.subject, entry.from_state, entry.to_state, entry.message) == (
+        "service", "INIT", "PROLOGUE", "nodes requested")
+    assert entry.node_id is None
+    assert entry.as_dict()["from"] == "INIT"
+    assert entry.as_dict()["to"] == "PROLOGUE"
+
+
+def test_set_service_state_unchanged_records_nothing(store: Store) -> None:
+    store.set_service_state(ServiceState.RUNNING, "up")
+    _, since = store.service_state()
+    before = store.history(limit=1000)
+    assert store.set_service_state(ServiceState.RUNNING, "again") is False
+    assert store.history(limit=1000) == before
+    assert store.service_state() == (ServiceState.RUNNING, since)
+
+
+# --- nodes --------------------------------------------------------------------------
+
+
+def test_new_node_is_pending_with_history(store: Store) -> None:
+    node = store.new_node("conpaassql", "local", 60001, 3307, Role.MASTER)
+    assert node.id == 1
+    assert node.state is NodeState.PENDING
+    assert node.role is Role.MASTER
+    assert (node.agent_port, node.mysql_port, node.cloud) == (60001, 3307, "local")
+    assert node.name.endswith("1")
+    assert store.get_node(1) == node
+    entry = store.history()[-1]
+    assert (entry.subject, entry.node_id, entry.from_state, entry.to_state) == (
+        "node", 1, None, "PENDING")
+
+
+def test_node_ids_are_never_reused(store: Store) -> None:
+    first, second = add(store), add(store)
+    assert (first, second) == (1, 2)
+    store.move_node(second, NodeState.TERMINATED, "removed")
+    store.move_node(first, NodeState.TERMINATED, "removed")
+    assert store.nodes() == []
+    assert add(store) == 3
+    again = reopen(store)
+    try:
+        assert add(again) == 4
+        ids = [node.id for node in again.nodes(include_terminated=True)]
+        assert ids == [1, 2, 3, 4]
+        assert [node.id for node in again.nodes()] == [3, 4]
+    finally:
+        again.close()
+
+
+def test_move_node_records_from_to_and_reason(store: Store) -> None:
+    node_id = add(store)
+    moved = store.move_node(node_id, NodeState.BOOTING, "cloud started the node")
+    assert moved.state is NodeState.BOOTING
+    assert moved.state_since >= moved.created_at
+    assert store.get_node(node_id) == moved
+    store.move_node(node_id, NodeState.RUNNING, "agent registered")
+    entries = store.history(node_id=node_id)
+    assert [(e.from_state, e.to_state, e.message) for e in entries[1:]] == [
+        ("PENDING", "BOOTING", "cloud started the node"),
+        ("BOOTING", "RUNNING", "agent registered"),
+    ]
+    assert all(e.subject == "node" and e.node_id == node_id for e in entries)
+    as_dict = entries[-1].as_dict()
+    assert (as_dict["node"], as_dict["from"], as_dict["to"]) == (node_id, "BOOTING", "RUNNING")
+    assert as_dict["time"].endswith("Z")
+
+
+def test_move_to_the_same_state_records_nothing(store: Store) -> None:
+    node_id = add(store)
+    first = store.move_node(node_id, NodeState.BOOTING, "started")
+    before = store.history(limit=1000)
+    again = store.move_node(node_id, NodeState.BOOTING, "started again")
+    assert store.history(limit=1000) == before
+    assert again.state_since == first.state_since
+
+
+def test_move_unknown_node(store: Store) -> None:
+    with pytest.raises(KeyError):
+        store.move_node(99, NodeState.RUNNING, "nope")
+    assert len(store.history()) == 1
+
+
+def test_update_node_keeps_state(store: Store) -> None:
+    node_id = add(store)
+    updated = store.update_node(node_id, ip="127.0.0.11", role=Role.SLAVE,
+                                details={"gtid": "0-1-5"}, cloud_ref="pid:123")
+    assert updated.ip == "127.0.0.11"
+    assert updated.role is Role.SLAVE
+    assert updated.details == {"gtid": "0-1-5"}
+    assert updated.state is NodeState.PENDING
+    assert updated.agent_url == "http://127.0.0.11:60000/"
+    with pytest.raises(ValueError):
+        store.update_node(node_id, state=NodeState.RUNNING)
+    assert store.get_node(node_id) == updated
+
+
+def test_get_unknown_node(store: Store) -> None:
+    assert store.get_node(1) is None
+    assert store.get_node(-5) is None
+
+
+# --- durability ---------------------------------------------------------------------
+
+
+def test_everything_survives_a_reopen(store: Store) -> None:
+    service_id = store.service_id
+    node_id = add(store)
+    store.update_node(node_id, ip="127.0.0.12", details={"k": [1, 2]})
+    store.move_node(node_id, NodeState.BOOTING, "cloud started the node")
+    store.set_service_state(ServiceState.PROLOGUE, "adding nodes")
+    store.record_event("hello", node_id)
+    history = store.history(limit=1000)
+    node = store.get_node(node_id)
+    again = reopen(store)
+    try:
+        assert again.service_id == service_id
+        assert again.service_state()[0] is ServiceState.PROLOGUE
+        assert again.get_node(node_id) == node
+        assert again.history(limit=1000) == history
+    finally:
+        again.close()
+
+
+def test_committed_writes_are_visible_without_close(path: Path) -> None:
+    """A manager killed without closing: a second connection sees every change."""
+    path.parent.mkdir(parents=True)
+    first = Store(path)
+    node_id = add(first)
+    first.move_node(node_id, NodeState.RUNNING, "up")
+    second = Store(path)
+    try:
+        assert second.service_id == first.service_id
+        moved = second.get_node(node_id)
+        assert moved is not None
+        assert moved.state is NodeState.RUNNING
+    finally:
+        second.close()
+        first.close()
+
+
+def test_database_is_wal(store: Store) -> None:
+    with sqlite3.connect(store.path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+# --- history ------------------------------------------------------------------------
+
+
+def test_history_is_oldest_first_and_limited_to_the_latest(store: Store) -> None:
+    for number in range(10):
+        store.record_event(f"event {number}")
+    entries = store.history(limit=3)
+    assert [e.message for e in entries] == ["event 7", "event 8", "event 9"]
+    seqs = [e.seq for e in store.history(limit=100)]
+    assert seqs == sorted(seqs)
+    assert len(seqs) == 11
+
+
+def test_history_of_one_node(store: Store) -> None:
+    one, two = add(store), add(store)
+    store.move_node(one, NodeState.BOOTING, "one boots")
+    store.move_node(two, NodeState.BOOTING, "two boots")
+    store.record_event("one event", one)
+    store.set_service_state(ServiceState.PROLOGUE, "service")
+    entries = store.history(node_id=one)
+    assert [e.message for e in entries] == ["node 1 requested from cloud local",
+                                            "one boots", "one event"]
+    assert [e.message for e in store.history(limit=2, node_id=one)] == ["one boots",
+                                                                         "one event"]
+    assert store.history(node_id=99) == []
+
+
+def test_history_of_events_without_transition(store: Store) -> None:
+    store.record_event("service note")
+    entry = store.history()[-1]
+    assert (entry.subject, entry.node_id, entry.from_state, entry.to_state) == (
+        "service", None, None, None)
+    assert "from" not in entry.as_dict()
+    assert "node" not in entry.as_dict()
+
+
+def test_reason_text_is_stored_verbatim(store: Store) -> None:
+    reason = "it's \"odd\"; DROP TABLE history; -- ✓\n2nd line"
+    node_id = add(store)
+    store.move_node(node_id, NodeState.FAILED, reason)
+    assert store.history()[-1].message == reason
+    assert len(store.history(limit=1000)) == 3
