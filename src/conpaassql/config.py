@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import configparser
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -27,18 +28,39 @@ FIRST_LOCAL_ADDRESS = ipaddress.IPv4Address("127.0.0.10")
 LAST_LOCAL_ADDRESS = ipaddress.IPv4Address("127.0.0.250")
 
 
-def expand(value: str, lookup: Mapping[str, str], *, strict: bool, where: str) -> str:
-    """Fill ``$NAME`` references in ``value`` from ``lookup``."""
+def _join_continued_lines(text: str) -> str:
+    """Lines ending with a backslash go on on the next line (the seed's CONTEXT does)."""
+    return re.sub(r"\\[ \t]*\r?\n[ \t]*", "", text)
 
-    def fill(match: re.Match[str]) -> str:
-        name = match.group(2) or match.group(3)
-        if name in lookup:
-            return lookup[name]
-        if strict:
-            raise ConfigError(where, detail=f"${name} is not set in the environment")
-        return match.group(0)
 
-    return _REFERENCE.sub(fill, value)
+def _expand_section(raw: dict[str, str], env: Mapping[str, str], strict: bool,
+                    where: str) -> dict[str, str]:
+    """Fill references from the section's other keys (which may refer further)
+    and from the environment; what is filled in is not scanned again."""
+    resolved: dict[str, str] = {}
+
+    def resolve(key: str, chain: tuple[str, ...]) -> str:
+        if key in resolved:
+            return resolved[key]
+        if key in chain:
+            raise ConfigError(f"{where} {key}", detail="references form a cycle: "
+                              + " -> ".join((*chain, key)))
+
+        def fill(match: re.Match[str]) -> str:
+            name = match.group(2) or match.group(3)
+            if name in raw and name != key:
+                return resolve(name, (*chain, key))
+            if name in env:
+                return env[name]
+            if strict:
+                raise ConfigError(f"{where} {key}",
+                                  detail=f"${name} is not set in the environment")
+            return match.group(0)
+
+        resolved[key] = _REFERENCE.sub(fill, raw[key])
+        return resolved[key]
+
+    return {key: resolve(key, ()) for key in raw}
 
 
 class IniFile:
@@ -50,17 +72,13 @@ class IniFile:
 
     @classmethod
     def read(cls, path: str | Path, env: Mapping[str, str] | None = None) -> IniFile:
-        env = os.environ if env is None else env
-        parser = configparser.ConfigParser(interpolation=None, strict=False)
-        parser.optionxform = str.upper  # type: ignore[assignment,method-assign]
         try:
-            with open(path, encoding="utf-8") as handle:
-                parser.read_file(handle)
+            text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(str(path), detail=exc.strerror or str(exc)) from None
-        except (configparser.Error, UnicodeDecodeError) as exc:
-            raise ConfigError(str(path), detail=str(exc).splitlines()[0]) from None
-        return cls.from_parser(parser, str(path), env)
+        except UnicodeDecodeError:
+            raise ConfigError(str(path), detail="not UTF-8 text") from None
+        return cls.from_text(text, env, str(path))
 
     @classmethod
     def from_text(cls, text: str, env: Mapping[str, str] | None = None,
@@ -68,7 +86,7 @@ class IniFile:
         parser = configparser.ConfigParser(interpolation=None, strict=False)
         parser.optionxform = str.upper  # type: ignore[assignment,method-assign]
         try:
-            parser.read_string(text)
+            parser.read_string(_join_continued_lines(text), source=name)
         except configparser.Error as exc:
             raise ConfigError(name, detail=str(exc).splitlines()[0]) from None
         return cls.from_parser(parser, name, os.environ if env is None else env)
@@ -79,12 +97,8 @@ class IniFile:
         sections: dict[str, dict[str, str]] = {}
         for section in parser.sections():
             raw = dict(parser.items(section))
-            lookup = {**env, **raw}
             strict = section.lower() not in TEMPLATE_SECTIONS
-            sections[section.lower()] = {
-                key: expand(value, lookup, strict=strict, where=f"{path} [{section}] {key}")
-                for key, value in raw.items()
-            }
+            sections[section.lower()] = _expand_section(raw, env, strict, f"{path} [{section}]")
         return cls(sections, path)
 
     def section(self, name: str) -> Section:
@@ -133,8 +147,8 @@ class Section:
             value = float(text)
         except ValueError:
             raise ConfigError(self.where(key), detail=f"{text!r} is not a number") from None
-        if value < minimum:
-            raise ConfigError(self.where(key), detail=f"must be at least {minimum}")
+        if not math.isfinite(value) or value < minimum:
+            raise ConfigError(self.where(key), detail=f"must be a number of at least {minimum}")
         return value
 
     def boolean(self, key: str, default: bool) -> bool:

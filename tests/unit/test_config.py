@@ -106,8 +106,6 @@ def test_template_section_keeps_what_it_cannot_fill() -> None:
     assert 'nameserver="10.30.1.2"' in context
 
 
-@pytest.mark.xfail(strict=True, reason="the seed's own example continues CONTEXT with "
-                   "backslash-newline on unindented lines; configparser rejects the file")
 def test_seed_file_verbatim_is_read() -> None:
     ini = IniFile.from_text(SEED_CONFIG, env=ENV, name="manager.cnf")
     context = ini.section("onevm_agent_template").get("CONTEXT")
@@ -137,9 +135,6 @@ def test_section_key_wins_over_environment() -> None:
     assert ini.section("iaas").get("URL") == "from-file"
 
 
-@pytest.mark.xfail(strict=True, reason="a reference to a key whose own value is a "
-                   "reference is filled with the raw text: the unfilled $NAME leaks out "
-                   "even in a strict section")
 def test_chained_reference_is_filled() -> None:
     text = "[iaas]\nBASE=$ONE_URL\nOPENNEBULA_URL=$BASE\n"
     ini = IniFile.from_text(text, env={"ONE_URL": "http://one:2633/RPC2"})
@@ -295,8 +290,6 @@ def test_bad_values_name_the_key(section: str, key: str, value: str) -> None:
     assert "DETAIL:" in text
 
 
-@pytest.mark.xfail(strict=True, reason="Section.number accepts 'nan': NaN < minimum is "
-                   "False, so the range check lets it through")
 @pytest.mark.parametrize("value", ["nan", "NaN"])
 def test_nan_is_not_a_number_of_seconds(value: str) -> None:
     ini = IniFile.from_text(f"[manager]\nprobe_interval = {value}\n", env={}, name="m.cnf")

@@ -10,6 +10,7 @@ by ``render``): the text is the only channel to the new node.
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -123,8 +124,8 @@ def test_every_sourced_field_matches(tmp_path: Path) -> None:
     path.write_text(context.render(), encoding="utf-8")
     assert source_in_bash(path, "CONPAASSQL_MANAGER_URL") == context.manager_url
     assert source_in_bash(path, "CONPAASSQL_NODE_ID") == "7"
-    assert source_in_bash(path, "CONPAASSQL_MYSQL_OPTIONS") == (
-        "innodb_buffer_pool_size=64M,max_connections=50")
+    assert json.loads(source_in_bash(path, "CONPAASSQL_MYSQL_OPTIONS")) == {
+        "innodb_buffer_pool_size": "64M", "max_connections": "50"}
 
 
 ONE_LINE = st.text(
@@ -145,8 +146,6 @@ def test_any_one_line_values_round_trip(password: str, secret: str, url: str,
     assert NodeContext.parse(context.render()) == context
 
 
-@pytest.mark.xfail(strict=True, reason="render quotes a line break inside the value, but "
-                   "parse reads line by line and fails with 'No closing quotation'")
 @pytest.mark.parametrize("value", ["pass\nword", "a\r\nb", "x\x0cy", "u\u2028v"])
 def test_line_break_in_a_value_round_trips_or_is_refused(value: str) -> None:
     context = make_context(root_password=value)
@@ -172,8 +171,6 @@ def test_mysql_option_value_with_equals_round_trips() -> None:
         options)
 
 
-@pytest.mark.xfail(strict=True, reason="mysql_options are joined with ',' unescaped: a "
-                   "value holding a comma (sql_mode lists) cannot be parsed back")
 def test_mysql_option_value_with_comma_round_trips() -> None:
     options = {"sql_mode": "STRICT_TRANS_TABLES,NO_ZERO_DATE"}
     context = make_context(mysql_options=options)
@@ -234,7 +231,7 @@ def test_bad_values_are_config_errors(key: str, value: str) -> None:
 def test_line_without_equals_is_an_error() -> None:
     with pytest.raises(ConfigError) as caught:
         NodeContext.parse(make_context().render() + "garbage line\n", origin="ctx")
-    assert "line" in str(caught.value)
+    assert "garbage" in str(caught.value) and "ctx" in str(caught.value)
 
 
 def test_last_value_of_a_repeated_key_wins() -> None:

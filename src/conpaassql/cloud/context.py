@@ -8,6 +8,7 @@ whoever stores it keeps it private (mode 0600).
 
 from __future__ import annotations
 
+import json
 import shlex
 from dataclasses import dataclass, field, fields
 
@@ -39,26 +40,23 @@ class NodeContext:
             if value is None:
                 continue
             if isinstance(value, dict):
-                value = ",".join(f"{k}={v}" for k, v in value.items())
+                value = json.dumps(value, separators=(",", ":"))
             lines.append(f"{PREFIX}{item.name.upper()}={shlex.quote(str(value))}")
         return "\n".join(lines) + "\n"
 
     @classmethod
     def parse(cls, text: str, origin: str = "context") -> NodeContext:
         """Read the context back; unknown keys (a cloud's own) are ignored."""
+        try:
+            words = shlex.split(text, comments=True)
+        except ValueError as exc:
+            raise ConfigError(origin, detail=str(exc)) from None
         values: dict[str, str] = {}
-        for number, line in enumerate(text.splitlines(), start=1):
-            stripped = line.strip()
-            if not stripped or stripped.startswith("#"):
-                continue
-            key, sep, raw = stripped.partition("=")
-            if not sep:
-                raise ConfigError(f"{origin} line {number}", detail="not KEY=value")
-            try:
-                words = shlex.split(raw)
-            except ValueError as exc:
-                raise ConfigError(f"{origin} line {number}", detail=str(exc)) from None
-            values[key.strip()] = words[0] if words else ""
+        for word in words:
+            key, sep, value = word.partition("=")
+            if not sep or not key:
+                raise ConfigError(origin, detail=f"{word[:40]!r} is not KEY=value")
+            values[key] = value
         return cls.from_mapping(values, origin)
 
     @classmethod
@@ -87,6 +85,12 @@ class NodeContext:
 
 
 def _parse_options(raw: str) -> dict[str, str]:
+    """Options as JSON (what ``render`` writes) or as ``a=1,b=2``."""
+    if raw.startswith("{"):
+        data = json.loads(raw)
+        if not isinstance(data, dict):
+            raise ValueError(raw)
+        return {str(k): str(v) for k, v in data.items()}
     options: dict[str, str] = {}
     for item in raw.split(","):
         if not item.strip():

@@ -9,6 +9,7 @@ picture.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import sqlite3
 import time
@@ -19,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from conpaassql.domain.node import Node
-from conpaassql.domain.states import NodeState, Role, ServiceState
+from conpaassql.domain.states import NodeState, Role, ServiceState, can_move
+
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -206,6 +209,10 @@ class Store:
             current = self.get_node(node_id)
             if current is None:
                 raise KeyError(node_id)
+            if current.state is not state and not can_move(current.state, state):
+                log.warning("node %d: no move from %s to %s (%s)", node_id, current.state,
+                            state, reason)
+                return current
             if current.state is not state:
                 self._db.execute("UPDATE nodes SET state = ?, state_since = ? WHERE id = ?",
                                  (state.value, now, node_id))

@@ -9,6 +9,7 @@ the error an object with a code.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,12 +47,28 @@ class ProtocolError(Exception):
         self.version = version
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError("number out of range")
+    return value
+
+
+def loads(data: str | bytes) -> Any:
+    """Strict JSON: no NaN or Infinity, no float that overflows."""
+    return json.loads(data, parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
 def parse_params_text(text: str | None) -> Any:
     """Params as given in a GET query or a form field: url-decoded JSON."""
-    if text is None or text == "":
+    if text is None or text.strip() in ("", "null"):
         return {}
     try:
-        return json.loads(text)
+        return loads(text)
     except json.JSONDecodeError as exc:
         raise ProtocolError(400, f"Invalid JSON in params: {exc.msg}", PARSE_ERROR) from None
     except (ValueError, RecursionError):
@@ -61,7 +78,7 @@ def parse_params_text(text: str | None) -> Any:
 def parse_json_body(body: bytes) -> RpcRequest:
     """Parse a POST body into a request (ConPaaS or JSON-RPC 2.0)."""
     try:
-        data = json.loads(body)
+        data = loads(body)
     except json.JSONDecodeError as exc:
         raise ProtocolError(400, f"Invalid JSON: {exc.msg}", PARSE_ERROR) from None
     except UnicodeDecodeError:

@@ -7,6 +7,7 @@ raises anything at all still produces an error reply.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -52,6 +53,14 @@ DEFAULT_MAX_UPLOAD = 1 << 40
 ALL_VERBS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
 
 
+class Reply(JSONResponse):
+    """A JSON reply that any client can decode: ASCII only, lone surrogates escaped."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False,
+                          separators=(",", ":")).encode("ascii")
+
+
 class RpcApp:
     """Dispatches requests at ``/`` to the methods of a registry."""
 
@@ -70,15 +79,19 @@ class RpcApp:
 
     def asgi(self) -> Starlette:
         async def not_found(request: Request, exc: Exception) -> Response:
-            return JSONResponse(failure("1.0", None, "Not found", METHOD_NOT_FOUND), 404)
+            return Reply(failure("1.0", None, "Not found", METHOD_NOT_FOUND), 404)
+
+        async def wrong_verb(request: Request, exc: Exception) -> Response:
+            message = f"HTTP {request.method} not allowed: use GET or POST"
+            return Reply(failure("1.0", None, message, INVALID_REQUEST), 405)
 
         async def crashed(request: Request, exc: Exception) -> Response:
             log.error("unhandled error in RPC server: %s", type(exc).__name__)
-            return JSONResponse(failure("1.0", None, "Unknown error.", INTERNAL_ERROR), 200)
+            return Reply(failure("1.0", None, "Unknown error.", INTERNAL_ERROR), 200)
 
         return Starlette(
             routes=[Route("/", self.endpoint, methods=ALL_VERBS)],
-            exception_handlers={404: not_found, Exception: crashed},
+            exception_handlers={404: not_found, 405: wrong_verb, Exception: crashed},
         )
 
     async def endpoint(self, request: Request) -> Response:
@@ -88,9 +101,9 @@ class RpcApp:
             return await self._dispatch(request, rpc, files)
         except ProtocolError as exc:
             body = failure(exc.version, exc.request_id, exc.message, exc.code)
-            return JSONResponse(body, exc.status)
+            return Reply(body, exc.status)
         except HTTPException as exc:
-            return JSONResponse(failure("1.0", None, str(exc.detail), PARSE_ERROR),
+            return Reply(failure("1.0", None, str(exc.detail), PARSE_ERROR),
                                 exc.status_code)
 
     async def _read(self, request: Request) -> tuple[RpcRequest, dict[str, Any]]:
@@ -159,27 +172,27 @@ class RpcApp:
         method = self.registry.get(rpc.method)
         if method is None:
             status = 200 if rpc.version == "2.0" else 404
-            return JSONResponse(failure(rpc.version, rpc.id, "method not found",
+            return Reply(failure(rpc.version, rpc.id, "method not found",
                                         METHOD_NOT_FOUND), status)
         if not _verb_allowed(method, rpc.form):
             message = f"method {method.name} must be called with {_how(method)}"
-            return JSONResponse(failure(rpc.version, rpc.id, message, INVALID_REQUEST), 405)
+            return Reply(failure(rpc.version, rpc.id, message, INVALID_REQUEST), 405)
         principal: str | None = None
         if self.authorizer is not None:
             try:
                 principal = await self.authorizer(request, method)
             except AuthError as exc:
-                return JSONResponse(error_reply(rpc, exc), exc.status)
+                return Reply(error_reply(rpc, exc), exc.status)
         try:
             result = await self._call(method, rpc, files, request, principal)
         except ConpaasSQLError as exc:
-            return JSONResponse(error_reply(rpc, exc))
+            return Reply(error_reply(rpc, exc))
         except Exception:
             log.exception("method %s failed", method.name)
-            return JSONResponse(failure(rpc.version, rpc.id, "Unknown error.", INTERNAL_ERROR))
+            return Reply(failure(rpc.version, rpc.id, "Unknown error.", INTERNAL_ERROR))
         if isinstance(result, Response):
             return result
-        return JSONResponse(success(rpc, result))
+        return Reply(success(rpc, result))
 
     async def _call(self, method: Method, rpc: RpcRequest, files: dict[str, Any],
                     request: Request, principal: str | None) -> Any:
