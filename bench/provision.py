@@ -45,7 +45,13 @@ import pymysql
 from rich.console import Console
 from rich.table import Table
 
-from conpaassql.cloud.local import AGENT_PID_FILE, MYSQLD_PID_FILE, _stop_processes, read_pid
+from conpaassql.cloud.local import (
+    AGENT_PID_FILE,
+    MYSQLD_PID_FILE,
+    port_free,
+    read_pid,
+    stop_node_processes,
+)
 from conpaassql.mysql.binaries import INSTALL_DB, SERVER, find_binary
 from conpaassql.rpc.client import RpcClient
 
@@ -89,16 +95,6 @@ def free_tcp_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def port_free(ip: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((ip, port))
-        except OSError:
-            return False
-    return True
 
 
 def select_one(socket_path: Path, password: str) -> bool:
@@ -337,7 +333,7 @@ class ManagerProcess:
         nodes = self.state_dir / "nodes"
         if nodes.exists():
             for directory in nodes.iterdir():
-                _stop_processes(directory, grace=5)
+                stop_node_processes(directory, grace=5)
 
 
 def _fatal_or(check: Callable[[], bool]) -> Callable[[], bool]:

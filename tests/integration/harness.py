@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from conpaassql.cloud.local import _stop_processes
+from conpaassql.cloud.local import stop_node_processes
 from conpaassql.rpc.client import RpcClient
 
 T = TypeVar("T")
@@ -96,7 +96,7 @@ class Manager:
         nodes = self.state_dir / "nodes"
         if nodes.exists():
             for directory in nodes.iterdir():
-                _stop_processes(directory, grace=5)
+                stop_node_processes(directory, grace=5)
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
     # -- RPC ----------------------------------------------------------------

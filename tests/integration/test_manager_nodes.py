@@ -71,9 +71,9 @@ def test_manager_sigkill_mid_provisioning_readopts(manager: Manager) -> None:
 
     # A node the cloud lost while the manager was down is cleaned up, the other kept.
     manager.kill(signal.SIGKILL)
-    from conpaassql.cloud.local import _stop_processes
+    from conpaassql.cloud.local import stop_node_processes
 
-    _stop_processes(manager.node_dir(2), grace=10)
+    stop_node_processes(manager.node_dir(2), grace=10)
     import shutil
 
     shutil.rmtree(manager.node_dir(2))

@@ -144,7 +144,7 @@ class LocalDriver(CloudDriver):
         address = self.config.first_address
         while address <= self.config.last_address:
             text = str(address)
-            if text not in used and _ports_free(text):
+            if text not in used and all(port_free(text, port) for port in (3306, 60000)):
                 return text
             address = ipaddress.IPv4Address(int(address) + 1)
         raise CloudError("no free loopback address left in LOCAL_ADDRESS_RANGE")
@@ -181,7 +181,7 @@ class LocalDriver(CloudDriver):
         directory = self.node_dir(ref)
         if not directory.exists():
             return
-        await asyncio.to_thread(_stop_processes, directory)
+        await asyncio.to_thread(stop_node_processes, directory)
         await asyncio.to_thread(shutil.rmtree, directory, True)
         log.info("local node %s destroyed", ref)
 
@@ -190,18 +190,18 @@ class LocalDriver(CloudDriver):
                 f"{self.config.first_address}-{self.config.last_address}"}
 
 
-def _ports_free(ip: str) -> bool:
-    for port in (3306, 60000):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((ip, port))
-            except OSError:
-                return False
+def port_free(ip: str, port: int) -> bool:
+    """True if nothing listens on ``ip:port`` (so a node may use it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((ip, port))
+        except OSError:
+            return False
     return True
 
 
-def _stop_processes(directory: Path, grace: float = 15.0) -> None:
+def stop_node_processes(directory: Path, grace: float = 15.0) -> None:
     """Stop a node's agent (its whole process group) and its mariadbd."""
     pids = [pid for pid in (read_pid(directory / AGENT_PID_FILE),
                             read_pid(directory / MYSQLD_PID_FILE)) if pid]
