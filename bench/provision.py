@@ -22,7 +22,6 @@ deadline.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
@@ -53,7 +52,7 @@ from conpaassql.cloud.local import (
     stop_node_processes,
 )
 from conpaassql.mysql.binaries import INSTALL_DB, SERVER, find_binary
-from conpaassql.rpc.client import RpcClient
+from conpaassql.rpc.client import call_blocking
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
@@ -273,11 +272,7 @@ class ManagerProcess:
         return None if self.process is None else self.process.pid
 
     def call(self, method: str, verb: str = "POST", **params: Any) -> Any:
-        async def go() -> Any:
-            async with RpcClient(self.url, timeout=30) as client:
-                return await client.call(method, params, verb=verb)  # type: ignore[arg-type]
-
-        return asyncio.run(go())
+        return call_blocking(self.url, method, params, verb=verb)  # type: ignore[arg-type]
 
     def get(self, method: str, **params: Any) -> Any:
         return self.call(method, "GET", **params)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import os
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from conpaassql.cloud.local import stop_node_processes
-from conpaassql.rpc.client import RpcClient
+from conpaassql.rpc.client import call_blocking
 
 T = TypeVar("T")
 _ranges = itertools.count(101)
@@ -102,11 +101,7 @@ class Manager:
     # -- RPC ----------------------------------------------------------------
 
     def call(self, method: str, verb: str = "POST", **params: Any) -> Any:
-        async def go() -> Any:
-            async with RpcClient(self.url, timeout=30) as client:
-                return await client.call(method, params, verb=verb)  # type: ignore[arg-type]
-
-        return asyncio.run(go())
+        return call_blocking(self.url, method, params, verb=verb)  # type: ignore[arg-type]
 
     def get(self, method: str, **params: Any) -> Any:
         return self.call(method, "GET", **params)

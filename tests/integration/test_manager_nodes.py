@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from conpaassql.cloud.local import stop_node_processes
 from tests.integration.harness import Manager, process_alive, wait_until
 
 pytestmark = pytest.mark.integration
@@ -71,11 +73,7 @@ def test_manager_sigkill_mid_provisioning_readopts(manager: Manager) -> None:
 
     # A node the cloud lost while the manager was down is cleaned up, the other kept.
     manager.kill(signal.SIGKILL)
-    from conpaassql.cloud.local import stop_node_processes
-
     stop_node_processes(manager.node_dir(2), grace=10)
-    import shutil
-
     shutil.rmtree(manager.node_dir(2))
     manager.start()
     wait_until(lambda: manager.node(2)["state"] == "TERMINATED", 60, what="node 2 cleaned up")

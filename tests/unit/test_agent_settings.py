@@ -45,9 +45,15 @@ def test_ini_file_overrides_and_overrides_file_wins(tmp_path: Path) -> None:
     assert dict(settings.server_settings().options) == {"max-connections": "77"}
 
 
-def test_shipped_example_parses(tmp_path: Path) -> None:
-    settings = AgentSettings.load(_context(tmp_path), REPO / "etc" / "agent.cnf")
-    assert settings.agent_port == 60000
+def test_shipped_example_is_read(tmp_path: Path) -> None:
+    example = (REPO / "etc" / "agent.cnf").read_text(encoding="utf-8")
+    assert AgentSettings.load(_context(tmp_path), REPO / "etc" / "agent.cnf").agent_port == 60000
+    # Its settings are live: changing them in a copy changes what the agent uses.
+    edited = tmp_path / "agent.cnf"
+    edited.write_text(example.replace("port = 60000", "port = 60001")
+                      .replace("port = 3306", "port = 3307"), encoding="utf-8")
+    settings = AgentSettings.load(_context(tmp_path), edited)
+    assert (settings.agent_port, settings.mysql_port) == (60001, 3307)
 
 
 def test_no_context_is_a_clear_error() -> None:

@@ -6,7 +6,6 @@ Kept apart from ``agent.app`` so that the agent can start mariadbd while this
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 
 import uvicorn
@@ -17,6 +16,7 @@ from conpaassql.agent.heartbeat import Heartbeat
 from conpaassql.agent.settings import AgentSettings
 from conpaassql.agent.supervisor import Supervisor
 from conpaassql.errors import AuthError
+from conpaassql.rpc.auth import bearer_matches
 from conpaassql.rpc.registry import Method
 from conpaassql.rpc.server import Authorizer, RpcApp
 
@@ -25,9 +25,7 @@ def manager_only(secret: str) -> Authorizer:
     """Every agent method needs the service's credential as a bearer token."""
 
     async def authorize(request: Request, method: Method) -> str | None:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(),
-                                                                 secret.encode()):
+        if not bearer_matches(request, secret):
             raise AuthError(detail="this agent answers its manager only")
         return "manager"
 

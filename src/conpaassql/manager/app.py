@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 from pathlib import Path
 
@@ -22,8 +21,9 @@ from conpaassql.manager.credentials import ServiceSecrets
 from conpaassql.manager.reconcile import Reconciler
 from conpaassql.manager.service import NodeService, Runtime
 from conpaassql.manager.store import Store
+from conpaassql.rpc.auth import bearer_matches
 from conpaassql.rpc.registry import Method
-from conpaassql.rpc.server import RpcApp
+from conpaassql.rpc.server import Authorizer, RpcApp
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +39,13 @@ def reachable_host(bind: str) -> str:
     return "127.0.0.1" if bind in ("0.0.0.0", "", "::") else bind
 
 
-def agent_authorizer(secret: str):  # type: ignore[no-untyped-def]
+def agent_authorizer(secret: str) -> Authorizer:
     """Methods for agents need the service's agent credential as a bearer token."""
 
     async def authorize(request: Request, method: Method) -> str | None:
         if method.access != "agent":
             return "user"
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(),
-                                                                 secret.encode()):
+        if not bearer_matches(request, secret):
             raise AuthError(detail="this method is for the service's agents")
         return "agent"
 

@@ -100,22 +100,32 @@ def to_mysql_error(exc: BaseException, info: ConnectInfo, args: SqlArgs = None) 
     return MySQLError(_redact(text or type(exc).__name__, _secrets(info, args)), errno)
 
 
-def _execute(info: ConnectInfo, sql: str, args: SqlArgs) -> list[dict[str, Any]]:
+def _open(info: ConnectInfo) -> Any:
     try:
-        connection = _connect(info)
+        return _connect(info)
     except (pymysql.MySQLError, OSError) as exc:
         raise to_mysql_error(exc, info) from None
+
+
+def _run_statement(connection: Any, info: ConnectInfo, sql: str,
+                   args: SqlArgs) -> list[dict[str, Any]]:
+    """One statement on an open connection; failures as ``MySQLError``."""
     try:
         with connection.cursor() as cursor:
             cursor.execute(sql, args)
-            rows = cursor.fetchall()
+            return [dict(row) for row in cursor.fetchall()]
     except (pymysql.MySQLError, OSError) as exc:
         raise to_mysql_error(exc, info, args) from None
     except (TypeError, ValueError, KeyError):
         raise InvalidArgumentError("SQL parameters do not match the statement") from None
+
+
+def _execute(info: ConnectInfo, sql: str, args: SqlArgs) -> list[dict[str, Any]]:
+    connection = _open(info)
+    try:
+        return _run_statement(connection, info, sql, args)
     finally:
         connection.close()
-    return [dict(row) for row in rows]
 
 
 async def execute(info: ConnectInfo, sql: str, args: SqlArgs = None) -> list[dict[str, Any]]:
@@ -144,10 +154,6 @@ async def ping(info: ConnectInfo) -> bool:
     return bool(rows) and rows[0].get("ok") == 1
 
 
-#: Errors after which a connection is dead and a fresh one may be tried.
-_CONNECTION_LOST = frozenset({2006, 2013, 2055})
-
-
 class Session:
     """One persistent connection for a daemon's own control statements.
 
@@ -165,31 +171,23 @@ class Session:
 
     def _run(self, sql: str, args: SqlArgs, idempotent: bool) -> list[dict[str, Any]]:
         with self._lock:
-            attempts = 2 if idempotent else 1
-            for attempt in range(1, attempts + 1):
-                fresh = self._connection is None
-                try:
-                    if self._connection is None:
-                        self._connection = _connect(self.info)
-                    with self._connection.cursor() as cursor:
-                        self.statements += 1
-                        cursor.execute(sql, args)
-                        return [dict(row) for row in cursor.fetchall()]
-                except (pymysql.err.OperationalError, pymysql.err.InterfaceError,
-                        OSError) as exc:
-                    error = to_mysql_error(exc, self.info, args)
-                    self._drop()
-                    lost = error.errno in _CONNECTION_LOST or isinstance(
-                        exc, pymysql.err.InterfaceError)
-                    if attempt < attempts and lost and not fresh:
-                        continue
-                    raise error from None
-                except pymysql.MySQLError as exc:
-                    raise to_mysql_error(exc, self.info, args) from None
-                except (TypeError, ValueError, KeyError):
-                    raise InvalidArgumentError(
-                        "SQL parameters do not match the statement") from None
-            raise MySQLError("not executed")  # unreachable: the loop returns or raises
+            reused = self._connection is not None
+            try:
+                return self._once(sql, args)
+            except MySQLError:
+                # A dead connection (not an SQL error) is closed by PyMySQL.
+                if self._connection is not None and self._connection.open:
+                    raise
+                self._drop()
+                if not (idempotent and reused):
+                    raise
+            return self._once(sql, args)
+
+    def _once(self, sql: str, args: SqlArgs) -> list[dict[str, Any]]:
+        if self._connection is None:
+            self._connection = _open(self.info)
+        self.statements += 1
+        return _run_statement(self._connection, self.info, sql, args)
 
     def _drop(self) -> None:
         if self._connection is not None:

@@ -8,6 +8,7 @@ carrying the peer's own text. A peer that cannot be reached raises
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from types import TracebackType
@@ -137,3 +138,15 @@ def _result_of(response: httpx.Response) -> Any:
     if response.status_code != 200:
         raise RemoteError(f"HTTP {response.status_code}", http_status=response.status_code)
     return body.get("result")
+
+
+def call_blocking(url: str, method: str, params: Mapping[str, Any] | None = None, *,
+                  verb: ClientVerb = "POST", token: str | None = None,
+                  timeout: float = 30.0) -> Any:
+    """One call from synchronous code (scripts, tests), on an event loop of its own."""
+
+    async def once() -> Any:
+        async with RpcClient(url, token=token, timeout=timeout) as client:
+            return await client.call(method, params, verb=verb)
+
+    return asyncio.run(once())
