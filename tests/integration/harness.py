@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import fcntl
 import itertools
 import os
 import shutil
@@ -17,12 +19,33 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from conpaassql.cloud.local import stop_node_processes
-from conpaassql.rpc.client import call_blocking
+from conpaassql.errors import RemoteError
+from conpaassql.rpc.client import RpcClient, call_blocking
 
 T = TypeVar("T")
-_ranges = itertools.count(101)
 _files = itertools.count()
+_held: list[int] = []
 REPO = Path(__file__).resolve().parents[2]
+SUBNET_LOCKS = Path("/tmp/cq-subnets")
+
+
+def claim_subnet() -> int:
+    """A /24 of 127.0.N.0 that no other test process on this machine uses.
+
+    The claim is an flock held until this process ends, so that test runs
+    side by side never give two nodes the same address.
+    """
+    SUBNET_LOCKS.mkdir(exist_ok=True)
+    for subnet in range(101, 250):
+        descriptor = os.open(SUBNET_LOCKS / f"{subnet}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(descriptor)
+            continue
+        _held.append(descriptor)
+        return subnet
+    raise RuntimeError("no free 127.0.N.0/24 left for a test manager")
 
 
 def free_port() -> int:
@@ -54,7 +77,7 @@ class Manager:
     def __init__(self, template_cache: Path, extra_config: str = "") -> None:
         self.state_dir = Path(tempfile.mkdtemp(prefix="cq-", dir="/tmp"))
         self.port = free_port()
-        self.subnet = next(_ranges)
+        self.subnet = claim_subnet()
         self.config_file = self.state_dir / "manager.cnf"
         self.config_file.write_text(
             "[iaas]\nDRIVER = LOCAL\n"
@@ -102,6 +125,26 @@ class Manager:
 
     def call(self, method: str, verb: str = "POST", **params: Any) -> Any:
         return call_blocking(self.url, method, params, verb=verb)  # type: ignore[arg-type]
+
+    def upload(self, method: str, field: str, path: Path, **params: Any) -> Any:
+        """An UPLOAD of the file at ``path`` (streamed) as the form field ``field``."""
+
+        async def send() -> Any:
+            async with RpcClient(self.url) as client:
+                with open(path, "rb") as handle:
+                    return await client.upload_file(method, params, field, handle, path.name)
+
+        return asyncio.run(send())
+
+    def download(self, method: str, path: Path, **params: Any) -> int:
+        """A streamed result written to ``path``; the number of bytes."""
+
+        async def fetch() -> int:
+            async with RpcClient(self.url) as client:
+                with open(path, "wb") as handle:
+                    return await client.download(method, params, handle)
+
+        return asyncio.run(fetch())
 
     def get(self, method: str, **params: Any) -> Any:
         return self.call(method, "GET", **params)
@@ -174,3 +217,12 @@ def process_alive(pid: int) -> bool:
             return handle.read().rpartition(")")[2].split()[0] != "Z"
     except OSError:
         return False
+
+
+def rpc_error(call: Callable[[], Any]) -> str:
+    """The error text of a call that must fail with an error reply."""
+    try:
+        result = call()
+    except RemoteError as exc:
+        return str(exc)
+    raise AssertionError(f"expected an error reply, got {result!r:.300}")

@@ -1,6 +1,7 @@
 """conpaassql.mysql against a real mariadbd: datadirs, start/stop, auth, secrets, status.
 
-Servers bind to 127.0.77.x:3306 and live under short /tmp/cq-* directories
+Servers bind to 127.0.N.x:3306 (N claimed for this process) and live under short
+/tmp/cq-* directories
 (unix socket paths must stay under 108 bytes). Every mariadbd started here is
 killed in fixture teardown, even when a test fails.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import pwd
@@ -50,6 +52,7 @@ from conpaassql.mysql import (
     render_my_cnf,
     validate_option_value,
 )
+from tests.integration.harness import claim_subnet
 
 #: Quotes, backslashes, '#', ';', spaces (also leading/trailing), a tab and non-ASCII.
 TRICKY_PASSWORD = ' it\'s "q" \\back\\ #not-a-comment; x\tz é€漢 '
@@ -61,6 +64,12 @@ needs_mariadb = pytest.mark.skipif(
 
 
 @dataclass
+
+@functools.cache
+def net() -> str:
+    """The 127.0.N prefix of this process's servers."""
+    return f"127.0.{claim_subnet()}"
+
 class Node:
     """One test server: its files, settings and a root connection."""
 
@@ -208,7 +217,7 @@ def test_template_is_built_once_by_concurrent_processes_and_tasks(lab_root: Path
 @pytest.mark.integration
 @needs_mariadb
 def test_first_boot_from_template_secures_root(lab: Lab, template: Path) -> None:
-    node = lab.node("n1", "127.0.77.10")
+    node = lab.node("n1", f"{net()}.10")
     password = TRICKY_PASSWORD
 
     async def scenario() -> None:
@@ -246,7 +255,7 @@ def test_first_boot_from_template_secures_root(lab: Lab, template: Path) -> None
             for user, secret in (("root", ""), ("root", password), ("", "")):
                 with pytest.raises(pymysql.err.OperationalError) as tcp:
                     pymysql.connect(
-                        host="127.0.77.10", port=3306, user=user, password=secret.encode(),
+                        host=f"{net()}.10", port=3306, user=user, password=secret.encode(),
                         bind_address="127.0.0.1", connect_timeout=2,
                     )  # fmt: skip
                 # 1130: no account at all for host 127.0.0.1
@@ -282,7 +291,7 @@ def test_first_boot_from_template_secures_root(lab: Lab, template: Path) -> None
 @pytest.mark.integration
 @needs_mariadb
 def test_install_db_restart_persistence_and_adoption(lab: Lab) -> None:
-    node = lab.node("n2", "127.0.77.11", password="plain-pw", **{"max-connections": "50"})
+    node = lab.node("n2", f"{net()}.11", password="plain-pw", **{"max-connections": "50"})
 
     async def scenario() -> None:
         started = time.monotonic()
@@ -325,7 +334,7 @@ def test_install_db_restart_persistence_and_adoption(lab: Lab) -> None:
 @pytest.mark.integration
 @needs_mariadb
 def test_status_counters_grow(lab: Lab, template: Path) -> None:
-    node = lab.node("n3", "127.0.77.12", password="pw3")
+    node = lab.node("n3", f"{net()}.12", password="pw3")
 
     async def scenario() -> None:
         await initialise_datadir(node.paths, "pw3", template)
@@ -349,7 +358,7 @@ def test_status_counters_grow(lab: Lab, template: Path) -> None:
 @pytest.mark.integration
 @needs_mariadb
 def test_failed_start_reports_the_error_log(lab: Lab, template: Path) -> None:
-    node = lab.node("n4", "127.0.77.13", password="pw4", **{"no-such-option-xyz": "1"})
+    node = lab.node("n4", f"{net()}.13", password="pw4", **{"no-such-option-xyz": "1"})
 
     async def scenario() -> None:
         await initialise_datadir(node.paths, "pw4", template)
@@ -371,8 +380,8 @@ def test_server_runs_as_another_user(lab: Lab, lab_root: Path, template: Path) -
         pytest.skip("no mysql user")
     for directory in (lab_root, lab.root):
         os.chmod(directory, 0o711)  # the server user must reach its directories
-    node = lab.node("n5", "127.0.77.14", password="pw5")
-    node.settings = ServerSettings(bind_address="127.0.77.14", run_as="mysql")
+    node = lab.node("n5", f"{net()}.14", password="pw5")
+    node.settings = ServerSettings(bind_address=f"{net()}.14", run_as="mysql")
     node.write_cnf()
 
     async def scenario() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import AliasChoices, Field
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from conpaassql.errors import AuthError, RemoteError, UnreachableError, WrongStateError
 from conpaassql.rpc.client import RpcClient
@@ -75,6 +75,25 @@ async def not_json(params: Params, ctx: CallContext) -> Any:
     return PlainTextResponse("<html>proxy error</html>", status_code=502)
 
 
+class DumpOut(Params):
+    size: PositiveInt = 10
+    fail: Flag = False
+
+
+async def sqldump(params: DumpOut, ctx: CallContext) -> Any:
+    """A streamed result; with ``fail`` it breaks off after the first chunk."""
+    if params.size > 10**6:
+        raise WrongStateError(detail="too big")
+
+    async def body() -> Any:
+        yield b"x" * params.size
+        if params.fail:
+            raise RuntimeError("broken off")
+        yield b"\n-- done\n"
+
+    return StreamingResponse(body(), media_type="application/sql")
+
+
 def make_registry() -> Registry:
     registry = Registry()
     registry.add("get_node_info", "GET", get_node_info, NodeParams)
@@ -84,6 +103,7 @@ def make_registry() -> Registry:
     registry.add("whoami", "POST", whoami, access="manager")
     registry.add("jsonrpc2_style", "POST", jsonrpc2_style)
     registry.add("not_json", "POST", not_json)
+    registry.add("sqldump", "GET", sqldump, DumpOut)
     return registry
 
 
@@ -219,7 +239,10 @@ async def test_unreachable_url() -> None:
         with pytest.raises(UnreachableError):
             await client.get("anything")
         with pytest.raises(UnreachableError):
-            await client.upload("anything", {}, {"f": ("f", io.BytesIO(b"x"))})
+            await client.upload_file("anything", {}, "f", io.BytesIO(b"x"), "f")
+        with pytest.raises(UnreachableError):
+            async with client.stream("sqldump"):
+                pass
     assert "127.0.0.1:1" in str(caught.value)
 
 
@@ -246,11 +269,13 @@ async def test_no_token_no_header_and_401(recorder: Recorder) -> None:
 async def test_upload_sends_the_file_intact(recorder: Recorder) -> None:
     dump = b"-- dump\nCREATE TABLE t (a INT);\n" + bytes(range(256)) * 1000
     async with client_for(recorder, token=TOKEN) as client:
-        result = await client.upload(
+        sent: list[int] = []
+        result = await client.upload_file(
             "load_dump", {"note": "first load", "count": 7, "replace": True},
-            {"mysqldump": ("dump.sql", io.BytesIO(dump))})
+            "mysqldump", io.BytesIO(dump), "dump.sql", progress=sent.append)
     assert result == {"size": len(dump), "sha256": hashlib.sha256(dump).hexdigest(),
                       "note": "first load", "count": 7, "replace": True}
+    assert sum(sent) == len(dump)
     seen = recorder.seen[0]
     assert seen["method"] == "POST"
     assert seen["headers"]["content-type"].startswith("multipart/form-data")
@@ -261,7 +286,7 @@ async def test_upload_sends_the_file_intact(recorder: Recorder) -> None:
 async def test_upload_error_is_raised(recorder: Recorder) -> None:
     async with client_for(recorder) as client:
         with pytest.raises(RemoteError) as caught:
-            await client.upload("load_dump", {}, {"other": ("x", io.BytesIO(b"x"))})
+            await client.upload_file("load_dump", {}, "other", io.BytesIO(b"x"), "x")
     assert str(caught.value) == "Missing argument: mysqldump"
 
 
@@ -272,3 +297,34 @@ async def test_request_ids_increase(recorder: Recorder) -> None:
         await client.get("get_node_info", serviceNodeId=1)
     assert "id=1" in recorder.seen[0]["query"].split("&")
     assert "id=2" in recorder.seen[1]["query"].split("&")
+
+
+@pytest.mark.anyio
+async def test_download_writes_the_stream(recorder: Recorder) -> None:
+    out = io.BytesIO()
+    seen: list[int] = []
+    async with client_for(recorder) as client:
+        written = await client.download("sqldump", {"size": 5000}, out, progress=seen.append)
+    assert out.getvalue() == b"x" * 5000 + b"\n-- done\n"
+    assert written == sum(seen) == len(out.getvalue())
+
+
+@pytest.mark.anyio
+async def test_stream_error_reply_raises_before_any_byte(recorder: Recorder) -> None:
+    out = io.BytesIO()
+    async with client_for(recorder) as client:
+        with pytest.raises(RemoteError) as caught:
+            await client.download("sqldump", {"size": 10**7}, out)
+        with pytest.raises(RemoteError) as bad:
+            await client.download("sqldump", {"size": "many"}, out)
+    assert str(caught.value) == "Service in wrong state DETAIL:too big"
+    assert str(bad.value).startswith("Invalid argument: size")
+    assert out.getvalue() == b""
+
+
+@pytest.mark.anyio
+async def test_stream_of_a_plain_result_is_an_error(recorder: Recorder) -> None:
+    async with client_for(recorder) as client:
+        with pytest.raises(RemoteError, match="not a stream"):
+            async with client.stream("get_node_info", {"serviceNodeId": 1}):
+                pass

@@ -560,7 +560,32 @@ def test_upload_with_an_extra_file(client: TestClient) -> None:
     response = client.post("/", data={"method": "load_dump"},
                            files={"mysqldump": ("d.sql", b"x"), "zeta": ("z", b"z"),
                                   "alpha": ("a", b"a")})
-    assert error_of(response) == "Unexpected arguments ['alpha', 'zeta']"
+    assert error_of(response) == ("Unexpected arguments ['alpha', 'zeta'] DETAIL:the file "
+                                  "must be the last part of the form")
+
+
+def test_upload_with_a_stray_file_first(client: TestClient) -> None:
+    response = client.post("/", data={"method": "load_dump"},
+                           files={"zeta": ("z", b"z"), "mysqldump": ("d.sql", b"x")})
+    assert error_of(response) == "Unexpected arguments ['zeta']"
+
+
+def test_upload_file_before_method(client: TestClient) -> None:
+    body = (b"--b\r\nContent-Disposition: form-data; name=\"mysqldump\"; filename=\"d\"\r\n"
+            b"\r\nxyz\r\n--b\r\nContent-Disposition: form-data; name=\"method\"\r\n\r\n"
+            b"load_dump\r\n--b--\r\n")
+    response = client.post("/", content=body,
+                           headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert error_of(response, 400) == "Did not specify method"
+
+
+def test_upload_cut_short_is_400(client: TestClient) -> None:
+    body = (b"--b\r\nContent-Disposition: form-data; name=\"method\"\r\n\r\nload_dump\r\n"
+            b"--b\r\nContent-Disposition: form-data; name=\"mysqldump\"; filename=\"d\"\r\n"
+            b"\r\nCREATE TABLE")
+    response = client.post("/", content=body,
+                           headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert "ended early" in error_of(response, 400)
 
 
 def test_upload_with_an_extra_plain_field(client: TestClient) -> None:

@@ -9,16 +9,19 @@ carrying the peer's own text. A peer that cannot be reached raises
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from types import TracebackType
 from typing import Any, BinaryIO, Literal
 
 import httpx
 
 from conpaassql.errors import RemoteError, UnreachableError
+from conpaassql.rpc.multipart import encode_form
 
 ClientVerb = Literal["GET", "POST"]
+CHUNK = 1 << 20
 
 
 class RpcClient:
@@ -68,19 +71,11 @@ class RpcClient:
         timeout: float | None = None,
     ) -> Any:
         """Call ``method``; return its result or raise the peer's error."""
-        request_id = self._new_id()
-        extra: dict[str, Any] = {}
+        request = self._request(method, params, verb)
         if timeout is not None:
-            extra["timeout"] = timeout
+            request["timeout"] = timeout
         try:
-            if verb == "GET":
-                query: dict[str, str] = {"method": method, "id": str(request_id)}
-                if params:
-                    query["params"] = json.dumps(dict(params))
-                response = await self._http.get(self.url, params=query, **extra)
-            else:
-                body = {"method": method, "params": dict(params or {}), "id": request_id}
-                response = await self._http.post(self.url, json=body, **extra)
+            response = await self._http.request(**request)
         except httpx.HTTPError as exc:
             raise UnreachableError(self.url, detail=_describe(exc)) from None
         return _result_of(response)
@@ -95,24 +90,141 @@ class RpcClient:
         self,
         method: str,
         params: Mapping[str, Any],
-        files: Mapping[str, tuple[str, BinaryIO]],
+        field: str,
+        filename: str,
+        chunks: AsyncIterable[bytes],
         *,
         timeout: float | None = None,
     ) -> Any:
-        """Send ``method`` as a multipart form with ``files`` (name -> (filename, file))."""
-        data = {"method": method, "id": str(self._new_id())}
+        """Send ``method`` as a multipart form: ``params`` as fields, then the file ``field``
+        read from ``chunks`` as it is sent (never whole in memory).
+
+        Without ``timeout`` the call waits as long as the peer keeps reading and
+        then answering: loading a dump takes the time it takes.
+        """
+        fields = {"method": method, "id": str(self._new_id())}
         for key, value in params.items():
-            data[key] = value if isinstance(value, str) else json.dumps(value)
-        extra: dict[str, Any] = {}
-        if timeout is not None:
-            extra["timeout"] = timeout
+            fields[key] = value if isinstance(value, str) else json.dumps(value)
+        content_type, body = encode_form(fields, field, filename, chunks)
         try:
             response = await self._http.post(
-                self.url, data=data, files={k: v for k, v in files.items()}, **extra
-            )
+                self.url, content=body, headers={"Content-Type": content_type},
+                timeout=_long(timeout))
         except httpx.HTTPError as exc:
             raise UnreachableError(self.url, detail=_describe(exc)) from None
         return _result_of(response)
+
+    async def upload_file(
+        self,
+        method: str,
+        params: Mapping[str, Any],
+        field: str,
+        file: BinaryIO,
+        filename: str,
+        *,
+        progress: Callable[[int], None] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """``upload`` of an open binary file; ``progress(n)`` after each ``n`` bytes sent."""
+        return await self.upload(method, params, field, filename,
+                                 read_chunks(file, progress), timeout=timeout)
+
+    @contextlib.asynccontextmanager
+    async def stream(self, method: str, params: Mapping[str, Any] | None = None, *,
+                     verb: ClientVerb = "GET",
+                     timeout: float | None = None) -> AsyncIterator[ByteStream]:
+        """Call a method whose result is a byte stream (a dump) and read it as it comes.
+
+        An error reply raises ``RemoteError`` before anything is yielded; a stream
+        cut short raises ``RemoteError`` from ``ByteStream.chunks``.
+        """
+        request = self._request(method, params, verb)
+        try:
+            response = await self._http.send(
+                self._http.build_request(**request, timeout=_long(timeout)), stream=True)
+        except httpx.HTTPError as exc:
+            raise UnreachableError(self.url, detail=_describe(exc)) from None
+        try:
+            if _is_json(response):
+                await response.aread()
+                _result_of(response)
+                raise RemoteError("the peer answered with a result, not a stream",
+                                  http_status=response.status_code)
+            if response.status_code != 200:
+                raise RemoteError(f"HTTP {response.status_code}",
+                                  http_status=response.status_code)
+            yield ByteStream(response, self.url)
+        finally:
+            await response.aclose()
+
+    async def download(self, method: str, params: Mapping[str, Any] | None, out: BinaryIO,
+                       *, verb: ClientVerb = "GET",
+                       progress: Callable[[int], None] | None = None,
+                       timeout: float | None = None) -> int:
+        """Write a streamed result into ``out``; the number of bytes written."""
+        written = 0
+        async with self.stream(method, params, verb=verb, timeout=timeout) as stream:
+            async for chunk in stream.chunks():
+                out.write(chunk)
+                written += len(chunk)
+                if progress is not None:
+                    progress(len(chunk))
+        return written
+
+    def _request(self, method: str, params: Mapping[str, Any] | None,
+                 verb: ClientVerb) -> dict[str, Any]:
+        request_id = self._new_id()
+        if verb == "GET":
+            query: dict[str, str] = {"method": method, "id": str(request_id)}
+            if params:
+                query["params"] = json.dumps(dict(params))
+            return {"method": "GET", "url": self.url, "params": query}
+        body = {"method": method, "params": dict(params or {}), "id": request_id}
+        return {"method": "POST", "url": self.url, "json": body}
+
+
+class ByteStream:
+    """The body of a streamed result, with what its headers tell."""
+
+    def __init__(self, response: httpx.Response, url: str) -> None:
+        self.response = response
+        self.headers = response.headers
+        self._url = url
+
+    @property
+    def length(self) -> int | None:
+        """The announced size in bytes, when the peer knew it."""
+        text = self.headers.get("content-length", "")
+        return int(text) if text.isdigit() else None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self.response.aiter_raw():
+                yield chunk
+        except httpx.HTTPError as exc:
+            raise RemoteError(f"the stream from {self._url} was cut short: "
+                              f"{_describe(exc)}") from None
+
+
+async def read_chunks(file: BinaryIO, progress: Callable[[int], None] | None = None,
+                      size: int = CHUNK) -> AsyncIterator[bytes]:
+    """The contents of ``file`` in chunks of ``size`` bytes, reported to ``progress``."""
+    while True:
+        chunk = await asyncio.to_thread(file.read, size)
+        if not chunk:
+            return
+        if progress is not None:
+            progress(len(chunk))
+        yield chunk
+
+
+def _long(timeout: float | None) -> httpx.Timeout:
+    """A timeout for long transfers: connecting is bounded, the transfer is not."""
+    return httpx.Timeout(timeout, connect=timeout or 10.0, pool=timeout or 10.0)
+
+
+def _is_json(response: httpx.Response) -> bool:
+    return str(response.headers.get("content-type", "")).startswith("application/json")
 
 
 def _describe(exc: httpx.HTTPError) -> str:

@@ -7,13 +7,14 @@ raises anything at all still produces an error reply.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -27,6 +28,7 @@ from conpaassql.errors import (
     MissingArgumentError,
     UnexpectedArgumentsError,
 )
+from conpaassql.rpc.multipart import FormReader, UploadStream
 from conpaassql.rpc.protocol import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
@@ -95,18 +97,21 @@ class RpcApp:
         )
 
     async def endpoint(self, request: Request) -> Response:
-        rpc: RpcRequest | None = None
+        reader: FormReader | None = None
         try:
-            rpc, files = await self._read(request)
-            return await self._dispatch(request, rpc, files)
+            rpc, upload, reader = await self._read(request)
+            return await self._dispatch(request, rpc, upload)
         except ProtocolError as exc:
+            if reader is not None and exc.status not in (400, 413):
+                await _drain_quietly(reader)
             body = failure(exc.version, exc.request_id, exc.message, exc.code)
             return Reply(body, exc.status)
         except HTTPException as exc:
             return Reply(failure("1.0", None, str(exc.detail), PARSE_ERROR),
                                 exc.status_code)
 
-    async def _read(self, request: Request) -> tuple[RpcRequest, dict[str, Any]]:
+    async def _read(self, request: Request) -> tuple[RpcRequest, Upload | None,
+                                                     FormReader | None]:
         if request.method == "GET":
             query = request.query_params
             method = query.get("method")
@@ -114,14 +119,17 @@ class RpcApp:
             if not method:
                 raise ProtocolError(400, "Did not specify method", INVALID_REQUEST, request_id)
             params = parse_params_text(query.get("params"))
-            return RpcRequest(method, params, request_id, "1.0", "GET"), {}
+            return RpcRequest(method, params, request_id, "1.0", "GET"), None, None
         if request.method != "POST":
             raise ProtocolError(405, f"HTTP {request.method} not allowed: use GET or POST",
                                 INVALID_REQUEST)
         content_type = request.headers.get("content-type", "")
         if content_type.startswith("multipart/form-data"):
-            return await self._read_upload(request)
-        return parse_json_body(await self._read_body(request)), {}
+            reader = FormReader(content_type, request.stream().__aiter__(),
+                                max_upload=self.max_upload, max_field=self.max_body)
+            rpc, upload = await self._read_upload(reader)
+            return rpc, upload, reader
+        return parse_json_body(await self._read_body(request)), None, None
 
     async def _read_body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length")
@@ -138,19 +146,26 @@ class RpcApp:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def _read_upload(self, request: Request) -> tuple[RpcRequest, dict[str, Any]]:
-        form = await request.form(max_part_size=self.max_body)
+    async def _read_upload(self, reader: FormReader) -> tuple[RpcRequest, Upload]:
+        """The form's fields up to the method's file, which is left to stream."""
         params: dict[str, Any] = {}
-        files: dict[str, Any] = {}
         method: str | None = None
         request_id: Any = None
-        for key, value in form.multi_items():
-            if isinstance(value, UploadFile):
-                if value.size is not None and value.size > self.max_upload:
-                    raise ProtocolError(413, f"Upload larger than {self.max_upload} bytes",
-                                        INVALID_REQUEST)
-                files[key] = value
-            elif key == "method":
+        upload = Upload()
+        while (part := await reader.next_part()) is not None:
+            if isinstance(part, UploadStream):
+                if not method:
+                    raise ProtocolError(400, "Did not specify method", INVALID_REQUEST,
+                                        request_id)
+                declared = self.registry.get(method)
+                if declared is not None and part.name in declared.files:
+                    upload.stream = part
+                    break
+                upload.unexpected.append(part.name)
+                await part.discard()
+                continue
+            key, value = part
+            if key == "method":
                 method = value
             elif key == "id":
                 request_id = value
@@ -164,46 +179,51 @@ class RpcApp:
                 params[key] = value
         if not method:
             raise ProtocolError(400, "Did not specify method", INVALID_REQUEST, request_id)
-        return RpcRequest(method, params, request_id, "1.0", "UPLOAD"), files
+        upload.reader = reader
+        return RpcRequest(method, params, request_id, "1.0", "UPLOAD"), upload
 
     async def _dispatch(self, request: Request, rpc: RpcRequest,
-                        files: dict[str, Any]) -> Response:
+                        upload: Upload | None) -> Response:
         assert rpc.method is not None
         method = self.registry.get(rpc.method)
         if method is None:
             status = 200 if rpc.version == "2.0" else 404
-            return Reply(failure(rpc.version, rpc.id, "method not found",
-                                        METHOD_NOT_FOUND), status)
+            return await _after(upload, Reply(failure(rpc.version, rpc.id, "method not found",
+                                              METHOD_NOT_FOUND), status))
         if not _verb_allowed(method, rpc.form):
             message = f"method {method.name} must be called with {_how(method)}"
-            return Reply(failure(rpc.version, rpc.id, message, INVALID_REQUEST), 405)
+            return await _after(upload, Reply(failure(rpc.version, rpc.id, message,
+                                                      INVALID_REQUEST), 405))
         principal: str | None = None
         if self.authorizer is not None:
             try:
                 principal = await self.authorizer(request, method)
             except AuthError as exc:
-                return Reply(error_reply(rpc, exc), exc.status)
+                return await _after(upload, Reply(error_reply(rpc, exc), exc.status))
         try:
-            result = await self._call(method, rpc, files, request, principal)
+            result = await self._call(method, rpc, upload, request, principal)
+        except ProtocolError:
+            raise
         except ConpaasSQLError as exc:
-            return Reply(error_reply(rpc, exc))
+            return await _after(upload, Reply(error_reply(rpc, exc)))
         except Exception:
             log.exception("method %s failed", method.name)
-            return Reply(failure(rpc.version, rpc.id, "Unknown error.", INTERNAL_ERROR))
+            return await _after(upload, Reply(failure(rpc.version, rpc.id, "Unknown error.",
+                                                      INTERNAL_ERROR)))
         if isinstance(result, Response):
             return result
         return Reply(success(rpc, result))
 
-    async def _call(self, method: Method, rpc: RpcRequest, files: dict[str, Any],
+    async def _call(self, method: Method, rpc: RpcRequest, upload: Upload | None,
                     request: Request, principal: str | None) -> Any:
         if not isinstance(rpc.params, dict):
             raise InvalidArgumentError("params", detail="must be a JSON object")
+        files = upload.files if upload is not None else {}
         for name in method.files:
             if name not in files:
                 raise MissingArgumentError(name)
-        unexpected_files = set(files) - set(method.files)
-        if unexpected_files:
-            raise UnexpectedArgumentsError(unexpected_files)
+        if upload is not None and upload.unexpected:
+            raise UnexpectedArgumentsError(upload.unexpected)
         params = method.validate(rpc.params)
         context = CallContext(
             method=method.name,
@@ -212,11 +232,42 @@ class RpcApp:
             client_host=request.client.host if request.client else None,
             principal=principal,
         )
-        try:
-            return await method.handler(params, context)
-        finally:
-            for upload in files.values():
-                await upload.close()
+        result = await method.handler(params, context)
+        if upload is not None and upload.reader is not None:
+            trailing = await upload.reader.rest()
+            if trailing:
+                raise UnexpectedArgumentsError(
+                    trailing, detail="the file must be the last part of the form")
+        return result
+
+
+@dataclass
+class Upload:
+    """What an UPLOAD carried: the method's file, still streaming, and stray files."""
+
+    stream: UploadStream | None = None
+    unexpected: list[str] = field(default_factory=list)
+    reader: FormReader | None = None
+
+    @property
+    def files(self) -> dict[str, UploadStream]:
+        return {} if self.stream is None else {self.stream.name: self.stream}
+
+
+async def _drain_quietly(reader: FormReader) -> None:
+    """Read what is left of an upload so that the client sees our reply."""
+    with contextlib.suppress(ProtocolError):
+        await reader.rest()
+
+
+async def _after(upload: Upload | None, reply: Response) -> Response:
+    """``reply``, once the rest of an upload (if any) has been read."""
+    if upload is not None and upload.reader is not None:
+        if upload.stream is not None and not upload.stream.finished:
+            with contextlib.suppress(ProtocolError):
+                await upload.stream.discard()
+        await _drain_quietly(upload.reader)
+    return reply
 
 
 def _verb_allowed(method: Method, form: str) -> bool:
