@@ -3,19 +3,24 @@
 The server is the project's own ``RpcApp`` served by uvicorn on 127.0.0.1, with
 fake manager handlers returning the seed's results. A recorder in front of it
 keeps what arrived on the wire (HTTP method, RPC method, params as sent, the
-Authorization header), so the tests check what the client really sends.
+Authorization header, the files of an upload), so the tests check what the
+client really sends. Uploads are checked against the checksum the handler
+computes of the file as it streams in; dumps are streamed by the handler.
 """
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,11 +31,21 @@ import uvicorn
 from click.testing import CliRunner, Result
 from pydantic import ConfigDict
 from rich.console import Console
+from starlette.responses import StreamingResponse
 
+from conpaassql.client import cli as cli_module
 from conpaassql.client.cli import cli
 from conpaassql.client.commands import COMMANDS
-from conpaassql.client.render import nodes_tables, performance_tables, tables_for
-from conpaassql.errors import WrongStateError
+from conpaassql.client.render import (
+    databases_tables,
+    nodes_tables,
+    performance_tables,
+    tables_for,
+    users_tables,
+)
+from conpaassql.client.transfer import Meter
+from conpaassql.errors import InvalidArgumentError, NotFoundError, WrongStateError
+from conpaassql.rpc.client import RpcClient
 from conpaassql.rpc.registry import CallContext, Registry
 from conpaassql.rpc.server import RpcApp
 from conpaassql.rpc.types import Params
@@ -38,6 +53,25 @@ from conpaassql.rpc.types import Params
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "run-manager-client.sh"
 SEED_NODE = {"ip": "10.1.0.20", "state": "PENDING", "id": 1815, "name": "conpaassql-agent"}
+DUMP = b"".join(b"INSERT INTO t VALUES (%d, '%s');\n" % (i, b"x" * (i % 97))
+                for i in range(40_000))
+"""A dump of a few MB: several chunks on the wire."""
+USERS = {"nodes": [
+    {"id": 1792, "ip": "10.1.0.19", "role": "master", "users": [
+        {"username": "alice", "host": "%", "can_login": True, "locked": False,
+         "grants": ["GRANT SELECT ON `shop`.* TO `alice`@`%`",
+                    "GRANT INSERT ON `shop`.* TO `alice`@`%`"]},
+        {"username": "bob", "host": "10.0.0.%", "can_login": False, "locked": True,
+         "grants": []},
+    ]},
+    {"id": 1815, "ip": "10.1.0.20", "role": "slave", "users": []},
+]}
+DATABASES = {"nodes": [
+    {"id": 1792, "ip": "10.1.0.19", "role": "master", "databases": [
+        {"name": "shop", "size_bytes": 12_345_678, "tables": 7},
+        {"name": "empty", "size_bytes": 0, "tables": 0},
+    ]},
+]}
 
 
 # --- the fake manager ---------------------------------------------------------------
@@ -67,6 +101,7 @@ class FakeManager:
 
     def __init__(self) -> None:
         self.nodes = [1792]
+        self.uploads: list[dict[str, Any]] = []
 
     def registry(self) -> Registry:
         registry = Registry()
@@ -79,7 +114,16 @@ class FakeManager:
         registry.add("getLog", "GET", self.get_log)
         registry.add("shutdown", "POST", self.shutdown)
         registry.add("echo", "POST", self.echo, AnyParams)
-        registry.add("get_users", "GET", self.get_users)
+        registry.add("get_users", "GET", self.get_users, AnyParams)
+        for name in ("delete_user", "set_password", "create_database", "drop_database"):
+            registry.add(name, "POST", self.nodes_done, AnyParams)
+        registry.add("configure_user", "POST", self.configure_user, AnyParams)
+        registry.add("get_password", "GET", self.get_password)
+        registry.add("list_databases", "GET", self.list_databases, AnyParams)
+        registry.add("get_agent_log", "GET", self.get_agent_log, AnyParams)
+        registry.add("send_mysqldump", "UPLOAD", self.load, AnyParams, files=("mysqldump",))
+        registry.add("load_dump", "UPLOAD", self.load, AnyParams, files=("mysqldump_file",))
+        registry.add("sqldump", "GET", self.sqldump, AnyParams)
         return registry
 
     async def list_nodes(self, params: Params, context: CallContext) -> Any:
@@ -128,8 +172,58 @@ class FakeManager:
     async def echo(self, params: AnyParams, context: CallContext) -> Any:
         return params.model_dump()
 
-    async def get_users(self, params: Params, context: CallContext) -> Any:
-        return {"users": []}
+    async def get_users(self, params: AnyParams, context: CallContext) -> Any:
+        return USERS
+
+    async def nodes_done(self, params: AnyParams, context: CallContext) -> Any:
+        return {"nodes": [1792]}
+
+    async def configure_user(self, params: AnyParams, context: CallContext) -> Any:
+        """A manager whose error quotes the password (ours must not show it)."""
+        sent = params.model_dump()
+        if sent.get("username") == "weak":
+            raise InvalidArgumentError("password", detail=f"{sent['password']} is too weak")
+        return {"nodes": [1792]}
+
+    async def get_password(self, params: Params, context: CallContext) -> Any:
+        return {"username": "root", "password": "r00t-pw", "note": "local logins only"}
+
+    async def list_databases(self, params: AnyParams, context: CallContext) -> Any:
+        return DATABASES
+
+    async def get_agent_log(self, params: AnyParams, context: CallContext) -> Any:
+        sent = params.model_dump()
+        return {"log": "agent started\nmysqld running", "node": sent["serviceNodeId"],
+                "which": sent["log"]}
+
+    async def load(self, params: AnyParams, context: CallContext) -> Any:
+        """Reads the file as it streams in and reports its size and checksum."""
+        (upload,) = context.files.values()
+        digest = hashlib.sha256()
+        size = 0
+        async for chunk in upload.chunks():
+            digest.update(chunk)
+            size += len(chunk)
+        self.uploads.append({"field": upload.name, "filename": upload.filename,
+                             "bytes": size, "sha256": digest.hexdigest()})
+        return {"nodes": [1792], "bytes": size, "sha256": digest.hexdigest()}
+
+    async def sqldump(self, params: AnyParams, context: CallContext) -> Any:
+        """DUMP streamed; ``database`` picks a failure: ``missing`` before the first
+        byte, ``broken`` in the middle; ``sized`` announces its length."""
+        database = params.model_dump().get("database")
+        if database == "missing":
+            raise NotFoundError("database", detail="no database missing")
+
+        async def body() -> AsyncIterator[bytes]:
+            half = len(DUMP) // 2
+            yield DUMP[:half]
+            if database == "broken":
+                raise RuntimeError("the node went away")
+            yield DUMP[half:]
+
+        headers = {"content-length": str(len(DUMP))} if database == "sized" else None
+        return StreamingResponse(body(), media_type="application/sql", headers=headers)
 
 
 # --- the server and its recorder ----------------------------------------------------
@@ -141,6 +235,27 @@ class Received:
     method: str | None
     params: Any
     authorization: str | None
+    files: dict[str, tuple[str, str]] = field(default_factory=dict)
+    """An upload's files: field -> (file name, sha256)."""
+
+
+def parse_form(content_type: str, body: bytes) -> tuple[dict[str, str],
+                                                        dict[str, tuple[str, str]]]:
+    """The plain fields and the files (name, sha256) of a multipart body."""
+    boundary = content_type.split("boundary=", 1)[1].encode()
+    fields: dict[str, str] = {}
+    files: dict[str, tuple[str, str]] = {}
+    for part in body.split(b"--" + boundary)[1:-1]:
+        head, _, content = part[2:-2].partition(b"\r\n\r\n")
+        disposition = head.decode().split("\r\n")[0]
+        name = re.search(r' name="([^"]*)"', disposition)
+        filename = re.search(r' filename="([^"]*)"', disposition)
+        assert name is not None
+        if filename is None:
+            fields[name.group(1)] = content.decode()
+        else:
+            files[name.group(1)] = (filename.group(1), hashlib.sha256(content).hexdigest())
+    return fields, files
 
 
 class Recorder:
@@ -161,15 +276,20 @@ class Recorder:
             body += message.get("body", b"")
             more = message.get("more_body", False)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        files: dict[str, tuple[str, str]] = {}
         if scope["method"] == "GET":
             query = parse_qs(scope["query_string"].decode())
             method = query.get("method", [None])[0]
             params = json.loads(query["params"][0]) if "params" in query else {}
+        elif headers.get("content-type", "").startswith("multipart/form-data"):
+            params, files = parse_form(headers["content-type"], body)
+            method = params.pop("method", None)
+            params.pop("id", None)
         else:
             data = json.loads(body)
             method, params = data.get("method"), data.get("params")
         self.received.append(
-            Received(scope["method"], method, params, headers.get("authorization"))
+            Received(scope["method"], method, params, headers.get("authorization"), files)
         )
         replayed = False
 
@@ -225,8 +345,10 @@ def server() -> Iterator[Live]:
 @pytest.fixture
 def live(server: Live, monkeypatch: pytest.MonkeyPatch) -> Live:
     monkeypatch.delenv("CONPAASSQL_TOKEN", raising=False)
+    monkeypatch.delenv("CONPAASSQL_PASSWORD", raising=False)
     server.recorder.received.clear()
     server.manager.nodes = [1792]
+    server.manager.uploads.clear()
     return server
 
 
@@ -294,6 +416,45 @@ def test_script_reports_the_error_exit_code(live: Live) -> None:
          ("POST", "echo", {"serviceNodeId": 5, "username": "u"})),
         (["call", "echo"], ("POST", "echo", {})),
         (["call", "get_users", "--get"], ("GET", "get_users", {})),
+        (["configure_user", "all", "alice", "pw1"],
+         ("POST", "configure_user", {"serviceNodeId": "all", "username": "alice",
+                                     "password": "pw1"})),
+        (["configure_user", "ALL", "alice", "pw1", "--host", "10.0.0.%", "--database", "shop",
+          "--privileges", "SELECT, INSERT,ALL PRIVILEGES"],
+         ("POST", "configure_user", {"serviceNodeId": "all", "username": "alice",
+                                     "password": "pw1", "host": "10.0.0.%",
+                                     "database": "shop",
+                                     "privileges": ["SELECT", "INSERT", "ALL PRIVILEGES"]})),
+        (["configure_user", "1792", "alice", "pw1"],
+         ("POST", "configure_user", {"serviceNodeId": 1792, "username": "alice",
+                                     "password": "pw1"})),
+        (["delete_user", "all", "alice"],
+         ("POST", "delete_user", {"serviceNodeId": "all", "username": "alice"})),
+        (["delete_user", "3", "alice", "--host", "localhost"],
+         ("POST", "delete_user", {"serviceNodeId": 3, "username": "alice",
+                                  "host": "localhost"})),
+        (["get_users"], ("GET", "get_users", {})),
+        (["get_users", "1792"], ("GET", "get_users", {"serviceNodeId": 1792})),
+        (["set_password", "alice", "pw2"],
+         ("POST", "set_password", {"user": "alice", "password": "pw2"})),
+        (["set_password", "alice", "pw2", "--host", "%"],
+         ("POST", "set_password", {"user": "alice", "password": "pw2", "host": "%"})),
+        (["get_password"], ("GET", "get_password", {})),
+        (["create_database", "shop"], ("POST", "create_database", {"database": "shop"})),
+        (["create_database", "shop", "--character-set", "utf8mb4", "--collation",
+          "utf8mb4_bin"],
+         ("POST", "create_database", {"database": "shop", "character_set": "utf8mb4",
+                                      "collation": "utf8mb4_bin"})),
+        (["drop_database", "shop"], ("POST", "drop_database", {"database": "shop"})),
+        (["list_databases"], ("GET", "list_databases", {})),
+        (["list_databases", "1815"], ("GET", "list_databases", {"serviceNodeId": 1815})),
+        (["get_agent_log", "1792"],
+         ("GET", "get_agent_log", {"serviceNodeId": 1792, "log": "agent", "lines": 100})),
+        (["get_agent_log", "1792", "--log", "Slow", "--lines", "20"],
+         ("GET", "get_agent_log", {"serviceNodeId": 1792, "log": "slow", "lines": 20})),
+        (["sqldump"], ("GET", "sqldump", {})),
+        (["sqldump", "shop", "--node", "1815"],
+         ("GET", "sqldump", {"database": "shop", "serviceNodeId": 1815})),
     ],
 )
 def test_command_sends(live: Live, args: list[str], expected: tuple[str, str, Any]) -> None:
@@ -386,6 +547,26 @@ def test_https_to_a_plain_http_manager_exits_3(live: Live) -> None:
         (["list_nodes", "--timeout", "0"], "--timeout"),
         (["list_nodes", "extra"], "unexpected extra argument"),
         (["lst_nodes"], "No such command 'lst_nodes'"),
+        (["configure_user", "all", " ", "pw"], "USER must not be empty"),
+        (["configure_user", "all", "alice", "pw", "--privileges", "SELECT,,INSERT"],
+         "--privileges has an empty item"),
+        (["configure_user", "all", "alice", "pw", "--privileges", " , "],
+         "--privileges must name at least one item"),
+        (["configure_user", "all", "alice", "pw", "--host", ""], "--host must not be empty"),
+        (["configure_user", "", "alice", "pw"], "a node id must not be empty"),
+        (["configure_user", "all"], "Missing argument 'USER'"),
+        (["delete_user", "all"], "Missing argument 'USER'"),
+        (["set_password"], "Missing argument 'USER'"),
+        (["create_database"], "Missing argument 'NAME'"),
+        (["create_database", "shop", "--collation", " "], "--collation must not be empty"),
+        (["drop_database", ""], "NAME must not be empty"),
+        (["get_agent_log"], "Missing argument 'ID'"),
+        (["get_agent_log", "1", "--log", "general"], "--log must be one of agent, error, slow"),
+        (["get_agent_log", "1", "--lines", "0"], "--lines must be a positive integer"),
+        (["send_mysqldump", "all"], "Missing argument 'FILE'"),
+        (["load_dump"], "Missing argument 'FILE'"),
+        (["sqldump", "shop", "extra"], "unexpected extra argument"),
+        (["sqldump", "--node", ""], "a node id must not be empty"),
     ],
 )
 def test_bad_arguments_exit_2_and_send_nothing(live: Live, args: list[str],
@@ -545,3 +726,309 @@ def test_no_table_for_shapes_without_one() -> None:
     assert tables_for("add_nodes", {"serviceNode": SEED_NODE}) is None
     assert performance_tables({"note": "no figures"}) is None
     assert tables_for("get_node_info", [1, 2]) is None
+
+
+# --- passwords -----------------------------------------------------------------------
+
+
+def sent_password(live: Live) -> Any:
+    (received,) = live.recorder.received
+    return received.params["password"]
+
+
+@pytest.mark.parametrize("command", [["configure_user", "all", "alice"],
+                                     ["set_password", "alice"]])
+def test_password_from_the_environment(live: Live, command: list[str]) -> None:
+    result = live.run(*command, env={"CONPAASSQL_PASSWORD": "from env pw"})
+    assert result.exit_code == 0, result.output
+    assert sent_password(live) == "from env pw"
+    assert "from env pw" not in result.output
+
+
+def test_password_argument_wins_over_the_environment(live: Live) -> None:
+    result = live.run("set_password", "alice", "given-pw",
+                      env={"CONPAASSQL_PASSWORD": "from-env"})
+    assert result.exit_code == 0, result.output
+    assert sent_password(live) == "given-pw"
+
+
+def test_password_typed_twice_on_a_terminal(live: Live,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli_module, "stdin_is_terminal", lambda: True)
+    result = live.runner.invoke(cli, ["127.0.0.1", str(live.port), "configure_user", "all",
+                                      "alice"], input="typed-pw\ntyped-pw\n")
+    assert result.exit_code == 0, result.output
+    assert sent_password(live) == "typed-pw"
+    assert "typed-pw" not in result.output
+    assert "Password" in result.stderr and "Repeat" in result.stderr
+    assert json.loads(result.stdout.strip()) == {"nodes": [1792]}
+
+
+def test_password_typed_differently_then_nothing_exits_2(
+        live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli_module, "stdin_is_terminal", lambda: True)
+    result = live.runner.invoke(cli, ["127.0.0.1", str(live.port), "set_password", "alice"],
+                                input="one-pw\nother-pw\n")
+    assert result.exit_code == 2
+    assert "no password typed" in result.stderr
+    assert "one-pw" not in result.output and "other-pw" not in result.output
+    assert live.sent == []
+
+
+def test_no_password_and_no_terminal_exits_2(live: Live) -> None:
+    result = live.run("configure_user", "all", "alice")
+    assert result.exit_code == 2
+    assert "CONPAASSQL_PASSWORD" in result.stderr and "PASSWORD" in result.stderr
+    assert live.sent == []
+
+
+def test_empty_password_exits_2_and_bad_arguments_come_first(live: Live) -> None:
+    result = live.run("set_password", "alice", "")
+    assert (result.exit_code, live.sent) == (2, [])
+    assert "password must not be empty" in result.stderr
+    result = live.run("configure_user", "all", "alice", "--privileges", ",")
+    assert result.exit_code == 2 and "--privileges" in result.stderr  # not asked for
+
+
+def test_password_is_masked_in_the_managers_error(live: Live) -> None:
+    result = live.run("configure_user", "all", "weak", "hunter2")
+    assert result.exit_code == 1
+    assert sent_password(live) == "hunter2"
+    assert "hunter2" not in result.output
+    assert result.stderr == "Invalid argument: password DETAIL:******** is too weak\n"
+
+
+# --- uploads -------------------------------------------------------------------------
+
+
+def write_dump(tmp_path: Path, name: str = "dump.sql", content: bytes = DUMP) -> Path:
+    path = tmp_path / name
+    path.write_bytes(content)
+    return path
+
+
+def test_send_mysqldump_streams_the_file_intact(live: Live, tmp_path: Path) -> None:
+    dump = write_dump(tmp_path)
+    result = live.run("send_mysqldump", "all", str(dump), "--database", "shop")
+    assert result.exit_code == 0, result.output
+    digest = hashlib.sha256(DUMP).hexdigest()
+    assert json.loads(result.stdout) == {"nodes": [1792], "bytes": len(DUMP),
+                                         "sha256": digest}
+    assert live.manager.uploads == [{"field": "mysqldump", "filename": "dump.sql",
+                                     "bytes": len(DUMP), "sha256": digest}]
+    (received,) = live.recorder.received
+    assert (received.method, received.params) == (
+        "send_mysqldump", {"serviceNodeId": "all", "database": "shop"})
+    assert received.files == {"mysqldump": ("dump.sql", digest)}
+    assert result.stderr == ""  # no progress off a terminal
+
+
+def test_load_dump_sends_gzip_as_it_is(live: Live, tmp_path: Path) -> None:
+    packed = gzip.compress(DUMP)
+    dump = write_dump(tmp_path, "shop.sql.gz", packed)
+    result = live.run("load_dump", str(dump))
+    assert result.exit_code == 0, result.output
+    assert live.manager.uploads == [{"field": "mysqldump_file", "filename": "shop.sql.gz",
+                                     "bytes": len(packed),
+                                     "sha256": hashlib.sha256(packed).hexdigest()}]
+    assert live.recorder.received[0].params == {}
+
+
+def test_upload_node_id_and_standard_input(live: Live) -> None:
+    result = live.runner.invoke(cli, ["127.0.0.1", str(live.port), "send_mysqldump", "1792",
+                                      "-"], input=DUMP)
+    assert result.exit_code == 0, result.output
+    assert live.recorder.received[0].params == {"serviceNodeId": "1792"}
+    assert live.manager.uploads[0]["sha256"] == hashlib.sha256(DUMP).hexdigest()
+    assert live.manager.uploads[0]["filename"] == "stdin"
+
+
+@pytest.mark.parametrize("which", ["missing", "directory", "socket"])
+def test_unusable_upload_file_exits_2_and_sends_nothing(live: Live, tmp_path: Path,
+                                                        which: str) -> None:
+    path = tmp_path / "dump.sql"
+    if which == "directory":
+        path.mkdir()
+    elif which == "socket":  # passes the checks, then cannot be opened
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(str(path))
+        listener.close()
+    result = live.run("load_dump", str(path))
+    assert result.exit_code == 2, result.output
+    assert "dump.sql" in result.stderr
+    assert live.sent == []
+
+
+def test_upload_to_an_unreachable_manager_exits_3(tmp_path: Path) -> None:
+    dump = write_dump(tmp_path)
+    result = CliRunner().invoke(cli, ["127.0.0.1", str(free_port()), "load_dump", str(dump)])
+    assert result.exit_code == 3
+    assert result.stderr.startswith("Cannot reach the manager")
+
+
+def test_upload_progress_counts_every_byte(live: Live, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli_module, "stderr_is_terminal", lambda: True)
+    counted: list[int] = []
+    original = Meter.advance
+
+    def advance(meter: Any, size: int) -> None:
+        counted.append(size)
+        original(meter, size)
+
+    monkeypatch.setattr(Meter, "advance", advance)
+    dump = write_dump(tmp_path)
+    result = live.run("load_dump", str(dump))
+    assert result.exit_code == 0, result.output
+    assert sum(counted) == len(DUMP) and len(counted) > 1
+    assert f"Sent {len(DUMP):,} bytes" in result.stderr and "MB/s" in result.stderr
+    assert json.loads(result.stdout)["bytes"] == len(DUMP)  # stdout stays clean
+
+
+# --- downloads -----------------------------------------------------------------------
+
+
+def test_sqldump_to_standard_output(live: Live) -> None:
+    result = live.run("sqldump", "shop")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout_bytes == DUMP
+    assert result.stderr == ""
+    assert live.sent == [("GET", "sqldump", {"database": "shop"})]
+
+
+@pytest.mark.parametrize("database", ["shop", "sized"])
+def test_sqldump_to_a_file(live: Live, tmp_path: Path, database: str) -> None:
+    target = tmp_path / "shop.sql"
+    result = live.run("sqldump", database, "-o", str(target))
+    assert result.exit_code == 0, result.output
+    assert target.read_bytes() == DUMP
+    assert [p.name for p in tmp_path.iterdir()] == ["shop.sql"]
+    assert result.stdout_bytes == b""
+
+
+def test_sqldump_progress_and_summary_on_a_terminal(live: Live, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli_module, "stderr_is_terminal", lambda: True)
+    result = live.run("sqldump", "sized", "--output", str(tmp_path / "d.sql"))
+    assert result.exit_code == 0, result.output
+    assert f"Received {len(DUMP):,} bytes" in result.stderr and "MB/s" in result.stderr
+
+
+def test_sqldump_cut_short_removes_the_partial_file(live: Live, tmp_path: Path) -> None:
+    target = tmp_path / "shop.sql"
+    target.write_bytes(b"-- yesterday's dump\n")
+    result = live.run("sqldump", "broken", "-o", str(target))
+    assert result.exit_code == 1
+    assert "cut short" in result.stderr
+    assert target.read_bytes() == b"-- yesterday's dump\n"  # untouched
+    assert [p.name for p in tmp_path.iterdir()] == ["shop.sql"]
+
+
+def test_sqldump_cut_short_to_standard_output_exits_1(live: Live) -> None:
+    result = live.run("sqldump", "broken")
+    assert result.exit_code == 1
+    assert "cut short" in result.stderr
+    assert DUMP.startswith(result.stdout_bytes) and len(result.stdout_bytes) < len(DUMP)
+
+
+def test_sqldump_error_before_the_stream_exits_1(live: Live, tmp_path: Path) -> None:
+    target = tmp_path / "missing.sql"
+    result = live.run("sqldump", "missing", "-o", str(target))
+    assert result.exit_code == 1
+    assert result.stderr == "Invalid argument: database DETAIL:no database missing\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["directory", "no parent"])
+def test_sqldump_unusable_output_exits_2_and_sends_nothing(live: Live, tmp_path: Path,
+                                                           where: str) -> None:
+    target = tmp_path if where == "directory" else tmp_path / "absent" / "d.sql"
+    result = live.run("sqldump", "-o", str(target))
+    assert result.exit_code == 2, result.output
+    assert "--output" in result.stderr
+    assert live.sent == []
+
+
+def test_sqldump_unreachable_manager_exits_3_and_leaves_no_file(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["127.0.0.1", str(free_port()), "sqldump", "-o",
+                                      str(tmp_path / "d.sql")])
+    assert result.exit_code == 3
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- timeouts ------------------------------------------------------------------------
+
+
+def spy_timeouts(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
+    seen: dict[str, list[Any]] = {"client": [], "upload": [], "stream": []}
+    init, upload_file, stream = RpcClient.__init__, RpcClient.upload_file, RpcClient.stream
+
+    def spy_init(self: RpcClient, url: str, **kwargs: Any) -> None:
+        seen["client"].append(kwargs["timeout"])
+        init(self, url, **kwargs)
+
+    async def spy_upload(self: RpcClient, *args: Any, **kwargs: Any) -> Any:
+        seen["upload"].append(kwargs["timeout"])
+        return await upload_file(self, *args, **kwargs)
+
+    def spy_stream(self: RpcClient, *args: Any, **kwargs: Any) -> Any:
+        seen["stream"].append(kwargs["timeout"])
+        return stream(self, *args, **kwargs)
+
+    monkeypatch.setattr(RpcClient, "__init__", spy_init)
+    monkeypatch.setattr(RpcClient, "upload_file", spy_upload)
+    monkeypatch.setattr(RpcClient, "stream", spy_stream)
+    return seen
+
+
+def test_transfers_wait_as_long_as_the_data_unless_told(
+        live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = spy_timeouts(monkeypatch)
+    dump = write_dump(tmp_path)
+    assert live.run("list_nodes").exit_code == 0
+    assert live.run("load_dump", str(dump)).exit_code == 0
+    assert live.run("sqldump").exit_code == 0
+    assert seen == {"client": [30.0, 30.0, 30.0], "upload": [None], "stream": [None]}
+    assert live.run("load_dump", str(dump), "--timeout", "600").exit_code == 0
+    assert live.runner.invoke(cli, ["--timeout", "7", "127.0.0.1", str(live.port),
+                                    "sqldump"]).exit_code == 0
+    assert seen["upload"][-1] == 600.0 and seen["stream"][-1] == 7.0
+
+
+# --- logs and tables of the new methods ----------------------------------------------
+
+
+def test_get_agent_log_prints_raw_text(live: Live) -> None:
+    result = live.run("get_agent_log", "1792", "--log", "error")
+    assert (result.exit_code, result.stdout) == (0, "agent started\nmysqld running\n")
+
+
+def test_table_get_users(live: Live) -> None:
+    result = live.run("get_users", "--table")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    header = next(line for line in lines if "user" in line and "grants" in line)
+    assert [w for w in header.replace("┃", " ").split()] == [
+        "node", "user", "host", "can_login", "grants"]
+    assert any("alice" in line and "true" in line and "GRANT SELECT" in line
+               for line in lines)
+    assert any("GRANT INSERT" in line and "alice" not in line for line in lines)
+    assert any("bob" in line and "10.0.0.%" in line and "false" in line for line in lines)
+    assert any("1815" in line for line in lines)  # a node without users has a row
+
+
+def test_table_list_databases(live: Live) -> None:
+    result = live.run("list_databases", "--table")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert any("shop" in line and "12.3 MB" in line and "7" in line for line in lines)
+    assert any("empty" in line and "0 B" in line for line in lines)
+
+
+def test_user_and_database_tables_fall_back_to_json() -> None:
+    assert users_tables({"users": []}) is None
+    assert users_tables({"nodes": [{"id": 1, "users": "none"}]}) is None
+    assert databases_tables([1, 2]) is None
+    text = render(databases_tables({"nodes": [{"id": 2, "databases": [
+        {"name": "[b]x", "size_bytes": "?", "tables": None}]}]}))
+    assert "[b]x" in text and "?" in text

@@ -4,19 +4,28 @@ The click wiring of the commands in ``commands.COMMANDS`` plus ``call`` (any
 other method). The shared options (``--table``, ``--timeout``, ``--https``,
 ``--token-file``) are accepted before HOST and after METHOD alike.
 
-Exit codes: 0 success, 1 the manager answered with an error (its text on
-stderr), 2 a bad command line (nothing sent), 3 the manager could not be reached.
+Uploads stream their file and downloads their result; both show a progress bar
+and a summary line on stderr when it is a terminal, nothing otherwise. A
+password not given on the command line comes from ``$CONPAASSQL_PASSWORD`` or a
+hidden prompt; it is never echoed nor shown in a message.
+
+Exit codes: 0 success, 1 the manager answered with an error or a transfer failed
+(the reason on stderr), 2 a bad command line (nothing sent), 3 the manager could
+not be reached.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import difflib
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Coroutine
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, BinaryIO, NoReturn, TextIO, TypeVar
 
 import click
 from rich.console import Console
@@ -27,14 +36,20 @@ from conpaassql.client.commands import (
     Command,
     Opt,
     RpcCall,
+    UploadFile,
+    Verb,
     generic_call,
 )
-from conpaassql.client.render import format_json, log_text, tables_for
+from conpaassql.client.render import LOG_METHODS, format_json, log_text, tables_for
+from conpaassql.client.transfer import Meter, PartialFile, size_of
 from conpaassql.errors import RemoteError, UnreachableError
-from conpaassql.rpc.client import RpcClient
+from conpaassql.rpc.client import ClientVerb, RpcClient
+
+T = TypeVar("T")
 
 PROG_NAME = "conpaassql-client"
 TOKEN_ENV = "CONPAASSQL_TOKEN"
+PASSWORD_ENV = "CONPAASSQL_PASSWORD"
 DEFAULT_TIMEOUT = 30.0
 EXIT_REMOTE = 1
 EXIT_USAGE = 2
@@ -50,7 +65,9 @@ class Settings:
     host: str
     port: int
     table: bool = False
-    timeout: float = DEFAULT_TIMEOUT
+    timeout: float | None = None
+    """``--timeout`` if given: ordinary calls wait 30 s without it, transfers as long
+    as the data takes."""
     https: bool = False
     token_file: Path | None = None
 
@@ -65,6 +82,11 @@ class Settings:
             timeout=self.timeout if timeout is None else timeout,
             token_file=self.token_file if token_file is None else token_file,
         )
+
+    @property
+    def call_timeout(self) -> float:
+        """How long an ordinary call may take."""
+        return DEFAULT_TIMEOUT if self.timeout is None else self.timeout
 
     @property
     def url(self) -> str:
@@ -102,15 +124,95 @@ def read_token(settings: Settings) -> str | None:
     return token
 
 
+def _is_terminal(stream: TextIO | None) -> bool:
+    try:
+        return stream is not None and stream.isatty()
+    except ValueError:  # closed
+        return False
+
+
+def stdin_is_terminal() -> bool:
+    """Whether a password may be asked for."""
+    return _is_terminal(sys.stdin)
+
+
+def stderr_is_terminal() -> bool:
+    """Whether progress is shown."""
+    return _is_terminal(sys.stderr)
+
+
+def stdout_is_terminal() -> bool:
+    return _is_terminal(sys.stdout)
+
+
+def obtain_password() -> str:
+    """A password the command line did not give: ``$CONPAASSQL_PASSWORD``, else typed
+    twice (hidden) on a terminal; ``ArgumentError`` when there is no way to get it."""
+    given = os.environ.get(PASSWORD_ENV)
+    if given:
+        return given
+    if not stdin_is_terminal():
+        raise ArgumentError(f"no password: give PASSWORD, set ${PASSWORD_ENV} (not empty), "
+                            "or run on a terminal to be asked for it")
+    try:
+        typed: str = click.prompt("Password", hide_input=True, confirmation_prompt=True,
+                                  err=True)
+    except click.Abort:
+        raise ArgumentError("no password typed") from None
+    return typed
+
+
+def progress_console(*, beside_stdout: bool = False) -> Console | None:
+    """Where progress goes: stderr when it is a terminal (and, when the data itself
+    goes to stdout, stdout is not the same screen); ``None`` for silence."""
+    if not stderr_is_terminal() or (beside_stdout and stdout_is_terminal()):
+        return None
+    return Console(stderr=True, force_terminal=True, highlight=False)
+
+
+def _verb(verb: Verb) -> ClientVerb:
+    return "GET" if verb == "GET" else "POST"
+
+
+def _client(settings: Settings, token: str | None) -> RpcClient:
+    return RpcClient(settings.url, token=token, timeout=settings.call_timeout)
+
+
 async def send(settings: Settings, call: RpcCall, token: str | None) -> Any:
     """Send ``call`` to the manager; its result, or ``RemoteError``/``UnreachableError``."""
-    async with RpcClient(settings.url, token=token, timeout=settings.timeout) as client:
-        return await client.call(call.method, call.params, verb=call.verb)
+    async with _client(settings, token) as client:
+        return await client.call(call.method, call.params, verb=_verb(call.verb))
+
+
+async def send_upload(settings: Settings, call: RpcCall, upload: UploadFile, file: BinaryIO,
+                      token: str | None, meter: Meter) -> Any:
+    """Upload ``file`` with the call's params, counting what is read into ``meter``."""
+    async with _client(settings, token) as client:
+        return await client.upload_file(call.method, call.params, upload.field, file,
+                                        upload.filename, progress=meter.advance,
+                                        timeout=settings.timeout)
+
+
+async def receive(settings: Settings, call: RpcCall, token: str | None, out: BinaryIO,
+                  meter: Meter) -> None:
+    """Write the streamed result of ``call`` into ``out``; ``RemoteError`` if it is cut
+    short."""
+    async with (_client(settings, token) as client,
+                client.stream(call.method, call.params, verb=_verb(call.verb),
+                              timeout=settings.timeout) as stream):
+        meter.start(stream.length)
+        async for chunk in stream.chunks():
+            out.write(chunk)
+            meter.advance(len(chunk))
+        if stream.length is not None and meter.done != stream.length:
+            raise RemoteError(f"the stream ended after {meter.done} of "
+                              f"{stream.length} bytes")
+    out.flush()
 
 
 def show(method: str, result: Any, *, table: bool) -> None:
     """Print the result: the raw text of a log, tables if asked and fitting, else JSON."""
-    if method == "getLog":
+    if method in LOG_METHODS:
         text = log_text(result)
         if text is not None:
             click.echo(text, nl=not text.endswith("\n"))
@@ -130,6 +232,77 @@ def _fail(message: str, code: int) -> NoReturn:
     raise click.exceptions.Exit(code)
 
 
+def _outcome(settings: Settings, call: RpcCall,
+             work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run ``work``; the manager's error exits 1, an unreachable manager 3."""
+    try:
+        return asyncio.run(work())
+    except RemoteError as exc:
+        _fail(call.redact(str(exc)), EXIT_REMOTE)
+    except UnreachableError as exc:
+        _fail(call.redact(f"Cannot reach the manager at {settings.url}: {exc.detail}"),
+              EXIT_UNREACHABLE)
+
+
+def open_upload(upload: UploadFile) -> AbstractContextManager[BinaryIO]:
+    """The file to upload, opened; a usage error if it cannot be (nothing is sent)."""
+    if upload.path is None:
+        return contextlib.nullcontext(sys.stdin.buffer)
+    try:
+        return upload.path.open("rb")
+    except OSError as exc:
+        raise click.UsageError(f"cannot read FILE {str(upload.path)!r}: {exc.strerror}",
+                               click.get_current_context()) from None
+
+
+def run_upload(settings: Settings, call: RpcCall, upload: UploadFile,
+               token: str | None) -> Any:
+    """Send an upload call, its file streamed, with progress on a terminal."""
+    with open_upload(upload) as file, Meter(upload.filename, progress_console()) as meter:
+        meter.start(size_of(file))
+        try:
+            result = _outcome(settings, call, lambda: send_upload(
+                settings, call, upload, file, token, meter))
+        except OSError as exc:
+            _fail(f"Cannot read {upload.filename}: {exc.strerror or exc}", EXIT_REMOTE)
+        meter.finish("Sent")
+    return result
+
+
+def run_download(settings: Settings, call: RpcCall, token: str | None) -> None:
+    """Receive a streamed result into ``call.output`` (complete or not at all) or stdout."""
+    if call.output is None:
+        out = sys.stdout.buffer
+        with Meter(call.method, progress_console(beside_stdout=True)) as meter:
+            _receive_into(settings, call, token, out, meter, "standard output")
+        meter.finish("Received")
+        return
+    try:
+        partial = PartialFile(call.output)
+    except OSError as exc:
+        raise click.UsageError(f"cannot write {str(call.output)!r}: {exc.strerror}",
+                               click.get_current_context()) from None
+    with partial, Meter(call.output.name, progress_console()) as meter:
+        _receive_into(settings, call, token, partial.file, meter, str(call.output))
+        try:
+            partial.commit()
+        except OSError as exc:
+            _fail(f"Cannot write {call.output}: {exc.strerror or exc}", EXIT_REMOTE)
+    meter.finish("Received")
+
+
+def _receive_into(settings: Settings, call: RpcCall, token: str | None, out: BinaryIO,
+                  meter: Meter, where: str) -> None:
+    try:
+        _outcome(settings, call, lambda: receive(settings, call, token, out, meter))
+    except BrokenPipeError:
+        meter.stop()
+        _fail(f"{where} was closed before the dump was complete", EXIT_REMOTE)
+    except OSError as exc:
+        meter.stop()
+        _fail(f"Cannot write {where}: {exc.strerror or exc}", EXIT_REMOTE)
+
+
 def run(build: Callable[[dict[str, Any]], RpcCall], values: dict[str, Any]) -> None:
     """The body of every command: build the call, send it, show the result."""
     ctx = click.get_current_context()
@@ -138,15 +311,18 @@ def run(build: Callable[[dict[str, Any]], RpcCall], values: dict[str, Any]) -> N
     settings = settings.refined(values)
     try:
         call = build(values)
+        token = read_token(settings)
+        if call.secret_missing:
+            call = call.with_secret(obtain_password())
     except ArgumentError as exc:
         raise click.UsageError(str(exc), ctx) from None
-    token = read_token(settings)
-    try:
-        result = asyncio.run(send(settings, call, token))
-    except RemoteError as exc:
-        _fail(str(exc), EXIT_REMOTE)
-    except UnreachableError as exc:
-        _fail(f"Cannot reach the manager at {settings.url}: {exc.detail}", EXIT_UNREACHABLE)
+    if call.download:
+        run_download(settings, call, token)
+        return
+    if call.upload is not None:
+        result = run_upload(settings, call, call.upload, token)
+    else:
+        result = _outcome(settings, call, lambda: send(settings, call, token))
     show(call.method, result, table=settings.table)
 
 
@@ -156,9 +332,10 @@ def shared_options(*, on_command: bool) -> list[click.Parameter]:
         click.Option(["--table"], is_flag=True, default=False,
                      help="Show the result as tables instead of JSON."),
         click.Option(["--timeout"], type=click.FloatRange(min=0, min_open=True),
-                     default=None if on_command else DEFAULT_TIMEOUT,
-                     show_default=not on_command, metavar="SECONDS",
-                     help="Give up waiting for the manager after SECONDS."),
+                     default=None, metavar="SECONDS",
+                     help=f"Give up waiting for the manager after SECONDS (default: "
+                          f"{DEFAULT_TIMEOUT:g}; uploads and dumps: as long as the data "
+                          f"takes)."),
         click.Option(["--https"], is_flag=True, default=False,
                      help="Talk to the manager over https://."),
         click.Option(["--token-file"], default=None, metavar="PATH",
@@ -168,8 +345,9 @@ def shared_options(*, on_command: bool) -> list[click.Parameter]:
 
 
 def _option(opt: Opt) -> click.Option:
-    return click.Option([f"--{opt.name.replace('_', '-')}", opt.name], metavar=opt.metavar,
-                        help=opt.help, is_flag=opt.flag, default=False if opt.flag else None)
+    flags = [f"--{opt.name.replace('_', '-')}", *([f"-{opt.short}"] if opt.short else [])]
+    return click.Option([*flags, opt.name], metavar=opt.metavar, help=opt.help,
+                        is_flag=opt.flag, default=False if opt.flag else None)
 
 
 def fixed_command(spec: Command) -> click.Command:
@@ -213,8 +391,7 @@ def call_command() -> click.Command:
         short_help="Call any other method with JSON params.",
         help="Call any other manager METHOD with JSON_PARAMS, a JSON object "
              "(default {}), sent as POST or, with --get, as GET.\n\n"
-             "\b\nExample:\n  call configure_user "
-             "'{\"serviceNodeId\": \"all\", \"username\": \"u\", \"password\": \"p\"}'",
+             "\b\nExample:\n  call set_up_replica_master '{\"id\": 2}'",
     )
 
 
@@ -237,8 +414,8 @@ class ClientGroup(click.Group):
         return super().resolve_command(ctx, args)
 
 
-def _group_callback(*, host: str, port: int, table: bool, timeout: float, https: bool,
-                    token_file: Path | None) -> None:
+def _group_callback(*, host: str, port: int, table: bool, timeout: float | None,
+                    https: bool, token_file: Path | None) -> None:
     ctx = click.get_current_context()
     ctx.obj = Settings(check_host(host), port, table, timeout, https, token_file)
 
@@ -258,9 +435,15 @@ def build_cli() -> click.Group:
              "result as JSON (or, with --table, as tables).\n\n"
              "\b\nExamples:\n  conpaassql-client 10.30.1.1 50000 list_nodes\n"
              "  conpaassql-client 10.30.1.1 50000 add_node agent\n"
-             "  conpaassql-client --table 10.30.1.1 50000 get_service_info\n\n"
-             "Exit codes: 0 done, 1 the manager answered with an error, "
-             "2 bad command line (nothing sent), 3 manager unreachable.",
+             "  conpaassql-client --table 10.30.1.1 50000 get_service_info\n"
+             "  conpaassql-client 10.30.1.1 50000 configure_user all alice "
+             "--database shop\n"
+             "  conpaassql-client 10.30.1.1 50000 load_dump shop.sql.gz --database shop\n"
+             "  conpaassql-client 10.30.1.1 50000 sqldump shop -o shop.sql\n\n"
+             f"Passwords not given on the command line are read from ${PASSWORD_ENV}, "
+             "else asked for on a terminal.\n\n"
+             "Exit codes: 0 done, 1 the manager answered with an error or a transfer "
+             "failed, 2 bad command line (nothing sent), 3 manager unreachable.",
     )
     for spec in COMMANDS:
         group.add_command(fixed_command(spec))

@@ -5,18 +5,30 @@ sent with and how its command-line values become the call's params. The
 conversions live here, free of click, so that a bad argument is refused (as an
 ``ArgumentError``) before anything is sent. ``generic_call`` builds the call of
 the ``call`` command, for methods the table does not know.
+
+Three kinds of calls: ordinary ones (GET or POST, a JSON result), uploads (the
+params and one file as a multipart form, ``UploadFile``) and downloads (a result
+streamed as bytes, written to ``RpcCall.output`` or standard output). A command
+with a ``secret`` sends a password; when the command line does not give it, the
+call says so (``RpcCall.secret_missing``) and the CLI obtains it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
-
-from conpaassql.rpc.client import ClientVerb
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
 
 MAX_INT = 2**31 - 1
+STDIO = "-"
+LOG_KINDS = ("agent", "error", "slow")
+DEFAULT_LOG_LINES = 100
+
+Verb = Literal["GET", "POST", "UPLOAD"]
+"""How a command's method is sent: a GET query, a POST of JSON, or a multipart form."""
 
 Values = Mapping[str, Any]
 """A command's parsed arguments and options by name: ``str``, ``bool`` or ``None``."""
@@ -27,12 +39,45 @@ class ArgumentError(ValueError):
 
 
 @dataclass(frozen=True)
+class UploadFile:
+    """The file an upload sends: the form field, where to read it, the name it is sent as."""
+
+    field: str
+    path: Path | None
+    """``None``: standard input."""
+    filename: str
+
+
+@dataclass(frozen=True)
 class RpcCall:
-    """One manager call, ready to send."""
+    """One manager call, ready to send (once ``secret_missing`` is filled)."""
 
     method: str
-    verb: ClientVerb
+    verb: Verb
     params: dict[str, Any]
+    upload: UploadFile | None = None
+    download: bool = False
+    output: Path | None = None
+    """Where a download goes; ``None``: standard output."""
+    secret: str | None = None
+    """The param holding a password, if the call sends one."""
+
+    @property
+    def secret_missing(self) -> bool:
+        """Whether the call still needs its password."""
+        return self.secret is not None and self.secret not in self.params
+
+    def with_secret(self, password: str) -> RpcCall:
+        """This call with its password; ``ArgumentError`` if it cannot be sent."""
+        assert self.secret is not None, "only a call with a secret takes a password"
+        return replace(self, params={**self.params, self.secret: check_password(password)})
+
+    def redact(self, text: str) -> str:
+        """``text`` with the call's password, if it appears, masked."""
+        password = self.params.get(self.secret) if self.secret is not None else None
+        if isinstance(password, str) and password:
+            return text.replace(password, "********")
+        return text
 
 
 @dataclass(frozen=True)
@@ -52,34 +97,59 @@ class Opt:
     metavar: str
     help: str
     flag: bool = False
+    short: str = ""
+    """A one-letter alias (``"o"`` for ``-o``), if any."""
 
 
 @dataclass(frozen=True)
 class Command:
-    """A client command: the manager method it calls and how its params are built."""
+    """A client command: the manager method it calls and how its params are built.
+
+    ``upload`` names the form field of an upload, whose file is the value
+    ``file``; ``download`` streams the result to the value ``output``;
+    ``secret`` is the value holding a password, sent as the param ``password``
+    unless ``secret_param`` says otherwise.
+    """
 
     name: str
     method: str
-    verb: ClientVerb
+    verb: Verb
     summary: str
     params: Callable[[Values], dict[str, Any]]
     arguments: tuple[Arg, ...] = ()
     options: tuple[Opt, ...] = ()
     details: str = ""
+    upload: str | None = None
+    download: bool = False
+    secret: str | None = None
+    secret_param: str = "password"
 
     def rpc(self, values: Values) -> RpcCall:
         """The call for these command-line values; ``ArgumentError`` if they are bad."""
-        return RpcCall(self.method, self.verb, self.params(values))
+        params = self.params(values)
+        upload = None
+        if self.upload is not None:
+            upload = upload_file(self.upload, str(values["file"]))
+        output = parse_output(values.get("output")) if self.download else None
+        call = RpcCall(self.method, self.verb, params, upload, self.download, output,
+                       self.secret_param if self.secret is not None else None)
+        given = values.get(self.secret) if self.secret is not None else None
+        return call.with_secret(given) if given is not None else call
 
 
-def parse_count(text: str) -> int:
-    """A node count: a positive decimal integer."""
+def parse_positive(text: str, what: str) -> int:
+    """A positive decimal integer, or ``ArgumentError`` naming ``what``."""
     stripped = text.strip()
     if stripped.isascii() and stripped.isdigit():
         value = int(stripped)
         if 1 <= value <= MAX_INT:
             return value
-    raise ArgumentError(f"count must be a positive integer, not {text!r}")
+    raise ArgumentError(f"{what} must be a positive integer, not {text!r}")
+
+
+def parse_count(text: str) -> int:
+    """A node count: a positive decimal integer."""
+    return parse_positive(text, "count")
 
 
 def parse_node_id(text: str) -> int | str:
@@ -90,6 +160,78 @@ def parse_node_id(text: str) -> int | str:
     if stripped.isascii() and stripped.isdigit():
         return int(stripped)
     return stripped
+
+
+def parse_node_target(text: str) -> int | str:
+    """A node id or ``all`` (every node)."""
+    target = parse_node_id(text)
+    return "all" if isinstance(target, str) and target.lower() == "all" else target
+
+
+def parse_name(text: str, what: str) -> str:
+    """A name (user, host, database...): sent as given, but never empty."""
+    if not text.strip():
+        raise ArgumentError(f"{what} must not be empty")
+    return text
+
+
+def parse_list(text: str, what: str) -> list[str]:
+    """A comma-separated list (``SELECT,INSERT``) as its items, none empty."""
+    items = [item.strip() for item in text.split(",")]
+    if not any(items):
+        raise ArgumentError(f"{what} must name at least one item")
+    if not all(items):
+        raise ArgumentError(f"{what} has an empty item: {text!r}")
+    return items
+
+
+def parse_choice(text: str, choices: tuple[str, ...], what: str) -> str:
+    """One of ``choices`` (any case)."""
+    lowered = text.strip().lower()
+    if lowered not in choices:
+        raise ArgumentError(f"{what} must be one of {', '.join(choices)}, not {text!r}")
+    return lowered
+
+
+def check_password(password: str) -> str:
+    """A password fit to send; the error never repeats it."""
+    if not password:
+        raise ArgumentError("the password must not be empty")
+    if "\x00" in password:
+        raise ArgumentError("the password must not contain NUL characters")
+    return password
+
+
+def upload_file(field: str, text: str) -> UploadFile:
+    """The file to upload: ``-`` for standard input, else a readable file."""
+    if text == STDIO:
+        return UploadFile(field, None, "stdin")
+    if not text:
+        raise ArgumentError("FILE must name a file")
+    path = Path(text)
+    if not path.exists():
+        raise ArgumentError(f"FILE {text!r} does not exist")
+    if path.is_dir():
+        raise ArgumentError(f"FILE {text!r} is a directory")
+    if not os.access(path, os.R_OK):
+        raise ArgumentError(f"FILE {text!r} is not readable")
+    return UploadFile(field, path, path.name)
+
+
+def parse_output(text: str | None) -> Path | None:
+    """Where a download goes: ``None`` (or ``-``) for standard output, else a file
+    in an existing directory."""
+    if text is None or text == STDIO:
+        return None
+    if not text:
+        raise ArgumentError("--output must name a file")
+    path = Path(text)
+    if path.is_dir():
+        raise ArgumentError(f"--output {text!r} is a directory")
+    parent = path.parent
+    if not parent.is_dir():
+        raise ArgumentError(f"--output {text!r}: no directory {str(parent)!r}")
+    return path
 
 
 def parse_json_object(text: str) -> dict[str, Any]:
@@ -157,10 +299,104 @@ def _node(values: Values) -> dict[str, Any]:
     return {"serviceNodeId": parse_node_id(str(values["node_id"]))}
 
 
+def _optional(params: dict[str, Any], values: Values, names: Mapping[str, str]) -> dict[str, Any]:
+    """``params`` with each given option ``name`` (not empty) sent as ``names[name]``."""
+    for name, param in names.items():
+        value = values.get(name)
+        if value is not None:
+            params[param] = parse_name(value, f"--{name.replace('_', '-')}")
+    return params
+
+
+def _optional_node(values: Values) -> dict[str, Any]:
+    node_id = values.get("node_id")
+    return {} if node_id is None else {"serviceNodeId": parse_node_id(node_id)}
+
+
+def _configure_user(values: Values) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "serviceNodeId": parse_node_target(str(values["node_id"])),
+        "username": parse_name(str(values["username"]), "USER"),
+    }
+    _optional(params, values, {"host": "host", "database": "database"})
+    privileges = values.get("privileges")
+    if privileges is not None:
+        params["privileges"] = parse_list(privileges, "--privileges")
+    return params
+
+
+def _delete_user(values: Values) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "serviceNodeId": parse_node_target(str(values["node_id"])),
+        "username": parse_name(str(values["username"]), "USER"),
+    }
+    return _optional(params, values, {"host": "host"})
+
+
+def _set_password(values: Values) -> dict[str, Any]:
+    params: dict[str, Any] = {"user": parse_name(str(values["username"]), "USER")}
+    return _optional(params, values, {"host": "host"})
+
+
+def _create_database(values: Values) -> dict[str, Any]:
+    params: dict[str, Any] = {"database": parse_name(str(values["database"]), "NAME")}
+    return _optional(params, values,
+                     {"character_set": "character_set", "collation": "collation"})
+
+
+def _drop_database(values: Values) -> dict[str, Any]:
+    return {"database": parse_name(str(values["database"]), "NAME")}
+
+
+def _agent_log(values: Values) -> dict[str, Any]:
+    log = values.get("log")
+    lines = values.get("lines")
+    return {
+        "serviceNodeId": parse_node_id(str(values["node_id"])),
+        "log": LOG_KINDS[0] if log is None else parse_choice(log, LOG_KINDS, "--log"),
+        "lines": DEFAULT_LOG_LINES if lines is None else parse_positive(lines, "--lines"),
+    }
+
+
+def _send_mysqldump(values: Values) -> dict[str, Any]:
+    params: dict[str, Any] = {"serviceNodeId": parse_node_target(str(values["node_id"]))}
+    return _optional(params, values, {"database": "database"})
+
+
+def _load_dump(values: Values) -> dict[str, Any]:
+    return _optional({}, values, {"database": "database"})
+
+
+def _sqldump(values: Values) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    database = values.get("database")
+    if database is not None:
+        params["database"] = parse_name(database, "DB")
+    node = values.get("node")
+    if node is not None:
+        params["serviceNodeId"] = parse_node_id(node)
+    return params
+
+
 _CLOUD = Opt("cloud", "NAME", "Create the node(s) in this cloud (as the manager names it).")
 _REMOVE_ARGS = (Arg("node_id", "[ID]", required=False),)
 _REMOVE_OPTS = (Opt("count", "N", "Remove N nodes of the manager's choosing instead."),)
 _REMOVE_DETAILS = "Remove the node ID (sent as serviceNodeId), or N nodes with --count N."
+
+_HOST = Opt("host", "HOST", "The account's host part (default: '%', any host).")
+_DATABASE = Opt("database", "DB", "Load into this database (default: as the dump says).")
+_PASSWORD_DETAILS = (
+    "Without PASSWORD, it is read from $CONPAASSQL_PASSWORD, else asked for (twice, "
+    "hidden) when standard input is a terminal. A PASSWORD on the command line is "
+    "visible to other local users; prefer the variable or the prompt.")
+_UPLOAD_DETAILS = (
+    "FILE is plain SQL or gzip-compressed SQL (sent as it is), or - for standard "
+    "input; it is streamed, never read whole. A progress bar is shown on a terminal.")
+_NODE_ARG = (Arg("node_id", "[ID]", required=False),)
+_TARGET_ARG = Arg("node_id", "NODE")
+_USER_ARG = Arg("username", "USER")
+_PASSWORD_ARG = Arg("password", "[PASSWORD]", required=False)
+_FILE_ARG = Arg("file", "FILE")
 
 COMMANDS: tuple[Command, ...] = (
     Command("list_nodes", "list_nodes", "GET", "List the ids of the service's nodes.",
@@ -186,6 +422,52 @@ COMMANDS: tuple[Command, ...] = (
             "Show the service's performance figures.", _no_params),
     Command("getLog", "getLog", "GET", "Print the manager's log.", _no_params),
     Command("shutdown", "shutdown", "POST", "Shut the service down.", _no_params),
+    Command("configure_user", "configure_user", "POST",
+            "Create or update a MySQL user on NODE or all.",
+            _configure_user, (_TARGET_ARG, _USER_ARG, _PASSWORD_ARG),
+            (_HOST, Opt("database", "DB", "Grant on this database only."),
+             Opt("privileges", "LIST", "Comma-separated privileges (SELECT,INSERT,...).")),
+            details="NODE is a node id or 'all'. " + _PASSWORD_DETAILS,
+            secret="password"),
+    Command("delete_user", "delete_user", "POST", "Delete a MySQL user on NODE or all.",
+            _delete_user, (_TARGET_ARG, _USER_ARG), (_HOST,),
+            details="NODE is a node id or 'all'."),
+    Command("get_users", "get_users", "GET", "List the MySQL users (of node ID).",
+            _optional_node, _NODE_ARG),
+    Command("set_password", "set_password", "POST", "Set the password of a MySQL user.",
+            _set_password, (_USER_ARG, _PASSWORD_ARG), (_HOST,),
+            details=_PASSWORD_DETAILS, secret="password"),
+    Command("get_password", "get_password", "GET", "Show the MySQL root password.",
+            _no_params),
+    Command("create_database", "create_database", "POST", "Create database NAME.",
+            _create_database, (Arg("database", "NAME"),),
+            (Opt("character_set", "CS", "Its character set (utf8mb4, ...)."),
+             Opt("collation", "C", "Its collation (utf8mb4_unicode_ci, ...)."))),
+    Command("drop_database", "drop_database", "POST", "Drop database NAME and its data.",
+            _drop_database, (Arg("database", "NAME"),)),
+    Command("list_databases", "list_databases", "GET", "List the databases (of node ID).",
+            _optional_node, _NODE_ARG),
+    Command("get_agent_log", "get_agent_log", "GET", "Print a log of node ID.",
+            _agent_log, (Arg("node_id", "ID"),),
+            (Opt("log", "agent|error|slow", "Which log (default: agent)."),
+             Opt("lines", "N", f"The last N lines (default: {DEFAULT_LOG_LINES}).")),
+            details="The agent's own log, or the error or slow query log of its mysqld."),
+    Command("send_mysqldump", "send_mysqldump", "UPLOAD", "Load a dump FILE into NODE or all.",
+            _send_mysqldump, (_TARGET_ARG, _FILE_ARG), (_DATABASE,),
+            details="NODE is a node id or 'all'. " + _UPLOAD_DETAILS, upload="mysqldump"),
+    Command("load_dump", "load_dump", "UPLOAD", "Load a dump FILE into the service.",
+            _load_dump, (_FILE_ARG,), (_DATABASE,),
+            details=_UPLOAD_DETAILS, upload="mysqldump_file"),
+    Command("sqldump", "sqldump", "GET", "Dump database DB (default: all) as SQL.",
+            _sqldump, (Arg("database", "[DB]", required=False),),
+            (Opt("node", "ID", "Dump from this node (default: the manager's choice)."),
+             Opt("output", "FILE", "Write to FILE (complete or not at all), not stdout.",
+                 short="o")),
+            details="The dump is written as it comes, to standard output unless -o FILE "
+                    "is given; FILE is written under a temporary name (mode 0600) and "
+                    "renamed when the dump is complete. A progress bar is shown on a "
+                    "terminal.",
+            download=True),
 )
 """Every fixed command, in the order ``--help`` lists them."""
 

@@ -15,6 +15,9 @@ from rich.text import Text
 
 NODE_COLUMNS = ("id", "name", "ip", "state", "role")
 MAX_DEPTH = 4
+LOG_METHODS = frozenset({"getLog", "get_agent_log"})
+"""The methods whose result is a log, printed as raw text."""
+UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
 
 Record = Mapping[str, Any]
 
@@ -24,8 +27,18 @@ def format_json(result: Any) -> str:
     return json.dumps(result, indent=2, ensure_ascii=False)
 
 
+def human_bytes(size: int | float) -> str:
+    """A size in decimal units: ``512 B``, ``1.5 kB``, ``12.3 MB``."""
+    value = float(size)
+    for unit in UNITS[:-1]:
+        if abs(value) < 1000:
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} {UNITS[-1]}"
+
+
 def log_text(result: Any) -> str | None:
-    """The log text of a ``getLog`` result (``{"log": text}`` or a bare string)."""
+    """The text of a log result: ``{"log": text, ...}`` or a bare string."""
     if isinstance(result, str):
         return result
     if isinstance(result, Mapping) and isinstance(result.get("log"), str):
@@ -224,11 +237,73 @@ def _rounded(value: Any) -> Any:
     return round(value, 1) if isinstance(value, float) else value
 
 
+def _node_records(result: Any, key: str) -> list[tuple[Record, list[Any]]] | None:
+    """The nodes of a per-node result (``{"nodes": [{..., key: [...]}]}``), each with
+    its list under ``key``; ``None`` if the result has another shape."""
+    nodes = result.get("nodes") if isinstance(result, Mapping) else None
+    if not _is_records(nodes):
+        return None
+    found: list[tuple[Record, list[Any]]] = []
+    for node in nodes:
+        items = node.get(key)
+        if not isinstance(items, list):
+            return None
+        found.append((node, items))
+    return found
+
+
+def _node_cell(node: Record) -> Text:
+    role = node.get("role")
+    return text(f"{cell(node.get('id'))} ({role})" if role else node.get("id"))
+
+
+def users_tables(result: Any) -> list[Table] | None:
+    """``get_users``: one row per node and user; a node without users has a row of its own."""
+    nodes = _node_records(result, "users")
+    if nodes is None:
+        return None
+    table = Table(title="users")
+    for column in ("node", "user", "host", "can_login", "grants"):
+        table.add_column(column)
+    for node, users in nodes:
+        for user in users or [{}]:
+            record: Record = user if isinstance(user, Mapping) else {"username": user}
+            grants = record.get("grants")
+            shown = "\n".join(map(cell, grants)) if isinstance(grants, list) else grants
+            table.add_row(_node_cell(node), text(record.get("username")),
+                          text(record.get("host")), text(record.get("can_login")),
+                          text(shown))
+    return [table]
+
+
+def databases_tables(result: Any) -> list[Table] | None:
+    """``list_databases``: one row per node and database, sizes readable."""
+    nodes = _node_records(result, "databases")
+    if nodes is None:
+        return None
+    table = Table(title="databases")
+    table.add_column("node")
+    table.add_column("database")
+    table.add_column("size", justify="right")
+    table.add_column("tables", justify="right")
+    for node, databases in nodes:
+        for database in databases or [{}]:
+            record: Record = database if isinstance(database, Mapping) else {"name": database}
+            size = record.get("size_bytes")
+            readable = (human_bytes(size) if isinstance(size, int | float)
+                        and not isinstance(size, bool) else size)
+            table.add_row(_node_cell(node), text(record.get("name")), text(readable),
+                          text(record.get("tables")))
+    return [table]
+
+
 TABLES: dict[str, Callable[[Any], list[Table] | None]] = {
     "list_nodes": nodes_tables,
     "get_node_info": node_tables,
     "get_service_info": service_tables,
     "get_service_performance": performance_tables,
+    "get_users": users_tables,
+    "list_databases": databases_tables,
 }
 """The table renderer of each manager method; the others are shown as JSON."""
 
