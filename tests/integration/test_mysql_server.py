@@ -57,19 +57,13 @@ from tests.integration.harness import claim_subnet
 #: Quotes, backslashes, '#', ';', spaces (also leading/trailing), a tab and non-ASCII.
 TRICKY_PASSWORD = ' it\'s "q" \\back\\ #not-a-comment; x\tz é€漢 '
 
-needs_mariadb = pytest.mark.skipif(
-    shutil.which("mariadbd", path=os.environ.get("PATH", "") + ":/usr/sbin") is None,
-    reason="mariadbd is not installed",
-)
-
-
-@dataclass
-
 @functools.cache
 def net() -> str:
     """The 127.0.N prefix of this process's servers."""
     return f"127.0.{claim_subnet()}"
 
+
+@dataclass
 class Node:
     """One test server: its files, settings and a root connection."""
 
@@ -155,7 +149,6 @@ def cmdlines() -> list[bytes]:
 
 
 @pytest.mark.integration
-@needs_mariadb
 def test_template_is_built_once_by_concurrent_processes_and_tasks(lab_root: Path) -> None:
     target = lab_root / "race" / "template"
     script = (
@@ -215,7 +208,6 @@ def test_template_is_built_once_by_concurrent_processes_and_tasks(lab_root: Path
 
 
 @pytest.mark.integration
-@needs_mariadb
 def test_first_boot_from_template_secures_root(lab: Lab, template: Path) -> None:
     node = lab.node("n1", f"{net()}.10")
     password = TRICKY_PASSWORD
@@ -289,7 +281,6 @@ def test_first_boot_from_template_secures_root(lab: Lab, template: Path) -> None
 
 
 @pytest.mark.integration
-@needs_mariadb
 def test_install_db_restart_persistence_and_adoption(lab: Lab) -> None:
     node = lab.node("n2", f"{net()}.11", password="plain-pw", **{"max-connections": "50"})
 
@@ -332,7 +323,6 @@ def test_install_db_restart_persistence_and_adoption(lab: Lab) -> None:
 
 
 @pytest.mark.integration
-@needs_mariadb
 def test_status_counters_grow(lab: Lab, template: Path) -> None:
     node = lab.node("n3", f"{net()}.12", password="pw3")
 
@@ -356,7 +346,6 @@ def test_status_counters_grow(lab: Lab, template: Path) -> None:
 
 
 @pytest.mark.integration
-@needs_mariadb
 def test_failed_start_reports_the_error_log(lab: Lab, template: Path) -> None:
     node = lab.node("n4", f"{net()}.13", password="pw4", **{"no-such-option-xyz": "1"})
 
@@ -371,7 +360,6 @@ def test_failed_start_reports_the_error_log(lab: Lab, template: Path) -> None:
 
 
 @pytest.mark.integration
-@needs_mariadb
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root can run the server as another user")
 def test_server_runs_as_another_user(lab: Lab, lab_root: Path, template: Path) -> None:
     try:
