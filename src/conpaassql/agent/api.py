@@ -8,6 +8,8 @@ import logging
 import time
 from typing import Any
 
+from conpaassql.agent.admin_api import AdminApi
+from conpaassql.agent.data_api import DataApi
 from conpaassql.agent.settings import AgentSettings
 from conpaassql.agent.supervisor import Supervisor
 from conpaassql.domain.states import AgentState
@@ -47,6 +49,8 @@ class AgentApi:
                      ConfigurationParams, access="manager")
         registry.add("get_server_performance", "GET", self.get_server_performance,
                      access="manager")
+        DataApi(self.settings, self.supervisor).register(registry)
+        AdminApi(self.settings, self.supervisor).register(registry)
         return registry
 
     async def state_report(self) -> dict[str, Any]:

@@ -12,6 +12,8 @@ from conpaassql.domain.node import Node
 from conpaassql.domain.states import NodeState
 from conpaassql.errors import ConpaasSQLError, InvalidArgumentError, MissingArgumentError
 from conpaassql.manager import views
+from conpaassql.manager.admin_api import AdminApi
+from conpaassql.manager.data_api import DataApi
 from conpaassql.manager.reconcile import Reconciler
 from conpaassql.manager.service import NodeService
 from conpaassql.rpc.registry import CallContext, Registry
@@ -72,6 +74,8 @@ class ManagerApi:
         registry.add("getLog", "GET", self.get_log, LogParams)
         registry.add("register_node", "POST", self.register_node, RegisterParams,
                      access="agent")
+        DataApi(self.nodes).register(registry)
+        AdminApi(self.nodes).register(registry)
         return registry
 
     async def add_nodes(self, params: AddNodesParams, ctx: CallContext) -> dict[str, Any]:
