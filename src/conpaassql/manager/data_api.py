@@ -1,0 +1,147 @@
+"""The manager's data methods: dumps streamed in to the nodes and out of them.
+
+An uploaded dump goes from the caller's request straight into the agents'
+requests (one at a time per service), and an export from the agent's reply
+straight into the caller's; the manager holds a few chunks at most.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import Field
+
+from conpaassql.domain.node import Node
+from conpaassql.errors import BusyError, ConpaasSQLError, RemoteError
+from conpaassql.manager import targets
+from conpaassql.manager.fanout import FanOut
+from conpaassql.manager.outcomes import nodes_failed
+from conpaassql.manager.service import NodeService
+from conpaassql.mysql.names import check_user_database
+from conpaassql.rpc.multipart import UploadStream
+from conpaassql.rpc.protocol import ProtocolError
+from conpaassql.rpc.registry import CallContext, Registry
+from conpaassql.rpc.streams import ByteStreamResponse, sql_failure_line
+from conpaassql.rpc.types import NodeId, NodeIdOrAll, Params, Text
+
+log = logging.getLogger(__name__)
+
+
+
+class SendDumpParams(Params):
+    serviceNodeId: NodeIdOrAll = Field(default="all", validation_alias=targets.NODE_ID_ALIASES)
+    database: Text | None = None
+
+
+class LoadDumpParams(Params):
+    database: Text | None = None
+
+
+class ExportParams(Params):
+    database: Text | None = None
+    serviceNodeId: NodeId | None = Field(default=None, validation_alias=targets.NODE_ID_ALIASES)
+
+
+class DataApi:
+    def __init__(self, nodes: NodeService) -> None:
+        self.nodes = nodes
+        self.rt = nodes.rt
+        self._loading: str | None = None
+
+    def register(self, registry: Registry) -> None:
+        registry.add("send_mysqldump", "UPLOAD", self.send_mysqldump, SendDumpParams,
+                     files=("mysqldump",))
+        registry.add("load_dump", "UPLOAD", self.load_dump, LoadDumpParams,
+                     files=("mysqldump_file",))
+        registry.add("sqldump", "GET", self.sqldump, ExportParams)
+
+    # -- in ---------------------------------------------------------------
+
+    async def send_mysqldump(self, params: SendDumpParams, ctx: CallContext) -> dict[str, Any]:
+        """Load a plain-SQL (or gzip) dump into node ``serviceNodeId`` or ``'all'``."""
+        chosen = targets.resolve(self.nodes.live_nodes(), params.serviceNodeId)
+        return await self._load(chosen, "send_mysqldump", "mysqldump", params.database,
+                                ctx.files["mysqldump"])
+
+    async def load_dump(self, params: LoadDumpParams, ctx: CallContext) -> dict[str, Any]:
+        """Load a dump into the service (every node that takes writes: the master)."""
+        chosen = targets.resolve(self.nodes.live_nodes(), None)
+        return await self._load(chosen, "load_dump", "mysqldump_file", params.database,
+                                ctx.files["mysqldump_file"])
+
+    async def _load(self, chosen: list[Node], method: str, field: str, database: str | None,
+                    upload: UploadStream) -> dict[str, Any]:
+        if database is not None:
+            check_user_database(database)
+        if self._loading is not None:
+            raise BusyError(detail=f"busy: {self._loading} in progress")
+        self._loading = f"{method} into node(s) {', '.join(str(n.id) for n in chosen)}"
+        started = time.monotonic()
+        fan = FanOut(upload.chunks(), len(chosen)) if len(chosen) > 1 else None
+        sources = fan.branches if fan is not None else [upload.chunks()]
+        fields = {} if database is None else {"database": database}
+        try:
+            answers = await asyncio.gather(
+                *(self._send(node, method, field, upload.filename, fields, source)
+                  for node, source in zip(chosen, sources, strict=True)),
+                return_exceptions=True)
+        finally:
+            self._loading = None
+            if fan is not None:
+                await fan.aclose()
+        failed = [(node, answer) for node, answer in zip(chosen, answers, strict=True)
+                  if isinstance(answer, BaseException)]
+        for node, answer in failed:
+            self.rt.store.record_event(f"{method} into node {node.id} failed: "
+                                       f"{str(answer)[:300]}", node.id)
+        for _, answer in failed:
+            if isinstance(answer, ProtocolError):
+                raise answer  # the caller's upload itself was bad or broke off
+        if failed:
+            done = [node.id for node, answer in zip(chosen, answers, strict=True)
+                    if not isinstance(answer, BaseException)]
+            errors = [(node, error if isinstance(error, ConpaasSQLError)
+                       else RemoteError(str(error))) for node, error in failed]
+            raise nodes_failed(errors, done)
+        first: dict[str, Any] = answers[0]  # type: ignore[assignment]
+        for node in chosen:
+            self.rt.store.record_event(f"dump of {first.get('bytes')} bytes loaded into "
+                                       f"node {node.id}", node.id)
+        return {"nodes": [node.id for node in chosen], "bytes": first.get("bytes"),
+                "sql_bytes": first.get("sql_bytes"), "gzip": first.get("gzip"),
+                "seconds": round(time.monotonic() - started, 3)}
+
+    async def _send(self, node: Node, method: str, field: str, filename: str,
+                    fields: dict[str, str], source: AsyncIterator[bytes]) -> dict[str, Any]:
+        client = self.rt.agents.client(node)
+        answer = await client.upload(method, fields, field, filename or "dump.sql", source)
+        if not isinstance(answer, dict):
+            raise RemoteError(f"node {node.id} answered {answer!r:.100}")
+        return answer
+
+    # -- out --------------------------------------------------------------
+
+    async def sqldump(self, params: ExportParams, ctx: CallContext) -> ByteStreamResponse:
+        """A consistent dump of the service (or of one database), streamed from a node."""
+        node = targets.source(self.nodes.live_nodes(), params.serviceNodeId)
+        database = None if params.database is None else check_user_database(params.database)
+        stack = contextlib.AsyncExitStack()
+        agent_params = {} if database is None else {"database": database}
+        stream = await stack.enter_async_context(
+            self.rt.agents.client(node).stream("sqldump", agent_params))
+        name = f"conpaassql-{self.rt.store.service_id}-{database or 'all'}-" \
+               f"{time.strftime('%Y%m%d-%H%M%S')}.sql"
+        headers = {"Content-Disposition": f'attachment; filename="{_safe(name)}"',
+                   "X-Conpaassql-Node": str(node.id)}
+        return ByteStreamResponse(stream.chunks(), media_type="application/sql",
+                                  headers=headers, cleanup=stack.aclose,
+                                  failure_line=sql_failure_line)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

@@ -1,0 +1,239 @@
+"""Loading and exporting SQL dumps with the native client programs, streamed.
+
+A dump goes from an async iterator of chunks into ``mariadb``'s standard input
+(gunzipped on the way when it is gzip), and an export comes from
+``mariadb-dump``'s standard output, chunk by chunk: nothing is held whole in
+memory or written to disk. Both programs log in as root through the server's
+``client.cnf`` defaults file, so no password is ever on a command line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+import zlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from conpaassql.errors import MySQLError
+from conpaassql.mysql.binaries import find_binary
+from conpaassql.mysql.paths import ServerPaths
+
+log = logging.getLogger(__name__)
+
+CLIENT = ("mariadb", "mysql")
+DUMPER = ("mariadb-dump", "mysqldump")
+GZIP_MAGIC = b"\x1f\x8b"
+READ_CHUNK = 256 * 1024
+STDERR_LIMIT = 64 * 1024
+#: Options of every export: one consistent snapshot, with the GTID position.
+EXPORT_OPTIONS = (
+    "--single-transaction", "--master-data=2", "--gtid", "--routines", "--events",
+    "--triggers", "--hex-blob", "--quick",
+)
+_CLIENT_ERROR = re.compile(r"^ERROR (\d+)", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    received: int  # bytes as sent (compressed, if it was)
+    loaded: int  # bytes of SQL given to the client
+    seconds: float
+    compressed: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return {"bytes": self.received, "sql_bytes": self.loaded,
+                "seconds": round(self.seconds, 3), "gzip": self.compressed}
+
+
+class Gunzip:
+    """Decompresses a stream that may be gzip (one or more members) or plain."""
+
+    def __init__(self) -> None:
+        self.compressed: bool | None = None
+        self._inflate: zlib._Decompress | None = None
+        self._head = b""
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self.compressed is None:
+            self._head += chunk
+            if len(self._head) < len(GZIP_MAGIC):
+                return b""
+            self.compressed = self._head.startswith(GZIP_MAGIC)
+            chunk, self._head = self._head, b""
+        if not self.compressed:
+            return chunk
+        out = bytearray()
+        while chunk:
+            if self._inflate is None:
+                self._inflate = zlib.decompressobj(wbits=31)
+            try:
+                out += self._inflate.decompress(chunk)
+            except zlib.error as exc:
+                raise MySQLError(f"the dump is not valid gzip: {exc}") from None
+            if not self._inflate.eof:
+                break
+            chunk = self._inflate.unused_data
+            self._inflate = None
+        return bytes(out)
+
+    def finish(self) -> bytes:
+        """What is left at the end of the stream; ``MySQLError`` if the gzip was cut."""
+        if self.compressed is None:
+            self.compressed = False
+            rest, self._head = self._head, b""
+            return rest
+        if self._inflate is not None and not self._inflate.eof:
+            raise MySQLError("the gzip dump ends early (truncated)")
+        return b""
+
+
+def client_command(paths: ServerPaths, database: str | None = None) -> list[str]:
+    """``mariadb`` logged in as root over the server's socket (the password in client.cnf)."""
+    args = [find_binary(*CLIENT), f"--defaults-file={paths.client_cnf}", "--batch"]
+    if database is not None:
+        args.append(f"--database={database}")
+    return args
+
+
+def dump_command(paths: ServerPaths, databases: Sequence[str] | None) -> list[str]:
+    """``mariadb-dump`` of one database (its tables, loadable into any database), or of
+    every database but the system ones (with their ``CREATE DATABASE``)."""
+    args = [find_binary(*DUMPER), f"--defaults-file={paths.client_cnf}", *EXPORT_OPTIONS]
+    if databases:
+        return [*args, "--", *databases]
+    return [*args, "--all-databases", "--ignore-database=mysql", "--ignore-database=sys"]
+
+
+async def _collect(stream: asyncio.StreamReader, limit: int = STDERR_LIMIT) -> bytes:
+    """Everything ``stream`` says, keeping only the last ``limit`` bytes."""
+    kept = b""
+    while chunk := await stream.read(READ_CHUNK):
+        kept = (kept + chunk)[-limit:]
+    return kept
+
+
+def _client_error(text: str, what: str) -> MySQLError:
+    """The client's message as ``MySQLError``: its ``ERROR ...`` line first, then the
+    statement it echoed (shortened) as the detail."""
+    text = text.strip() or f"{what} failed"
+    found = _CLIENT_ERROR.search(text)
+    if found is None:
+        return MySQLError(text[-2000:])
+    message = text[found.start():].strip()
+    echoed = text[:found.start()].replace("--------------", " ").split()
+    statement = " ".join(echoed)
+    if len(statement) > 300:
+        statement = statement[:300] + "..."
+    return MySQLError(message[:2000], int(found.group(1)),
+                      detail=f"statement: {statement}" if statement else None)
+
+
+async def load_sql(paths: ServerPaths, chunks: AsyncIterator[bytes],
+                   database: str | None = None) -> LoadResult:
+    """Pipe a dump into the ``mariadb`` client; its first error raises ``MySQLError``.
+
+    The client stops at the first failing statement and its message names the
+    line (``ERROR 1064 (42000) at line 12: ...``). If the upload breaks off, the
+    client is killed so that a half-received statement is never run.
+    """
+    started = time.monotonic()
+    process = await asyncio.create_subprocess_exec(
+        *client_command(paths, database),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE)
+    assert process.stdin is not None and process.stderr is not None
+    errors = asyncio.create_task(_collect(process.stderr))
+    gunzip = Gunzip()
+    received = loaded = 0
+    try:
+        async for chunk in chunks:
+            received += len(chunk)
+            data = gunzip.feed(chunk)
+            if data and not await _write(process.stdin, data):
+                break  # the client stopped: its error is on stderr
+            loaded += len(data)
+        else:
+            rest = gunzip.finish()
+            if rest and await _write(process.stdin, rest):
+                loaded += len(rest)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            process.stdin.close()
+            await process.stdin.wait_closed()
+        status = await process.wait()
+    except BaseException:
+        _kill(process)
+        await process.wait()
+        errors.cancel()
+        raise
+    text = (await errors).decode("utf-8", "replace")
+    if status != 0:
+        raise _client_error(text, "loading the dump")
+    return LoadResult(received, loaded, time.monotonic() - started, bool(gunzip.compressed))
+
+
+async def _write(stdin: asyncio.StreamWriter, data: bytes) -> bool:
+    """Write and wait for room; ``False`` once the reader has gone."""
+    try:
+        stdin.write(data)
+        await stdin.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        return False
+    return True
+
+
+def _kill(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+
+
+class Export:
+    """A running ``mariadb-dump`` whose output is read as it is produced."""
+
+    def __init__(self, process: asyncio.subprocess.Process, first: bytes) -> None:
+        self._process = process
+        self._first = first
+        self.sent = 0
+
+    @classmethod
+    async def start(cls, paths: ServerPaths, databases: Sequence[str] | None) -> Export:
+        """Start the dump; a failure before its first byte raises ``MySQLError`` here."""
+        process = await asyncio.create_subprocess_exec(
+            *dump_command(paths, databases), stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        assert process.stdout is not None and process.stderr is not None
+        try:
+            first = await process.stdout.read(READ_CHUNK)
+            if not first:
+                status = await process.wait()
+                text = (await _collect(process.stderr)).decode("utf-8", "replace")
+                raise _client_error(text, f"the dump (exit status {status})")
+        except BaseException:
+            _kill(process)
+            await process.wait()
+            raise
+        return cls(process, first)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The dump; ``MySQLError`` at the end if ``mariadb-dump`` failed part-way."""
+        process = self._process
+        assert process.stdout is not None and process.stderr is not None
+        errors = asyncio.create_task(_collect(process.stderr))
+        try:
+            chunk = self._first
+            while chunk:
+                self.sent += len(chunk)
+                yield chunk
+                chunk = await process.stdout.read(READ_CHUNK)
+            status = await process.wait()
+            text = (await errors).decode("utf-8", "replace")
+            if status != 0:
+                raise _client_error(text, f"the dump (exit status {status})")
+        finally:
+            _kill(process)
+            await process.wait()
+            errors.cancel()

@@ -1,0 +1,264 @@
+"""Dumps in and out of real nodes through a real manager: send_mysqldump, load_dump, sqldump."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conpaassql.rpc.client import call_blocking
+from tests.integration.harness import Manager, rpc_error
+
+pytestmark = pytest.mark.integration
+
+ROWS = 400_000  # about 50 MB of dump
+
+
+@pytest.fixture(scope="module")
+def two_nodes(template_cache: Path) -> Iterator[Manager]:
+    """A manager with two independent writable nodes; node 1 holds ``src.t``."""
+    manager = Manager(template_cache).start()
+    try:
+        manager.post("add_nodes", count=2)
+        manager.wait_running(2)
+        ok = manager.sql(1, (
+            "CREATE DATABASE src; CREATE TABLE src.t (id INT PRIMARY KEY, name VARCHAR(40),"
+            " note TEXT, price DECIMAL(10,2), at DATETIME) ENGINE=InnoDB;"
+            f" INSERT INTO src.t SELECT seq, CONCAT('name-', seq, '-\\'quoted\\''),"
+            " REPEAT(MD5(seq), 2), seq / 7, '2024-01-01' + INTERVAL seq SECOND"
+            f" FROM src.seq_1_to_{ROWS};"))
+        assert ok.returncode == 0, ok.stderr
+        yield manager
+    finally:
+        manager.close()
+
+
+def checksum(manager: Manager, node_id: int, table: str) -> tuple[str, str]:
+    """(rows, CHECKSUM TABLE) of ``table`` on the node."""
+    answer = manager.sql(node_id, f"SELECT COUNT(*) FROM {table}; CHECKSUM TABLE {table}")
+    assert answer.returncode == 0, answer.stderr
+    lines = answer.stdout.split("\n")
+    return lines[0], lines[1].split("\t")[1]
+
+
+def native_dump(manager: Manager, node_id: int, database: str, out: Path) -> None:
+    """``mariadb-dump`` run directly on the node (the tool users would run)."""
+    socket = manager.node_dir(node_id) / "mysql" / "run" / "mysqld.sock"
+    defaults = manager.defaults_file()
+    with open(out, "wb") as handle:
+        done = subprocess.run(["mariadb-dump", f"--defaults-extra-file={defaults}",
+                               "-S", str(socket), "--single-transaction", database],
+                              stdout=handle, stderr=subprocess.PIPE, timeout=300, check=False)
+    defaults.unlink()
+    assert done.returncode == 0, done.stderr
+
+
+class PeakRss:
+    """Samples the resident memory of some processes while a block runs."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.start = {name: rss_mb(pid) for name, pid in pids.items()}
+        self.peak = dict(self.start)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.05):
+            for name, pid in self.pids.items():
+                self.peak[name] = max(self.peak[name], rss_mb(pid))
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def growth(self) -> dict[str, float]:
+        return {name: self.peak[name] - self.start[name] for name in self.pids}
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_upload_50mb_dump_streams_and_matches_the_source(two_nodes: Manager,
+                                                          tmp_path: Path) -> None:
+    manager = two_nodes
+    dump = tmp_path / "src.sql"
+    native_dump(manager, 1, "src", dump)
+    assert dump.stat().st_size > 40 * 2**20
+    assert manager.sql(2, "CREATE DATABASE copy1").returncode == 0
+    assert manager.process is not None
+    agent_pid = int((manager.node_dir(2) / "agent.pid").read_text())
+    with PeakRss({"manager": manager.process.pid, "agent": agent_pid}) as rss:
+        reply = manager.upload("send_mysqldump", "mysqldump", dump,
+                               serviceNodeId=2, database="copy1")
+    assert reply["nodes"] == [2]
+    assert reply["bytes"] == dump.stat().st_size
+    assert checksum(manager, 2, "copy1.t") == checksum(manager, 1, "src.t")
+    assert checksum(manager, 1, "src.t")[0] == str(ROWS)
+    # Streamed, not held: neither process grew by anything near the dump's size.
+    growth = rss.growth()
+    assert growth["manager"] < 25 and growth["agent"] < 25, growth
+    # The load is in the node's history.
+    history = manager.node(2)["history"]
+    assert any("loaded into node 2" in entry.get("message", "") for entry in history), history
+
+
+def test_sqldump_round_trip_through_load_dump(two_nodes: Manager, tmp_path: Path) -> None:
+    manager = two_nodes
+    exported = tmp_path / "export.sql"
+    size = manager.download("sqldump", exported, database="src", serviceNodeId=1)
+    assert size == exported.stat().st_size > 40 * 2**20
+    data = exported.read_bytes()
+    assert "-- Dump completed" in data[-200:].decode()
+    # The GTID position of the copy, for seeding a slave from it.
+    assert "MASTER_USE_GTID=slave_pos" in data[:4000].decode()
+    assert "SET GLOBAL gtid_slave_pos='0-" in data[-2000:].decode()
+
+    for node in (1, 2):
+        assert manager.sql(node, "CREATE DATABASE IF NOT EXISTS copy2").returncode == 0
+    reply = manager.upload("load_dump", "mysqldump_file", exported, database="copy2")
+    assert sorted(reply["nodes"]) == [1, 2]
+    source = checksum(manager, 1, "src.t")
+    assert checksum(manager, 1, "copy2.t") == source
+    assert checksum(manager, 2, "copy2.t") == source
+
+
+def test_whole_service_export_and_gzip_load(two_nodes: Manager, tmp_path: Path) -> None:
+    manager = two_nodes
+    exported = tmp_path / "all.sql"
+    manager.download("sqldump", exported)
+    text = exported.read_bytes()
+    assert b"CREATE DATABASE /*!32312 IF NOT EXISTS*/ `src`" in text
+    assert b"CREATE DATABASE /*!32312 IF NOT EXISTS*/ `mysql`" not in text
+    # A gzip dump (several members, as pigz or concatenated files make) loads as is.
+    part = b"CREATE DATABASE zipped; USE zipped; CREATE TABLE z (a INT);\n"
+    rows = b"".join(b"INSERT INTO z VALUES (%d);\n" % i for i in range(1000))
+    packed = tmp_path / "z.sql.gz"
+    packed.write_bytes(gzip.compress(part) + gzip.compress(rows))
+    reply = manager.upload("send_mysqldump", "mysqldump", packed, serviceNodeId=2)
+    assert reply["gzip"] is True
+    assert reply["sql_bytes"] == len(part) + len(rows)
+    assert manager.sql(2, "SELECT COUNT(*), SUM(a) FROM zipped.z").stdout.split() == \
+        ["1000", str(sum(range(1000)))]
+
+
+def test_dump_with_an_error_in_the_middle(two_nodes: Manager, tmp_path: Path) -> None:
+    manager = two_nodes
+    dump = tmp_path / "broken.sql"
+    lines = ["CREATE DATABASE broken;", "USE broken;", "CREATE TABLE b (a INT);"]
+    lines += [f"INSERT INTO b VALUES ({i});" for i in range(50)]
+    lines += ["INSERT INTO b VALUES (1,,2);"]  # line 54
+    lines += [f"INSERT INTO b VALUES ({i});" for i in range(50, 100)]
+    dump.write_text("\n".join(lines) + "\n")
+    text = rpc_error(lambda: manager.upload("send_mysqldump", "mysqldump", dump,
+                                            serviceNodeId=2))
+    assert text.startswith("MySQL reported an error: ERROR 1064 (42000) at line 54"), text
+    assert "You have an error in your SQL syntax" in text
+    # The client stopped at the error, like `mariadb < dump.sql`.
+    assert manager.sql(2, "SELECT COUNT(*) FROM broken.b").stdout.strip() == "50"
+    assert any("failed" in e.get("message", "") for e in manager.node(2)["history"])
+    # Not busy afterwards: the next load goes through.
+    good = tmp_path / "good.sql"
+    good.write_text("INSERT INTO broken.b VALUES (1000);\n")
+    assert manager.upload("send_mysqldump", "mysqldump", good, serviceNodeId=2)["nodes"] == [2]
+
+
+def test_bad_requests_change_nothing(two_nodes: Manager, tmp_path: Path) -> None:
+    manager = two_nodes
+    dump = tmp_path / "d.sql"
+    dump.write_text("CREATE DATABASE should_not_exist;\n")
+    before = manager.sql(2, "SHOW DATABASES").stdout
+    cases = [
+        ({"serviceNodeId": 99}, "Invalid argument: serviceNodeId"),
+        ({"serviceNodeId": "two"}, "Invalid argument: serviceNodeId"),
+        ({"serviceNodeId": 2, "database": "mysql"}, "Invalid argument: database"),
+        ({"serviceNodeId": 2, "database": "a`b; DROP DATABASE src; --"}, None),
+        ({"serviceNodeId": 2, "bogus": "1"}, "Unexpected arguments ['bogus']"),
+        ({"serviceNodeId": 2, "database": "nope"}, "Invalid argument: database DETAIL:no "),
+    ]
+    for params, expected in cases:
+        text = rpc_error(lambda p=params: manager.upload("send_mysqldump", "mysqldump", dump,
+                                                          **p))
+        if expected is not None:
+            assert text.startswith(expected), (params, text)
+    assert manager.sql(2, "SHOW DATABASES").stdout == before
+    for params, expected in [({"database": "nope"}, "Invalid argument: database DETAIL:no "),
+                             ({"database": "mysql"}, "Invalid argument: database"),
+                             ({"serviceNodeId": 7}, "Invalid argument: serviceNodeId")]:
+        out = tmp_path / "x.sql"
+        assert rpc_error(lambda p=params, o=out: manager.download("sqldump", o, **p)) \
+            .startswith(expected), params
+        assert out.stat().st_size == 0
+
+
+def test_read_only_server_refuses_loads(two_nodes: Manager, tmp_path: Path) -> None:
+    manager = two_nodes
+    node = manager.node(2)
+    agent = f"http://{node['ip']}:{node['agent_port']}/"
+    call_blocking(agent, "set_server_configuration", {
+        "section": "mysqld", "id_param": "read_only", "value": "ON"},
+        token=manager.agent_secret, timeout=120)
+    try:
+        deadline = time.monotonic() + 30
+        while manager.node(2)["isRunningMySQL"] is not True and time.monotonic() < deadline:
+            time.sleep(0.2)
+        dump = tmp_path / "ro.sql"
+        dump.write_text("CREATE DATABASE ro_should_not_exist;\n")
+        text = rpc_error(lambda: manager.upload("send_mysqldump", "mysqldump", dump,
+                                                serviceNodeId=2))
+        assert "read-only" in text, text
+        assert "ro_should_not_exist" not in manager.sql(2, "SHOW DATABASES").stdout
+    finally:
+        call_blocking(agent, "set_server_configuration", {
+            "section": "mysqld", "id_param": "read_only", "value": "OFF"},
+            token=manager.agent_secret, timeout=120)
+
+
+def test_client_commands_load_and_export(two_nodes: Manager, tmp_path: Path) -> None:
+    """``conpaassql-client`` as a user runs it: load a file, export to a file and to stdout."""
+    manager = two_nodes
+    client = [sys.executable, "-m", "conpaassql.client", "127.0.0.1", str(manager.port)]
+    dump = tmp_path / "small.sql"
+    dump.write_text("CREATE TABLE s (a INT PRIMARY KEY);\n"
+                    + "".join(f"INSERT INTO s VALUES ({i});\n" for i in range(500)))
+    for node in (1, 2):
+        assert manager.sql(node, "CREATE DATABASE IF NOT EXISTS cli").returncode == 0
+    loaded = subprocess.run([*client, "load_dump", str(dump), "--database", "cli"],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert loaded.returncode == 0, loaded.stderr
+    assert sorted(json.loads(loaded.stdout)["nodes"]) == [1, 2]
+    assert manager.sql(2, "SELECT COUNT(*) FROM cli.s").stdout.strip() == "500"
+
+    out = tmp_path / "cli.sql"
+    exported = subprocess.run([*client, "sqldump", "cli", "--node", "2", "-o", str(out)],
+                              capture_output=True, text=True, timeout=120, check=False)
+    assert exported.returncode == 0, exported.stderr
+    assert b"INSERT INTO `s` VALUES" in out.read_bytes()
+    piped = subprocess.run([*client, "sqldump", "cli"], capture_output=True, timeout=120,
+                           check=False)
+    assert piped.returncode == 0, piped.stderr
+    assert b"INSERT INTO `s` VALUES" in piped.stdout
+    assert b"-- Dump completed on" in piped.stdout[-100:]
+    assert piped.stderr == b""  # no progress bar when nobody watches
+
+    failed = subprocess.run([*client, "sqldump", "no_such_db", "-o", str(tmp_path / "n.sql")],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert failed.returncode == 1
+    assert "Invalid argument: database" in failed.stderr
+    assert not (tmp_path / "n.sql").exists()
