@@ -40,8 +40,13 @@ PROTECTED_OPTIONS: frozenset[str] = frozenset(
         "innodb-undo-directory", "innodb-tmpdir", "aria-log-dir-path", "character-sets-dir",
         "lc-messages-dir", "language", "chroot", "bootstrap", "defaults-file",
         "defaults-extra-file", "defaults-group-suffix", "no-defaults", "print-defaults",
+        "read-only", "gtid-strict-mode", "skip-slave-start",
     }
 )  # fmt: skip
+
+#: Seconds of silence after which a slave drops its master's connection (the
+#: master sends a heartbeat every second).
+SLAVE_NET_TIMEOUT = 3
 
 #: Real options that are also proper prefixes of protected ones (an exact match
 #: wins over a prefix in mariadbd's option parser, so these are safe).
@@ -170,6 +175,16 @@ def render_my_cnf(paths: ServerPaths, settings: ServerSettings) -> str:
         ("slow-query-log-file", _path_value(paths.slow_log)),
         ("tmpdir", _path_value(paths.tmpdir)),
         ("secure-file-priv", _path_value(paths.files_dir)),
+        # Replication: every server boots read-only until the manager makes it the
+        # master; GTIDs in strict mode so that a diverged server stops, not drifts.
+        ("read-only", "ON"),
+        ("gtid-strict-mode", "ON"),
+        ("slave-net-timeout", str(SLAVE_NET_TIMEOUT)),
+        ("rpl-semi-sync-master-wait-point", "AFTER_SYNC"),
+        ("rpl-semi-sync-slave-kill-conn-timeout", "1"),
+        # Durable by default (each may be overridden in the options below).
+        ("innodb-flush-log-at-trx-commit", "1"),
+        ("sync-binlog", "1"),
     ]
     for name, value in settings.options.items():
         server.append((name, quote_option_value(value) if value else None))

@@ -25,6 +25,11 @@ CR_CONN_HOST_ERROR = 2003
 
 SqlArgs = Sequence[Any] | Mapping[str, Any] | None
 
+#: Seconds a statement may take beyond the connect timeout before its connection is
+#: given up: long enough for a replication or account change on a loaded disk
+#: (every commit is synced), short enough that a frozen server is noticed.
+SLOW_STATEMENT = 8.0
+
 
 @dataclass(frozen=True)
 class ConnectInfo:
@@ -141,7 +146,7 @@ def probe_info(info: ConnectInfo) -> ConnectInfo:
     """``info`` with a read timeout, so a server that accepts but never greets cannot hang us."""
     if info.read_timeout is not None:
         return info
-    return dataclasses.replace(info, read_timeout=info.connect_timeout + 3.0)
+    return dataclasses.replace(info, read_timeout=info.connect_timeout + SLOW_STATEMENT)
 
 
 async def ping(info: ConnectInfo) -> bool:
