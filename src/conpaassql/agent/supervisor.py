@@ -136,6 +136,18 @@ class Supervisor:
         self.started_at = None
         self.state = AgentState.STOPPED
 
+    async def fence(self) -> None:
+        """Take no more writes, now: no more restarts, and the server (even one that is
+        still starting) killed at once rather than shut down. InnoDB recovers at the
+        next start, which is read-only like every start."""
+        self._wanted = False
+        with contextlib.suppress(ProcessLookupError):
+            if self._child is not None and self._child.returncode is None:
+                self._child.kill()
+            elif self.pid is not None and self.pid == self.process.running_pid():
+                os.kill(self.pid, signal.SIGKILL)
+        await self.stop()
+
     async def restart(self) -> None:
         async with self._lock:
             await self._stop_locked()
@@ -157,6 +169,37 @@ class Supervisor:
                 await self._start_locked()
                 raise MySQLError("mysqld did not start with the new setting; reverted",
                                  detail=exc.detail) from None
+
+    async def replace_data(self, install: Callable[[], None], undo: Callable[[], None]) -> None:
+        """Stop mysqld, swap its datadir with ``install``, start it on the new data.
+
+        It stays stopped in between: the lock is held, so neither the watcher nor
+        a start request can bring it up on a half-swapped datadir. If ``install``
+        fails (leaving the old datadir in place) the old server is started again;
+        if mysqld does not start on the new data, ``undo`` puts the old datadir
+        back and that is started. Either way the error is raised.
+        """
+        async with self._lock:
+            await self._stop_locked()
+            await asyncio.to_thread(self.session.close)  # reconnect to the new server
+            try:
+                install()
+            except BaseException:
+                await self._start_locked()
+                raise
+            try:
+                await self._start_locked()
+            except ConpaasSQLError as exc:
+                if self._child is not None:  # it may still be starting
+                    await self.process.stop(self._child)
+                self._child = None
+                self.pid = None
+                undo()
+                await self._start_locked()
+                why = exc.args_[0] if exc.args_ else exc.template
+                raise MySQLError("mysqld did not start on the new data; the old data is back",
+                                 detail="; ".join(str(part) for part in (why, exc.detail)
+                                                  if part)) from None
 
     # -- watching ---------------------------------------------------------
 
