@@ -203,6 +203,10 @@ class ManagerConfig:
     agent_port: int = 60000
     mysql_port: int = 3306
     max_nodes: int = 64
+    semi_sync: bool = True
+    semi_sync_timeout: int = 5000  # milliseconds a commit waits for a slave's ack
+    auto_failover: bool = True
+    max_reader_lag: float = 30.0  # seconds behind the master a reader may be
     ini: IniFile | None = None
 
     @classmethod
@@ -234,6 +238,10 @@ class ManagerConfig:
             agent_port=agent.integer("port", 60000, 1, 65535),
             mysql_port=agent.integer("mysql_port", 3306, 1, 65535),
             max_nodes=manager.integer("max_nodes", 64, 1, 10000),
+            semi_sync=manager.boolean("semi_sync", True),
+            semi_sync_timeout=manager.integer("semi_sync_timeout", 5000, 1, 3_600_000),
+            auto_failover=manager.boolean("auto_failover", True),
+            max_reader_lag=manager.number("max_reader_lag", 30.0, 0.0),
             ini=ini,
         )
 

@@ -172,6 +172,34 @@ class Manager:
         return wait_until(lambda: (info := self.get("get_service_info"))["state"] == state
                           and info, timeout, 0.2, f"service {state}")
 
+    def wait_topology(self, count: int, timeout: float = 180.0) -> tuple[int, list[int]]:
+        """Wait for one master and ``count - 1`` slaves replicating from it."""
+
+        def check() -> tuple[int, list[int]] | None:
+            listed = self.get("list_nodes")
+            if len(listed["masters"]) != 1 or len(listed["slaves"]) != count - 1:
+                return None
+            if sum(1 for n in listed["nodes"] if n["state"] == "RUNNING") != count:
+                return None
+            for slave in listed["slaves"]:
+                seen = self.node(slave)["replication"]
+                if seen["io_running"] != "Yes" or seen["sql_running"] != "Yes" \
+                        or seen["copying"]:
+                    return None
+            return listed["masters"][0], sorted(listed["slaves"])
+
+        return wait_until(check, timeout, 0.3, f"1 master and {count - 1} slaves")
+
+    def sync_slaves(self, master: int, slaves: list[int], timeout: int = 120) -> str:
+        """Wait until every slave has applied all the master has; the position."""
+        answer = self.sql(master, "SELECT @@global.gtid_binlog_pos")
+        assert answer.returncode == 0, answer.stderr
+        position = answer.stdout.strip()
+        for slave in slaves:
+            done = self.sql(slave, f"SELECT MASTER_GTID_WAIT('{position}', {timeout})")
+            assert done.stdout.strip() == "0", (slave, position, done.stderr)
+        return position
+
     @property
     def root_password(self) -> str:
         return (self.state_dir / "secrets" / "root_password").read_text().strip()

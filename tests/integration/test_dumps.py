@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conpaassql.rpc.client import call_blocking
+from conpaassql.rpc.client import RpcClient
 from tests.integration.harness import Manager, rpc_error
 
 pytestmark = pytest.mark.integration
@@ -21,21 +21,32 @@ pytestmark = pytest.mark.integration
 ROWS = 400_000  # about 50 MB of dump
 
 
+class Pair:
+    """A manager with a master and a slave replicating from it; the master holds src.t."""
+
+    def __init__(self, manager: Manager, master: int, slave: int) -> None:
+        self.manager = manager
+        self.master = master
+        self.slave = slave
+
+    def sync(self) -> None:
+        self.manager.sync_slaves(self.master, [self.slave])
+
+
 @pytest.fixture(scope="module")
-def two_nodes(template_cache: Path) -> Iterator[Manager]:
-    """A manager with two independent writable nodes; node 1 holds ``src.t``."""
+def pair(template_cache: Path) -> Iterator[Pair]:
     manager = Manager(template_cache).start()
     try:
         manager.post("add_nodes", count=2)
-        manager.wait_running(2)
-        ok = manager.sql(1, (
+        master, slaves = manager.wait_topology(2)
+        ok = manager.sql(master, (
             "CREATE DATABASE src; CREATE TABLE src.t (id INT PRIMARY KEY, name VARCHAR(40),"
             " note TEXT, price DECIMAL(10,2), at DATETIME) ENGINE=InnoDB;"
             f" INSERT INTO src.t SELECT seq, CONCAT('name-', seq, '-\\'quoted\\''),"
             " REPEAT(MD5(seq), 2), seq / 7, '2024-01-01' + INTERVAL seq SECOND"
             f" FROM src.seq_1_to_{ROWS};"))
         assert ok.returncode == 0, ok.stderr
-        yield manager
+        yield Pair(manager, master, slaves[0])
     finally:
         manager.close()
 
@@ -95,34 +106,37 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def test_upload_50mb_dump_streams_and_matches_the_source(two_nodes: Manager,
-                                                          tmp_path: Path) -> None:
-    manager = two_nodes
+def test_upload_50mb_dump_streams_and_matches_the_source(pair: Pair, tmp_path: Path) -> None:
+    manager, master, slave = pair.manager, pair.master, pair.slave
     dump = tmp_path / "src.sql"
-    native_dump(manager, 1, "src", dump)
+    native_dump(manager, master, "src", dump)
     assert dump.stat().st_size > 40 * 2**20
-    assert manager.sql(2, "CREATE DATABASE copy1").returncode == 0
+    assert manager.sql(master, "CREATE DATABASE copy1").returncode == 0
     assert manager.process is not None
-    agent_pid = int((manager.node_dir(2) / "agent.pid").read_text())
+    agent_pid = int((manager.node_dir(master) / "agent.pid").read_text())
     with PeakRss({"manager": manager.process.pid, "agent": agent_pid}) as rss:
         reply = manager.upload("send_mysqldump", "mysqldump", dump,
-                               serviceNodeId=2, database="copy1")
-    assert reply["nodes"] == [2]
+                               serviceNodeId=master, database="copy1")
+    assert reply["nodes"] == [master]
     assert reply["bytes"] == dump.stat().st_size
-    assert checksum(manager, 2, "copy1.t") == checksum(manager, 1, "src.t")
-    assert checksum(manager, 1, "src.t")[0] == str(ROWS)
+    source = checksum(manager, master, "src.t")
+    assert source[0] == str(ROWS)
+    assert checksum(manager, master, "copy1.t") == source
+    pair.sync()  # the slave got it through replication
+    assert checksum(manager, slave, "copy1.t") == source
     # Streamed, not held: neither process grew by anything near the dump's size.
     growth = rss.growth()
     assert growth["manager"] < 25 and growth["agent"] < 25, growth
-    # The load is in the node's history.
-    history = manager.node(2)["history"]
-    assert any("loaded into node 2" in entry.get("message", "") for entry in history), history
+    history = manager.node(master)["history"]
+    assert any(f"loaded into node {master}" in e.get("message", "") for e in history), history
 
 
-def test_sqldump_round_trip_through_load_dump(two_nodes: Manager, tmp_path: Path) -> None:
-    manager = two_nodes
+def test_sqldump_round_trip_through_load_dump(pair: Pair, tmp_path: Path) -> None:
+    manager, master, slave = pair.manager, pair.master, pair.slave
     exported = tmp_path / "export.sql"
-    size = manager.download("sqldump", exported, database="src", serviceNodeId=1)
+    pair.sync()
+    # A slave is a fine source for an export: it spares the master.
+    size = manager.download("sqldump", exported, database="src", serviceNodeId=slave)
     assert size == exported.stat().st_size > 40 * 2**20
     data = exported.read_bytes()
     assert "-- Dump completed" in data[-200:].decode()
@@ -130,17 +144,17 @@ def test_sqldump_round_trip_through_load_dump(two_nodes: Manager, tmp_path: Path
     assert "MASTER_USE_GTID=slave_pos" in data[:4000].decode()
     assert "SET GLOBAL gtid_slave_pos='0-" in data[-2000:].decode()
 
-    for node in (1, 2):
-        assert manager.sql(node, "CREATE DATABASE IF NOT EXISTS copy2").returncode == 0
+    assert manager.post("create_database", database="copy2")["nodes"] == [master]
     reply = manager.upload("load_dump", "mysqldump_file", exported, database="copy2")
-    assert sorted(reply["nodes"]) == [1, 2]
-    source = checksum(manager, 1, "src.t")
-    assert checksum(manager, 1, "copy2.t") == source
-    assert checksum(manager, 2, "copy2.t") == source
+    assert reply["nodes"] == [master]  # the master only: the slave replicates it
+    source = checksum(manager, master, "src.t")
+    assert checksum(manager, master, "copy2.t") == source
+    pair.sync()
+    assert checksum(manager, slave, "copy2.t") == source
 
 
-def test_whole_service_export_and_gzip_load(two_nodes: Manager, tmp_path: Path) -> None:
-    manager = two_nodes
+def test_whole_service_export_and_gzip_load(pair: Pair, tmp_path: Path) -> None:
+    manager, master, slave = pair.manager, pair.master, pair.slave
     exported = tmp_path / "all.sql"
     manager.download("sqldump", exported)
     text = exported.read_bytes()
@@ -151,53 +165,68 @@ def test_whole_service_export_and_gzip_load(two_nodes: Manager, tmp_path: Path) 
     rows = b"".join(b"INSERT INTO z VALUES (%d);\n" % i for i in range(1000))
     packed = tmp_path / "z.sql.gz"
     packed.write_bytes(gzip.compress(part) + gzip.compress(rows))
-    reply = manager.upload("send_mysqldump", "mysqldump", packed, serviceNodeId=2)
+    reply = manager.upload("send_mysqldump", "mysqldump", packed, serviceNodeId="all")
     assert reply["gzip"] is True
     assert reply["sql_bytes"] == len(part) + len(rows)
-    assert manager.sql(2, "SELECT COUNT(*), SUM(a) FROM zipped.z").stdout.split() == \
-        ["1000", str(sum(range(1000)))]
+    pair.sync()
+    for node in (master, slave):
+        assert manager.sql(node, "SELECT COUNT(*), SUM(a) FROM zipped.z").stdout.split() == \
+            ["1000", str(sum(range(1000)))]
 
 
-def test_dump_with_an_error_in_the_middle(two_nodes: Manager, tmp_path: Path) -> None:
-    manager = two_nodes
+def test_dump_with_an_error_in_the_middle(pair: Pair, tmp_path: Path) -> None:
+    manager, master = pair.manager, pair.master
     dump = tmp_path / "broken.sql"
     lines = ["CREATE DATABASE broken;", "USE broken;", "CREATE TABLE b (a INT);"]
     lines += [f"INSERT INTO b VALUES ({i});" for i in range(50)]
     lines += ["INSERT INTO b VALUES (1,,2);"]  # line 54
     lines += [f"INSERT INTO b VALUES ({i});" for i in range(50, 100)]
     dump.write_text("\n".join(lines) + "\n")
-    text = rpc_error(lambda: manager.upload("send_mysqldump", "mysqldump", dump,
-                                            serviceNodeId=2))
+    text = rpc_error(lambda: manager.upload("load_dump", "mysqldump_file", dump))
     assert text.startswith("MySQL reported an error: ERROR 1064 (42000) at line 54"), text
     assert "You have an error in your SQL syntax" in text
+    assert "statement: INSERT INTO b VALUES (1,,2)" in text
     # The client stopped at the error, like `mariadb < dump.sql`.
-    assert manager.sql(2, "SELECT COUNT(*) FROM broken.b").stdout.strip() == "50"
-    assert any("failed" in e.get("message", "") for e in manager.node(2)["history"])
+    assert manager.sql(master, "SELECT COUNT(*) FROM broken.b").stdout.strip() == "50"
+    assert any("failed" in e.get("message", "") for e in manager.node(master)["history"])
     # Not busy afterwards: the next load goes through.
     good = tmp_path / "good.sql"
     good.write_text("INSERT INTO broken.b VALUES (1000);\n")
-    assert manager.upload("send_mysqldump", "mysqldump", good, serviceNodeId=2)["nodes"] == [2]
+    assert manager.upload("load_dump", "mysqldump_file", good)["nodes"] == [master]
 
 
-def test_bad_requests_change_nothing(two_nodes: Manager, tmp_path: Path) -> None:
-    manager = two_nodes
+def test_bad_requests_and_slaves_change_nothing(pair: Pair, tmp_path: Path) -> None:
+    manager, master, slave = pair.manager, pair.master, pair.slave
     dump = tmp_path / "d.sql"
     dump.write_text("CREATE DATABASE should_not_exist;\n")
-    before = manager.sql(2, "SHOW DATABASES").stdout
+    before = {node: manager.sql(node, "SHOW DATABASES").stdout for node in (master, slave)}
     cases = [
         ({"serviceNodeId": 99}, "Invalid argument: serviceNodeId"),
         ({"serviceNodeId": "two"}, "Invalid argument: serviceNodeId"),
-        ({"serviceNodeId": 2, "database": "mysql"}, "Invalid argument: database"),
-        ({"serviceNodeId": 2, "database": "a`b; DROP DATABASE src; --"}, None),
-        ({"serviceNodeId": 2, "bogus": "1"}, "Unexpected arguments ['bogus']"),
-        ({"serviceNodeId": 2, "database": "nope"}, "Invalid argument: database DETAIL:no "),
+        ({"serviceNodeId": slave}, f"Service in wrong state DETAIL:node {slave} is a slave"),
+        ({"serviceNodeId": master, "database": "mysql"}, "Invalid argument: database"),
+        ({"serviceNodeId": master, "database": "a`b; DROP DATABASE src; --"},
+         "Invalid argument: database"),
+        ({"serviceNodeId": master, "database": "nope"}, "Invalid argument: database DETAIL:no "),
+        ({"serviceNodeId": master, "bogus": "1"}, "Unexpected arguments ['bogus']"),
     ]
     for params, expected in cases:
         text = rpc_error(lambda p=params: manager.upload("send_mysqldump", "mysqldump", dump,
                                                           **p))
-        if expected is not None:
-            assert text.startswith(expected), (params, text)
-    assert manager.sql(2, "SHOW DATABASES").stdout == before
+        assert text.startswith(expected), (params, text)
+    # The slave's own agent refuses too: its server is read-only.
+    node = manager.node(slave)
+    agent = RpcClient(f"http://{node['ip']}:{node['agent_port']}/", token=manager.agent_secret)
+
+    async def direct() -> None:
+        async with agent:
+            with open(dump, "rb") as handle:
+                await agent.upload_file("send_mysqldump", {}, "mysqldump", handle, "d.sql")
+
+    text = rpc_error(lambda: asyncio.run(direct()))
+    assert "read-only (a slave)" in text, text
+    assert {node: manager.sql(node, "SHOW DATABASES").stdout
+            for node in (master, slave)} == before
     for params, expected in [({"database": "nope"}, "Invalid argument: database DETAIL:no "),
                              ({"database": "mysql"}, "Invalid argument: database"),
                              ({"serviceNodeId": 7}, "Invalid argument: serviceNodeId")]:
@@ -207,46 +236,25 @@ def test_bad_requests_change_nothing(two_nodes: Manager, tmp_path: Path) -> None
         assert out.stat().st_size == 0
 
 
-def test_read_only_server_refuses_loads(two_nodes: Manager, tmp_path: Path) -> None:
-    manager = two_nodes
-    node = manager.node(2)
-    agent = f"http://{node['ip']}:{node['agent_port']}/"
-    call_blocking(agent, "set_server_configuration", {
-        "section": "mysqld", "id_param": "read_only", "value": "ON"},
-        token=manager.agent_secret, timeout=120)
-    try:
-        deadline = time.monotonic() + 30
-        while manager.node(2)["isRunningMySQL"] is not True and time.monotonic() < deadline:
-            time.sleep(0.2)
-        dump = tmp_path / "ro.sql"
-        dump.write_text("CREATE DATABASE ro_should_not_exist;\n")
-        text = rpc_error(lambda: manager.upload("send_mysqldump", "mysqldump", dump,
-                                                serviceNodeId=2))
-        assert "read-only" in text, text
-        assert "ro_should_not_exist" not in manager.sql(2, "SHOW DATABASES").stdout
-    finally:
-        call_blocking(agent, "set_server_configuration", {
-            "section": "mysqld", "id_param": "read_only", "value": "OFF"},
-            token=manager.agent_secret, timeout=120)
-
-
-def test_client_commands_load_and_export(two_nodes: Manager, tmp_path: Path) -> None:
+def test_client_commands_load_and_export(pair: Pair, tmp_path: Path) -> None:
     """``conpaassql-client`` as a user runs it: load a file, export to a file and to stdout."""
-    manager = two_nodes
+    manager, master, slave = pair.manager, pair.master, pair.slave
     client = [sys.executable, "-m", "conpaassql.client", "127.0.0.1", str(manager.port)]
     dump = tmp_path / "small.sql"
     dump.write_text("CREATE TABLE s (a INT PRIMARY KEY);\n"
                     + "".join(f"INSERT INTO s VALUES ({i});\n" for i in range(500)))
-    for node in (1, 2):
-        assert manager.sql(node, "CREATE DATABASE IF NOT EXISTS cli").returncode == 0
+    made = subprocess.run([*client, "create_database", "cli"], capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert made.returncode == 0, made.stderr
     loaded = subprocess.run([*client, "load_dump", str(dump), "--database", "cli"],
                             capture_output=True, text=True, timeout=120, check=False)
     assert loaded.returncode == 0, loaded.stderr
-    assert sorted(json.loads(loaded.stdout)["nodes"]) == [1, 2]
-    assert manager.sql(2, "SELECT COUNT(*) FROM cli.s").stdout.strip() == "500"
+    assert json.loads(loaded.stdout)["nodes"] == [master]
+    pair.sync()
+    assert manager.sql(slave, "SELECT COUNT(*) FROM cli.s").stdout.strip() == "500"
 
     out = tmp_path / "cli.sql"
-    exported = subprocess.run([*client, "sqldump", "cli", "--node", "2", "-o", str(out)],
+    exported = subprocess.run([*client, "sqldump", "cli", "--node", str(slave), "-o", str(out)],
                               capture_output=True, text=True, timeout=120, check=False)
     assert exported.returncode == 0, exported.stderr
     assert b"INSERT INTO `s` VALUES" in out.read_bytes()

@@ -109,7 +109,8 @@ def test_bad_get_and_verbs(manager: Manager) -> None:
 
 def test_jsonrpc2_requests_are_answered_in_kind(manager: Manager) -> None:
     good = _post(manager, {"jsonrpc": "2.0", "method": "list_nodes", "id": 5}).json()
-    assert good == {"jsonrpc": "2.0", "result": {"serviceNode": [], "nodes": []}, "id": 5}
+    assert good == {"jsonrpc": "2.0", "result": {"serviceNode": [], "masters": [], "slaves": [],
+                                                 "nodes": []}, "id": 5}
     unknown = _post(manager, {"jsonrpc": "2.0", "method": "nope", "id": 6}).json()
     assert unknown["error"]["code"] == -32601 and unknown["id"] == 6
     invalid = _post(manager, {"jsonrpc": "2.0", "method": "add_nodes",

@@ -18,8 +18,8 @@ def test_seed_http_exchanges_verbatim(manager: Manager) -> None:
 
     listed = http.get("/?method=list_nodes&id=1", headers=headers)
     assert listed.status_code == 200
-    assert listed.json() == {"result": {"serviceNode": [], "nodes": []}, "error": None,
-                             "id": "1"}
+    assert listed.json() == {"result": {"serviceNode": [], "masters": [], "slaves": [],
+                                        "nodes": []}, "error": None, "id": "1"}
 
     body = '{"params": {"function": "agent"}, "method": "add_nodes", "id": "1"}'
     added = http.post("/", content=body, headers=headers)

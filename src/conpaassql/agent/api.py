@@ -10,6 +10,8 @@ from typing import Any
 
 from conpaassql.agent.admin_api import AdminApi
 from conpaassql.agent.data_api import DataApi
+from conpaassql.agent.replication_api import ReplicationApi
+from conpaassql.agent.seed_api import SeedApi
 from conpaassql.agent.settings import AgentSettings
 from conpaassql.agent.supervisor import Supervisor
 from conpaassql.domain.states import AgentState
@@ -38,6 +40,7 @@ class AgentApi:
         self.supervisor = supervisor
         self.sampler = MetricsSampler()
         self.version: str | None = None
+        self.replication = ReplicationApi(settings, supervisor)
 
     def registry(self) -> Registry:
         registry = Registry()
@@ -51,6 +54,8 @@ class AgentApi:
                      access="manager")
         DataApi(self.settings, self.supervisor).register(registry)
         AdminApi(self.settings, self.supervisor).register(registry)
+        SeedApi(self.settings, self.supervisor).register(registry)
+        self.replication.register(registry)
         return registry
 
     async def state_report(self) -> dict[str, Any]:
@@ -69,6 +74,7 @@ class AgentApi:
             "mysqld_port": self.settings.mysql_port,
             "state": self.supervisor.state.value,
             "mysqld": mysqld,
+            "replication": await self.replication.status() if answering else None,
         }
 
     async def get_server_state(self, params: Params, ctx: CallContext) -> dict[str, Any]:

@@ -70,5 +70,14 @@ class CloudDriver(abc.ABC):
     async def destroy_node(self, ref: str) -> None:
         """Destroy the node; destroying a node already gone is not an error."""
 
+    @abc.abstractmethod
+    async def reboot_node(self, ref: str) -> None:
+        """Power the node off at once (no shutdown: it may be frozen) and boot it again.
+
+        This fences a node the manager cannot reach: whatever it was doing stops
+        before another node takes its role; it comes back from its disks with its
+        server read-only, as every server boots.
+        """
+
     def describe(self) -> dict[str, Any]:
         return {"cloud": self.cloud_name, "driver": type(self).__name__}

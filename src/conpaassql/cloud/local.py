@@ -185,6 +185,15 @@ class LocalDriver(CloudDriver):
         await asyncio.to_thread(shutil.rmtree, directory, True)
         log.info("local node %s destroyed", ref)
 
+    async def reboot_node(self, ref: str) -> None:
+        directory = self.node_dir(ref)
+        if not directory.exists():
+            raise CloudError(f"no local node {ref!r}")
+        await asyncio.to_thread(stop_node_processes, directory, 0.0)
+        async with self._lock:
+            self._spawn_agent(directory, directory / CONTEXT_FILE)
+        log.info("local node %s powered off and booted again", ref)
+
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "address_range":
                 f"{self.config.first_address}-{self.config.last_address}"}

@@ -9,12 +9,13 @@ from typing import Any
 from pydantic import AliasChoices, Field, model_validator
 
 from conpaassql.domain.node import Node
-from conpaassql.domain.states import NodeState
+from conpaassql.domain.states import NodeState, Role
 from conpaassql.errors import ConpaasSQLError, InvalidArgumentError, MissingArgumentError
 from conpaassql.manager import views
 from conpaassql.manager.admin_api import AdminApi
 from conpaassql.manager.data_api import DataApi
 from conpaassql.manager.reconcile import Reconciler
+from conpaassql.manager.replication import Replication
 from conpaassql.manager.service import NodeService
 from conpaassql.rpc.registry import CallContext, Registry
 from conpaassql.rpc.types import NodeId, Params, PositiveInt, Text
@@ -49,6 +50,11 @@ class RegisterParams(Params):
     state: dict[str, Any]
 
 
+class ReplicaParams(Params):
+    id: NodeId = Field(validation_alias=AliasChoices("id", "serviceNodeId", "serviceNameId",
+                                                     "serviceName"))
+
+
 class LogParams(Params):
     lines: PositiveInt | None = None
 
@@ -56,9 +62,11 @@ class LogParams(Params):
 class ManagerApi:
     """Binds the manager's use cases to RPC method names."""
 
-    def __init__(self, nodes: NodeService, reconciler: Reconciler, log_file: Path) -> None:
+    def __init__(self, nodes: NodeService, reconciler: Reconciler, replication: Replication,
+                 log_file: Path) -> None:
         self.nodes = nodes
         self.reconciler = reconciler
+        self.replication = replication
         self.log_file = log_file
         self.rt = nodes.rt
 
@@ -74,6 +82,8 @@ class ManagerApi:
         registry.add("getLog", "GET", self.get_log, LogParams)
         registry.add("register_node", "POST", self.register_node, RegisterParams,
                      access="agent")
+        registry.add("set_up_replica_master", "POST", self.set_up_replica_master, ReplicaParams)
+        registry.add("set_up_replica_slave", "POST", self.set_up_replica_slave, ReplicaParams)
         DataApi(self.nodes).register(registry)
         AdminApi(self.nodes).register(registry)
         return registry
@@ -104,6 +114,8 @@ class ManagerApi:
         nodes = self.nodes.live_nodes()
         return {
             "serviceNode": [node.id for node in nodes],
+            "masters": [node.id for node in nodes if node.role is Role.MASTER],
+            "slaves": [node.id for node in nodes if node.role is Role.SLAVE],
             "nodes": [views.node_summary(node) for node in nodes],
         }
 
@@ -116,6 +128,9 @@ class ManagerApi:
             node = self.nodes.node(node.id)
         answering = bool(report and report.get("mysqld", {}).get("answering"))
         info = views.node_details(node, report, answering)
+        master_report = self._master_report(node)
+        info["replication"] = views.replication_of(node, report, master_report,
+                                                   node.id in self.replication.seeding)
         info["history"] = [entry.as_dict() for entry in
                            self.rt.store.history(limit=20, node_id=node.id)]
         return {"serviceNode": info}
@@ -128,11 +143,30 @@ class ManagerApi:
         except ConpaasSQLError:
             return None
 
+    def _master_report(self, node: Node) -> dict[str, Any] | None:
+        master = self.nodes.master()
+        if master is None or master.id == node.id:
+            return None
+        return self.reconciler.reports.get(master.id)
+
+    async def set_up_replica_master(self, params: ReplicaParams,
+                                    ctx: CallContext) -> dict[str, Any]:
+        """Planned switchover: node ``id`` becomes the master; nothing is lost."""
+        result = await self.replication.switchover(params.id)
+        return {"serviceNode": views.node_summary(self.nodes.node(params.id)), **result}
+
+    async def set_up_replica_slave(self, params: ReplicaParams,
+                                   ctx: CallContext) -> dict[str, Any]:
+        """Make node ``id`` a slave of the master, from a fresh copy of the master."""
+        result = self.replication.reseed(params.id)
+        return {"serviceNode": views.node_summary(self.nodes.node(params.id)), **result}
+
     async def get_service_info(self, params: Params, ctx: CallContext) -> dict[str, Any]:
         """State, type, master, node counts, and the latest transitions."""
         state, since = self.rt.store.service_state()
         nodes = self.nodes.live_nodes()
         master = self.nodes.master()
+        reports = self.reconciler.reports
         return {
             "state": state.value,
             "type": SERVICE_TYPE,
@@ -144,6 +178,9 @@ class ManagerApi:
             "nodes": len(nodes),
             "nodes_by_state": views.count_states(nodes),
             "cloud": self.rt.driver.describe(),
+            "writer": views.endpoint(master),
+            "readers": views.readers(nodes, reports, self.rt.config.max_reader_lag),
+            "last_failover": self.replication.last_failover,
             "last_cycle": self.reconciler.last_result,
             "transitions": [entry.as_dict() for entry in self.rt.store.history(limit=30)],
         }

@@ -19,6 +19,7 @@ from conpaassql.manager.agents import AgentLink
 from conpaassql.manager.api import ManagerApi
 from conpaassql.manager.credentials import ServiceSecrets
 from conpaassql.manager.reconcile import Reconciler
+from conpaassql.manager.replication import Replication
 from conpaassql.manager.service import NodeService, Runtime
 from conpaassql.manager.store import Store
 from conpaassql.rpc.auth import bearer_matches
@@ -66,8 +67,9 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
         manager_url=f"http://{reachable_host(bind)}:{port}/",
     )
     nodes = NodeService(runtime)
-    reconciler = Reconciler(runtime, nodes)
-    api = ManagerApi(nodes, reconciler, log_file)
+    replication = Replication(nodes)
+    reconciler = Reconciler(runtime, nodes, replication)
+    api = ManagerApi(nodes, reconciler, replication, log_file)
     app = RpcApp(api.registry(), authorizer=agent_authorizer(secrets.agent_secret)).asgi()
     server = uvicorn.Server(uvicorn.Config(app, host=bind, port=port, log_level="warning",
                                            lifespan="off", access_log=False))

@@ -1,8 +1,9 @@
 """The service's generated secrets, kept in the state directory (mode 0600).
 
 ``agent_secret`` is the credential manager and agents show each other;
-``root_password`` is MySQL's root password on every node. Both are generated
-at first start with ``secrets`` and never logged.
+``root_password`` is MySQL's root password on every node;
+``replication_password`` is the slaves' password on their master. All are
+generated at first start with ``secrets`` and never logged.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def load_or_create(path: Path, nbytes: int = 24) -> str:
 class ServiceSecrets:
     agent_secret: str
     root_password: str
+    replication_password: str
 
     @classmethod
     def load(cls, state_dir: Path) -> ServiceSecrets:
@@ -45,6 +47,7 @@ class ServiceSecrets:
         return cls(
             agent_secret=load_or_create(directory / "agent_secret"),
             root_password=load_or_create(directory / "root_password"),
+            replication_password=load_or_create(directory / "replication_password"),
         )
 
     def __repr__(self) -> str:

@@ -17,6 +17,7 @@ from conpaassql.domain.diagnosis import TARGET, Observation, Situation, Threshol
 from conpaassql.domain.node import Node
 from conpaassql.domain.states import NodeState
 from conpaassql.errors import ConpaasSQLError
+from conpaassql.manager.replication import Replication
 from conpaassql.manager.service import NodeService, Runtime
 
 log = logging.getLogger(__name__)
@@ -26,9 +27,10 @@ PROBED_STATES = frozenset({NodeState.PENDING, NodeState.BOOTING, NodeState.RUNNI
 
 
 class Reconciler:
-    def __init__(self, runtime: Runtime, nodes: NodeService) -> None:
+    def __init__(self, runtime: Runtime, nodes: NodeService, replication: Replication) -> None:
         self.rt = runtime
         self.nodes = nodes
+        self.replication = replication
         self.limits = Thresholds(failure_threshold=runtime.config.failure_threshold,
                                  boot_timeout=runtime.config.boot_timeout)
         self.failures: dict[int, int] = {}
@@ -81,6 +83,8 @@ class Reconciler:
                     actions.append(action)
             if cloud is not None:
                 await self._destroy_leftovers(cloud)
+            probed = {node.id: report for node, report in zip(nodes, reports, strict=True)}
+            actions += await self.replication.reconcile(probed, self.failures)
             self.nodes.refresh_service_state(actions[0] if actions else "reconcile")
             return self._summary(actions)
 
@@ -143,6 +147,8 @@ class Reconciler:
             state_age=now - node.state_since,
         )
         situation = diagnose(seen, self.limits)
+        if situation is Situation.MYSQLD_DOWN and node.id in self.replication.seeding:
+            return None  # its mysqld is stopped while the master's copy goes in
         target = TARGET.get(situation)
         if target is None or target is node.state:
             return None

@@ -118,10 +118,11 @@ class NodeService:
         return created
 
     async def _create_one(self) -> Node:
-        role = Role.NONE if self.master() else Role.MASTER
+        # Every node starts without a role; the replication controller makes the
+        # first healthy one the master and copies it into the others.
         node = self.rt.store.new_node(NODE_NAME_PREFIX, self.rt.driver.cloud_name,
                                       self.rt.config.agent_port, self.rt.config.mysql_port,
-                                      role)
+                                      Role.NONE)
         context = NodeContext(
             manager_url=self.rt.manager_url,
             service_id=self.rt.store.service_id,
@@ -158,22 +159,11 @@ class NodeService:
     def _start_removal(self, node: Node, reason: str) -> Node:
         node = self.rt.store.move_node(node.id, NodeState.TERMINATING, reason)
         if node.role is Role.MASTER:
+            # The replication controller elects the most advanced slave next cycle.
             node = self.rt.store.update_node(node.id, role=Role.NONE)
-            self._elect_master()
         self.ensure_destroying(node)
         self.refresh_service_state(f"node {node.id} {reason}")
         return node
-
-    def _elect_master(self) -> None:
-        """Give the master role to the oldest running node (no replication yet)."""
-        if self.master() is not None:
-            return
-        candidates = [n for n in self.live_nodes() if n.state is NodeState.RUNNING] \
-            or self.live_nodes()
-        if candidates:
-            chosen = min(candidates, key=lambda n: n.id)
-            self.rt.store.update_node(chosen.id, role=Role.MASTER)
-            self.rt.store.record_event(f"node {chosen.id} is now the master", chosen.id)
 
     def ensure_destroying(self, node: Node) -> None:
         """Destroy a TERMINATING node in the background (once)."""

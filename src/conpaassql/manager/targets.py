@@ -1,8 +1,8 @@
 """Which nodes a data or user request goes to.
 
-Writes go to the nodes whose server accepts them: the master, and any node that
-replicates from nobody (role ``none``). A slave gets its data and users from its
-master through replication, so a request naming a slave is refused.
+Writes go to the master, the only server that accepts them: every other one is a
+slave that gets its data and users through replication, or a node still being
+made one (role ``none``, read-only meanwhile). A request naming one is refused.
 """
 
 from __future__ import annotations
@@ -23,9 +23,8 @@ NODE_ID_ALIASES = AliasChoices("serviceNodeId", "serviceNameId", "serviceName")
 
 
 def writable(nodes: Iterable[Node]) -> list[Node]:
-    """The running nodes that take writes (master first, then by id)."""
-    found = [n for n in nodes if n.state is NodeState.RUNNING and n.role is not Role.SLAVE]
-    return sorted(found, key=lambda n: (n.role is not Role.MASTER, n.id))
+    """The running node that takes writes: the master (a list: none while there is none)."""
+    return [n for n in nodes if n.state is NodeState.RUNNING and n.role is Role.MASTER]
 
 
 def readable(nodes: Iterable[Node]) -> list[Node]:
@@ -50,6 +49,9 @@ def one_node(nodes: list[Node], node_id: int, *, write: bool) -> Node:
         where = f"node {master.id}" if master is not None else "the master"
         raise WrongStateError(detail=f"node {node_id} is a slave: it replicates from {where}; "
                               "send writes to the master")
+    if write and node.role is not Role.MASTER:
+        raise WrongStateError(detail=f"node {node_id} is being made a slave (read-only); "
+                              "send writes to the master")
     return node
 
 
@@ -63,7 +65,8 @@ def resolve(nodes: list[Node], target: Target | None, *, write: bool = True) -> 
         return [one_node(nodes, target, write=write)]
     chosen = writable(nodes) if write else readable(nodes)
     if not chosen:
-        raise WrongStateError(detail="no node is RUNNING yet")
+        raise WrongStateError(detail="no master is RUNNING yet" if write
+                              else "no node is RUNNING yet")
     return chosen
 
 

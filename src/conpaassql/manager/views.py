@@ -9,8 +9,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from conpaassql.domain.gtid import GtidPosition
 from conpaassql.domain.node import Node
-from conpaassql.domain.states import NodeState
+from conpaassql.domain.states import NodeState, Role
 
 
 def node_summary(node: Node) -> dict[str, Any]:
@@ -71,3 +72,59 @@ def count_states(nodes: list[Node]) -> dict[str, int]:
         if node.state.is_live:
             counts[node.state.value] += 1
     return {state: count for state, count in counts.items() if count}
+
+
+def endpoint(node: Node | None) -> dict[str, Any] | None:
+    """Where to connect to a node's server."""
+    if node is None or node.ip is None:
+        return None
+    return {"id": node.id, "ip": node.ip, "port": node.mysql_port}
+
+
+def _slave_status(report: dict[str, Any] | None) -> dict[str, Any]:
+    status = (report or {}).get("replication") or {}
+    return status.get("slave") or {}
+
+
+def readers(nodes: list[Node], reports: dict[int, Any], max_lag: float) -> list[dict[str, Any]]:
+    """The slaves fit to serve reads: replicating, at most ``max_lag`` seconds behind."""
+    found = []
+    for node in nodes:
+        if node.role is not Role.SLAVE or node.state is not NodeState.RUNNING:
+            continue
+        slave = _slave_status(reports.get(node.id))
+        lag = slave.get("seconds_behind_master")
+        if slave.get("io_running") == "Yes" and slave.get("sql_running") == "Yes" \
+                and lag is not None and lag <= max_lag:
+            found.append({**(endpoint(node) or {}), "seconds_behind_master": lag})
+    return found
+
+
+def replication_of(node: Node, report: dict[str, Any] | None,
+                   master_report: dict[str, Any] | None, seeding: bool) -> dict[str, Any]:
+    """A node's replication as shown in ``get_node_info``."""
+    status = (report or {}).get("replication") or {}
+    slave = status.get("slave") or {}
+    mine = status.get("gtid_current_pos") or ""
+    theirs = ((master_report or {}).get("replication") or {}).get("gtid_current_pos")
+    lag_trx = None
+    if theirs is not None:
+        try:
+            lag_trx = GtidPosition.parse(mine).behind(GtidPosition.parse(theirs))
+        except ValueError:
+            lag_trx = None
+    return {
+        "role": node.role.value,
+        "read_only": status.get("read_only"),
+        "gtid_position": mine,
+        "gtid_binlog_pos": status.get("gtid_binlog_pos"),
+        "semi_sync_master": status.get("semi_sync_master"),
+        "semi_sync_slave": status.get("semi_sync_slave"),
+        "master_host": slave.get("master_host"),
+        "io_running": slave.get("io_running"),
+        "sql_running": slave.get("sql_running"),
+        "seconds_behind_master": slave.get("seconds_behind_master"),
+        "lag_transactions": lag_trx,
+        "last_error": slave.get("last_sql_error") or slave.get("last_io_error") or None,
+        "copying": seeding,
+    }

@@ -1,0 +1,413 @@
+"""Keeps one master and its slaves replicating: election, seeding, repointing, failover.
+
+The reconcile loop hands over each cycle's probes; ``Replication.reconcile``
+turns them into ``Replica`` views, diagnoses the topology (domain.topology) and
+acts on each finding. Long work (copying the master to a new slave) runs in the
+background, one per node; topology changes (promotion, failover, switchover)
+run one at a time under a lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from conpaassql.domain.gtid import GtidPosition
+from conpaassql.domain.node import Node
+from conpaassql.domain.states import NodeState, Role, ServiceState
+from conpaassql.domain.topology import (
+    Finding,
+    Replica,
+    Topology,
+    diagnose,
+    promotion_candidate,
+)
+from conpaassql.errors import BusyError, ConpaasSQLError, WrongStateError
+from conpaassql.manager.service import NodeService
+
+log = logging.getLogger(__name__)
+
+APPLY_TIMEOUT = 30.0  # seconds a candidate may take to apply what it received
+SEED_TIMEOUT = 3600.0
+
+
+def _position(text: object) -> GtidPosition:
+    try:
+        return GtidPosition.parse(text if isinstance(text, str) else None)
+    except ValueError:
+        return GtidPosition()
+
+
+def replica_of(node: Node, report: Mapping[str, Any] | None, failures: int,
+               crashed: bool, busy: bool) -> Replica:
+    """What one node's latest probe says, as the topology diagnosis wants it."""
+    if report is None:
+        return Replica(node.id, node.state, node.role, reachable=False, answering=False,
+                       failures=failures, ip=node.ip, busy=busy)
+    mysqld = report.get("mysqld") or {}
+    status = report.get("replication") or {}
+    slave = status.get("slave") or {}
+    return Replica(
+        id=node.id, state=node.state, role=node.role, reachable=True,
+        answering=bool(mysqld.get("answering")), failures=failures,
+        read_only=status.get("read_only"),
+        position=_position(status.get("gtid_current_pos")),
+        received=_position(slave.get("gtid_io_pos")) if slave else None,
+        master_host=slave.get("master_host") if slave else None,
+        io_running=slave.get("io_running") if slave else None,
+        sql_running=slave.get("sql_running") if slave else None,
+        io_errno=int(slave.get("last_io_errno") or 0) if slave else 0,
+        sql_errno=int(slave.get("last_sql_errno") or 0) if slave else 0,
+        seconds_behind=slave.get("seconds_behind_master") if slave else None,
+        crashed=crashed,
+        mysqld_stopped=report.get("state") == "STOPPED",
+        ip=node.ip, busy=busy,
+    )
+
+
+class Replication:
+    """The manager's side of replication for one service."""
+
+    def __init__(self, nodes: NodeService) -> None:
+        self.nodes = nodes
+        self.rt = nodes.rt
+        self.topology_lock = asyncio.Lock()
+        self._restarts: dict[int, int] = {}  # mysqld restarts last seen per node
+        self._seeding: set[int] = set()
+        self.last_failover: dict[str, Any] | None = None
+
+    # -- observing --------------------------------------------------------
+
+    def replicas(self, reports: Mapping[int, Mapping[str, Any] | None],
+                 failures: Mapping[int, int]) -> list[Replica]:
+        views = []
+        for node in self.nodes.live_nodes():
+            report = reports.get(node.id)
+            crashed = False
+            if report is not None:
+                restarts = int((report.get("mysqld") or {}).get("restarts") or 0)
+                seen = self._restarts.setdefault(node.id, restarts)
+                crashed = restarts > seen
+            views.append(replica_of(node, report, failures.get(node.id, 0), crashed,
+                                    node.id in self._seeding))
+        return views
+
+    def _acknowledge_restarts(self, reports: Mapping[int, Mapping[str, Any] | None]) -> None:
+        for node_id, report in reports.items():
+            if report is not None:
+                self._restarts[node_id] = int((report.get("mysqld") or {})
+                                              .get("restarts") or 0)
+
+    # -- the cycle --------------------------------------------------------
+
+    async def reconcile(self, reports: Mapping[int, Mapping[str, Any] | None],
+                        failures: Mapping[int, int]) -> list[str]:
+        """Diagnose the topology from this cycle's probes and act; what was done."""
+        if self.topology_lock.locked():
+            return []
+        replicas = self.replicas(reports, failures)
+        findings = diagnose(replicas, self.rt.config.failure_threshold)
+        done = []
+        async with self.topology_lock:
+            for finding in findings:
+                outcome = await self._act(finding, replicas)
+                if outcome:
+                    done.append(outcome)
+        self._acknowledge_restarts(reports)
+        return done
+
+    async def _act(self, finding: Finding, replicas: list[Replica]) -> str | None:
+        by_id = {r.id: r for r in replicas}
+        node = by_id.get(finding.node) if finding.node is not None else None
+        situation = finding.situation
+        try:
+            if situation is Topology.NO_MASTER:
+                return await self._elect(replicas)
+            if situation in (Topology.MASTER_CRASHED, Topology.MASTER_UNREACHABLE):
+                assert node is not None
+                return await self._master_lost(node, replicas, finding)
+            if situation is Topology.MASTER_READ_ONLY:
+                assert node is not None
+                await self._make_master(self.nodes.node(node.id), semi_sync=self._has_slaves())
+                return f"node {node.id}: master made writable again"
+            if situation in (Topology.NEW_NODE, Topology.SLAVE_BROKEN):
+                assert node is not None
+                if self._start_seeding(node.id, situation.value):
+                    return f"node {node.id}: {situation.value}: copying the master"
+                return None
+            if situation is Topology.SLAVE_STOPPED:
+                assert node is not None
+                await self.rt.agents.call(self.nodes.node(node.id), "start_server",
+                                          timeout=120)
+                return f"node {node.id}: restarted read-only to rejoin as a slave"
+            if situation is Topology.SLAVE_UNCONFIGURED:
+                assert node is not None
+                await self._point_at_master(self.nodes.node(node.id), None)
+                return f"node {node.id}: now replicating from the master"
+        except ConpaasSQLError as exc:
+            log.warning("%s: acting on %r failed: %s", situation.value, finding.node, exc)
+            return f"{situation.value}: failed: {str(exc)[:200]}"
+        return None
+
+    # -- masters ----------------------------------------------------------
+
+    def master(self) -> Node | None:
+        return self.nodes.master()
+
+    def _has_slaves(self) -> bool:
+        return any(n.role is Role.SLAVE for n in self.nodes.live_nodes())
+
+    async def _make_master(self, node: Node, *, semi_sync: bool) -> None:
+        await self.rt.agents.call(node, "set_up_replica_master", {
+            "replication_password": self.rt.secrets.replication_password,
+            "semi_sync": semi_sync and self.rt.config.semi_sync,
+            "semi_sync_timeout": self.rt.config.semi_sync_timeout,
+        }, timeout=30)
+
+    async def _elect(self, replicas: list[Replica]) -> str | None:
+        """No master: the healthy node with the most transactions becomes it."""
+        healthy = {r.id: r for r in replicas if r.healthy_server and not r.busy}
+        if not healthy:
+            return None
+        chosen = promotion_candidate([_as_slave(r) for r in healthy.values()])
+        if chosen is None:
+            return None
+        node = self.nodes.node(chosen)
+        await self._make_master(node, semi_sync=len(healthy) > 1)
+        self.rt.store.update_node(node.id, role=Role.MASTER)
+        self.rt.store.record_event(f"node {node.id} is the master", node.id)
+        return f"node {node.id} elected master"
+
+    async def _master_lost(self, dead: Replica, replicas: list[Replica],
+                           finding: Finding) -> str | None:
+        if promotion_candidate(replicas, exclude=dead.id) is None or \
+                not self.rt.config.auto_failover:
+            return None  # nobody to take over: the agent restarts mysqld, writes resume
+        return await self.failover(dead.id, finding.situation.value, replicas)
+
+    async def failover(self, dead_id: int, reason: str, replicas: list[Replica]) -> str:
+        """Fence the lost master, promote the slave that received the most, repoint the rest."""
+        started = time.monotonic()
+        old = self.nodes.node(dead_id)
+        self.rt.store.set_service_state(ServiceState.ADAPTING,
+                                        f"failover: master node {dead_id} lost ({reason})")
+        fencing = await self._fence(old)
+        self.rt.store.record_event(f"failover: node {dead_id} fenced ({fencing})", dead_id)
+        drained = await self._drain([r for r in replicas if r.id != dead_id])
+        candidate_id = promotion_candidate(drained)
+        if candidate_id is None:
+            raise WrongStateError(detail="no slave could take over")
+        candidate = self.nodes.node(candidate_id)
+        # Writable at once; semi-sync again once the other slaves follow it (before
+        # that, a commit would wait for an acknowledgement nobody can send yet).
+        await self._make_master(candidate, semi_sync=False)
+        self.rt.store.update_node(old.id, role=Role.SLAVE)
+        self.rt.store.update_node(candidate.id, role=Role.MASTER)
+        elapsed = time.monotonic() - started
+        self.last_failover = {"from": dead_id, "to": candidate_id, "reason": reason,
+                              "seconds": round(elapsed, 3), "at": time.time()}
+        self.rt.store.record_event(
+            f"failover: node {candidate_id} is the master (was node {dead_id}: {reason}); "
+            f"writes resumed after {elapsed:.2f} s", candidate_id)
+        if await self._repoint_all(exclude={candidate_id, dead_id}):
+            await self._make_master(candidate, semi_sync=True)
+        self.nodes.refresh_service_state("failover done")
+        return f"failover: node {dead_id} -> node {candidate_id} in {elapsed:.2f} s"
+
+    async def _drain(self, replicas: list[Replica]) -> list[Replica]:
+        """Every healthy slave stops receiving and applies what it has; their views after."""
+        slaves = [r for r in replicas
+                  if r.role is Role.SLAVE and r.healthy_server and not r.busy and not r.broken]
+        answers = await asyncio.gather(
+            *(self.rt.agents.call(self.nodes.node(r.id), "drain_relay_log",
+                                  {"timeout": APPLY_TIMEOUT}, timeout=APPLY_TIMEOUT + 10)
+              for r in slaves), return_exceptions=True)
+        views = []
+        for replica, answer in zip(slaves, answers, strict=True):
+            if isinstance(answer, BaseException):
+                log.warning("node %d could not drain its relay log: %s", replica.id, answer)
+                continue
+            if not answer.get("drained"):
+                log.warning("node %d did not apply its relay log in time", replica.id)
+            node = self.nodes.node(replica.id)
+            views.append(replica_of(node, {"mysqld": {"answering": True},
+                                           "replication": answer.get("replication")},
+                                    0, False, False))
+        return views
+
+    async def _fence(self, node: Node) -> str:
+        """Make sure the old master takes no write: its agent stops mysqld, or the
+        cloud powers the node off (and boots it again, read-only)."""
+        try:
+            await self.rt.agents.call(node, "fence", timeout=self.rt.config.probe_timeout + 3)
+            return "mysqld stopped by its agent"
+        except ConpaasSQLError as exc:
+            log.warning("node %d's agent cannot fence: %s; powering it off", node.id, exc)
+        if node.cloud_ref is None:
+            raise WrongStateError(detail=f"cannot fence node {node.id}: no cloud reference")
+        await self.rt.driver.reboot_node(node.cloud_ref)
+        return "powered off and booted again by the cloud"
+
+    # -- slaves -----------------------------------------------------------
+
+    async def _point_at_master(self, node: Node, gtid_position: str | None) -> None:
+        master = self.nodes.master()
+        if master is None or master.ip is None:
+            raise WrongStateError(detail="there is no master to replicate from")
+        params: dict[str, Any] = {
+            "master_host": master.ip, "master_port": master.mysql_port,
+            "replication_password": self.rt.secrets.replication_password,
+            "semi_sync": self.rt.config.semi_sync,
+        }
+        if gtid_position is not None:
+            params["gtid_position"] = gtid_position
+        await self.rt.agents.call(node, "set_up_replica_slave", params, timeout=30)
+        if node.role is not Role.SLAVE:
+            self.rt.store.update_node(node.id, role=Role.SLAVE)
+
+    async def _repoint_all(self, exclude: set[int]) -> int:
+        """Point every running slave at the current master; how many follow it now."""
+        following = 0
+        for node in self.nodes.live_nodes():
+            if node.id in exclude or node.role is not Role.SLAVE or \
+                    node.state is not NodeState.RUNNING or node.id in self._seeding:
+                continue
+            try:
+                await self._point_at_master(node, None)
+                following += 1
+            except ConpaasSQLError as exc:
+                log.warning("repointing node %d failed: %s", node.id, exc)
+        return following
+
+    def _start_seeding(self, node_id: int, why: str) -> bool:
+        """Copy the master into the node in the background; one copy at a time."""
+        if self._seeding:
+            return False
+        self._seeding.add(node_id)
+        self.nodes.spawn(self._seed(node_id, why), f"seed node {node_id}")
+        return True
+
+    async def _seed(self, node_id: int, why: str) -> None:
+        """Copy the master into the node (physically, streamed agent to agent), then
+        make it replicate from the copy's position."""
+        try:
+            master = self.nodes.master()
+            node = self.nodes.node(node_id)
+            if master is None or master.agent_url is None:
+                raise WrongStateError(detail="no master to copy")
+            self.rt.store.record_event(f"node {node_id}: {why}: copying node {master.id}",
+                                       node_id)
+            started = time.monotonic()
+            answer = await self.rt.agents.call(node, "seed_from",
+                                               {"source": master.agent_url},
+                                               timeout=SEED_TIMEOUT)
+            async with self.topology_lock:
+                current = self.nodes.master()
+                if current is None or current.id != master.id:
+                    raise WrongStateError(detail="the master changed during the copy")
+                await self._point_at_master(node, str(answer.get("gtid_position") or ""))
+                if not self._has_other_semi_sync(master):
+                    await self._make_master(master, semi_sync=True)
+            self.rt.store.record_event(
+                f"node {node_id} is a slave of node {master.id} (copy of "
+                f"{answer.get('bytes', 0)} bytes in {time.monotonic() - started:.1f} s)",
+                node_id)
+        except ConpaasSQLError as exc:
+            self.rt.store.record_event(f"node {node_id}: copying the master failed: "
+                                       f"{str(exc)[:300]}", node_id)
+            raise
+        finally:
+            self._seeding.discard(node_id)
+
+    def _has_other_semi_sync(self, master: Node) -> bool:
+        """True when the master already waits for a slave's acknowledgement."""
+        report = master.details.get("agent") or {}
+        status = report.get("replication") or {}
+        return bool(status.get("semi_sync_master"))
+
+    # -- planned changes (API) --------------------------------------------
+
+    async def switchover(self, target_id: int) -> dict[str, Any]:
+        """Make the healthy slave ``target_id`` the master without losing a transaction:
+        the old master goes read-only, the target applies everything, then takes writes."""
+        if self.topology_lock.locked():
+            raise BusyError(detail="busy: a topology change is in progress")
+        async with self.topology_lock:
+            master = self.nodes.master()
+            target = self.nodes.node(target_id)
+            if master is None or master.state is not NodeState.RUNNING:
+                raise WrongStateError(detail="there is no running master to switch from")
+            if target.id == master.id:
+                raise WrongStateError(detail=f"node {target_id} is the master already")
+            if target.role is not Role.SLAVE or target.state is not NodeState.RUNNING \
+                    or target.id in self._seeding:
+                raise WrongStateError(detail=f"node {target_id} is not a healthy slave")
+            status = await self._status(target)
+            slave = (status or {}).get("slave") or {}
+            if slave.get("io_running") != "Yes" or slave.get("sql_running") != "Yes":
+                raise WrongStateError(detail=f"node {target_id} is not replicating "
+                                      f"(io {slave.get('io_running')}, "
+                                      f"sql {slave.get('sql_running')})")
+            self.rt.store.set_service_state(ServiceState.ADAPTING,
+                                            f"switchover to node {target_id}")
+            blocked_at = time.monotonic()
+            await self.rt.agents.call(master, "set_read_only", {"read_only": True}, timeout=10)
+            try:
+                position = str((await self._status(master) or {}).get("gtid_current_pos", ""))
+                answer = await self.rt.agents.call(target, "wait_for_gtid", {
+                    "gtid_position": position or "0-0-0", "timeout": APPLY_TIMEOUT},
+                    timeout=APPLY_TIMEOUT + 10)
+                if not answer.get("reached"):
+                    raise WrongStateError(detail=f"node {target_id} did not catch up with "
+                                          f"{position} in {APPLY_TIMEOUT:.0f} s")
+                await self._make_master(target, semi_sync=False)
+            except ConpaasSQLError:
+                await self._make_master(master, semi_sync=self._has_slaves())
+                self.nodes.refresh_service_state("switchover abandoned")
+                raise
+            blocked = time.monotonic() - blocked_at
+            self.rt.store.update_node(master.id, role=Role.SLAVE)
+            self.rt.store.update_node(target.id, role=Role.MASTER)
+            self.rt.store.record_event(
+                f"switchover: node {target_id} is the master (was node {master.id}); "
+                f"writes blocked for {blocked:.3f} s", target_id)
+            if await self._repoint_all(exclude={target_id}):
+                await self._make_master(target, semi_sync=True)
+            self.nodes.refresh_service_state("switchover done")
+            return {"master": target_id, "previous": master.id,
+                    "write_block_seconds": round(blocked, 3), "position": position}
+
+    def reseed(self, node_id: int) -> dict[str, Any]:
+        """Make ``node_id`` a slave of the master from a fresh copy of it."""
+        node = self.nodes.node(node_id)
+        master = self.nodes.master()
+        if master is not None and master.id == node_id:
+            raise WrongStateError(detail=f"node {node_id} is the master: use "
+                                  "set_up_replica_master on another node first")
+        if node.state is not NodeState.RUNNING:
+            raise WrongStateError(detail=f"node {node_id} is {node.state}, not RUNNING")
+        if self._seeding:
+            raise BusyError(detail=f"busy: node {', '.join(map(str, self._seeding))} is "
+                            "being copied")
+        self._start_seeding(node_id, "asked to become a slave")
+        return {"serviceNode": node_id, "state": "copying the master"}
+
+    async def _status(self, node: Node) -> dict[str, Any] | None:
+        answer = await self.rt.agents.call(node, "get_replication_status", verb="GET",
+                                           timeout=10)
+        status = answer.get("return") if isinstance(answer, dict) else None
+        return status if isinstance(status, dict) else None
+
+    @property
+    def seeding(self) -> frozenset[int]:
+        return frozenset(self._seeding)
+
+
+def _as_slave(replica: Replica) -> Replica:
+    """A view that ranks any healthy node as a promotion candidate."""
+    from dataclasses import replace
+
+    return replace(replica, role=Role.SLAVE)

@@ -1,0 +1,192 @@
+"""Replication with real nodes: a master and its slaves, switchover, failover, rejoin."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conpaassql.domain.gtid import GtidPosition
+from tests.integration import workload
+from tests.integration.harness import Manager, process_alive, rpc_error, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def trio(template_cache: Path) -> Iterator[Manager]:
+    """A manager with a master and two slaves replicating, and the app's table."""
+    manager = Manager(template_cache).start()
+    try:
+        manager.post("add_nodes", count=3)
+        manager.wait_topology(3)
+        workload.prepare(manager)
+        yield manager
+    finally:
+        manager.close()
+
+
+def sql_value(manager: Manager, node: int, statement: str) -> str:
+    answer = manager.sql(node, statement)
+    assert answer.returncode == 0, answer.stderr
+    return answer.stdout.strip()
+
+
+def assert_converged(manager: Manager) -> None:
+    """One master, the others replicating from it, the same rows everywhere, no errant GTID."""
+    master, slaves = manager.wait_topology(3, timeout=180)
+    manager.sync_slaves(master, slaves)
+    sums = {node: sql_value(manager, node, "CHECKSUM TABLE app.w").split()[-1]
+            for node in [master, *slaves]}
+    assert len(set(sums.values())) == 1, sums
+    master_position = GtidPosition.parse(
+        sql_value(manager, master, "SELECT @@global.gtid_current_pos"))
+    for slave in slaves:
+        mine = GtidPosition.parse(sql_value(manager, slave, "SELECT @@global.gtid_current_pos"))
+        assert master_position.contains(mine), (slave, str(mine), str(master_position))
+        assert sql_value(manager, slave, "SELECT @@global.read_only") == "1"
+    assert sql_value(manager, master, "SELECT @@global.read_only") == "0"
+
+
+def acked_rows_present(manager: Manager, writer: workload.Writer) -> None:
+    master = manager.get("get_service_info")["master"]["id"]
+    present = {int(x) for x in sql_value(manager, master, "SELECT id FROM app.w").split()}
+    lost = sorted(set(writer.acked) - present)
+    assert not lost, f"{len(lost)} acknowledged writes lost, e.g. {lost[:10]}"
+
+
+def test_master_and_two_slaves_replicate(trio: Manager) -> None:
+    manager = trio
+    listed = manager.get("list_nodes")
+    master = listed["masters"][0]
+    assert sorted(listed["serviceNode"]) == [1, 2, 3]
+    assert sorted([master, *listed["slaves"]]) == [1, 2, 3]
+    assert sql_value(manager, master, "INSERT INTO app.w VALUES (1, 0), (2, 0), (3, 0); "
+                                      "SELECT COUNT(*) FROM app.w") == "3"
+    manager.sync_slaves(master, listed["slaves"])
+    for slave in listed["slaves"]:
+        assert sql_value(manager, slave, "SELECT COUNT(*) FROM app.w") == "3"
+        info = manager.node(slave)
+        assert info["role"] == "slave"
+        seen = info["replication"]
+        assert seen["io_running"] == "Yes" and seen["sql_running"] == "Yes"
+        assert seen["read_only"] is True
+        assert seen["seconds_behind_master"] == 0
+        assert seen["master_host"] == manager.node(master)["ip"]
+        assert GtidPosition.parse(seen["gtid_position"]).last
+        wait_until(lambda s=slave: manager.node(s)["replication"]["lag_transactions"] == 0,
+                   20, what="no lag in transactions")
+        # A slave refuses writes, even from the application's account.
+        refused = manager.sql(slave, "INSERT INTO app.w VALUES (99, 0)",
+                              user=workload.APP_USER, password=workload.APP_PASSWORD,
+                              tcp=(info["ip"], 3306))
+        assert "read-only" in refused.stderr, refused.stderr
+    service = manager.get("get_service_info")
+    assert service["writer"] == {"id": master, "ip": manager.node(master)["ip"], "port": 3306}
+    assert sorted(r["id"] for r in service["readers"]) == listed["slaves"]
+    master_info = manager.node(master)["replication"]
+    assert master_info["read_only"] is False
+    assert master_info["semi_sync_master"] is True  # commits wait for a slave's ack
+    # Asking for a switchover to the master itself, or to nobody, is refused.
+    assert "is the master already" in rpc_error(
+        lambda: manager.post("set_up_replica_master", id=master))
+    assert rpc_error(lambda: manager.post("set_up_replica_master", id=42)).startswith(
+        "Invalid argument: serviceNodeId")
+
+
+def test_switchover_under_write_load(trio: Manager) -> None:
+    manager = trio
+    listed = manager.get("list_nodes")
+    old_master, target = listed["masters"][0], listed["slaves"][0]
+    watcher = workload.Watcher(manager, [1, 2, 3]).start()
+    writer = workload.Writer(manager).start()
+    try:
+        wait_until(lambda: len(writer.acked) > 50, 30, what="writes flowing")
+        result = manager.post("set_up_replica_master", id=target)
+        assert result["master"] == target and result["previous"] == old_master
+        assert result["write_block_seconds"] < 30
+        count, samples = len(writer.acked), watcher.samples
+        wait_until(lambda: len(writer.acked) > count + 50, 30, what="writes resumed")
+        wait_until(lambda: watcher.samples > samples + 10, 30, what="samples after the switch")
+    finally:
+        writer.stop()
+        watcher.stop()
+    assert manager.get("list_nodes")["masters"] == [target]
+    assert writer.writers_seen[-1] == target
+    assert not watcher.violations, watcher.violations[:5]
+    acked_rows_present(manager, writer)
+    assert_converged(manager)
+    events = [e["message"] for e in manager.get("get_service_info")["transitions"]]
+    assert any(m.startswith(f"switchover: node {target} is the master") for m in events)
+
+
+def _failover(manager: Manager, freeze: bool) -> None:
+    listed = manager.get("list_nodes")
+    old_master = listed["masters"][0]
+    directory = manager.node_dir(old_master)
+    mysqld = int((directory / "mysql" / "run" / "mysqld.pid").read_text())
+    agent = int((directory / "agent.pid").read_text())
+    watcher = workload.Watcher(manager, [1, 2, 3]).start()
+    writer = workload.Writer(manager).start()
+    try:
+        wait_until(lambda: len(writer.acked) > 100 and watcher.samples > 5, 30,
+                   what="writes flowing")
+        if freeze:
+            os.kill(agent, signal.SIGSTOP)
+            os.kill(mysqld, signal.SIGSTOP)
+        else:
+            os.kill(mysqld, signal.SIGKILL)
+        wait_until(lambda: manager.get("list_nodes")["masters"] not in ([old_master], []),
+                   60, 0.1, what="a new master")
+        count, samples = len(writer.acked), watcher.samples
+        wait_until(lambda: len(writer.acked) > count + 100, 30, what="writes on the new master")
+        wait_until(lambda: watcher.samples > samples + 10, 30, what="samples after failover")
+    finally:
+        writer.stop()
+        watcher.stop()
+        if freeze:
+            for pid in (agent, mysqld):
+                if process_alive(pid):
+                    os.kill(pid, signal.SIGCONT)
+    new_master = manager.get("list_nodes")["masters"][0]
+    assert new_master != old_master
+    assert writer.writers_seen[-1] == new_master
+    assert not watcher.violations, watcher.violations[:5]
+    acked_rows_present(manager, writer)
+    service = manager.get("get_service_info")
+    assert service["last_failover"]["from"] == old_master
+    assert service["last_failover"]["to"] == new_master
+    messages = [e["message"] for e in service["transitions"]]
+    assert any(m.startswith(f"failover: node {new_master} is the master") for m in messages)
+    # The old master comes back on its own as a read-only slave of the new one.
+    assert_converged(manager)
+    assert manager.node(old_master)["role"] == "slave"
+    wait_until(lambda: manager.get("get_service_info")["state"] == "RUNNING", 60,
+               what="service RUNNING again")
+
+
+def test_failover_when_the_master_mysqld_is_killed(trio: Manager) -> None:
+    _failover(trio, freeze=False)
+
+
+def test_failover_when_the_master_node_freezes(trio: Manager) -> None:
+    _failover(trio, freeze=True)
+
+
+def test_removing_the_master_elects_the_most_advanced_slave(trio: Manager) -> None:
+    manager = trio
+    listed = manager.get("list_nodes")
+    old_master = listed["masters"][0]
+    sql_value(manager, old_master, "INSERT INTO app.w VALUES (1, 0)")
+    manager.sync_slaves(old_master, listed["slaves"])
+    assert manager.post("remove_nodes", serviceNodeId=old_master)["result"] == "OK"
+    wait_until(lambda: manager.get("list_nodes")["masters"] not in ([old_master], []), 60,
+               what="a new master")
+    master, slaves = manager.wait_topology(2, timeout=120)
+    assert master in listed["slaves"]
+    sql_value(manager, master, "INSERT INTO app.w VALUES (2, 0)")
+    manager.sync_slaves(master, slaves)
+    assert sql_value(manager, slaves[0], "SELECT COUNT(*) FROM app.w") == "2"
