@@ -28,6 +28,9 @@ CLIENT = ("mariadb", "mysql")
 DUMPER = ("mariadb-dump", "mysqldump")
 GZIP_MAGIC = b"\x1f\x8b"
 READ_CHUNK = 256 * 1024
+#: Bytes gathered from a tool's output before they are passed on: mariadb-dump
+#: writes 4 KiB at a time, and every chunk costs a trip through each process.
+OUTPUT_BLOCK = 1 << 20
 STDERR_LIMIT = 64 * 1024
 #: Options of every export: one consistent snapshot, with the GTID position.
 EXPORT_OPTIONS = (
@@ -191,6 +194,14 @@ def _kill(process: asyncio.subprocess.Process) -> None:
             process.kill()
 
 
+async def read_block(stream: asyncio.StreamReader, size: int = OUTPUT_BLOCK) -> bytes:
+    """Up to ``size`` bytes: fewer only at the end of the stream."""
+    try:
+        return await stream.readexactly(size)
+    except asyncio.IncompleteReadError as end:
+        return end.partial
+
+
 class Export:
     """A running ``mariadb-dump`` whose output is read as it is produced."""
 
@@ -207,7 +218,7 @@ class Export:
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         assert process.stdout is not None and process.stderr is not None
         try:
-            first = await process.stdout.read(READ_CHUNK)
+            first = await read_block(process.stdout)
             if not first:
                 status = await process.wait()
                 text = (await _collect(process.stderr)).decode("utf-8", "replace")
@@ -228,7 +239,7 @@ class Export:
             while chunk:
                 self.sent += len(chunk)
                 yield chunk
-                chunk = await process.stdout.read(READ_CHUNK)
+                chunk = await read_block(process.stdout)
             status = await process.wait()
             text = (await errors).decode("utf-8", "replace")
             if status != 0:
