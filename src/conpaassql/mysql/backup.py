@@ -42,13 +42,12 @@ from conpaassql.mysql.config import render_client_cnf, resolve_run_as
 from conpaassql.mysql.connection import Session
 from conpaassql.mysql.datadir import ROOT_USER, _chown_tree, _needs_chown, remove_init_file
 from conpaassql.mysql.paths import ServerPaths, write_private_file
+from conpaassql.mysql.pipes import collect, kill, pipe_into, read_block
 
 log = logging.getLogger(__name__)
 
 BACKUP = ("mariadb-backup", "mariabackup")
 MBSTREAM = ("mbstream",)
-READ_CHUNK = 256 * 1024
-STDERR_LIMIT = 64 * 1024
 MAX_PARALLEL = 4
 #: What every xbstream starts with (the header of its first chunk).
 XBSTREAM_MAGIC = b"XBSTCK01"
@@ -129,20 +128,6 @@ def tool_error(what: str, status: int | None, output: str,
     return MySQLError(message[:2000], detail=tail(output, 12) or None)
 
 
-async def _collect(stream: asyncio.StreamReader, limit: int = STDERR_LIMIT) -> bytes:
-    """Everything ``stream`` says, keeping only the last ``limit`` bytes."""
-    kept = b""
-    while chunk := await stream.read(READ_CHUNK):
-        kept = (kept + chunk)[-limit:]
-    return kept
-
-
-def _kill(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-
-
 def _remove_leftovers(parent: Path, prefix: str) -> None:
     for leftover in parent.glob(f"{prefix}*"):
         log.warning("removing leftover %s", leftover)
@@ -186,15 +171,15 @@ class Backup:
             raise
         assert process.stdout is not None and process.stderr is not None
         # mariabackup logs a line per file: read it all along, or it would block.
-        errors = asyncio.create_task(_collect(process.stderr))
+        errors = asyncio.create_task(collect(process.stderr))
         try:
-            first = await process.stdout.read(READ_CHUNK)
+            first = await read_block(process.stdout)
             if not first:
                 status = await process.wait()
                 text = (await errors).decode("utf-8", "replace")
                 raise tool_error("mariabackup", status, text, (password,))
         except BaseException:
-            _kill(process)
+            kill(process)
             await process.wait()
             errors.cancel()
             shutil.rmtree(target, ignore_errors=True)
@@ -211,7 +196,7 @@ class Backup:
             while chunk:
                 self.sent += len(chunk)
                 yield chunk
-                chunk = await process.stdout.read(READ_CHUNK)
+                chunk = await read_block(process.stdout)
             status = await process.wait()
             text = (await self._errors).decode("utf-8", "replace")
             if status != 0 or "completed OK!" not in text[-2000:]:
@@ -231,7 +216,7 @@ class Backup:
         if self._process.returncode is None:
             log.warning("mariabackup pid %d stopped after %d bytes: the reader went away",
                         self._process.pid, self.sent)
-        _kill(self._process)
+        kill(self._process)
         self._errors.cancel()
         shutil.rmtree(self._target, ignore_errors=True)
         await self._process.wait()
@@ -261,16 +246,6 @@ class RestoreResult:
         }
 
 
-async def _write(stdin: asyncio.StreamWriter, data: bytes) -> bool:
-    """Write and wait for room; ``False`` once the reader has gone."""
-    try:
-        stdin.write(data)
-        await stdin.drain()
-    except (BrokenPipeError, ConnectionResetError):
-        return False
-    return True
-
-
 async def extract(directory: Path, chunks: AsyncIterator[bytes],
                   parallel: int | None = None) -> int:
     """Pipe an xbstream into ``mbstream -x`` in ``directory``; the bytes received.
@@ -279,36 +254,22 @@ async def extract(directory: Path, chunks: AsyncIterator[bytes],
     when the copy lacks the files written at its end (it was cut short). If
     ``chunks`` raises, mbstream is killed and the error goes on.
     """
-    process = await asyncio.create_subprocess_exec(
-        find_binary(*MBSTREAM), "-x", f"--directory={directory}",
-        f"--parallel={parallel or default_parallel()}",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE)
-    assert process.stdin is not None and process.stderr is not None
-    errors = asyncio.create_task(_collect(process.stderr))
     received = 0
-    head = b""
-    try:
+
+    async def checked() -> AsyncIterator[bytes]:
+        nonlocal received
+        head = b""
         async for chunk in chunks:
-            if not chunk:
-                continue
             if len(head) < len(XBSTREAM_MAGIC):
                 head += chunk[: len(XBSTREAM_MAGIC) - len(head)]
                 if not XBSTREAM_MAGIC.startswith(head):
                     raise MySQLError("the copy is not an xbstream (mariabackup --stream)")
             received += len(chunk)
-            if not await _write(process.stdin, chunk):
-                break  # mbstream stopped: its error is on stderr
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            process.stdin.close()
-            await process.stdin.wait_closed()
-        status = await process.wait()
-    except BaseException:
-        _kill(process)
-        await process.wait()
-        errors.cancel()
-        raise
-    text = (await errors).decode("utf-8", "replace")
+            yield chunk
+
+    command = [find_binary(*MBSTREAM), "-x", f"--directory={directory}",
+               f"--parallel={parallel or default_parallel()}"]
+    status, text = await pipe_into(command, checked())
     if status != 0:
         if "xb_stream_read_chunk" in text:  # it read to the end in the middle of a chunk
             raise MySQLError("the copy is incomplete (it ends in the middle of a file)",

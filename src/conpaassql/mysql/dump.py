@@ -10,7 +10,6 @@ memory or written to disk. Both programs log in as root through the server's
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
@@ -21,17 +20,13 @@ from dataclasses import dataclass
 from conpaassql.errors import MySQLError
 from conpaassql.mysql.binaries import find_binary
 from conpaassql.mysql.paths import ServerPaths
+from conpaassql.mysql.pipes import collect, kill, pipe_into, read_block
 
 log = logging.getLogger(__name__)
 
 CLIENT = ("mariadb", "mysql")
 DUMPER = ("mariadb-dump", "mysqldump")
 GZIP_MAGIC = b"\x1f\x8b"
-READ_CHUNK = 256 * 1024
-#: Bytes gathered from a tool's output before they are passed on: mariadb-dump
-#: writes 4 KiB at a time, and every chunk costs a trip through each process.
-OUTPUT_BLOCK = 1 << 20
-STDERR_LIMIT = 64 * 1024
 #: Options of every export: one consistent snapshot, with the GTID position.
 EXPORT_OPTIONS = (
     "--single-transaction", "--master-data=2", "--gtid", "--routines", "--events",
@@ -111,14 +106,6 @@ def dump_command(paths: ServerPaths, databases: Sequence[str] | None) -> list[st
     return [*args, "--all-databases", "--ignore-database=mysql", "--ignore-database=sys"]
 
 
-async def _collect(stream: asyncio.StreamReader, limit: int = STDERR_LIMIT) -> bytes:
-    """Everything ``stream`` says, keeping only the last ``limit`` bytes."""
-    kept = b""
-    while chunk := await stream.read(READ_CHUNK):
-        kept = (kept + chunk)[-limit:]
-    return kept
-
-
 def _client_error(text: str, what: str) -> MySQLError:
     """The client's message as ``MySQLError``: its ``ERROR ...`` line first, then the
     statement it echoed (shortened) as the detail."""
@@ -144,62 +131,24 @@ async def load_sql(paths: ServerPaths, chunks: AsyncIterator[bytes],
     client is killed so that a half-received statement is never run.
     """
     started = time.monotonic()
-    process = await asyncio.create_subprocess_exec(
-        *client_command(paths, database),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE)
-    assert process.stdin is not None and process.stderr is not None
-    errors = asyncio.create_task(_collect(process.stderr))
     gunzip = Gunzip()
-    received = loaded = 0
-    try:
+    sizes = {"received": 0, "loaded": 0}
+
+    async def sql() -> AsyncIterator[bytes]:
         async for chunk in chunks:
-            received += len(chunk)
+            sizes["received"] += len(chunk)
             data = gunzip.feed(chunk)
-            if data and not await _write(process.stdin, data):
-                break  # the client stopped: its error is on stderr
-            loaded += len(data)
-        else:
-            rest = gunzip.finish()
-            if rest and await _write(process.stdin, rest):
-                loaded += len(rest)
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            process.stdin.close()
-            await process.stdin.wait_closed()
-        status = await process.wait()
-    except BaseException:
-        _kill(process)
-        await process.wait()
-        errors.cancel()
-        raise
-    text = (await errors).decode("utf-8", "replace")
+            sizes["loaded"] += len(data)
+            yield data
+        rest = gunzip.finish()
+        sizes["loaded"] += len(rest)
+        yield rest
+
+    status, text = await pipe_into(client_command(paths, database), sql())
     if status != 0:
         raise _client_error(text, "loading the dump")
-    return LoadResult(received, loaded, time.monotonic() - started, bool(gunzip.compressed))
-
-
-async def _write(stdin: asyncio.StreamWriter, data: bytes) -> bool:
-    """Write and wait for room; ``False`` once the reader has gone."""
-    try:
-        stdin.write(data)
-        await stdin.drain()
-    except (BrokenPipeError, ConnectionResetError):
-        return False
-    return True
-
-
-def _kill(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-
-
-async def read_block(stream: asyncio.StreamReader, size: int = OUTPUT_BLOCK) -> bytes:
-    """Up to ``size`` bytes: fewer only at the end of the stream."""
-    try:
-        return await stream.readexactly(size)
-    except asyncio.IncompleteReadError as end:
-        return end.partial
+    return LoadResult(sizes["received"], sizes["loaded"], time.monotonic() - started,
+                      bool(gunzip.compressed))
 
 
 class Export:
@@ -221,10 +170,10 @@ class Export:
             first = await read_block(process.stdout)
             if not first:
                 status = await process.wait()
-                text = (await _collect(process.stderr)).decode("utf-8", "replace")
+                text = (await collect(process.stderr)).decode("utf-8", "replace")
                 raise _client_error(text, f"the dump (exit status {status})")
         except BaseException:
-            _kill(process)
+            kill(process)
             await process.wait()
             raise
         return cls(process, first)
@@ -233,7 +182,7 @@ class Export:
         """The dump; ``MySQLError`` at the end if ``mariadb-dump`` failed part-way."""
         process = self._process
         assert process.stdout is not None and process.stderr is not None
-        errors = asyncio.create_task(_collect(process.stderr))
+        errors = asyncio.create_task(collect(process.stderr))
         try:
             chunk = self._first
             while chunk:
@@ -245,6 +194,6 @@ class Export:
             if status != 0:
                 raise _client_error(text, f"the dump (exit status {status})")
         finally:
-            _kill(process)
+            kill(process)
             await process.wait()
             errors.cancel()

@@ -1,0 +1,80 @@
+"""Streams into and out of the native tools (mariadb, mariadb-dump, mariabackup, mbstream).
+
+One place for what every such pipe needs: writing with back-pressure, reading in
+large blocks, keeping the tail of stderr for the error message, and killing the
+tool when the other end goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+READ_CHUNK = 256 * 1024
+STDERR_LIMIT = 64 * 1024
+#: Bytes gathered from a tool's output before they are passed on: mariadb-dump
+#: writes 4 KiB at a time, and every chunk costs a trip through each process.
+OUTPUT_BLOCK = 1 << 20
+
+
+async def collect(stream: asyncio.StreamReader, limit: int = STDERR_LIMIT) -> bytes:
+    """Everything ``stream`` says, keeping only the last ``limit`` bytes."""
+    kept = b""
+    while chunk := await stream.read(READ_CHUNK):
+        kept = (kept + chunk)[-limit:]
+    return kept
+
+
+async def read_block(stream: asyncio.StreamReader, size: int = OUTPUT_BLOCK) -> bytes:
+    """Up to ``size`` bytes: fewer only at the end of the stream."""
+    try:
+        return await stream.readexactly(size)
+    except asyncio.IncompleteReadError as end:
+        return end.partial
+
+
+async def write(stdin: asyncio.StreamWriter, data: bytes) -> bool:
+    """Write and wait for room; ``False`` once the reader has gone."""
+    try:
+        stdin.write(data)
+        await stdin.drain()
+    except (BrokenPipeError, ConnectionResetError):
+        return False
+    return True
+
+
+def kill(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+
+
+async def pipe_into(args: Sequence[str], chunks: AsyncIterator[bytes],
+                    cwd: Path | None = None) -> tuple[int, str]:
+    """Feed ``chunks`` to the program's standard input: (exit status, the tail of stderr).
+
+    The program may stop reading early (its error is on stderr): the rest of
+    ``chunks`` is then left unread. If ``chunks`` raises, the program is killed
+    (a half-received input is never acted on) and the error goes on.
+    """
+    process = await asyncio.create_subprocess_exec(
+        *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE, cwd=cwd)
+    assert process.stdin is not None and process.stderr is not None
+    errors = asyncio.create_task(collect(process.stderr))
+    try:
+        async for chunk in chunks:
+            if chunk and not await write(process.stdin, chunk):
+                break
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            process.stdin.close()
+            await process.stdin.wait_closed()
+        status = await process.wait()
+    except BaseException:
+        kill(process)
+        await process.wait()
+        errors.cancel()
+        raise
+    return status, (await errors).decode("utf-8", "replace")
