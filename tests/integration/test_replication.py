@@ -190,3 +190,20 @@ def test_removing_the_master_elects_the_most_advanced_slave(trio: Manager) -> No
     sql_value(manager, master, "INSERT INTO app.w VALUES (2, 0)")
     manager.sync_slaves(master, slaves)
     assert sql_value(manager, slaves[0], "SELECT COUNT(*) FROM app.w") == "2"
+
+
+def test_a_slave_with_errant_transactions_is_copied_anew(trio: Manager) -> None:
+    """A write made behind the service's back on a slave (root ignores read_only) makes its
+    history diverge; the slave's replication stops, and it is copied anew on its own."""
+    manager = trio
+    listed = manager.get("list_nodes")
+    master, slave = listed["masters"][0], listed["slaves"][0]
+    sql_value(manager, master, "INSERT INTO app.w VALUES (1, 0)")
+    manager.sync_slaves(master, listed["slaves"])
+    sql_value(manager, slave, "INSERT INTO app.w VALUES (-1, 0)")  # errant
+    sql_value(manager, master, "INSERT INTO app.w VALUES (2, 0)")
+    wait_until(lambda: any("replication broke: copying node" in e["message"]
+                           for e in manager.node(slave)["history"]), 60,
+               what="the diverged slave copied anew")
+    assert_converged(manager)
+    assert sql_value(manager, slave, "SELECT GROUP_CONCAT(id ORDER BY id) FROM app.w") == "1,2"
