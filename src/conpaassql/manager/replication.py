@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from conpaassql.domain.gtid import GtidPosition
@@ -153,9 +154,6 @@ class Replication:
         return None
 
     # -- masters ----------------------------------------------------------
-
-    def master(self) -> Node | None:
-        return self.nodes.master()
 
     def _has_slaves(self) -> bool:
         return any(n.role is Role.SLAVE for n in self.nodes.live_nodes())
@@ -408,6 +406,4 @@ class Replication:
 
 def _as_slave(replica: Replica) -> Replica:
     """A view that ranks any healthy node as a promotion candidate."""
-    from dataclasses import replace
-
     return replace(replica, role=Role.SLAVE)
