@@ -8,7 +8,7 @@ PORT ?= 50000
 CONFIG ?= etc/manager-local.cnf
 PYTEST_ARGS ?=
 
-.PHONY: run test bench lint typecheck deps clean
+.PHONY: run test bench bench-dump bench-replication lint typecheck deps clean
 
 deps:
 	@PYTHON=$(PYTHON) scripts/bootstrap.sh $(VENV)
@@ -29,6 +29,14 @@ test: deps
 
 bench: deps
 	$(VENV)/bin/python bench/provision.py
+	$(VENV)/bin/python bench/dump.py
+	$(VENV)/bin/python bench/replication.py
+
+bench-dump: deps
+	$(VENV)/bin/python bench/dump.py
+
+bench-replication: deps
+	$(VENV)/bin/python bench/replication.py
 
 clean:
 	rm -rf build dist .mypy_cache .ruff_cache .pytest_cache
