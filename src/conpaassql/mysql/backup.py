@@ -42,7 +42,7 @@ from conpaassql.mysql.config import render_client_cnf, resolve_run_as
 from conpaassql.mysql.connection import Session
 from conpaassql.mysql.datadir import ROOT_USER, _chown_tree, _needs_chown, remove_init_file
 from conpaassql.mysql.paths import ServerPaths, write_private_file
-from conpaassql.mysql.pipes import collect, kill, pipe_into, read_block
+from conpaassql.mysql.pipes import READ_LIMIT, collect, kill, pipe_into, read_block
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class Backup:
             process = await asyncio.create_subprocess_exec(
                 *backup_command(paths, target, parallel), stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                cwd=paths.base)
+                cwd=paths.base, limit=READ_LIMIT)
         except BaseException:
             shutil.rmtree(target, ignore_errors=True)
             raise

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from conpaassql.errors import MySQLError
 from conpaassql.mysql.binaries import find_binary
 from conpaassql.mysql.paths import ServerPaths
-from conpaassql.mysql.pipes import collect, kill, pipe_into, read_block
+from conpaassql.mysql.pipes import READ_LIMIT, collect, kill, pipe_into, read_block
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,8 @@ class Export:
         """Start the dump; a failure before its first byte raises ``MySQLError`` here."""
         process = await asyncio.create_subprocess_exec(
             *dump_command(paths, databases), stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            limit=READ_LIMIT)
         assert process.stdout is not None and process.stderr is not None
         try:
             first = await read_block(process.stdout)

@@ -17,6 +17,9 @@ STDERR_LIMIT = 64 * 1024
 #: Bytes gathered from a tool's output before they are passed on: mariadb-dump
 #: writes 4 KiB at a time, and every chunk costs a trip through each process.
 OUTPUT_BLOCK = 1 << 20
+#: How much a reader of a tool's output buffers before it stops reading the pipe
+#: (asyncio's default, 64 KiB, would pause and resume it many times per block).
+READ_LIMIT = 2 * OUTPUT_BLOCK
 
 
 async def collect(stream: asyncio.StreamReader, limit: int = STDERR_LIMIT) -> bytes:
