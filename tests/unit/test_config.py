@@ -290,6 +290,11 @@ def test_unknown_driver_names_the_key() -> None:
     ("iaas", "LOCAL_ADDRESS_RANGE", "127.0.0.1-128.0.0.1"),
     ("iaas", "LOCAL_ADDRESS_RANGE", "localhost"),
     ("iaas", "LOCAL_ADDRESS_RANGE", "127.0.0.300"),
+    ("manager", "semi_sync", "mostly"),
+    ("manager", "semi_sync_timeout", "0"),
+    ("manager", "semi_sync_timeout", "5s"),
+    ("manager", "auto_failover", "sometimes"),
+    ("manager", "max_reader_lag", "-3"),
 ])
 def test_bad_values_name_the_key(section: str, key: str, value: str) -> None:
     ini = IniFile.from_text(f"[{section}]\n{key} = {value}\n", env={}, name="m.cnf")
@@ -340,3 +345,14 @@ def test_reversed_range_is_refused() -> None:
 def test_malformed_range_is_refused(text: str) -> None:
     with pytest.raises(ConfigError):
         parse_address_range(text, "where")
+
+
+def test_replication_settings_are_read() -> None:
+    ini = IniFile.from_text("[manager]\nsemi_sync = false\nsemi_sync_timeout = 250\n"
+                            "auto_failover = no\nmax_reader_lag = 2.5\n", env={})
+    config = ManagerConfig.from_ini(ini)
+    assert (config.semi_sync, config.semi_sync_timeout, config.auto_failover,
+            config.max_reader_lag) == (False, 250, False, 2.5)
+    defaults = ManagerConfig()
+    assert (defaults.semi_sync, defaults.semi_sync_timeout, defaults.auto_failover) == \
+        (True, 5000, True)
