@@ -15,7 +15,6 @@ from conpaassql.domain.topology import (
     Topology,
     diagnose,
     promotion_candidate,
-    readers,
 )
 
 
@@ -104,7 +103,10 @@ def test_new_node_attached_once_the_master_is_healthy() -> None:
 def test_crashed_master_is_reported_before_anything_else() -> None:
     replicas = [node(1, Role.MASTER, crashed=True), node(2, Role.SLAVE), node(3, Role.NONE)]
     assert situations(replicas) == [(Topology.MASTER_CRASHED, 1)]
-    down = [node(1, Role.MASTER, answering=False), node(2, Role.SLAVE)]
+    # mysqld not answering (the agent is fine): only after the failure threshold.
+    down = [node(1, Role.MASTER, answering=False, silent=2), node(2, Role.SLAVE)]
+    assert situations(down) == [(Topology.MASTER_SUSPECT, 1)]
+    down[0] = replace(down[0], silent=3)
     assert situations(down) == [(Topology.MASTER_CRASHED, 1)]
 
 
@@ -131,6 +133,8 @@ def test_slave_situations() -> None:
         [(Topology.SLAVE_UNCONFIGURED, 2)]
     assert situations([master, node(2, Role.SLAVE, io_running="No", sql_running="No")]) == \
         [(Topology.SLAVE_UNCONFIGURED, 2)]
+    assert situations([master, node(2, Role.SLAVE, io_running="No")]) == \
+        [(Topology.SLAVE_UNCONFIGURED, 2)]
     assert situations([master, node(2, Role.SLAVE, io_running="No", io_errno=1236)]) == \
         [(Topology.SLAVE_BROKEN, 2)]
     assert situations([master, node(2, Role.SLAVE, sql_running="No", sql_errno=1062)]) == \
@@ -149,9 +153,3 @@ def test_promotion_candidate_prefers_what_was_received() -> None:
     ]
     assert promotion_candidate(replicas, exclude=1) == 2
     assert promotion_candidate([replicas[0]], exclude=1) is None
-
-
-def test_readers_exclude_lagging_and_broken_slaves() -> None:
-    replicas = [node(1, Role.MASTER), node(2, Role.SLAVE), node(3, Role.SLAVE, seconds_behind=90),
-                node(4, Role.SLAVE, sql_running="No")]
-    assert readers(replicas, max_lag=30) == [2]

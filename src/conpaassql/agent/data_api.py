@@ -84,4 +84,4 @@ class DataApi:
             databases = [await self._existing(params.database)]
         export = await Export.start(self.settings.paths, databases)
         return ByteStreamResponse(export.chunks(), media_type=SQL_MEDIA_TYPE,
-                                  failure_line=sql_failure_line)
+                                  cleanup=export.close, failure_line=sql_failure_line)

@@ -44,6 +44,7 @@ class Replica:
     reachable: bool  # its agent answered the latest probe
     answering: bool  # its mysqld answered
     failures: int = 0  # consecutive failed probes
+    silent: int = 0  # consecutive probes its mysqld did not answer (agent reachable)
     read_only: bool | None = None
     position: GtidPosition = field(default_factory=GtidPosition)
     received: GtidPosition | None = None  # a slave's Gtid_IO_Pos
@@ -101,9 +102,12 @@ def diagnose(replicas: Sequence[Replica], failure_threshold: int) -> list[Findin
 def _master_findings(master: Replica, live: Sequence[Replica],
                      failure_threshold: int) -> list[Finding]:
     slaves = [r for r in live if r.role is Role.SLAVE and r.reachable and r.answering]
-    if master.reachable and (master.crashed or (not master.answering
-                                                 and not master.mysqld_stopped)):
+    if master.reachable and master.crashed:
         return [Finding(Topology.MASTER_CRASHED, master.id)]
+    if master.reachable and not master.answering and not master.mysqld_stopped:
+        if master.silent < failure_threshold:
+            return [Finding(Topology.MASTER_SUSPECT, master.id, "mysqld not answering")]
+        return [Finding(Topology.MASTER_CRASHED, master.id, "mysqld not answering")]
     if master.reachable and master.mysqld_stopped:
         return [Finding(Topology.MASTER_CRASHED, master.id, "mysqld stopped")]
     if not master.reachable:
@@ -136,7 +140,7 @@ def _slave_finding(replica: Replica, master: Replica) -> Finding | None:
     if replica.broken:
         return Finding(Topology.SLAVE_BROKEN, replica.id,
                        f"io errno {replica.io_errno}, sql errno {replica.sql_errno}")
-    idle = replica.io_running == "No" and replica.sql_running == "No"
+    idle = replica.io_running == "No"  # stopped (e.g. drained for a failover that failed)
     if replica.io_running is None or replica.master_host != master.ip or idle:
         return Finding(Topology.SLAVE_UNCONFIGURED, replica.id)
     return None
@@ -151,11 +155,3 @@ def promotion_candidate(replicas: Sequence[Replica], exclude: int | None = None)
         and not r.busy
     }
     return most_advanced(positions)
-
-
-def readers(replicas: Sequence[Replica], max_lag: float) -> list[int]:
-    """Slaves fit to serve reads: healthy, replicating, at most ``max_lag`` s behind."""
-    return [r.id for r in replicas
-            if r.role is Role.SLAVE and r.healthy_server and r.io_running == "Yes"
-            and r.sql_running == "Yes" and r.seconds_behind is not None
-            and r.seconds_behind <= max_lag]

@@ -1,17 +1,15 @@
 """The manager's data methods: dumps streamed in to the nodes and out of them.
 
-An uploaded dump goes from the caller's request straight into the agents'
-requests (one at a time per service), and an export from the agent's reply
+An uploaded dump goes from the caller's request straight into the master's
+agent (one load at a time per service), and an export from the agent's reply
 straight into the caller's; the manager holds a few chunks at most.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 from pydantic import Field
@@ -19,7 +17,6 @@ from pydantic import Field
 from conpaassql.domain.node import Node
 from conpaassql.errors import BusyError, ConpaasSQLError, RemoteError
 from conpaassql.manager import targets
-from conpaassql.manager.fanout import FanOut
 from conpaassql.manager.outcomes import nodes_failed
 from conpaassql.manager.service import NodeService
 from conpaassql.mysql.names import check_user_database
@@ -76,53 +73,35 @@ class DataApi:
 
     async def _load(self, chosen: list[Node], method: str, field: str, database: str | None,
                     upload: UploadStream) -> dict[str, Any]:
+        """Stream the upload into the node that takes writes (there is only one: the
+        master; the slaves get the data through replication)."""
         if database is not None:
             check_user_database(database)
+        node = chosen[0]
         if self._loading is not None:
             raise BusyError(detail=f"busy: {self._loading} in progress")
-        self._loading = f"{method} into node(s) {', '.join(str(n.id) for n in chosen)}"
+        self._loading = f"{method} into node {node.id}"
         started = time.monotonic()
-        fan = FanOut(upload.chunks(), len(chosen)) if len(chosen) > 1 else None
-        sources = fan.branches if fan is not None else [upload.chunks()]
         fields = {} if database is None else {"database": database}
+        client = self.rt.agents.client(node)
         try:
-            answers = await asyncio.gather(
-                *(self._send(node, method, field, upload.filename, fields, source)
-                  for node, source in zip(chosen, sources, strict=True)),
-                return_exceptions=True)
+            answer = await client.upload(method, fields, field, upload.filename or "dump.sql",
+                                         upload.chunks())
+        except ProtocolError:
+            raise  # the caller's upload itself was bad or broke off
+        except ConpaasSQLError as exc:
+            self.rt.store.record_event(f"{method} into node {node.id} failed: "
+                                       f"{str(exc)[:300]}", node.id)
+            raise nodes_failed([(node, exc)], []) from None
         finally:
             self._loading = None
-            if fan is not None:
-                await fan.aclose()
-        failed = [(node, answer) for node, answer in zip(chosen, answers, strict=True)
-                  if isinstance(answer, BaseException)]
-        for node, answer in failed:
-            self.rt.store.record_event(f"{method} into node {node.id} failed: "
-                                       f"{str(answer)[:300]}", node.id)
-        for _, answer in failed:
-            if isinstance(answer, ProtocolError):
-                raise answer  # the caller's upload itself was bad or broke off
-        if failed:
-            done = [node.id for node, answer in zip(chosen, answers, strict=True)
-                    if not isinstance(answer, BaseException)]
-            errors = [(node, error if isinstance(error, ConpaasSQLError)
-                       else RemoteError(str(error))) for node, error in failed]
-            raise nodes_failed(errors, done)
-        first: dict[str, Any] = answers[0]  # type: ignore[assignment]
-        for node in chosen:
-            self.rt.store.record_event(f"dump of {first.get('bytes')} bytes loaded into "
-                                       f"node {node.id}", node.id)
-        return {"nodes": [node.id for node in chosen], "bytes": first.get("bytes"),
-                "sql_bytes": first.get("sql_bytes"), "gzip": first.get("gzip"),
-                "seconds": round(time.monotonic() - started, 3)}
-
-    async def _send(self, node: Node, method: str, field: str, filename: str,
-                    fields: dict[str, str], source: AsyncIterator[bytes]) -> dict[str, Any]:
-        client = self.rt.agents.client(node)
-        answer = await client.upload(method, fields, field, filename or "dump.sql", source)
         if not isinstance(answer, dict):
             raise RemoteError(f"node {node.id} answered {answer!r:.100}")
-        return answer
+        self.rt.store.record_event(f"dump of {answer.get('bytes')} bytes loaded into "
+                                   f"node {node.id}", node.id)
+        return {"nodes": [node.id], "bytes": answer.get("bytes"),
+                "sql_bytes": answer.get("sql_bytes"), "gzip": answer.get("gzip"),
+                "seconds": round(time.monotonic() - started, 3)}
 
     # -- out --------------------------------------------------------------
 

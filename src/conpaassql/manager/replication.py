@@ -77,6 +77,7 @@ class Replication:
         self.rt = nodes.rt
         self.topology_lock = asyncio.Lock()
         self._restarts: dict[int, int] = {}  # mysqld restarts last seen per node
+        self._silent: dict[int, int] = {}  # consecutive probes its mysqld did not answer
         self._seeding: set[int] = set()
         self.last_failover: dict[str, Any] | None = None
 
@@ -89,11 +90,15 @@ class Replication:
             report = reports.get(node.id)
             crashed = False
             if report is not None:
-                restarts = int((report.get("mysqld") or {}).get("restarts") or 0)
+                mysqld = report.get("mysqld") or {}
+                restarts = int(mysqld.get("restarts") or 0)
                 seen = self._restarts.setdefault(node.id, restarts)
                 crashed = restarts > seen
-            views.append(replica_of(node, report, failures.get(node.id, 0), crashed,
-                                    node.id in self._seeding))
+                answering = bool(mysqld.get("answering"))
+                self._silent[node.id] = 0 if answering else self._silent.get(node.id, 0) + 1
+            view = replica_of(node, report, failures.get(node.id, 0), crashed,
+                              node.id in self._seeding)
+            views.append(replace(view, silent=self._silent.get(node.id, 0)))
         return views
 
     def _acknowledge_restarts(self, reports: Mapping[int, Mapping[str, Any] | None]) -> None:
@@ -166,11 +171,21 @@ class Replication:
         }, timeout=30)
 
     async def _elect(self, replicas: list[Replica]) -> str | None:
-        """No master: the healthy node with the most transactions becomes it."""
-        healthy = {r.id: r for r in replicas if r.healthy_server and not r.busy}
-        if not healthy:
+        """No master: the slave that applied the most becomes it (after draining what it
+        received); with no slave at all, the first healthy node (a new service).
+
+        Not while a node is being removed: a removed master may still take writes
+        until it is destroyed.
+        """
+        if any(n.state is NodeState.TERMINATING for n in self.rt.store.nodes()):
             return None
-        chosen = promotion_candidate([_as_slave(r) for r in healthy.values()])
+        healthy = [r for r in replicas if r.healthy_server and not r.busy]
+        slaves = [r for r in healthy if r.role is Role.SLAVE]
+        if any(r.role is Role.SLAVE for r in replicas):
+            candidates = await self._drain(slaves) if slaves else []
+        else:
+            candidates = [_as_slave(r) for r in healthy]
+        chosen = promotion_candidate(candidates)
         if chosen is None:
             return None
         node = self.nodes.node(chosen)
@@ -229,11 +244,14 @@ class Replication:
                 log.warning("node %d could not drain its relay log: %s", replica.id, answer)
                 continue
             if not answer.get("drained"):
-                log.warning("node %d did not apply its relay log in time", replica.id)
+                # Promoting it would throw away what it received and has not applied.
+                log.warning("node %d did not apply its relay log in time: not a candidate",
+                            replica.id)
+                continue
             node = self.nodes.node(replica.id)
-            views.append(replica_of(node, {"mysqld": {"answering": True},
-                                           "replication": answer.get("replication")},
-                                    0, False, False))
+            view = replica_of(node, {"mysqld": {"answering": True},
+                                     "replication": answer.get("replication")}, 0, False, False)
+            views.append(replace(view, received=None))  # ranked by what it applied
         return views
 
     async def _fence(self, node: Node) -> str:
@@ -363,6 +381,10 @@ class Replication:
                                           f"{position} in {APPLY_TIMEOUT:.0f} s")
                 await self._make_master(target, semi_sync=False)
             except ConpaasSQLError:
+                # The target may have become writable before the failure: make sure it
+                # is not before the old master takes writes again.
+                await self.rt.agents.call(target, "set_read_only", {"read_only": True},
+                                          timeout=10)
                 await self._make_master(master, semi_sync=self._has_slaves())
                 self.nodes.refresh_service_state("switchover abandoned")
                 raise

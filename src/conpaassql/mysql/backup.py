@@ -158,7 +158,7 @@ class Backup:
                     parallel: int | None = None) -> Backup:
         """Start the copy; a failure before its first byte raises ``MySQLError`` here,
         with mariabackup's own error line (e.g. ``Access denied for user 'root'...``)."""
-        _remove_leftovers(paths.base, BACKUP_PREFIX)
+        await asyncio.to_thread(_remove_leftovers, paths.base, BACKUP_PREFIX)
         write_private_file(backup_cnf(paths), render_backup_cnf(paths, password))
         target = Path(tempfile.mkdtemp(prefix=BACKUP_PREFIX, dir=paths.base))
         try:
@@ -365,7 +365,7 @@ async def restore(paths: ServerPaths, chunks: AsyncIterator[bytes], *,
     started = time.monotonic()
     owner = resolve_run_as(run_as)
     chown = _needs_chown(owner)
-    _remove_leftovers(paths.base, STAGING_PREFIX)
+    await asyncio.to_thread(_remove_leftovers, paths.base, STAGING_PREFIX)
     try:
         staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=paths.base))
     except OSError as exc:
@@ -381,8 +381,8 @@ async def restore(paths: ServerPaths, chunks: AsyncIterator[bytes], *,
         _drop_backup_metadata(copy)
         os.chmod(copy, 0o700)
         if chown:
-            _chown_tree(copy, owner)
-        data_bytes = _tree_size(copy)
+            await asyncio.to_thread(_chown_tree, copy, owner)
+        data_bytes = await asyncio.to_thread(_tree_size, copy)
 
         def install() -> None:
             had_datadir = paths.datadir.exists()

@@ -154,8 +154,10 @@ async def load_sql(paths: ServerPaths, chunks: AsyncIterator[bytes],
 class Export:
     """A running ``mariadb-dump`` whose output is read as it is produced."""
 
-    def __init__(self, process: asyncio.subprocess.Process, first: bytes) -> None:
+    def __init__(self, process: asyncio.subprocess.Process, errors: asyncio.Task[bytes],
+                 first: bytes) -> None:
         self._process = process
+        self._errors = errors
         self._first = first
         self.sent = 0
 
@@ -167,23 +169,31 @@ class Export:
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             limit=READ_LIMIT)
         assert process.stdout is not None and process.stderr is not None
+        # Read from the start: warnings filling the stderr pipe would stall the dump.
+        errors = asyncio.create_task(collect(process.stderr))
         try:
             first = await read_block(process.stdout)
             if not first:
                 status = await process.wait()
-                text = (await collect(process.stderr)).decode("utf-8", "replace")
+                text = (await errors).decode("utf-8", "replace")
                 raise _client_error(text, f"the dump (exit status {status})")
         except BaseException:
             kill(process)
             await process.wait()
+            errors.cancel()
             raise
-        return cls(process, first)
+        return cls(process, errors, first)
+
+    async def close(self) -> None:
+        """Stop the dump if nobody reads it (the caller went away before the first byte)."""
+        kill(self._process)
+        await self._process.wait()
+        self._errors.cancel()
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The dump; ``MySQLError`` at the end if ``mariadb-dump`` failed part-way."""
         process = self._process
-        assert process.stdout is not None and process.stderr is not None
-        errors = asyncio.create_task(collect(process.stderr))
+        assert process.stdout is not None
         try:
             chunk = self._first
             while chunk:
@@ -191,10 +201,8 @@ class Export:
                 yield chunk
                 chunk = await read_block(process.stdout)
             status = await process.wait()
-            text = (await errors).decode("utf-8", "replace")
+            text = (await self._errors).decode("utf-8", "replace")
             if status != 0:
                 raise _client_error(text, f"the dump (exit status {status})")
         finally:
-            kill(process)
-            await process.wait()
-            errors.cancel()
+            await self.close()

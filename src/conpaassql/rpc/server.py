@@ -97,13 +97,10 @@ class RpcApp:
         )
 
     async def endpoint(self, request: Request) -> Response:
-        reader: FormReader | None = None
         try:
-            rpc, upload, reader = await self._read(request)
+            rpc, upload, _ = await self._read(request)
             return await self._dispatch(request, rpc, upload)
         except ProtocolError as exc:
-            if reader is not None and exc.status not in (400, 413):
-                await _drain_quietly(reader)
             body = failure(exc.version, exc.request_id, exc.message, exc.code)
             return Reply(body, exc.status)
         except HTTPException as exc:
