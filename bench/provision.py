@@ -27,23 +27,30 @@ import json
 import os
 import shutil
 import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
-from typing import Any, TypeVar
+from typing import Any
 
 import pymysql
 from rich.console import Console
 from rich.table import Table
 
+from benchlib import (
+    BenchError,
+    free_tcp_port,
+    median,
+    quiet_signals,
+    signals_raise,
+    stop_child,
+    vmrss_mb,
+    wait_until,
+)
 from conpaassql.cloud.local import (
     AGENT_PID_FILE,
     MYSQLD_PID_FILE,
@@ -54,7 +61,6 @@ from conpaassql.cloud.local import (
 from conpaassql.mysql.binaries import INSTALL_DB, SERVER, find_binary
 from conpaassql.rpc.client import call_blocking
 
-T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
 SQL_POLL = 0.01  # seconds between two SELECT 1 attempts (per server)
 STATE_POLL = 0.05  # seconds between two list_nodes calls while waiting for RUNNING
@@ -66,34 +72,7 @@ FOUR_TARGET = 3.0  # 4 nodes / floor
 err = Console(stderr=True)
 
 
-class BenchError(RuntimeError):
-    """The benchmark could not measure what it wanted."""
-
-
 # -- small helpers ------------------------------------------------------------
-
-
-def wait_until(check: Callable[[], T | None], timeout: float, interval: float,
-               what: str) -> T:
-    """Poll ``check`` until it returns something truthy; ``BenchError`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except Exception as exc:  # what is polled may not be up yet
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise BenchError(f"timed out after {timeout:g}s waiting for {what}; last seen: {last!r}")
-
-
-def free_tcp_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def select_one(socket_path: Path, password: str) -> bool:
@@ -135,35 +114,6 @@ def wait_sql(sockets: dict[int, Path], password: str, started: float,
     return answered
 
 
-def vmrss_mb(pid: int | None) -> float | None:
-    if pid is None:
-        return None
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as handle:
-            for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024.0
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-def stop_child(process: subprocess.Popen[bytes], grace: float = 30.0) -> None:
-    """SIGTERM ``process`` (the leader of its own session), SIGKILL its group if it lingers."""
-    if process.poll() is None:
-        with contextlib.suppress(OSError):
-            process.terminate()
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(OSError):
-                process.kill()
-            process.wait(timeout=10)
-    # Anything it left in its process group (it was started with its own session).
-    with contextlib.suppress(OSError):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
 def run_bounded(args: list[str], timeout: float, output: Path) -> None:
     """Run ``args`` to completion within ``timeout``; its whole group dies on failure."""
     with open(output, "wb") as log:
@@ -181,10 +131,6 @@ def run_bounded(args: list[str], timeout: float, output: Path) -> None:
     if status != 0:
         tail = output.read_text(errors="replace")[-800:]
         raise BenchError(f"{Path(args[0]).name} exited with {status}: {tail}")
-
-
-def median(values: list[float]) -> float:
-    return float(statistics.median(values))
 
 
 # -- 1. the floor ---------------------------------------------------------------
@@ -425,26 +371,6 @@ class Results:
     rss: dict[str, float | None] = field(default_factory=dict)
     total_s: float = 0.0
     load: list[float] = field(default_factory=list)  # 1-minute load average, start and end
-
-
-def _raise_on_term(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
-
-
-@contextlib.contextmanager
-def signals_raise() -> Iterator[None]:
-    """SIGTERM unwinds like SIGINT, so that the cleanup runs."""
-    previous = signal.signal(signal.SIGTERM, _raise_on_term)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def quiet_signals() -> None:
-    """Cleanup must not be interrupted half way."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def measure(args: argparse.Namespace, root: Path, results: Results) -> None:
