@@ -710,3 +710,15 @@ def test_any_request_gets_a_json_reply(open_client: TestClient, method: str, par
         assert isinstance(error, str | dict)
     else:
         assert response.status_code == 200
+
+
+def test_upload_with_too_many_or_too_big_fields_is_413(client: TestClient) -> None:
+    many = {f"f{i}": "x" for i in range(70)}
+    response = client.post("/", data={"method": "load_dump", **many},
+                           files={"mysqldump": ("d.sql", b"x")})
+    assert "more than 64 parts" in error_of(response, 413)
+    # Every field within the limit, all of them together over it (max_body is 4096).
+    wide = {f"f{i}": "y" * 1000 for i in range(6)}
+    response = client.post("/", data={"method": "load_dump", **wide},
+                           files={"mysqldump": ("d.sql", b"x")})
+    assert "Form fields larger than 4096 bytes" in error_of(response, 413)

@@ -23,6 +23,8 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from conpaassql.rpc.protocol import INVALID_REQUEST, PARSE_ERROR, ProtocolError
 
 MAX_FIELD = 1 << 20
+#: Parts a form may have: a method's params are a handful of fields and one file.
+MAX_PARTS = 64
 _Event = tuple[str, Any]
 
 
@@ -47,8 +49,10 @@ class FormReader:
         self._header_value = b""
         self._ended = False
         self.max_upload = max_upload
-        self.max_field = max_field
+        self.max_field = max_field  # all plain fields together
         self.received = 0
+        self._parts = 0
+        self._field_bytes = 0
         self._parser = MultipartParser(boundary_of(content_type), callbacks={
             "on_part_begin": self._part_begin,
             "on_header_field": self._header_field,
@@ -119,9 +123,10 @@ class FormReader:
         value = bytearray()
         while (event := await self._next())[0] == "data":
             value += event[1]
-            if len(value) > self.max_field:
-                raise ProtocolError(413, f"Form field {name[:50]!r} larger than "
-                                    f"{self.max_field} bytes", INVALID_REQUEST)
+            self._field_bytes += len(event[1])
+            if self._field_bytes > self.max_field:
+                raise ProtocolError(413, f"Form fields larger than {self.max_field} bytes "
+                                    f"(at {name[:50]!r})", INVALID_REQUEST)
         try:
             return value.decode("utf-8")
         except UnicodeDecodeError:
@@ -135,6 +140,9 @@ class FormReader:
             return None
         if event[0] != "part":
             raise ProtocolError(400, "Invalid multipart form", PARSE_ERROR)
+        self._parts += 1
+        if self._parts > MAX_PARTS:
+            raise ProtocolError(413, f"Form with more than {MAX_PARTS} parts", INVALID_REQUEST)
         name, filename = event[1]
         if filename is None:
             return name, await self._field_value(name)
