@@ -42,7 +42,7 @@ from conpaassql.mysql.config import render_client_cnf, resolve_run_as
 from conpaassql.mysql.connection import Session
 from conpaassql.mysql.datadir import ROOT_USER, _chown_tree, _needs_chown, remove_init_file
 from conpaassql.mysql.paths import ServerPaths, write_private_file
-from conpaassql.mysql.pipes import READ_LIMIT, collect, kill, pipe_into, read_block
+from conpaassql.mysql.pipes import ToolOutput, kill, pipe_into
 
 log = logging.getLogger(__name__)
 
@@ -142,16 +142,16 @@ class Backup:
     consumer goes away, whether or not ``chunks`` was ever iterated.
     """
 
-    def __init__(self, process: asyncio.subprocess.Process, errors: asyncio.Task[bytes],
-                 first: bytes, target: Path, password: str) -> None:
-        self._process = process
-        self._errors = errors
-        self._first = first
+    def __init__(self, output: ToolOutput, target: Path, password: str) -> None:
+        self._output = output
         self._target = target
         self._password = password
         self.started = time.monotonic()
-        self.sent = 0
         self.finished = False  # mariabackup completed OK and everything was read
+
+    @property
+    def sent(self) -> int:
+        return self._output.sent
 
     @classmethod
     async def start(cls, paths: ServerPaths, password: str, *,
@@ -162,48 +162,29 @@ class Backup:
         write_private_file(backup_cnf(paths), render_backup_cnf(paths, password))
         target = Path(tempfile.mkdtemp(prefix=BACKUP_PREFIX, dir=paths.base))
         try:
-            process = await asyncio.create_subprocess_exec(
-                *backup_command(paths, target, parallel), stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-                cwd=paths.base, limit=READ_LIMIT)
-        except BaseException:
-            shutil.rmtree(target, ignore_errors=True)
-            raise
-        assert process.stdout is not None and process.stderr is not None
-        # mariabackup logs a line per file: read it all along, or it would block.
-        errors = asyncio.create_task(collect(process.stderr))
-        try:
-            first = await read_block(process.stdout)
-            if not first:
-                status = await process.wait()
-                text = (await errors).decode("utf-8", "replace")
+            output = await ToolOutput.start(backup_command(paths, target, parallel),
+                                            cwd=paths.base)
+            if not output.first:
+                status, text = await output.finish()
                 raise tool_error("mariabackup", status, text, (password,))
         except BaseException:
-            kill(process)
-            await process.wait()
-            errors.cancel()
             shutil.rmtree(target, ignore_errors=True)
             raise
-        log.info("mariabackup pid %d streaming a copy of %s", process.pid, paths.datadir)
-        return cls(process, errors, first, target, password)
+        log.info("mariabackup pid %d streaming a copy of %s", output.process.pid,
+                 paths.datadir)
+        return cls(output, target, password)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The xbstream; ``MySQLError`` at the end if mariabackup failed part-way."""
-        process = self._process
-        assert process.stdout is not None
         try:
-            chunk, self._first = self._first, b""
-            while chunk:
-                self.sent += len(chunk)
-                yield chunk
-                chunk = await read_block(process.stdout)
-            status = await process.wait()
-            text = (await self._errors).decode("utf-8", "replace")
+            async for block in self._output.blocks():
+                yield block
+            status, text = await self._output.finish()
             if status != 0 or "completed OK!" not in text[-2000:]:
                 raise tool_error("mariabackup", status, text, (self._password,))
             self.finished = True
-            log.info("mariabackup pid %d done: %d bytes in %.2f s", process.pid, self.sent,
-                     time.monotonic() - self.started)
+            log.info("mariabackup pid %d done: %d bytes in %.2f s", self._output.process.pid,
+                     self.sent, time.monotonic() - self.started)
         finally:
             await self.close()
 
@@ -213,13 +194,12 @@ class Backup:
         All but the final wait happens before the first ``await``, so that it is
         done even when called from a task being cancelled (a reader gone away).
         """
-        if self._process.returncode is None:
+        if self._output.running:
             log.warning("mariabackup pid %d stopped after %d bytes: the reader went away",
-                        self._process.pid, self.sent)
-        kill(self._process)
-        self._errors.cancel()
+                        self._output.process.pid, self.sent)
+        kill(self._output.process)  # before its working directory goes
         shutil.rmtree(self._target, ignore_errors=True)
-        await self._process.wait()
+        await self._output.close()
 
 
 @dataclass(frozen=True)

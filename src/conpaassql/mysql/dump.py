@@ -9,7 +9,6 @@ memory or written to disk. Both programs log in as root through the server's
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 import time
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from conpaassql.errors import MySQLError
 from conpaassql.mysql.binaries import find_binary
 from conpaassql.mysql.paths import ServerPaths
-from conpaassql.mysql.pipes import READ_LIMIT, collect, kill, pipe_into, read_block
+from conpaassql.mysql.pipes import ToolOutput, pipe_into
 
 log = logging.getLogger(__name__)
 
@@ -154,54 +153,32 @@ async def load_sql(paths: ServerPaths, chunks: AsyncIterator[bytes],
 class Export:
     """A running ``mariadb-dump`` whose output is read as it is produced."""
 
-    def __init__(self, process: asyncio.subprocess.Process, errors: asyncio.Task[bytes],
-                 first: bytes) -> None:
-        self._process = process
-        self._errors = errors
-        self._first = first
-        self.sent = 0
+    def __init__(self, output: ToolOutput) -> None:
+        self._output = output
+
+    @property
+    def sent(self) -> int:
+        return self._output.sent
 
     @classmethod
     async def start(cls, paths: ServerPaths, databases: Sequence[str] | None) -> Export:
         """Start the dump; a failure before its first byte raises ``MySQLError`` here."""
-        process = await asyncio.create_subprocess_exec(
-            *dump_command(paths, databases), stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            limit=READ_LIMIT)
-        assert process.stdout is not None and process.stderr is not None
-        # Read from the start: warnings filling the stderr pipe would stall the dump.
-        errors = asyncio.create_task(collect(process.stderr))
-        try:
-            first = await read_block(process.stdout)
-            if not first:
-                status = await process.wait()
-                text = (await errors).decode("utf-8", "replace")
-                raise _client_error(text, f"the dump (exit status {status})")
-        except BaseException:
-            kill(process)
-            await process.wait()
-            errors.cancel()
-            raise
-        return cls(process, errors, first)
+        output = await ToolOutput.start(dump_command(paths, databases))
+        if not output.first:
+            status, text = await output.finish()
+            raise _client_error(text, f"the dump (exit status {status})")
+        return cls(output)
 
     async def close(self) -> None:
         """Stop the dump if nobody reads it (the caller went away before the first byte)."""
-        kill(self._process)
-        await self._process.wait()
-        self._errors.cancel()
+        await self._output.close()
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The dump; ``MySQLError`` at the end if ``mariadb-dump`` failed part-way."""
-        process = self._process
-        assert process.stdout is not None
         try:
-            chunk = self._first
-            while chunk:
-                self.sent += len(chunk)
-                yield chunk
-                chunk = await read_block(process.stdout)
-            status = await process.wait()
-            text = (await self._errors).decode("utf-8", "replace")
+            async for block in self._output.blocks():
+                yield block
+            status, text = await self._output.finish()
             if status != 0:
                 raise _client_error(text, f"the dump (exit status {status})")
         finally:

@@ -81,3 +81,60 @@ async def pipe_into(args: Sequence[str], chunks: AsyncIterator[bytes],
         errors.cancel()
         raise
     return status, (await errors).decode("utf-8", "replace")
+
+
+class ToolOutput:
+    """A running program whose standard output is read in blocks as it is produced.
+
+    Its stderr is collected from the start (a program that fills that pipe would
+    stall). ``start`` returns once the first block is read; an empty one means
+    the program ended without output, and ``finish`` then tells how.
+    """
+
+    def __init__(self, process: asyncio.subprocess.Process, errors: asyncio.Task[bytes],
+                 first: bytes) -> None:
+        self.process = process
+        self.first = first
+        self.sent = 0
+        self._errors = errors
+
+    @classmethod
+    async def start(cls, args: Sequence[str], cwd: Path | None = None) -> ToolOutput:
+        process = await asyncio.create_subprocess_exec(
+            *args, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, cwd=cwd, limit=READ_LIMIT)
+        assert process.stdout is not None and process.stderr is not None
+        errors = asyncio.create_task(collect(process.stderr))
+        try:
+            first = await read_block(process.stdout)
+        except BaseException:
+            kill(process)
+            await process.wait()
+            errors.cancel()
+            raise
+        return cls(process, errors, first)
+
+    async def blocks(self) -> AsyncIterator[bytes]:
+        """The output, the first block included; ``finish`` afterwards tells how it ended."""
+        assert self.process.stdout is not None
+        chunk, self.first = self.first, b""
+        while chunk:
+            self.sent += len(chunk)
+            yield chunk
+            chunk = await read_block(self.process.stdout)
+
+    async def finish(self) -> tuple[int, str]:
+        """Wait for the program: (exit status, the tail of its stderr)."""
+        status = await self.process.wait()
+        return status, (await self._errors).decode("utf-8", "replace")
+
+    @property
+    def running(self) -> bool:
+        return self.process.returncode is None
+
+    async def close(self) -> None:
+        """Kill it if it still runs (idempotent). All but the final wait happens before
+        the first ``await``, so it is done even from a task being cancelled."""
+        kill(self.process)
+        self._errors.cancel()
+        await self.process.wait()
