@@ -122,7 +122,7 @@ _COPY_EVENT = re.compile(r"is a slave of node (\d+) \(copy of (\d+) bytes in ([\
 _RESTORED = re.compile(r"copy restored into .*?: (\d+) bytes received, (\d+) of data, .*? in "
                        r"([\d.]+) s \(prepare ([\d.]+) s\)")
 _SEEDED = re.compile(r"seeded from .*?: (\d+) bytes in ([\d.]+) s")
-_STREAMED = re.compile(r"mariabackup pid \d+ done: (\d+) bytes in ([\d.]+) s")
+_STREAMED = re.compile(r"mariabackup pid \d+ done: (\d+ bytes|copy sent to \S+) in ([\d.]+) s")
 
 
 # -- the application's writer -----------------------------------------------------
@@ -250,7 +250,7 @@ class Results:
     seed_cpu_service: list[dict[str, float]] = field(default_factory=list)
     seed_service: list[float] = field(default_factory=list)  # add_nodes -> replicating
     seed_service_copy: list[float] = field(default_factory=list)  # as the manager timed it
-    seed_service_bytes: list[int] = field(default_factory=list)  # of xbstream
+    seed_service_bytes: list[int] = field(default_factory=list)  # received (files)
     seed_phases: list[dict[str, float]] = field(default_factory=list)
     failover: list[float] = field(default_factory=list)  # kill -> first ack on the new master
     failover_manager: list[float] = field(default_factory=list)  # last_failover.seconds
@@ -526,7 +526,7 @@ class Bench:
         restored = _last(_RESTORED, self.manager.node_dir(node_id) / "agent.log")
         seeded = _last(_SEEDED, self.manager.node_dir(node_id) / "agent.log")
         if stream:
-            phases["source agent: mariabackup --backup stream"] = float(stream[1])
+            phases["source agent: mariabackup --backup"] = float(stream[1])
         if restored:
             total, prepare = float(restored[2]), float(restored[3])
             phases["new agent: mariabackup --prepare"] = prepare
@@ -742,6 +742,7 @@ def summary(results: Results) -> dict[str, Any]:
             "options_copy_s": round(median(results.seed_opt_copy), 3),
             "options_prepare_s": round(median(results.seed_opt_prepare), 3),
             "options_ratio": round(service / median(results.seed_opt_total), 4),
+            "copy_options_ratio": round(copy / median(results.seed_opt_total), 4),
             "phases_median_s": _phase_medians(results.seed_phases),
             "cpu_s_mean": {"baseline": _mean_cpu(results.seed_cpu_base),
                            "options": _mean_cpu(results.seed_cpu_options),
@@ -844,7 +845,9 @@ def render(figures: dict[str, Any]) -> None:
     for name, value in seed["phases_median_s"].items():
         if name != "copy (manager)":
             table.add_row(f"  service: {name}", "", f"{value:.2f} s", "", "", "")
-    table.add_row("  copy size: prepared directory | xbstream",
+    table.add_row("  the copy (seed_from) / the same with --parallel, --use-memory", "", "",
+                  "", f"{seed['copy_options_ratio']:.3f}", "")
+    table.add_row("  copy size: prepared directory | received",
                   mib(seed["baseline_bytes"][0]), mib(seed["service_bytes"][0]), "",
                   f"{seed['service_bytes'][0] / seed['baseline_bytes'][0]:.3f}", "")
     cpu = seed["cpu_s_mean"]

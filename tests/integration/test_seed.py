@@ -370,6 +370,46 @@ def test_one_copy_at_a_time_and_a_reader_that_leaves(pair: Pair) -> None:
     assert not list((manager.node_dir(pair.source) / "mysql").glob(".backup-*"))
 
 
+def test_the_copy_over_the_rpc_stream_and_the_socket_checks(pair: Pair) -> None:
+    manager = pair.manager
+    pair.pause()
+    one(manager, pair.target, "CREATE DATABASE IF NOT EXISTS gone_after_copy")
+    result = pair.call(pair.target, "seed_from", {"source": pair.urls[pair.source],
+                                                   "transport": "http"})
+    assert result["return"] == "OK" and result["transport"] == "http", result
+    assert GTID_LIST.fullmatch(result["gtid_position"]), result
+    assert "gone_after_copy" not in one(manager, pair.target, "SHOW DATABASES")
+    assert rows_digest(manager, pair.target, ROWS) == rows_digest(manager, pair.source, ROWS)
+
+    # Asked for the socket only, a source that cannot send over one is an error...
+    fake = FakeSource(b"XBSTCK01 never read")
+    try:
+        text = rpc_error(lambda: pair.call(pair.target, "seed_from",
+                                           {"source": fake.url, "transport": "socket"}))
+    finally:
+        fake.shutdown()
+    assert "501" in text or "Unsupported method" in text, text
+    assert fake.requests == 0  # and it was not asked for its RPC stream
+    text = rpc_error(lambda: pair.call(pair.target, "seed_from",
+                                       {"source": pair.urls[pair.source], "transport": "ftp"}))
+    assert text.startswith("Invalid argument: transport"), text
+
+    # backup_push checks what it is given, and says when it cannot connect.
+    good = {"host": "127.0.0.1", "port": free_port(), "ticket": "ab" * 32}
+    for bad, name in [({"host": "a b"}, "host"), ({"host": "-x.example"}, "host"),
+                      ({"port": 0}, "port"), ({"port": "80"}, "port"),
+                      ({"ticket": "AB" * 32}, "ticket"), ({"ticket": "ab"}, "ticket")]:
+        params = {**good, **bad}
+        text = rpc_error(lambda: pair.call(pair.source, "backup_push", params))  # noqa: B023
+        assert text.startswith(f"Invalid argument: {name}"), (bad, text)
+    text = rpc_error(lambda: pair.call(pair.source, "backup_push", {**good, "extra": 1}))
+    assert text.startswith("Unexpected arguments"), text
+    text = rpc_error(lambda: pair.call(pair.source, "backup_push", good))
+    assert text.startswith("Cannot reach 127.0.0.1:"), text
+    backup_cnf = str(manager.node_dir(pair.source) / "mysql" / "backup.cnf")
+    assert not any(backup_cnf in line for line in ps_lines())
+
+
 def test_seed_copies_a_node_that_keeps_taking_writes(pair: Pair) -> None:
     manager, source, target = pair.manager, pair.source, pair.target
     pair.pause()
@@ -400,6 +440,7 @@ def test_seed_copies_a_node_that_keeps_taking_writes(pair: Pair) -> None:
     gtid = result["gtid_position"]
     assert GTID_LIST.fullmatch(gtid), gtid
     assert result["bytes"] > 4 * 2**20 and 0 < result["seconds"] < took + 1
+    assert result["transport"] == "socket", result  # mariabackup wrote straight to mbstream
     print(f"\nseed: {result['bytes'] / 2**20:.1f} MB in {result['seconds']:.2f} s "
           f"(prepare {result['prepare_seconds']:.2f} s, stop-swap-start "
           f"{result['swap_seconds']:.2f} s), {writes_during} writes on the source meanwhile,"

@@ -16,13 +16,17 @@ while a seed whose source is busy streaming to another node waits its turn.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ipaddress
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 
 from conpaassql.agent.settings import AgentSettings
 from conpaassql.agent.supervisor import Supervisor
@@ -31,17 +35,21 @@ from conpaassql.errors import (
     BusyError,
     ConpaasSQLError,
     InvalidArgumentError,
+    MySQLError,
     RemoteError,
     UnreachableError,
     WrongStateError,
 )
 from conpaassql.mysql.backup import (
     Backup,
+    Receive,
     RestoreResult,
     adopt_gtid_position,
     ensure_replaceable,
+    from_chunks,
     restore,
 )
+from conpaassql.mysql.socket_copy import TICKET_BYTES, Receiver, send_backup
 from conpaassql.rpc.client import RpcClient
 from conpaassql.rpc.registry import CallContext, Registry
 from conpaassql.rpc.streams import ByteStreamResponse
@@ -55,6 +63,9 @@ BACKUP_MEDIA_TYPE = "application/octet-stream"
 OPEN_TIMEOUT = 120.0
 #: Longest silence of the source's stream before the seed gives up.
 STALL_TIMEOUT = 300.0
+#: Longest wait for the source's reply to ``backup_push``, which comes when its copy is
+#: sent (each side kills its tool sooner if the copy stalls).
+PUSH_TIMEOUT = 24 * 3600.0
 #: Seconds between two attempts while the source streams another copy.
 BUSY_RETRY = 0.5
 
@@ -84,8 +95,34 @@ def agent_url(value: str) -> str:
 AgentUrl = Annotated[Text, AfterValidator(agent_url)]
 
 
+def host_name(value: str) -> str:
+    """``value`` if it is an IP address or a DNS host name."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    if len(value) > 253 or not _HOST_NAME.fullmatch(value):
+        raise ValueError("must be an IP address or a host name")
+    return value
+
+
+_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
+
+#: How the copy travels: straight over a socket between the tools (``socket``),
+#: relayed by both agents over the RPC connection (``http``), or the first that
+#: works (``auto``: the socket, unless the source cannot connect to this node).
+Transport = Literal["auto", "socket", "http"]
+
+
 class SeedParams(Params):
     source: AgentUrl
+    transport: Transport = "auto"
+
+
+class PushParams(Params):
+    host: Annotated[Text, AfterValidator(host_name)]
+    port: Annotated[int, Field(ge=1, le=65535)]
+    ticket: Annotated[str, Field(pattern=f"^[0-9a-f]{{{2 * TICKET_BYTES}}}$")]
 
 
 async def _watched(chunks: AsyncIterator[bytes], source: str,
@@ -112,6 +149,7 @@ class SeedApi:
 
     def register(self, registry: Registry) -> None:
         registry.add("backup_stream", "GET", self.backup_stream, access="manager")
+        registry.add("backup_push", "POST", self.backup_push, PushParams, access="manager")
         registry.add("seed_from", "POST", self.seed_from, SeedParams, access="manager")
 
     def _claim(self, what: str) -> None:
@@ -160,6 +198,28 @@ class SeedApi:
         return ByteStreamResponse(chunks(), media_type=BACKUP_MEDIA_TYPE,
                                   cleanup=never_started)
 
+    async def backup_push(self, params: PushParams, ctx: CallContext) -> dict[str, Any]:
+        """Send a physical copy of this node's server to a node waiting for it on
+        ``host:port`` (its ``seed_from``), presenting ``ticket`` first."""
+        if self.supervisor.state is not AgentState.RUNNING:
+            raise WrongStateError(detail=f"mysqld is {self.supervisor.state}")
+        self._claim("a backup")
+        node = self.settings.node_id
+        log.info("node %d: sending a copy to %s:%d", node, params.host, params.port)
+        try:
+            sent = await send_backup(self.settings.paths, self.settings.context.root_password,
+                                     params.host, params.port, params.ticket,
+                                     self.stall_timeout)
+        except ConpaasSQLError as exc:
+            log.error("node %d: the copy to %s:%d failed: %s", node, params.host,
+                      params.port, exc)
+            raise
+        finally:
+            self._busy = None
+        log.info("node %d: copy sent to %s:%d in %.2f s", node, params.host, params.port,
+                 sent.seconds)
+        return {"return": "OK", "seconds": round(sent.seconds, 3)}
+
     async def seed_from(self, params: SeedParams, ctx: CallContext) -> dict[str, Any]:
         """Replace this node's data by a copy of the node whose agent is ``source``."""
         source = params.source
@@ -170,7 +230,7 @@ class SeedApi:
         started = time.monotonic()
         log.info("node %d: seeding from %s", node, source)
         try:
-            result = await self._seed(source)
+            result = await self._seed(source, params.transport)
         except ConpaasSQLError as exc:
             log.error("node %d: seeding from %s failed after %.2f s: %s", node, source,
                       time.monotonic() - started, exc)
@@ -178,13 +238,14 @@ class SeedApi:
             raise
         finally:
             self._busy = None
-        log.info("node %d: seeded from %s at GTID position %r: %d bytes in %.2f s", node,
-                 source, result["gtid_position"], result["bytes"], result["seconds"])
+        log.info("node %d: seeded from %s at GTID position %r: %d bytes in %.2f s over %s",
+                 node, source, result["gtid_position"], result["bytes"], result["seconds"],
+                 "a socket" if result["transport"] == "socket" else "the RPC stream")
         self.supervisor.on_event(f"data replaced by a copy from {source} "
                                  f"(GTID position {result['gtid_position'] or 'empty'})")
         return {"return": "OK", **result}
 
-    async def _seed(self, source: str) -> dict[str, Any]:
+    async def _seed(self, source: str, transport: Transport) -> dict[str, Any]:
         started = time.monotonic()
         if self.supervisor.state is AgentState.RUNNING:
             await ensure_replaceable(self.supervisor.session)
@@ -193,7 +254,8 @@ class SeedApi:
             waited = False
             while True:
                 try:
-                    restored = await self._copy(client, source, deadline)
+                    restored, used = await self._copy(client, source, deadline,
+                                                      transport)
                     break
                 except RemoteError as exc:
                     # The source streams another copy (a slave seeded at the same
@@ -206,16 +268,83 @@ class SeedApi:
                         waited = True
                     await asyncio.sleep(BUSY_RETRY)
         await adopt_gtid_position(self.supervisor.session, restored.gtid_position)
-        return {**restored.as_dict(), "seconds": round(time.monotonic() - started, 3)}
+        return {**restored.as_dict(), "transport": used,
+                "seconds": round(time.monotonic() - started, 3)}
 
-    async def _copy(self, client: RpcClient, source: str, deadline: float) -> RestoreResult:
-        """One attempt: open the source's stream (by ``deadline``) and restore it."""
+    async def _copy(self, client: RpcClient, source: str, deadline: float,
+                    transport: Transport) -> tuple[RestoreResult, str]:
+        """One attempt, over the socket or the RPC stream as ``transport`` says;
+        the copy and the way it came."""
+        if transport != "http":
+            try:
+                return await self._copy_over_socket(client, source, deadline), "socket"
+            except NoConnectionError as exc:
+                if transport == "socket":
+                    raise exc.error from None
+                log.info("node %d: %s could not send its copy over a socket (%s); "
+                         "using the RPC stream", self.settings.node_id, source, exc.error)
+        return await self._copy_over_http(client, source, deadline), "http"
+
+    async def _copy_over_socket(self, client: RpcClient, source: str,
+                                deadline: float) -> RestoreResult:
+        """The source's mariabackup writes into a socket this node's mbstream reads.
+
+        ``NoConnectionError`` if the source failed before it connected (the copy can
+        then go another way); any other failure is the copy's own.
+        """
+        receiver = Receiver(self.settings.bind)
+        host = self.settings.context.ip or self.settings.bind
+        push = asyncio.create_task(client.call(
+            "backup_push", {"host": host, "port": receiver.port, "ticket": receiver.ticket},
+            timeout=PUSH_TIMEOUT))
+        try:
+            accepting = asyncio.create_task(receiver.accept())
+            await asyncio.wait({push, accepting}, timeout=max(0.0, deadline - time.monotonic()),
+                               return_when=asyncio.FIRST_COMPLETED)
+            if not accepting.done():
+                accepting.cancel()
+                if not push.done():
+                    raise UnreachableError(source, detail=f"no copy started within "
+                                           f"{self.open_timeout:g} s")
+                error = push.exception()
+                if isinstance(error, RemoteError) and _source_busy(error):
+                    raise error
+                raise NoConnectionError(error or MySQLError("the source sent no copy"))
+            connection = accepting.result()
+            receiver.close()
+
+            async def receive(directory: Path) -> int:
+                received = await receiver.receive(directory, connection, self.stall_timeout)
+                await push  # mariabackup's verdict: "completed OK!", or its error
+                return received
+
+            try:
+                return await restore(self.settings.paths, receive,
+                                     run_as=self.settings.server_settings().run_as,
+                                     swap=self.supervisor.replace_data)
+            except MySQLError as exc:
+                # A cut copy: the source's own error (from mariabackup) says why.
+                if push.done() and not push.cancelled() and push.exception() is not None:
+                    raise push.exception() from None  # type: ignore[misc]
+                raise exc
+        finally:
+            receiver.close()
+            if not push.done():
+                push.cancel()
+            with contextlib.suppress(BaseException):
+                await push
+
+    async def _copy_over_http(self, client: RpcClient, source: str,
+                              deadline: float) -> RestoreResult:
+        """The source's agent streams its copy in its reply; this agent feeds mbstream."""
         opening = asyncio.timeout(max(0.0, deadline - time.monotonic()))
         try:
             async with opening, client.stream("backup_stream") as stream:
                 opening.reschedule(None)  # from here on, only silences count
+                receive: Receive = from_chunks(
+                    _watched(stream.chunks(), source, self.stall_timeout))
                 return await restore(
-                    self.settings.paths, _watched(stream.chunks(), source, self.stall_timeout),
+                    self.settings.paths, receive,
                     run_as=self.settings.server_settings().run_as,
                     swap=self.supervisor.replace_data)
         except TimeoutError:
@@ -223,6 +352,14 @@ class SeedApi:
                 raise
             raise UnreachableError(source, detail=f"no copy started within "
                                    f"{self.open_timeout:g} s") from None
+
+
+class NoConnectionError(Exception):
+    """The source did not connect to this node's copy socket: ``error`` says why."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def _source_busy(exc: RemoteError) -> bool:

@@ -40,7 +40,13 @@ from conpaassql.errors import MySQLError, WrongStateError
 from conpaassql.mysql.binaries import find_binary, run_program, tail
 from conpaassql.mysql.config import render_client_cnf, resolve_run_as
 from conpaassql.mysql.connection import Session
-from conpaassql.mysql.datadir import ROOT_USER, _chown_tree, _needs_chown, remove_init_file
+from conpaassql.mysql.datadir import (
+    ROOT_USER,
+    _chown_tree,
+    _needs_chown,
+    remove_init_file,
+    remove_leftovers,
+)
 from conpaassql.mysql.paths import ServerPaths, write_private_file
 from conpaassql.mysql.pipes import ToolOutput, kill, pipe_into
 
@@ -70,6 +76,8 @@ _ERROR_WORDS = re.compile(r"error|fail|fatal|denied|cannot|can't|unable|abort|no
 #: Runs a datadir swap: ``swap(install, undo)``. ``install`` puts the copy in place
 #: of the datadir (or leaves the old one in place and raises); ``undo`` puts the
 #: old datadir back after a successful ``install``.
+#: Extracts a copy into the directory given: the bytes received.
+Receive = Callable[[Path], Awaitable[int]]
 SwapRunner = Callable[[Callable[[], None], Callable[[], None]], Awaitable[None]]
 
 
@@ -128,12 +136,6 @@ def tool_error(what: str, status: int | None, output: str,
     return MySQLError(message[:2000], detail=tail(output, 12) or None)
 
 
-def _remove_leftovers(parent: Path, prefix: str) -> None:
-    for leftover in parent.glob(f"{prefix}*"):
-        log.warning("removing leftover %s", leftover)
-        shutil.rmtree(leftover, ignore_errors=True)
-
-
 class Backup:
     """A running ``mariabackup --backup --stream=xbstream`` read as it produces.
 
@@ -158,7 +160,7 @@ class Backup:
                     parallel: int | None = None) -> Backup:
         """Start the copy; a failure before its first byte raises ``MySQLError`` here,
         with mariabackup's own error line (e.g. ``Access denied for user 'root'...``)."""
-        await asyncio.to_thread(_remove_leftovers, paths.base, BACKUP_PREFIX)
+        await asyncio.to_thread(remove_leftovers, paths.base, BACKUP_PREFIX)
         write_private_file(backup_cnf(paths), render_backup_cnf(paths, password))
         target = Path(tempfile.mkdtemp(prefix=BACKUP_PREFIX, dir=paths.base))
         try:
@@ -257,9 +259,15 @@ async def extract(directory: Path, chunks: AsyncIterator[bytes],
         raise tool_error("mbstream", status, text)
     if received == 0:
         raise MySQLError("the copy is empty")
+    check_extracted(directory)
+    return received
+
+
+def check_extracted(directory: Path) -> None:
+    """``MySQLError`` unless the copy extracted in ``directory`` holds the files
+    mariabackup writes last (without them, it was cut short)."""
     if not any((directory / name).is_file() for name in INFO_FILES):
         raise MySQLError("the copy is incomplete (it ends before mariabackup's info file)")
-    return received
 
 
 async def prepare(directory: Path, use_memory: str = PREPARE_MEMORY) -> None:
@@ -310,7 +318,7 @@ def _drop_backup_metadata(directory: Path) -> None:
             entry.unlink(missing_ok=True)
 
 
-def _tree_size(root: Path) -> int:
+def tree_size(root: Path) -> int:
     total = 0
     for directory, _, files in os.walk(root):
         for name in files:
@@ -323,11 +331,20 @@ async def _swap_directly(install: Callable[[], None], undo: Callable[[], None]) 
     install()
 
 
-async def restore(paths: ServerPaths, chunks: AsyncIterator[bytes], *,
-                  run_as: str | None = None, parallel: int | None = None,
+def from_chunks(chunks: AsyncIterator[bytes], parallel: int | None = None) -> Receive:
+    """Receives the copy from ``chunks`` (an xbstream as ``Backup.chunks`` yields it)."""
+    return lambda directory: extract(directory, chunks, parallel)
+
+
+async def restore(paths: ServerPaths, receive: Receive, *,
+                  run_as: str | None = None,
                   use_memory: str = PREPARE_MEMORY,
                   swap: SwapRunner | None = None) -> RestoreResult:
     """Make a copy streamed by ``Backup`` the server's datadir; its GTID position.
+
+    ``receive(directory)`` extracts the copy into the (empty) directory and
+    returns the bytes received: ``from_chunks`` for a stream read in Python,
+    ``socket_copy.Receiver`` for one read by mbstream off a socket.
 
     The copy is extracted and prepared in a staging directory under
     ``paths.base`` (the server may keep running meanwhile), then swapped in:
@@ -345,7 +362,7 @@ async def restore(paths: ServerPaths, chunks: AsyncIterator[bytes], *,
     started = time.monotonic()
     owner = resolve_run_as(run_as)
     chown = _needs_chown(owner)
-    await asyncio.to_thread(_remove_leftovers, paths.base, STAGING_PREFIX)
+    await asyncio.to_thread(remove_leftovers, paths.base, STAGING_PREFIX)
     try:
         staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=paths.base))
     except OSError as exc:
@@ -353,7 +370,7 @@ async def restore(paths: ServerPaths, chunks: AsyncIterator[bytes], *,
     copy, aside, failed = staging / "data", staging / "old", staging / "failed"
     try:
         copy.mkdir(mode=0o700)
-        received = await extract(copy, chunks, parallel)
+        received = await receive(copy)
         received_at = time.monotonic()
         await prepare(copy, use_memory)
         prepared_at = time.monotonic()
@@ -362,7 +379,7 @@ async def restore(paths: ServerPaths, chunks: AsyncIterator[bytes], *,
         os.chmod(copy, 0o700)
         if chown:
             await asyncio.to_thread(_chown_tree, copy, owner)
-        data_bytes = await asyncio.to_thread(_tree_size, copy)
+        data_bytes = await asyncio.to_thread(tree_size, copy)
 
         def install() -> None:
             had_datadir = paths.datadir.exists()

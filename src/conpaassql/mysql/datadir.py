@@ -121,7 +121,7 @@ def _needs_chown(user: str) -> bool:
     return os.geteuid() == 0 and uid_gid(user)[0] != 0
 
 
-def _remove_leftovers(parent: Path, prefix: str) -> None:
+def remove_leftovers(parent: Path, prefix: str) -> None:
     for leftover in parent.glob(f"{prefix}*"):
         log.warning("removing leftover %s", leftover)
         shutil.rmtree(leftover, ignore_errors=True)
@@ -155,7 +155,7 @@ async def prepare_template(template_dir: Path) -> Path:
         await _lock(fd)
         if _looks_initialised(template_dir):
             return template_dir
-        _remove_leftovers(parent, build_prefix)  # from builders that crashed
+        remove_leftovers(parent, build_prefix)  # from builders that crashed
         if template_dir.exists():
             if any(template_dir.iterdir()):
                 raise ConfigError(f"{template_dir} exists and is not a datadir")
@@ -203,7 +203,7 @@ async def initialise_datadir(
         if any(paths.datadir.iterdir()):
             raise ConfigError(f"{paths.datadir} exists and is not an initialised datadir")
         paths.datadir.rmdir()
-    _remove_leftovers(paths.base, ".data-")
+    remove_leftovers(paths.base, ".data-")
     started = time.monotonic()
     build = Path(tempfile.mkdtemp(prefix=".data-", dir=paths.base))
     try:
