@@ -8,6 +8,7 @@ whose situation calls for it, and returns a one-line result.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -39,6 +40,7 @@ class Reconciler:
         self.cycles = 0
         self._last_cloud_list = 0.0
         self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()  # a cycle is due now, not at the next interval
 
     async def start(self) -> None:
         """First contact after a (re)start: adopt or drop the previous nodes."""
@@ -63,7 +65,10 @@ class Reconciler:
                 log.info("reconcile: %s", result)
             self.last_result = result
             elapsed = time.monotonic() - started
-            await asyncio.sleep(max(0.0, self.rt.config.probe_interval - elapsed))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(),
+                                       max(0.0, self.rt.config.probe_interval - elapsed))
+            self._wake.clear()
 
     async def cycle(self) -> str:
         async with self._lock:
@@ -98,6 +103,10 @@ class Reconciler:
             self.reports[node.id] = report
             self._apply(current, report, None, False)
             self.nodes.refresh_service_state(f"node {node.id} reported")
+            after = self.rt.store.get_node(node.id)
+            if current.state is not NodeState.RUNNING and after is not None and \
+                    after.state is NodeState.RUNNING:
+                self._wake.set()  # a node just came up: give it its role at once
 
     async def _probe(self, node: Node) -> dict[str, Any] | None:
         if node.ip is None:
