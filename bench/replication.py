@@ -118,7 +118,7 @@ WRITES_BEFORE = 100  # writes acknowledged before the fault or the switchover
 WRITES_AFTER = 50  # ... and by the new master after it
 POLL = 0.1  # seconds between two looks at the service's state
 GAP_WINDOW = 1.0  # seconds around a switchover in which gaps between writes count
-_COPY_EVENT = re.compile(r"is a slave of node (\d+) \(copy of (\d+) bytes in ([\d.]+) s\)")
+_COPY_EVENT = re.compile(r"is a slave of node (\d+) \(copy of (\d+) bytes in ([\d.]+) s[,)]")
 _RESTORED = re.compile(r"copy restored into .*?: (\d+) bytes received, (\d+) of data, .*? in "
                        r"([\d.]+) s \(prepare ([\d.]+) s\)")
 _SEEDED = re.compile(r"seeded from .*?: (\d+) bytes in ([\d.]+) s")

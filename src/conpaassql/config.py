@@ -207,6 +207,7 @@ class ManagerConfig:
     semi_sync_timeout: int = 5000  # milliseconds a commit waits for a slave's ack
     auto_failover: bool = True
     max_reader_lag: float = 30.0  # seconds behind the master a reader may be
+    seed_method: str = "auto"  # how a slave is copied: auto, physical or logical
     ini: IniFile | None = None
 
     @classmethod
@@ -242,8 +243,20 @@ class ManagerConfig:
             semi_sync_timeout=manager.integer("semi_sync_timeout", 5000, 1, 3_600_000),
             auto_failover=manager.boolean("auto_failover", True),
             max_reader_lag=manager.number("max_reader_lag", 30.0, 0.0),
+            seed_method=_seed_method(manager),
             ini=ini,
         )
+
+
+SEED_METHODS = ("auto", "physical", "logical")
+
+
+def _seed_method(manager: Section) -> str:
+    method = (manager.get("seed_method", "auto") or "auto").strip().lower()
+    if method not in SEED_METHODS:
+        raise ConfigError(manager.where("seed_method"),
+                          detail=f"{method!r} is not one of {', '.join(SEED_METHODS)}")
+    return method
 
 
 def _local_cloud(iaas: Section) -> LocalCloudConfig:

@@ -410,6 +410,62 @@ def test_the_copy_over_the_rpc_stream_and_the_socket_checks(pair: Pair) -> None:
     assert not any(backup_cnf in line for line in ps_lines())
 
 
+def test_the_logical_copy(pair: Pair) -> None:
+    """``method=logical``: a dump of the source, its accounts and its position."""
+    manager, source, target = pair.manager, pair.source, pair.target
+    pair.pause()
+    one(manager, source, "CREATE USER IF NOT EXISTS 'copied'@'%' IDENTIFIED BY 'pw-Copied1';"
+        " GRANT SELECT ON src.* TO 'copied'@'%'; CREATE ROLE IF NOT EXISTS reader_role")
+    one(manager, target, "SET SESSION sql_log_bin = 0; CREATE DATABASE IF NOT EXISTS stale;"
+        " CREATE USER IF NOT EXISTS 'stale'@'%'; SET SESSION sql_log_bin = 1;"
+        " CREATE DATABASE IF NOT EXISTS stale_logged")
+    pid = mysqld_pid(manager, target)
+    try:
+        result = pair.call(target, "seed_from", {"source": pair.urls[source],
+                                                 "method": "logical"})
+    finally:
+        one(manager, source, "DROP USER IF EXISTS 'copied'@'%'; DROP ROLE IF EXISTS reader_role")
+    assert result["return"] == "OK" and result["method"] == "logical", result
+    gtid = result["gtid_position"]
+    assert GTID_LIST.fullmatch(gtid) and result["bytes"] > ROWS * 100, result
+    assert mysqld_pid(manager, target) == pid  # loaded into the running server
+    assert rows_digest(manager, target, ROWS) == rows_digest(manager, source, ROWS)
+    assert one(manager, target, "CHECKSUM TABLE src.a").split("\t")[1] == \
+        one(manager, source, "CHECKSUM TABLE src.a").split("\t")[1]
+    databases = one(manager, target, "SHOW DATABASES").split()
+    assert "stale" not in databases and "stale_logged" not in databases
+    users = one(manager, target, "SELECT CONCAT(User, '@', Host) FROM mysql.user").split()
+    assert "copied@%" in users and "stale@%" not in users and "reader_role@" in users, users
+    assert "GRANT SELECT ON `src`.* TO `copied`@`%`" in one(
+        manager, target, "SHOW GRANTS FOR 'copied'@'%'")
+    # Nothing of the load went into the target's binlog: its only position is the copy's.
+    positions = one(manager, target, "SELECT @@gtid_binlog_pos, @@gtid_slave_pos,"
+                    " @@gtid_current_pos").split("\t")
+    assert positions == ["", gtid, gtid], positions
+    assert sequence(one(manager, source, "SELECT @@gtid_binlog_pos")) >= sequence(gtid)
+    assert manager.root_password not in logs_of(manager, target)
+
+    # What is not a whole dump is refused (the server is left emptied, positionless).
+    fakes = [FakeSource(b"-- MariaDB dump 10.19\nCREATE DATABASE half;\n"),
+             FakeSource(b"SELECT 1;\n" * 100)]
+    try:
+        text = rpc_error(lambda: pair.call(target, "seed_from",
+                                           {"source": fakes[0].url, "method": "logical"}))
+        assert "the copy is incomplete (the dump does not end as completed)" in text, text
+        text = rpc_error(lambda: pair.call(target, "seed_from",
+                                           {"source": fakes[1].url, "method": "logical"}))
+        assert "the copy is not a dump of mariadb-dump" in text, text
+    finally:
+        for fake in fakes:
+            fake.shutdown()
+    assert one(manager, target, "SELECT @@gtid_current_pos") == ""
+    text = rpc_error(lambda: pair.call(target, "seed_from",
+                                       {"source": pair.urls[source], "method": "copy"}))
+    assert text.startswith("Invalid argument: method"), text
+    # Put the target back on a physical copy for the tests that follow.
+    assert pair.seed(pair.urls[source])["method"] == "physical"
+
+
 def test_seed_copies_a_node_that_keeps_taking_writes(pair: Pair) -> None:
     manager, source, target = pair.manager, pair.source, pair.target
     pair.pause()

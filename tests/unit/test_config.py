@@ -295,6 +295,7 @@ def test_unknown_driver_names_the_key() -> None:
     ("manager", "semi_sync_timeout", "5s"),
     ("manager", "auto_failover", "sometimes"),
     ("manager", "max_reader_lag", "-3"),
+    ("manager", "seed_method", "rsync"),
 ])
 def test_bad_values_name_the_key(section: str, key: str, value: str) -> None:
     ini = IniFile.from_text(f"[{section}]\n{key} = {value}\n", env={}, name="m.cnf")
@@ -349,10 +350,11 @@ def test_malformed_range_is_refused(text: str) -> None:
 
 def test_replication_settings_are_read() -> None:
     ini = IniFile.from_text("[manager]\nsemi_sync = false\nsemi_sync_timeout = 250\n"
-                            "auto_failover = no\nmax_reader_lag = 2.5\n", env={})
+                            "auto_failover = no\nmax_reader_lag = 2.5\n"
+                            "seed_method = Logical\n", env={})
     config = ManagerConfig.from_ini(ini)
     assert (config.semi_sync, config.semi_sync_timeout, config.auto_failover,
-            config.max_reader_lag) == (False, 250, False, 2.5)
+            config.max_reader_lag, config.seed_method) == (False, 250, False, 2.5, "logical")
     defaults = ManagerConfig()
-    assert (defaults.semi_sync, defaults.semi_sync_timeout, defaults.auto_failover) == \
-        (True, 5000, True)
+    assert (defaults.semi_sync, defaults.semi_sync_timeout, defaults.auto_failover,
+            defaults.seed_method) == (True, 5000, True, "auto")

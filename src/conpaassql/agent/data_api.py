@@ -10,7 +10,7 @@ from conpaassql.agent.settings import AgentSettings
 from conpaassql.agent.supervisor import Supervisor
 from conpaassql.domain.states import AgentState
 from conpaassql.errors import BusyError, InvalidArgumentError, WrongStateError
-from conpaassql.mysql.dump import Export, load_sql
+from conpaassql.mysql.dump import SQL_MEDIA_TYPE, Export, load_sql
 from conpaassql.mysql.guards import ensure_writable
 from conpaassql.mysql.names import check_user_database
 from conpaassql.mysql.schemas import database_exists
@@ -21,7 +21,6 @@ from conpaassql.rpc.types import Params, Text
 
 log = logging.getLogger(__name__)
 
-SQL_MEDIA_TYPE = "application/sql"
 
 
 class DatabaseParams(Params):

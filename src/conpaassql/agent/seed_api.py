@@ -33,6 +33,7 @@ from conpaassql.agent.supervisor import Supervisor
 from conpaassql.domain.states import AgentState
 from conpaassql.errors import (
     BusyError,
+    ConfigError,
     ConpaasSQLError,
     InvalidArgumentError,
     MySQLError,
@@ -41,6 +42,8 @@ from conpaassql.errors import (
     WrongStateError,
 )
 from conpaassql.mysql.backup import (
+    BACKUP,
+    MBSTREAM,
     Backup,
     Receive,
     RestoreResult,
@@ -49,10 +52,13 @@ from conpaassql.mysql.backup import (
     from_chunks,
     restore,
 )
+from conpaassql.mysql.binaries import find_binary
+from conpaassql.mysql.dump import SQL_MEDIA_TYPE, Export
+from conpaassql.mysql.logical_copy import LogicalCopy, copy_dump_command, load_copy
 from conpaassql.mysql.socket_copy import TICKET_BYTES, Receiver, send_backup
 from conpaassql.rpc.client import RpcClient
 from conpaassql.rpc.registry import CallContext, Registry
-from conpaassql.rpc.streams import ByteStreamResponse
+from conpaassql.rpc.streams import ByteStreamResponse, sql_failure_line
 from conpaassql.rpc.types import Params, Text
 
 log = logging.getLogger(__name__)
@@ -114,9 +120,15 @@ _HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63
 Transport = Literal["auto", "socket", "http"]
 
 
+#: What is copied: the datadir (``physical``: mariabackup), a dump (``logical``), or the
+#: datadir unless one of the two nodes cannot run mariabackup (``auto``).
+Method = Literal["auto", "physical", "logical"]
+
+
 class SeedParams(Params):
     source: AgentUrl
     transport: Transport = "auto"
+    method: Method = "auto"
 
 
 class PushParams(Params):
@@ -150,6 +162,7 @@ class SeedApi:
     def register(self, registry: Registry) -> None:
         registry.add("backup_stream", "GET", self.backup_stream, access="manager")
         registry.add("backup_push", "POST", self.backup_push, PushParams, access="manager")
+        registry.add("copy_dump", "GET", self.copy_dump, access="manager")
         registry.add("seed_from", "POST", self.seed_from, SeedParams, access="manager")
 
     def _claim(self, what: str) -> None:
@@ -198,6 +211,40 @@ class SeedApi:
         return ByteStreamResponse(chunks(), media_type=BACKUP_MEDIA_TYPE,
                                   cleanup=never_started)
 
+    async def copy_dump(self, params: Params, ctx: CallContext) -> ByteStreamResponse:
+        """A logical copy of this node's server (every user database, the accounts and
+        the GTID position: ``logical_copy``), streamed as ``mariadb-dump`` makes it."""
+        if self.supervisor.state is not AgentState.RUNNING:
+            raise WrongStateError(detail=f"mysqld is {self.supervisor.state}")
+        self._claim("a backup")
+        try:
+            export = await Export.start(self.settings.paths, None,
+                                        command=copy_dump_command(self.settings.paths))
+        except BaseException:
+            self._busy = None
+            raise
+        log.info("node %d: logical copy stream started", self.settings.node_id)
+
+        def release() -> None:
+            self._busy = None
+
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in export.chunks():
+                    yield chunk
+            finally:
+                release()
+                await export.close()
+                log.info("node %d: logical copy stream ended after %d bytes",
+                         self.settings.node_id, export.sent)
+
+        async def never_started() -> None:
+            release()
+            await export.close()
+
+        return ByteStreamResponse(chunks(), media_type=SQL_MEDIA_TYPE, cleanup=never_started,
+                                  failure_line=sql_failure_line)
+
     async def backup_push(self, params: PushParams, ctx: CallContext) -> dict[str, Any]:
         """Send a physical copy of this node's server to a node waiting for it on
         ``host:port`` (its ``seed_from``), presenting ``ticket`` first."""
@@ -230,7 +277,7 @@ class SeedApi:
         started = time.monotonic()
         log.info("node %d: seeding from %s", node, source)
         try:
-            result = await self._seed(source, params.transport)
+            result = await self._seed(source, params.transport, params.method)
         except ConpaasSQLError as exc:
             log.error("node %d: seeding from %s failed after %.2f s: %s", node, source,
                       time.monotonic() - started, exc)
@@ -245,7 +292,7 @@ class SeedApi:
                                  f"(GTID position {result['gtid_position'] or 'empty'})")
         return {"return": "OK", **result}
 
-    async def _seed(self, source: str, transport: Transport) -> dict[str, Any]:
+    async def _seed(self, source: str, transport: Transport, method: Method) -> dict[str, Any]:
         started = time.monotonic()
         if self.supervisor.state is AgentState.RUNNING:
             await ensure_replaceable(self.supervisor.session)
@@ -254,8 +301,7 @@ class SeedApi:
             waited = False
             while True:
                 try:
-                    restored, used = await self._copy(client, source, deadline,
-                                                      transport)
+                    result = await self._copy_by(method, client, source, deadline, transport)
                     break
                 except RemoteError as exc:
                     # The source streams another copy (a slave seeded at the same
@@ -267,9 +313,50 @@ class SeedApi:
                                  self.settings.node_id, source)
                         waited = True
                     await asyncio.sleep(BUSY_RETRY)
-        await adopt_gtid_position(self.supervisor.session, restored.gtid_position)
-        return {**restored.as_dict(), "transport": used,
-                "seconds": round(time.monotonic() - started, 3)}
+        return {**result, "seconds": round(time.monotonic() - started, 3)}
+
+    async def _copy_by(self, method: Method, client: RpcClient, source: str, deadline: float,
+                       transport: Transport) -> dict[str, Any]:
+        """The physical copy, or the logical one where ``method`` asks for it or
+        (``auto``) where the physical copy cannot run on one of the two nodes."""
+        if method != "logical":
+            missing = _missing_tools()
+            if missing is None:
+                try:
+                    restored, used = await self._copy(client, source, deadline, transport)
+                except ConpaasSQLError as exc:
+                    if method == "physical" or not _physical_impossible(exc):
+                        raise
+                    why = str(exc)
+                else:
+                    await adopt_gtid_position(self.supervisor.session, restored.gtid_position)
+                    return {**restored.as_dict(), "method": "physical", "transport": used}
+            elif method == "physical":
+                raise ConfigError(f"program not found: {missing}")
+            else:
+                why = f"program not found here: {missing}"
+            log.warning("node %d: no physical copy from %s (%s); copying it logically",
+                        self.settings.node_id, source, why)
+        copied = await self._copy_logically(client, source, deadline)
+        return {**copied.as_dict(), "method": "logical", "transport": "http"}
+
+    async def _copy_logically(self, client: RpcClient, source: str,
+                              deadline: float) -> LogicalCopy:
+        """The source's ``copy_dump`` loaded into this node's server."""
+        if self.supervisor.state is not AgentState.RUNNING:
+            raise WrongStateError(detail=f"mysqld is {self.supervisor.state}: a logical copy "
+                                  "is loaded into a running server")
+        opening = asyncio.timeout(max(0.0, deadline - time.monotonic()))
+        try:
+            async with opening, client.stream("copy_dump") as stream:
+                opening.reschedule(None)
+                return await load_copy(self.settings.paths, self.supervisor.session,
+                                       _watched(stream.chunks(), source, self.stall_timeout))
+        except TimeoutError:
+            if not opening.expired():
+                raise
+            raise UnreachableError(source, detail=f"no copy started within "
+                                   f"{self.open_timeout:g} s") from None
 
     async def _copy(self, client: RpcClient, source: str, deadline: float,
                     transport: Transport) -> tuple[RestoreResult, str]:
@@ -360,6 +447,22 @@ class NoConnectionError(Exception):
     def __init__(self, error: BaseException) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+def _missing_tools() -> str | None:
+    """The physical copy's programs this node lacks (None when it has them)."""
+    missing = []
+    for names in (BACKUP, MBSTREAM):
+        try:
+            find_binary(*names)
+        except ConfigError:
+            missing.append(" or ".join(names))
+    return ", ".join(missing) or None
+
+
+def _physical_impossible(exc: ConpaasSQLError) -> bool:
+    """True when the source cannot make a physical copy at all (no mariabackup)."""
+    return "program not found" in str(exc)
 
 
 def _source_busy(exc: RemoteError) -> bool:

@@ -317,9 +317,10 @@ class Replication:
             self.rt.store.record_event(f"node {node_id}: {why}: copying node {master.id}",
                                        node_id)
             started = time.monotonic()
-            answer = await self.rt.agents.call(node, "seed_from",
-                                               {"source": master.agent_url},
-                                               timeout=SEED_TIMEOUT)
+            answer = await self.rt.agents.call(
+                node, "seed_from",
+                {"source": master.agent_url, "method": self.rt.config.seed_method},
+                timeout=SEED_TIMEOUT)
             async with self.topology_lock:
                 current = self.nodes.master()
                 if current is None or current.id != master.id:
@@ -329,7 +330,8 @@ class Replication:
                     await self._make_master(master, semi_sync=True)
             self.rt.store.record_event(
                 f"node {node_id} is a slave of node {master.id} (copy of "
-                f"{answer.get('bytes', 0)} bytes in {time.monotonic() - started:.1f} s)",
+                f"{answer.get('bytes', 0)} bytes in {time.monotonic() - started:.1f} s, "
+                f"{answer.get('method', 'physical')})",
                 node_id)
         except ConpaasSQLError as exc:
             self.rt.store.record_event(f"node {node_id}: copying the master failed: "

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 CLIENT = ("mariadb", "mysql")
 DUMPER = ("mariadb-dump", "mysqldump")
 GZIP_MAGIC = b"\x1f\x8b"
+SQL_MEDIA_TYPE = "application/sql"
 #: Options of every export: one consistent snapshot, with the GTID position.
 EXPORT_OPTIONS = (
     "--single-transaction", "--master-data=2", "--gtid", "--routines", "--events",
@@ -105,7 +106,7 @@ def dump_command(paths: ServerPaths, databases: Sequence[str] | None) -> list[st
     return [*args, "--all-databases", "--ignore-database=mysql", "--ignore-database=sys"]
 
 
-def _client_error(text: str, what: str) -> MySQLError:
+def client_error(text: str, what: str) -> MySQLError:
     """The client's message as ``MySQLError``: its ``ERROR ...`` line first, then the
     statement it echoed (shortened) as the detail."""
     text = text.strip() or f"{what} failed"
@@ -145,7 +146,7 @@ async def load_sql(paths: ServerPaths, chunks: AsyncIterator[bytes],
 
     status, text = await pipe_into(client_command(paths, database), sql())
     if status != 0:
-        raise _client_error(text, "loading the dump")
+        raise client_error(text, "loading the dump")
     return LoadResult(sizes["received"], sizes["loaded"], time.monotonic() - started,
                       bool(gunzip.compressed))
 
@@ -161,12 +162,14 @@ class Export:
         return self._output.sent
 
     @classmethod
-    async def start(cls, paths: ServerPaths, databases: Sequence[str] | None) -> Export:
-        """Start the dump; a failure before its first byte raises ``MySQLError`` here."""
-        output = await ToolOutput.start(dump_command(paths, databases))
+    async def start(cls, paths: ServerPaths, databases: Sequence[str] | None, *,
+                    command: Sequence[str] | None = None) -> Export:
+        """Start the dump (``dump_command``, or ``command``); a failure before its
+        first byte raises ``MySQLError`` here."""
+        output = await ToolOutput.start(command or dump_command(paths, databases))
         if not output.first:
             status, text = await output.finish()
-            raise _client_error(text, f"the dump (exit status {status})")
+            raise client_error(text, f"the dump (exit status {status})")
         return cls(output)
 
     async def close(self) -> None:
@@ -180,6 +183,6 @@ class Export:
                 yield block
             status, text = await self._output.finish()
             if status != 0:
-                raise _client_error(text, f"the dump (exit status {status})")
+                raise client_error(text, f"the dump (exit status {status})")
         finally:
             await self.close()
