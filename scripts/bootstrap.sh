@@ -11,6 +11,10 @@ command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(ma
 command -v mariadb >/dev/null 2>&1 || missing+=(mariadb-client)
 command -v mariabackup >/dev/null 2>&1 || missing+=(mariadb-backup)
 "$python" -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+# The network-partition tests cut a node off with nftables; installed when root.
+if [ "$(id -u)" -eq 0 ] && ! command -v nft >/dev/null 2>&1 && [ ! -x /usr/sbin/nft ]; then
+    missing+=(nftables)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
         echo "bootstrap: installing ${missing[*]}"

@@ -254,3 +254,44 @@ def rpc_error(call: Callable[[], Any]) -> str:
     except RemoteError as exc:
         return str(exc)
     raise AssertionError(f"expected an error reply, got {result!r:.300}")
+
+
+class Partition:
+    """Cuts a node's address off the network with nftables: every packet from or to
+    it is dropped (its unix sockets and its processes stay as they are)."""
+
+    def __init__(self, ip: str) -> None:
+        self.ip = ip
+        self.table = f"cq_partition_{os.getpid()}_{ip.replace('.', '_')}"
+        nft = shutil.which("nft")
+        if nft is None:
+            raise AssertionError("the partition tests need nft (nftables): "
+                                 "scripts/bootstrap.sh installs it when run as root")
+        self.nft = nft
+        self.cut = False
+
+    def _run(self, *args: str) -> None:
+        subprocess.run([self.nft, *args], check=True, capture_output=True, timeout=10)
+
+    def __enter__(self) -> Partition:
+        self._run("add", "table", "ip", self.table)
+        try:
+            for hook in ("input", "output"):
+                self._run("add", "chain", "ip", self.table, hook,
+                          f"{{ type filter hook {hook} priority 0 ; }}")
+                for where in ("saddr", "daddr"):
+                    self._run("add", "rule", "ip", self.table, hook, "ip", where, self.ip,
+                              "drop")
+        except BaseException:
+            self.heal()
+            raise
+        self.cut = True
+        return self
+
+    def heal(self) -> None:
+        subprocess.run([self.nft, "delete", "table", "ip", self.table], check=False,
+                       capture_output=True, timeout=10)
+        self.cut = False
+
+    def __exit__(self, *exc: object) -> None:
+        self.heal()

@@ -11,7 +11,13 @@ import pytest
 
 from conpaassql.domain.gtid import GtidPosition
 from tests.integration import workload
-from tests.integration.harness import Manager, process_alive, rpc_error, wait_until
+from tests.integration.harness import (
+    Manager,
+    Partition,
+    process_alive,
+    rpc_error,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -174,6 +180,46 @@ def test_failover_when_the_master_mysqld_is_killed(trio: Manager) -> None:
 
 def test_failover_when_the_master_node_freezes(trio: Manager) -> None:
     _failover(trio, freeze=True)
+
+
+def test_failover_when_the_master_is_cut_off_the_network(trio: Manager) -> None:
+    """Every packet from or to the master's address dropped: neither the manager nor the
+    slaves reach it, nor its agent. It is powered off through the cloud driver (its agent
+    cannot be told), a slave takes over, and once the link is back the old master
+    rejoins as a read-only slave."""
+    manager = trio
+    old_master = manager.get("list_nodes")["masters"][0]
+    old_ip = manager.node(old_master)["ip"]
+    watcher = workload.Watcher(manager, [1, 2, 3]).start()
+    writer = workload.Writer(manager).start()
+    partition = Partition(old_ip)
+    try:
+        wait_until(lambda: len(writer.acked) > 100 and watcher.samples > 5, 30,
+                   what="writes flowing")
+        with partition:
+            wait_until(lambda: manager.get("list_nodes")["masters"] not in ([old_master], []),
+                       60, 0.1, what="a new master")
+            count, samples = len(writer.acked), watcher.samples
+            wait_until(lambda: len(writer.acked) > count + 100, 30,
+                       what="writes on the new master")
+            wait_until(lambda: watcher.samples > samples + 10, 30, what="samples after failover")
+            events = [e["message"] for e in manager.node(old_master)["history"]]
+            assert any(f"node {old_master} fenced (powered off" in m for m in events), events
+            new_master = manager.get("list_nodes")["masters"][0]
+            # Cut off, it is not part of the topology meanwhile.
+            assert manager.node(old_master)["role"] != "master"
+    finally:
+        partition.heal()
+        writer.stop()
+        watcher.stop()
+    assert new_master != old_master
+    assert writer.writers_seen[-1] == new_master
+    assert not watcher.violations, watcher.violations[:5]
+    acked_rows_present(manager, writer)
+    assert_converged(manager)
+    assert manager.node(old_master)["role"] == "slave"
+    wait_until(lambda: manager.get("get_service_info")["state"] == "RUNNING", 60,
+               what="service RUNNING again")
 
 
 def test_removing_the_master_elects_the_most_advanced_slave(trio: Manager) -> None:

@@ -99,7 +99,8 @@ class Reconciler:
             current = self.rt.store.get_node(node.id)
             if current is None or current.state not in PROBED_STATES:
                 return
-            self.failures[node.id] = 0
+            # Not a reset of the probe failures: that the agent reaches the manager
+            # does not say the manager, the slaves and the clients reach the node.
             self.reports[node.id] = report
             self._apply(current, report, None, False)
             self.nodes.refresh_service_state(f"node {node.id} reported")
