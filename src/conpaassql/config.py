@@ -202,6 +202,8 @@ class ManagerConfig:
     cloud_list_interval: float = 5.0
     agent_port: int = 60000
     mysql_port: int = 3306
+    agents_port: int = 0  # the manager's TLS port for its agents (0: the API's port + 1)
+    agents_bind: str | None = None  # where it listens (default: the API's address)
     max_nodes: int = 64
     semi_sync: bool = True
     semi_sync_timeout: int = 5000  # milliseconds a commit waits for a slave's ack
@@ -238,6 +240,8 @@ class ManagerConfig:
             cloud_list_interval=manager.number("cloud_list_interval", 5.0, 0.1),
             agent_port=agent.integer("port", 60000, 1, 65535),
             mysql_port=agent.integer("mysql_port", 3306, 1, 65535),
+            agents_port=manager.integer("agents_port", 0, 0, 65535),
+            agents_bind=manager.get("agents_bind") or None,
             max_nodes=manager.integer("max_nodes", 64, 1, 10000),
             semi_sync=manager.boolean("semi_sync", True),
             semi_sync_timeout=manager.integer("semi_sync_timeout", 5000, 1, 3_600_000),

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from conpaassql.cloud.local import stop_node_processes
 from conpaassql.errors import RemoteError
 from conpaassql.rpc.client import RpcClient, call_blocking
+from conpaassql.rpc.tls import TlsFiles, client_context, dns_name, node_name
 
 T = TypeVar("T")
 _files = itertools.count()
@@ -77,6 +78,7 @@ class Manager:
     def __init__(self, template_cache: Path, extra_config: str = "") -> None:
         self.state_dir = Path(tempfile.mkdtemp(prefix="cq-", dir="/tmp"))
         self.port = free_port()
+        self.agents_port = free_port()
         self.subnet = claim_subnet()
         self.config_file = self.state_dir / "manager.cnf"
         self.config_file.write_text(
@@ -85,11 +87,14 @@ class Manager:
             f"LOCAL_TEMPLATE_CACHE = {template_cache}\n"
             "LOCAL_MYSQL_OPTIONS = innodb_buffer_pool_size=32M\n"
             "[manager]\nprobe_interval = 0.5\ncloud_list_interval = 1\n"
-            "heartbeat_interval = 2\nboot_timeout = 120\n" + extra_config,
+            "heartbeat_interval = 2\nboot_timeout = 120\n"
+            f"agents_port = {self.agents_port}\n" + extra_config,
             encoding="utf-8",
         )
         self.process: subprocess.Popen[bytes] | None = None
         self.url = f"http://127.0.0.1:{self.port}/"
+        self._service_id: str | None = None
+        self._agent_urls: dict[int, str] = {}
 
     # -- process ------------------------------------------------------------
 
@@ -101,7 +106,8 @@ class Manager:
             stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=REPO,
         )
         log.close()
-        wait_until(lambda: self.get("get_service_info"), timeout=30, what="manager up")
+        info = wait_until(lambda: self.get("get_service_info"), timeout=30, what="manager up")
+        self._service_id = str(info["service_id"])
         return self
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
@@ -203,6 +209,38 @@ class Manager:
     @property
     def root_password(self) -> str:
         return (self.state_dir / "secrets" / "root_password").read_text().strip()
+
+    @property
+    def service_id(self) -> str:
+        if self._service_id is None:
+            self._service_id = str(self.get("get_service_info")["service_id"])
+        return self._service_id
+
+    @property
+    def manager_tls(self) -> TlsFiles:
+        pki = self.state_dir / "pki"
+        return TlsFiles(pki / "manager.crt", pki / "manager.key", pki / "ca.crt")
+
+    def agent_url(self, node_id: int) -> str:
+        """The node's agent (remembered: a node keeps its address)."""
+        if node_id not in self._agent_urls:
+            node = self.node(node_id)
+            self._agent_urls[node_id] = f"https://{node['ip']}:{node['agent_port']}/"
+        return self._agent_urls[node_id]
+
+    def agent_client(self, node_id: int, **options: Any) -> RpcClient:
+        """An RPC client to the node's agent, as the manager calls it (mutual TLS)."""
+        return RpcClient(self.agent_url(node_id), token=self.agent_secret,
+                         verify=client_context(self.manager_tls),
+                         server_name=dns_name(self.service_id, node_name(node_id)), **options)
+
+    def agent_call(self, node_id: int, method: str, params: dict[str, Any] | None = None,
+                   verb: str = "POST", timeout: float = 120) -> Any:
+        return call_blocking(self.agent_url(node_id), method, params,
+                             verb=verb,  # type: ignore[arg-type]
+                             token=self.agent_secret, timeout=timeout,
+                             verify=client_context(self.manager_tls),
+                             server_name=dns_name(self.service_id, node_name(node_id)))
 
     @property
     def agent_secret(self) -> str:

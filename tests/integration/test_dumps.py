@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from conpaassql.rpc.client import RpcClient
 from tests.integration.harness import Manager, rpc_error
 
 pytestmark = pytest.mark.integration
@@ -215,8 +214,7 @@ def test_bad_requests_and_slaves_change_nothing(pair: Pair, tmp_path: Path) -> N
                                                           **p))
         assert text.startswith(expected), (params, text)
     # The slave's own agent refuses too: its server is read-only.
-    node = manager.node(slave)
-    agent = RpcClient(f"http://{node['ip']}:{node['agent_port']}/", token=manager.agent_secret)
+    agent = manager.agent_client(slave)
 
     async def direct() -> None:
         async with agent:

@@ -65,8 +65,8 @@ CASES: list[tuple[str, Any, int, str]] = [
     ("node id with NUL", {"method": "remove_nodes", "params": {"serviceNodeId": "1\x00"},
                           "id": 1}, 200, "Invalid argument: serviceNodeId"),
     ("no register without credential", {"method": "register_node",
-                                        "params": {"state": {}}, "id": 1}, 401,
-     "Not authorized"),
+                                        "params": {"state": {}}, "id": 1}, 403,
+     "Forbidden DETAIL:agents call the manager on its TLS port"),
     ("deep nesting", "[" * 100000, 400, "Invalid JSON"),
 ]
 

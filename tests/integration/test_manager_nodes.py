@@ -7,12 +7,12 @@ import shutil
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
-import httpx
 import pytest
 
 from conpaassql.cloud.local import stop_node_processes
-from tests.integration.harness import Manager, process_alive, wait_until
+from tests.integration.harness import Manager, process_alive, rpc_error, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -176,48 +176,21 @@ def test_shutdown_destroys_every_node(manager: Manager) -> None:
     assert "listening on" in log
 
 
-def test_agent_answers_its_manager_only(manager: Manager) -> None:
-    manager.post("add_nodes", count=1)
-    node = manager.wait_running(1)[0]
-    url = f"http://{node['ip']}:60000/"
-    anonymous = httpx.get(url, params={"method": "get_server_state", "id": "1"})
-    assert anonymous.status_code == 401
-    assert anonymous.json()["error"].startswith("Not authorized")
-    wrong = httpx.get(url, params={"method": "get_server_state", "id": "1"},
-                      headers={"Authorization": "Bearer not-the-secret"})
-    assert wrong.status_code == 401
-    right = httpx.get(url, params={"method": "get_server_state", "id": "1"},
-                      headers={"Authorization": f"Bearer {manager.agent_secret}"})
-    assert right.status_code == 200
-    assert right.json()["result"]["return"]["state"] == "RUNNING"
-
-    # register_node on the manager is for agents with the service's credential.
-    forged = httpx.post(manager.url, json={"method": "register_node", "id": 1, "params": {
-        "state": {"node_id": node["id"], "service_id": "x"}}})
-    assert forged.status_code == 401
-    before = manager.node(node["id"])["registered_at"]
-    assert before is not None
-
-
 def test_set_server_configuration_restarts_mysqld_with_it(manager: Manager) -> None:
     manager.post("add_nodes", count=1)
     node = manager.wait_running(1)[0]
-    url = f"http://{node['ip']}:60000/"
-    auth = {"Authorization": f"Bearer {manager.agent_secret}"}
 
-    def configure(section: str, name: str, value: str) -> dict:
-        return httpx.post(url, headers=auth, timeout=60, json={
-            "method": "set_server_configuration", "id": 1,
-            "params": {"section": section, "id_param": name, "value": value}}).json()
+    def configure(section: str, name: str, value: str) -> Any:
+        return manager.agent_call(node["id"], "set_server_configuration",
+                                  {"section": section, "id_param": name, "value": value})
 
-    assert configure("mysqld", "max_connections", "77")["result"] == {"return": "OK"}
+    assert configure("mysqld", "max_connections", "77") == {"return": "OK"}
     assert manager.sql(node["id"], "SELECT @@max_connections").stdout.strip() == "77"
-    refused = configure("mysqld", "datadir", "/tmp")
-    assert refused["error"].startswith("Invalid argument: id_param")
-    bad = configure("mysqld", "max_connections", "77\n[client]")
-    assert bad["error"].startswith("Invalid argument")
-    broken = configure("mysqld", "innodb_buffer_pool_size", "not-a-size")
-    assert broken["error"] is not None
+    refused = rpc_error(lambda: configure("mysqld", "datadir", "/tmp"))
+    assert refused.startswith("Invalid argument: id_param")
+    bad = rpc_error(lambda: configure("mysqld", "max_connections", "77\n[client]"))
+    assert bad.startswith("Invalid argument")
+    rpc_error(lambda: configure("mysqld", "innodb_buffer_pool_size", "not-a-size"))
     # The bad value was reverted and the server runs with the previous settings.
     assert manager.sql(node["id"], "SELECT @@max_connections").stdout.strip() == "77"
     cnf = Path(manager.node_dir(node["id"]) / "mysql" / "my.cnf").read_text()

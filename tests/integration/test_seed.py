@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import shutil
 import signal
+import ssl
 import stat
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +28,7 @@ from typing import Any
 import pymysql
 import pytest
 
-from conpaassql.rpc.client import RpcClient, call_blocking
+from conpaassql.manager.authority import Authority
 from tests.integration.harness import Manager, free_port, rpc_error, wait_until
 
 pytestmark = pytest.mark.integration
@@ -79,9 +82,7 @@ class Pair:
 
     def call(self, node_id: int, method: str, params: dict[str, Any] | None = None,
              verb: str = "POST", timeout: float = 120) -> Any:
-        return call_blocking(self.urls[node_id], method, params,
-                             verb=verb,  # type: ignore[arg-type]
-                             token=self.manager.agent_secret, timeout=timeout)
+        return self.manager.agent_call(node_id, method, params, verb, timeout)
 
     def seed_error(self, source: str) -> str:
         """The error text of ``seed_from`` on the target (which must fail)."""
@@ -114,7 +115,7 @@ def pair(template_cache: Path) -> Iterator[Pair]:
         source = with_roles[0]["id"] if with_roles else 1
         nodes = {n["id"]: manager.node(n["id"]) for n in manager.nodes()}
         target = next(i for i in nodes if i != source)
-        urls = {i: f"http://{n['ip']}:{n['agent_port']}/" for i, n in nodes.items()}
+        urls = {i: manager.agent_url(i) for i in nodes}
         pair = Pair(manager, source, target, urls)
         ok = manager.sql(source, (
             "CREATE DATABASE src; CREATE TABLE src.t (id INT AUTO_INCREMENT PRIMARY KEY,"
@@ -207,7 +208,8 @@ def logs_of(manager: Manager, node_id: int) -> str:
 
 def test_bad_sources_are_refused(pair: Pair) -> None:
     pair.pause()
-    for source in ["ftp://127.0.0.1:60000/", "http://127.0.0.1/", "127.0.0.1:60000",
+    for source in ["ftp://127.0.0.1:60000/", "https://127.0.0.1/", "127.0.0.1:60000",
+                   "http://127.0.0.1:60000/",
                    "http://root:pw@127.0.0.1:60000/", "http://127.0.0.1:60000/x?y=1",
                    "http://:60000/", "http://127.0.0.1:99999/", "", "http://a b:1/"]:
         text = pair.seed_error(source)
@@ -224,9 +226,11 @@ def test_bad_sources_are_refused(pair: Pair) -> None:
 
 
 class FakeSource(ThreadingHTTPServer):
-    """Answers every request with ``body`` as a complete reply of ``media_type``."""
+    """Answers every request with ``body`` as a complete reply of ``media_type``, over
+    TLS with a certificate of the service's CA (as a node of the service would)."""
 
-    def __init__(self, body: bytes, media_type: str = "application/octet-stream") -> None:
+    def __init__(self, manager: Manager, body: bytes,
+                 media_type: str = "application/octet-stream") -> None:
         self.body = body
         self.requests = 0
         fake = self
@@ -244,16 +248,24 @@ class FakeSource(ThreadingHTTPServer):
                 pass
 
         super().__init__(("127.0.0.1", free_port()), Handler)
+        authority = Authority.load_or_create(manager.state_dir / "pki", manager.service_id)
+        issued = authority.issue("fake-source", ips=("127.0.0.1",))
+        directory = Path(tempfile.mkdtemp(prefix="cq-fake-"))
+        (directory / "c.pem").write_text(issued.cert_pem + issued.key_pem)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(directory / "c.pem"))
+        shutil.rmtree(directory)
+        self.socket = context.wrap_socket(self.socket, server_side=True)
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/"
+        return f"https://127.0.0.1:{self.server_address[1]}/"
 
 
 def fetch_backup(pair: Pair, node_id: int) -> bytes:
     async def read() -> bytes:
-        async with RpcClient(pair.urls[node_id], token=pair.manager.agent_secret) as client, \
+        async with pair.manager.agent_client(node_id) as client, \
                 client.stream("backup_stream") as stream:
             return b"".join([chunk async for chunk in stream.chunks()])
 
@@ -277,13 +289,14 @@ def test_failed_seeds_leave_the_node_on_its_old_data(pair: Pair) -> None:
     whole = fetch_backup(pair, pair.source)
     assert whole.startswith(b"XBSTCK01")
     fakes = [
-        FakeSource(b'{"result": null, "error": "Not authorized", "id": 1}', "application/json"),
-        FakeSource(b"not an xbstream" * 1000),
-        FakeSource(whole[: len(whole) // 2]),  # complete replies of cut copies: mid-file,
-        FakeSource(whole[:last_files(whole)]),  # and before the files written last
+        FakeSource(manager, b'{"result": null, "error": "Not authorized", "id": 1}',
+                   "application/json"),
+        FakeSource(manager, b"not an xbstream" * 1000),
+        FakeSource(manager, whole[: len(whole) // 2]),  # complete replies of cut copies: mid-file,
+        FakeSource(manager, whole[:last_files(whole)]),  # and before the files written last
     ]
     cases = [
-        (f"http://127.0.0.1:{free_port()}/", "Cannot reach"),
+        (f"https://127.0.0.1:{free_port()}/", "Cannot reach"),
         (fakes[0].url, "Not authorized"),
         (fakes[1].url, "the copy is not an xbstream"),
         (fakes[2].url, "the copy is incomplete (it ends in the middle of a file)"),
@@ -323,7 +336,7 @@ def test_a_copy_that_does_not_start_is_rolled_back(pair: Pair) -> None:
     finally:
         one(manager, pair.source, "SET SESSION sql_log_bin = 0; UPDATE mysql.global_priv"
             f" SET Priv = UNHEX('{saved}') {where}")
-    fake = FakeSource(copy)
+    fake = FakeSource(manager, copy)
     try:
         text = pair.seed_error(fake.url)
     finally:
@@ -345,7 +358,7 @@ def test_one_copy_at_a_time_and_a_reader_that_leaves(pair: Pair) -> None:
     broken_before = source_log.read_text().count("backup stream broken off")
 
     async def seed_while_a_backup_is_held() -> tuple[str, Any]:
-        async with RpcClient(pair.urls[pair.source], token=manager.agent_secret) as client, \
+        async with manager.agent_client(pair.source) as client, \
                 client.stream("backup_stream") as stream:
             chunks = stream.chunks()  # kept referenced: the stream stays open
             first = await anext(chunks)
@@ -382,7 +395,7 @@ def test_the_copy_over_the_rpc_stream_and_the_socket_checks(pair: Pair) -> None:
     assert rows_digest(manager, pair.target, ROWS) == rows_digest(manager, pair.source, ROWS)
 
     # Asked for the socket only, a source that cannot send over one is an error...
-    fake = FakeSource(b"XBSTCK01 never read")
+    fake = FakeSource(manager, b"XBSTCK01 never read")
     try:
         text = rpc_error(lambda: pair.call(pair.target, "seed_from",
                                            {"source": fake.url, "transport": "socket"}))
@@ -446,8 +459,8 @@ def test_the_logical_copy(pair: Pair) -> None:
     assert manager.root_password not in logs_of(manager, target)
 
     # What is not a whole dump is refused (the server is left emptied, positionless).
-    fakes = [FakeSource(b"-- MariaDB dump 10.19\nCREATE DATABASE half;\n"),
-             FakeSource(b"SELECT 1;\n" * 100)]
+    fakes = [FakeSource(manager, b"-- MariaDB dump 10.19\nCREATE DATABASE half;\n"),
+             FakeSource(manager, b"SELECT 1;\n" * 100)]
     try:
         text = rpc_error(lambda: pair.call(target, "seed_from",
                                            {"source": fakes[0].url, "method": "logical"}))

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from conpaassql.errors import RemoteError
-from conpaassql.rpc.client import RpcClient, call_blocking
+from conpaassql.rpc.client import RpcClient
 from tests.integration.harness import Manager
 
 pytestmark = pytest.mark.integration
@@ -404,13 +404,12 @@ def test_writes_naming_the_slave_are_refused(pair: Pair) -> None:
         text = refused(manager, method, serviceNodeId=slave, **params)
         assert text == pair.slave_refusal(), (method, text)
     # The agent of the slave says the same to its manager directly: read-only.
-    agent_url = f"http://{pair.slave_node['ip']}:{manager.node(slave)['agent_port']}/"
     for method, params in attempts:
         sent = {("username" if k == "user" else k): v for k, v in params.items()}
         if isinstance(sent.get("privileges"), str):
             sent["privileges"] = [sent["privileges"]]
         with pytest.raises(RemoteError) as caught:
-            call_blocking(agent_url, method, sent, token=manager.agent_secret)
+            manager.agent_call(slave, method, sent)
         assert str(caught.value).startswith(READ_ONLY), (method, str(caught.value))
     # Nothing changed anywhere: no account, no database, not one transaction.
     assert root_sql(manager, master, "SELECT @@global.gtid_binlog_pos").strip() == position

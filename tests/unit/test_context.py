@@ -47,6 +47,9 @@ NASTY_VALUES = [
 BASH = shutil.which("bash")
 
 
+PEM = "-----BEGIN {kind}-----\nMIIB+zCCAaGgAwIBAgIU'x\"$y`z\n-----END {kind}-----\n"
+
+
 def make_context(**changes: object) -> NodeContext:
     base = NodeContext(
         manager_url="http://127.0.0.1:50000/",
@@ -61,6 +64,9 @@ def make_context(**changes: object) -> NodeContext:
         data_dir="/var/lib/conpaassql/node-7",
         template_dir="/var/cache/conpaassql/template",
         mysql_options={"innodb_buffer_pool_size": "64M", "max_connections": "50"},
+        ca_cert=PEM.format(kind="CERTIFICATE"),
+        tls_cert=PEM.format(kind="CERTIFICATE"),
+        tls_key=PEM.format(kind="PRIVATE KEY"),
     )
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
@@ -90,8 +96,12 @@ def test_round_trip_with_defaults_and_nones() -> None:
 
 
 def test_render_is_key_value_lines_with_prefix() -> None:
-    lines = make_context().render().splitlines()
-    assert len(lines) == len(dataclasses.fields(NodeContext))
+    context = make_context()
+    parsed = NodeContext.parse(context.render())
+    assert parsed == context and parsed.tls_key == context.tls_key  # PEM lines kept
+    assert "PRIVATE KEY" not in repr(context) and "r00t" not in repr(context)
+    lines = make_context(ca_cert=None, tls_cert=None, tls_key=None).render().splitlines()
+    assert len(lines) == len(dataclasses.fields(NodeContext)) - 3
     for line in lines:
         assert line.startswith(PREFIX)
         key = line.partition("=")[0]
@@ -192,8 +202,9 @@ def test_unknown_keys_comments_and_blank_lines_are_ignored() -> None:
 
 
 def test_indented_lines_are_read() -> None:
-    text = "".join(f"   {line}\n" for line in make_context().render().splitlines())
-    assert NodeContext.parse(text) == make_context()
+    plain = make_context(ca_cert=None, tls_cert=None, tls_key=None)  # one line per key
+    text = "".join(f"   {line}\n" for line in plain.render().splitlines())
+    assert NodeContext.parse(text) == plain
 
 
 @pytest.mark.parametrize("key", ["manager_url", "service_id", "node_id", "secret",

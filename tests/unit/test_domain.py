@@ -307,4 +307,4 @@ def test_node_with_state_and_agent_url() -> None:
     assert (moved.state, moved.state_since, moved.created_at) == (N.BOOTING, 5.0, 1.0)
     assert node.state is N.PENDING
     placed = dataclasses.replace(moved, ip="127.0.0.12", agent_port=60001)
-    assert placed.agent_url == "http://127.0.0.12:60001/"
+    assert placed.agent_url == "https://127.0.0.12:60001/"

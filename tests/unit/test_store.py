@@ -165,7 +165,7 @@ def test_update_node_keeps_state(store: Store) -> None:
     assert updated.role is Role.SLAVE
     assert updated.details == {"gtid": "0-1-5"}
     assert updated.state is NodeState.PENDING
-    assert updated.agent_url == "http://127.0.0.11:60000/"
+    assert updated.agent_url == "https://127.0.0.11:60000/"
     with pytest.raises(ValueError):
         store.update_node(node_id, state=NodeState.RUNNING)
     assert store.get_node(node_id) == updated

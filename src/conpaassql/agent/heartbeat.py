@@ -23,8 +23,10 @@ Reporter = Callable[[], Awaitable[dict[str, Any]]]
 
 class Heartbeat:
     def __init__(self, manager_url: str, secret: str, interval: float,
-                 reporter: Reporter) -> None:
-        self.client = RpcClient(manager_url, token=secret, timeout=10.0)
+                 reporter: Reporter, *, verify: Any = True,
+                 server_name: str | None = None) -> None:
+        self.client = RpcClient(manager_url, token=secret, timeout=10.0, verify=verify,
+                                server_name=server_name)
         self.interval = interval
         self.reporter = reporter
         self.events: list[str] = []

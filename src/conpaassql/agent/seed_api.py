@@ -59,6 +59,7 @@ from conpaassql.mysql.socket_copy import TICKET_BYTES, Receiver, send_backup
 from conpaassql.rpc.client import RpcClient
 from conpaassql.rpc.registry import CallContext, Registry
 from conpaassql.rpc.streams import ByteStreamResponse, sql_failure_line
+from conpaassql.rpc.tls import peer_context
 from conpaassql.rpc.types import Params, Text
 
 log = logging.getLogger(__name__)
@@ -77,16 +78,16 @@ BUSY_RETRY = 0.5
 
 
 def agent_url(value: str) -> str:
-    """``value`` as ``scheme://host:port/`` if it is an agent's http(s) URL."""
+    """``value`` as ``https://host:port/`` if it is an agent's URL."""
     if any(char.isspace() for char in value):
-        raise ValueError("must be an http(s) URL without spaces")
+        raise ValueError("must be an https:// URL without spaces")
     try:
         parts = urlsplit(value)
         port = parts.port
     except ValueError:
-        raise ValueError("must be an http(s) URL with a valid port") from None
-    if parts.scheme not in ("http", "https"):
-        raise ValueError("must be an http:// or https:// URL")
+        raise ValueError("must be an https:// URL with a valid port") from None
+    if parts.scheme != "https":
+        raise ValueError("must be an https:// URL (agents serve only TLS)")
     if not parts.hostname:
         raise ValueError("must name a host")
     if port is None:
@@ -160,9 +161,9 @@ class SeedApi:
         self._busy: str | None = None  # one backup or seed at a time
 
     def register(self, registry: Registry) -> None:
-        registry.add("backup_stream", "GET", self.backup_stream, access="manager")
-        registry.add("backup_push", "POST", self.backup_push, PushParams, access="manager")
-        registry.add("copy_dump", "GET", self.copy_dump, access="manager")
+        registry.add("backup_stream", "GET", self.backup_stream, access="peer")
+        registry.add("backup_push", "POST", self.backup_push, PushParams, access="peer")
+        registry.add("copy_dump", "GET", self.copy_dump, access="peer")
         registry.add("seed_from", "POST", self.seed_from, SeedParams, access="manager")
 
     def _claim(self, what: str) -> None:
@@ -297,7 +298,8 @@ class SeedApi:
         if self.supervisor.state is AgentState.RUNNING:
             await ensure_replaceable(self.supervisor.session)
         deadline = started + self.open_timeout
-        async with RpcClient(source, token=self.settings.context.secret) as client:
+        async with RpcClient(source, token=self.settings.context.secret,
+                             verify=peer_context(self.settings.tls_files)) as client:
             waited = False
             while True:
                 try:

@@ -18,7 +18,8 @@ from conpaassql.config import IniFile
 from conpaassql.errors import ConfigError
 from conpaassql.mysql.config import ServerSettings
 from conpaassql.mysql.connection import ConnectInfo
-from conpaassql.mysql.paths import ServerPaths
+from conpaassql.mysql.paths import ServerPaths, write_private_file
+from conpaassql.rpc.tls import TlsFiles
 
 DEFAULT_DATA_DIR = "/var/lib/conpaassql"
 
@@ -48,6 +49,26 @@ class AgentSettings:
     @property
     def log_file(self) -> Path:
         return self.data_dir / "agent.log"
+
+    @property
+    def tls_files(self) -> TlsFiles:
+        """The node's certificate, key (mode 0600) and the service CA, from its context."""
+        directory = self.data_dir / "tls"
+        return TlsFiles(cert=directory / "node.crt", key=directory / "node.key",
+                        ca=directory / "ca.crt")
+
+    def write_tls_files(self) -> TlsFiles:
+        """Write the TLS material of the context where the servers and clients read it."""
+        context, files = self.context, self.tls_files
+        if not (context.ca_cert and context.tls_cert and context.tls_key):
+            raise ConfigError("context", detail="no TLS certificate: the agent serves only "
+                              "TLS, with the certificate its manager issued")
+        files.cert.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(files.cert.parent, 0o700)
+        for path, text in ((files.ca, context.ca_cert), (files.cert, context.tls_cert),
+                           (files.key, context.tls_key)):
+            write_private_file(path, text)
+        return files
 
     @property
     def overrides_file(self) -> Path:

@@ -15,19 +15,27 @@ from conpaassql.agent.api import AgentApi
 from conpaassql.agent.heartbeat import Heartbeat
 from conpaassql.agent.settings import AgentSettings
 from conpaassql.agent.supervisor import Supervisor
-from conpaassql.errors import AuthError
+from conpaassql.errors import AuthError, ForbiddenError
 from conpaassql.rpc.auth import bearer_matches
 from conpaassql.rpc.registry import Method
 from conpaassql.rpc.server import Authorizer, RpcApp
+from conpaassql.rpc.tls import MANAGER_NAME, client_context, dns_name, peer_of, server_options
 
 
-def manager_only(secret: str) -> Authorizer:
-    """Every agent method needs the service's credential as a bearer token."""
+def manager_only(secret: str, service_id: str) -> Authorizer:
+    """Every agent method needs the manager's certificate (its ``peer`` methods also
+    take another node's of the service) and the service's credential."""
 
     async def authorize(request: Request, method: Method) -> str | None:
+        peer = peer_of(request)
+        if peer is None or peer.service_id != service_id:
+            raise AuthError(detail="this agent answers its manager only")
+        if peer.name != MANAGER_NAME and not (method.access == "peer" and
+                                              peer.node_id is not None):
+            raise ForbiddenError(detail=f"{method.name} is for the manager only")
         if not bearer_matches(request, secret):
             raise AuthError(detail="this agent answers its manager only")
-        return "manager"
+        return peer.name
 
     return authorize
 
@@ -40,12 +48,15 @@ class AgentWeb:
 
 
 def build(settings: AgentSettings, supervisor: Supervisor) -> AgentWeb:
-    secret = settings.context.secret
+    context = settings.context
+    files = settings.write_tls_files()
     api = AgentApi(settings, supervisor)
-    heartbeat = Heartbeat(settings.context.manager_url, secret,
-                          settings.context.heartbeat_interval, api.state_report)
-    app = RpcApp(api.registry(), authorizer=manager_only(secret)).asgi()
+    heartbeat = Heartbeat(context.manager_url, context.secret, context.heartbeat_interval,
+                          api.state_report, verify=client_context(files),
+                          server_name=dns_name(context.service_id, MANAGER_NAME))
+    app = RpcApp(api.registry(), authorizer=manager_only(context.secret,
+                                                         context.service_id)).asgi()
     server = uvicorn.Server(uvicorn.Config(app, host=settings.bind, port=settings.agent_port,
                                            log_level="warning", lifespan="off",
-                                           access_log=False))
+                                           access_log=False, **server_options(files)))
     return AgentWeb(api, heartbeat, server)

@@ -31,6 +31,12 @@ class NodeContext:
     data_dir: str | None = None  # where the agent keeps the node's data
     template_dir: str | None = None  # a pre-initialised datadir to copy on first boot
     mysql_options: dict[str, str] = field(default_factory=dict)
+    ca_cert: str | None = None  # the service CA (PEM): whom the node trusts
+    tls_cert: str | None = None  # the node's own certificate (PEM) ...
+    tls_key: str | None = None  # ... and its private key (PEM)
+
+    def __repr__(self) -> str:
+        return f"NodeContext(node_id={self.node_id}, service_id={self.service_id!r}, <secrets>)"
 
     def render(self) -> str:
         """The context as shell-sourceable ``KEY='value'`` lines."""

@@ -31,4 +31,4 @@ class Node:
     def agent_url(self) -> str | None:
         if not self.ip:
             return None
-        return f"http://{self.ip}:{self.agent_port}/"
+        return f"https://{self.ip}:{self.agent_port}/"

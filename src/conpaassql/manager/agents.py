@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 from conpaassql.domain.node import Node
 from conpaassql.errors import UnreachableError
 from conpaassql.rpc.client import ClientVerb, RpcClient
+from conpaassql.rpc.tls import dns_name, node_name
 
 
 class AgentLink:
-    """Calls the agents of the service with the service's credential."""
+    """Calls the agents of the service over mutual TLS, with the service's credential.
 
-    def __init__(self, secret: str, timeout: float = 10.0) -> None:
+    Each node is reached at its address and must present the certificate issued
+    to that very node (``node-N.<service id>.conpaassql``).
+    """
+
+    def __init__(self, secret: str, tls: ssl.SSLContext, service_id: str,
+                 timeout: float = 10.0) -> None:
         self._secret = secret
+        self._tls = tls
+        self._service_id = service_id
         self._timeout = timeout
         self._clients: dict[str, RpcClient] = {}
 
@@ -21,9 +30,12 @@ class AgentLink:
         url = node.agent_url
         if url is None:
             raise UnreachableError(f"node {node.id}", detail="its address is not known yet")
-        if url not in self._clients:
-            self._clients[url] = RpcClient(url, token=self._secret, timeout=self._timeout)
-        return self._clients[url]
+        key = f"{node.id} {url}"
+        if key not in self._clients:
+            self._clients[key] = RpcClient(
+                url, token=self._secret, timeout=self._timeout, verify=self._tls,
+                server_name=dns_name(self._service_id, node_name(node.id)))
+        return self._clients[key]
 
     async def call(self, node: Node, method: str, params: dict[str, Any] | None = None,
                    *, verb: ClientVerb = "POST", timeout: float | None = None) -> Any:
@@ -38,9 +50,9 @@ class AgentLink:
         return report
 
     async def forget(self, node: Node) -> None:
-        url = node.agent_url
-        if url and url in self._clients:
-            await self._clients.pop(url).aclose()
+        key = f"{node.id} {node.agent_url}"
+        if key in self._clients:
+            await self._clients.pop(key).aclose()
 
     async def aclose(self) -> None:
         for client in self._clients.values():

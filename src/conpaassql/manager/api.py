@@ -18,6 +18,7 @@ from conpaassql.manager.reconcile import Reconciler
 from conpaassql.manager.replication import Replication
 from conpaassql.manager.service import NodeService
 from conpaassql.rpc.registry import CallContext, Registry
+from conpaassql.rpc.tls import node_of_name
 from conpaassql.rpc.types import NodeId, Params, PositiveInt, Text
 
 SERVICE_TYPE = "conpaas-mysql"
@@ -214,7 +215,7 @@ class ManagerApi:
 
     async def register_node(self, params: RegisterParams, ctx: CallContext) -> dict[str, Any]:
         """Registration and heartbeat of an agent (agents only)."""
-        node = self.nodes.register(params.state)
+        node = self.nodes.register(params.state, node_of_name(ctx.principal))
         await self.reconciler.on_report(node, params.state)
         return {"result": "OK"}
 

@@ -13,18 +13,20 @@ from starlette.requests import Request
 from conpaassql.cloud.base import CloudDriver
 from conpaassql.cloud.local import LocalDriver
 from conpaassql.config import ManagerConfig
-from conpaassql.errors import AuthError, ConfigError
+from conpaassql.errors import AuthError, ConfigError, ForbiddenError
 from conpaassql.logs import setup_logging
 from conpaassql.manager.agents import AgentLink
 from conpaassql.manager.api import ManagerApi
+from conpaassql.manager.authority import Authority
 from conpaassql.manager.credentials import ServiceSecrets
 from conpaassql.manager.reconcile import Reconciler
 from conpaassql.manager.replication import Replication
 from conpaassql.manager.service import NodeService, Runtime
 from conpaassql.manager.store import Store
 from conpaassql.rpc.auth import bearer_matches
-from conpaassql.rpc.registry import Method
+from conpaassql.rpc.registry import Method, Registry
 from conpaassql.rpc.server import Authorizer, RpcApp
+from conpaassql.rpc.tls import client_context, peer_of, server_options
 
 log = logging.getLogger(__name__)
 
@@ -40,17 +42,41 @@ def reachable_host(bind: str) -> str:
     return "127.0.0.1" if bind in ("0.0.0.0", "", "::") else bind
 
 
-def agent_authorizer(secret: str) -> Authorizer:
-    """Methods for agents need the service's agent credential as a bearer token."""
+def user_authorizer() -> Authorizer:
+    """The API's own methods; agents call theirs on the agents' TLS port."""
 
     async def authorize(request: Request, method: Method) -> str | None:
-        if method.access != "agent":
-            return "user"
-        if not bearer_matches(request, secret):
-            raise AuthError(detail="this method is for the service's agents")
-        return "agent"
+        if method.access == "agent":
+            raise ForbiddenError(detail="agents call the manager on its TLS port for agents")
+        return "user"
 
     return authorize
+
+
+def agent_authorizer(secret: str, service_id: str) -> Authorizer:
+    """The agents' port: a node's certificate of this service and the agent credential."""
+
+    async def authorize(request: Request, method: Method) -> str | None:
+        peer = peer_of(request)
+        if peer is None or peer.service_id != service_id or peer.node_id is None:
+            raise AuthError(detail="this port is for the service's agents")
+        if method.access != "agent":
+            raise ForbiddenError(detail=f"{method.name} is not an agent's method")
+        if not bearer_matches(request, secret):
+            raise AuthError(detail="this port is for the service's agents")
+        return peer.name
+
+    return authorize
+
+
+def agents_registry(registry: Registry) -> Registry:
+    """The methods agents call (and only those), for the agents' port."""
+    only = Registry()
+    for method in registry:
+        if method.access == "agent":
+            only.add(method.name, method.verb, method.handler, method.params, doc=method.doc,
+                     files=method.files, access=method.access)
+    return only
 
 
 async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) -> None:
@@ -59,29 +85,43 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
     setup_logging(log_file)
     store = Store(state_dir / "manager.db")
     secrets = ServiceSecrets.load(state_dir)
+    authority = Authority.load_or_create(state_dir / "pki", store.service_id)
     driver = build_driver(config, state_dir)
+    agents_bind = config.agents_bind or bind
+    agents_port = config.agents_port or port + 1
     runtime = Runtime(
         config=config, store=store, driver=driver,
-        agents=AgentLink(secrets.agent_secret),
+        agents=AgentLink(secrets.agent_secret, client_context(authority.manager_files),
+                         store.service_id),
         secrets=secrets,
-        manager_url=f"http://{reachable_host(bind)}:{port}/",
+        manager_url=f"https://{reachable_host(agents_bind)}:{agents_port}/",
+        authority=authority,
     )
     nodes = NodeService(runtime)
     replication = Replication(nodes)
     reconciler = Reconciler(runtime, nodes, replication)
     api = ManagerApi(nodes, reconciler, replication, log_file)
-    app = RpcApp(api.registry(), authorizer=agent_authorizer(secrets.agent_secret)).asgi()
+    registry = api.registry()
+    app = RpcApp(registry, authorizer=user_authorizer()).asgi()
+    agents_app = RpcApp(agents_registry(registry), authorizer=agent_authorizer(
+        secrets.agent_secret, store.service_id)).asgi()
     server = uvicorn.Server(uvicorn.Config(app, host=bind, port=port, log_level="warning",
                                            lifespan="off", access_log=False))
+    agents_server = uvicorn.Server(uvicorn.Config(
+        agents_app, host=agents_bind, port=agents_port, log_level="warning", lifespan="off",
+        access_log=False, **server_options(authority.manager_files)))
     prepare = asyncio.create_task(driver.prepare(), name="prepare cloud")
     await reconciler.start()
     loop_task = asyncio.create_task(reconciler.run(), name="reconcile")
-    log.info("manager of service %s listening on http://%s:%d/ (state in %s)",
-             store.service_id, bind, port, state_dir)
+    agents_task = asyncio.create_task(agents_server.serve(), name="agents port")
+    log.info("manager of service %s listening on http://%s:%d/, agents on https://%s:%d/ "
+             "(state in %s)", store.service_id, bind, port, agents_bind, agents_port,
+             state_dir)
     try:
         await server.serve()
     finally:
-        for task in (loop_task, prepare):
+        agents_server.should_exit = True
+        for task in (loop_task, prepare, agents_task):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from conpaassql.cloud.base import CloudDriver, NodeRequest
@@ -27,6 +27,7 @@ from conpaassql.errors import (
     WrongStateError,
 )
 from conpaassql.manager.agents import AgentLink
+from conpaassql.manager.authority import Authority
 from conpaassql.manager.credentials import ServiceSecrets
 from conpaassql.manager.store import Store
 
@@ -46,7 +47,8 @@ class Runtime:
     driver: CloudDriver
     agents: AgentLink
     secrets: ServiceSecrets
-    manager_url: str
+    manager_url: str  # where agents call the manager (its TLS port for agents)
+    authority: Authority
 
 
 class NodeService:
@@ -132,7 +134,10 @@ class NodeService:
             agent_port=node.agent_port,
             mysql_port=node.mysql_port,
             heartbeat_interval=self.rt.config.heartbeat_interval,
+            ca_cert=self.rt.authority.ca_pem,
         )
+        issued = self.rt.authority.issue_node(node.id)
+        context = replace(context, tls_cert=issued.cert_pem, tls_key=issued.key_pem)
         try:
             made = await self.rt.driver.create_node(NodeRequest(node.id, node.name, context))
         except ConpaasSQLError as exc:
@@ -209,11 +214,17 @@ class NodeService:
 
     # -- agents calling in ------------------------------------------------
 
-    def register(self, report: dict[str, Any]) -> Node:
-        """An agent's registration or heartbeat; returns the node as updated."""
+    def register(self, report: dict[str, Any], certified_node: int | None) -> Node:
+        """An agent's registration or heartbeat; returns the node as updated.
+
+        ``certified_node`` is the node its TLS certificate names: an agent speaks
+        for its own node only.
+        """
         node_id = report.get("node_id")
         if report.get("service_id") != self.rt.store.service_id or not isinstance(node_id, int):
             raise ForbiddenError(detail="not an agent of this service")
+        if certified_node != node_id:
+            raise ForbiddenError(detail=f"the certificate is not node {node_id}'s")
         node = self.rt.store.get_node(node_id)
         if node is None or not node.state.is_live:
             raise ForbiddenError(detail=f"node {node_id} is not part of this service")

@@ -37,9 +37,13 @@ class RpcClient:
         timeout: float = 30.0,
         verify: Any = True,
         cert: Any = None,
+        server_name: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        """``server_name``: the name the peer's certificate must hold (and the SNI
+        sent), where it is not the host of ``url`` (a node reached by its address)."""
         self.url = url if url.endswith("/") else url + "/"
+        self._extensions = {"sni_hostname": server_name} if server_name else {}
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         if self.url.startswith("http://"):
             verify = False  # no TLS to verify: spare loading the CA bundle
@@ -113,7 +117,7 @@ class RpcClient:
         try:
             response = await self._http.post(
                 self.url, content=body, headers={"Content-Type": content_type},
-                timeout=_long(timeout))
+                timeout=_long(timeout), extensions=self._extensions)
         except httpx.HTTPError as exc:
             raise UnreachableError(self.url, detail=_describe(exc)) from None
         return _result_of(response)
@@ -182,9 +186,11 @@ class RpcClient:
             query: dict[str, str] = {"method": method, "id": str(request_id)}
             if params:
                 query["params"] = json.dumps(dict(params))
-            return {"method": "GET", "url": self.url, "params": query}
+            return {"method": "GET", "url": self.url, "params": query,
+                    "extensions": self._extensions}
         body = {"method": method, "params": dict(params or {}), "id": request_id}
-        return {"method": "POST", "url": self.url, "json": body}
+        return {"method": "POST", "url": self.url, "json": body,
+                "extensions": self._extensions}
 
 
 class ByteStream:
@@ -258,11 +264,13 @@ def _result_of(response: httpx.Response) -> Any:
 
 def call_blocking(url: str, method: str, params: Mapping[str, Any] | None = None, *,
                   verb: ClientVerb = "POST", token: str | None = None,
-                  timeout: float = 30.0) -> Any:
+                  timeout: float = 30.0, verify: Any = True,
+                  server_name: str | None = None) -> Any:
     """One call from synchronous code (scripts, tests), on an event loop of its own."""
 
     async def once() -> Any:
-        async with RpcClient(url, token=token, timeout=timeout) as client:
+        async with RpcClient(url, token=token, timeout=timeout, verify=verify,
+                             server_name=server_name) as client:
             return await client.call(method, params, verb=verb)
 
     return asyncio.run(once())

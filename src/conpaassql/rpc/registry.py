@@ -21,7 +21,11 @@ from conpaassql.errors import (
 from conpaassql.rpc.types import NoParams, Params
 
 Verb = Literal["GET", "POST", "UPLOAD"]
-Access = Literal["user", "agent", "manager"]
+Access = Literal["user", "agent", "manager", "peer"]
+"""Who may call a method: anyone with the API's credential (``user``), the service's
+agents (``agent``, on the manager), its manager (``manager``, on an agent), or its
+manager and the other nodes of the service (``peer``: a copy one node takes of
+another)."""
 
 
 @dataclass
