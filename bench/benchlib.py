@@ -488,7 +488,7 @@ class ManagerProcess:
             f"LOCAL_ADDRESS_RANGE = 127.0.{subnet}.10-127.0.{subnet}.60\n"
             f"LOCAL_TEMPLATE_CACHE = {self.cache_dir}\n"
             f"LOCAL_MYSQL_OPTIONS = innodb_buffer_pool_size={buffer_pool}\n"
-            + (f"[manager]\n{manager_options}" if manager_options else ""),
+            f"[manager]\nagents_port = {free_tcp_port()}\n{manager_options}",
             encoding="utf-8",
         )
         self.process: subprocess.Popen[bytes] | None = None

@@ -189,7 +189,8 @@ class ManagerProcess:
         self.config_file.write_text(
             "[iaas]\nDRIVER = LOCAL\n"
             f"LOCAL_ADDRESS_RANGE = 127.0.{subnet}.10-127.0.{subnet}.60\n"
-            f"LOCAL_TEMPLATE_CACHE = {self.cache_dir}\n",
+            f"LOCAL_TEMPLATE_CACHE = {self.cache_dir}\n"
+            f"[manager]\nagents_port = {free_tcp_port()}\n",
             encoding="utf-8",
         )
         self.process: subprocess.Popen[bytes] | None = None

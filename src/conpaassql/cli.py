@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from conpaassql.errors import ConfigError
+
+if TYPE_CHECKING:
+    from conpaassql.manager.tokens import TokenStore
 
 
 @click.group()
@@ -65,3 +69,62 @@ def agent(config_file: str | None, context_file: str | None, template: str | Non
         sys.exit(2)
     except KeyboardInterrupt:
         pass
+
+
+@main.group()
+def token() -> None:
+    """The user API's tokens (needed once the manager listens beyond loopback)."""
+
+
+_STATE_DIR = click.option("--state-dir", default="var", show_default=True,
+                          type=click.Path(file_okay=False),
+                          help="The manager's state directory.")
+
+
+def _tokens(state_dir: str) -> TokenStore:
+    from conpaassql.manager.tokens import TokenStore
+
+    return TokenStore(Path(state_dir).absolute() / "secrets")
+
+
+@token.command("new")
+@_STATE_DIR
+@click.option("--read-only", is_flag=True, help="May call the GET methods only.")
+@click.option("--label", default="", help="A note of whom it is for.")
+def token_new(state_dir: str, read_only: bool, label: str) -> None:
+    """Make a token and print it (it is shown this once: only its digest is kept)."""
+    record, value = _tokens(state_dir).create("read" if read_only else "admin", label)
+    click.echo(f"token {record.id} ({record.access}) made; it is not shown again:", err=True)
+    click.echo(value)
+
+
+@token.command("list")
+@_STATE_DIR
+def token_list(state_dir: str) -> None:
+    """The tokens: id, access, when made, label (never the tokens themselves)."""
+    import time
+
+    for record in _tokens(state_dir).records():
+        made = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(record.created))
+        click.echo(f"{record.id}\t{record.access}\t{made} UTC\t{record.label}")
+
+
+@token.command("revoke")
+@_STATE_DIR
+@click.argument("token_id")
+def token_revoke(state_dir: str, token_id: str) -> None:
+    """Revoke the token TOKEN_ID: it is refused from the next call on."""
+    if not _tokens(state_dir).revoke(token_id):
+        click.echo(f"conpaassql token: no token {token_id!r}", err=True)
+        sys.exit(1)
+    click.echo(f"token {token_id} revoked", err=True)
+
+
+@token.command("rotate")
+@_STATE_DIR
+def token_rotate(state_dir: str) -> None:
+    """Revoke every admin token and write a new one to the owner's token file."""
+    store = _tokens(state_dir)
+    record = store.rotate_owner_token()
+    click.echo(f"admin tokens revoked; the new one ({record.id}) is in {store.owner_file}",
+               err=True)

@@ -204,6 +204,10 @@ class ManagerConfig:
     mysql_port: int = 3306
     agents_port: int = 0  # the manager's TLS port for its agents (0: the API's port + 1)
     agents_bind: str | None = None  # where it listens (default: the API's address)
+    require_token: bool = False  # an API token even on loopback (always needed beyond it)
+    api_cert: str | None = None  # the API's TLS certificate beyond loopback (default: ...
+    api_key: str | None = None  # ... one from the service's CA)
+    api_client_ca: str | None = None  # also require client certificates from this CA
     max_nodes: int = 64
     semi_sync: bool = True
     semi_sync_timeout: int = 5000  # milliseconds a commit waits for a slave's ack
@@ -242,6 +246,10 @@ class ManagerConfig:
             mysql_port=agent.integer("mysql_port", 3306, 1, 65535),
             agents_port=manager.integer("agents_port", 0, 0, 65535),
             agents_bind=manager.get("agents_bind") or None,
+            require_token=manager.boolean("require_token", False),
+            api_cert=manager.get("api_cert") or None,
+            api_key=manager.get("api_key") or None,
+            api_client_ca=manager.get("api_client_ca") or None,
             max_nodes=manager.integer("max_nodes", 64, 1, 10000),
             semi_sync=manager.boolean("semi_sync", True),
             semi_sync_timeout=manager.integer("semi_sync_timeout", 5000, 1, 3_600_000),

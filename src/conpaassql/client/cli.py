@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import difflib
 import os
+import ssl
 import sys
 from collections.abc import Callable, Coroutine
 from contextlib import AbstractContextManager
@@ -49,6 +50,7 @@ T = TypeVar("T")
 
 PROG_NAME = "conpaassql-client"
 TOKEN_ENV = "CONPAASSQL_TOKEN"
+CA_ENV = "CONPAASSQL_CA_FILE"
 PASSWORD_ENV = "CONPAASSQL_PASSWORD"
 DEFAULT_TIMEOUT = 30.0
 EXIT_REMOTE = 1
@@ -175,7 +177,20 @@ def _verb(verb: Verb) -> ClientVerb:
 
 
 def _client(settings: Settings, token: str | None) -> RpcClient:
-    return RpcClient(settings.url, token=token, timeout=settings.call_timeout)
+    return RpcClient(settings.url, token=token, timeout=settings.call_timeout,
+                     verify=_verify())
+
+
+def _verify() -> Any:
+    """The CA that an https manager's certificate must come from: ``$CONPAASSQL_CA_FILE``
+    (the service's own, ``<state dir>/pki/ca.crt``), else the system's."""
+    ca_file = os.environ.get(CA_ENV, "").strip()
+    if not ca_file:
+        return True
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise click.UsageError(f"cannot read ${CA_ENV} ({ca_file}): {exc}") from None
 
 
 async def send(settings: Settings, call: RpcCall, token: str | None) -> Any:

@@ -17,12 +17,14 @@ from conpaassql.errors import AuthError, ConfigError, ForbiddenError
 from conpaassql.logs import setup_logging
 from conpaassql.manager.agents import AgentLink
 from conpaassql.manager.api import ManagerApi
+from conpaassql.manager.api_security import secure_api
 from conpaassql.manager.authority import Authority
 from conpaassql.manager.credentials import ServiceSecrets
 from conpaassql.manager.reconcile import Reconciler
 from conpaassql.manager.replication import Replication
 from conpaassql.manager.service import NodeService, Runtime
 from conpaassql.manager.store import Store
+from conpaassql.manager.tokens import TokenStore
 from conpaassql.rpc.auth import bearer_matches
 from conpaassql.rpc.registry import Method, Registry
 from conpaassql.rpc.server import Authorizer, RpcApp
@@ -40,17 +42,6 @@ def build_driver(config: ManagerConfig, state_dir: Path) -> CloudDriver:
 def reachable_host(bind: str) -> str:
     """The address agents use to call a manager bound to ``bind``."""
     return "127.0.0.1" if bind in ("0.0.0.0", "", "::") else bind
-
-
-def user_authorizer() -> Authorizer:
-    """The API's own methods; agents call theirs on the agents' TLS port."""
-
-    async def authorize(request: Request, method: Method) -> str | None:
-        if method.access == "agent":
-            raise ForbiddenError(detail="agents call the manager on its TLS port for agents")
-        return "user"
-
-    return authorize
 
 
 def agent_authorizer(secret: str, service_id: str) -> Authorizer:
@@ -102,11 +93,13 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
     reconciler = Reconciler(runtime, nodes, replication)
     api = ManagerApi(nodes, reconciler, replication, log_file)
     registry = api.registry()
-    app = RpcApp(registry, authorizer=user_authorizer()).asgi()
+    authorizer, api_tls, scheme = secure_api(config, authority,
+                                             TokenStore(state_dir / "secrets"), bind)
+    app = RpcApp(registry, authorizer=authorizer).asgi()
     agents_app = RpcApp(agents_registry(registry), authorizer=agent_authorizer(
         secrets.agent_secret, store.service_id)).asgi()
     server = uvicorn.Server(uvicorn.Config(app, host=bind, port=port, log_level="warning",
-                                           lifespan="off", access_log=False))
+                                           lifespan="off", access_log=False, **api_tls))
     agents_server = uvicorn.Server(uvicorn.Config(
         agents_app, host=agents_bind, port=agents_port, log_level="warning", lifespan="off",
         access_log=False, **server_options(authority.manager_files)))
@@ -114,8 +107,8 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
     await reconciler.start()
     loop_task = asyncio.create_task(reconciler.run(), name="reconcile")
     agents_task = asyncio.create_task(agents_server.serve(), name="agents port")
-    log.info("manager of service %s listening on http://%s:%d/, agents on https://%s:%d/ "
-             "(state in %s)", store.service_id, bind, port, agents_bind, agents_port,
+    log.info("manager of service %s listening on %s://%s:%d/, agents on https://%s:%d/ "
+             "(state in %s)", store.service_id, scheme, bind, port, agents_bind, agents_port,
              state_dir)
     try:
         await server.serve()

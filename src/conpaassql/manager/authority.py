@@ -40,7 +40,7 @@ class Issued:
         return "Issued(<certificate and key>)"
 
 
-def _write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
+def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
     temporary = path.with_suffix(path.suffix + ".tmp")
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     with os.fdopen(descriptor, "wb") as handle:
@@ -113,8 +113,8 @@ class Authority:
                                critical=False)
                 .sign(key, hashes.SHA256())
             )
-            _write_private(key_file, _key_pem(key))
-            _write_private(cert_file, cert.public_bytes(serialization.Encoding.PEM), 0o644)
+            write_private(key_file, _key_pem(key))
+            write_private(cert_file, cert.public_bytes(serialization.Encoding.PEM), 0o644)
             authority = cls(directory, service_id, key, cert)
         authority._ensure_manager_identity()
         return authority
@@ -173,5 +173,5 @@ class Authority:
         if files.cert.is_file() and files.key.is_file():
             return
         issued = self.issue(MANAGER_NAME, ips=("127.0.0.1",), hosts=("localhost",))
-        _write_private(files.key, issued.key_pem.encode("ascii"))
-        _write_private(files.cert, issued.cert_pem.encode("ascii"), 0o644)
+        write_private(files.key, issued.key_pem.encode("ascii"))
+        write_private(files.cert, issued.cert_pem.encode("ascii"), 0o644)
