@@ -8,7 +8,7 @@ PORT ?= 50000
 CONFIG ?= etc/manager-local.cnf
 PYTEST_ARGS ?=
 
-.PHONY: run test bench bench-dump bench-replication lint typecheck deps clean
+.PHONY: run test fuzz bench bench-dump bench-replication lint typecheck deps clean
 
 deps:
 	@PYTHON=$(PYTHON) scripts/bootstrap.sh $(VENV)
@@ -26,6 +26,11 @@ test: deps
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The hostile-request suite in its long mode (make test runs a fixed, shorter set).
+FUZZ_EXAMPLES ?= 20000
+fuzz: deps
+	CONPAASSQL_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(VENV)/bin/pytest -s tests/integration/test_fuzz.py
 
 bench: deps
 	$(VENV)/bin/python bench/provision.py

@@ -125,6 +125,8 @@ def test_a_read_only_token_reads_and_changes_nothing(remote: Remote) -> None:
     assert remote.client("get_service_info", token_file=token_file).returncode == 0
     listed = remote.client("list_nodes", token_file=token_file)
     assert listed.returncode == 0 and json.loads(listed.stdout)["serviceNode"] == [], listed
+    secret = remote.client("get_password", token_file=token_file)
+    assert secret.returncode == 1 and "Forbidden" in secret.stderr, secret
     refused = remote.client("add_nodes", "1", token_file=token_file)
     assert refused.returncode == 1 and \
         "Forbidden DETAIL:a read-only token may call GET methods only" in refused.stderr, refused

@@ -18,6 +18,7 @@ from conpaassql.domain.states import AgentState
 from conpaassql.errors import ConpaasSQLError, InvalidArgumentError
 from conpaassql.mysql.config import PROTECTED_OPTIONS, normalise_option, validate_option_value
 from conpaassql.mysql.status import MetricsSampler, rate_name, read_status, read_variables
+from conpaassql.rpc.openrpc import add_discovery
 from conpaassql.rpc.registry import CallContext, Registry
 from conpaassql.rpc.types import Params, Text
 
@@ -56,6 +57,7 @@ class AgentApi:
         AdminApi(self.settings, self.supervisor).register(registry)
         SeedApi(self.settings, self.supervisor).register(registry)
         self.replication.register(registry)
+        add_discovery(registry, "conpaassql agent", access="manager")
         return registry
 
     async def state_report(self) -> dict[str, Any]:

@@ -118,7 +118,7 @@ class AdminApi:
         registry.add("delete_user", "POST", self.delete_user, UserParams)
         registry.add("get_users", "GET", self.get_users, ReadParams)
         registry.add("set_password", "POST", self.set_password, SetPasswordParams)
-        registry.add("get_password", "GET", self.get_password)
+        registry.add("get_password", "GET", self.get_password, access="owner")
         registry.add("create_database", "POST", self.create_database, CreateDatabaseParams)
         registry.add("drop_database", "POST", self.drop_database, DatabaseParams)
         registry.add("list_databases", "GET", self.list_databases, ReadParams)

@@ -17,6 +17,7 @@ from conpaassql.manager.data_api import DataApi
 from conpaassql.manager.reconcile import Reconciler
 from conpaassql.manager.replication import Replication
 from conpaassql.manager.service import NodeService
+from conpaassql.rpc.openrpc import add_discovery
 from conpaassql.rpc.registry import CallContext, Registry
 from conpaassql.rpc.tls import node_of_name
 from conpaassql.rpc.types import NodeId, Params, PositiveInt, Text
@@ -87,6 +88,7 @@ class ManagerApi:
         registry.add("set_up_replica_slave", "POST", self.set_up_replica_slave, ReplicaParams)
         DataApi(self.nodes).register(registry)
         AdminApi(self.nodes).register(registry)
+        add_discovery(registry, "conpaassql manager")
         return registry
 
     async def add_nodes(self, params: AddNodesParams, ctx: CallContext) -> dict[str, Any]:

@@ -4,8 +4,8 @@ Bound to a loopback address (the default), the API is open to this machine's
 users, as the original's was to anyone. Bound to any other address it speaks
 only TLS (the configured certificate, or one from the service's CA) and every
 call needs an API token (``Authorization: Bearer``); ``read`` tokens may call
-the GET methods only; with ``api_client_ca`` the client must also show a
-certificate from that CA.
+the GET methods only, and not those that show a secret (``get_password``);
+with ``api_client_ca`` the client must also show a certificate from that CA.
 """
 
 from __future__ import annotations
@@ -53,9 +53,9 @@ def user_authorizer(tokens: TokenStore | None) -> Authorizer:
         record = tokens.check(token.strip())
         if record is None:
             raise AuthError(detail="unknown or revoked API token")
-        if record.access == "read" and method.verb != "GET":
-            raise ForbiddenError(detail=f"a read-only token may call GET methods only, "
-                                 f"not {method.name}")
+        if record.access == "read" and (method.verb != "GET" or method.access == "owner"):
+            raise ForbiddenError(detail=f"a read-only token may call GET methods only "
+                                 f"(and none that shows a secret), not {method.name}")
         return f"token {record.id}"
 
     return authorize

@@ -21,8 +21,9 @@ from conpaassql.errors import (
 from conpaassql.rpc.types import NoParams, Params
 
 Verb = Literal["GET", "POST", "UPLOAD"]
-Access = Literal["user", "agent", "manager", "peer"]
-"""Who may call a method: anyone with the API's credential (``user``), the service's
+Access = Literal["user", "owner", "agent", "manager", "peer"]
+"""Who may call a method: anyone with the API's credential (``user``), or only with
+an admin one (``owner``: it shows a secret, if by GET), the service's
 agents (``agent``, on the manager), its manager (``manager``, on an agent), or its
 manager and the other nodes of the service (``peer``: a copy one node takes of
 another)."""
