@@ -208,6 +208,10 @@ class ManagerConfig:
     api_cert: str | None = None  # the API's TLS certificate beyond loopback (default: ...
     api_key: str | None = None  # ... one from the service's CA)
     api_client_ca: str | None = None  # also require client certificates from this CA
+    max_request_bytes: int = 1 << 20  # a JSON body or the plain fields of a form
+    max_upload_bytes: int = 1 << 40  # a file in an UPLOAD (a dump)
+    max_requests: int = 256  # handled at once; more are answered 503 at once
+    request_timeout: float = 30.0  # longest wait for a JSON body
     max_nodes: int = 64
     semi_sync: bool = True
     semi_sync_timeout: int = 5000  # milliseconds a commit waits for a slave's ack
@@ -250,6 +254,10 @@ class ManagerConfig:
             api_cert=manager.get("api_cert") or None,
             api_key=manager.get("api_key") or None,
             api_client_ca=manager.get("api_client_ca") or None,
+            max_request_bytes=manager.integer("max_request_bytes", 1 << 20, 1024, 1 << 30),
+            max_upload_bytes=manager.integer("max_upload_bytes", 1 << 40, 1024, 1 << 50),
+            max_requests=manager.integer("max_requests", 256, 1, 100_000),
+            request_timeout=manager.number("request_timeout", 30.0, 0.1),
             max_nodes=manager.integer("max_nodes", 64, 1, 10000),
             semi_sync=manager.boolean("semi_sync", True),
             semi_sync_timeout=manager.integer("semi_sync_timeout", 5000, 1, 3_600_000),

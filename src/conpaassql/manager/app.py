@@ -95,7 +95,9 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
     registry = api.registry()
     authorizer, api_tls, scheme = secure_api(config, authority,
                                              TokenStore(state_dir / "secrets"), bind)
-    app = RpcApp(registry, authorizer=authorizer).asgi()
+    app = RpcApp(registry, authorizer=authorizer, max_body=config.max_request_bytes,
+                 max_upload=config.max_upload_bytes, max_active=config.max_requests,
+                 body_timeout=config.request_timeout).asgi()
     agents_app = RpcApp(agents_registry(registry), authorizer=agent_authorizer(
         secrets.agent_secret, store.service_id)).asgi()
     server = uvicorn.Server(uvicorn.Config(app, host=bind, port=port, log_level="warning",

@@ -7,6 +7,7 @@ raises anything at all still produces an error reply.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -52,6 +53,10 @@ raises ``AuthError`` (``status`` attribute 401 or 403)."""
 
 DEFAULT_MAX_BODY = 1 << 20
 DEFAULT_MAX_UPLOAD = 1 << 40
+#: Requests handled at once; one more is answered 503 at once rather than queued.
+DEFAULT_MAX_ACTIVE = 256
+#: Longest wait for a JSON body (a client that sends it slowly holds a request).
+DEFAULT_BODY_TIMEOUT = 30.0
 ALL_VERBS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]
 
 
@@ -73,11 +78,16 @@ class RpcApp:
         authorizer: Authorizer | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         max_upload: int = DEFAULT_MAX_UPLOAD,
+        max_active: int = DEFAULT_MAX_ACTIVE,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
     ) -> None:
         self.registry = registry
         self.authorizer = authorizer
         self.max_body = max_body
         self.max_upload = max_upload
+        self.max_active = max_active
+        self.body_timeout = body_timeout
+        self.active = 0
 
     def asgi(self) -> Starlette:
         async def not_found(request: Request, exc: Exception) -> Response:
@@ -97,6 +107,11 @@ class RpcApp:
         )
 
     async def endpoint(self, request: Request) -> Response:
+        if self.active >= self.max_active:
+            return Reply(failure("1.0", None, f"Service in wrong state DETAIL:busy: "
+                                 f"{self.active} requests in progress; try again",
+                                 INVALID_REQUEST), 503)
+        self.active += 1
         try:
             rpc, upload, _ = await self._read(request)
             return await self._dispatch(request, rpc, upload)
@@ -106,6 +121,8 @@ class RpcApp:
         except HTTPException as exc:
             return Reply(failure("1.0", None, str(exc.detail), PARSE_ERROR),
                                 exc.status_code)
+        finally:
+            self.active -= 1
 
     async def _read(self, request: Request) -> tuple[RpcRequest, Upload | None,
                                                      FormReader | None]:
@@ -135,12 +152,17 @@ class RpcApp:
                                 INVALID_REQUEST)
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > self.max_body:
-                raise ProtocolError(413, f"Request body larger than {self.max_body} bytes",
-                                    INVALID_REQUEST)
-            chunks.append(chunk)
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > self.max_body:
+                        raise ProtocolError(413, f"Request body larger than {self.max_body} "
+                                            "bytes", INVALID_REQUEST)
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise ProtocolError(408, f"Request body not received within "
+                                f"{self.body_timeout:g} s", INVALID_REQUEST) from None
         return b"".join(chunks)
 
     async def _read_upload(self, reader: FormReader) -> tuple[RpcRequest, Upload]:
