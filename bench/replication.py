@@ -182,7 +182,8 @@ class Writer:
                     connection = pymysql.connect(
                         host=where[1], port=where[2], user=APP_USER, password=self.password,
                         database=APP_DB, autocommit=True, connect_timeout=2, read_timeout=10,
-                        write_timeout=10)
+                        write_timeout=10,
+                        ssl_ca=str(self.manager.state_dir / "pki" / "ca.crt"))
                 except pymysql.MySQLError as exc:
                     self.failures.append((time.monotonic(), f"connect: {exc}"))
                     time.sleep(0.05)

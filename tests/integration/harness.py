@@ -217,6 +217,11 @@ class Manager:
         return self._service_id
 
     @property
+    def ca_file(self) -> Path:
+        """The service's CA: the servers' certificates come from it."""
+        return self.state_dir / "pki" / "ca.crt"
+
+    @property
     def manager_tls(self) -> TlsFiles:
         pki = self.state_dir / "pki"
         return TlsFiles(pki / "manager.crt", pki / "manager.key", pki / "ca.crt")
@@ -254,7 +259,9 @@ class Manager:
         """Run ``statement`` with the real mariadb client, on the node's socket by default
         (root may log in only from the node itself), over TCP when ``tcp`` is given."""
         socket_path = self.node_dir(node_id) / "mysql" / "run" / "mysqld.sock"
-        where = ["-h", tcp[0], "-P", str(tcp[1])] if tcp else ["-S", str(socket_path)]
+        # Over TCP the servers speak only TLS, their certificates from the service's CA.
+        where = ["-h", tcp[0], "-P", str(tcp[1]), "--ssl", f"--ssl-ca={self.ca_file}"] \
+            if tcp else ["-S", str(socket_path)]
         defaults = self.defaults_file(user, password)
         try:
             return subprocess.run(

@@ -38,7 +38,7 @@ def manager(template_cache: Path) -> Iterator[Manager]:
 
 
 def files_of(issued: Issued, ca: Path) -> TlsFiles:
-    directory = Path(tempfile.mkdtemp(prefix="cq-tls-"))
+    directory = Path(tempfile.mkdtemp(prefix="client-", dir=ca.parent))  # gone with the state
     files = TlsFiles(directory / "c.crt", directory / "c.key", ca)
     files.cert.write_text(issued.cert_pem)
     files.key.write_text(issued.key_pem)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import pymysql
 import pytest
 
 from conpaassql.domain.gtid import GtidPosition
@@ -57,6 +59,26 @@ def assert_converged(manager: Manager) -> None:
     assert sql_value(manager, master, "SELECT @@global.read_only") == "0"
 
 
+def slave_status(manager: Manager, node: int) -> dict[str, object]:
+    """``SHOW SLAVE STATUS`` of a node, by column name (as root, over its socket)."""
+    connection = pymysql.connect(
+        unix_socket=str(manager.node_dir(node) / "mysql" / "run" / "mysqld.sock"),
+        user="root", password=manager.root_password.encode(),
+        cursorclass=pymysql.cursors.DictCursor)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW SLAVE STATUS")
+            row = cursor.fetchone()
+    finally:
+        connection.close()
+    assert row is not None
+    return dict(row)
+
+
+def listed_nodes(manager: Manager) -> list[dict[str, object]]:
+    return [manager.node(n["id"]) for n in manager.nodes()]
+
+
 def acked_rows_present(manager: Manager, writer: workload.Writer) -> None:
     master = manager.get("get_service_info")["master"]["id"]
     present = {int(x) for x in sql_value(manager, master, "SELECT id FROM app.w").split()}
@@ -90,6 +112,32 @@ def test_master_and_two_slaves_replicate(trio: Manager) -> None:
                               user=workload.APP_USER, password=workload.APP_PASSWORD,
                               tcp=(info["ip"], 3306))
         assert "read-only" in refused.stderr, refused.stderr
+        # Replication goes over TLS (the servers take nothing else over TCP).
+        status = slave_status(manager, slave)
+        assert status["Master_SSL_Allowed"] == "Yes", status
+        assert status["Master_SSL_CA_File"] == str(manager.node_dir(slave) / "tls" / "ca.crt")
+    # Over TCP, TLS or nothing: a client without it is turned away.
+    # (MariaDB 10.11 answers it "Access denied"; the same login with TLS gets in.)
+    login = manager.defaults_file(workload.APP_USER, workload.APP_PASSWORD)
+    plain = subprocess.run(
+        ["mariadb", f"--defaults-extra-file={login}", "--skip-ssl", "-h",
+         manager.node(master)["ip"], "-e", "SELECT 1"],
+        capture_output=True, text=True, timeout=30, check=False)
+    login.unlink()
+    assert plain.returncode != 0 and "Access denied" in plain.stderr, plain.stderr
+    with_tls = manager.sql(master, "SELECT 1", user=workload.APP_USER,
+                           password=workload.APP_PASSWORD, tcp=(manager.node(master)["ip"],
+                                                                3306))
+    assert with_tls.returncode == 0 and with_tls.stdout.strip() == "1", with_tls.stderr
+    # The replication account may connect from the nodes only (here all on one machine,
+    # whose node-to-node connections come from 127.0.0.1), never from anywhere.
+    hosts = sql_value(manager, master, "SELECT Host FROM mysql.global_priv WHERE User = "
+                      "'conpaassql_repl' ORDER BY Host").split()
+    ips = sorted(n["ip"] for n in listed_nodes(manager))
+    assert hosts == sorted({*ips, "127.0.0.1"}), hosts
+    # root logs in on the node itself only (its unix socket).
+    assert sql_value(manager, master, "SELECT Host FROM mysql.global_priv WHERE User = "
+                     "'root'") == "localhost"
     service = manager.get("get_service_info")
     assert service["writer"] == {"id": master, "ip": manager.node(master)["ip"], "port": 3306}
     assert sorted(r["id"] for r in service["readers"]) == listed["slaves"]

@@ -74,7 +74,8 @@ class Writer:
                     connection = pymysql.connect(host=where[1], port=where[2], user=APP_USER,
                                                  password=APP_PASSWORD, database="app",
                                                  autocommit=True, connect_timeout=2,
-                                                 read_timeout=10, write_timeout=10)
+                                                 read_timeout=10, write_timeout=10,
+                                                 ssl_ca=str(self.manager.ca_file))
                 except pymysql.MySQLError as exc:
                     self.failures.append((time.monotonic(), f"connect: {exc}"))
                     time.sleep(0.05)

@@ -32,6 +32,7 @@ def _build_web(settings: AgentSettings, supervisor: Supervisor) -> AgentWeb:
 
 async def serve(settings: AgentSettings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    settings.write_tls_files()  # before mariadbd starts: it serves TLS with them
     setup_logging(settings.log_file)
     settings.pid_file.write_text(f"{os.getpid()}\n", encoding="ascii")
     early_events: list[str] = []

@@ -7,10 +7,11 @@ is kept from taking writes (read-only, then stopped until told otherwise).
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from conpaassql.agent.settings import AgentSettings
 from conpaassql.agent.supervisor import Supervisor
@@ -36,10 +37,28 @@ def _position(text: str | None, param: str) -> str | None:
         raise InvalidArgumentError(param, detail=str(exc)) from None
 
 
+def _replica_host(value: str) -> str:
+    """An IP address (the replication account's host)."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError("must be an IP address") from None
+
+
+ReplicaHosts = Annotated[list[Annotated[Text, AfterValidator(_replica_host)]],
+                        Field(max_length=1024)]
+
+
 class MasterParams(Params):
     replication_password: Text
     semi_sync: Flag = True
     semi_sync_timeout: PositiveInt = 5000  # milliseconds
+    replica_hosts: ReplicaHosts = []  # the nodes' addresses: where slaves connect from
+
+
+class ReplicaHostsParams(Params):
+    replication_password: Text
+    replica_hosts: ReplicaHosts
 
 
 class SlaveParams(Params):
@@ -75,6 +94,8 @@ class ReplicationApi:
                      access="manager")
         registry.add("set_read_only", "POST", self.set_read_only, ReadOnlyParams,
                      access="manager")
+        registry.add("set_replica_hosts", "POST", self.set_replica_hosts, ReplicaHostsParams,
+                     access="manager")
         registry.add("wait_for_gtid", "POST", self.wait_for_gtid, WaitParams,
                      access="manager")
         registry.add("drain_relay_log", "POST", self.drain_relay_log, DrainParams,
@@ -104,7 +125,8 @@ class ReplicationApi:
         session = self.supervisor.session
         await replication.make_master(session, semi_sync=params.semi_sync,
                                       semi_sync_timeout_ms=params.semi_sync_timeout)
-        await replication.ensure_replication_user(session, params.replication_password)
+        await replication.ensure_replication_accounts(session, params.replication_password,
+                                                      params.replica_hosts)
         log.info("this node is now the master")
         return {"return": "OK", "replication": await self.status()}
 
@@ -114,12 +136,23 @@ class ReplicationApi:
         from this server's own."""
         self._ensure_running()
         master = replication.MasterAddress(params.master_host, params.master_port,
-                                           params.replication_password)
+                                           params.replication_password,
+                                           ssl_ca=self.settings.tls_files.ca)
         await replication.make_slave(
             self.supervisor.session, master, semi_sync=params.semi_sync,
             gtid_position=_position(params.gtid_position, "gtid_position"))
         log.info("this node now replicates from %s:%d", params.master_host, params.master_port)
         return {"return": "OK", "replication": await self.status()}
+
+    async def set_replica_hosts(self, params: ReplicaHostsParams,
+                                ctx: CallContext) -> dict[str, Any]:
+        """The addresses the replication account may connect from (on the master)."""
+        self._ensure_running()
+        added, removed = await replication.ensure_replication_accounts(
+            self.supervisor.session, params.replication_password, params.replica_hosts)
+        if added or removed:
+            log.info("replication account hosts: added %s, removed %s", added, removed)
+        return {"return": "OK", "added": added, "removed": removed}
 
     async def set_read_only(self, params: ReadOnlyParams, ctx: CallContext) -> dict[str, Any]:
         self._ensure_running()

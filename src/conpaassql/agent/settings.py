@@ -86,6 +86,8 @@ class AgentSettings:
             server_id=self.node_id,
             run_as="root" if os.geteuid() == 0 else None,
             options=options,
+            tls=(files.ca, files.cert, files.key) if (files := self.tls_files).key.is_file()
+            else None,
         )
 
     def overrides(self) -> dict[str, str]:

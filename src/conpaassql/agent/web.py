@@ -49,7 +49,7 @@ class AgentWeb:
 
 def build(settings: AgentSettings, supervisor: Supervisor) -> AgentWeb:
     context = settings.context
-    files = settings.write_tls_files()
+    files = settings.tls_files
     api = AgentApi(settings, supervisor)
     heartbeat = Heartbeat(context.manager_url, context.secret, context.heartbeat_interval,
                           api.state_report, verify=client_context(files),

@@ -163,11 +163,17 @@ class Replication:
     def _has_slaves(self) -> bool:
         return any(n.role is Role.SLAVE for n in self.nodes.live_nodes())
 
+    def _replica_hosts(self) -> list[str]:
+        """Where slaves connect from: every live node (any may be a slave)."""
+        return self.rt.driver.connection_sources(
+            [n.ip for n in self.nodes.live_nodes() if n.ip])
+
     async def _make_master(self, node: Node, *, semi_sync: bool) -> None:
         await self.rt.agents.call(node, "set_up_replica_master", {
             "replication_password": self.rt.secrets.replication_password,
             "semi_sync": semi_sync and self.rt.config.semi_sync,
             "semi_sync_timeout": self.rt.config.semi_sync_timeout,
+            "replica_hosts": self._replica_hosts(),
         }, timeout=30)
 
     async def _elect(self, replicas: list[Replica]) -> str | None:
@@ -273,6 +279,10 @@ class Replication:
         master = self.nodes.master()
         if master is None or master.ip is None:
             raise WrongStateError(detail="there is no master to replicate from")
+        # The master's replication account must know the slave's address first.
+        await self.rt.agents.call(master, "set_replica_hosts", {
+            "replication_password": self.rt.secrets.replication_password,
+            "replica_hosts": self._replica_hosts()}, timeout=30)
         params: dict[str, Any] = {
             "master_host": master.ip, "master_port": master.mysql_port,
             "replication_password": self.rt.secrets.replication_password,

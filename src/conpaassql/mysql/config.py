@@ -14,6 +14,7 @@ import pwd
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from conpaassql.errors import ConfigError, InvalidArgumentError
 from conpaassql.mysql.paths import ServerPaths
@@ -41,6 +42,8 @@ PROTECTED_OPTIONS: frozenset[str] = frozenset(
         "lc-messages-dir", "language", "chroot", "bootstrap", "defaults-file",
         "defaults-extra-file", "defaults-group-suffix", "no-defaults", "print-defaults",
         "read-only", "gtid-strict-mode", "skip-slave-start",
+        "ssl", "skip-ssl", "ssl-ca", "ssl-capath", "ssl-cert", "ssl-key", "ssl-cipher",
+        "ssl-crl", "ssl-crlpath", "tls-version", "require-secure-transport",
     }
 )  # fmt: skip
 
@@ -127,6 +130,8 @@ class ServerSettings:
     server_id: int = 1
     run_as: str | None = None
     options: Mapping[str, str] = field(default_factory=dict)
+    #: (CA, certificate, key) files: TLS for every TCP client, and only TLS.
+    tls: tuple[Path, Path, Path] | None = None
 
     def __post_init__(self) -> None:
         if not _BIND_ADDRESS.fullmatch(self.bind_address):
@@ -186,6 +191,12 @@ def render_my_cnf(paths: ServerPaths, settings: ServerSettings) -> str:
         ("innodb-flush-log-at-trx-commit", "1"),
         ("sync-binlog", "1"),
     ]
+    if settings.tls is not None:
+        ca, cert, key = settings.tls
+        server += [("ssl-ca", _path_value(ca)), ("ssl-cert", _path_value(cert)),
+                   ("ssl-key", _path_value(key)), ("tls-version", "TLSv1.2,TLSv1.3"),
+                   # Over TCP only TLS (the unix socket, local to the node, is not TCP).
+                   ("require-secure-transport", "ON")]
     for name, value in settings.options.items():
         server.append((name, quote_option_value(value) if value else None))
     lines = ["# Written by conpaassql; changes are overwritten.", "[mariadbd]"]

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from conpaassql.mysql.connection import ConnectInfo, Session, execute
 
 REPLICATION_USER = "conpaassql_repl"
-ANY_HOST = "%"
 #: Seconds between heartbeats from master to slave, and how long a slave waits
 #: in silence before it drops the connection and reconnects.
 HEARTBEAT_PERIOD = 1
@@ -30,20 +31,27 @@ class MasterAddress:
     port: int
     password: str = dataclasses.field(repr=False)
     user: str = REPLICATION_USER
+    ssl_ca: Path | None = None  # replicate over TLS, the master's certificate from this CA
 
 
-async def ensure_replication_user(session: Session, password: str) -> bool:
-    """The service's replication account, with ``password`` (made on the first master,
-    whose copies and binlog carry it to every other node). True if it was made now."""
-    account = (REPLICATION_USER, ANY_HOST)
-    found = await session.execute(
-        "SELECT 1 AS found FROM mysql.global_priv WHERE User = %s AND Host = %s", account)
-    if found:
-        return False
-    await session.execute("CREATE USER %s@%s IDENTIFIED BY %s", (*account, password))
-    await session.execute("GRANT REPLICATION SLAVE, REPLICATION CLIENT, SLAVE MONITOR "
-                          "ON *.* TO %s@%s", account)
-    return True
+async def ensure_replication_accounts(session: Session, password: str,
+                                      hosts: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The service's replication account for exactly ``hosts`` (the nodes' addresses),
+    with ``password``; (hosts added, hosts removed). Made on the master, whose binlog
+    and copies carry the accounts to every other node."""
+    rows = await session.execute(
+        "SELECT Host AS host FROM mysql.global_priv WHERE User = %s", (REPLICATION_USER,))
+    existing = {str(row["host"]) for row in rows}
+    wanted = set(hosts)
+    added, removed = sorted(wanted - existing), sorted(existing - wanted)
+    for host in added:
+        await session.execute("CREATE USER %s@%s IDENTIFIED BY %s",
+                              (REPLICATION_USER, host, password))
+        await session.execute("GRANT REPLICATION SLAVE, REPLICATION CLIENT, SLAVE MONITOR "
+                              "ON *.* TO %s@%s", (REPLICATION_USER, host))
+    for host in removed:
+        await session.execute("DROP USER IF EXISTS %s@%s", (REPLICATION_USER, host))
+    return added, removed
 
 
 async def make_master(session: Session, *, semi_sync: bool, semi_sync_timeout_ms: int) -> None:
@@ -76,11 +84,18 @@ async def make_slave(session: Session, master: MasterAddress, *, semi_sync: bool
     if gtid_position is not None:
         await session.execute("SET GLOBAL gtid_slave_pos = %s", (gtid_position,))
         use = "slave_pos"
+    tls = ""
+    tls_args: tuple[str, ...] = ()
+    if master.ssl_ca is not None:
+        # The chain is checked against the service's CA; not the name, as a node's
+        # certificate need not hold its address.
+        tls = ", MASTER_SSL = 1, MASTER_SSL_CA = %s, MASTER_SSL_VERIFY_SERVER_CERT = 0"
+        tls_args = (str(master.ssl_ca),)
     await session.execute(
         "CHANGE MASTER TO MASTER_HOST = %s, MASTER_PORT = %s, MASTER_USER = %s, "
         f"MASTER_PASSWORD = %s, MASTER_USE_GTID = {use}, "
-        f"MASTER_CONNECT_RETRY = {CONNECT_RETRY}, MASTER_HEARTBEAT_PERIOD = {HEARTBEAT_PERIOD}",
-        (master.host, master.port, master.user, master.password))
+        f"MASTER_CONNECT_RETRY = {CONNECT_RETRY}, MASTER_HEARTBEAT_PERIOD = {HEARTBEAT_PERIOD}"
+        + tls, (master.host, master.port, master.user, master.password, *tls_args))
     await session.execute("START SLAVE")
 
 
