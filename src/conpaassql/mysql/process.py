@@ -55,7 +55,7 @@ class MariaDBProcess:
         if use_init_file and not self.paths.init_file.is_file():
             raise MySQLError(f"no init file at {self.paths.init_file}")
         args = self.command(use_init_file=use_init_file)
-        log_fd = os.open(self.paths.error_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        log_fd = os.open(self.paths.error_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             _give_to_dir_owner(log_fd, self.paths.error_log.parent)
             process = await asyncio.create_subprocess_exec(
@@ -64,6 +64,9 @@ class MariaDBProcess:
                 stdout=log_fd,
                 stderr=log_fd,
                 cwd=self.paths.base,
+                # Files it makes are its own alone: master.info holds the replication
+                # password (mariadbd's default would be 0660 and 0700).
+                env={**os.environ, "UMASK": "0600", "UMASK_DIR": "0700"},
             )
         finally:
             os.close(log_fd)
