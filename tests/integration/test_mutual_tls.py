@@ -20,6 +20,7 @@ import pytest
 from conpaassql.errors import ConpaasSQLError
 from conpaassql.manager.authority import Authority, Issued
 from conpaassql.rpc.client import call_blocking
+from conpaassql.rpc.grants import make_grant
 from conpaassql.rpc.tls import TlsFiles, client_context, dns_name, node_name
 from tests.integration.harness import Manager, wait_until
 
@@ -97,6 +98,19 @@ def test_the_agent_takes_only_the_managers_certificate(manager: Manager) -> None
     peer = client_context(files_of(ours.issue_node(99), ca))
     text = failure(lambda: state_call(url, peer, name, manager.agent_secret))
     assert text.startswith("Forbidden DETAIL:get_server_state is for the manager only"), text
+    # ... and those only with the manager's grant for that very pair, still valid: a node
+    # removed from the service (its certificate still good) gets no new one.
+    def copy(grant: str | None) -> Any:
+        return call_blocking(url, "copy_dump", {"grant": grant} if grant else {}, verb="GET",
+                             token=manager.agent_secret, verify=peer, server_name=name,
+                             timeout=10)
+
+    secret = manager.agent_secret
+    for grant in (None, "1:99:9999999999:" + "0" * 64, make_grant(secret, node, 98),
+                  make_grant(secret, node + 1, 99), make_grant(secret, node, 99, ttl=-5)):
+        text = failure(lambda g=grant: copy(g))
+        assert text.startswith(f"Forbidden DETAIL:no valid grant from the manager for node "
+                               f"99 to copy node {node}"), (grant, text)
     # The agent is checked by name: node 1's agent is not taken for node 2's.
     wrong = dns_name(manager.service_id, node_name(node + 100))
     text = failure(lambda: state_call(url, client_context(manager.manager_tls), wrong,

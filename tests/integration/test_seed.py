@@ -29,6 +29,7 @@ import pymysql
 import pytest
 
 from conpaassql.manager.authority import Authority
+from conpaassql.rpc.grants import make_grant
 from tests.integration.harness import Manager, free_port, rpc_error, wait_until
 
 pytestmark = pytest.mark.integration
@@ -82,6 +83,12 @@ class Pair:
 
     def call(self, node_id: int, method: str, params: dict[str, Any] | None = None,
              verb: str = "POST", timeout: float = 120) -> Any:
+        if method == "seed_from" and params and "grant" not in params:
+            # As the manager does: its leave for this node to copy the source.
+            source = next((i for i, url in self.urls.items() if url == params.get("source")),
+                          self.source)
+            params = {**params, "grant": make_grant(self.manager.agent_secret, source,
+                                                    node_id)}
         return self.manager.agent_call(node_id, method, params, verb, timeout)
 
     def seed_error(self, source: str) -> str:

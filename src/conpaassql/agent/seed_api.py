@@ -35,6 +35,7 @@ from conpaassql.errors import (
     BusyError,
     ConfigError,
     ConpaasSQLError,
+    ForbiddenError,
     InvalidArgumentError,
     MySQLError,
     RemoteError,
@@ -57,9 +58,10 @@ from conpaassql.mysql.dump import SQL_MEDIA_TYPE, Export
 from conpaassql.mysql.logical_copy import LogicalCopy, copy_dump_command, load_copy
 from conpaassql.mysql.socket_copy import TICKET_BYTES, Receiver, send_backup
 from conpaassql.rpc.client import RpcClient
+from conpaassql.rpc.grants import grant_allows
 from conpaassql.rpc.registry import CallContext, Registry
 from conpaassql.rpc.streams import ByteStreamResponse, sql_failure_line
-from conpaassql.rpc.tls import peer_context
+from conpaassql.rpc.tls import MANAGER_NAME, node_of_name, peer_context
 from conpaassql.rpc.types import Params, Text
 
 log = logging.getLogger(__name__)
@@ -130,9 +132,14 @@ class SeedParams(Params):
     source: AgentUrl
     transport: Transport = "auto"
     method: Method = "auto"
+    grant: Text | None = None  # the manager's grant to copy the source (shown to it)
 
 
-class PushParams(Params):
+class GrantParams(Params):
+    grant: Text | None = None  # the manager's copy grant (another node calling)
+
+
+class PushParams(GrantParams):
     host: Annotated[Text, AfterValidator(host_name)]
     port: Annotated[int, Field(ge=1, le=65535)]
     ticket: Annotated[str, Field(pattern=f"^[0-9a-f]{{{2 * TICKET_BYTES}}}$")]
@@ -159,11 +166,12 @@ class SeedApi:
         self.open_timeout = OPEN_TIMEOUT
         self.stall_timeout = STALL_TIMEOUT
         self._busy: str | None = None  # one backup or seed at a time
+        self._grant: dict[str, str] = {}  # the seed's grant, shown to its source
 
     def register(self, registry: Registry) -> None:
-        registry.add("backup_stream", "GET", self.backup_stream, access="peer")
+        registry.add("backup_stream", "GET", self.backup_stream, GrantParams, access="peer")
         registry.add("backup_push", "POST", self.backup_push, PushParams, access="peer")
-        registry.add("copy_dump", "GET", self.copy_dump, access="peer")
+        registry.add("copy_dump", "GET", self.copy_dump, GrantParams, access="peer")
         registry.add("seed_from", "POST", self.seed_from, SeedParams, access="manager")
 
     def _claim(self, what: str) -> None:
@@ -177,8 +185,20 @@ class SeedApi:
         own_hosts = {self.settings.bind, "localhost"} if self.settings.bind else set()
         return parts.port == self.settings.agent_port and parts.hostname in own_hosts
 
-    async def backup_stream(self, params: Params, ctx: CallContext) -> ByteStreamResponse:
+    def _check_grant(self, params: GrantParams, ctx: CallContext) -> None:
+        """The manager may take a copy; another node only with the manager's grant."""
+        if ctx.principal == MANAGER_NAME:
+            return
+        receiver = node_of_name(ctx.principal)
+        if receiver is None or not grant_allows(self.settings.context.secret, params.grant,
+                                                self.settings.node_id, receiver):
+            raise ForbiddenError(detail=f"no valid grant from the manager for node "
+                                 f"{receiver} to copy node {self.settings.node_id}")
+
+    async def backup_stream(self, params: GrantParams,
+                            ctx: CallContext) -> ByteStreamResponse:
         """A physical copy of this node's server (mariabackup xbstream), streamed as made."""
+        self._check_grant(params, ctx)
         if self.supervisor.state is not AgentState.RUNNING:
             raise WrongStateError(detail=f"mysqld is {self.supervisor.state}")
         self._claim("a backup")
@@ -212,9 +232,10 @@ class SeedApi:
         return ByteStreamResponse(chunks(), media_type=BACKUP_MEDIA_TYPE,
                                   cleanup=never_started)
 
-    async def copy_dump(self, params: Params, ctx: CallContext) -> ByteStreamResponse:
+    async def copy_dump(self, params: GrantParams, ctx: CallContext) -> ByteStreamResponse:
         """A logical copy of this node's server (every user database, the accounts and
         the GTID position: ``logical_copy``), streamed as ``mariadb-dump`` makes it."""
+        self._check_grant(params, ctx)
         if self.supervisor.state is not AgentState.RUNNING:
             raise WrongStateError(detail=f"mysqld is {self.supervisor.state}")
         self._claim("a backup")
@@ -249,6 +270,7 @@ class SeedApi:
     async def backup_push(self, params: PushParams, ctx: CallContext) -> dict[str, Any]:
         """Send a physical copy of this node's server to a node waiting for it on
         ``host:port`` (its ``seed_from``), presenting ``ticket`` first."""
+        self._check_grant(params, ctx)
         if self.supervisor.state is not AgentState.RUNNING:
             raise WrongStateError(detail=f"mysqld is {self.supervisor.state}")
         self._claim("a backup")
@@ -278,6 +300,7 @@ class SeedApi:
         started = time.monotonic()
         log.info("node %d: seeding from %s", node, source)
         try:
+            self._grant = {"grant": params.grant} if params.grant else {}
             result = await self._seed(source, params.transport, params.method)
         except ConpaasSQLError as exc:
             log.error("node %d: seeding from %s failed after %.2f s: %s", node, source,
@@ -350,7 +373,7 @@ class SeedApi:
                                   "is loaded into a running server")
         opening = asyncio.timeout(max(0.0, deadline - time.monotonic()))
         try:
-            async with opening, client.stream("copy_dump") as stream:
+            async with opening, client.stream("copy_dump", self._grant) as stream:
                 opening.reschedule(None)
                 return await load_copy(self.settings.paths, self.supervisor.session,
                                        _watched(stream.chunks(), source, self.stall_timeout))
@@ -384,7 +407,8 @@ class SeedApi:
         receiver = Receiver(self.settings.bind)
         host = self.settings.context.ip or self.settings.bind
         push = asyncio.create_task(client.call(
-            "backup_push", {"host": host, "port": receiver.port, "ticket": receiver.ticket},
+            "backup_push", {"host": host, "port": receiver.port, "ticket": receiver.ticket,
+                            **self._grant},
             timeout=PUSH_TIMEOUT))
         try:
             accepting = asyncio.create_task(receiver.accept())
@@ -428,7 +452,7 @@ class SeedApi:
         """The source's agent streams its copy in its reply; this agent feeds mbstream."""
         opening = asyncio.timeout(max(0.0, deadline - time.monotonic()))
         try:
-            async with opening, client.stream("backup_stream") as stream:
+            async with opening, client.stream("backup_stream", self._grant) as stream:
                 opening.reschedule(None)  # from here on, only silences count
                 receive: Receive = from_chunks(
                     _watched(stream.chunks(), source, self.stall_timeout))

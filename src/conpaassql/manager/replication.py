@@ -28,6 +28,7 @@ from conpaassql.domain.topology import (
 )
 from conpaassql.errors import BusyError, ConpaasSQLError, WrongStateError
 from conpaassql.manager.service import NodeService
+from conpaassql.rpc.grants import make_grant
 
 log = logging.getLogger(__name__)
 
@@ -329,7 +330,8 @@ class Replication:
             started = time.monotonic()
             answer = await self.rt.agents.call(
                 node, "seed_from",
-                {"source": master.agent_url, "method": self.rt.config.seed_method},
+                {"source": master.agent_url, "method": self.rt.config.seed_method,
+                 "grant": make_grant(self.rt.secrets.agent_secret, master.id, node.id)},
                 timeout=SEED_TIMEOUT)
             async with self.topology_lock:
                 current = self.nodes.master()
