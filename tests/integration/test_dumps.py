@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -13,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from conpaassql.errors import RemoteError
+from conpaassql.manager.data_api import MAX_EXPORTS
+from conpaassql.rpc.client import RpcClient
 from tests.integration.harness import Manager, rpc_error
 
 pytestmark = pytest.mark.integration
@@ -268,3 +273,44 @@ def test_client_commands_load_and_export(pair: Pair, tmp_path: Path) -> None:
     assert failed.returncode == 1
     assert "Invalid argument: database" in failed.stderr
     assert not (tmp_path / "n.sql").exists()
+
+
+def test_exports_at_once_are_bounded(pair: Pair) -> None:
+    """Four sqldump streams at once; a fifth is refused as busy, and taken once one ends
+    (even one whose reader went away part-way)."""
+    manager = pair.manager
+    # Big enough that a held stream cannot end into the sockets' buffers.
+    made = manager.sql(pair.master, "CREATE DATABASE IF NOT EXISTS big; CREATE TABLE IF NOT "
+                       "EXISTS big.t (id INT PRIMARY KEY, v TEXT); INSERT IGNORE INTO big.t "
+                       "SELECT seq, REPEAT(MD5(seq), 16) FROM big.seq_1_to_40000")
+    assert made.returncode == 0, made.stderr
+
+    async def scenario() -> tuple[str, int]:
+        readers = []  # kept: a reader dropped would close its stream
+        async with contextlib.AsyncExitStack() as held:
+            client = await held.enter_async_context(RpcClient(manager.url))
+            for _ in range(MAX_EXPORTS):
+                stream = await held.enter_async_context(client.stream("sqldump",
+                                                                      {"database": "big"}))
+                readers.append(stream.chunks())
+                await anext(readers[-1])  # started, and held open
+            try:
+                async with RpcClient(manager.url) as other, \
+                        other.stream("sqldump", {"database": "big"}):
+                    pass
+            except RemoteError as exc:
+                refused = str(exc)
+            else:
+                raise AssertionError("a fifth export was taken")
+        await asyncio.sleep(0.5)  # the readers went away: their exports end
+        async with RpcClient(manager.url) as client:
+            with open(os.devnull, "wb") as sink:
+                size = await client.download("sqldump", {"database": "big"}, sink)
+        made = await asyncio.to_thread(manager.sql, pair.master, "DROP DATABASE big")
+        assert made.returncode == 0, made.stderr
+        return refused, size
+
+    refused, size = asyncio.run(scenario())
+    assert refused.startswith(f"Service in wrong state DETAIL:busy: {MAX_EXPORTS} dumps"), \
+        refused
+    assert size > 0

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from conpaassql.errors import ConpaasSQLError
 from conpaassql.manager.authority import Authority, Issued
@@ -105,12 +106,23 @@ def test_the_agent_takes_only_the_managers_certificate(manager: Manager) -> None
                              token=manager.agent_secret, verify=peer, server_name=name,
                              timeout=10)
 
-    secret = manager.agent_secret
-    for grant in (None, "1:99:9999999999:" + "0" * 64, make_grant(secret, node, 98),
-                  make_grant(secret, node + 1, 99), make_grant(secret, node, 99, ttl=-5)):
+    key = ours.grant_key
+    forged = make_grant(ec.generate_private_key(ec.SECP256R1()), node, 99, "127.0.0.1")
+    for grant in (None, forged, "1:99:127.0.0.1:9999999999:" + "0" * 64,
+                  make_grant(key, node, 98, "127.0.0.1"),
+                  make_grant(key, node + 1, 99, "127.0.0.1"),
+                  make_grant(key, node, 99, "127.0.0.1", ttl=-5)):
         text = failure(lambda g=grant: copy(g))
         assert text.startswith(f"Forbidden DETAIL:no valid grant from the manager for node "
                                f"99 to copy node {node}"), (grant, text)
+    # A grant names where the copy goes: backup_push connects there and nowhere else.
+    granted = make_grant(key, node, 99, "127.0.0.1")
+    text = failure(lambda: call_blocking(
+        url, "backup_push", {"host": "127.0.0.2", "port": 9, "ticket": "ab" * 32,
+                             "grant": granted},
+        token=manager.agent_secret, verify=peer, server_name=name, timeout=10))
+    assert text.startswith("Forbidden DETAIL:the grant is for a copy to 127.0.0.1, not "
+                           "127.0.0.2"), text
     # The agent is checked by name: node 1's agent is not taken for node 2's.
     wrong = dns_name(manager.service_id, node_name(node + 100))
     text = failure(lambda: state_call(url, client_context(manager.manager_tls), wrong,

@@ -87,8 +87,11 @@ class Pair:
             # As the manager does: its leave for this node to copy the source.
             source = next((i for i, url in self.urls.items() if url == params.get("source")),
                           self.source)
-            params = {**params, "grant": make_grant(self.manager.agent_secret, source,
-                                                    node_id)}
+            authority = Authority.load_or_create(self.manager.state_dir / "pki",
+                                                 self.manager.service_id)
+            address = self.urls[node_id].split("//")[1].split(":")[0]
+            params = {**params, "grant": make_grant(authority.grant_key, source, node_id,
+                                                    address)}
         return self.manager.agent_call(node_id, method, params, verb, timeout)
 
     def seed_error(self, source: str) -> str:

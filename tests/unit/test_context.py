@@ -67,6 +67,7 @@ def make_context(**changes: object) -> NodeContext:
         ca_cert=PEM.format(kind="CERTIFICATE"),
         tls_cert=PEM.format(kind="CERTIFICATE"),
         tls_key=PEM.format(kind="PRIVATE KEY"),
+        grant_key=PEM.format(kind="PUBLIC KEY"),
     )
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
@@ -100,8 +101,9 @@ def test_render_is_key_value_lines_with_prefix() -> None:
     parsed = NodeContext.parse(context.render())
     assert parsed == context and parsed.tls_key == context.tls_key  # PEM lines kept
     assert "PRIVATE KEY" not in repr(context) and "r00t" not in repr(context)
-    lines = make_context(ca_cert=None, tls_cert=None, tls_key=None).render().splitlines()
-    assert len(lines) == len(dataclasses.fields(NodeContext)) - 3
+    lines = make_context(ca_cert=None, tls_cert=None, tls_key=None,
+                         grant_key=None).render().splitlines()
+    assert len(lines) == len(dataclasses.fields(NodeContext)) - 4
     for line in lines:
         assert line.startswith(PREFIX)
         key = line.partition("=")[0]
@@ -202,7 +204,7 @@ def test_unknown_keys_comments_and_blank_lines_are_ignored() -> None:
 
 
 def test_indented_lines_are_read() -> None:
-    plain = make_context(ca_cert=None, tls_cert=None, tls_key=None)  # one line per key
+    plain = make_context(ca_cert=None, tls_cert=None, tls_key=None, grant_key=None)  # 1 line/key
     text = "".join(f"   {line}\n" for line in plain.render().splitlines())
     assert NodeContext.parse(text) == plain
 

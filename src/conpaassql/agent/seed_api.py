@@ -58,7 +58,7 @@ from conpaassql.mysql.dump import SQL_MEDIA_TYPE, Export
 from conpaassql.mysql.logical_copy import LogicalCopy, copy_dump_command, load_copy
 from conpaassql.mysql.socket_copy import TICKET_BYTES, Receiver, send_backup
 from conpaassql.rpc.client import RpcClient
-from conpaassql.rpc.grants import grant_allows
+from conpaassql.rpc.grants import Grant, check_grant, load_public_key
 from conpaassql.rpc.registry import CallContext, Registry
 from conpaassql.rpc.streams import ByteStreamResponse, sql_failure_line
 from conpaassql.rpc.tls import MANAGER_NAME, node_of_name, peer_context
@@ -117,9 +117,10 @@ def host_name(value: str) -> str:
 
 _HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
 
-#: How the copy travels: straight over a socket between the tools (``socket``),
-#: relayed by both agents over the RPC connection (``http``), or the first that
-#: works (``auto``: the socket, unless the source cannot connect to this node).
+#: How the copy travels: straight over a socket between the tools (``socket``: fast,
+#: but not encrypted), relayed by both agents over the RPC connection (``http``: over
+#: mutual TLS), or ``auto``: the socket between nodes on loopback addresses (one
+#: machine), unless the source cannot connect to it; the RPC stream otherwise.
 Transport = Literal["auto", "socket", "http"]
 
 
@@ -167,6 +168,7 @@ class SeedApi:
         self.stall_timeout = STALL_TIMEOUT
         self._busy: str | None = None  # one backup or seed at a time
         self._grant: dict[str, str] = {}  # the seed's grant, shown to its source
+        self._public_key: Any = None  # verifies the manager's grants
 
     def register(self, registry: Registry) -> None:
         registry.add("backup_stream", "GET", self.backup_stream, GrantParams, access="peer")
@@ -185,15 +187,26 @@ class SeedApi:
         own_hosts = {self.settings.bind, "localhost"} if self.settings.bind else set()
         return parts.port == self.settings.agent_port and parts.hostname in own_hosts
 
-    def _check_grant(self, params: GrantParams, ctx: CallContext) -> None:
-        """The manager may take a copy; another node only with the manager's grant."""
+    def _check_grant(self, params: GrantParams, ctx: CallContext) -> Grant | None:
+        """The manager may take a copy; another node only with the manager's grant
+        (None for the manager, else the grant)."""
         if ctx.principal == MANAGER_NAME:
-            return
+            return None
         receiver = node_of_name(ctx.principal)
-        if receiver is None or not grant_allows(self.settings.context.secret, params.grant,
-                                                self.settings.node_id, receiver):
+        grant = None if receiver is None else check_grant(
+            self._grant_key(), params.grant, self.settings.node_id, receiver)
+        if grant is None:
             raise ForbiddenError(detail=f"no valid grant from the manager for node "
                                  f"{receiver} to copy node {self.settings.node_id}")
+        return grant
+
+    def _grant_key(self) -> Any:
+        if self._public_key is None and self.settings.context.grant_key:
+            try:
+                self._public_key = load_public_key(self.settings.context.grant_key)
+            except ValueError:
+                log.error("the context's grant key is unreadable: no node may copy this one")
+        return self._public_key
 
     async def backup_stream(self, params: GrantParams,
                             ctx: CallContext) -> ByteStreamResponse:
@@ -270,7 +283,10 @@ class SeedApi:
     async def backup_push(self, params: PushParams, ctx: CallContext) -> dict[str, Any]:
         """Send a physical copy of this node's server to a node waiting for it on
         ``host:port`` (its ``seed_from``), presenting ``ticket`` first."""
-        self._check_grant(params, ctx)
+        grant = self._check_grant(params, ctx)
+        if grant is not None and params.host != grant.address:
+            raise ForbiddenError(detail=f"the grant is for a copy to {grant.address}, "
+                                 f"not {params.host}")
         if self.supervisor.state is not AgentState.RUNNING:
             raise WrongStateError(detail=f"mysqld is {self.supervisor.state}")
         self._claim("a backup")
@@ -387,6 +403,8 @@ class SeedApi:
                     transport: Transport) -> tuple[RestoreResult, str]:
         """One attempt, over the socket or the RPC stream as ``transport`` says;
         the copy and the way it came."""
+        if transport == "auto" and not _is_loopback(self._advertised_host()):
+            transport = "http"  # the socket copy is not encrypted: loopback only unless asked
         if transport != "http":
             try:
                 return await self._copy_over_socket(client, source, deadline), "socket"
@@ -405,7 +423,7 @@ class SeedApi:
         then go another way); any other failure is the copy's own.
         """
         receiver = Receiver(self.settings.bind)
-        host = self.settings.context.ip or self.settings.bind
+        host = self._advertised_host()
         push = asyncio.create_task(client.call(
             "backup_push", {"host": host, "port": receiver.port, "ticket": receiver.ticket,
                             **self._grant},
@@ -447,6 +465,10 @@ class SeedApi:
             with contextlib.suppress(BaseException):
                 await push
 
+    def _advertised_host(self) -> str:
+        """Where this node takes a copy over a socket."""
+        return self.settings.context.ip or self.settings.bind
+
     async def _copy_over_http(self, client: RpcClient, source: str,
                               deadline: float) -> RestoreResult:
         """The source's agent streams its copy in its reply; this agent feeds mbstream."""
@@ -473,6 +495,13 @@ class NoConnectionError(Exception):
     def __init__(self, error: BaseException) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 def _missing_tools() -> str | None:

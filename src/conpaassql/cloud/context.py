@@ -34,6 +34,7 @@ class NodeContext:
     ca_cert: str | None = None  # the service CA (PEM): whom the node trusts
     tls_cert: str | None = None  # the node's own certificate (PEM) ...
     tls_key: str | None = None  # ... and its private key (PEM)
+    grant_key: str | None = None  # the public key (PEM) the manager's copy grants verify with
 
     def __repr__(self) -> str:
         return f"NodeContext(node_id={self.node_id}, service_id={self.service_id!r}, <secrets>)"

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from conpaassql.rpc.grants import public_pem
 from conpaassql.rpc.tls import MANAGER_NAME, ORGANIZATION, TlsFiles, dns_name, node_name
 
 CA_DAYS = 3650
@@ -68,6 +69,24 @@ class Authority:
         self.service_id = service_id
         self._key = key
         self.cert = cert
+        #: Signs copy grants (``rpc.grants``); nodes hold only its public half. Kept in
+        #: ``grant.key`` by ``load_or_create``; a fresh one otherwise.
+        self.grant_key: ec.EllipticCurvePrivateKey = ec.generate_private_key(ec.SECP256R1())
+
+    @property
+    def grant_public_pem(self) -> str:
+        return public_pem(self.grant_key)
+
+    def _load_or_make_grant_key(self) -> ec.EllipticCurvePrivateKey:
+        path = self.directory / "grant.key"
+        if path.is_file():
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+            if not isinstance(key, ec.EllipticCurvePrivateKey):
+                raise ValueError(f"{path} is not an EC private key")
+            return key
+        key = ec.generate_private_key(ec.SECP256R1())
+        write_private(path, _key_pem(key))
+        return key
 
     @property
     def ca_pem(self) -> str:
@@ -117,6 +136,7 @@ class Authority:
             write_private(cert_file, cert.public_bytes(serialization.Encoding.PEM), 0o644)
             authority = cls(directory, service_id, key, cert)
         authority._ensure_manager_identity()
+        authority.grant_key = authority._load_or_make_grant_key()
         return authority
 
     def issue(self, common_name: str, *, ips: tuple[str, ...] = (),

@@ -28,6 +28,9 @@ from conpaassql.rpc.types import NodeId, NodeIdOrAll, Params, Text
 
 log = logging.getLogger(__name__)
 
+#: sqldump streams at once per service (each holds a mariadb-dump on a node).
+MAX_EXPORTS = 4
+
 
 
 class SendDumpParams(Params):
@@ -49,6 +52,7 @@ class DataApi:
         self.nodes = nodes
         self.rt = nodes.rt
         self._loading: str | None = None
+        self._exports = 0  # sqldump streams going on
 
     def register(self, registry: Registry) -> None:
         registry.add("send_mysqldump", "UPLOAD", self.send_mysqldump, SendDumpParams,
@@ -109,17 +113,34 @@ class DataApi:
         """A consistent dump of the service (or of one database), streamed from a node."""
         node = targets.source(self.nodes.live_nodes(), params.serviceNodeId)
         database = None if params.database is None else check_user_database(params.database)
+        if self._exports >= MAX_EXPORTS:
+            raise BusyError(detail=f"busy: {self._exports} dumps are being exported; "
+                            "try again when one is done")
+        self._exports += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._exports -= 1
+
         stack = contextlib.AsyncExitStack()
         agent_params = {} if database is None else {"database": database}
-        stream = await stack.enter_async_context(
-            self.rt.agents.client(node).stream("sqldump", agent_params))
+        try:
+            stream = await stack.enter_async_context(
+                self.rt.agents.client(node).stream("sqldump", agent_params))
+        except BaseException:
+            release()
+            await stack.aclose()
+            raise
         name = f"conpaassql-{self.rt.store.service_id}-{database or 'all'}-" \
                f"{time.strftime('%Y%m%d-%H%M%S')}.sql"
         headers = {"Content-Disposition": f'attachment; filename="{_safe(name)}"',
                    "X-Conpaassql-Node": str(node.id)}
         return ByteStreamResponse(stream.chunks(), media_type="application/sql",
                                   headers=headers, cleanup=stack.aclose,
-                                  failure_line=sql_failure_line)
+                                  failure_line=sql_failure_line, ended=release)
 
 
 def _safe(name: str) -> str:

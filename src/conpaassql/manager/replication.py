@@ -331,7 +331,8 @@ class Replication:
             answer = await self.rt.agents.call(
                 node, "seed_from",
                 {"source": master.agent_url, "method": self.rt.config.seed_method,
-                 "grant": make_grant(self.rt.secrets.agent_secret, master.id, node.id)},
+                 "grant": make_grant(self.rt.authority.grant_key, master.id, node.id,
+                                     node.ip or "")},
                 timeout=SEED_TIMEOUT)
             async with self.topology_lock:
                 current = self.nodes.master()

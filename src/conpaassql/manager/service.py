@@ -135,6 +135,7 @@ class NodeService:
             mysql_port=node.mysql_port,
             heartbeat_interval=self.rt.config.heartbeat_interval,
             ca_cert=self.rt.authority.ca_pem,
+            grant_key=self.rt.authority.grant_public_pem,
         )
         issued = self.rt.authority.issue_node(node.id)
         context = replace(context, tls_cert=issued.cert_pem, tls_key=issued.key_pem)

@@ -24,17 +24,21 @@ Cleanup = Callable[[], Awaitable[None]]
 class ByteStreamResponse(StreamingResponse):
     """Streams ``chunks``; on a failure, marks the body and breaks the transfer off.
 
-    ``cleanup`` runs at the end whatever happened (done, failed, client gone).
+    ``cleanup`` runs at the end whatever happened (done, failed, client gone);
+    ``ended``, a plain function, runs first, before anything that may be cancelled
+    (a client gone cancels the stream, and with it every later wait).
     """
 
     def __init__(self, chunks: AsyncIterator[bytes], *, media_type: str,
                  headers: Mapping[str, str] | None = None,
                  cleanup: Cleanup | None = None,
-                 failure_line: Callable[[str], bytes] | None = None) -> None:
+                 failure_line: Callable[[str], bytes] | None = None,
+                 ended: Callable[[], None] | None = None) -> None:
         super().__init__(chunks, headers=headers, media_type=media_type)
         self.chunks = chunks
         self.cleanup = cleanup
         self.failure_line = failure_line
+        self.ended = ended
 
     async def stream_response(self, send: Send) -> None:
         try:
@@ -49,6 +53,8 @@ class ByteStreamResponse(StreamingResponse):
                             "more_body": True})
             return  # no final message: the client sees an incomplete body
         finally:
+            if self.ended is not None:
+                self.ended()
             closing = getattr(self.chunks, "aclose", None)
             if closing is not None:
                 await closing()
