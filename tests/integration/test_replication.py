@@ -284,6 +284,15 @@ def test_removing_the_master_elects_the_most_advanced_slave(trio: Manager) -> No
     sql_value(manager, master, "INSERT INTO app.w VALUES (2, 0)")
     manager.sync_slaves(master, slaves)
     assert sql_value(manager, slaves[0], "SELECT COUNT(*) FROM app.w") == "2"
+    # The removed node's address lost the replication account (on every node).
+    kept = sorted({*(manager.node(n)["ip"] for n in (master, *slaves)), "127.0.0.1"})
+
+    def hosts(node: int) -> list[str]:
+        return sql_value(manager, node, "SELECT Host FROM mysql.global_priv WHERE User = "
+                         "'conpaassql_repl' ORDER BY Host").split()
+
+    wait_until(lambda: hosts(master) == kept and hosts(slaves[0]) == kept, 30, 0.2,
+               "the removed node's replication host dropped")
 
 
 def test_a_slave_with_errant_transactions_is_copied_anew(trio: Manager) -> None:

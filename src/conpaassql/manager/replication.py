@@ -80,6 +80,7 @@ class Replication:
         self._restarts: dict[int, int] = {}  # mysqld restarts last seen per node
         self._silent: dict[int, int] = {}  # consecutive probes its mysqld did not answer
         self._seeding: set[int] = set()
+        self._pushed_hosts: list[str] | None = None  # the master's replication hosts
         self.last_failover: dict[str, Any] | None = None
 
     # -- observing --------------------------------------------------------
@@ -123,8 +124,31 @@ class Replication:
                 outcome = await self._act(finding, replicas)
                 if outcome:
                     done.append(outcome)
+            if not findings:
+                outcome = await self._sync_replica_hosts()
+                if outcome:
+                    done.append(outcome)
         self._acknowledge_restarts(reports)
         return done
+
+    async def _sync_replica_hosts(self) -> str | None:
+        """Keep the replication account to the nodes there are: a node removed loses it
+        (and its connections) on the master."""
+        master = self.nodes.master()
+        hosts = self._replica_hosts()
+        if master is None or master.state is not NodeState.RUNNING or \
+                hosts == self._pushed_hosts:
+            return None
+        try:
+            answer = await self.rt.agents.call(master, "set_replica_hosts", {
+                "replication_password": self.rt.secrets.replication_password,
+                "replica_hosts": hosts}, timeout=30)
+        except ConpaasSQLError as exc:
+            log.warning("could not update the replication account's hosts: %s", exc)
+            return None
+        self._pushed_hosts = hosts
+        removed = answer.get("removed") if isinstance(answer, dict) else None
+        return f"replication account hosts dropped: {', '.join(removed)}" if removed else None
 
     async def _act(self, finding: Finding, replicas: list[Replica]) -> str | None:
         by_id = {r.id: r for r in replicas}
@@ -176,6 +200,7 @@ class Replication:
             "semi_sync_timeout": self.rt.config.semi_sync_timeout,
             "replica_hosts": self._replica_hosts(),
         }, timeout=30)
+        self._pushed_hosts = self._replica_hosts()
 
     async def _elect(self, replicas: list[Replica]) -> str | None:
         """No master: the slave that applied the most becomes it (after draining what it
@@ -284,6 +309,7 @@ class Replication:
         await self.rt.agents.call(master, "set_replica_hosts", {
             "replication_password": self.rt.secrets.replication_password,
             "replica_hosts": self._replica_hosts()}, timeout=30)
+        self._pushed_hosts = self._replica_hosts()
         params: dict[str, Any] = {
             "master_host": master.ip, "master_port": master.mysql_port,
             "replication_password": self.rt.secrets.replication_password,

@@ -9,12 +9,14 @@ quotes them); nothing is spliced into SQL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from conpaassql.errors import MySQLError
 from conpaassql.mysql.connection import ConnectInfo, Session, execute
 
 REPLICATION_USER = "conpaassql_repl"
@@ -51,6 +53,13 @@ async def ensure_replication_accounts(session: Session, password: str,
                               "ON *.* TO %s@%s", (REPLICATION_USER, host))
     for host in removed:
         await session.execute("DROP USER IF EXISTS %s@%s", (REPLICATION_USER, host))
+        # A dropped account's connections live on: a removed slave would still read.
+        rows = await session.execute(
+            "SELECT ID AS id FROM information_schema.PROCESSLIST WHERE USER = %s AND "
+            "SUBSTRING_INDEX(HOST, ':', 1) = %s", (REPLICATION_USER, host))
+        for row in rows:
+            with contextlib.suppress(MySQLError):  # it may have ended meanwhile
+                await session.execute("KILL CONNECTION %s", (int(row["id"]),))
     return added, removed
 
 
