@@ -129,14 +129,21 @@ class Manager:
 
     # -- RPC ----------------------------------------------------------------
 
+    @property
+    def api_token(self) -> str | None:
+        """The owner's API token (sent always; needed only with ``require_token``)."""
+        path = self.state_dir / "secrets" / "api_token"
+        return path.read_text().strip() if path.exists() else None
+
     def call(self, method: str, verb: str = "POST", **params: Any) -> Any:
-        return call_blocking(self.url, method, params, verb=verb)  # type: ignore[arg-type]
+        return call_blocking(self.url, method, params, verb=verb,  # type: ignore[arg-type]
+                             token=self.api_token)
 
     def upload(self, method: str, field: str, path: Path, **params: Any) -> Any:
         """An UPLOAD of the file at ``path`` (streamed) as the form field ``field``."""
 
         async def send() -> Any:
-            async with RpcClient(self.url) as client:
+            async with RpcClient(self.url, token=self.api_token) as client:
                 with open(path, "rb") as handle:
                     return await client.upload_file(method, params, field, handle, path.name)
 
@@ -146,7 +153,7 @@ class Manager:
         """A streamed result written to ``path``; the number of bytes."""
 
         async def fetch() -> int:
-            async with RpcClient(self.url) as client:
+            async with RpcClient(self.url, token=self.api_token) as client:
                 with open(path, "wb") as handle:
                     return await client.download(method, params, handle)
 

@@ -94,3 +94,23 @@ def test_many_idle_connections_do_not_stop_the_service(manager: Manager) -> None
     finally:
         for conn in idle:
             conn.close()
+
+
+def test_without_a_token_nothing_of_the_body_is_read(template_cache: Path) -> None:
+    """With tokens needed, a request without one is answered at once, its body unread
+    (an anonymous client cannot hold the server with an endless upload)."""
+    manager = Manager(template_cache, "require_token = true\n").start()
+    try:
+        conn = socket.create_connection(("127.0.0.1", manager.port))
+        conn.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+                     b"boundary=b\r\nContent-Length: 10000000000\r\n\r\n--b\r\n")
+        started = time.monotonic()
+        answer = reply_of(conn, timeout=5)
+        conn.close()
+        assert answer.startswith(b"HTTP/1.1 401"), answer[:300]
+        assert b"an API token is needed" in answer and b"connection: close" in answer.lower()
+        assert time.monotonic() - started < 2
+        assert httpx.get(manager.url, params={"method": "list_nodes"}).status_code == 401
+        assert manager.get("list_nodes")["serviceNode"] == []  # with the owner's token
+    finally:
+        manager.close()

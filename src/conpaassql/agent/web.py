@@ -18,7 +18,7 @@ from conpaassql.agent.supervisor import Supervisor
 from conpaassql.errors import AuthError, ForbiddenError
 from conpaassql.rpc.auth import bearer_matches
 from conpaassql.rpc.registry import Method
-from conpaassql.rpc.server import Authorizer, RpcApp
+from conpaassql.rpc.server import Authorizer, Gate, RpcApp
 from conpaassql.rpc.tls import MANAGER_NAME, client_context, dns_name, peer_of, server_options
 
 
@@ -40,6 +40,17 @@ def manager_only(secret: str, service_id: str) -> Authorizer:
     return authorize
 
 
+def manager_gate(secret: str, service_id: str) -> Gate:
+    """A certificate of the service and its credential, before the body is read."""
+
+    async def gate(request: Request) -> None:
+        peer = peer_of(request)
+        if peer is None or peer.service_id != service_id or not bearer_matches(request, secret):
+            raise AuthError(detail="this agent answers its manager only")
+
+    return gate
+
+
 @dataclass
 class AgentWeb:
     api: AgentApi
@@ -54,8 +65,8 @@ def build(settings: AgentSettings, supervisor: Supervisor) -> AgentWeb:
     heartbeat = Heartbeat(context.manager_url, context.secret, context.heartbeat_interval,
                           api.state_report, verify=client_context(files),
                           server_name=dns_name(context.service_id, MANAGER_NAME))
-    app = RpcApp(api.registry(), authorizer=manager_only(context.secret,
-                                                         context.service_id)).asgi()
+    app = RpcApp(api.registry(), authorizer=manager_only(context.secret, context.service_id),
+                 gate=manager_gate(context.secret, context.service_id)).asgi()
     server = uvicorn.Server(uvicorn.Config(app, host=settings.bind, port=settings.agent_port,
                                            log_level="warning", lifespan="off",
                                            access_log=False, **server_options(files)))

@@ -24,7 +24,7 @@ from conpaassql.errors import AuthError, ConfigError, ForbiddenError
 from conpaassql.manager.authority import Authority, write_private
 from conpaassql.manager.tokens import TokenStore
 from conpaassql.rpc.registry import Method
-from conpaassql.rpc.server import Authorizer
+from conpaassql.rpc.server import Authorizer, Gate
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +53,25 @@ def user_authorizer(tokens: TokenStore | None) -> Authorizer:
         record = tokens.check(token.strip())
         if record is None:
             raise AuthError(detail="unknown or revoked API token")
-        if record.access == "read" and (method.verb != "GET" or method.access == "owner"):
+        if record.access != "admin" and (method.verb != "GET" or method.access == "owner"):
             raise ForbiddenError(detail=f"a read-only token may call GET methods only "
                                  f"(and none that shows a secret), not {method.name}")
         return f"token {record.id}"
 
     return authorize
+
+
+def token_gate(tokens: TokenStore) -> Gate:
+    """A valid token before anything of the request is read."""
+
+    async def gate(request: Request) -> None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthError(detail="an API token is needed (Authorization: Bearer TOKEN)")
+        if tokens.check(token.strip()) is None:
+            raise AuthError(detail="unknown or revoked API token")
+
+    return gate
 
 
 def api_tls_options(config: ManagerConfig, authority: Authority,
@@ -96,14 +109,15 @@ def _is_ip(text: str) -> bool:
 
 
 def secure_api(config: ManagerConfig, authority: Authority, tokens: TokenStore,
-               bind: str) -> tuple[Authorizer, dict[str, Any], str]:
-    """The API's authorizer, its uvicorn TLS options and its URL scheme."""
+               bind: str) -> tuple[Authorizer, Gate | None, dict[str, Any], str]:
+    """The API's authorizer and gate, its uvicorn TLS options and its URL scheme."""
     beyond = not is_loopback(bind)
     if tokens.ensure_owner_token():
         log.info("an API token was made for the service's owner: %s (mode 0600)",
                  tokens.owner_file)
     needs_token = beyond or config.require_token
     authorizer = user_authorizer(tokens if needs_token else None)
+    gate = token_gate(tokens) if needs_token else None
     if not beyond:
-        return authorizer, {}, "http"
-    return authorizer, api_tls_options(config, authority, bind), "https"
+        return authorizer, gate, {}, "http"
+    return authorizer, gate, api_tls_options(config, authority, bind), "https"

@@ -27,7 +27,7 @@ from conpaassql.manager.store import Store
 from conpaassql.manager.tokens import TokenStore
 from conpaassql.rpc.auth import bearer_matches
 from conpaassql.rpc.registry import Method, Registry
-from conpaassql.rpc.server import Authorizer, RpcApp
+from conpaassql.rpc.server import Authorizer, Gate, RpcApp
 from conpaassql.rpc.tls import client_context, peer_of, server_options
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,18 @@ def agent_authorizer(secret: str, service_id: str) -> Authorizer:
         return peer.name
 
     return authorize
+
+
+def agent_gate(secret: str, service_id: str) -> Gate:
+    """A node's certificate of this service and the agent credential, before the body."""
+
+    async def gate(request: Request) -> None:
+        peer = peer_of(request)
+        if peer is None or peer.service_id != service_id or peer.node_id is None or \
+                not bearer_matches(request, secret):
+            raise AuthError(detail="this port is for the service's agents")
+
+    return gate
 
 
 def agents_registry(registry: Registry) -> Registry:
@@ -93,13 +105,14 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
     reconciler = Reconciler(runtime, nodes, replication)
     api = ManagerApi(nodes, reconciler, replication, log_file)
     registry = api.registry()
-    authorizer, api_tls, scheme = secure_api(config, authority,
-                                             TokenStore(state_dir / "secrets"), bind)
-    app = RpcApp(registry, authorizer=authorizer, max_body=config.max_request_bytes,
+    authorizer, gate, api_tls, scheme = secure_api(config, authority,
+                                                   TokenStore(state_dir / "secrets"), bind)
+    app = RpcApp(registry, authorizer=authorizer, gate=gate, max_body=config.max_request_bytes,
                  max_upload=config.max_upload_bytes, max_active=config.max_requests,
                  body_timeout=config.request_timeout).asgi()
     agents_app = RpcApp(agents_registry(registry), authorizer=agent_authorizer(
-        secrets.agent_secret, store.service_id)).asgi()
+        secrets.agent_secret, store.service_id),
+        gate=agent_gate(secrets.agent_secret, store.service_id)).asgi()
     server = uvicorn.Server(uvicorn.Config(app, host=bind, port=port, log_level="warning",
                                            lifespan="off", access_log=False, **api_tls))
     agents_server = uvicorn.Server(uvicorn.Config(

@@ -63,7 +63,7 @@ class TokenStore:
         self.owner_file = directory / OWNER_FILE
         self._lock = threading.Lock()
         self._records: list[TokenRecord] = []
-        self._seen: tuple[float, int] | None = None
+        self._seen: tuple[int, int, int] | None = None
 
     def _load(self) -> list[TokenRecord]:
         """The records, re-read when the file changed."""
@@ -72,11 +72,15 @@ class TokenStore:
         except FileNotFoundError:
             self._records, self._seen = [], None
             return []
-        mark = (stat.st_mtime, stat.st_size)
+        mark = (stat.st_ino, stat.st_mtime_ns, stat.st_size)  # replaced files: new inode
         if mark != self._seen:
             try:
                 data = json.loads(self.path.read_text(encoding="utf-8"))
                 self._records = [TokenRecord(**item) for item in data]
+                for record in self._records:
+                    if record.access not in ("admin", "read"):
+                        raise ValueError(f"token {record.id}: unknown access "
+                                         f"{record.access!r}")
             except (ValueError, TypeError) as exc:
                 raise ConfigError(str(self.path), detail=f"unreadable: {exc}") from None
             self._seen = mark

@@ -51,6 +51,10 @@ Authorizer = Callable[[Request, Method], Awaitable[str | None]]
 """Decides whether a request may call a method; returns a principal name or
 raises ``AuthError`` (``status`` attribute 401 or 403)."""
 
+Gate = Callable[[Request], Awaitable[None]]
+"""Checks a request's credential before its body is read (raises ``AuthError``):
+nobody without one holds the server reading a slow or endless body."""
+
 DEFAULT_MAX_BODY = 1 << 20
 DEFAULT_MAX_UPLOAD = 1 << 40
 #: Requests handled at once; one more is answered 503 at once rather than queued.
@@ -76,6 +80,7 @@ class RpcApp:
         registry: Registry,
         *,
         authorizer: Authorizer | None = None,
+        gate: Gate | None = None,
         max_body: int = DEFAULT_MAX_BODY,
         max_upload: int = DEFAULT_MAX_UPLOAD,
         max_active: int = DEFAULT_MAX_ACTIVE,
@@ -83,6 +88,7 @@ class RpcApp:
     ) -> None:
         self.registry = registry
         self.authorizer = authorizer
+        self.gate = gate
         self.max_body = max_body
         self.max_upload = max_upload
         self.max_active = max_active
@@ -113,6 +119,12 @@ class RpcApp:
                                  INVALID_REQUEST), 503)
         self.active += 1
         try:
+            if self.gate is not None:
+                try:
+                    await self.gate(request)
+                except AuthError as exc:
+                    return Reply(failure("1.0", None, str(exc), exc.code), exc.status,
+                                 headers={"Connection": "close"})
             rpc, upload, _ = await self._read(request)
             return await self._dispatch(request, rpc, upload)
         except ProtocolError as exc:
@@ -141,7 +153,12 @@ class RpcApp:
         if content_type.startswith("multipart/form-data"):
             reader = FormReader(content_type, request.stream().__aiter__(),
                                 max_upload=self.max_upload, max_field=self.max_body)
-            rpc, upload = await self._read_upload(reader)
+            try:
+                async with asyncio.timeout(self.body_timeout):  # the fields, not the file
+                    rpc, upload = await self._read_upload(reader)
+            except TimeoutError:
+                raise ProtocolError(408, f"Request form not received within "
+                                    f"{self.body_timeout:g} s", INVALID_REQUEST) from None
             return rpc, upload, reader
         return parse_json_body(await self._read_body(request)), None, None
 
