@@ -7,6 +7,7 @@ namespace: nothing is exposed outside this machine.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from conpaassql.manager.authority import Authority
 from tests.integration.harness import REPO, claim_subnet, wait_until
 
 pytestmark = pytest.mark.integration
@@ -41,20 +43,24 @@ class Remote:
                               env={**os.environ, **(env or {})}, check=False)
 
     def client(self, *args: str, token_file: Path | None = None, https: bool = True,
-               ca: bool = True) -> subprocess.CompletedProcess[str]:
+               ca: bool = True, env: dict[str, str] | None = None,
+               ) -> subprocess.CompletedProcess[str]:
         options = (["--https"] if https else []) + \
             (["--token-file", str(token_file)] if token_file else [])
-        env = {"CONPAASSQL_CA_FILE": str(self.state_dir / "pki" / "ca.crt") if ca else "",
-               "CONPAASSQL_TOKEN": ""}
-        return self.run(*CLIENT, *options, self.address, str(self.port), *args, env=env)
+        settings = {"CONPAASSQL_CA_FILE": str(self.state_dir / "pki" / "ca.crt") if ca else "",
+                    "CONPAASSQL_TOKEN": "", "CONPAASSQL_CERT_FILE": "",
+                    "CONPAASSQL_KEY_FILE": "", **(env or {})}
+        return self.run(*CLIENT, *options, self.address, str(self.port), *args, env=settings)
 
     def tokens(self, *args: str) -> subprocess.CompletedProcess[str]:
         return self.run(sys.executable, "-m", "conpaassql", "token", *args,
                         "--state-dir", str(self.state_dir))
 
 
-@pytest.fixture(scope="module")
-def remote() -> Iterator[Remote]:
+@contextlib.contextmanager
+def started(extra_config: str = "",
+            ready_env: dict[str, str] | None = None) -> Iterator[Remote]:
+    """A manager in a namespace of its own, bound to a non-loopback address there."""
     subnet = claim_subnet()
     namespace = f"cq-api-{os.getpid()}-{subnet}"
     address = f"10.77.{subnet}.1"
@@ -72,7 +78,7 @@ def remote() -> Iterator[Remote]:
             subprocess.run(step, check=True, capture_output=True, timeout=10)
         remote = Remote(namespace, address, 50000, state_dir)
         (state_dir / "manager.cnf").write_text(
-            "[iaas]\nDRIVER = LOCAL\n[manager]\nfind_existing_agents = false\n")
+            "[iaas]\nDRIVER = LOCAL\n[manager]\nfind_existing_agents = false\n" + extra_config)
         with open(state_dir / "manager.out", "ab") as out:
             process = subprocess.Popen(
                 ["ip", "netns", "exec", namespace, sys.executable, "-m", "conpaassql",
@@ -80,7 +86,8 @@ def remote() -> Iterator[Remote]:
                  "-p", "50000", "--state-dir", str(state_dir)],
                 stdout=out, stderr=out, stdin=subprocess.DEVNULL, cwd=REPO)
         owner = state_dir / "secrets" / "api_token"
-        wait_until(lambda: remote.client("get_service_info", token_file=owner).returncode == 0,
+        wait_until(lambda: remote.client("get_service_info", token_file=owner,
+                                         env=ready_env).returncode == 0,
                    60, 0.3, "the manager answering over TLS")
         yield remote
     finally:
@@ -89,6 +96,12 @@ def remote() -> Iterator[Remote]:
             process.wait(30)
         subprocess.run(["ip", "netns", "delete", namespace], capture_output=True, check=False)
         shutil.rmtree(state_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def remote() -> Iterator[Remote]:
+    with started() as remote:
+        yield remote
 
 
 def test_tokens_are_needed_beyond_loopback(remote: Remote) -> None:
@@ -151,3 +164,29 @@ def test_the_owner_token_rotates(remote: Remote) -> None:
     assert "unknown or revoked API token" in \
         remote.client("get_service_info", token_file=old).stderr
     assert remote.client("get_service_info", token_file=owner).returncode == 0
+
+
+def test_client_certificates_when_asked_for(tmp_path: Path) -> None:
+    """``api_client_ca``: a token is not enough, the client shows a certificate too."""
+    clients = Authority.load_or_create(tmp_path / "clients", "clients0")
+    strangers = Authority.load_or_create(tmp_path / "strangers", "strang0")
+
+    def files(authority: Authority, name: str) -> dict[str, str]:
+        issued = authority.issue(name)
+        cert, key = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
+        cert.write_text(issued.cert_pem)
+        key.write_text(issued.key_pem)
+        key.chmod(0o600)
+        return {"CONPAASSQL_CERT_FILE": str(cert), "CONPAASSQL_KEY_FILE": str(key)}
+
+    alice = files(clients, "alice")
+    with started(f"api_client_ca = {clients.ca_file}\n", ready_env=alice) as remote:
+        owner = remote.state_dir / "secrets" / "api_token"
+        assert remote.client("get_service_info", token_file=owner, env=alice).returncode == 0
+        bare = remote.client("get_service_info", token_file=owner)
+        assert bare.returncode == 3, bare  # the handshake fails
+        stranger = remote.client("get_service_info", token_file=owner,
+                                 env=files(strangers, "mallory"))
+        assert stranger.returncode == 3, stranger
+        no_token = remote.client("get_service_info", env=alice)
+        assert no_token.returncode == 1 and "Not authorized" in no_token.stderr, no_token

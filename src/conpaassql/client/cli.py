@@ -51,6 +51,8 @@ T = TypeVar("T")
 PROG_NAME = "conpaassql-client"
 TOKEN_ENV = "CONPAASSQL_TOKEN"
 CA_ENV = "CONPAASSQL_CA_FILE"
+CERT_ENV = "CONPAASSQL_CERT_FILE"
+KEY_ENV = "CONPAASSQL_KEY_FILE"
 PASSWORD_ENV = "CONPAASSQL_PASSWORD"
 DEFAULT_TIMEOUT = 30.0
 EXIT_REMOTE = 1
@@ -182,15 +184,23 @@ def _client(settings: Settings, token: str | None) -> RpcClient:
 
 
 def _verify() -> Any:
-    """The CA that an https manager's certificate must come from: ``$CONPAASSQL_CA_FILE``
-    (the service's own, ``<state dir>/pki/ca.crt``), else the system's."""
+    """How an https manager is checked, and what the client shows it: the CA from
+    ``$CONPAASSQL_CA_FILE`` (the service's own, ``<state dir>/pki/ca.crt``; else the
+    system's), and the client certificate and key from ``$CONPAASSQL_CERT_FILE`` and
+    ``$CONPAASSQL_KEY_FILE`` when the manager asks for one (``api_client_ca``)."""
     ca_file = os.environ.get(CA_ENV, "").strip()
-    if not ca_file:
+    cert_file = os.environ.get(CERT_ENV, "").strip()
+    key_file = os.environ.get(KEY_ENV, "").strip() or None
+    if not ca_file and not cert_file:
         return True
     try:
-        return ssl.create_default_context(cafile=ca_file)
+        context = ssl.create_default_context(cafile=ca_file or None)
+        if cert_file:
+            context.load_cert_chain(cert_file, key_file)
     except (OSError, ssl.SSLError) as exc:
-        raise click.UsageError(f"cannot read ${CA_ENV} ({ca_file}): {exc}") from None
+        raise click.UsageError(f"cannot read the TLS files (${CA_ENV}, ${CERT_ENV}, "
+                               f"${KEY_ENV}): {exc}") from None
+    return context
 
 
 async def send(settings: Settings, call: RpcCall, token: str | None) -> Any:
