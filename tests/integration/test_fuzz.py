@@ -186,21 +186,26 @@ def discover(client: httpx.Client, url: str) -> dict[str, dict[str, Any]]:
     return {m["name"]: m for m in document["methods"]}
 
 
+def fuzz(service: Manager, target: Target) -> None:
+    """Send the generated requests to ``target``; the service must look the same after."""
+    before = snapshot(service)
+
+    @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(hostile_request(target.methods))
+    def run(request: dict[str, Any]) -> None:
+        check_reply(target, request)
+
+    run()
+    assert snapshot(service) == before
+    print(f"\nfuzz {target.name}: {target.sent} requests, statuses {target.statuses}")
+
+
 def test_the_manager_refuses_every_hostile_request(service: Manager) -> None:
     with httpx.Client(timeout=REPLY_LIMIT + 5) as client:
         target = Target("manager", client, service.url, discover(client, service.url))
         assert {"add_nodes", "load_dump", "register_node", "rpc.discover"} <= set(target.methods)
-        before = snapshot(service)
-
-        @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
-        @given(hostile_request(target.methods))
-        def run(request: dict[str, Any]) -> None:
-            check_reply(target, request)
-
-        run()
-        assert snapshot(service) == before
-    print(f"\nfuzz manager: {target.sent} requests, statuses {target.statuses}")
+        fuzz(service, target)
 
 
 def test_the_agent_refuses_every_hostile_request(service: Manager) -> None:
@@ -214,19 +219,9 @@ def test_the_agent_refuses_every_hostile_request(service: Manager) -> None:
             lambda request: request.extensions.update({"sni_hostname": name})]
         target = Target("agent", client, url, discover(client, url))
         assert {"fence", "seed_from", "backup_push", "send_mysqldump"} <= set(target.methods)
-        before = snapshot(service)
-
-        @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
-        @given(hostile_request(target.methods))
-        def run(request: dict[str, Any]) -> None:
-            check_reply(target, request)
-
-        run()
-        assert snapshot(service) == before
+        fuzz(service, target)
         state = service.agent_call(node, "get_server_state", verb="GET")["return"]
         assert state["state"] == "RUNNING" and state["mysqld"]["answering"]
-    print(f"\nfuzz agent: {target.sent} requests, statuses {target.statuses}")
 
 
 def test_the_description_matches_what_is_accepted(service: Manager) -> None:

@@ -95,6 +95,23 @@ async def follow(process: asyncio.subprocess.Process, field: str,
     return False, last
 
 
+async def _finish(process: asyncio.subprocess.Process, field: str,
+                  stall_timeout: float) -> tuple[bool, int, str]:
+    """Wait for a tool on a socket (killed if its ``field`` counter stalls): whether it
+    stalled, its exit status and the tail of its stderr. Killed if the wait is left."""
+    assert process.stderr is not None
+    errors = asyncio.create_task(collect(process.stderr))
+    try:
+        stalled, _ = await follow(process, field, stall_timeout)
+        status = await process.wait()
+        return stalled, status, (await errors).decode("utf-8", "replace")
+    except BaseException:
+        kill(process)
+        await process.wait()
+        errors.cancel()
+        raise
+
+
 @dataclass(frozen=True)
 class Sent:
     seconds: float
@@ -133,19 +150,10 @@ async def send_backup(paths: ServerPaths, password: str, host: str, port: int, t
             shutil.rmtree(target, ignore_errors=True)
         raise
     sock.close()  # mariabackup holds the only copy: its exit ends the stream
-    assert process.stderr is not None
-    errors = asyncio.create_task(collect(process.stderr))
     log.info("mariabackup pid %d sending a copy of %s to %s:%d", process.pid, paths.datadir,
              host, port)
     try:
-        stalled, _ = await follow(process, "wchar", stall_timeout)
-        status = await process.wait()
-        text = (await errors).decode("utf-8", "replace")
-    except BaseException:
-        kill(process)
-        await process.wait()
-        errors.cancel()
-        raise
+        stalled, status, text = await _finish(process, "wchar", stall_timeout)
     finally:
         shutil.rmtree(target, ignore_errors=True)
     if stalled:
@@ -221,17 +229,7 @@ class Receiver:
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
         finally:
             connection.close()
-        assert process.stderr is not None
-        errors = asyncio.create_task(collect(process.stderr))
-        try:
-            stalled, _ = await follow(process, "rchar", stall_timeout)
-            status = await process.wait()
-            text = (await errors).decode("utf-8", "replace")
-        except BaseException:
-            kill(process)
-            await process.wait()
-            errors.cancel()
-            raise
+        stalled, status, text = await _finish(process, "rchar", stall_timeout)
         if stalled:
             raise MySQLError(f"the copy stalled for {stall_timeout:g} s")
         if status != 0:
