@@ -1,0 +1,159 @@
+"""The OpenNebula driver: the real pyone client against the XML-RPC stand-in, and the
+seed's agent template filled for a node."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conpaassql.cloud.base import CloudNodeState, NodeRequest
+from conpaassql.cloud.context import NodeContext
+from conpaassql.cloud.one_template import CONTEXT_KEY, decode_context, render_template
+from conpaassql.cloud.opennebula import OpenNebulaConfig, OpenNebulaDriver, vm_state
+from conpaassql.errors import CloudError, ConfigError
+from tests.standins.opennebula import OpenNebulaStandIn, parse_template
+
+#: The seed's agent template file, verbatim.
+SEED_TEMPLATE = """
+NAME      = $NAME
+CPU       = $CPU
+MEMORY    = $MEM_SIZE
+  OS      = [
+    $OS
+  ]
+DISK      = [
+  IMAGE_ID = $IMAGE_ID,
+  $DISK
+]
+NIC       = [ NETWORK_ID = $NETWORK_ID ]
+GRAPHICS  = [
+  type="vnc"
+]
+CONTEXT   = [
+  $CONTEXT
+]
+RANK      = "- RUNNING_VMS"
+"""
+#: The seed's [onevm_agent_template] section (its $AGENT_* filled in).
+SEED_SECTION = {
+    "NAME": "conpaassql_server", "CPU": "0.2", "MEM_SIZE": "256",
+    "DISK": "bus=scsi,readonly=no", "OS": "arch=i686,boot = hd, root = hda",
+    "IMAGE_ID": "12", "NETWORK_ID": "3",
+    "CONTEXT": 'vmid=$VMID,vmname=$NAME,ip_private="$NIC[IP, NETWORK=$NETWORK]",'
+               'ip_gateway="10.0.0.1",netmask="255.255.255.0",nameserver="10.0.0.2",'
+               'target=sd',
+}
+
+
+def node_context(node_id: int) -> NodeContext:
+    return NodeContext(manager_url="https://10.0.0.9:50001/", service_id="svc1",
+                       node_id=node_id, secret="s3cr3t", root_password="r00t",
+                       ca_cert="-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n")
+
+
+@pytest.fixture
+def cloud(tmp_path: Path) -> Iterator[tuple[OpenNebulaStandIn, OpenNebulaConfig]]:
+    standin = OpenNebulaStandIn(user="oneuser", password="onepass", max_vms=3)
+    template = tmp_path / "agent.template"
+    template.write_text(SEED_TEMPLATE)
+    config = OpenNebulaConfig(url=standin.url, user="oneuser", password="onepass",
+                              template_file=template, template_values=dict(SEED_SECTION))
+    yield standin, config
+    standin.close()
+
+
+def test_the_seed_template_is_filled_and_carries_the_context() -> None:
+    context = node_context(4)
+    text = render_template(SEED_TEMPLATE, SEED_SECTION, origin="agent.template",
+                           service_id="svc1", node_id=4, node_context=context.render())
+    parsed = parse_template(text)  # OpenNebula's syntax, as the stand-in parses it
+    assert parsed["NAME"] == "conpaassql_server-svc1-4"
+    assert parsed["MEMORY"] == "256" and parsed["DISK"]["IMAGE_ID"] == "12"
+    assert parsed["CONTEXT"]["VMID"] == "$VMID"  # OpenNebula's own, left to it
+    assert NodeContext.parse(decode_context(parsed["CONTEXT"][CONTEXT_KEY])) == context
+    assert parsed["CONPAASSQL_SERVICE"] == "svc1" and parsed["CONPAASSQL_NODE"] == "4"
+    with pytest.raises(ConfigError, match=r"unknown variable\(s\) \$SWAP"):
+        render_template(SEED_TEMPLATE + "SWAP = $SWAP\n", SEED_SECTION, origin="t",
+                        service_id="s", node_id=1, node_context="")
+
+
+def test_create_list_destroy_through_pyone(
+        cloud: tuple[OpenNebulaStandIn, OpenNebulaConfig]) -> None:
+    standin, config = cloud
+
+    async def scenario() -> None:
+        driver = OpenNebulaDriver(config, "svc1")
+        other = OpenNebulaDriver(config, "svc2")
+        made = [await driver.create_node(NodeRequest(n, f"node-{n}", node_context(n)))
+                for n in (1, 2)]
+        await other.create_node(NodeRequest(1, "node-1", node_context(1)))
+        assert [m.state for m in made] == [CloudNodeState.PENDING] * 2
+        listed = {n.ref: n for n in await driver.list_nodes()}
+        assert set(listed) == {m.ref for m in made}  # only this service's VMs
+        assert {n.node_id for n in listed.values()} == {1, 2}
+        assert all(n.state is CloudNodeState.PENDING and n.ip is None
+                   for n in listed.values())
+        # The VM got the template and the node's context the way OpenNebula keeps it.
+        vm = standin.deploy(int(made[0].ref))
+        got = NodeContext.parse(decode_context(vm.template["CONTEXT"][CONTEXT_KEY]))
+        assert got == node_context(1)
+        listed = {n.ref: n for n in await driver.list_nodes()}
+        assert listed[made[0].ref].state is CloudNodeState.RUNNING
+        assert listed[made[0].ref].ip == vm.ip
+        await driver.reboot_node(made[0].ref)
+        await driver.destroy_node(made[1].ref)
+        await driver.destroy_node(made[1].ref)  # gone already: fine
+        assert {n.ref for n in await driver.list_nodes()} == {made[0].ref}
+        # Errors come back with OpenNebula's own words.
+        await driver.create_node(NodeRequest(3, "node-3", node_context(3)))  # the third VM
+        with pytest.raises(CloudError, match="limit of 3 reached for VMS quota"):
+            await driver.create_node(NodeRequest(4, "node-4", node_context(4)))
+        with pytest.raises(CloudError, match="Wrong state to perform action"):
+            await driver.reboot_node(str(sorted(standin.vms)[2]))
+
+    asyncio.run(scenario())
+    assert "one.vm.allocate" in standin.calls and "one.vm.action" in standin.calls
+
+
+def test_credentials_go_user_first_and_failures_are_clear(
+        cloud: tuple[OpenNebulaStandIn, OpenNebulaConfig], tmp_path: Path) -> None:
+    _, config = cloud
+
+    async def scenario() -> None:
+        swapped = OpenNebulaConfig(url=config.url, user=config.password,
+                                   password=config.user, template_file=config.template_file,
+                                   template_values=config.template_values)
+        with pytest.raises(CloudError, match="User couldn't be authenticated"):
+            await OpenNebulaDriver(swapped, "svc1").list_nodes()
+        bad = tmp_path / "bad.template"
+        bad.write_text("NAME = $NAME\nMEMORY = [ broken\n")
+        broken = OpenNebulaConfig(url=config.url, user=config.user, password=config.password,
+                                  template_file=bad, template_values=config.template_values)
+        with pytest.raises(CloudError, match="Error parsing VM template"):
+            await OpenNebulaDriver(broken, "svc1").create_node(
+                NodeRequest(1, "n", node_context(1)))
+        gone = OpenNebulaConfig(url="http://127.0.0.1:9/RPC2", user="u", password="p",
+                                template_file=config.template_file, template_values={})
+        with pytest.raises(CloudError, match=r"cannot reach OpenNebula|refused to list"):
+            await OpenNebulaDriver(gone, "svc1").list_nodes()
+        assert "onepass" not in repr(config)
+
+    asyncio.run(scenario())
+    with pytest.raises(ConfigError, match="FILENAME"):
+        OpenNebulaDriver(OpenNebulaConfig(url=config.url, user="u", password="p",
+                                          template_file=tmp_path / "none",
+                                          template_values={}), "svc1")
+
+
+@pytest.mark.parametrize(("state", "lcm", "expected"), [
+    (0, 0, CloudNodeState.PENDING), (1, 0, CloudNodeState.PENDING),
+    (3, 1, CloudNodeState.PENDING), (3, 3, CloudNodeState.RUNNING),
+    (3, 36, CloudNodeState.UNKNOWN), (8, 0, CloudNodeState.STOPPED),
+    (6, 0, CloudNodeState.TERMINATED), (7, 0, CloudNodeState.UNKNOWN),
+    (99, 0, CloudNodeState.UNKNOWN),
+])
+def test_vm_states_map_to_node_states(state: int, lcm: int, expected: CloudNodeState) -> None:
+    assert vm_state(state, lcm) is expected
