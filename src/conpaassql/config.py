@@ -189,10 +189,30 @@ class LocalCloudConfig:
 
 
 @dataclass(frozen=True)
+class OpenNebulaConfig:
+    """``[iaas]`` with DRIVER = OPENNEBULA_XMLRPC, and ``[onevm_agent_template]``."""
+
+    url: str
+    user: str
+    password: str = field(repr=False)
+    template_file: Path = Path("agent.template")
+    template_values: dict[str, str] = field(default_factory=dict)  # without FILENAME
+    image_id: str | None = None
+    size_id: str | None = None
+    network_id: str | None = None
+    gateway: str | None = None
+    nameserver: str | None = None
+
+
+DRIVERS = ("LOCAL", "OPENNEBULA_XMLRPC")
+
+
+@dataclass(frozen=True)
 class ManagerConfig:
     path: str | None = None
     driver: str = "LOCAL"
     local: LocalCloudConfig = field(default_factory=LocalCloudConfig)
+    opennebula: OpenNebulaConfig | None = None
     find_existing_agents: bool = True
     probe_interval: float = 1.0
     probe_timeout: float = 2.0
@@ -232,13 +252,15 @@ class ManagerConfig:
         manager = ini.section("manager")
         agent = ini.section("agent")
         driver = (iaas.get("DRIVER", "LOCAL") or "LOCAL").upper()
-        if driver not in {"LOCAL"}:
+        if driver not in DRIVERS:
             raise ConfigError(iaas.where("DRIVER"),
-                              detail=f"unknown driver {driver!r} (known: LOCAL)")
+                              detail=f"unknown driver {driver!r} (known: {', '.join(DRIVERS)})")
         return cls(
             path=ini.path,
             driver=driver,
             local=_local_cloud(iaas),
+            opennebula=_opennebula(iaas, ini.section("onevm_agent_template"), ini.path)
+            if driver == "OPENNEBULA_XMLRPC" else None,
             find_existing_agents=manager.boolean("find_existing_agents", True),
             probe_interval=manager.number("probe_interval", 1.0, 0.05),
             probe_timeout=manager.number("probe_timeout", 2.0, 0.05),
@@ -266,6 +288,28 @@ class ManagerConfig:
             seed_method=_seed_method(manager),
             ini=ini,
         )
+
+
+def _opennebula(iaas: Section, template: Section, path: str | None) -> OpenNebulaConfig:
+    """The seed's keys, user and password each read as what they are named."""
+    def required(section: Section, key: str) -> str:
+        value = section.get(key)
+        if not value:
+            raise ConfigError(section.where(key), detail="missing")
+        return value
+
+    filename = Path(required(template, "FILENAME"))
+    if not filename.is_absolute() and path:
+        filename = Path(path).parent / filename
+    values = {key.upper(): value for key, value in template.values.items()
+              if key.upper() != "FILENAME"}
+    return OpenNebulaConfig(
+        url=required(iaas, "OPENNEBULA_URL"), user=required(iaas, "OPENNEBULA_USER"),
+        password=required(iaas, "OPENNEBULA_PASSWORD"), template_file=filename,
+        template_values=values, image_id=iaas.get("OPENNEBULA_IMAGE_ID"),
+        size_id=iaas.get("OPENNEBULA_SIZE_ID"), network_id=iaas.get("OPENNEBULA_NETWORK_ID"),
+        gateway=iaas.get("OPENNEBULA_NETWORK_GATEWAY"),
+        nameserver=iaas.get("OPENNEBULA_NETWORK_NAMESERVER"))
 
 
 SEED_METHODS = ("auto", "physical", "logical")

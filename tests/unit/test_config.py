@@ -256,12 +256,13 @@ mysql_port = 3307
 
 
 def test_unknown_driver_names_the_key() -> None:
-    ini = IniFile.from_text(SEED_CONFIG_INDENTED, env=ENV, name="manager.cnf")
+    text = SEED_CONFIG_INDENTED.replace("DRIVER=OPENNEBULA_XMLRPC", "DRIVER=NEBULOUS")
+    ini = IniFile.from_text(text, env=ENV, name="manager.cnf")
     with pytest.raises(ConfigError) as caught:
         ManagerConfig.from_ini(ini)
-    text = str(caught.value)
-    assert "manager.cnf [iaas] DRIVER" in text
-    assert "OPENNEBULA_XMLRPC" in text
+    message = str(caught.value)
+    assert "manager.cnf [iaas] DRIVER" in message
+    assert "'NEBULOUS'" in message and "OPENNEBULA_XMLRPC" in message  # the known ones
 
 
 @pytest.mark.parametrize(("section", "key", "value"), [

@@ -12,7 +12,8 @@ import pytest
 from conpaassql.cloud.base import CloudNodeState, NodeRequest
 from conpaassql.cloud.context import NodeContext
 from conpaassql.cloud.one_template import CONTEXT_KEY, decode_context, render_template
-from conpaassql.cloud.opennebula import OpenNebulaConfig, OpenNebulaDriver, vm_state
+from conpaassql.cloud.opennebula import OpenNebulaDriver, vm_state
+from conpaassql.config import IniFile, ManagerConfig, OpenNebulaConfig
 from conpaassql.errors import CloudError, ConfigError
 from tests.standins.opennebula import OpenNebulaStandIn, parse_template
 
@@ -157,3 +158,54 @@ def test_credentials_go_user_first_and_failures_are_clear(
 ])
 def test_vm_states_map_to_node_states(state: int, lcm: int, expected: CloudNodeState) -> None:
     assert vm_state(state, lcm) is expected
+
+
+def test_the_seed_configuration_is_read_verbatim(tmp_path: Path) -> None:
+    """The seed's example, user and password in the order they are named (the original
+    read them swapped)."""
+    (tmp_path / "agent.template").write_text(SEED_TEMPLATE)
+    text = f"""[iaas]
+DRIVER=OPENNEBULA_XMLRPC
+OPENNEBULA_URL=$ONE_URL
+OPENNEBULA_USER=$ONE_USERNAME
+OPENNEBULA_PASSWORD=$ONE_PASSWORD
+OPENNEBULA_IMAGE_ID = $AGENT_IMAGE_ID
+OPENNEBULA_SIZE_ID = 1
+OPENNEBULA_NETWORK_ID = $AGENT_NETWORK_ID
+OPENNEBULA_NETWORK_GATEWAY=$IP_GATEWAY
+OPENNEBULA_NETWORK_NAMESERVER=$NAMESERVER
+
+[manager]
+find_existing_agents = true
+
+[onevm_agent_template]
+FILENAME={tmp_path / "agent.template"}
+NAME=conpaassql_server
+CPU=0.2
+MEM_SIZE=256
+DISK=bus=scsi,readonly=no
+OS=arch=i686,boot = hd, root = hda
+IMAGE_ID=$AGENT_IMAGE_ID
+NETWORK_ID=$AGENT_NETWORK_ID
+CONTEXT=vmid=$VMID,vmname=$NAME,ip_private="$NIC[IP, \\
+NETWORK=$NETWORK"]",ip_gateway="$IP_GATEWAY",netmask=\\
+"$NETMASK",nameserver="$NAMESERVER",target=sd,files=\\
+$AGENT_FILES
+"""
+    env = {"ONE_URL": "http://one:2633/RPC2", "ONE_USERNAME": "oneadmin",
+           "ONE_PASSWORD": "opennebula", "AGENT_IMAGE_ID": "12", "AGENT_NETWORK_ID": "3",
+           "IP_GATEWAY": "10.0.0.1", "NAMESERVER": "10.0.0.2"}
+    config = ManagerConfig.from_ini(IniFile.from_text(text, env=env, name="manager.cnf"))
+    one = config.opennebula
+    assert config.driver == "OPENNEBULA_XMLRPC" and one is not None
+    assert (one.url, one.user, one.password) == ("http://one:2633/RPC2", "oneadmin",
+                                                 "opennebula")
+    assert (one.image_id, one.size_id, one.network_id) == ("12", "1", "3")
+    assert one.template_values["IMAGE_ID"] == "12"
+    assert "$VMID" in one.template_values["CONTEXT"]  # left for OpenNebula
+    rendered = render_template(one.template_file.read_text(), one.template_values,
+                               origin="t", service_id="s", node_id=1, node_context="X=1\n")
+    assert "IMAGE_ID = 12" in rendered and "opennebula" not in repr(one)
+    missing = text.replace("OPENNEBULA_PASSWORD=$ONE_PASSWORD\n", "")
+    with pytest.raises(ConfigError, match="OPENNEBULA_PASSWORD"):
+        ManagerConfig.from_ini(IniFile.from_text(missing, env=env, name="manager.cnf"))

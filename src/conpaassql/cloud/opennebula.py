@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pyone
 
 from conpaassql.cloud.base import CloudDriver, CloudNode, CloudNodeState, NodeRequest
 from conpaassql.cloud.one_template import NODE_ATTRIBUTE, SERVICE_ATTRIBUTE, render_template
+from conpaassql.config import OpenNebulaConfig
 from conpaassql.errors import CloudError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -31,20 +30,6 @@ _PENDING_STATES = {0, 1, 2}  # INIT, PENDING, HOLD
 _STOPPED_STATES = {4, 5, 8, 9}  # STOPPED, SUSPENDED, POWEROFF, UNDEPLOYED
 _GONE_STATES = {6}  # DONE
 _FAILED_LCM = {14, 36, 37, 38, 39, 40, 41, 42, 44, 46, 47, 48, 49, 50, 61}  # *_FAILURE
-
-
-@dataclass(frozen=True)
-class OpenNebulaConfig:
-    url: str
-    user: str
-    password: str = field(repr=False)
-    template_file: Path
-    template_values: dict[str, str]  # [onevm_agent_template] without FILENAME
-    image_id: str | None = None
-    size_id: str | None = None
-    network_id: str | None = None
-    gateway: str | None = None
-    nameserver: str | None = None
 
 
 def vm_state(state: int, lcm_state: int) -> CloudNodeState:

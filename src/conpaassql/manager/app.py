@@ -33,9 +33,13 @@ from conpaassql.rpc.tls import client_context, peer_of, server_options
 log = logging.getLogger(__name__)
 
 
-def build_driver(config: ManagerConfig, state_dir: Path) -> CloudDriver:
+def build_driver(config: ManagerConfig, state_dir: Path, service_id: str) -> CloudDriver:
     if config.driver == "LOCAL":
         return LocalDriver(state_dir, config.local)
+    if config.driver == "OPENNEBULA_XMLRPC" and config.opennebula is not None:
+        from conpaassql.cloud.opennebula import OpenNebulaDriver
+
+        return OpenNebulaDriver(config.opennebula, service_id)
     raise ConfigError(config.path or "configuration", detail=f"unknown driver {config.driver}")
 
 
@@ -89,7 +93,7 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
     store = Store(state_dir / "manager.db")
     secrets = ServiceSecrets.load(state_dir)
     authority = Authority.load_or_create(state_dir / "pki", store.service_id)
-    driver = build_driver(config, state_dir)
+    driver = build_driver(config, state_dir, store.service_id)
     agents_bind = config.agents_bind or bind
     agents_port = config.agents_port or port + 1
     runtime = Runtime(
