@@ -75,20 +75,24 @@ def wait_until(check: Callable[[], T], timeout: float = 60.0, interval: float = 
 class Manager:
     """One manager process with its own state directory and address range."""
 
-    def __init__(self, template_cache: Path, extra_config: str = "") -> None:
+    def __init__(self, template_cache: Path, extra_config: str = "",
+                 iaas: str | None = None, sections: str = "") -> None:
+        """``iaas``: another ``[iaas]`` section (the local cloud by default);
+        ``sections``: more sections after ``[manager]``."""
         self.state_dir = Path(tempfile.mkdtemp(prefix="cq-", dir="/tmp"))
         self.port = free_port()
         self.agents_port = free_port()
         self.subnet = claim_subnet()
         self.config_file = self.state_dir / "manager.cnf"
+        local = ("[iaas]\nDRIVER = LOCAL\n"
+                 f"LOCAL_ADDRESS_RANGE = 127.0.{self.subnet}.10-127.0.{self.subnet}.60\n"
+                 f"LOCAL_TEMPLATE_CACHE = {template_cache}\n"
+                 "LOCAL_MYSQL_OPTIONS = innodb_buffer_pool_size=32M\n")
         self.config_file.write_text(
-            "[iaas]\nDRIVER = LOCAL\n"
-            f"LOCAL_ADDRESS_RANGE = 127.0.{self.subnet}.10-127.0.{self.subnet}.60\n"
-            f"LOCAL_TEMPLATE_CACHE = {template_cache}\n"
-            "LOCAL_MYSQL_OPTIONS = innodb_buffer_pool_size=32M\n"
+            (iaas or local) +
             "[manager]\nprobe_interval = 0.5\ncloud_list_interval = 1\n"
             "heartbeat_interval = 2\nboot_timeout = 120\n"
-            f"agents_port = {self.agents_port}\n" + extra_config,
+            f"agents_port = {self.agents_port}\n" + extra_config + sections,
             encoding="utf-8",
         )
         self.process: subprocess.Popen[bytes] | None = None

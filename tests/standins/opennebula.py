@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import threading
 import xmlrpc.server
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import escape
@@ -108,6 +109,11 @@ class VirtualMachine:
                 f"<USER_TEMPLATE>{section(user)}</USER_TEMPLATE><HISTORY_RECORDS/></VM>")
 
 
+#: Boots a VM from its template (returns its address) and destroys it.
+Booter = Callable[[VirtualMachine], str]
+Destroyer = Callable[[VirtualMachine], None]
+
+
 @dataclass
 class OpenNebulaStandIn:
     user: str
@@ -116,6 +122,8 @@ class OpenNebulaStandIn:
     network: str = "10.11.12"
     vms: dict[int, VirtualMachine] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
+    boot: Booter | None = None  # set: every VM boots at allocation (a real node)
+    destroy: Destroyer | None = None
 
     def __post_init__(self) -> None:
         self._server = xmlrpc.server.SimpleXMLRPCServer(("127.0.0.1", 0), logRequests=False,
@@ -156,8 +164,11 @@ class OpenNebulaStandIn:
                            "VMS quota in default group.", ALLOCATE, 0]
         vm_id = self._next
         self._next += 1
-        self.vms[vm_id] = VirtualMachine(vm_id, str(template.get("NAME", f"one-{vm_id}")),
-                                         template)
+        vm = VirtualMachine(vm_id, str(template.get("NAME", f"one-{vm_id}")), template)
+        self.vms[vm_id] = vm
+        if self.boot is not None:
+            vm.ip = self.boot(vm)
+            vm.state, vm.lcm_state = 3, 3
         return [True, vm_id, 0]
 
     def _vm_info(self, vm_id: int, decrypt: bool = False) -> list[Any]:
@@ -180,6 +191,8 @@ class OpenNebulaStandIn:
                     NO_EXISTS, 0]
         if action in ("terminate", "terminate-hard"):
             vm.state, vm.lcm_state = 6, 0
+            if self.destroy is not None:
+                self.destroy(vm)
         elif action in ("reboot", "reboot-hard"):
             if (vm.state, vm.lcm_state) != (3, 3):
                 return [False, f"[one.vm.action] Wrong state to perform action {action}",

@@ -7,8 +7,10 @@ is kept from taking writes (read-only, then stopped until told otherwise).
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
+import socket
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
@@ -61,6 +63,19 @@ class ReplicaHostsParams(Params):
     replica_hosts: ReplicaHosts
 
 
+class SourceParams(Params):
+    host: Annotated[Text, AfterValidator(_replica_host)]
+
+
+def source_address(host: str) -> str:
+    """The address this machine's connections to ``host`` come from (the kernel's
+    choice of route; a UDP "connection" sends nothing)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        probe.connect((host, 9))
+        return str(probe.getsockname()[0])
+
+
 class SlaveParams(Params):
     master_host: Text
     master_port: Port = 3306
@@ -93,6 +108,8 @@ class ReplicationApi:
         registry.add("set_up_replica_slave", "POST", self.set_up_replica_slave, SlaveParams,
                      access="manager")
         registry.add("set_read_only", "POST", self.set_read_only, ReadOnlyParams,
+                     access="manager")
+        registry.add("source_address", "GET", self.source_address, SourceParams,
                      access="manager")
         registry.add("set_replica_hosts", "POST", self.set_replica_hosts, ReplicaHostsParams,
                      access="manager")
@@ -143,6 +160,15 @@ class ReplicationApi:
             gtid_position=_position(params.gtid_position, "gtid_position"))
         log.info("this node now replicates from %s:%d", params.master_host, params.master_port)
         return {"return": "OK", "replication": await self.status()}
+
+    async def source_address(self, params: SourceParams, ctx: CallContext) -> dict[str, Any]:
+        """The address this node's connections to ``host`` (its master) come from."""
+        try:
+            address = await asyncio.to_thread(source_address, params.host)
+        except OSError as exc:
+            raise InvalidArgumentError("host", detail=f"no route: {exc.strerror or exc}") \
+                from None
+        return {"return": "OK", "address": address}
 
     async def set_replica_hosts(self, params: ReplicaHostsParams,
                                 ctx: CallContext) -> dict[str, Any]:

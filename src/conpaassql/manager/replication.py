@@ -189,9 +189,13 @@ class Replication:
         return any(n.role is Role.SLAVE for n in self.nodes.live_nodes())
 
     def _replica_hosts(self) -> list[str]:
-        """Where slaves connect from: every live node (any may be a slave)."""
-        return self.rt.driver.connection_sources(
-            [n.ip for n in self.nodes.live_nodes() if n.ip])
+        """Where slaves connect from: every live node (any may be a slave), at its
+        address and wherever it said its connections come from."""
+        live = self.nodes.live_nodes()
+        sources = {str(n.details["source_address"]) for n in live
+                   if n.details.get("source_address")}
+        return sorted({*self.rt.driver.connection_sources([n.ip for n in live if n.ip]),
+                       *sources})
 
     async def _make_master(self, node: Node, *, semi_sync: bool) -> None:
         await self.rt.agents.call(node, "set_up_replica_master", {
@@ -305,7 +309,14 @@ class Replication:
         master = self.nodes.master()
         if master is None or master.ip is None:
             raise WrongStateError(detail="there is no master to replicate from")
-        # The master's replication account must know the slave's address first.
+        # The master's replication account must know the slave's address first: the
+        # one its connections come from (a NAT or one host's loopback is not its own).
+        answer = await self.rt.agents.call(node, "source_address", {"host": master.ip},
+                                           verb="GET", timeout=10)
+        address = answer.get("address") if isinstance(answer, dict) else None
+        if isinstance(address, str) and address != node.details.get("source_address"):
+            node = self.rt.store.update_node(
+                node.id, details={**node.details, "source_address": address})
         await self.rt.agents.call(master, "set_replica_hosts", {
             "replication_password": self.rt.secrets.replication_password,
             "replica_hosts": self._replica_hosts()}, timeout=30)

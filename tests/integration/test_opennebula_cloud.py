@@ -1,0 +1,108 @@
+"""A service on OpenNebula, end to end: the manager's OpenNebula driver (pyone, over
+XML-RPC) asks the stand-in OpenNebula for VMs from the seed's agent template; the
+stand-in "boots" each VM by starting a node with the context it finds in the VM's
+CONTEXT (as a prepared image's boot script would); the agents register over mutual
+TLS; the manager makes a master and a slave; a removed node's VM is terminated."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from conpaassql.cloud.base import NodeRequest
+from conpaassql.cloud.context import NodeContext
+from conpaassql.cloud.local import LocalDriver, stop_node_processes
+from conpaassql.cloud.one_template import CONTEXT_KEY, decode_context
+from conpaassql.config import LocalCloudConfig
+from tests.integration.harness import Manager, claim_subnet, wait_until
+from tests.standins.opennebula import OpenNebulaStandIn, VirtualMachine
+from tests.unit.test_opennebula import SEED_TEMPLATE
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Cloud:
+    standin: OpenNebulaStandIn
+    manager: Manager
+    booted: dict[int, str]  # VM id -> the local node that plays it
+
+
+@pytest.fixture
+def cloud(template_cache: Path) -> Iterator[Cloud]:
+    subnet = claim_subnet()
+    machines = Path(tempfile.mkdtemp(prefix="cq-one-", dir="/tmp"))
+    hosts = LocalDriver(machines, LocalCloudConfig(
+        first_address=ipaddress.IPv4Address(f"127.0.{subnet}.10"),
+        last_address=ipaddress.IPv4Address(f"127.0.{subnet}.60"),
+        template_cache=template_cache, mysql_options={"innodb_buffer_pool_size": "32M"}))
+    booted: dict[int, str] = {}
+
+    def boot(vm: VirtualMachine) -> str:
+        """What the image does at boot: read the context OpenNebula wrote, start the
+        agent with it (the VM's address is its NIC's)."""
+        context = NodeContext.parse(decode_context(vm.template["CONTEXT"][CONTEXT_KEY]))
+        made = asyncio.run(hosts.create_node(NodeRequest(context.node_id, vm.name, context)))
+        booted[vm.id] = made.ref
+        assert made.ip is not None
+        return made.ip
+
+    def destroy(vm: VirtualMachine) -> None:
+        asyncio.run(hosts.destroy_node(booted[vm.id]))
+
+    standin = OpenNebulaStandIn(user="oneadmin", password="one-Pa55", boot=boot,
+                                destroy=destroy)
+    template = machines / "agent.template"
+    template.write_text(SEED_TEMPLATE)
+    manager = Manager(
+        template_cache, iaas=(
+            "[iaas]\nDRIVER = OPENNEBULA_XMLRPC\n"
+            f"OPENNEBULA_URL = {standin.url}\nOPENNEBULA_USER = oneadmin\n"
+            "OPENNEBULA_PASSWORD = one-Pa55\nOPENNEBULA_IMAGE_ID = 12\n"
+            "OPENNEBULA_SIZE_ID = 1\nOPENNEBULA_NETWORK_ID = 3\n"),
+        sections=(
+            f"[onevm_agent_template]\nFILENAME = {template}\nNAME = conpaassql_server\n"
+            "CPU = 0.2\nMEM_SIZE = 256\nDISK = bus=scsi,readonly=no\n"
+            "OS = arch=x86_64,boot = hd\nIMAGE_ID = 12\nNETWORK_ID = 3\n"
+            "CONTEXT = vmid=$VMID,ip_private=\"$NIC[IP]\"\n"))
+    try:
+        manager.start()
+        yield Cloud(standin, manager, booted)
+    finally:
+        manager.close()
+        if (machines / "nodes").exists():
+            for directory in (machines / "nodes").iterdir():
+                stop_node_processes(directory, grace=5)
+        standin.close()
+        shutil.rmtree(machines, ignore_errors=True)
+
+
+def test_a_master_and_a_slave_on_opennebula(cloud: Cloud) -> None:
+    manager, standin = cloud.manager, cloud.standin
+    manager.post("add_nodes", count=2)
+    master, slaves = manager.wait_topology(2)
+    assert len(standin.vms) == 2 and "one.vm.allocate" in standin.calls
+    for node_id in (master, *slaves):
+        node = manager.node(node_id)
+        vm = next(vm for vm in standin.vms.values()
+                  if vm.template.get("CONPAASSQL_NODE") == str(node_id))
+        assert node["ip"] == vm.ip  # the address came from OpenNebula's VM record
+        assert node["cloud"] == "opennebula"
+        assert vm.name == f"conpaassql_server-{manager.service_id}-{node_id}"
+        assert vm.template["CONTEXT"]["VMID"] == "$VMID"  # the seed's own context kept
+    info = manager.get("get_service_info")
+    assert info["writer"]["id"] == master
+    # A node removed: its VM is terminated in OpenNebula.
+    manager.post("remove_nodes", serviceNodeId=slaves[0])
+    wait_until(lambda: any(vm.state == 6 for vm in standin.vms.values()), 60, 0.2,
+               "the VM terminated")
+    assert "one.vm.action" in standin.calls
+    wait_until(lambda: manager.node(slaves[0])["state"] == "TERMINATED", 60, 0.2,
+               "node terminated")
