@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
+import shlex
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,13 +22,14 @@ import pytest
 from conpaassql.cloud.base import NodeRequest
 from conpaassql.cloud.context import NodeContext
 from conpaassql.cloud.local import LocalDriver, stop_node_processes
-from conpaassql.cloud.one_template import CONTEXT_KEY, decode_context
 from conpaassql.config import LocalCloudConfig
-from tests.integration.harness import Manager, claim_subnet, wait_until
+from tests.integration.harness import REPO, Manager, claim_subnet, wait_until
 from tests.standins.opennebula import OpenNebulaStandIn, VirtualMachine
 from tests.unit.test_opennebula import SEED_TEMPLATE
 
 pytestmark = pytest.mark.integration
+
+BOOT_SCRIPT = REPO / "contrib" / "conpaassql-agent-boot.sh"
 
 
 @dataclass
@@ -46,9 +50,18 @@ def cloud(template_cache: Path) -> Iterator[Cloud]:
     booted: dict[int, str] = {}
 
     def boot(vm: VirtualMachine) -> str:
-        """What the image does at boot: read the context OpenNebula wrote, start the
-        agent with it (the VM's address is its NIC's)."""
-        context = NodeContext.parse(decode_context(vm.template["CONTEXT"][CONTEXT_KEY]))
+        """What the image does at boot: OpenNebula writes the VM's CONTEXT as shell
+        variables, the image's boot script turns ours into the agent's context file,
+        and the agent starts with it (the VM's address is its NIC's)."""
+        directory = machines / f"vm-{vm.id}"
+        directory.mkdir()
+        context_sh = directory / "context.sh"
+        context_sh.write_text("".join(f"{key}={shlex.quote(value)}\n"
+                                      for key, value in vm.template["CONTEXT"].items()))
+        subprocess.run([str(BOOT_SCRIPT), "--no-start"], check=True, timeout=30,
+                       env={**os.environ, "CONTEXT_SH": str(context_sh),
+                            "CONTEXT_OUT": str(directory / "context")})
+        context = NodeContext.parse((directory / "context").read_text())
         made = asyncio.run(hosts.create_node(NodeRequest(context.node_id, vm.name, context)))
         booted[vm.id] = made.ref
         assert made.ip is not None

@@ -4,6 +4,10 @@ seed's agent template filled for a node."""
 from __future__ import annotations
 
 import asyncio
+import os
+import shlex
+import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -209,3 +213,33 @@ $AGENT_FILES
     missing = text.replace("OPENNEBULA_PASSWORD=$ONE_PASSWORD\n", "")
     with pytest.raises(ConfigError, match="OPENNEBULA_PASSWORD"):
         ManagerConfig.from_ini(IniFile.from_text(missing, env=env, name="manager.cnf"))
+
+
+def test_the_boot_script_writes_the_agents_context(tmp_path: Path) -> None:
+    """contrib/conpaassql-agent-boot.sh, on a context.sh as OpenNebula writes it."""
+    context = node_context(5)
+    text = render_template(SEED_TEMPLATE, SEED_SECTION, origin="t", service_id="svc1",
+                           node_id=5, node_context=context.render())
+    values = parse_template(text)["CONTEXT"]
+    context_sh = tmp_path / "context.sh"
+    context_sh.write_text("".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items()))
+    out = tmp_path / "etc" / "context"
+    script = Path(__file__).resolve().parents[2] / "contrib" / "conpaassql-agent-boot.sh"
+    env = {**os.environ, "CONTEXT_SH": str(context_sh), "CONTEXT_OUT": str(out)}
+    subprocess.run([str(script), "--no-start"], check=True, env=env, timeout=30)
+    assert NodeContext.parse(out.read_text()) == context
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    context_sh.write_text("OTHER=1\n")
+    failed = subprocess.run([str(script), "--no-start"], env=env, capture_output=True,
+                            text=True, timeout=30, check=False)
+    assert failed.returncode == 1 and "has no CONPAASSQL_CONTEXT" in failed.stderr
+
+
+def test_the_example_manager_configuration_reads() -> None:
+    example = Path(__file__).resolve().parents[2] / "contrib" / "opennebula" / "manager.cnf"
+    env = {"ONE_URL": "http://one:2633/RPC2", "ONE_USERNAME": "u", "ONE_PASSWORD": "p",
+           "AGENT_IMAGE_ID": "1", "AGENT_NETWORK_ID": "2", "IP_GATEWAY": "10.0.0.1",
+           "NAMESERVER": "10.0.0.2"}
+    config = ManagerConfig.from_ini(IniFile.read(example, env))
+    assert config.opennebula is not None and config.agents_bind == "0.0.0.0"
+    assert config.opennebula.template_values["CONTEXT"].startswith('NETWORK = "YES"')
