@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +35,7 @@ pytestmark = pytest.mark.integration
 
 EXAMPLES = int(os.environ.get("CONPAASSQL_FUZZ_EXAMPLES", "150"))
 STATUSES = {200, 400, 401, 403, 404, 405, 413}
-REPLY_LIMIT = 15.0  # seconds: a refusal is never slow
+REPLY_LIMIT = 15.0  # seconds: the client gives up (and the test fails) on a slower reply
 JUNK_KEY = "zz_not_a_param"
 
 
@@ -139,16 +138,13 @@ def hostile_request(draw: st.DrawFn, methods: dict[str, dict[str, Any]]) -> dict
 
 
 def check_reply(target: Target, request: dict[str, Any]) -> None:
-    started = time.monotonic()
     request = dict(request)
     query = request.pop("query", None)
     url = target.url + (f"?{query}" if query is not None else "")
     response = target.client.request(url=url, **request)
-    took = time.monotonic() - started
     target.sent += 1
     target.statuses[response.status_code] = target.statuses.get(response.status_code, 0) + 1
     assert response.status_code in STATUSES, (response.status_code, response.text[:300])
-    assert took < REPLY_LIMIT, took
     assert response.headers["content-type"].startswith("application/json"), response.headers
     body = response.json()
     assert isinstance(body, dict) and "error" in body, body
@@ -202,7 +198,7 @@ def fuzz(service: Manager, target: Target) -> None:
 
 
 def test_the_manager_refuses_every_hostile_request(service: Manager) -> None:
-    with httpx.Client(timeout=REPLY_LIMIT + 5) as client:
+    with httpx.Client(timeout=REPLY_LIMIT) as client:
         target = Target("manager", client, service.url, discover(client, service.url))
         assert {"add_nodes", "load_dump", "register_node", "rpc.discover"} <= set(target.methods)
         fuzz(service, target)
@@ -214,7 +210,7 @@ def test_the_agent_refuses_every_hostile_request(service: Manager) -> None:
     tls = client_context(service.manager_tls)
     headers = {"Authorization": f"Bearer {service.agent_secret}"}
     name = dns_name(service.service_id, node_name(node))
-    with httpx.Client(verify=tls, headers=headers, timeout=REPLY_LIMIT + 5) as client:
+    with httpx.Client(verify=tls, headers=headers, timeout=REPLY_LIMIT) as client:
         client.event_hooks["request"] = [
             lambda request: request.extensions.update({"sni_hostname": name})]
         target = Target("agent", client, url, discover(client, url))

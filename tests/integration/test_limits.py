@@ -53,24 +53,21 @@ def test_an_oversized_body_is_refused(manager: Manager) -> None:
 
 def test_a_slow_body_times_out_and_others_are_served_meanwhile(manager: Manager) -> None:
     conn = slow_body(manager)
-    started = time.monotonic()
     assert httpx.get(manager.url, params={"method": "list_nodes"}).status_code == 200
     answer = reply_of(conn)
     conn.close()
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert b"Request body not received within 1 s" in answer
-    assert time.monotonic() - started < 5
 
 
 def test_too_many_requests_at_once_get_503_at_once(manager: Manager) -> None:
     held = [slow_body(manager) for _ in range(4)]
     try:
         time.sleep(0.3)
-        started = time.monotonic()
+        # Queued, it would be answered 200 once the held ones time out: 503 is "at once".
         reply = httpx.get(manager.url, params={"method": "list_nodes"}, timeout=5)
         assert reply.status_code == 503, reply.text
         assert "busy: 4 requests in progress" in reply.json()["error"]
-        assert time.monotonic() - started < 2
     finally:
         for conn in held:
             conn.close()
@@ -86,11 +83,9 @@ def test_many_idle_connections_do_not_stop_the_service(manager: Manager) -> None
             conn = socket.create_connection(("127.0.0.1", manager.port))
             conn.sendall(b"GET /?method=list_nodes HTTP/1.1\r\nHost: x\r\n")
             idle.append(conn)
-        started = time.monotonic()
-        for _ in range(5):
+        for _ in range(5):  # each within the client's timeout, or it raises
             reply = httpx.get(manager.url, params={"method": "get_service_info"}, timeout=5)
             assert reply.status_code == 200
-        assert time.monotonic() - started < 5
     finally:
         for conn in idle:
             conn.close()
@@ -104,12 +99,11 @@ def test_without_a_token_nothing_of_the_body_is_read(template_cache: Path) -> No
         conn = socket.create_connection(("127.0.0.1", manager.port))
         conn.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
                      b"boundary=b\r\nContent-Length: 10000000000\r\n\r\n--b\r\n")
-        started = time.monotonic()
+        # A body read would wait out request_timeout (30 s) first; the socket allows 5.
         answer = reply_of(conn, timeout=5)
         conn.close()
         assert answer.startswith(b"HTTP/1.1 401"), answer[:300]
         assert b"an API token is needed" in answer and b"connection: close" in answer.lower()
-        assert time.monotonic() - started < 2
         assert httpx.get(manager.url, params={"method": "list_nodes"}).status_code == 401
         assert manager.get("list_nodes")["serviceNode"] == []  # with the owner's token
     finally:
