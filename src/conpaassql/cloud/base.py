@@ -79,10 +79,5 @@ class CloudDriver(abc.ABC):
         server read-only, as every server boots.
         """
 
-    def connection_sources(self, node_ips: list[str]) -> list[str]:
-        """The addresses nodes' connections to each other come from (the hosts of the
-        replication account): on a real network, the nodes' own addresses."""
-        return sorted(set(node_ips))
-
     def describe(self) -> dict[str, Any]:
         return {"cloud": self.cloud_name, "driver": type(self).__name__}

@@ -194,11 +194,6 @@ class LocalDriver(CloudDriver):
             self._spawn_agent(directory, directory / CONTEXT_FILE)
         log.info("local node %s powered off and booted again", ref)
 
-    def connection_sources(self, node_ips: list[str]) -> list[str]:
-        """Nodes on one machine reach each other's loopback addresses from 127.0.0.1
-        (MariaDB cannot bind a slave's connection to the node's own address)."""
-        return sorted({*node_ips, "127.0.0.1"})
-
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "address_range":
                 f"{self.config.first_address}-{self.config.last_address}"}

@@ -192,10 +192,9 @@ class Replication:
         """Where slaves connect from: every live node (any may be a slave), at its
         address and wherever it said its connections come from."""
         live = self.nodes.live_nodes()
-        sources = {str(n.details["source_address"]) for n in live
-                   if n.details.get("source_address")}
-        return sorted({*self.rt.driver.connection_sources([n.ip for n in live if n.ip]),
-                       *sources})
+        return sorted({n.ip for n in live if n.ip} |
+                      {str(n.details["source_address"]) for n in live
+                       if n.details.get("source_address")})
 
     async def _make_master(self, node: Node, *, semi_sync: bool) -> None:
         await self.rt.agents.call(node, "set_up_replica_master", {
