@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conpaassql.manager.api_security import is_loopback
+from conpaassql.domain.network import is_loopback
 from conpaassql.manager.tokens import TokenStore
 
 

@@ -30,6 +30,7 @@ from pydantic import AfterValidator, Field
 
 from conpaassql.agent.settings import AgentSettings
 from conpaassql.agent.supervisor import Supervisor
+from conpaassql.domain.network import is_loopback
 from conpaassql.domain.states import AgentState
 from conpaassql.errors import (
     BusyError,
@@ -403,7 +404,7 @@ class SeedApi:
                     transport: Transport) -> tuple[RestoreResult, str]:
         """One attempt, over the socket or the RPC stream as ``transport`` says;
         the copy and the way it came."""
-        if transport == "auto" and not _is_loopback(self._advertised_host()):
+        if transport == "auto" and not is_loopback(self._advertised_host()):
             transport = "http"  # the socket copy is not encrypted: loopback only unless asked
         if transport != "http":
             try:
@@ -495,13 +496,6 @@ class NoConnectionError(Exception):
     def __init__(self, error: BaseException) -> None:
         super().__init__(str(error))
         self.error = error
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def _missing_tools() -> str | None:

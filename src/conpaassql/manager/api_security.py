@@ -20,22 +20,15 @@ from typing import Any
 from starlette.requests import Request
 
 from conpaassql.config import ManagerConfig
+from conpaassql.domain.network import is_loopback
 from conpaassql.errors import AuthError, ConfigError, ForbiddenError
-from conpaassql.manager.authority import Authority, write_private
+from conpaassql.manager.authority import Authority
+from conpaassql.manager.credentials import write_private
 from conpaassql.manager.tokens import TokenStore
 from conpaassql.rpc.registry import Method
 from conpaassql.rpc.server import Authorizer, Gate
 
 log = logging.getLogger(__name__)
-
-
-def is_loopback(bind: str) -> bool:
-    if bind == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(bind).is_loopback
-    except ValueError:
-        return False
 
 
 def user_authorizer(tokens: TokenStore | None) -> Authorizer:
@@ -90,8 +83,8 @@ def api_tls_options(config: ManagerConfig, authority: Authority,
             ips = tuple(a for a in {bind, "127.0.0.1"} if _is_ip(a) and a not in ("0.0.0.0",
                                                                                   "::"))
             issued = authority.issue("api", ips=ips, hosts=("localhost", socket.getfqdn()))
-            write_private(key, issued.key_pem.encode("ascii"))
-            write_private(cert, issued.cert_pem.encode("ascii"), 0o644)
+            write_private(key, issued.key_pem)
+            write_private(cert, issued.cert_pem, 0o644)
     options: dict[str, Any] = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
     if config.api_client_ca:
         if not Path(config.api_client_ca).is_file():

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from conpaassql.manager.credentials import write_private
 from conpaassql.rpc.grants import public_pem
 from conpaassql.rpc.tls import MANAGER_NAME, ORGANIZATION, TlsFiles, dns_name, node_name
 
@@ -39,16 +40,6 @@ class Issued:
 
     def __repr__(self) -> str:
         return "Issued(<certificate and key>)"
-
-
-def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:

@@ -14,6 +14,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def write_private(path: Path, data: bytes | str, mode: int = 0o600) -> None:
+    """Atomically replace ``path`` by ``data``, the file made with ``mode`` before
+    anything is written (so a secret is never readable by others, even for a moment)."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(descriptor, "wb") as handle:
+        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
 def load_or_create(path: Path, nbytes: int = 24) -> str:
     """Read the secret at ``path``, creating it (mode 0600) if absent."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -25,13 +37,7 @@ def load_or_create(path: Path, nbytes: int = 24) -> str:
     except FileNotFoundError:
         pass
     value = secrets.token_urlsafe(nbytes)
-    temporary = path.with_suffix(".tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="ascii") as handle:
-        handle.write(value + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    write_private(path, value + "\n")
     return value
 
 

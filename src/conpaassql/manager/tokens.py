@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import threading
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from conpaassql.errors import ConfigError
+from conpaassql.manager.credentials import write_private
 
 TokenAccess = Literal["admin", "read"]
 TOKEN_PREFIX = "cqt_"
@@ -42,16 +42,6 @@ class TokenRecord:
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _write_private(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 class TokenStore:
@@ -88,7 +78,7 @@ class TokenStore:
 
     def _save(self, records: list[TokenRecord]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _write_private(self.path, json.dumps([asdict(r) for r in records], indent=1))
+        write_private(self.path, json.dumps([asdict(r) for r in records], indent=1))
         self._seen = None
 
     def records(self) -> list[TokenRecord]:
@@ -118,7 +108,7 @@ class TokenStore:
         if self.owner_file.exists() or self.records():
             return False
         _, token = self.create("admin", "owner (made at first start)")
-        _write_private(self.owner_file, token + "\n")
+        write_private(self.owner_file, token + "\n")
         return True
 
     def rotate_owner_token(self) -> TokenRecord:
@@ -127,7 +117,7 @@ class TokenStore:
             kept = [r for r in self._load() if r.access != "admin"]
             self._save(kept)
         record, token = self.create("admin", "owner (rotated)")
-        _write_private(self.owner_file, token + "\n")
+        write_private(self.owner_file, token + "\n")
         return record
 
     def check(self, token: str) -> TokenRecord | None:
