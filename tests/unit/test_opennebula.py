@@ -20,6 +20,7 @@ from conpaassql.cloud.opennebula import OpenNebulaDriver, vm_state
 from conpaassql.config import IniFile, ManagerConfig, OpenNebulaConfig
 from conpaassql.errors import CloudError, ConfigError
 from tests.standins.opennebula import OpenNebulaStandIn, parse_template
+from tests.unit.test_config import ENV, SEED_CONFIG_INDENTED
 
 #: The seed's agent template file, verbatim.
 SEED_TEMPLATE = """
@@ -165,54 +166,26 @@ def test_vm_states_map_to_node_states(state: int, lcm: int, expected: CloudNodeS
 
 
 def test_the_seed_configuration_is_read_verbatim(tmp_path: Path) -> None:
-    """The seed's example, user and password in the order they are named (the original
-    read them swapped)."""
+    """The seed's example (section 3), user and password in the order they are named
+    (the original read them swapped)."""
     (tmp_path / "agent.template").write_text(SEED_TEMPLATE)
-    text = f"""[iaas]
-DRIVER=OPENNEBULA_XMLRPC
-OPENNEBULA_URL=$ONE_URL
-OPENNEBULA_USER=$ONE_USERNAME
-OPENNEBULA_PASSWORD=$ONE_PASSWORD
-OPENNEBULA_IMAGE_ID = $AGENT_IMAGE_ID
-OPENNEBULA_SIZE_ID = 1
-OPENNEBULA_NETWORK_ID = $AGENT_NETWORK_ID
-OPENNEBULA_NETWORK_GATEWAY=$IP_GATEWAY
-OPENNEBULA_NETWORK_NAMESERVER=$NAMESERVER
-
-[manager]
-find_existing_agents = true
-
-[onevm_agent_template]
-FILENAME={tmp_path / "agent.template"}
-NAME=conpaassql_server
-CPU=0.2
-MEM_SIZE=256
-DISK=bus=scsi,readonly=no
-OS=arch=i686,boot = hd, root = hda
-IMAGE_ID=$AGENT_IMAGE_ID
-NETWORK_ID=$AGENT_NETWORK_ID
-CONTEXT=vmid=$VMID,vmname=$NAME,ip_private="$NIC[IP, \\
-NETWORK=$NETWORK"]",ip_gateway="$IP_GATEWAY",netmask=\\
-"$NETMASK",nameserver="$NAMESERVER",target=sd,files=\\
-$AGENT_FILES
-"""
-    env = {"ONE_URL": "http://one:2633/RPC2", "ONE_USERNAME": "oneadmin",
-           "ONE_PASSWORD": "opennebula", "AGENT_IMAGE_ID": "12", "AGENT_NETWORK_ID": "3",
-           "IP_GATEWAY": "10.0.0.1", "NAMESERVER": "10.0.0.2"}
-    config = ManagerConfig.from_ini(IniFile.from_text(text, env=env, name="manager.cnf"))
+    text = SEED_CONFIG_INDENTED.replace("/root/conpaassql/bin/agent.template",
+                                        str(tmp_path / "agent.template"))
+    config = ManagerConfig.from_ini(IniFile.from_text(text, env=ENV, name="manager.cnf"))
     one = config.opennebula
     assert config.driver == "OPENNEBULA_XMLRPC" and one is not None
-    assert (one.url, one.user, one.password) == ("http://one:2633/RPC2", "oneadmin",
-                                                 "opennebula")
-    assert (one.image_id, one.size_id, one.network_id) == ("12", "1", "3")
-    assert one.template_values["IMAGE_ID"] == "12"
+    assert (one.url, one.user, one.password) == (ENV["ONE_URL"], ENV["ONE_USERNAME"],
+                                                 ENV["ONE_PASSWORD"])
+    assert (one.image_id, one.size_id, one.network_id) == ("193", "1", "205")
+    assert (one.gateway, one.nameserver) == (ENV["IP_GATEWAY"], ENV["NAMESERVER"])
+    assert one.template_values["IMAGE_ID"] == "193"
     assert "$VMID" in one.template_values["CONTEXT"]  # left for OpenNebula
     rendered = render_template(one.template_file.read_text(), one.template_values,
                                origin="t", service_id="s", node_id=1, node_context="X=1\n")
-    assert "IMAGE_ID = 12" in rendered and "opennebula" not in repr(one)
+    assert "IMAGE_ID = 193" in rendered and ENV["ONE_PASSWORD"] not in repr(one)
     missing = text.replace("OPENNEBULA_PASSWORD=$ONE_PASSWORD\n", "")
     with pytest.raises(ConfigError, match="OPENNEBULA_PASSWORD"):
-        ManagerConfig.from_ini(IniFile.from_text(missing, env=env, name="manager.cnf"))
+        ManagerConfig.from_ini(IniFile.from_text(missing, env=ENV, name="manager.cnf"))
 
 
 def test_the_boot_script_writes_the_agents_context(tmp_path: Path) -> None:
