@@ -21,7 +21,8 @@ from pathlib import Path
 from conpaassql.errors import ConfigError
 
 _REFERENCE = re.compile(r"\$(\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
-TEMPLATE_SECTIONS = frozenset({"onevm_agent_template"})
+#: Sections that are templates for the cloud: unknown references are the cloud's.
+TEMPLATE_SECTION = "onevm_agent_template"
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 FIRST_LOCAL_ADDRESS = ipaddress.IPv4Address("127.0.0.10")
@@ -97,7 +98,7 @@ class IniFile:
         sections: dict[str, dict[str, str]] = {}
         for section in parser.sections():
             raw = dict(parser.items(section))
-            strict = section.lower() not in TEMPLATE_SECTIONS
+            strict = not section.lower().startswith(TEMPLATE_SECTION)
             sections[section.lower()] = _expand_section(raw, env, strict, f"{path} [{section}]")
         return cls(sections, path)
 
@@ -204,16 +205,53 @@ class OpenNebulaConfig:
     nameserver: str | None = None
 
 
-DRIVERS = ("LOCAL", "OPENNEBULA_XMLRPC")
+@dataclass(frozen=True)
+class LibcloudConfig:
+    """``[iaas]`` with DRIVER = LIBCLOUD: any Apache Libcloud compute provider.
+
+    ConPaaS's own names are accepted too: USER for KEY, PASSWORD for SECRET,
+    IMAGE_ID for IMAGE, SIZE_ID for SIZE, SECURITY_GROUP_NAME for SECURITY_GROUPS.
+    """
+
+    provider: str  # a Libcloud provider name: EC2, OPENSTACK, AZURE_ARM...
+    key: str  # the provider's key: an access key id, a user name
+    image: str
+    size: str
+    secret: str | None = field(default=None, repr=False)
+    region: str | None = None
+    endpoint: str | None = None  # another endpoint of the provider's API
+    driver_options: dict[str, str] = field(default_factory=dict)  # more driver arguments
+    network: tuple[str, ...] = ()  # EC2: a subnet id; OpenStack: network ids or names
+    security_groups: tuple[str, ...] = ()
+    key_name: str | None = None  # an SSH key pair to put on the nodes
+    location: str | None = None  # an availability zone
+    address: str = "private"  # which of a node's addresses the manager calls it at
+    user_data: Path | None = None  # a cloud-init template (default: the built-in one)
+    name: str = "conpaassql"  # the nodes' name prefix
+    origin: str = "[iaas]"  # where it was configured, for messages
+
+
+CloudSettings = LocalCloudConfig | OpenNebulaConfig | LibcloudConfig
+DRIVERS = ("LOCAL", "OPENNEBULA_XMLRPC", "LIBCLOUD")
+DEFAULT_CLOUD = "default"
+_CLOUD_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+@dataclass(frozen=True)
+class CloudConfig:
+    """One cloud of the service: ``[iaas]`` (named ``default``) or ``[iaas_NAME]``."""
+
+    name: str
+    driver: str
+    settings: CloudSettings
 
 
 @dataclass(frozen=True)
 class ManagerConfig:
     path: str | None = None
-    driver: str = "LOCAL"
-    local: LocalCloudConfig = field(default_factory=LocalCloudConfig)
-    opennebula: OpenNebulaConfig | None = None
+    clouds: tuple[CloudConfig, ...] = (CloudConfig(DEFAULT_CLOUD, "LOCAL", LocalCloudConfig()),)
     find_existing_agents: bool = True
+    replace_lost_nodes: bool = True  # a node its cloud lost is replaced by a new one
     probe_interval: float = 1.0
     probe_timeout: float = 2.0
     heartbeat_interval: float = 5.0
@@ -240,6 +278,13 @@ class ManagerConfig:
     seed_method: str = "auto"  # how a slave is copied: auto, physical or logical
     ini: IniFile | None = None
 
+    @property
+    def default_cloud(self) -> CloudConfig:
+        return self.clouds[0]
+
+    def cloud(self, name: str) -> CloudConfig | None:
+        return next((cloud for cloud in self.clouds if cloud.name == name), None)
+
     @classmethod
     def load(cls, path: str | Path | None, env: Mapping[str, str] | None = None) -> ManagerConfig:
         if path is None:
@@ -248,20 +293,13 @@ class ManagerConfig:
 
     @classmethod
     def from_ini(cls, ini: IniFile) -> ManagerConfig:
-        iaas = ini.section("iaas")
         manager = ini.section("manager")
         agent = ini.section("agent")
-        driver = (iaas.get("DRIVER", "LOCAL") or "LOCAL").upper()
-        if driver not in DRIVERS:
-            raise ConfigError(iaas.where("DRIVER"),
-                              detail=f"unknown driver {driver!r} (known: {', '.join(DRIVERS)})")
         return cls(
             path=ini.path,
-            driver=driver,
-            local=_local_cloud(iaas),
-            opennebula=_opennebula(iaas, ini.section("onevm_agent_template"), ini.path)
-            if driver == "OPENNEBULA_XMLRPC" else None,
+            clouds=_clouds(ini),
             find_existing_agents=manager.boolean("find_existing_agents", True),
+            replace_lost_nodes=manager.boolean("replace_lost_nodes", True),
             probe_interval=manager.number("probe_interval", 1.0, 0.05),
             probe_timeout=manager.number("probe_timeout", 2.0, 0.05),
             heartbeat_interval=manager.number("heartbeat_interval", 5.0, 0.1),
@@ -290,26 +328,120 @@ class ManagerConfig:
         )
 
 
+def _clouds(ini: IniFile) -> tuple[CloudConfig, ...]:
+    """``[iaas]`` is the cloud named ``default``; each ``[iaas_NAME]`` one more."""
+    clouds = [_cloud(ini, "iaas", DEFAULT_CLOUD)]
+    for section in sorted(ini.sections):
+        if not section.startswith("iaas_"):
+            continue
+        name = section.removeprefix("iaas_")
+        if not _CLOUD_NAME.match(name) or name == DEFAULT_CLOUD:
+            raise ConfigError(f"{ini.path} [{section}]", detail="a cloud's name is 1 to 32 "
+                              "of a-z, 0-9, _ and -, and not 'default' (that is [iaas])")
+        clouds.append(_cloud(ini, section, name))
+    local = [cloud.name for cloud in clouds if cloud.driver == "LOCAL"]
+    if len(local) > 1:
+        raise ConfigError(ini.path, detail=f"only one cloud may be LOCAL ({', '.join(local)} "
+                          "are)")
+    return tuple(clouds)
+
+
+def _cloud(ini: IniFile, section_name: str, name: str) -> CloudConfig:
+    section = ini.section(section_name)
+    driver = (section.get("DRIVER", "LOCAL") or "LOCAL").upper()
+    settings: CloudSettings
+    if driver == "LOCAL":
+        settings = _local_cloud(section)
+    elif driver == "OPENNEBULA_XMLRPC":
+        own = f"onevm_agent_template_{name}"
+        template = ini.section(own if own in ini.sections else "onevm_agent_template")
+        settings = _opennebula(section, template, ini.path)
+    elif driver == "LIBCLOUD":
+        settings = _libcloud(section, ini.path)
+    else:
+        raise ConfigError(section.where("DRIVER"),
+                          detail=f"unknown driver {driver!r} (known: {', '.join(DRIVERS)})")
+    return CloudConfig(name, driver, settings)
+
+
+def _required(section: Section, *keys: str) -> str:
+    """The first of ``keys`` the section gives (the others are other names of it)."""
+    for key in keys:
+        value = section.get(key)
+        if value:
+            return value
+    raise ConfigError(section.where(keys[0]), detail="missing")
+
+
+def _relative_path(text: str, path: str | None) -> Path:
+    """A file named in the configuration, relative to the configuration file."""
+    file = Path(text)
+    if not file.is_absolute() and path:
+        file = Path(path).parent / file
+    return file
+
+
 def _opennebula(iaas: Section, template: Section, path: str | None) -> OpenNebulaConfig:
     """The seed's keys, user and password each read as what they are named."""
-    def required(section: Section, key: str) -> str:
-        value = section.get(key)
-        if not value:
-            raise ConfigError(section.where(key), detail="missing")
-        return value
-
-    filename = Path(required(template, "FILENAME"))
-    if not filename.is_absolute() and path:
-        filename = Path(path).parent / filename
+    filename = _relative_path(_required(template, "FILENAME"), path)
     values = {key.upper(): value for key, value in template.values.items()
               if key.upper() != "FILENAME"}
     return OpenNebulaConfig(
-        url=required(iaas, "OPENNEBULA_URL"), user=required(iaas, "OPENNEBULA_USER"),
-        password=required(iaas, "OPENNEBULA_PASSWORD"), template_file=filename,
+        url=_required(iaas, "OPENNEBULA_URL"), user=_required(iaas, "OPENNEBULA_USER"),
+        password=_required(iaas, "OPENNEBULA_PASSWORD"), template_file=filename,
         template_values=values, image_id=iaas.get("OPENNEBULA_IMAGE_ID"),
         size_id=iaas.get("OPENNEBULA_SIZE_ID"), network_id=iaas.get("OPENNEBULA_NETWORK_ID"),
         gateway=iaas.get("OPENNEBULA_NETWORK_GATEWAY"),
         nameserver=iaas.get("OPENNEBULA_NETWORK_NAMESERVER"))
+
+
+ADDRESSES = ("private", "public")
+
+
+def _words(text: str | None) -> tuple[str, ...]:
+    return tuple(word.strip() for word in (text or "").split(",") if word.strip())
+
+
+def _options(section: Section, key: str) -> dict[str, str]:
+    """``a=1, b=2`` as a mapping; anything else is an error naming the key."""
+    options: dict[str, str] = {}
+    for item in _words(section.get(key)):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(section.where(key), detail=f"{item!r} is not option=value")
+        options[name.strip()] = value.strip()
+    return options
+
+
+def _libcloud(iaas: Section, path: str | None) -> LibcloudConfig:
+    address = (iaas.get("ADDRESS", "private") or "private").lower()
+    if address not in ADDRESSES:
+        raise ConfigError(iaas.where("ADDRESS"),
+                          detail=f"{address!r} is not one of {', '.join(ADDRESSES)}")
+    user_data = iaas.get("USER_DATA")
+    name = iaas.get("NAME", "conpaassql") or "conpaassql"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,40}", name):
+        raise ConfigError(iaas.where("NAME"), detail="a name prefix of letters, digits, _ "
+                          "and - (at most 41)")
+    return LibcloudConfig(
+        provider=_required(iaas, "PROVIDER").upper(),
+        key=_required(iaas, "KEY", "USER"),
+        secret=iaas.get("SECRET") or iaas.get("PASSWORD"),
+        image=_required(iaas, "IMAGE", "IMAGE_ID"),
+        size=_required(iaas, "SIZE", "SIZE_ID"),
+        region=iaas.get("REGION"),
+        endpoint=iaas.get("ENDPOINT"),
+        driver_options=_options(iaas, "DRIVER_OPTIONS"),
+        network=_words(iaas.get("NETWORK")),
+        security_groups=_words(iaas.get("SECURITY_GROUPS") or
+                               iaas.get("SECURITY_GROUP_NAME")),
+        key_name=iaas.get("KEY_NAME"),
+        location=iaas.get("LOCATION"),
+        address=address,
+        user_data=_relative_path(user_data, path) if user_data else None,
+        name=name,
+        origin=f"{iaas.ini.path} [{iaas.name}]",
+    )
 
 
 SEED_METHODS = ("auto", "physical", "logical")
@@ -329,13 +461,5 @@ def _local_cloud(iaas: Section) -> LocalCloudConfig:
         iaas.where("LOCAL_ADDRESS_RANGE"),
     )
     cache = iaas.get("LOCAL_TEMPLATE_CACHE")
-    options: dict[str, str] = {}
-    for item in (iaas.get("LOCAL_MYSQL_OPTIONS", "") or "").split(","):
-        if not item.strip():
-            continue
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(iaas.where("LOCAL_MYSQL_OPTIONS"),
-                              detail=f"{item.strip()!r} is not option=value")
-        options[key.strip()] = value.strip()
-    return LocalCloudConfig(first, last, Path(cache) if cache else None, options)
+    return LocalCloudConfig(first, last, Path(cache) if cache else None,
+                            _options(iaas, "LOCAL_MYSQL_OPTIONS"))

@@ -76,17 +76,19 @@ def test_manager_sigkill_mid_provisioning_readopts(manager: Manager) -> None:
     nodes_dir = manager.state_dir / "nodes"
     assert sorted(p.name for p in nodes_dir.iterdir()) == ["n1", "n2"]
 
-    # A node the cloud lost while the manager was down is cleaned up, the other kept.
+    # A node the cloud lost while the manager was down is cleaned up and replaced,
+    # the other kept.
     manager.kill(signal.SIGKILL)
     stop_node_processes(manager.node_dir(2), grace=10)
     shutil.rmtree(manager.node_dir(2))
     manager.start()
     wait_until(lambda: manager.node(2)["state"] == "TERMINATED", 60, what="node 2 cleaned up")
-    assert manager.get("list_nodes")["serviceNode"] == [1]
     assert manager.node(1)["state"] == "RUNNING"
     assert manager.node(1)["isRunningMySQL"] is True
     history = manager.get("get_node_info", serviceNodeId=2)["serviceNode"]["history"]
     assert any("gone from the cloud" in entry["message"] for entry in history)
+    assert manager.wait_topology(2) == (1, [3])
+    assert manager.node(3)["cloud"] == "default"
 
 
 def test_manager_stop_leaves_nodes_running(manager: Manager) -> None:

@@ -107,7 +107,7 @@ def test_a_master_and_a_slave_on_opennebula(cloud: Cloud) -> None:
         vm = next(vm for vm in standin.vms.values()
                   if vm.template.get("CONPAASSQL_NODE") == str(node_id))
         assert node["ip"] == vm.ip  # the address came from OpenNebula's VM record
-        assert node["cloud"] == "opennebula"
+        assert node["cloud"] == "default" and node["cloud_ref"] == str(vm.id)
         assert vm.name == f"conpaassql_server-{manager.service_id}-{node_id}"
         assert vm.template["CONTEXT"]["VMID"] == "$VMID"  # the seed's own context kept
     info = manager.get("get_service_info")
@@ -119,3 +119,35 @@ def test_a_master_and_a_slave_on_opennebula(cloud: Cloud) -> None:
     assert "one.vm.action" in standin.calls
     wait_until(lambda: manager.node(slaves[0])["state"] == "TERMINATED", 60, 0.2,
                "node terminated")
+
+
+def test_a_restarted_manager_re_adopts_its_vms_and_a_lost_vm_is_replaced(cloud: Cloud) -> None:
+    manager, standin = cloud.manager, cloud.standin
+    manager.post("add_nodes", count=2)
+    master, slaves = manager.wait_topology(2)
+    allocated = standin.calls.count("one.vm.allocate")
+    # The manager dies and comes back: it finds its VMs in OpenNebula and keeps them.
+    manager.kill()
+    manager.start()
+    assert manager.wait_topology(2) == (master, slaves)
+    assert standin.calls.count("one.vm.allocate") == allocated
+    assert "one.vmpool.info" in standin.calls
+    # An administrator deletes the master's VM: the slave takes over, and a new VM
+    # takes the lost one's place.
+    lost = next(vm for vm in standin.vms.values()
+                if vm.template.get("CONPAASSQL_NODE") == str(master))
+    standin.vanish(lost.id)
+    wait_until(lambda: manager.node(master)["state"] == "TERMINATED", 60, 0.2,
+               "the lost node terminated")
+    history = manager.node(master)["history"]
+    assert any(entry.get("to") == "TERMINATED" and "gone from the cloud" in entry["message"]
+               for entry in history), history
+    new_master, new_slaves = manager.wait_topology(2)
+    assert new_master == slaves[0]
+    replacement = new_slaves[0]
+    assert replacement > max(master, *slaves)
+    assert manager.node(replacement)["cloud"] == "default"
+    assert standin.calls.count("one.vm.allocate") == allocated + 1
+    messages = [entry["message"] for entry in manager.get("get_service_info")["transitions"]]
+    assert f"node {master} was lost by cloud default; node {replacement} replaces it" in \
+        messages

@@ -201,6 +201,13 @@ class OpenNebulaStandIn:
             return [False, f"[one.vm.action] Unknown action {action}", ACTION, 0]
         return [True, vm_id, 0]
 
+    def vanish(self, vm_id: int) -> None:
+        """An administrator deletes the VM (``onevm recover --delete``): it stops and is
+        gone from the pool at once, with no action of the manager's."""
+        vm = self.vms.pop(vm_id)
+        if self.destroy is not None:
+            self.destroy(vm)
+
     def deploy(self, vm_id: int) -> VirtualMachine:
         """The VM boots: ACTIVE/RUNNING, with an address on its network."""
         vm = self.vms[vm_id]

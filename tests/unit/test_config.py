@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conpaassql.config import IniFile, ManagerConfig, parse_address_range
+from conpaassql.config import IniFile, LocalCloudConfig, ManagerConfig, parse_address_range
 from conpaassql.errors import ConfigError
 
 # Section 3 of the seed document, verbatim (its two code blocks, one after the other).
@@ -199,27 +199,32 @@ def test_unparseable_file_is_config_error(tmp_path: Path) -> None:
 
 def test_defaults_without_a_file() -> None:
     config = ManagerConfig.load(None)
-    assert config.driver == "LOCAL"
+    assert [(c.name, c.driver) for c in config.clouds] == [("default", "LOCAL")]
+    local = config.default_cloud.settings
+    assert isinstance(local, LocalCloudConfig)
     assert config.find_existing_agents is True
     assert config.failure_threshold == 3
     assert config.agent_port == 60000
     assert config.mysql_port == 3306
-    assert config.local.first_address == ipaddress.IPv4Address("127.0.0.10")
-    assert config.local.last_address == ipaddress.IPv4Address("127.0.0.250")
+    assert local.first_address == ipaddress.IPv4Address("127.0.0.10")
+    assert local.last_address == ipaddress.IPv4Address("127.0.0.250")
 
 
 def test_defaults_from_an_empty_file() -> None:
     config = ManagerConfig.from_ini(IniFile.from_text("", env={}, name="empty.cnf"))
     assert config.path == "empty.cnf"
-    assert config.driver == "LOCAL"
+    assert config.default_cloud.driver == "LOCAL"
+    local = config.default_cloud.settings
+    assert isinstance(local, LocalCloudConfig)
     assert config.probe_interval == 1.0
     assert config.probe_timeout == 2.0
     assert config.heartbeat_interval == 5.0
     assert config.boot_timeout == 300.0
     assert config.cloud_list_interval == 5.0
     assert config.max_nodes == 64
-    assert config.local.template_cache is None
-    assert config.local.mysql_options == {}
+    assert local.template_cache is None
+    assert local.mysql_options == {}
+    assert config.replace_lost_nodes is True
 
 
 def test_values_are_read() -> None:
@@ -240,7 +245,8 @@ port = 60001
 mysql_port = 3307
 """
     config = ManagerConfig.from_ini(IniFile.from_text(text, env={}))
-    assert config.driver == "LOCAL"
+    local = config.default_cloud.settings
+    assert config.default_cloud.driver == "LOCAL" and isinstance(local, LocalCloudConfig)
     assert config.find_existing_agents is False
     assert config.probe_interval == 0.5
     assert config.failure_threshold == 5
@@ -248,10 +254,10 @@ mysql_port = 3307
     assert config.max_nodes == 8
     assert config.agent_port == 60001
     assert config.mysql_port == 3307
-    assert config.local.first_address == ipaddress.IPv4Address("127.0.1.1")
-    assert config.local.last_address == ipaddress.IPv4Address("127.0.1.9")
-    assert config.local.template_cache == Path("/var/cache/conpaassql")
-    assert config.local.mysql_options == {"innodb_buffer_pool_size": "64M",
+    assert local.first_address == ipaddress.IPv4Address("127.0.1.1")
+    assert local.last_address == ipaddress.IPv4Address("127.0.1.9")
+    assert local.template_cache == Path("/var/cache/conpaassql")
+    assert local.mysql_options == {"innodb_buffer_pool_size": "64M",
                                           "max_connections": "50"}
 
 

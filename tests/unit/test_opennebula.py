@@ -172,8 +172,9 @@ def test_the_seed_configuration_is_read_verbatim(tmp_path: Path) -> None:
     text = SEED_CONFIG_INDENTED.replace("/root/conpaassql/bin/agent.template",
                                         str(tmp_path / "agent.template"))
     config = ManagerConfig.from_ini(IniFile.from_text(text, env=ENV, name="manager.cnf"))
-    one = config.opennebula
-    assert config.driver == "OPENNEBULA_XMLRPC" and one is not None
+    one = config.default_cloud.settings
+    assert config.default_cloud.driver == "OPENNEBULA_XMLRPC"
+    assert isinstance(one, OpenNebulaConfig)
     assert (one.url, one.user, one.password) == (ENV["ONE_URL"], ENV["ONE_USERNAME"],
                                                  ENV["ONE_PASSWORD"])
     assert (one.image_id, one.size_id, one.network_id) == ("193", "1", "205")
@@ -214,5 +215,6 @@ def test_the_example_manager_configuration_reads() -> None:
            "AGENT_IMAGE_ID": "1", "AGENT_NETWORK_ID": "2", "IP_GATEWAY": "10.0.0.1",
            "NAMESERVER": "10.0.0.2"}
     config = ManagerConfig.from_ini(IniFile.read(example, env))
-    assert config.opennebula is not None and config.agents_bind == "0.0.0.0"
-    assert config.opennebula.template_values["CONTEXT"].startswith('NETWORK = "YES"')
+    one = config.default_cloud.settings
+    assert isinstance(one, OpenNebulaConfig) and config.agents_bind == "0.0.0.0"
+    assert one.template_values["CONTEXT"].startswith('NETWORK = "YES"')

@@ -10,10 +10,9 @@ from pathlib import Path
 import uvicorn
 from starlette.requests import Request
 
-from conpaassql.cloud.base import CloudDriver
-from conpaassql.cloud.local import LocalDriver
+from conpaassql.cloud.clouds import build_clouds
 from conpaassql.config import ManagerConfig
-from conpaassql.errors import AuthError, ConfigError, ForbiddenError
+from conpaassql.errors import AuthError, ForbiddenError
 from conpaassql.logs import setup_logging
 from conpaassql.manager.agents import AgentLink
 from conpaassql.manager.api import ManagerApi
@@ -31,16 +30,6 @@ from conpaassql.rpc.server import Authorizer, Gate, RpcApp
 from conpaassql.rpc.tls import client_context, peer_of, server_options
 
 log = logging.getLogger(__name__)
-
-
-def build_driver(config: ManagerConfig, state_dir: Path, service_id: str) -> CloudDriver:
-    if config.driver == "LOCAL":
-        return LocalDriver(state_dir, config.local)
-    if config.driver == "OPENNEBULA_XMLRPC" and config.opennebula is not None:
-        from conpaassql.cloud.opennebula import OpenNebulaDriver
-
-        return OpenNebulaDriver(config.opennebula, service_id)
-    raise ConfigError(config.path or "configuration", detail=f"unknown driver {config.driver}")
 
 
 def reachable_host(bind: str) -> str:
@@ -93,11 +82,11 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
     store = Store(state_dir / "manager.db")
     secrets = ServiceSecrets.load(state_dir)
     authority = Authority.load_or_create(state_dir / "pki", store.service_id)
-    driver = build_driver(config, state_dir, store.service_id)
+    clouds = build_clouds(config.clouds, state_dir, store.service_id)
     agents_bind = config.agents_bind or bind
     agents_port = config.agents_port or port + 1
     runtime = Runtime(
-        config=config, store=store, driver=driver,
+        config=config, store=store, clouds=clouds,
         agents=AgentLink(secrets.agent_secret, client_context(authority.manager_files),
                          store.service_id),
         secrets=secrets,
@@ -122,7 +111,7 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
     agents_server = uvicorn.Server(uvicorn.Config(
         agents_app, host=agents_bind, port=agents_port, log_level="warning", lifespan="off",
         access_log=False, **server_options(authority.manager_files)))
-    prepare = asyncio.create_task(driver.prepare(), name="prepare cloud")
+    prepare = asyncio.create_task(clouds.prepare(), name="prepare clouds")
     await reconciler.start()
     loop_task = asyncio.create_task(reconciler.run(), name="reconcile")
     agents_task = asyncio.create_task(agents_server.serve(), name="agents port")

@@ -1,6 +1,6 @@
 """The reconcile loop: observe every node, diagnose, act, and say what happened.
 
-Each cycle probes the agents in parallel (each with a timeout), reads the cloud's
+Each cycle probes the agents in parallel (each with a timeout), reads every cloud's
 list of nodes when due, diagnoses each node into a named situation, moves nodes
 whose situation calls for it, and returns a one-line result.
 """
@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 PROBED_STATES = frozenset({NodeState.PENDING, NodeState.BOOTING, NodeState.RUNNING,
                            NodeState.FAILED})
+
+#: What each cloud listed this cycle, by cloud name then by the cloud's node ref;
+#: a cloud whose list could not be read is absent.
+Listing = dict[str, dict[str, CloudNode]]
 
 
 class Reconciler:
@@ -73,7 +77,7 @@ class Reconciler:
     async def cycle(self) -> str:
         async with self._lock:
             self.cycles += 1
-            cloud = await self._cloud_list_if_due()
+            listing = await self._cloud_list_if_due()
             nodes = [n for n in self.rt.store.nodes() if n.state in PROBED_STATES]
             reports = await asyncio.gather(*(self._probe(node) for node in nodes))
             actions = []
@@ -81,13 +85,14 @@ class Reconciler:
                 fresh = self.rt.store.get_node(observed.id)  # may have moved meanwhile
                 if fresh is None or fresh.state not in PROBED_STATES:
                     continue
-                in_cloud, cloud_running = _cloud_view(fresh, cloud)
-                node = fresh if cloud is None else self._note_cloud(fresh, cloud)
+                listed = None if listing is None else listing.get(fresh.cloud)
+                in_cloud, cloud_running = _cloud_view(fresh, listed)
+                node = fresh if listed is None else self._note_cloud(fresh, listed)
                 action = self._apply(node, report, in_cloud, cloud_running)
                 if action:
                     actions.append(action)
-            if cloud is not None:
-                await self._destroy_leftovers(cloud)
+            if listing is not None:
+                await self._destroy_leftovers(listing)
             probed = {node.id: report for node, report in zip(nodes, reports, strict=True)}
             actions += await self.replication.reconcile(probed, self.failures)
             self.nodes.refresh_service_state(actions[0] if actions else "reconcile")
@@ -121,18 +126,25 @@ class Reconciler:
         self.reports[node.id] = report
         return report
 
-    async def _cloud_list_if_due(self) -> dict[str, CloudNode] | None:
+    async def _cloud_list_if_due(self) -> Listing | None:
+        """Every cloud's nodes, when a listing is due (clouds listed in parallel)."""
         now = time.monotonic()
         if self._last_cloud_list and now - self._last_cloud_list < \
                 self.rt.config.cloud_list_interval:
             return None
-        try:
-            listed = await self.rt.driver.list_nodes()
-        except ConpaasSQLError as exc:
-            log.warning("cannot list the cloud's nodes: %s", exc)
-            return None
         self._last_cloud_list = now
-        return {node.ref: node for node in listed}
+        drivers = list(self.rt.clouds)
+        answers = await asyncio.gather(*(driver.list_nodes() for driver in drivers),
+                                       return_exceptions=True)
+        listing: Listing = {}
+        for driver, answer in zip(drivers, answers, strict=True):
+            if isinstance(answer, ConpaasSQLError):
+                log.warning("cannot list the nodes of cloud %s: %s", driver.cloud_name, answer)
+            elif isinstance(answer, BaseException):
+                raise answer
+            else:
+                listing[driver.cloud_name] = {node.ref: node for node in answer}
+        return listing
 
     def _note_cloud(self, node: Node, cloud: dict[str, CloudNode]) -> Node:
         """Fill in what only the cloud knew (a crash may have lost it)."""
@@ -166,18 +178,23 @@ class Reconciler:
         self.rt.store.move_node(node.id, target, reason)
         if target is NodeState.TERMINATED:
             self.nodes.spawn(self.rt.agents.forget(node), f"forget node {node.id}")
+        if situation is Situation.GONE_FROM_CLOUD:
+            self.nodes.spawn(self.nodes.replace_lost(node), f"replace node {node.id}")
         return f"node {node.id}: {reason} -> {target}"
 
-    async def _destroy_leftovers(self, cloud: dict[str, CloudNode]) -> None:
+    async def _destroy_leftovers(self, listing: Listing) -> None:
         """Destroy cloud nodes the store has finished with (a crash mid-destroy)."""
         known = {node.id: node for node in self.rt.store.nodes(include_terminated=True)}
-        for item in cloud.values():
-            node = known.get(item.node_id) if item.node_id is not None else None
-            if node is not None and node.state is NodeState.TERMINATED:
-                log.info("destroying leftover cloud node %s of terminated node %s",
-                         item.ref, node.id)
+        for cloud_name, listed in listing.items():
+            for item in listed.values():
+                node = known.get(item.node_id) if item.node_id is not None else None
+                if node is None or node.state is not NodeState.TERMINATED or \
+                        item.state is CloudNodeState.TERMINATED:
+                    continue
+                log.info("destroying leftover node %s of cloud %s (terminated node %s)",
+                         item.ref, cloud_name, node.id)
                 try:
-                    await self.rt.driver.destroy_node(item.ref)
+                    await self.rt.clouds.get(cloud_name).destroy_node(item.ref)
                 except ConpaasSQLError as exc:
                     log.warning("could not destroy leftover %s: %s", item.ref, exc)
 

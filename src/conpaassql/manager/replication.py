@@ -299,7 +299,7 @@ class Replication:
             log.warning("node %d's agent cannot fence: %s; powering it off", node.id, exc)
         if node.cloud_ref is None:
             raise WrongStateError(detail=f"cannot fence node {node.id}: no cloud reference")
-        await self.rt.driver.reboot_node(node.cloud_ref)
+        await self.rt.clouds.get(node.cloud).reboot_node(node.cloud_ref)
         return "powered off and booted again by the cloud"
 
     # -- slaves -----------------------------------------------------------

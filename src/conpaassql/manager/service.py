@@ -13,7 +13,8 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, replace
 from typing import Any
 
-from conpaassql.cloud.base import CloudDriver, NodeRequest
+from conpaassql.cloud.base import NodeRequest
+from conpaassql.cloud.clouds import Clouds
 from conpaassql.cloud.context import NodeContext
 from conpaassql.config import ManagerConfig
 from conpaassql.domain.node import Node
@@ -44,7 +45,7 @@ class Runtime:
 
     config: ManagerConfig
     store: Store
-    driver: CloudDriver
+    clouds: Clouds
     agents: AgentLink
     secrets: ServiceSecrets
     manager_url: str  # where agents call the manager (its TLS port for agents)
@@ -104,9 +105,10 @@ class NodeService:
         state, _ = self.rt.store.service_state()
         if state not in ADD_STATES:
             raise WrongStateError(detail=f"cannot add nodes while the service is {state}")
-        if cloud is not None and cloud != self.rt.driver.cloud_name:
+        cloud = cloud or self.rt.clouds.default.cloud_name
+        if not self.rt.clouds.knows(cloud):
             raise InvalidArgumentError("cloud", detail=f"no cloud named {cloud!r} "
-                                       f"(known: {self.rt.driver.cloud_name})")
+                                       f"(known: {', '.join(self.rt.clouds.names)})")
         live = len(self.live_nodes())
         if live + count > self.rt.config.max_nodes:
             raise InvalidArgumentError("count", detail=f"the service may have at most "
@@ -115,14 +117,14 @@ class NodeService:
             self.rt.store.set_service_state(ServiceState.INIT, "nodes added after shutdown")
         created = []
         for _ in range(count):
-            created.append(await self._create_one())
+            created.append(await self._create_one(cloud))
         self.refresh_service_state(f"{count} node(s) added")
         return created
 
-    async def _create_one(self) -> Node:
+    async def _create_one(self, cloud: str) -> Node:
         # Every node starts without a role; the replication controller makes the
         # first healthy one the master and copies it into the others.
-        node = self.rt.store.new_node(NODE_NAME_PREFIX, self.rt.driver.cloud_name,
+        node = self.rt.store.new_node(NODE_NAME_PREFIX, cloud,
                                       self.rt.config.agent_port, self.rt.config.mysql_port,
                                       Role.NONE)
         context = NodeContext(
@@ -140,11 +142,33 @@ class NodeService:
         issued = self.rt.authority.issue_node(node.id)
         context = replace(context, tls_cert=issued.cert_pem, tls_key=issued.key_pem)
         try:
-            made = await self.rt.driver.create_node(NodeRequest(node.id, node.name, context))
+            driver = self.rt.clouds.get(cloud)
+            made = await driver.create_node(NodeRequest(node.id, node.name, context))
         except ConpaasSQLError as exc:
             self.rt.store.move_node(node.id, NodeState.TERMINATED, f"cloud refused: {exc}")
             raise CloudError(str(exc)) from None
         return self.rt.store.update_node(node.id, ip=made.ip, cloud_ref=made.ref)
+
+    async def replace_lost(self, lost: Node) -> Node | None:
+        """A node its cloud lost: a new node on the same cloud takes its place.
+
+        Not when the service is shutting down, nor for a node that never ran (a
+        cloud that drops nodes while they boot would be asked again and again).
+        """
+        state, _ = self.rt.store.service_state()
+        why = f"node {lost.id} was lost by cloud {lost.cloud}"
+        if not self.rt.config.replace_lost_nodes or lost.registered_at is None or \
+                state in (ServiceState.EPILOGUE, ServiceState.STOPPED):
+            self.rt.store.record_event(f"{why}; not replaced", lost.id)
+            return None
+        try:
+            node = await self._create_one(lost.cloud)
+        except ConpaasSQLError as exc:
+            self.rt.store.record_event(f"{why}; replacing it failed: {exc}", lost.id)
+            return None
+        self.rt.store.record_event(f"{why}; node {node.id} replaces it", node.id)
+        self.refresh_service_state(f"node {node.id} replaces lost node {lost.id}")
+        return node
 
     # -- remove -----------------------------------------------------------
 
@@ -181,7 +205,7 @@ class NodeService:
     async def _destroy(self, node: Node) -> None:
         try:
             if node.cloud_ref:
-                await self.rt.driver.destroy_node(node.cloud_ref)
+                await self.rt.clouds.get(node.cloud).destroy_node(node.cloud_ref)
             await self.rt.agents.forget(node)
             self.rt.store.move_node(node.id, NodeState.TERMINATED, "destroyed by the cloud")
         except ConpaasSQLError as exc:

@@ -34,6 +34,7 @@ def node_details(node: Node, report: dict[str, Any] | None, answering: bool) -> 
         **node_summary(node),
         "isRunningMySQL": answering,
         "agent_port": node.agent_port,
+        "cloud_ref": node.cloud_ref,
         "agent_state": agent.get("state") if isinstance(agent, dict) else None,
         "mysqld": {
             "pid": mysqld.get("pid"),
