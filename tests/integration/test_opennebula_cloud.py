@@ -23,7 +23,7 @@ from conpaassql.cloud.base import NodeRequest
 from conpaassql.cloud.context import NodeContext
 from conpaassql.cloud.local import LocalDriver, stop_node_processes
 from conpaassql.config import LocalCloudConfig
-from tests.integration.harness import REPO, Manager, claim_subnet, wait_until
+from tests.integration.harness import REPO, Manager, claim_subnet, rpc_error, wait_until
 from tests.standins.opennebula import OpenNebulaStandIn, VirtualMachine
 from tests.unit.test_opennebula import SEED_TEMPLATE
 
@@ -112,6 +112,12 @@ def test_a_master_and_a_slave_on_opennebula(cloud: Cloud) -> None:
         assert vm.template["CONTEXT"]["VMID"] == "$VMID"  # the seed's own context kept
     info = manager.get("get_service_info")
     assert info["writer"]["id"] == master
+    # OpenNebula's refusal reaches the user in its own words; nothing is left behind.
+    standin.max_vms = 2
+    error = rpc_error(lambda: manager.post("add_nodes", count=1))
+    assert error == ("Cloud error: OpenNebula refused to create a VM: [one.vm.allocate] "
+                     "User [0] : limit of 2 reached for VMS quota in default group.")
+    assert len(standin.vms) == 2 and len(manager.nodes()) == 2
     # A node removed: its VM is terminated in OpenNebula.
     manager.post("remove_nodes", serviceNodeId=slaves[0])
     wait_until(lambda: any(vm.state == 6 for vm in standin.vms.values()), 60, 0.2,

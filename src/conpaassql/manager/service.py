@@ -146,6 +146,8 @@ class NodeService:
             made = await driver.create_node(NodeRequest(node.id, node.name, context))
         except ConpaasSQLError as exc:
             self.rt.store.move_node(node.id, NodeState.TERMINATED, f"cloud refused: {exc}")
+            if isinstance(exc, CloudError):
+                raise
             raise CloudError(str(exc)) from None
         return self.rt.store.update_node(node.id, ip=made.ip, cloud_ref=made.ref)
 
