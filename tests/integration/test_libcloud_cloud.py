@@ -8,9 +8,6 @@ replaced; a removed node's instance is terminated."""
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
-import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,14 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from conpaassql.cloud.base import NodeRequest
-from conpaassql.cloud.cloud_init import CONTEXT_PATH
-from conpaassql.cloud.context import NodeContext
-from conpaassql.cloud.local import LocalDriver, stop_node_processes
-from conpaassql.config import LocalCloudConfig
 from tests.integration.harness import Manager, claim_subnet, rpc_error, wait_until
-from tests.standins.cloudinit import write_files
-from tests.standins.ec2 import KEY, SECRET, Ec2StandIn, Instance
+from tests.standins.ec2 import KEY, SECRET, Ec2StandIn
+from tests.standins.machines import Machines
 
 pytestmark = pytest.mark.integration
 
@@ -34,35 +26,15 @@ pytestmark = pytest.mark.integration
 class Clouds:
     manager: Manager
     ec2: Ec2StandIn
-    machines: Path
 
 
 @pytest.fixture
 def clouds(template_cache: Path) -> Iterator[Clouds]:
-    machines = Path(tempfile.mkdtemp(prefix="cq-ec2-", dir="/tmp"))
-    booted: dict[str, str] = {}
-
-    def host(ip: str) -> LocalDriver:
-        """The machine an instance runs on: a node on the instance's own address."""
-        address = ipaddress.IPv4Address(ip)
-        return LocalDriver(machines, LocalCloudConfig(
-            first_address=address, last_address=address, template_cache=template_cache,
-            mysql_options={"innodb_buffer_pool_size": "32M"}))
-
-    def boot(instance: Instance) -> None:
-        """What the image does at first boot: cloud-init writes the files of the user
-        data, then the agent's unit starts the agent with the context among them."""
-        root = machines / instance.id
-        write_files(instance.user_data, root)
-        context = NodeContext.parse((root / CONTEXT_PATH.lstrip("/")).read_text())
-        made = asyncio.run(host(instance.private_ip).create_node(
-            NodeRequest(context.node_id, instance.id, context)))
-        booted[instance.id] = made.ref
-
-    def destroy(instance: Instance) -> None:
-        asyncio.run(host(instance.private_ip).destroy_node(booted.pop(instance.id)))
-
-    ec2 = Ec2StandIn(subnet=claim_subnet(), boot=boot, destroy=destroy)
+    subnet = claim_subnet()
+    machines = Machines(Path(tempfile.mkdtemp(prefix="cq-ec2-", dir="/tmp")), template_cache,
+                        subnet)
+    ec2 = Ec2StandIn(subnet=subnet, boot=machines.boot_ec2_instance,
+                     destroy=machines.stop_ec2_instance)
     manager = Manager(template_cache, sections=(
         "[iaas_aws]\nDRIVER = LIBCLOUD\nPROVIDER = EC2\n"
         f"KEY = {KEY}\nSECRET = {SECRET}\nREGION = us-east-1\nENDPOINT = {ec2.url}\n"
@@ -71,14 +43,11 @@ def clouds(template_cache: Path) -> Iterator[Clouds]:
         f"SECURITY_GROUPS = {ec2.security_group}\nKEY_NAME = operators\n"))
     try:
         manager.start()
-        yield Clouds(manager, ec2, machines)
+        yield Clouds(manager, ec2)
     finally:
         manager.close()
         ec2.close()
-        if (machines / "nodes").exists():
-            for directory in (machines / "nodes").iterdir():
-                stop_node_processes(directory, grace=5)
-        shutil.rmtree(machines, ignore_errors=True)
+        machines.close()
 
 
 def instance_of(ec2: Ec2StandIn, node_id: int) -> dict[str, object]:

@@ -6,12 +6,6 @@ TLS; the manager makes a master and a slave; a removed node's VM is terminated."
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
-import os
-import shlex
-import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,60 +13,28 @@ from pathlib import Path
 
 import pytest
 
-from conpaassql.cloud.base import NodeRequest
-from conpaassql.cloud.context import NodeContext
-from conpaassql.cloud.local import LocalDriver, stop_node_processes
-from conpaassql.config import LocalCloudConfig
-from tests.integration.harness import REPO, Manager, claim_subnet, rpc_error, wait_until
-from tests.standins.opennebula import OpenNebulaStandIn, VirtualMachine
+from tests.integration.harness import Manager, claim_subnet, rpc_error, wait_until
+from tests.standins.machines import Machines
+from tests.standins.opennebula import OpenNebulaStandIn
 from tests.unit.test_opennebula import SEED_TEMPLATE
 
 pytestmark = pytest.mark.integration
-
-BOOT_SCRIPT = REPO / "contrib" / "conpaassql-agent-boot.sh"
 
 
 @dataclass
 class Cloud:
     standin: OpenNebulaStandIn
     manager: Manager
-    booted: dict[int, str]  # VM id -> the local node that plays it
 
 
 @pytest.fixture
 def cloud(template_cache: Path) -> Iterator[Cloud]:
-    subnet = claim_subnet()
-    machines = Path(tempfile.mkdtemp(prefix="cq-one-", dir="/tmp"))
-    hosts = LocalDriver(machines, LocalCloudConfig(
-        first_address=ipaddress.IPv4Address(f"127.0.{subnet}.10"),
-        last_address=ipaddress.IPv4Address(f"127.0.{subnet}.60"),
-        template_cache=template_cache, mysql_options={"innodb_buffer_pool_size": "32M"}))
-    booted: dict[int, str] = {}
-
-    def boot(vm: VirtualMachine) -> str:
-        """What the image does at boot: OpenNebula writes the VM's CONTEXT as shell
-        variables, the image's boot script turns ours into the agent's context file,
-        and the agent starts with it (the VM's address is its NIC's)."""
-        directory = machines / f"vm-{vm.id}"
-        directory.mkdir()
-        context_sh = directory / "context.sh"
-        context_sh.write_text("".join(f"{key}={shlex.quote(value)}\n"
-                                      for key, value in vm.template["CONTEXT"].items()))
-        subprocess.run([str(BOOT_SCRIPT), "--no-start"], check=True, timeout=30,
-                       env={**os.environ, "CONTEXT_SH": str(context_sh),
-                            "CONTEXT_OUT": str(directory / "context")})
-        context = NodeContext.parse((directory / "context").read_text())
-        made = asyncio.run(hosts.create_node(NodeRequest(context.node_id, vm.name, context)))
-        booted[vm.id] = made.ref
-        assert made.ip is not None
-        return made.ip
-
-    def destroy(vm: VirtualMachine) -> None:
-        asyncio.run(hosts.destroy_node(booted[vm.id]))
-
-    standin = OpenNebulaStandIn(user="oneadmin", password="one-Pa55", boot=boot,
-                                destroy=destroy)
-    template = machines / "agent.template"
+    machines = Machines(Path(tempfile.mkdtemp(prefix="cq-one-", dir="/tmp")), template_cache,
+                        claim_subnet())
+    standin = OpenNebulaStandIn(user="oneadmin", password="one-Pa55",
+                                boot=machines.boot_opennebula_vm,
+                                destroy=machines.stop_opennebula_vm)
+    template = machines.root / "agent.template"
     template.write_text(SEED_TEMPLATE)
     manager = Manager(
         template_cache, iaas=(
@@ -87,14 +49,11 @@ def cloud(template_cache: Path) -> Iterator[Cloud]:
             "CONTEXT = vmid=$VMID,ip_private=\"$NIC[IP]\"\n"))
     try:
         manager.start()
-        yield Cloud(standin, manager, booted)
+        yield Cloud(standin, manager)
     finally:
         manager.close()
-        if (machines / "nodes").exists():
-            for directory in (machines / "nodes").iterdir():
-                stop_node_processes(directory, grace=5)
+        machines.close()
         standin.close()
-        shutil.rmtree(machines, ignore_errors=True)
 
 
 def test_a_master_and_a_slave_on_opennebula(cloud: Cloud) -> None:
