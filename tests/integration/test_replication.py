@@ -144,6 +144,8 @@ def test_master_and_two_slaves_replicate(trio: Manager) -> None:
     master_info = manager.node(master)["replication"]
     assert master_info["read_only"] is False
     assert master_info["semi_sync_master"] is True  # commits wait for a slave's ack
+    # ...but not for a slave when none is connected (the last one removed).
+    assert sql_value(manager, master, "SELECT @@rpl_semi_sync_master_wait_no_slave") == "0"
     # Asking for a switchover to the master itself, or to nobody, is refused.
     assert "is the master already" in rpc_error(
         lambda: manager.post("set_up_replica_master", id=master))
