@@ -1,11 +1,13 @@
-"""The front-end's configuration file (``conpaassql.gui.config``)."""
+"""The front-end's configuration file (``conpaassql.gui.config``) and its command line."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from conpaassql.cli import main
 from conpaassql.errors import ConfigError
 from conpaassql.gui import config
 from conpaassql.gui.config import GuiConfig
@@ -88,3 +90,19 @@ def test_a_missing_given_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         config.load(tmp_path / "absent.conf")
 
+
+def test_the_command_exits_2_on_a_wrong_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "MANAGER_PORT = 99999\n")
+    result = CliRunner().invoke(main, ["gui", "-c", str(path)])
+    assert result.exit_code == 2
+    assert f"conpaassql gui: Configuration error: {path}: MANAGER_PORT" in result.output
+
+
+def test_beyond_loopback_it_wants_tls_or_insecure_http(tmp_path: Path) -> None:
+    path = write(tmp_path, "MANAGER_HOST = 'localhost'\n")
+    result = CliRunner().invoke(main, ["gui", "-c", str(path), "-b", "0.0.0.0"])
+    assert result.exit_code == 2
+    assert "GUI_CERT, GUI_KEY" in result.output and "--insecure-http" in result.output
+    missing = write(tmp_path, "GUI_CERT = gui.crt\nGUI_KEY = gui.key\n")
+    result = CliRunner().invoke(main, ["gui", "-c", str(missing), "-b", "0.0.0.0"])
+    assert result.exit_code == 2 and "no such file" in result.output
