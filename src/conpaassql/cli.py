@@ -89,6 +89,8 @@ def gui(config_file: str | None, bind: str, port: int, insecure_http: bool) -> N
 
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("httpx", "httpcore"):  # a line per call to the manager
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         serve(config.load(config_file), bind, port, insecure_http=insecure_http)
     except ConfigError as exc:

@@ -106,3 +106,8 @@ def test_beyond_loopback_it_wants_tls_or_insecure_http(tmp_path: Path) -> None:
     missing = write(tmp_path, "GUI_CERT = gui.crt\nGUI_KEY = gui.key\n")
     result = CliRunner().invoke(main, ["gui", "-c", str(missing), "-b", "0.0.0.0"])
     assert result.exit_code == 2 and "no such file" in result.output
+
+
+def test_the_example_file_loads() -> None:
+    example = Path(__file__).resolve().parents[2] / "etc" / "manager-gui.conf"
+    assert config.load(example).manager_url == "http://localhost:50000/"
