@@ -110,7 +110,7 @@ def test_log_in_with_a_token_and_see_the_managers_refusals(manager: BrowserManag
     assert reader not in tls_gui.log and "not-a-token" not in tls_gui.log
 
 
-def test_the_owner_token_may_act(manager: BrowserManager, tls_gui: Gui,
+def test_the_owner_token_may_act_up_to_a_shutdown(manager: BrowserManager, tls_gui: Gui,
                                  browser: Browser) -> None:
     owner = manager.api_token
     assert owner is not None
@@ -124,6 +124,13 @@ def test_the_owner_token_may_act(manager: BrowserManager, tls_gui: Gui,
         page.get_by_test_id("add-nodes").click()
         expect(page.locator('tr[data-node="1"]')).to_have_attribute("data-state", "RUNNING",
                                                                      timeout=90_000)
+        page.goto(tls_gui.url + "/")
+        page.get_by_role("button", name="Shut down…").click()
+        page.locator("#confirm-ok").click()
+        expect(page.locator("#busy")).to_contain_text("waiting for STOPPED")
+        expect(page.get_by_test_id("service-state")).to_have_text("STOPPED", timeout=90_000)
+        expect(page.locator("[data-testid=flash-ok] span").first).to_have_text(
+            "The service is STOPPED", timeout=90_000)
     finally:
         context.close()
     assert owner not in tls_gui.log

@@ -2,7 +2,8 @@
 
 One manager serves the module: it starts with one node (the master); the first
 test adds two more through the page, and the later ones use the three of them
-(the tests run in this file's order; the last one removes a node).
+(the tests run in this file's order, so that the overview shows what the earlier
+ones did; the last one removes a node).
 """
 
 from __future__ import annotations
@@ -133,31 +134,6 @@ def test_add_nodes_and_watch_them_reach_running(manager: BrowserManager, gui: Gu
     screenshot(page, "nodes")
 
 
-def test_overview_shows_endpoints_charts_and_history(manager: BrowserManager, gui: Gui,
-                                                      page: Page) -> None:
-    _, slaves = topology(manager)
-    ip = writer_ip(manager)
-    with Load(manager):
-        page.goto(gui.url + "/")
-        command = page.get_by_test_id("writer-command")
-        expect(command).to_have_text(f"mariadb --ssl -h {ip} -P 3306 -u USER -p")
-        page.locator("#cmd-user").fill("alice")
-        expect(command).to_have_text(f"mariadb --ssl -h {ip} -P 3306 -u alice -p")
-        expect(page.get_by_test_id("reader-command")).to_have_count(len(slaves), timeout=SLOW)
-        expect(page.get_by_test_id("service-state")).to_have_text("RUNNING")
-        timeline = page.get_by_test_id("timeline")
-        expect(timeline.locator(".ev.k-added")).to_have_count(3)
-        expect(timeline.locator(".ev.k-master")).not_to_have_count(0)
-        # a line per node once a few samples are in (the charts poll every 2 s)
-        for chart, lines in (("qps", 3), ("connections", 3), ("lag", 2)):
-            expect(page.locator(f'svg[data-chart="{chart}"] path.series')).to_have_count(
-                lines, timeout=30_000)
-        page.wait_for_function(
-            "() => document.querySelector('svg[data-chart=qps] path.series')"
-            ".getAttribute('d').split('L').length > 8", timeout=60_000)
-        screenshot(page, "overview")
-
-
 def test_create_users_and_log_in_with_them(manager: BrowserManager, gui: Gui,
                                           page: Page) -> None:
     topology(manager)
@@ -263,8 +239,37 @@ def test_promote_a_slave_and_see_the_roles_swap(manager: BrowserManager, gui: Gu
         f"node {target} is the master")
 
 
+def test_overview_shows_endpoints_charts_and_history(manager: BrowserManager, gui: Gui,
+                                                      page: Page) -> None:
+    _, slaves = topology(manager)
+    ip = writer_ip(manager)
+    with Load(manager):
+        page.goto(gui.url + "/")
+        command = page.get_by_test_id("writer-command")
+        expect(command).to_have_text(f"mariadb --ssl -h {ip} -P 3306 -u USER -p")
+        page.locator("#cmd-user").fill("alice")
+        expect(command).to_have_text(f"mariadb --ssl -h {ip} -P 3306 -u alice -p")
+        expect(page.get_by_test_id("reader-command")).to_have_count(len(slaves), timeout=SLOW)
+        expect(page.get_by_test_id("service-state")).to_have_text("RUNNING")
+        timeline = page.get_by_test_id("timeline")
+        expect(timeline.locator(".ev.k-added")).to_have_count(3)
+        expect(timeline.locator(".ev.k-master")).not_to_have_count(0)
+        expect(timeline.locator(".ev.k-switchover")).not_to_have_count(0)
+        expect(timeline.locator(".ev.k-data")).not_to_have_count(0)
+        expect(page.get_by_test_id("topology").locator("g.node-box")).to_have_count(3)
+        # a line per node once a few samples are in (the charts poll every 2 s)
+        for chart, lines in (("qps", 3), ("connections", 3), ("lag", 2)):
+            expect(page.locator(f'svg[data-chart="{chart}"] path.series')).to_have_count(
+                lines, timeout=30_000)
+        page.wait_for_function(
+            "() => document.querySelector('svg[data-chart=qps] path.series')"
+            ".getAttribute('d').split('L').length > 12", timeout=60_000)
+        screenshot(page, "overview")
+
+
 def test_manager_errors_are_shown_as_the_manager_words_them(manager: BrowserManager,
-                                                           gui: Gui, page: Page) -> None:
+                                                           gui: Gui, page: Page,
+                                                           tmp_path: Path) -> None:
     topology(manager)
     reserved = rpc_error(lambda: manager.post("configure_user", serviceNodeId="all",
                                               username="root", password="Root-pw-1"))
@@ -282,6 +287,17 @@ def test_manager_errors_are_shown_as_the_manager_words_them(manager: BrowserMana
     assert reserved.startswith("Invalid argument: username") and system.startswith(
         "Invalid argument: database")
     screenshot(page, "error")
+
+    dump = tmp_path / "nowhere.sql"
+    make_dump(dump, tables=1)
+    nowhere = rpc_error(lambda: manager.upload("load_dump", "mysqldump_file", dump,
+                                               database="nowhere"))
+    page.goto(gui.url + "/data")
+    page.get_by_test_id("upload-file").set_input_files(str(dump))
+    page.get_by_test_id("upload-database").fill("nowhere")
+    page.get_by_test_id("upload-submit").click()
+    expect(flash_error(page)).to_have_text(nowhere, timeout=SLOW)
+    assert nowhere.startswith("Invalid argument: database")
 
 
 def test_a_phone_sized_screen_stays_usable(manager: BrowserManager, gui: Gui,

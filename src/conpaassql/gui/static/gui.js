@@ -97,8 +97,9 @@
   const refreshing = new Set();
   async function refresh(element) {
     if (refreshing.has(element)) return;
-    const focused = document.activeElement;
-    if (focused && element.contains(focused) && /^(INPUT|SELECT|TEXTAREA)$/.test(focused.tagName)) return;
+    // A field being typed in is kept: by its id across the refresh, else by waiting.
+    const typing = (field) => field && element.contains(field) && /^(INPUT|SELECT|TEXTAREA)$/.test(field.tagName);
+    if (typing(document.activeElement) && !document.activeElement.id) return;
     refreshing.add(element);
     try {
       const response = await fetch(element.dataset.src, {credentials: "same-origin"});
@@ -109,7 +110,15 @@
       }
       const html = await response.text();
       if (html !== element.dataset.last) {
+        const field = typing(document.activeElement) ? document.activeElement : null;
+        const kept = field && {id: field.id, value: field.value, start: field.selectionStart, end: field.selectionEnd};
         element.innerHTML = html;
+        const again = kept && document.getElementById(kept.id);
+        if (again) {
+          again.value = kept.value;
+          again.focus();
+          if (kept.start !== null && again.setSelectionRange) again.setSelectionRange(kept.start, kept.end);
+        }
         element.dataset.last = html;
         applyToggles(element);
         fillCommands();
@@ -173,6 +182,7 @@
 
   async function watch(what, indicator) {
     const refreshNodes = () => refreshAll(["#nodes", "#summary", "#service-state"]);
+    let lost = [];
     for (;;) {
       await new Promise((r) => setTimeout(r, 1000));
       let seen;
@@ -185,10 +195,12 @@
       }
       const byId = new Map(seen.nodes.map((n) => [n.id, n]));
       const pending = [];
+      lost = [];
       for (const id of what.nodes) {
         const node = byId.get(id);
         if (what.until === "gone") { if (node) pending.push("node " + id + ": " + describe(node)); }
-        else if (node && !(node.state === "RUNNING" && (node.role !== "none" || seen.nodes.length === 1))) {
+        else if (!node) lost.push(id);
+        else if (!(node.state === "RUNNING" && (node.role !== "none" || seen.nodes.length === 1))) {
           pending.push("node " + id + " " + node.state + ": " + describe(node));
         }
       }
@@ -196,8 +208,12 @@
       indicator.update(pending.join("; "));
     }
     indicator.end();
-    flash("ok", what.service ? "The service is " + what.service :
-      "Node" + (what.nodes.length > 1 ? "s " : " ") + what.nodes.join(", ") + (what.until === "gone" ? " removed" : " running"));
+    const done = what.nodes ? what.nodes.filter((id) => !lost.includes(id)) : [];
+    if (what.service) flash("ok", "The service is " + what.service);
+    else if (done.length) {
+      flash("ok", "Node" + (done.length > 1 ? "s " : " ") + done.join(", ") + (what.until === "gone" ? " removed" : " running"));
+    }
+    if (lost.length) flash("error", "Node" + (lost.length > 1 ? "s " : " ") + lost.join(", ") + " left the service (see its history)");
     refreshNodes();
   }
 
