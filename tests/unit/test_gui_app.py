@@ -115,3 +115,10 @@ def test_beyond_loopback_a_user_logs_in_first(config: GuiConfig) -> None:
         answer = client.post("/login", data={"csrf": token.group(1), "token": "t0ken"})
         assert answer.status_code == 502  # the manager, asked about the token, is away
         assert "set-cookie" not in answer.headers
+
+
+def test_a_form_is_read_up_to_a_bound(client: TestClient) -> None:
+    token = csrf_of(client)
+    answer = client.post("/act/create_database", headers={"x-csrf-token": token},
+                         content=b"database=" + b"x" * 100_000)
+    assert answer.status_code == 413 and "larger than" in answer.json()["error"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,30 @@ PAGES = (("overview", "/", "Overview"), ("nodes", "/nodes", "Nodes"),
 Loader = Callable[[RpcClient], Awaitable[Mapping[str, Any]]]
 
 
+#: A form of the pages is a few short fields.
+MAX_FORM_BYTES = 64 * 1024
+
+
 class InputError(ValueError):
     """Something typed in a form that is not sent to the manager at all."""
+
+
+class FormTooLargeError(InputError):
+    """A form's body beyond ``MAX_FORM_BYTES``."""
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """The fields of a URL-encoded form, read up to ``MAX_FORM_BYTES`` (never more)."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise FormTooLargeError(f"the form is larger than {MAX_FORM_BYTES} bytes")
+    text = body.decode("utf-8", errors="replace")
+    try:
+        return dict(urllib.parse.parse_qsl(text, keep_blank_values=True, max_num_fields=100))
+    except ValueError:
+        raise InputError("the form has too many fields") from None
 
 
 def status_of(exc: ConpaasSQLError) -> int:
@@ -141,10 +164,11 @@ class Gui:
                                    Awaitable[Mapping[str, Any]]]) -> Response:
         """A state-changing request (its CSRF token checked already): the form's
         fields to ``action``; its result, or the manager's error text, as JSON."""
-        form = await request.form()
-        fields = {key: value for key, value in form.items() if isinstance(value, str)}
         try:
+            fields = await read_form(request)
             result = await action(await self.client(request), fields)
+        except FormTooLargeError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=413)
         except InputError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         except ConpaasSQLError as exc:

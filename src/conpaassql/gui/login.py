@@ -7,7 +7,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from conpaassql.errors import ConpaasSQLError
-from conpaassql.gui.context import status_of
+from conpaassql.gui.context import InputError, read_form, status_of
 from conpaassql.gui.link import check_token
 from conpaassql.gui.pages import gui_of
 from conpaassql.gui.security import COOKIE, CSRF_FIELD
@@ -26,16 +26,19 @@ async def login_page(request: Request) -> Response:
 async def login(request: Request) -> Response:
     """Check the pasted token by a call to the manager; keep it in a cookie."""
     gui = gui_of(request)
-    form = await request.form()
-    if not gui.guard.csrf_matches(request, str(form.get(CSRF_FIELD, ""))):
+    try:
+        form = await read_form(request)
+    except InputError as exc:
+        return gui.render(request, "login.html", 400, title="Log in", error=str(exc))
+    if not gui.guard.csrf_matches(request, form.get(CSRF_FIELD, "")):
         return gui.render(request, "login.html", 403, title="Log in",
                           error="the form is stale: try again")
     if not gui.guard.login:
         return RedirectResponse("/", status_code=303)
     try:
-        token = check_token(str(form.get("token", "")), "the token")
+        token = check_token(form.get("token", ""), "the token")
         await gui.link.check(token)
-    except ValueError as exc:
+    except ValueError as exc:  # not a token at all
         return gui.render(request, "login.html", 400, title="Log in", error=str(exc))
     except ConpaasSQLError as exc:
         return gui.render(request, "login.html", status_of(exc), title="Log in",
@@ -47,8 +50,11 @@ async def login(request: Request) -> Response:
 
 async def logout(request: Request) -> Response:
     gui = gui_of(request)
-    form = await request.form()
-    if not gui.guard.csrf_matches(request, str(form.get(CSRF_FIELD, ""))):
+    try:
+        form = await read_form(request)
+    except InputError:
+        form = {}
+    if not gui.guard.csrf_matches(request, form.get(CSRF_FIELD, "")):
         return gui.render(request, "failed.html", 403, title="Log out",
                           error="the form is stale: reload the page", failed=True, back="/")
     response = RedirectResponse("/login", status_code=303)
