@@ -1,10 +1,12 @@
-# conpaassql: `make run` starts a manager with the local cloud, `make test` runs every test tier.
+# conpaassql: `make run` starts a manager with the local cloud and its web front-end,
+# `make test` runs every test tier.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 STATE_DIR ?= var
 BIND ?= 127.0.0.1
 PORT ?= 50000
+GUI_PORT ?= 5000
 CONFIG ?= etc/manager-local.cnf
 PYTEST_ARGS ?=
 
@@ -14,7 +16,7 @@ deps:
 	@PYTHON=$(PYTHON) scripts/bootstrap.sh $(VENV)
 
 run: deps
-	@scripts/run-manager.sh "$(VENV)" "$(CONFIG)" "$(STATE_DIR)" "$(BIND)" "$(PORT)"
+	@scripts/run-manager.sh "$(VENV)" "$(CONFIG)" "$(STATE_DIR)" "$(BIND)" "$(PORT)" "$(GUI_PORT)"
 
 lint: deps
 	$(VENV)/bin/ruff check src tests bench

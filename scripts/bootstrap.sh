@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what conpaassql needs and is missing: MariaDB (OS packages, when root),
+# Installs what conpaassql needs and is missing: MariaDB and Chromium (OS packages, when root),
 # a virtualenv, and the package with its test tools. Safe to run again.
 set -euo pipefail
 venv="${1:-.venv}"
@@ -14,6 +14,10 @@ command -v mariabackup >/dev/null 2>&1 || missing+=(mariadb-backup)
 # The network-partition tests cut a node off with nftables; installed when root.
 if [ "$(id -u)" -eq 0 ] && ! command -v nft >/dev/null 2>&1 && [ ! -x /usr/sbin/nft ]; then
     missing+=(nftables)
+fi
+# The browser tests drive the OS's Chromium (headless); installed when root.
+if [ "$(id -u)" -eq 0 ] && ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
+    missing+=(chromium)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -1,4 +1,4 @@
-"""``conpaassql manager|agent``: the daemons' command line."""
+"""``conpaassql manager|agent|gui``: the daemons' command line."""
 
 from __future__ import annotations
 
@@ -66,6 +66,35 @@ def agent(config_file: str | None, context_file: str | None, template: str | Non
         asyncio.run(serve(settings))
     except ConfigError as exc:
         click.echo(f"conpaassql agent: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False),
+              help="Front-end configuration (KEY = value lines; default "
+                   "/etc/conpaassql/manager-gui.conf if present).")
+@click.option("-b", "--bind", default="127.0.0.1", show_default=True,
+              help="Address to listen on (beyond loopback, users log in with an API token).")
+@click.option("-p", "--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--insecure-http", is_flag=True,
+              help="Serve plain HTTP beyond loopback (without GUI_CERT/GUI_KEY).")
+def gui(config_file: str | None, bind: str, port: int, insecure_http: bool) -> None:
+    """Run the web front-end of a manager (foreground)."""
+    import logging
+
+    from conpaassql.gui import config
+    from conpaassql.gui.app import serve
+
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("httpx", "httpcore"):  # a line per call to the manager
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    try:
+        serve(config.load(config_file), bind, port, insecure_http=insecure_http)
+    except ConfigError as exc:
+        click.echo(f"conpaassql gui: {exc}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         pass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, Field, model_validator
 
@@ -25,6 +25,7 @@ from conpaassql.rpc.types import NodeId, Params, PositiveInt, Text
 SERVICE_TYPE = "conpaas-mysql"
 NODE_ID_ALIASES = AliasChoices("serviceNodeId", "serviceNameId", "serviceName")
 MAX_LOG_BYTES = 1 << 20
+MAX_HISTORY = 1000
 
 
 class AddNodesParams(Params):
@@ -61,6 +62,11 @@ class LogParams(Params):
     lines: PositiveInt | None = None
 
 
+class HistoryParams(Params):
+    limit: Annotated[PositiveInt, Field(le=MAX_HISTORY)] = 100
+    serviceNodeId: NodeId | None = Field(default=None, validation_alias=NODE_ID_ALIASES)
+
+
 class ManagerApi:
     """Binds the manager's use cases to RPC method names."""
 
@@ -79,6 +85,7 @@ class ManagerApi:
         registry.add("list_nodes", "GET", self.list_nodes)
         registry.add("get_node_info", "GET", self.get_node_info, NodeParams)
         registry.add("get_service_info", "GET", self.get_service_info)
+        registry.add("get_service_history", "GET", self.get_service_history, HistoryParams)
         registry.add("get_service_performance", "GET", self.get_service_performance)
         registry.add("shutdown", "POST", self.shutdown)
         registry.add("getLog", "GET", self.get_log, LogParams)
@@ -188,6 +195,15 @@ class ManagerApi:
             "last_cycle": self.reconciler.last_result,
             "transitions": [entry.as_dict() for entry in self.rt.store.history(limit=30)],
         }
+
+    async def get_service_history(self, params: HistoryParams,
+                                  ctx: CallContext) -> dict[str, Any]:
+        """The service's and its nodes' transitions and events, oldest first (the last
+        ``limit``; of one node with ``serviceNodeId``)."""
+        if params.serviceNodeId is not None:
+            self.nodes.node(params.serviceNodeId)  # an unknown node is an error
+        entries = self.rt.store.history(limit=params.limit, node_id=params.serviceNodeId)
+        return {"history": [entry.as_dict() for entry in entries]}
 
     async def get_service_performance(self, params: Params,
                                       ctx: CallContext) -> dict[str, Any]:

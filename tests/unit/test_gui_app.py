@@ -1,0 +1,124 @@
+"""The front-end's guard and error pages, with no manager behind it (fast)."""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Iterator
+
+import pytest
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from conpaassql.gui.app import create_app
+from conpaassql.gui.config import GuiConfig
+
+HTML = {"accept": "text/html"}
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def config() -> GuiConfig:
+    return GuiConfig(manager_host="127.0.0.1", manager_port=closed_port())
+
+
+@pytest.fixture
+def client(config: GuiConfig) -> Iterator[TestClient]:
+    with TestClient(create_app(config), base_url="http://127.0.0.1:5000") as client:
+        yield client
+
+
+def csrf_of(client: TestClient) -> str:
+    found = re.search(r'name="csrf-token" content="([0-9a-f]+)"',
+                      client.get("/", headers=HTML).text)
+    assert found
+    return found.group(1)
+
+
+def post_paths(config: GuiConfig) -> list[str]:
+    app = create_app(config)
+    return [route.path for route in app.routes
+            if isinstance(route, Route) and "POST" in (route.methods or ())]
+
+
+def test_every_post_without_the_csrf_token_is_refused(client: TestClient,
+                                                     config: GuiConfig) -> None:
+    paths = post_paths(config)
+    assert "/act/create_user" in paths and "/data/upload" in paths
+    for path in paths:
+        if path in ("/login", "/logout"):
+            continue  # their forms carry the token; see below
+        answer = client.post(path, data={"database": "x"})
+        assert answer.status_code == 403, path
+        assert "CSRF" in answer.json()["error"]
+    assert client.post("/logout", data={}).status_code == 403
+
+
+def test_a_post_from_another_site_is_refused(client: TestClient) -> None:
+    token = csrf_of(client)
+    answer = client.post("/act/create_database", data={"database": "x"},
+                         headers={"x-csrf-token": token, "origin": "http://elsewhere.example"})
+    assert answer.status_code == 403
+
+
+def test_only_loopback_names_are_answered(client: TestClient) -> None:
+    assert client.get("/", headers={**HTML, "host": "elsewhere.example"}).status_code == 400
+    assert client.get("/login", headers={"host": "localhost:5000"}).status_code != 400
+    assert client.get("/login", headers={"host": "[::1]:5000"}).status_code != 400
+
+
+def test_an_unreachable_manager_is_shown_clearly(client: TestClient,
+                                                 config: GuiConfig) -> None:
+    page = client.get("/nodes", headers=HTML)
+    assert page.status_code == 502
+    assert f"Cannot reach {config.manager_url} DETAIL:" in page.text
+    assert "Traceback" not in page.text
+    for header in ("content-security-policy", "x-frame-options", "x-content-type-options"):
+        assert header in page.headers
+    token = csrf_of(client)
+    answer = client.post("/act/create_database", data={"database": "shop"},
+                         headers={"x-csrf-token": token})
+    assert answer.status_code == 502
+    assert answer.json()["error"].startswith(f"Cannot reach {config.manager_url}")
+    typo = client.post("/act/create_user", headers={"x-csrf-token": token},
+                       data={"username": "a", "password": "one", "password2": "two"})
+    assert typo.status_code == 400 and typo.json() == {"error": "the two passwords differ"}
+
+
+def test_static_assets_come_with_the_package(client: TestClient) -> None:
+    page = client.get("/login").text + client.get("/", headers=HTML).text
+    for asset in ("gui.js", "gui.css", "favicon.svg"):
+        found = re.search(rf'/static/{re.escape(asset)}\?v=[0-9a-f]+', page)
+        assert found, asset
+        assert client.get(found.group(0)).status_code == 200
+    assert not re.search(r'(src|href)="(https?:)?//', page)  # nothing from elsewhere
+
+
+def test_beyond_loopback_a_user_logs_in_first(config: GuiConfig) -> None:
+    app = create_app(config, "0.0.0.0", tls=True)
+    with TestClient(app, base_url="https://gui.example:5000") as client:
+        page = client.get("/", headers=HTML, follow_redirects=False)
+        assert page.status_code == 303 and page.headers["location"] == "/login"
+        assert client.get("/api/metrics").status_code == 401
+        login = client.get("/login")
+        assert login.status_code == 200 and 'name="token"' in login.text
+        token = re.search(r'name="csrf" value="([0-9a-f]+)"', login.text)
+        assert token
+        answer = client.post("/login", data={"csrf": token.group(1), "token": "abc def"})
+        assert answer.status_code == 400
+        assert "holds spaces or control characters" in answer.text
+        answer = client.post("/login", data={"csrf": token.group(1), "token": "t0ken"})
+        assert answer.status_code == 502  # the manager, asked about the token, is away
+        assert "set-cookie" not in answer.headers
+
+
+def test_a_form_is_read_up_to_a_bound(client: TestClient) -> None:
+    token = csrf_of(client)
+    answer = client.post("/act/create_database", headers={"x-csrf-token": token},
+                         content=b"database=" + b"x" * 100_000)
+    assert answer.status_code == 413 and "larger than" in answer.json()["error"]
