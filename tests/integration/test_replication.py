@@ -144,8 +144,6 @@ def test_master_and_two_slaves_replicate(trio: Manager) -> None:
     master_info = manager.node(master)["replication"]
     assert master_info["read_only"] is False
     assert master_info["semi_sync_master"] is True  # commits wait for a slave's ack
-    # ...but not for a slave when none is connected (the last one removed).
-    assert sql_value(manager, master, "SELECT @@rpl_semi_sync_master_wait_no_slave") == "0"
     # Asking for a switchover to the master itself, or to nobody, is refused.
     assert "is the master already" in rpc_error(
         lambda: manager.post("set_up_replica_master", id=master))
@@ -312,3 +310,26 @@ def test_a_slave_with_errant_transactions_is_copied_anew(trio: Manager) -> None:
                what="the diverged slave copied anew")
     assert_converged(manager)
     assert sql_value(manager, slave, "SELECT GROUP_CONCAT(id ORDER BY id) FROM app.w") == "1,2"
+
+
+def test_semi_sync_follows_the_slaves(manager: Manager) -> None:
+    """With no slave left the master stops waiting for acknowledgements, and waits
+    again once a slave follows: no commit waits out the timeout for nobody."""
+    manager.post("add_nodes", count=2)
+    master, slaves = manager.wait_topology(2)
+
+    def enabled() -> str:
+        return sql_value(manager, master, "SELECT @@rpl_semi_sync_master_enabled")
+
+    assert enabled() == "1"
+    manager.post("remove_nodes", serviceNodeId=slaves[0])
+    wait_until(lambda: enabled() == "0", 60, 0.2, "semi-sync off with no slave left")
+    manager.post("create_database", database="alone")  # a commit with no slave
+    manager.post("add_nodes", count=1)
+    assert manager.wait_topology(2)[0] == master
+    wait_until(lambda: enabled() == "1", 60, 0.2, "semi-sync on again")
+    # No commit waited for an acknowledgement and went on without one (each such
+    # commit waited the whole semi-sync timeout first).
+    unacknowledged = sql_value(manager, master, "SHOW GLOBAL STATUS LIKE "
+                               "'Rpl_semi_sync_master_no_tx'").split()[1]
+    assert unacknowledged == "0"

@@ -15,7 +15,7 @@ def test_history_of_the_service_and_of_one_node(manager: Manager) -> None:
     history = manager.get("get_service_history")["history"]
     assert history[0]["subject"] == "service" and history[0]["to"] == "INIT"
     added = [e for e in history if e.get("node") == 1 and e.get("to") == "PENDING"]
-    assert added and added[0]["message"] == "node 1 requested from cloud local"
+    assert added and added[0]["message"] == "node 1 requested from cloud default"
     assert any(e.get("node") == 1 and e.get("to") == "RUNNING" for e in history)
     assert [e["at"] for e in history] == sorted(e["at"] for e in history)
 

@@ -81,6 +81,9 @@ class Replication:
         self._silent: dict[int, int] = {}  # consecutive probes its mysqld did not answer
         self._seeding: set[int] = set()
         self._pushed_hosts: list[str] | None = None  # the master's replication hosts
+        #: Whether semi-sync is on, as this manager last set it, per master; a commit
+        #: waits for a slave's acknowledgement only once a slave follows.
+        self._semi_sync: dict[int, bool] = {}
         self.last_failover: dict[str, Any] | None = None
 
     # -- observing --------------------------------------------------------
@@ -124,7 +127,7 @@ class Replication:
                 outcome = await self._act(finding, replicas)
                 if outcome:
                     done.append(outcome)
-            if not findings:
+            if all(finding.situation is Topology.HEALTHY for finding in findings):
                 outcome = await self._sync_replica_hosts()
                 if outcome:
                     done.append(outcome)
@@ -133,11 +136,20 @@ class Replication:
 
     async def _sync_replica_hosts(self) -> str | None:
         """Keep the replication account to the nodes there are: a node removed loses it
-        (and its connections) on the master."""
+        (and its connections) on the master. With no slave left, semi-sync goes off
+        first: the next commit would wait out the whole timeout for nobody."""
         master = self.nodes.master()
+        if master is None or master.state is not NodeState.RUNNING:
+            return None
+        if not self._has_slaves() and self._semi_sync.get(master.id) is not False:
+            try:
+                await self._make_master(master, semi_sync=False)
+            except ConpaasSQLError as exc:
+                log.warning("could not turn semi-sync off on the master: %s", exc)
+                return None
+            return f"node {master.id}: semi-sync off, no slave left"
         hosts = self._replica_hosts()
-        if master is None or master.state is not NodeState.RUNNING or \
-                hosts == self._pushed_hosts:
+        if hosts == self._pushed_hosts:
             return None
         try:
             answer = await self.rt.agents.call(master, "set_replica_hosts", {
@@ -204,6 +216,7 @@ class Replication:
             "replica_hosts": self._replica_hosts(),
         }, timeout=30)
         self._pushed_hosts = self._replica_hosts()
+        self._semi_sync[node.id] = semi_sync and self.rt.config.semi_sync
 
     async def _elect(self, replicas: list[Replica]) -> str | None:
         """No master: the slave that applied the most becomes it (after draining what it
@@ -224,7 +237,9 @@ class Replication:
         if chosen is None:
             return None
         node = self.nodes.node(chosen)
-        await self._make_master(node, semi_sync=len(healthy) > 1)
+        # Semi-sync once a slave follows it: before that, the first commit (the
+        # replication account's) would wait out the timeout for nobody.
+        await self._make_master(node, semi_sync=False)
         self.rt.store.update_node(node.id, role=Role.MASTER)
         self.rt.store.record_event(f"node {node.id} is the master", node.id)
         return f"node {node.id} elected master"
@@ -260,8 +275,7 @@ class Replication:
         self.rt.store.record_event(
             f"failover: node {candidate_id} is the master (was node {dead_id}: {reason}); "
             f"writes resumed after {elapsed:.2f} s", candidate_id)
-        if await self._repoint_all(exclude={candidate_id, dead_id}):
-            await self._make_master(candidate, semi_sync=True)
+        await self._repoint_all(exclude={candidate_id, dead_id})
         self.nodes.refresh_service_state("failover done")
         return f"failover: node {dead_id} -> node {candidate_id} in {elapsed:.2f} s"
 
@@ -330,20 +344,19 @@ class Replication:
         await self.rt.agents.call(node, "set_up_replica_slave", params, timeout=30)
         if node.role is not Role.SLAVE:
             self.rt.store.update_node(node.id, role=Role.SLAVE)
+        if self.rt.config.semi_sync and not self._semi_sync.get(master.id):
+            await self._make_master(master, semi_sync=True)  # a slave follows it now
 
-    async def _repoint_all(self, exclude: set[int]) -> int:
-        """Point every running slave at the current master; how many follow it now."""
-        following = 0
+    async def _repoint_all(self, exclude: set[int]) -> None:
+        """Point every running slave at the current master."""
         for node in self.nodes.live_nodes():
             if node.id in exclude or node.role is not Role.SLAVE or \
                     node.state is not NodeState.RUNNING or node.id in self._seeding:
                 continue
             try:
                 await self._point_at_master(node, None)
-                following += 1
             except ConpaasSQLError as exc:
                 log.warning("repointing node %d failed: %s", node.id, exc)
-        return following
 
     def _start_seeding(self, node_id: int, why: str) -> bool:
         """Copy the master into the node in the background; one copy at a time."""
@@ -375,8 +388,6 @@ class Replication:
                 if current is None or current.id != master.id:
                     raise WrongStateError(detail="the master changed during the copy")
                 await self._point_at_master(node, str(answer.get("gtid_position") or ""))
-                if not self._has_other_semi_sync(master):
-                    await self._make_master(master, semi_sync=True)
             self.rt.store.record_event(
                 f"node {node_id} is a slave of node {master.id} (copy of "
                 f"{answer.get('bytes', 0)} bytes in {time.monotonic() - started:.1f} s, "
@@ -388,12 +399,6 @@ class Replication:
             raise
         finally:
             self._seeding.discard(node_id)
-
-    def _has_other_semi_sync(self, master: Node) -> bool:
-        """True when the master already waits for a slave's acknowledgement."""
-        report = master.details.get("agent") or {}
-        status = report.get("replication") or {}
-        return bool(status.get("semi_sync_master"))
 
     # -- planned changes (API) --------------------------------------------
 
@@ -445,8 +450,7 @@ class Replication:
             self.rt.store.record_event(
                 f"switchover: node {target_id} is the master (was node {master.id}); "
                 f"writes blocked for {blocked:.3f} s", target_id)
-            if await self._repoint_all(exclude={target_id}):
-                await self._make_master(target, semi_sync=True)
+            await self._repoint_all(exclude={target_id})
             self.nodes.refresh_service_state("switchover done")
             return {"master": target_id, "previous": master.id,
                     "write_block_seconds": round(blocked, 3), "position": position}

@@ -71,9 +71,6 @@ async def make_master(session: Session, *, semi_sync: bool, semi_sync_timeout_ms
     await session.execute("SET GLOBAL rpl_semi_sync_master_wait_point = 'AFTER_SYNC'")
     await session.execute("SET GLOBAL rpl_semi_sync_master_timeout = %s",
                           (semi_sync_timeout_ms,))
-    # With no slave connected there is nobody to wait for: a commit would only wait
-    # out the timeout (the last slave removed, the first write after it: 5 s).
-    await session.execute("SET GLOBAL rpl_semi_sync_master_wait_no_slave = OFF")
     await session.execute("SET GLOBAL rpl_semi_sync_master_enabled = %s",
                           ("ON" if semi_sync else "OFF",))
     await session.execute("SET GLOBAL read_only = OFF")
