@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -97,8 +98,15 @@ def test_manager_stop_leaves_nodes_running(manager: Manager) -> None:
     manager.kill(signal.SIGTERM)
     answer = manager.sql(node["id"], "SELECT 1")
     assert answer.returncode == 0, answer.stderr
+    # The store of a manager from before clouds had names: the node is on "local".
+    with sqlite3.connect(manager.state_dir / "manager.db") as db:
+        db.execute("UPDATE nodes SET cloud = 'local'")
     manager.start()
     assert manager.wait_running(1)[0]["id"] == node["id"]
+    assert manager.node(node["id"])["cloud"] == "default"
+    manager.post("remove_nodes", serviceNodeId=node["id"])
+    wait_until(lambda: manager.node(node["id"])["state"] == "TERMINATED", 60,
+               what="the adopted node removed")
 
 
 def test_agent_restarts_killed_mysqld_and_manager_reports_it(manager: Manager) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from conpaassql.cloud.clouds import legacy_renames
 from conpaassql.config import (
     IniFile,
     LibcloudConfig,
@@ -128,3 +129,16 @@ def test_the_example_libcloud_configuration_reads() -> None:
     assert openstack.driver_options["ex_force_auth_url"] == "<os_auth_url>"
     assert openstack.driver_options["ex_tenant_name"] == "<os_project_name>"
     assert openstack.network == ("databases",)
+
+
+@pytest.mark.parametrize(("text", "renames"), [
+    ("", {"local": "default"}),
+    ("[iaas]\nDRIVER = OPENNEBULA_XMLRPC\nOPENNEBULA_URL = u\nOPENNEBULA_USER = u\n"
+     "OPENNEBULA_PASSWORD = p\n[onevm_agent_template]\nFILENAME = t\n",
+     {"opennebula": "default"}),
+    ("[iaas_local]\nDRIVER = LIBCLOUD\nPROVIDER = EC2\nKEY = k\nSECRET = s\nIMAGE = i\n"
+     "SIZE = s\n", {}),  # a cloud of that name is configured: its nodes stay on it
+])
+def test_nodes_of_a_service_from_before_clouds_had_names(text: str,
+                                                         renames: dict[str, str]) -> None:
+    assert legacy_renames(read(text).clouds) == renames

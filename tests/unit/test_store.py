@@ -262,3 +262,15 @@ def test_reason_text_is_stored_verbatim(store: Store) -> None:
     store.move_node(node_id, NodeState.FAILED, reason)
     assert store.history()[-1].message == reason
     assert len(store.history(limit=1000)) == 3
+
+
+def test_nodes_move_to_a_renamed_cloud(store: Store) -> None:
+    """A store from before clouds had names: its nodes' cloud is its driver's name."""
+    first = store.new_node("agent", "local", 60000, 3306)
+    other = store.new_node("agent", "aws", 60000, 3306)
+    assert store.rename_cloud("local", "default") == 1
+    assert store.get_node(first.id).cloud == "default"  # type: ignore[union-attr]
+    assert store.get_node(other.id).cloud == "aws"  # type: ignore[union-attr]
+    assert "1 node(s) of cloud 'local' now on cloud 'default'" in \
+        [entry.message for entry in store.history()]
+    assert store.rename_cloud("local", "default") == 0

@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from conpaassql.cloud.base import CloudDriver
 from conpaassql.config import CloudConfig, LibcloudConfig, LocalCloudConfig, OpenNebulaConfig
 from conpaassql.errors import CloudError, ConfigError
+
+#: The names nodes were stored under before a service had several clouds (its one
+#: cloud was named after its driver).
+LEGACY_NAMES = {"LOCAL": "local", "OPENNEBULA_XMLRPC": "opennebula"}
 
 
 class Clouds:
@@ -45,8 +48,15 @@ class Clouds:
     async def prepare(self) -> None:
         await asyncio.gather(*(driver.prepare() for driver in self))
 
-    def describe(self) -> list[dict[str, Any]]:
-        return [driver.describe() for driver in self]
+
+def legacy_renames(clouds: tuple[CloudConfig, ...]) -> dict[str, str]:
+    """Old cloud names of stored nodes -> the configured cloud they are on: the default
+    cloud's driver's old name, unless a cloud of that name is configured."""
+    default = clouds[0]
+    old = LEGACY_NAMES.get(default.driver)
+    if old is None or any(cloud.name == old for cloud in clouds):
+        return {}
+    return {old: default.name}
 
 
 def build_driver(cloud: CloudConfig, state_dir: Path, service_id: str) -> CloudDriver:

@@ -10,7 +10,7 @@ from pathlib import Path
 import uvicorn
 from starlette.requests import Request
 
-from conpaassql.cloud.clouds import build_clouds
+from conpaassql.cloud.clouds import build_clouds, legacy_renames
 from conpaassql.config import ManagerConfig
 from conpaassql.errors import AuthError, ForbiddenError
 from conpaassql.logs import setup_logging
@@ -83,6 +83,8 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
     secrets = ServiceSecrets.load(state_dir)
     authority = Authority.load_or_create(state_dir / "pki", store.service_id)
     clouds = build_clouds(config.clouds, state_dir, store.service_id)
+    for old, new in legacy_renames(config.clouds).items():
+        store.rename_cloud(old, new)
     agents_bind = config.agents_bind or bind
     agents_port = config.agents_port or port + 1
     runtime = Runtime(

@@ -232,6 +232,16 @@ class Store:
             return nodes
         return [node for node in nodes if node.state is not NodeState.TERMINATED]
 
+    def rename_cloud(self, old: str, new: str) -> int:
+        """Move every node stored as on cloud ``old`` to cloud ``new``; how many."""
+        with self._transaction():
+            moved = self._db.execute("UPDATE nodes SET cloud = ? WHERE cloud = ?",
+                                     (new, old)).rowcount
+            if moved:
+                self._add_history(time.time(), "service", None, None, None,
+                                  f"{moved} node(s) of cloud {old!r} now on cloud {new!r}")
+        return int(moved)
+
     # -- history ----------------------------------------------------------
 
     def record_event(self, message: str, node_id: int | None = None) -> None:
