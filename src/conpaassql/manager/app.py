@@ -128,6 +128,7 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await reconciler.close()
         await nodes.close()
         await runtime.agents.aclose()
         store.close()

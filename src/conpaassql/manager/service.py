@@ -29,12 +29,17 @@ from conpaassql.errors import (
 )
 from conpaassql.manager.agents import AgentLink
 from conpaassql.manager.authority import Authority
+from conpaassql.manager.cloud_watch import IN_CLOUD_SINCE
 from conpaassql.manager.credentials import ServiceSecrets
 from conpaassql.manager.store import Store
 
 log = logging.getLogger(__name__)
 
 NODE_NAME_PREFIX = "conpaassql-agent"
+#: Lost nodes replaced on one cloud within REPLACEMENT_WINDOW seconds, at most: a cloud
+#: that keeps losing nodes is left to its operator rather than asked again and again.
+MAX_REPLACEMENTS = 3
+REPLACEMENT_WINDOW = 600.0
 ADD_STATES = frozenset({ServiceState.INIT, ServiceState.PROLOGUE, ServiceState.RUNNING,
                         ServiceState.ADAPTING, ServiceState.STOPPED, ServiceState.ERROR})
 
@@ -59,6 +64,8 @@ class NodeService:
         self.rt = runtime
         self._tasks: set[asyncio.Task[Any]] = set()
         self._destroying: set[int] = set()
+        self._creating: set[int] = set()  # nodes whose cloud has not answered yet
+        self._replaced: dict[str, list[float]] = {}  # cloud -> when it last had replacements
 
     # -- helpers ----------------------------------------------------------
 
@@ -76,6 +83,11 @@ class NodeService:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    @property
+    def creating(self) -> frozenset[int]:
+        """The nodes asked of their cloud, whose cloud has not answered yet."""
+        return frozenset(self._creating)
 
     def live_nodes(self) -> list[Node]:
         return [node for node in self.rt.store.nodes() if node.state.is_live]
@@ -141,6 +153,7 @@ class NodeService:
         )
         issued = self.rt.authority.issue_node(node.id)
         context = replace(context, tls_cert=issued.cert_pem, tls_key=issued.key_pem)
+        self._creating.add(node.id)
         try:
             driver = self.rt.clouds.get(cloud)
             made = await driver.create_node(NodeRequest(node.id, node.name, context))
@@ -149,7 +162,17 @@ class NodeService:
             if isinstance(exc, CloudError):
                 raise
             raise CloudError(str(exc)) from None
-        return self.rt.store.update_node(node.id, ip=made.ip, cloud_ref=made.ref)
+        finally:
+            self._creating.discard(node.id)
+        node = self.rt.store.update_node(
+            node.id, ip=node.ip or made.ip, cloud_ref=made.ref,
+            details={**self.node(node.id).details, IN_CLOUD_SINCE: time.time()})
+        if not node.state.is_live:
+            # Removed (or the service shut down) while its cloud was making it.
+            self.rt.store.record_event(f"node {node.id} was removed while its cloud made "
+                                       f"it: destroying {made.ref}", node.id)
+            await driver.destroy_node(made.ref)
+        return node
 
     async def replace_lost(self, lost: Node) -> Node | None:
         """A node its cloud lost: a new node on the same cloud takes its place.
@@ -157,12 +180,13 @@ class NodeService:
         Not when the service is shutting down, nor for a node that never ran (a
         cloud that drops nodes while they boot would be asked again and again).
         """
-        state, _ = self.rt.store.service_state()
         why = f"node {lost.id} was lost by cloud {lost.cloud}"
-        if not self.rt.config.replace_lost_nodes or lost.registered_at is None or \
-                state in (ServiceState.EPILOGUE, ServiceState.STOPPED):
-            self.rt.store.record_event(f"{why}; not replaced", lost.id)
+        refusal = self._no_replacement(lost)
+        if refusal is not None:
+            self.rt.store.record_event(f"{why}; not replaced: {refusal}", lost.id)
             return None
+        now = time.monotonic()
+        self._replaced[lost.cloud] = [*self._recent_replacements(lost.cloud, now), now]
         try:
             node = await self._create_one(lost.cloud)
         except ConpaasSQLError as exc:
@@ -171,6 +195,27 @@ class NodeService:
         self.rt.store.record_event(f"{why}; node {node.id} replaces it", node.id)
         self.refresh_service_state(f"node {node.id} replaces lost node {lost.id}")
         return node
+
+    def _recent_replacements(self, cloud: str, now: float) -> list[float]:
+        return [at for at in self._replaced.get(cloud, []) if now - at < REPLACEMENT_WINDOW]
+
+    def _no_replacement(self, lost: Node) -> str | None:
+        """Why the lost node is not to be replaced, if it is not."""
+        state, _ = self.rt.store.service_state()
+        if not self.rt.config.replace_lost_nodes:
+            return "replace_lost_nodes is off"
+        if state in (ServiceState.EPILOGUE, ServiceState.STOPPED):
+            return f"the service is {state}"
+        if lost.registered_at is None:
+            return "it never ran"
+        if len(self.live_nodes()) >= self.rt.config.max_nodes:
+            return f"the service has max_nodes ({self.rt.config.max_nodes}) nodes"
+        if len(self._recent_replacements(lost.cloud, time.monotonic())) >= MAX_REPLACEMENTS:
+            return (f"{MAX_REPLACEMENTS} nodes of cloud {lost.cloud} were replaced in the "
+                    f"last {REPLACEMENT_WINDOW / 60:.0f} minutes")
+        if not self.rt.clouds.knows(lost.cloud):
+            return f"cloud {lost.cloud} is no longer configured"
+        return None
 
     # -- remove -----------------------------------------------------------
 
