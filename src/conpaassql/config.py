@@ -217,7 +217,7 @@ class LibcloudConfig:
     key: str  # the provider's key: an access key id, a user name
     image: str
     size: str
-    secret: str | None = field(default=None, repr=False)
+    secret: str = field(default="", repr=False)
     region: str | None = None
     endpoint: str | None = None  # another endpoint of the provider's API
     driver_options: dict[str, str] = field(default_factory=dict)  # more driver arguments
@@ -329,7 +329,13 @@ class ManagerConfig:
 
 
 def _clouds(ini: IniFile) -> tuple[CloudConfig, ...]:
-    """``[iaas]`` is the cloud named ``default``; each ``[iaas_NAME]`` one more."""
+    """``[iaas]`` is the cloud named ``default``; each ``[iaas_NAME]`` one more. Without
+    any, the local cloud (this machine)."""
+    more = [section for section in ini.sections if section.startswith("iaas_")]
+    if more and "iaas" not in ini.sections:
+        raise ConfigError(f"{ini.path} [iaas]", detail="missing: [iaas] is the default "
+                          f"cloud, where nodes go unless add_nodes names one of "
+                          f"{', '.join('[' + name + ']' for name in sorted(more))}")
     clouds = [_cloud(ini, "iaas", DEFAULT_CLOUD)]
     for section in sorted(ini.sections):
         if not section.startswith("iaas_"):
@@ -413,7 +419,18 @@ def _options(section: Section, key: str) -> dict[str, str]:
     return options
 
 
+#: The keys of a DRIVER = LIBCLOUD section (ConPaaS's names of some among them).
+LIBCLOUD_KEYS = frozenset({
+    "DRIVER", "PROVIDER", "KEY", "USER", "SECRET", "PASSWORD", "REGION", "ENDPOINT",
+    "DRIVER_OPTIONS", "IMAGE", "IMAGE_ID", "SIZE", "SIZE_ID", "NETWORK", "SECURITY_GROUPS",
+    "SECURITY_GROUP_NAME", "KEY_NAME", "LOCATION", "ADDRESS", "USER_DATA", "NAME"})
+
+
 def _libcloud(iaas: Section, path: str | None) -> LibcloudConfig:
+    unknown = sorted(set(iaas.values) - LIBCLOUD_KEYS)
+    if unknown:
+        raise ConfigError(iaas.where(unknown[0]), detail=f"unknown key(s) "
+                          f"{', '.join(unknown)} (known: {', '.join(sorted(LIBCLOUD_KEYS))})")
     address = (iaas.get("ADDRESS", "private") or "private").lower()
     if address not in ADDRESSES:
         raise ConfigError(iaas.where("ADDRESS"),
@@ -426,7 +443,7 @@ def _libcloud(iaas: Section, path: str | None) -> LibcloudConfig:
     return LibcloudConfig(
         provider=_required(iaas, "PROVIDER").upper(),
         key=_required(iaas, "KEY", "USER"),
-        secret=iaas.get("SECRET") or iaas.get("PASSWORD"),
+        secret=_required(iaas, "SECRET", "PASSWORD"),
         image=_required(iaas, "IMAGE", "IMAGE_ID"),
         size=_required(iaas, "SIZE", "SIZE_ID"),
         region=iaas.get("REGION"),

@@ -15,8 +15,7 @@ import pytest
 
 from tests.integration.harness import Manager, claim_subnet, rpc_error, wait_until
 from tests.standins.machines import Machines
-from tests.standins.opennebula import OpenNebulaStandIn
-from tests.unit.test_opennebula import SEED_TEMPLATE
+from tests.standins.opennebula import SEED_TEMPLATE, OpenNebulaStandIn
 
 pytestmark = pytest.mark.integration
 

@@ -72,6 +72,38 @@ def parse_template(text: str) -> dict[str, Any]:
     return result
 
 
+#: The seed's agent template file (section 3 of the seed document).
+SEED_TEMPLATE = """
+NAME      = $NAME
+CPU       = $CPU
+MEMORY    = $MEM_SIZE
+  OS      = [
+    $OS
+  ]
+DISK      = [
+  IMAGE_ID = $IMAGE_ID,
+  $DISK
+]
+NIC       = [ NETWORK_ID = $NETWORK_ID ]
+GRAPHICS  = [
+  type="vnc"
+]
+CONTEXT   = [
+  $CONTEXT
+]
+RANK      = "- RUNNING_VMS"
+"""
+#: The seed's [onevm_agent_template] section (its $AGENT_* filled in).
+SEED_SECTION = {
+    "NAME": "conpaassql_server", "CPU": "0.2", "MEM_SIZE": "256",
+    "DISK": "bus=scsi,readonly=no", "OS": "arch=i686,boot = hd, root = hda",
+    "IMAGE_ID": "12", "NETWORK_ID": "3",
+    "CONTEXT": 'vmid=$VMID,vmname=$NAME,ip_private="$NIC[IP, NETWORK=$NETWORK]",'
+               'ip_gateway="10.0.0.1",netmask="255.255.255.0",nameserver="10.0.0.2",'
+               'target=sd',
+}
+
+
 @dataclass
 class VirtualMachine:
     id: int

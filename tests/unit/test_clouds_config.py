@@ -92,22 +92,29 @@ def test_conpaas_names_of_the_libcloud_keys() -> None:
 
 
 @pytest.mark.parametrize(("text", "where"), [
-    ("[iaas_Bad!]\nDRIVER = LOCAL\n", "[iaas_bad!]"),
-    ("[iaas_default]\nDRIVER = LOCAL\n", "[iaas_default]"),
-    ("[iaas_x]\nDRIVER = NEBULOUS\n", "[iaas_x] DRIVER"),
-    ("[iaas_x]\nDRIVER = LOCAL\n", "only one cloud may be LOCAL"),
+    ("[iaas]\n[iaas_Bad!]\nDRIVER = LOCAL\n", "[iaas_bad!]"),
+    ("[iaas]\n[iaas_default]\nDRIVER = LOCAL\n", "[iaas_default]"),
+    ("[iaas]\n[iaas_x]\nDRIVER = NEBULOUS\n", "[iaas_x] DRIVER"),
+    ("[iaas]\n[iaas_x]\nDRIVER = LOCAL\n", "only one cloud may be LOCAL"),
+    ("[iaas_aws]\nDRIVER = LOCAL\n", "[iaas] DETAIL:missing: [iaas] is the default cloud"),
+    ("[iaas]\nDRIVER = LIBCLOUD\nPROVIDER = EC2\nKEY = k\nIMAGE = i\nSIZE = s\n",
+     "[iaas] SECRET"),
+    ("[iaas]\nDRIVER = LIBCLOUD\nPROVIDER = EC2\nKEY = k\nSECRET = s\nIMAGE = i\n"
+     "SIZE = s\nSUBNET = subnet-1\n", "[iaas] SUBNET DETAIL:unknown key(s) SUBNET"),
     ("[iaas]\nDRIVER = LIBCLOUD\nKEY = k\nIMAGE = i\nSIZE = s\n", "[iaas] PROVIDER"),
     ("[iaas]\nDRIVER = LIBCLOUD\nPROVIDER = EC2\nIMAGE = i\nSIZE = s\n", "[iaas] KEY"),
-    ("[iaas]\nDRIVER = LIBCLOUD\nPROVIDER = EC2\nKEY = k\nSIZE = s\n", "[iaas] IMAGE"),
-    ("[iaas]\nDRIVER = LIBCLOUD\nPROVIDER = EC2\nKEY = k\nIMAGE = i\n", "[iaas] SIZE"),
+    ("[iaas]\nDRIVER = LIBCLOUD\nPROVIDER = EC2\nKEY = k\nSECRET = s\nSIZE = s\n",
+     "[iaas] IMAGE"),
+    ("[iaas]\nDRIVER = LIBCLOUD\nPROVIDER = EC2\nKEY = k\nSECRET = s\nIMAGE = i\n",
+     "[iaas] SIZE"),
     ("[iaas]\nDRIVER = LIBCLOUD\nPROVIDER = EC2\nKEY = k\nIMAGE = i\nSIZE = s\n"
      "ADDRESS = elastic\n", "[iaas] ADDRESS"),
     ("[iaas]\nDRIVER = LIBCLOUD\nPROVIDER = EC2\nKEY = k\nIMAGE = i\nSIZE = s\n"
      "NAME = a b\n", "[iaas] NAME"),
-    ("[iaas]\nDRIVER = LIBCLOUD\nPROVIDER = EC2\nKEY = k\nIMAGE = i\nSIZE = s\n"
-     "DRIVER_OPTIONS = region\n", "[iaas] DRIVER_OPTIONS"),
-    ("[iaas_one]\nDRIVER = OPENNEBULA_XMLRPC\nOPENNEBULA_URL = u\nOPENNEBULA_USER = u\n"
-     "OPENNEBULA_PASSWORD = p\n", "[onevm_agent_template] FILENAME"),
+    ("[iaas]\nDRIVER = LIBCLOUD\nPROVIDER = EC2\nKEY = k\nSECRET = s\nIMAGE = i\n"
+     "SIZE = s\nDRIVER_OPTIONS = region\n", "[iaas] DRIVER_OPTIONS"),
+    ("[iaas]\n[iaas_one]\nDRIVER = OPENNEBULA_XMLRPC\nOPENNEBULA_URL = u\n"
+     "OPENNEBULA_USER = u\nOPENNEBULA_PASSWORD = p\n", "[onevm_agent_template] FILENAME"),
 ])
 def test_bad_clouds_are_named(text: str, where: str) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -136,8 +143,8 @@ def test_the_example_libcloud_configuration_reads() -> None:
     ("[iaas]\nDRIVER = OPENNEBULA_XMLRPC\nOPENNEBULA_URL = u\nOPENNEBULA_USER = u\n"
      "OPENNEBULA_PASSWORD = p\n[onevm_agent_template]\nFILENAME = t\n",
      {"opennebula": "default"}),
-    ("[iaas_local]\nDRIVER = LIBCLOUD\nPROVIDER = EC2\nKEY = k\nSECRET = s\nIMAGE = i\n"
-     "SIZE = s\n", {}),  # a cloud of that name is configured: its nodes stay on it
+    ("[iaas]\n[iaas_local]\nDRIVER = LIBCLOUD\nPROVIDER = EC2\nKEY = k\nSECRET = s\n"
+     "IMAGE = i\nSIZE = s\n", {}),  # a cloud of that name is configured: its nodes stay on it
 ])
 def test_nodes_of_a_service_from_before_clouds_had_names(text: str,
                                                          renames: dict[str, str]) -> None:

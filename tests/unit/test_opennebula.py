@@ -19,41 +19,16 @@ from conpaassql.cloud.one_template import CONTEXT_KEY, decode_context, render_te
 from conpaassql.cloud.opennebula import OpenNebulaDriver, vm_state
 from conpaassql.config import IniFile, ManagerConfig, OpenNebulaConfig
 from conpaassql.errors import CloudError, ConfigError
-from tests.standins.opennebula import OpenNebulaStandIn, parse_template
+from tests.standins.opennebula import (
+    SEED_SECTION,
+    SEED_TEMPLATE,
+    OpenNebulaStandIn,
+    parse_template,
+)
 from tests.unit.test_config import ENV, SEED_CONFIG_INDENTED
 
+
 #: The seed's agent template file, verbatim.
-SEED_TEMPLATE = """
-NAME      = $NAME
-CPU       = $CPU
-MEMORY    = $MEM_SIZE
-  OS      = [
-    $OS
-  ]
-DISK      = [
-  IMAGE_ID = $IMAGE_ID,
-  $DISK
-]
-NIC       = [ NETWORK_ID = $NETWORK_ID ]
-GRAPHICS  = [
-  type="vnc"
-]
-CONTEXT   = [
-  $CONTEXT
-]
-RANK      = "- RUNNING_VMS"
-"""
-#: The seed's [onevm_agent_template] section (its $AGENT_* filled in).
-SEED_SECTION = {
-    "NAME": "conpaassql_server", "CPU": "0.2", "MEM_SIZE": "256",
-    "DISK": "bus=scsi,readonly=no", "OS": "arch=i686,boot = hd, root = hda",
-    "IMAGE_ID": "12", "NETWORK_ID": "3",
-    "CONTEXT": 'vmid=$VMID,vmname=$NAME,ip_private="$NIC[IP, NETWORK=$NETWORK]",'
-               'ip_gateway="10.0.0.1",netmask="255.255.255.0",nameserver="10.0.0.2",'
-               'target=sd',
-}
-
-
 def node_context(node_id: int) -> NodeContext:
     return NodeContext(manager_url="https://10.0.0.9:50001/", service_id="svc1",
                        node_id=node_id, secret="s3cr3t", root_password="r00t",

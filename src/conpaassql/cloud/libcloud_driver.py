@@ -29,12 +29,15 @@ from libcloud.compute.types import Provider
 from conpaassql.cloud.base import CloudDriver, CloudNode, CloudNodeState, NodeRequest
 from conpaassql.cloud.cloud_init import read_template, render_user_data
 from conpaassql.config import LibcloudConfig
+from conpaassql.domain.network import is_loopback
 from conpaassql.errors import CloudError, ConfigError, ConpaasSQLError
 
 log = logging.getLogger(__name__)
 
 SERVICE_TAG = "conpaassql-service"
 NODE_TAG = "conpaassql-node"
+#: DRIVER_OPTIONS whose values are kept out of messages.
+SECRET_OPTION = re.compile(r"pass|secret|token|key", re.IGNORECASE)
 #: Where a provider's driver takes user data, in the order looked for.
 USER_DATA_ARGUMENTS = ("ex_userdata", "ex_user_data", "ex_customdata")
 
@@ -48,10 +51,8 @@ def _libcloud_state_map() -> dict[str, CloudNodeState]:
 
 
 def _option_value(text: str) -> Any:
-    """A driver option from the configuration: true/false and integers as such."""
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    return int(text) if re.fullmatch(r"-?\d+", text) else text
+    """A driver option from the configuration: true and false as such, else the text."""
+    return text.lower() == "true" if text.lower() in ("true", "false") else text
 
 
 def _open(config: LibcloudConfig) -> NodeDriver:
@@ -69,6 +70,9 @@ def _open(config: LibcloudConfig) -> NodeDriver:
         if where.scheme not in ("http", "https") or not where.hostname:
             raise ConfigError(f"{config.origin} ENDPOINT",
                               detail="an http:// or https:// address")
+        if where.scheme == "http" and not is_loopback(where.hostname):
+            raise ConfigError(f"{config.origin} ENDPOINT", detail="https:// only: a node's "
+                              "secrets travel in its user data (http:// on loopback only)")
         options.update(host=where.hostname, secure=where.scheme == "https")
         if where.port:
             options["port"] = where.port
@@ -126,8 +130,12 @@ class LibcloudDriver(CloudDriver):
                              f"{self._scrubbed(str(exc))}") from None
 
     def _scrubbed(self, text: str) -> str:
-        if self.config.secret:
-            text = text.replace(self.config.secret, "<secret>")
+        """The provider's words without the configured secrets in them."""
+        secrets = [value for key, value in self.config.driver_options.items()
+                   if SECRET_OPTION.search(key)]
+        for secret in (self.config.secret, *secrets):
+            if len(secret) >= 4:
+                text = text.replace(secret, "<secret>")
         return text[:500]
 
     # -- placement: network, security groups, key, zone --------------------
@@ -161,6 +169,10 @@ class LibcloudDriver(CloudDriver):
             elif "ex_security_groups" in self._arguments:
                 groups = [g for g in cloud.ex_list_security_groups()
                           if g.name in config.security_groups]
+                missing = set(config.security_groups) - {g.name for g in groups}
+                if missing:
+                    raise CloudError(f"{config.provider} has no security group "
+                                     f"{', '.join(sorted(missing))}")
                 found["ex_security_groups"] = groups
             else:
                 raise ConfigError(f"{config.origin} SECURITY_GROUPS", detail=f"not supported "
