@@ -10,7 +10,7 @@ GUI_PORT ?= 5000
 CONFIG ?= etc/manager-local.cnf
 PYTEST_ARGS ?=
 
-.PHONY: run test fuzz bench bench-dump bench-replication lint typecheck deps clean
+.PHONY: run test fuzz bench bench-dump bench-replication bench-clouds lint typecheck deps clean
 
 deps:
 	@PYTHON=$(PYTHON) scripts/bootstrap.sh $(VENV)
@@ -38,12 +38,16 @@ bench: deps
 	$(VENV)/bin/python bench/provision.py
 	$(VENV)/bin/python bench/dump.py
 	$(VENV)/bin/python bench/replication.py
+	$(VENV)/bin/python bench/clouds.py
 
 bench-dump: deps
 	$(VENV)/bin/python bench/dump.py
 
 bench-replication: deps
 	$(VENV)/bin/python bench/replication.py
+
+bench-clouds: deps
+	$(VENV)/bin/python bench/clouds.py
 
 clean:
 	rm -rf build dist .mypy_cache .ruff_cache .pytest_cache
