@@ -56,7 +56,7 @@ SETTLED_HISTORY = 100
 BUSY_SHARE = 0.10  # other processes' share of the CPUs above which the figures are noisy
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 #: What other engineers' test runs and benchmarks look like in a process list.
-OTHER_WORK_PATTERNS = ("pytest", r"bench/(provision|dump|replication)\.py")
+OTHER_WORK_PATTERNS = ("pytest", r"bench/(provision|dump|replication|clouds)\.py")
 QUIET_WAIT = 900.0  # seconds to wait at most for the machine to be free of them
 QUIET_POLL = 10.0
 
