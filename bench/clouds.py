@@ -14,8 +14,9 @@ node. Measured, each round in a rotated order of the clouds:
 1. a slave added on each cloud: ``add_nodes`` to RUNNING, and to replicating (copied
    from the master over TLS); the ratio of each cloud to the local cloud is what its
    driver and contextualization add;
-2. a slave each cloud loses (its VM deleted behind the manager's back): the loss to
-   the node TERMINATED (detection), and to its replacement replicating;
+2. a slave each cloud loses (its VM deleted behind the manager's back, once older
+   than the grace a cloud's listing may lag by): the loss to the node TERMINATED
+   (detection), and to its replacement replicating;
 3. each driver's verbs in this process against its stand-in (no VM boots): create,
    list (20 nodes of the service among 20 of another), destroy;
 4. the manager's resident memory, idle, with the three clouds against a local-only one.
@@ -68,8 +69,10 @@ from conpaassql.cloud.libcloud_driver import LibcloudDriver
 from conpaassql.cloud.local import stop_node_processes
 from conpaassql.cloud.opennebula import OpenNebulaDriver
 from conpaassql.config import LibcloudConfig, OpenNebulaConfig
+from conpaassql.domain.diagnosis import Thresholds
 
 CLOUDS = ("default", "one", "aws")
+CLOUD_GRACE = Thresholds().cloud_grace
 ONE_USER, ONE_PASSWORD = "oneadmin", "bench-Pa55"
 
 
@@ -201,8 +204,12 @@ def measure(args: argparse.Namespace, root: Path, results: Results) -> None:
                 service.remove(node_id)
         for index in range(args.lost_rounds):
             for cloud in order(CLOUDS, index):
+                added = time.monotonic()
                 lost, _, _ = service.add_slave(cloud)
                 quiet.wait(f"a lost node on {cloud}")
+                # A node younger than the grace a cloud's listing may lag by is not
+                # judged gone yet: lose one older than that, as nodes are lost.
+                time.sleep(max(0.0, CLOUD_GRACE + 0.5 - (time.monotonic() - added)))
                 started = time.perf_counter()
                 service.lose(lost)
                 wait_until(lambda n=lost: service.state(n)["state"] == "TERMINATED",
