@@ -122,3 +122,16 @@ def test_a_form_is_read_up_to_a_bound(client: TestClient) -> None:
     answer = client.post("/act/create_database", headers={"x-csrf-token": token},
                          content=b"database=" + b"x" * 100_000)
     assert answer.status_code == 413 and "larger than" in answer.json()["error"]
+
+
+@pytest.mark.parametrize(("query", "error"), [
+    ("node=%C2%B2", "node must be a node&#39;s number, or manager"),
+    ("node=1&lines=%C2%B2", "lines must be a whole number"),
+    ("lines=%E0%A5%A9", "lines must be a whole number"),  # a Devanagari three
+    ("node=-1", "node must be a node&#39;s number, or manager"),
+])
+def test_a_log_asked_for_with_a_wrong_number_is_a_400_page(client: TestClient, query: str,
+                                                            error: str) -> None:
+    page = client.get(f"/logs?{query}", headers=HTML)
+    assert page.status_code == 400
+    assert error in page.text and "Traceback" not in page.text

@@ -46,6 +46,15 @@ class FormTooLargeError(InputError):
     """A form's body beyond ``MAX_FORM_BYTES``."""
 
 
+def whole_number(text: str | None, name: str) -> int:
+    """``text`` as a whole number: ASCII digits only (``str.isdigit`` takes ``²``,
+    which ``int`` refuses); ``InputError`` naming ``name`` otherwise."""
+    value = (text or "").strip()
+    if not (value.isascii() and value.isdigit()):
+        raise InputError(f"{name} must be a whole number")
+    return int(value)
+
+
 async def read_form(request: Request) -> dict[str, str]:
     """The fields of a URL-encoded form, read up to ``MAX_FORM_BYTES`` (never more)."""
     body = bytearray()
