@@ -72,6 +72,28 @@ def test_only_loopback_names_are_answered(client: TestClient) -> None:
     assert client.get("/login", headers={"host": "[::1]:5000"}).status_code != 400
 
 
+@pytest.mark.parametrize("header", ["Forwarded", "X-Forwarded-For", "X-Forwarded-Host",
+                                    "X-Forwarded-Proto", "X-Real-IP"])
+def test_on_loopback_a_request_through_a_proxy_is_refused(client: TestClient,
+                                                          header: str) -> None:
+    for path in ("/", "/login", "/api/nodes", "/static/gui.js"):
+        answer = client.get(path, headers={**HTML, header: "for=192.0.2.7"})
+        assert answer.status_code == 403, (path, header)
+        assert "refuses requests relayed by a proxy" in answer.json()["error"]
+    token = csrf_of(client)
+    answer = client.post("/act/create_database", data={"database": "x"},
+                         headers={"x-csrf-token": token, header: "192.0.2.7"})
+    assert answer.status_code == 403 and "proxy" in answer.json()["error"]
+
+
+def test_with_its_login_the_front_end_may_stand_behind_a_proxy(config: GuiConfig) -> None:
+    app = create_app(config, "0.0.0.0", tls=True)
+    with TestClient(app, base_url="https://gui.example:5000") as client:
+        login = client.get("/login", headers={"X-Forwarded-For": "192.0.2.7",
+                                              "X-Forwarded-Proto": "https"})
+        assert login.status_code == 200 and 'name="token"' in login.text
+
+
 def test_an_unreachable_manager_is_shown_clearly(client: TestClient,
                                                  config: GuiConfig) -> None:
     page = client.get("/nodes", headers=HTML)

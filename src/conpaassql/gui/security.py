@@ -5,7 +5,10 @@
   HMAC of a per-process secret and of the browser's session, so it is worthless
   to another browser. A POST from another origin is refused too.
 - Bound to loopback, the front-end answers only requests addressed to a loopback
-  name (no DNS rebinding), and uses the manager's credential it was configured with.
+  name (no DNS rebinding), and uses the manager's credential it was configured with:
+  it is open to this machine's users, as the manager's API is. A request that came
+  through a proxy (it carries ``Forwarded``, ``X-Forwarded-*`` or ``X-Real-IP``) is
+  refused, since the proxy would open it to everyone who reaches the proxy.
 - Bound beyond loopback, a user logs in by pasting an API token of the manager,
   kept in an HttpOnly, SameSite=Strict cookie (Secure over TLS) and sent with that
   browser's calls: the manager decides what the token may do.
@@ -34,6 +37,12 @@ CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf"
 #: Paths open without logging in.
 OPEN_PATHS = ("/login", "/static/", "/favicon.ico")
+#: Headers a reverse proxy adds: their presence means the request was relayed.
+PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto",
+                 "x-real-ip")
+PROXIED = ("this front-end, bound to loopback without a login, serves only this machine "
+           "and refuses requests relayed by a proxy: behind a proxy, bind it beyond "
+           "loopback so that users log in")
 #: POSTs whose handlers check the ``csrf`` form field themselves (plain HTML forms).
 FORM_POSTS = ("/login", "/logout")
 HEADERS = [
@@ -111,8 +120,14 @@ class Guard:
             return True
         return origin == f"{request.url.scheme}://{request.headers.get('host', '')}"
 
+    def proxied(self, request: HTTPConnection) -> bool:
+        """Without a login: whether a proxy relayed the request (refused)."""
+        return not self.login and any(name in request.headers for name in PROXY_HEADERS)
+
     def refusal(self, request: HTTPConnection) -> tuple[int, str] | None:
         """Why a request is refused before it is handled (status, text), or None."""
+        if self.proxied(request):
+            return 403, PROXIED
         if not self.host_allowed(request):
             return 400, "this front-end answers only to a loopback address"
         path, method = request.url.path, request.scope["method"]
