@@ -11,8 +11,8 @@ import pytest
 from rich.console import Console
 
 from conpaassql.client.commands import BY_NAME, ArgumentError, RpcCall, parse_list
-from conpaassql.client.render import human_bytes
 from conpaassql.client.transfer import Meter, PartialFile, size_of
+from conpaassql.rpc.units import human_bytes
 
 
 class Clock:

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from conpaassql.errors import ConfigError
+from conpaassql.rpc.endpoint import base_url, check_host
 
 DEFAULT_FILE = Path("/etc/conpaassql/manager-gui.conf")
 SECTION = "gui"
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
-_HOST_FORBIDDEN = set(" \t/\\?#@'\"")
 
 
 @dataclass(frozen=True)
@@ -41,20 +41,11 @@ class GuiConfig:
 
     @property
     def manager_url(self) -> str:
-        host = self.manager_host
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        return f"{'https' if self.manager_https else 'http'}://{host}:{self.manager_port}/"
+        return base_url(self.manager_host, self.manager_port, https=self.manager_https)
 
     @property
     def gui_tls(self) -> bool:
         return self.gui_cert is not None
-
-
-def _host(value: str) -> str:
-    if not value or _HOST_FORBIDDEN & set(value) or not value.isprintable():
-        raise ValueError(f"{value!r} is not a host name or address")
-    return value
 
 
 def _port(value: str) -> int:
@@ -80,7 +71,7 @@ def _path(value: str) -> str:
 
 #: key -> (dataclass field, parser)
 KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "MANAGER_HOST": ("manager_host", _host),
+    "MANAGER_HOST": ("manager_host", check_host),
     "MANAGER_PORT": ("manager_port", _port),
     "MANAGER_HTTPS": ("manager_https", _flag),
     "TOKEN_FILE": ("token_file", _path),

@@ -17,11 +17,11 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from conpaassql.errors import ConfigError, ConpaasSQLError, RemoteError, UnreachableError
-from conpaassql.gui import views
 from conpaassql.gui.config import GuiConfig
 from conpaassql.gui.link import ManagerLink
 from conpaassql.gui.security import COOKIE, Guard
 from conpaassql.rpc.client import RpcClient
+from conpaassql.rpc.units import human_bytes
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,10 @@ def status_of(exc: ConpaasSQLError) -> int:
     return 409
 
 
+def _bytes(size: object) -> str:
+    return human_bytes(size) if isinstance(size, int | float) else ""
+
+
 def _when(at: object) -> str:
     if not isinstance(at, int | float):
         return ""
@@ -106,7 +110,7 @@ class Gui:
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
                                  autoescape=True, undefined=jinja2.StrictUndefined,
                                  trim_blocks=True, lstrip_blocks=True)
-        env.filters.update(bytes=views.human_bytes, when=_when, ago=_ago)
+        env.filters.update(bytes=_bytes, when=_when, ago=_ago)
         versions = {path.name: hashlib.sha256(path.read_bytes()).hexdigest()[:10]
                     for path in STATIC.iterdir() if path.is_file()}
         env.globals.update(static=lambda name: f"/static/{name}?v={versions.get(name, '')}",

@@ -17,22 +17,11 @@ from typing import Any
 from conpaassql.errors import ConfigError
 from conpaassql.gui.config import GuiConfig
 from conpaassql.rpc.client import RpcClient
+from conpaassql.rpc.endpoint import check_token
 
 #: Calls that are not transfers nor long actions wait this long for the manager.
 CALL_TIMEOUT = 30.0
 MAX_SESSION_CLIENTS = 32
-MAX_TOKEN_LENGTH = 512
-
-
-def check_token(token: str, origin: str) -> str:
-    """``token`` stripped, if it looks like one; ``ValueError`` naming ``origin`` if not."""
-    token = token.strip()
-    if not token:
-        raise ValueError(f"{origin} is empty")
-    if len(token) > MAX_TOKEN_LENGTH or not token.isascii() or not token.isprintable() \
-            or any(c.isspace() for c in token):
-        raise ValueError(f"{origin} holds spaces or control characters, not a token")
-    return token
 
 
 class ManagerLink:

@@ -8,9 +8,9 @@ from starlette.routing import Route
 
 from conpaassql.errors import ConpaasSQLError
 from conpaassql.gui.context import InputError, read_form, status_of
-from conpaassql.gui.link import check_token
 from conpaassql.gui.pages import gui_of
 from conpaassql.gui.security import COOKIE, CSRF_FIELD
+from conpaassql.rpc.endpoint import check_token
 
 EXPIRED = "the manager no longer takes your token: log in again"
 

@@ -173,14 +173,3 @@ async def databases(client: RpcClient) -> list[dict[str, Any]]:
     found = [dict(d) for d in node.get("databases", []) if isinstance(d, Mapping)]
     return sorted(found, key=lambda d: str(d.get("database")))
 
-
-def human_bytes(size: object) -> str:
-    """``512 B``, ``1.5 kB``, ``12.3 MB``."""
-    if not isinstance(size, int | float):
-        return ""
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(value) < 1000 or unit == "TB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return ""
