@@ -8,6 +8,7 @@ import logging
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -117,9 +118,9 @@ class Gui:
                            pages=PAGES, manager_url=self.link.url)
         self.templates = Jinja2Templates(env=env)
 
-    async def client(self, request: Request) -> RpcClient:
-        """The client for this browser: its own token when logged in."""
-        return await self.link.client(self.guard.token_of(request))
+    def client(self, request: Request) -> AbstractAsyncContextManager[RpcClient]:
+        """The client for this browser (its own token when logged in), held for a block."""
+        return self.link.client(self.guard.token_of(request))
 
     def render(self, request: Request, template: str, status: int = 200,
                **context: Any) -> Response:
@@ -143,10 +144,10 @@ class Gui:
         failure is shown in the page with the manager's own words."""
         context: dict[str, Any] = {"active": active, "title": title, **extra}
         try:
-            client = await self.client(request)
-            context["info"] = await client.get("get_service_info")
-            if load is not None:
-                context.update(await load(client))
+            async with self.client(request) as client:
+                context["info"] = await client.get("get_service_info")
+                if load is not None:
+                    context.update(await load(client))
         except ConpaasSQLError as exc:
             redirect = self._logged_out(request, exc)
             if redirect is not None:
@@ -159,7 +160,8 @@ class Gui:
     async def part(self, request: Request, template: str, load: Loader) -> Response:
         """A piece of a page, refreshed by the page's script; a failure as JSON."""
         try:
-            context = await load(await self.client(request))
+            async with self.client(request) as client:
+                context = await load(client)
         except ConpaasSQLError as exc:
             return JSONResponse({"error": str(exc)}, status_code=status_of(exc))
         return self.render(request, template, **context)
@@ -167,7 +169,8 @@ class Gui:
     async def data(self, request: Request, load: Loader) -> Response:
         """JSON for the page's script."""
         try:
-            result = await load(await self.client(request))
+            async with self.client(request) as client:
+                result = await load(client)
         except ConpaasSQLError as exc:
             return JSONResponse({"error": str(exc)}, status_code=status_of(exc))
         return JSONResponse(dict(result), headers={"cache-control": "no-store"})
@@ -179,7 +182,8 @@ class Gui:
         fields to ``action``; its result, or the manager's error text, as JSON."""
         try:
             fields = await read_form(request)
-            result = await action(await self.client(request), fields)
+            async with self.client(request) as client:
+                result = await action(client, fields)
         except FormTooLargeError as exc:
             return JSONResponse({"error": str(exc)}, status_code=413)
         except InputError as exc:
