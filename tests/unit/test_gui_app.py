@@ -157,3 +157,38 @@ def test_a_log_asked_for_with_a_wrong_number_is_a_400_page(client: TestClient, q
     page = client.get(f"/logs?{query}", headers=HTML)
     assert page.status_code == 400
     assert error in page.text and "Traceback" not in page.text
+
+
+def test_an_ended_session_goes_back_to_the_login_page(config: GuiConfig) -> None:
+    app = create_app(config, "0.0.0.0", tls=True)
+    with TestClient(app, base_url="https://gui.example:5000") as client:
+        client.cookies.set("conpaassql_session", "no-such-session")
+        page = client.get("/users", headers=HTML, follow_redirects=False)
+        assert page.status_code == 303 and page.headers["location"] == "/login?ended=1"
+        assert client.get("/api/nodes").json() == {"error": "your session has ended: "
+                                                            "log in again"}
+        login = client.get("/login?ended=1")
+        assert "your session has ended: log in again" in login.text
+        # logging out of it clears the cookie, no form needed
+        answer = client.post("/logout", data={}, follow_redirects=False)
+        assert answer.status_code == 303 and answer.headers["location"] == "/login"
+        assert "conpaassql_session=" in answer.headers["set-cookie"]
+
+
+def test_the_csrf_token_is_bound_to_the_session(config: GuiConfig) -> None:
+    app = create_app(config, "0.0.0.0", tls=True)
+    sessions = app.state.gui.guard.sessions
+    with TestClient(app, base_url="https://gui.example:5000") as client:
+        client.cookies.set("conpaassql_session", sessions.open("token-of-a"))
+        mine = csrf_of(client)
+        client.cookies.set("conpaassql_session", sessions.open("token-of-b"))
+        theirs = csrf_of(client)
+        assert mine != theirs
+        answer = client.post("/act/create_database", data={"database": "x"},
+                             headers={"x-csrf-token": mine})
+        assert answer.status_code == 403 and "CSRF" in answer.json()["error"]
+        answer = client.post("/act/create_database", data={"database": "x"},
+                             headers={"x-csrf-token": theirs})
+        assert answer.status_code == 502  # past the guard, to the (absent) manager
+        page = client.get("/", headers=HTML).text
+        assert "token-of-b" not in page and "token-of-a" not in page

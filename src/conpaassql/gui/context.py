@@ -130,13 +130,25 @@ class Gui:
             request, template, {**base, **context}, status_code=status,
             headers={"cache-control": "no-store"})
 
+    def _token_refused(self, request: Request, exc: ConpaasSQLError) -> bool:
+        """Whether the manager no longer takes this browser's token (its session ends)."""
+        if self.guard.login and isinstance(exc, RemoteError) and exc.http_status == 401:
+            self.guard.end(request)
+            return True
+        return False
+
     def _logged_out(self, request: Request, exc: ConpaasSQLError) -> Response | None:
         """Back to the login page when the manager no longer takes this browser's token."""
-        if self.guard.login and isinstance(exc, RemoteError) and exc.http_status == 401:
+        if self._token_refused(request, exc):
             response = RedirectResponse("/login?expired=1", status_code=303)
             response.delete_cookie(COOKIE, path="/")
             return response
         return None
+
+    def failed(self, request: Request, exc: ConpaasSQLError) -> JSONResponse:
+        """A failed call, for the page's script: the manager's words, as JSON."""
+        self._token_refused(request, exc)
+        return JSONResponse({"error": str(exc)}, status_code=status_of(exc))
 
     async def page(self, request: Request, template: str, active: str, title: str,
                    load: Loader | None = None, **extra: Any) -> Response:
@@ -163,7 +175,7 @@ class Gui:
             async with self.client(request) as client:
                 context = await load(client)
         except ConpaasSQLError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=status_of(exc))
+            return self.failed(request, exc)
         return self.render(request, template, **context)
 
     async def data(self, request: Request, load: Loader) -> Response:
@@ -172,7 +184,7 @@ class Gui:
             async with self.client(request) as client:
                 result = await load(client)
         except ConpaasSQLError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=status_of(exc))
+            return self.failed(request, exc)
         return JSONResponse(dict(result), headers={"cache-control": "no-store"})
 
     async def act(self, request: Request, name: str,
@@ -190,6 +202,6 @@ class Gui:
             return JSONResponse({"error": str(exc)}, status_code=400)
         except ConpaasSQLError as exc:
             log.info("%s refused: %s", name, exc)
-            return JSONResponse({"error": str(exc)}, status_code=status_of(exc))
+            return self.failed(request, exc)
         log.info("%s done", name)
         return JSONResponse({"ok": True, **result})

@@ -55,7 +55,7 @@ async def upload(request: Request) -> Response:
                                          chunks())
     except ConpaasSQLError as exc:
         log.info("load_dump of %s refused: %s", name, exc)
-        return JSONResponse({"error": str(exc)}, status_code=status_of(exc))
+        return gui.failed(request, exc)
     log.info("load_dump of %s done", name)
     return JSONResponse({"ok": True, **(answer if isinstance(answer, dict) else {})})
 

@@ -103,7 +103,7 @@
     refreshing.add(element);
     try {
       const response = await fetch(element.dataset.src, {credentials: "same-origin"});
-      if (response.status === 401) { window.location = "/login?expired=1"; return; }
+      if (response.status === 401) { window.location = "/login?ended=1"; return; }
       if (!response.ok) {
         connection((await readJson(response)).error);
         return;
