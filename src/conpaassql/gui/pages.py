@@ -78,7 +78,7 @@ async def _metrics(client: RpcClient) -> Mapping[str, Any]:
 
 async def _node_states(client: RpcClient) -> Mapping[str, Any]:
     info = await client.get("get_service_info")
-    return {"state": info.get("state"), "nodes": await views.node_states(client)}
+    return {"state": info.get("state"), "nodes": await views.watched_states(client)}
 
 
 # -- pages --------------------------------------------------------------------

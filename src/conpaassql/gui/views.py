@@ -12,6 +12,8 @@ from conpaassql.errors import ConpaasSQLError, RemoteError
 from conpaassql.rpc.client import RpcClient
 
 HISTORY_LIMIT = 200
+#: How far back in a node's history its reason for failing is looked for.
+REASON_LOOKBACK = 50
 
 
 @dataclass
@@ -96,6 +98,31 @@ async def node_states(client: RpcClient) -> list[dict[str, Any]]:
     """The short record of every node (id, state, role...), for watching them change."""
     listed = await client.get("list_nodes")
     return [dict(n) for n in listed.get("nodes", []) if isinstance(n, Mapping)]
+
+
+async def failure_reason(client: RpcClient, node_id: int) -> str:
+    """Why a node is FAILED: the reason of its last move to FAILED in its history
+    ("" when the manager keeps none, or the node has gone meanwhile)."""
+    try:
+        answer = await client.get("get_service_history", serviceNodeId=node_id,
+                                  limit=REASON_LOOKBACK)
+    except RemoteError as exc:
+        if exc.http_status in (401, 403):
+            raise
+        return ""
+    entries = [e for e in answer.get("history", []) if isinstance(e, Mapping)]
+    return next((str(e.get("message") or "") for e in reversed(entries)
+                 if e.get("to") == "FAILED"), "")
+
+
+async def watched_states(client: RpcClient) -> list[dict[str, Any]]:
+    """``node_states``, a FAILED node's with its ``reason``."""
+    nodes = await node_states(client)
+    failed = [node for node in nodes if node.get("state") == "FAILED"]
+    reasons = await asyncio.gather(*(failure_reason(client, node["id"]) for node in failed))
+    for node, reason in zip(failed, reasons, strict=True):
+        node["reason"] = reason
+    return nodes
 
 
 async def history(client: RpcClient, limit: int = HISTORY_LIMIT) -> list[dict[str, Any]]:
