@@ -40,7 +40,7 @@ async def _summary(client: RpcClient) -> Mapping[str, Any]:
 async def _timeline(client: RpcClient) -> Mapping[str, Any]:
     history = await views.history(client)
     return {"events": timeline.events(history)[:80], "band": timeline.band(history),
-            "kinds": timeline.KINDS}
+            "kinds": timeline.KINDS, "marked": timeline.MARKED}
 
 
 async def _overview(client: RpcClient) -> Mapping[str, Any]:
