@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from conpaassql.cloud.local import AGENT_PID_FILE, read_pid
-from tests.browser.harness import BrowserManager, Gui
+from tests.browser.harness import BrowserManager, Gui, run_manager
 from tests.integration.harness import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -26,12 +26,7 @@ SLOW = 90_000  # ms
 
 @pytest.fixture(scope="module")
 def manager(template_cache: Path) -> Iterator[BrowserManager]:
-    running = BrowserManager(template_cache, "require_token = true\nboot_timeout = 3\n")
-    try:
-        running.start()
-        yield running
-    finally:
-        running.close()
+    yield from run_manager(template_cache, "require_token = true\nboot_timeout = 3\n")
 
 
 def failed_because(manager: BrowserManager, node_id: int) -> str | None:

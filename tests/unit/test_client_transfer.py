@@ -13,14 +13,7 @@ from rich.console import Console
 from conpaassql.client.commands import BY_NAME, ArgumentError, RpcCall, parse_list
 from conpaassql.client.transfer import Meter, PartialFile, size_of
 from conpaassql.rpc.units import human_bytes
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.unit.clock import Clock
 
 
 def test_meter_counts_and_summarises() -> None:

@@ -6,18 +6,9 @@ from __future__ import annotations
 import re
 
 from conpaassql.gui.sessions import Sessions
+from tests.unit.clock import Clock
 
 HOUR = 3600.0
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_the_id_is_random_and_holds_nothing_of_the_token() -> None:
