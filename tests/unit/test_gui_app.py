@@ -167,6 +167,9 @@ def test_an_ended_session_goes_back_to_the_login_page(config: GuiConfig) -> None
         assert page.status_code == 303 and page.headers["location"] == "/login?ended=1"
         assert client.get("/api/nodes").json() == {"error": "your session has ended: "
                                                             "log in again"}
+        answer = client.post("/act/create_database", data={"database": "x"},
+                             headers={"x-csrf-token": "0" * 64})
+        assert answer.status_code == 401  # said before the CSRF token is judged
         login = client.get("/login?ended=1")
         assert "your session has ended: log in again" in login.text
         # logging out of it clears the cookie, no form needed

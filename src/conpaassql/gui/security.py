@@ -151,16 +151,15 @@ class Guard:
         if not self.host_allowed(request):
             return 400, "this front-end answers only to a loopback address"
         path, method = request.url.path, request.scope["method"]
-        if method not in ("GET", "HEAD"):
-            if method != "POST":
-                return 405, "method not allowed"
-            if not self.same_origin(request):
-                return 403, "a request from another site is refused"
-            if path not in FORM_POSTS and \
-                    not self.csrf_matches(request, request.headers.get(CSRF_HEADER)):
-                return 403, "missing or wrong CSRF token: reload the page"
+        if method not in ("GET", "HEAD", "POST"):
+            return 405, "method not allowed"
+        if method == "POST" and not self.same_origin(request):
+            return 403, "a request from another site is refused"
         if self.login and not path.startswith(OPEN_PATHS) and self.token_of(request) is None:
             return 401, ENDED if COOKIE in request.cookies else "log in first"
+        if method == "POST" and path not in FORM_POSTS and \
+                not self.csrf_matches(request, request.headers.get(CSRF_HEADER)):
+            return 403, "missing or wrong CSRF token: reload the page"
         return None
 
 
