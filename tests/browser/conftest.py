@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.browser.harness import CHROMIUM, CHROMIUM_ARGS, BrowserManager, Gui, config_for
+from tests.browser.harness import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    BrowserManager,
+    Gui,
+    config_for,
+    run_manager,
+)
 
 DESKTOP = {"width": 1280, "height": 900}
 
@@ -18,12 +25,7 @@ DESKTOP = {"width": 1280, "height": 900}
 @pytest.fixture(scope="module")
 def manager(template_cache: Path) -> Iterator[BrowserManager]:
     """A manager that wants a token even on loopback (the front-end sends its own)."""
-    running = BrowserManager(template_cache, "require_token = true\n")
-    try:
-        running.start()
-        yield running
-    finally:
-        running.close()
+    yield from run_manager(template_cache, "require_token = true\n")
 
 
 @pytest.fixture(scope="module")

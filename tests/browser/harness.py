@@ -8,7 +8,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,6 +42,16 @@ class BrowserManager(Manager):
 
     def download(self, method: str, path: Path, **params: Any) -> int:
         return off_loop(super().download, method, path, **params)
+
+
+def run_manager(template_cache: Path, extra_config: str) -> Iterator[BrowserManager]:
+    """A started manager, for a fixture to yield from; closed after."""
+    running = BrowserManager(template_cache, extra_config)
+    try:
+        running.start()
+        yield running
+    finally:
+        running.close()
 
 
 class Gui:

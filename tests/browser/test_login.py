@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -58,6 +60,12 @@ def tls_gui(manager: BrowserManager, tmp_path_factory: pytest.TempPathFactory) -
         running.close()
 
 
+def replay(gui: Gui, cookie: str) -> httpx.Response:
+    """A page asked for with nothing but ``cookie`` (not by the browser)."""
+    return httpx.get(gui.url + "/nodes", headers={"accept": "text/html", "cookie": cookie},
+                     verify=False, follow_redirects=False, timeout=30)
+
+
 def read_only_token(manager: BrowserManager) -> str:
     made = subprocess.run(
         [sys.executable, "-m", "conpaassql", "token", "new", "--read-only", "--label",
@@ -94,6 +102,12 @@ def test_log_in_with_a_token_and_see_the_managers_refusals(manager: BrowserManag
         expect(page.get_by_test_id("service-state")).not_to_have_text("unreachable")
         [cookie] = context.cookies()
         assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict"
+        # the cookie holds a session id; the token stays in the front-end
+        assert cookie["name"] == "conpaassql_session"
+        assert re.fullmatch(r"[A-Za-z0-9_-]{43}", cookie["value"])
+        assert reader not in cookie["value"] and reader not in page.content()
+        session = f"{cookie['name']}={cookie['value']}"
+        assert replay(tls_gui, session).status_code == 200
 
         page.goto(tls_gui.url + "/users")
         page.get_by_test_id("new-database-name").fill("ro_db")
@@ -103,6 +117,9 @@ def test_log_in_with_a_token_and_see_the_managers_refusals(manager: BrowserManag
         page.get_by_role("button", name="Log out").click()
         expect(page).to_have_url(tls_gui.url + "/login")
         assert not context.cookies()
+        # the session ended in the front-end too: its id alone is worth nothing now
+        ended = replay(tls_gui, session)
+        assert ended.status_code == 303 and ended.headers["location"] == "/login?ended=1"
         page.goto(tls_gui.url + "/users")
         expect(page).to_have_url(tls_gui.url + "/login")
     finally:

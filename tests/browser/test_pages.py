@@ -369,6 +369,8 @@ def test_a_post_without_the_csrf_token_is_refused(manager: BrowserManager, gui: 
         assert client.get(url).status_code == 405
         rebound = client.get(gui.url + "/", headers={"Host": "elsewhere.example"})
         assert rebound.status_code == 400
+        proxied = client.get(gui.url + "/", headers={"X-Forwarded-For": "192.0.2.7"})
+        assert proxied.status_code == 403 and "proxy" in proxied.json()["error"]
         names = [d["database"] for d in manager.get("list_databases")["nodes"][0]["databases"]]
         assert "csrf_less" not in names
         accepted = client.post(url, data={"database": "csrf_ok"},

@@ -18,8 +18,6 @@ import os
 import re
 import socket
 import subprocess
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +25,6 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
-import uvicorn
 from click.testing import CliRunner, Result
 from pydantic import ConfigDict
 from rich.console import Console
@@ -49,6 +46,7 @@ from conpaassql.rpc.client import RpcClient
 from conpaassql.rpc.registry import CallContext, Registry
 from conpaassql.rpc.server import RpcApp
 from conpaassql.rpc.types import Params
+from tests.unit.served import served
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "run-manager-client.sh"
@@ -322,24 +320,8 @@ class Live:
 def server() -> Iterator[Live]:
     manager = FakeManager()
     recorder = Recorder(RpcApp(manager.registry()).asgi())
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(recorder, log_level="warning", lifespan="off", access_log=False)
-    uv = uvicorn.Server(config)
-    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not uv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    try:
+    with served(recorder) as port:
         yield Live(port, recorder, manager)
-    finally:
-        uv.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 @pytest.fixture

@@ -11,16 +11,9 @@ import pytest
 from rich.console import Console
 
 from conpaassql.client.commands import BY_NAME, ArgumentError, RpcCall, parse_list
-from conpaassql.client.render import human_bytes
 from conpaassql.client.transfer import Meter, PartialFile, size_of
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from conpaassql.rpc.units import human_bytes
+from tests.unit.clock import Clock
 
 
 def test_meter_counts_and_summarises() -> None:

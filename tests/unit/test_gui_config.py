@@ -38,6 +38,7 @@ CERT_FILE = client.crt
 KEY_FILE = client.key
 GUI_CERT = /etc/ssl/gui.crt
 GUI_KEY = /etc/ssl/gui.key
+SESSION_IDLE_HOURS = 0.5
 ; an INI-style comment too
 """))
     assert loaded == GuiConfig(
@@ -45,7 +46,7 @@ GUI_KEY = /etc/ssl/gui.key
         token_file=tmp_path / "secrets/api_token", ca_file=Path("/etc/conpaassql/ca.crt"),
         cert_file=tmp_path / "client.crt", key_file=tmp_path / "client.key",
         gui_cert=Path("/etc/ssl/gui.crt"), gui_key=Path("/etc/ssl/gui.key"),
-        path=tmp_path / "manager-gui.conf")
+        session_idle_hours=0.5, path=tmp_path / "manager-gui.conf")
     assert loaded.manager_url == "https://db-manager.example.org:50443/"
 
 
@@ -58,6 +59,7 @@ def test_the_missing_default_file_means_the_defaults(monkeypatch: pytest.MonkeyP
                                                      tmp_path: Path) -> None:
     monkeypatch.setattr(config, "DEFAULT_FILE", tmp_path / "absent.conf")
     assert config.load() == GuiConfig()
+    assert GuiConfig().session_idle_hours == 8
     assert config.load().manager_url == "http://localhost:50000/"
 
 
@@ -74,6 +76,13 @@ def test_the_missing_default_file_means_the_defaults(monkeypatch: pytest.MonkeyP
     ("CERT_FILE = c.crt\n", "CERT_FILE, KEY_FILE", "give both or neither"),
     ("GUI_KEY = k.key\n", "GUI_CERT, GUI_KEY", "give both or neither"),
     ("[manager]\n", "line 1", "unknown section [manager]"),
+    ("SESSION_IDLE_HOURS = 0\n", "SESSION_IDLE_HOURS",
+     "must be a number of hours, more than 0 and at most 720, not '0'"),
+    ("SESSION_IDLE_HOURS = 721\n", "SESSION_IDLE_HOURS", "at most 720"),
+    ("SESSION_IDLE_HOURS = -1\n", "SESSION_IDLE_HOURS", "must be a number of hours"),
+    ("SESSION_IDLE_HOURS = inf\n", "SESSION_IDLE_HOURS", "must be a number of hours"),
+    ("SESSION_IDLE_HOURS = 1e3\n", "SESSION_IDLE_HOURS", "must be a number of hours"),
+    ("SESSION_IDLE_HOURS = \u00b2\n", "SESSION_IDLE_HOURS", "must be a number of hours"),
     ("# fine\nMANAGER_HOST\n", "line 2", "expected KEY = value"),
 ])
 def test_a_wrong_line_names_the_file_and_the_key(tmp_path: Path, text: str, where: str,

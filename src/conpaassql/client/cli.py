@@ -44,7 +44,9 @@ from conpaassql.client.commands import (
 from conpaassql.client.render import LOG_METHODS, format_json, log_text, tables_for
 from conpaassql.client.transfer import Meter, PartialFile, size_of
 from conpaassql.errors import RemoteError, UnreachableError
+from conpaassql.rpc import endpoint
 from conpaassql.rpc.client import ClientVerb, RpcClient
+from conpaassql.rpc.endpoint import base_url
 
 T = TypeVar("T")
 
@@ -59,7 +61,6 @@ EXIT_REMOTE = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 SHARED = ("table", "timeout", "https", "token_file")
-_HOST_FORBIDDEN = set(" \t\r\n/\\?#@")
 
 
 @dataclass(frozen=True)
@@ -94,38 +95,34 @@ class Settings:
 
     @property
     def url(self) -> str:
-        host = self.host
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        scheme = "https" if self.https else "http"
-        return f"{scheme}://{host}:{self.port}/"
+        return base_url(self.host, self.port, https=self.https)
 
 
 def check_host(host: str) -> str:
     """A host name or address fit for a URL; ``click.BadParameter`` otherwise."""
-    if not host or _HOST_FORBIDDEN & set(host) or not host.isprintable():
-        raise click.BadParameter(f"{host!r} is not a host name or address", param_hint="HOST")
-    return host
+    try:
+        return endpoint.check_host(host)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="HOST") from None
 
 
 def read_token(settings: Settings) -> str | None:
     """The bearer token: from ``--token-file``, else from ``$CONPAASSQL_TOKEN``."""
     if settings.token_file is not None:
         try:
-            token = settings.token_file.read_text(encoding="utf-8").strip()
+            text = settings.token_file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise click.UsageError(f"cannot read the token file: {exc}") from None
         origin = f"the token file {settings.token_file}"
     else:
-        token = os.environ.get(TOKEN_ENV, "").strip()
+        text = os.environ.get(TOKEN_ENV, "")
         origin = f"${TOKEN_ENV}"
-        if not token:
+        if not text.strip():
             return None
-    if not token:
-        raise click.UsageError(f"{origin} is empty")
-    if not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
-        raise click.UsageError(f"{origin} holds spaces or control characters, not a token")
-    return token
+    try:
+        return endpoint.check_token(text, origin)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 def _is_terminal(stream: TextIO | None) -> bool:

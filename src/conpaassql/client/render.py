@@ -13,11 +13,12 @@ from typing import Any, TypeGuard
 from rich.table import Table
 from rich.text import Text
 
+from conpaassql.rpc.units import human_bytes
+
 NODE_COLUMNS = ("id", "name", "ip", "state", "role")
 MAX_DEPTH = 4
 LOG_METHODS = frozenset({"getLog", "get_agent_log"})
 """The methods whose result is a log, printed as raw text."""
-UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
 
 Record = Mapping[str, Any]
 
@@ -25,16 +26,6 @@ Record = Mapping[str, Any]
 def format_json(result: Any) -> str:
     """The result as pretty JSON, in the order the manager sent it."""
     return json.dumps(result, indent=2, ensure_ascii=False)
-
-
-def human_bytes(size: int | float) -> str:
-    """A size in decimal units: ``512 B``, ``1.5 kB``, ``12.3 MB``."""
-    value = float(size)
-    for unit in UNITS[:-1]:
-        if abs(value) < 1000:
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} {UNITS[-1]}"
 
 
 def log_text(result: Any) -> str | None:

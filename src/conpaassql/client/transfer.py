@@ -31,7 +31,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from conpaassql.client.render import human_bytes
+from conpaassql.rpc.units import human_bytes
 
 MIN_SECONDS = 1e-3
 

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from conpaassql.gui.context import InputError
+from conpaassql.gui.context import InputError, whole_number
 from conpaassql.gui.pages import gui_of
 from conpaassql.rpc.client import RpcClient
 
@@ -36,10 +36,7 @@ def _text(fields: Fields, name: str, *, required: bool = True) -> str | None:
 
 
 def _number(fields: Fields, name: str) -> int:
-    value = (fields.get(name) or "").strip()
-    if not (value.isascii() and value.isdigit()):
-        raise InputError(f"{name} must be a whole number")
-    return int(value)
+    return whole_number(fields.get(name), name)
 
 
 def _password(fields: Fields) -> tuple[str, bool]:

@@ -21,6 +21,7 @@ from conpaassql.gui import actions, login, pages, transfer
 from conpaassql.gui.config import GuiConfig
 from conpaassql.gui.context import STATIC, Gui
 from conpaassql.gui.security import Guard, GuardMiddleware, is_loopback
+from conpaassql.gui.sessions import Sessions
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,8 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 def create_app(config: GuiConfig, bind: str = "127.0.0.1", *, tls: bool = False) -> Starlette:
     """The front-end of the manager ``config`` names, for a server bound to ``bind``
     (beyond loopback, users log in with a token of the manager)."""
-    guard = Guard(login=not is_loopback(bind), tls=tls, bind=bind)
+    guard = Guard(login=not is_loopback(bind), tls=tls, bind=bind,
+                  sessions=Sessions(idle=config.session_idle_hours * 3600))
     gui = Gui(config, guard)
 
     @contextlib.asynccontextmanager

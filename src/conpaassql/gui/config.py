@@ -10,18 +10,22 @@ wrong key or value is a ``ConfigError`` naming the file and the key.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from conpaassql.errors import ConfigError
+from conpaassql.gui.sessions import DEFAULT_IDLE_HOURS
+from conpaassql.rpc.endpoint import base_url, check_host
 
 DEFAULT_FILE = Path("/etc/conpaassql/manager-gui.conf")
 SECTION = "gui"
+#: A logged-in browser unused this long logs in again (30 days at the most).
+MAX_IDLE_HOURS = 720
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
-_HOST_FORBIDDEN = set(" \t/\\?#@'\"")
 
 
 @dataclass(frozen=True)
@@ -37,24 +41,16 @@ class GuiConfig:
     key_file: Path | None = None
     gui_cert: Path | None = None
     gui_key: Path | None = None
+    session_idle_hours: float = DEFAULT_IDLE_HOURS
     path: Path | None = None
 
     @property
     def manager_url(self) -> str:
-        host = self.manager_host
-        if ":" in host and not host.startswith("["):
-            host = f"[{host}]"
-        return f"{'https' if self.manager_https else 'http'}://{host}:{self.manager_port}/"
+        return base_url(self.manager_host, self.manager_port, https=self.manager_https)
 
     @property
     def gui_tls(self) -> bool:
         return self.gui_cert is not None
-
-
-def _host(value: str) -> str:
-    if not value or _HOST_FORBIDDEN & set(value) or not value.isprintable():
-        raise ValueError(f"{value!r} is not a host name or address")
-    return value
 
 
 def _port(value: str) -> int:
@@ -72,6 +68,14 @@ def _flag(value: str) -> bool:
     raise ValueError(f"must be true or false, not {value!r}")
 
 
+def _hours(value: str) -> float:
+    if not re.fullmatch(r"[0-9]+(\.[0-9]+)?", value) or \
+            not 0 < float(value) <= MAX_IDLE_HOURS:
+        raise ValueError(f"must be a number of hours, more than 0 and at most "
+                         f"{MAX_IDLE_HOURS}, not {value!r}")
+    return float(value)
+
+
 def _path(value: str) -> str:
     if not value or "\x00" in value:
         raise ValueError("must be a file's path")
@@ -80,7 +84,7 @@ def _path(value: str) -> str:
 
 #: key -> (dataclass field, parser)
 KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "MANAGER_HOST": ("manager_host", _host),
+    "MANAGER_HOST": ("manager_host", check_host),
     "MANAGER_PORT": ("manager_port", _port),
     "MANAGER_HTTPS": ("manager_https", _flag),
     "TOKEN_FILE": ("token_file", _path),
@@ -89,6 +93,7 @@ KEYS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "KEY_FILE": ("key_file", _path),
     "GUI_CERT": ("gui_cert", _path),
     "GUI_KEY": ("gui_key", _path),
+    "SESSION_IDLE_HOURS": ("session_idle_hours", _hours),
 }
 _PATHS = {"token_file", "ca_file", "cert_file", "key_file", "gui_cert", "gui_key"}
 

@@ -8,6 +8,7 @@ import logging
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,11 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.templating import Jinja2Templates
 
 from conpaassql.errors import ConfigError, ConpaasSQLError, RemoteError, UnreachableError
-from conpaassql.gui import views
 from conpaassql.gui.config import GuiConfig
 from conpaassql.gui.link import ManagerLink
 from conpaassql.gui.security import COOKIE, Guard
 from conpaassql.rpc.client import RpcClient
+from conpaassql.rpc.units import human_bytes
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,15 @@ class InputError(ValueError):
 
 class FormTooLargeError(InputError):
     """A form's body beyond ``MAX_FORM_BYTES``."""
+
+
+def whole_number(text: str | None, name: str) -> int:
+    """``text`` as a whole number: ASCII digits only (``str.isdigit`` takes ``²``,
+    which ``int`` refuses); ``InputError`` naming ``name`` otherwise."""
+    value = (text or "").strip()
+    if not (value.isascii() and value.isdigit()):
+        raise InputError(f"{name} must be a whole number")
+    return int(value)
 
 
 async def read_form(request: Request) -> dict[str, str]:
@@ -69,6 +79,10 @@ def status_of(exc: ConpaasSQLError) -> int:
     if isinstance(exc, ConfigError):
         return 500
     return 409
+
+
+def _bytes(size: object) -> str:
+    return human_bytes(size) if isinstance(size, int | float) else ""
 
 
 def _when(at: object) -> str:
@@ -97,16 +111,16 @@ class Gui:
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
                                  autoescape=True, undefined=jinja2.StrictUndefined,
                                  trim_blocks=True, lstrip_blocks=True)
-        env.filters.update(bytes=views.human_bytes, when=_when, ago=_ago)
+        env.filters.update(bytes=_bytes, when=_when, ago=_ago)
         versions = {path.name: hashlib.sha256(path.read_bytes()).hexdigest()[:10]
                     for path in STATIC.iterdir() if path.is_file()}
         env.globals.update(static=lambda name: f"/static/{name}?v={versions.get(name, '')}",
                            pages=PAGES, manager_url=self.link.url)
         self.templates = Jinja2Templates(env=env)
 
-    async def client(self, request: Request) -> RpcClient:
-        """The client for this browser: its own token when logged in."""
-        return await self.link.client(self.guard.token_of(request))
+    def client(self, request: Request) -> AbstractAsyncContextManager[RpcClient]:
+        """The client for this browser (its own token when logged in), held for a block."""
+        return self.link.client(self.guard.token_of(request))
 
     def render(self, request: Request, template: str, status: int = 200,
                **context: Any) -> Response:
@@ -116,13 +130,25 @@ class Gui:
             request, template, {**base, **context}, status_code=status,
             headers={"cache-control": "no-store"})
 
+    def _token_refused(self, request: Request, exc: ConpaasSQLError) -> bool:
+        """Whether the manager no longer takes this browser's token (its session ends)."""
+        if self.guard.login and isinstance(exc, RemoteError) and exc.http_status == 401:
+            self.guard.end(request)
+            return True
+        return False
+
     def _logged_out(self, request: Request, exc: ConpaasSQLError) -> Response | None:
         """Back to the login page when the manager no longer takes this browser's token."""
-        if self.guard.login and isinstance(exc, RemoteError) and exc.http_status == 401:
+        if self._token_refused(request, exc):
             response = RedirectResponse("/login?expired=1", status_code=303)
             response.delete_cookie(COOKIE, path="/")
             return response
         return None
+
+    def failed(self, request: Request, exc: ConpaasSQLError) -> JSONResponse:
+        """A failed call, for the page's script: the manager's words, as JSON."""
+        self._token_refused(request, exc)
+        return JSONResponse({"error": str(exc)}, status_code=status_of(exc))
 
     async def page(self, request: Request, template: str, active: str, title: str,
                    load: Loader | None = None, **extra: Any) -> Response:
@@ -130,10 +156,10 @@ class Gui:
         failure is shown in the page with the manager's own words."""
         context: dict[str, Any] = {"active": active, "title": title, **extra}
         try:
-            client = await self.client(request)
-            context["info"] = await client.get("get_service_info")
-            if load is not None:
-                context.update(await load(client))
+            async with self.client(request) as client:
+                context["info"] = await client.get("get_service_info")
+                if load is not None:
+                    context.update(await load(client))
         except ConpaasSQLError as exc:
             redirect = self._logged_out(request, exc)
             if redirect is not None:
@@ -146,17 +172,19 @@ class Gui:
     async def part(self, request: Request, template: str, load: Loader) -> Response:
         """A piece of a page, refreshed by the page's script; a failure as JSON."""
         try:
-            context = await load(await self.client(request))
+            async with self.client(request) as client:
+                context = await load(client)
         except ConpaasSQLError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=status_of(exc))
+            return self.failed(request, exc)
         return self.render(request, template, **context)
 
     async def data(self, request: Request, load: Loader) -> Response:
         """JSON for the page's script."""
         try:
-            result = await load(await self.client(request))
+            async with self.client(request) as client:
+                result = await load(client)
         except ConpaasSQLError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=status_of(exc))
+            return self.failed(request, exc)
         return JSONResponse(dict(result), headers={"cache-control": "no-store"})
 
     async def act(self, request: Request, name: str,
@@ -166,13 +194,14 @@ class Gui:
         fields to ``action``; its result, or the manager's error text, as JSON."""
         try:
             fields = await read_form(request)
-            result = await action(await self.client(request), fields)
+            async with self.client(request) as client:
+                result = await action(client, fields)
         except FormTooLargeError as exc:
             return JSONResponse({"error": str(exc)}, status_code=413)
         except InputError as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         except ConpaasSQLError as exc:
             log.info("%s refused: %s", name, exc)
-            return JSONResponse({"error": str(exc)}, status_code=status_of(exc))
+            return self.failed(request, exc)
         log.info("%s done", name)
         return JSONResponse({"ok": True, **result})

@@ -3,36 +3,43 @@
 One client serves every browser with the configured credential (``TOKEN_FILE``,
 re-read when the file changes, or none); when users log in with tokens of their
 own, each token gets a client of its own (the most recently used few are kept).
+
+A request holds its client for as long as it uses it (``async with
+link.client(...)``). A client replaced meanwhile (the token file changed, or a
+session's client was pushed out by newer ones) is closed when its last request
+leaves it, never under a request still using it. Picking or replacing a client
+does not await, so two requests cannot both rebuild one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import ssl
 from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from conpaassql.errors import ConfigError
 from conpaassql.gui.config import GuiConfig
 from conpaassql.rpc.client import RpcClient
+from conpaassql.rpc.endpoint import check_token
 
 #: Calls that are not transfers nor long actions wait this long for the manager.
 CALL_TIMEOUT = 30.0
 MAX_SESSION_CLIENTS = 32
-MAX_TOKEN_LENGTH = 512
 
 
-def check_token(token: str, origin: str) -> str:
-    """``token`` stripped, if it looks like one; ``ValueError`` naming ``origin`` if not."""
-    token = token.strip()
-    if not token:
-        raise ValueError(f"{origin} is empty")
-    if len(token) > MAX_TOKEN_LENGTH or not token.isascii() or not token.isprintable() \
-            or any(c.isspace() for c in token):
-        raise ValueError(f"{origin} holds spaces or control characters, not a token")
-    return token
+@dataclass(eq=False)
+class Held:
+    """A client, how many requests use it now, and whether it has been replaced."""
+
+    client: RpcClient
+    users: int = 0
+    replaced: bool = False
 
 
 class ManagerLink:
@@ -41,9 +48,10 @@ class ManagerLink:
     def __init__(self, config: GuiConfig) -> None:
         self.config = config
         self.url = config.manager_url
-        self._shared: RpcClient | None = None
+        self._shared: Held | None = None
         self._shared_key: tuple[int, int] | None = None
-        self._sessions: OrderedDict[str, RpcClient] = OrderedDict()
+        self._sessions: OrderedDict[str, Held] = OrderedDict()
+        self._leaving: set[Held] = set()  # replaced, still in use
         self._tls: ssl.SSLContext | None = None
 
     def _verify(self) -> ssl.SSLContext | bool:
@@ -86,30 +94,54 @@ class ManagerLink:
     def _new(self, token: str | None) -> RpcClient:
         return RpcClient(self.url, token=token, timeout=CALL_TIMEOUT, verify=self._verify())
 
-    async def client(self, token: str | None = None) -> RpcClient:
-        """The client for a browser's own ``token``, or the configured one."""
-        if token is not None:
-            return await self._session_client(token)
-        key = self._token_file_key()
-        if self._shared is None or key != self._shared_key:
-            fresh = self._new(None if self.config.token_file is None
-                              else self._read_token_file(self.config.token_file))
-            if self._shared is not None:
-                await self._shared.aclose()
-            self._shared, self._shared_key = fresh, key
-        return self._shared
+    @contextlib.asynccontextmanager
+    async def client(self, token: str | None = None) -> AsyncIterator[RpcClient]:
+        """The client for a browser's own ``token``, or the configured one, held by
+        the caller for the block."""
+        held, replaced = self._pick(token)
+        held.users += 1
+        try:
+            await self._retire(replaced)
+            yield held.client
+        finally:
+            held.users -= 1
+            if held.replaced and held.users == 0:
+                self._leaving.discard(held)
+                await held.client.aclose()
 
-    async def _session_client(self, token: str) -> RpcClient:
+    def _pick(self, token: str | None) -> tuple[Held, list[Held]]:
+        """The client to use and the ones it replaces (no await in here)."""
+        if token is not None:
+            return self._session(token)
+        key = self._token_file_key()
+        if self._shared is not None and key == self._shared_key:
+            return self._shared, []
+        fresh = Held(self._new(None if self.config.token_file is None
+                               else self._read_token_file(self.config.token_file)))
+        old, self._shared, self._shared_key = self._shared, fresh, key
+        return fresh, [] if old is None else [old]
+
+    def _session(self, token: str) -> tuple[Held, list[Held]]:
         digest = hashlib.sha256(token.encode()).hexdigest()
         found = self._sessions.get(digest)
         if found is not None:
             self._sessions.move_to_end(digest)
-            return found
-        made = self._sessions[digest] = self._new(token)
+            return found, []
+        made = self._sessions[digest] = Held(self._new(token))
+        evicted = []
         while len(self._sessions) > MAX_SESSION_CLIENTS:
-            _, oldest = self._sessions.popitem(last=False)
-            await oldest.aclose()
-        return made
+            evicted.append(self._sessions.popitem(last=False)[1])
+        return made, evicted
+
+    async def _retire(self, replaced: list[Held]) -> None:
+        """Close the replaced clients no request uses; the others are closed by
+        their last request."""
+        for held in replaced:
+            held.replaced = True
+            if held.users == 0:
+                await held.client.aclose()
+            else:
+                self._leaving.add(held)
 
     async def check(self, token: str) -> Any:
         """``get_service_info`` with ``token`` (a user logging in): the manager's
@@ -118,10 +150,12 @@ class ManagerLink:
             return await client.get("get_service_info")
 
     async def aclose(self) -> None:
-        clients = list(self._sessions.values())
+        """Close every client (the front-end is stopping)."""
+        held = [*self._sessions.values(), *self._leaving]
         if self._shared is not None:
-            clients.append(self._shared)
+            held.append(self._shared)
         self._sessions.clear()
+        self._leaving.clear()
         self._shared = None
-        for client in clients:
-            await client.aclose()
+        for one in held:
+            await one.client.aclose()

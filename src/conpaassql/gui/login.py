@@ -1,4 +1,6 @@
-"""Logging in with an API token of the manager (the front-end bound beyond loopback)."""
+"""Logging in with an API token of the manager (the front-end bound beyond loopback):
+the token is checked by a call to the manager and kept by the front-end; the
+browser gets a session id."""
 
 from __future__ import annotations
 
@@ -8,9 +10,9 @@ from starlette.routing import Route
 
 from conpaassql.errors import ConpaasSQLError
 from conpaassql.gui.context import InputError, read_form, status_of
-from conpaassql.gui.link import check_token
 from conpaassql.gui.pages import gui_of
-from conpaassql.gui.security import COOKIE, CSRF_FIELD
+from conpaassql.gui.security import COOKIE, CSRF_FIELD, ENDED
+from conpaassql.rpc.endpoint import check_token
 
 EXPIRED = "the manager no longer takes your token: log in again"
 
@@ -19,12 +21,13 @@ async def login_page(request: Request) -> Response:
     gui = gui_of(request)
     if not gui.guard.login:
         return RedirectResponse("/", status_code=303)
-    expired = request.query_params.get("expired")
-    return gui.render(request, "login.html", title="Log in", error=EXPIRED if expired else None)
+    query = request.query_params
+    error = EXPIRED if query.get("expired") else ENDED if query.get("ended") else None
+    return gui.render(request, "login.html", title="Log in", error=error)
 
 
 async def login(request: Request) -> Response:
-    """Check the pasted token by a call to the manager; keep it in a cookie."""
+    """Check the pasted token by a call to the manager; start a session with it."""
     gui = gui_of(request)
     try:
         form = await read_form(request)
@@ -44,19 +47,24 @@ async def login(request: Request) -> Response:
         return gui.render(request, "login.html", status_of(exc), title="Log in",
                           error=str(exc))
     response = RedirectResponse("/", status_code=303)
-    response.set_cookie(COOKIE, token, **gui.guard.cookie_options())
+    response.set_cookie(COOKIE, gui.guard.start(request, token),
+                        **gui.guard.cookie_options())
     return response
 
 
 async def logout(request: Request) -> Response:
+    """End the browser's session (its form's CSRF token checked, unless it has
+    ended already)."""
     gui = gui_of(request)
     try:
         form = await read_form(request)
     except InputError:
         form = {}
-    if not gui.guard.csrf_matches(request, form.get(CSRF_FIELD, "")):
+    ended = gui.guard.login and gui.guard.session_of(request) is None
+    if not ended and not gui.guard.csrf_matches(request, form.get(CSRF_FIELD, "")):
         return gui.render(request, "failed.html", 403, title="Log out",
                           error="the form is stale: reload the page", failed=True, back="/")
+    gui.guard.end(request)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE, path="/")
     return response

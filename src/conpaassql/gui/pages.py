@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from conpaassql.gui import timeline, topology, views
-from conpaassql.gui.context import Gui
+from conpaassql.gui.context import Gui, InputError, whole_number
 from conpaassql.rpc.client import RpcClient
 
 LOGS = ("agent", "error", "slow")
@@ -40,7 +40,7 @@ async def _summary(client: RpcClient) -> Mapping[str, Any]:
 async def _timeline(client: RpcClient) -> Mapping[str, Any]:
     history = await views.history(client)
     return {"events": timeline.events(history)[:80], "band": timeline.band(history),
-            "kinds": timeline.KINDS}
+            "kinds": timeline.KINDS, "marked": timeline.MARKED}
 
 
 async def _overview(client: RpcClient) -> Mapping[str, Any]:
@@ -78,7 +78,7 @@ async def _metrics(client: RpcClient) -> Mapping[str, Any]:
 
 async def _node_states(client: RpcClient) -> Mapping[str, Any]:
     info = await client.get("get_service_info")
-    return {"state": info.get("state"), "nodes": await views.node_states(client)}
+    return {"state": info.get("state"), "nodes": await views.watched_states(client)}
 
 
 # -- pages --------------------------------------------------------------------
@@ -103,19 +103,35 @@ async def data(request: Request) -> Response:
 
 
 def _lines(text: str | None) -> int:
-    if text and text.isdigit():
-        return max(1, min(int(text), MAX_LINES))
-    return DEFAULT_LINES
+    """How many lines of a log: the default when not given; ``InputError`` if not a
+    whole number."""
+    if not (text or "").strip():
+        return DEFAULT_LINES
+    return max(1, min(whole_number(text, "lines"), MAX_LINES))
+
+
+def _node(text: str | None) -> int | None:
+    """The node whose log is asked for, or None for the manager's."""
+    if (text or "").strip() in ("", "manager"):
+        return None
+    try:
+        return whole_number(text, "node")
+    except InputError:
+        raise InputError("node must be a node's number, or manager") from None
 
 
 async def logs(request: Request) -> Response:
     """The manager's log, or a node's agent, error or slow log."""
     query = request.query_params
-    node = query.get("node", "manager")
     which = query.get("which", "agent")
     which = which if which in LOGS else "agent"
-    lines = _lines(query.get("lines"))
-    node_id = int(node) if node.isdigit() else None
+    try:
+        lines = _lines(query.get("lines"))
+        node_id = _node(query.get("node"))
+    except InputError as exc:
+        return gui_of(request).render(request, "failed.html", 400, error=str(exc),
+                                      title="Logs", active="nodes", failed=True,
+                                      back="/nodes")
 
     async def load(client: RpcClient) -> Mapping[str, Any]:
         if node_id is None:

@@ -3,6 +3,7 @@ states as bands over time, from ``get_service_history`` (no I/O here)."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ KINDS: dict[str, tuple[str, str]] = {
     "switchover": ("switchover", "⇄"),
     "added": ("node added", "+"),
     "removed": ("node removed", "\u2212"),  # minus sign
+    "lost": ("node lost", "?"),
+    "replaced": ("node replaced", "↻"),
     "master": ("master elected", "★"),
     "failed": ("node failed", "✕"),
     "service": ("service state", "●"),
@@ -22,7 +25,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "event": ("event", "·"),
 }
 #: Kinds drawn as ticks on the state band.
-MARKED = ("failover", "switchover", "added", "removed", "failed")
+MARKED = ("failover", "switchover", "added", "removed", "lost", "replaced", "failed")
 BAND_WIDTH = 1000.0
 
 
@@ -70,29 +73,58 @@ class Band:
     end: str
 
 
+@dataclass(frozen=True)
+class Pattern:
+    """How the manager words one kind of history entry: its subject and the state it
+    moves to (``None``: any; ``ANY_STATE``: some state), and a regular expression its
+    message matches from its start."""
+
+    kind: str
+    message: str | None = None
+    subject: str | None = None
+    to: tuple[str, ...] | None = None
+
+    def matches(self, entry: Mapping[str, Any]) -> bool:
+        if self.subject is not None and entry.get("subject") != self.subject:
+            return False
+        to_state = entry.get("to")
+        if self.to == ANY_STATE:
+            if to_state is None:
+                return False
+        elif self.to is not None and to_state not in self.to:
+            return False
+        return self.message is None or \
+            re.match(self.message, str(entry.get("message", ""))) is not None
+
+
+ANY_STATE = ("*",)
+_NODE = r"node \d+"
+_LOST = rf"{_NODE} was lost by cloud .+; "
+#: The manager's wordings, the first that matches an entry giving its kind (else
+#: "event"). tests/unit/test_gui_timeline.py holds the manager's texts for each.
+PATTERNS: tuple[Pattern, ...] = (
+    # "failover: master node 1 lost (...)" (the service), "failover: node 1 fenced
+    # (...)", "failover: node 2 is the master (was node 1: ...); writes resumed ..."
+    Pattern("failover", r"failover: "),
+    # "switchover to node 2" (the service), "switchover: node 2 is the master ..."
+    Pattern("switchover", rf"switchover(: | to {_NODE}$)"),
+    Pattern("replaced", rf"{_LOST}{_NODE} replaces it$"),
+    Pattern("lost", rf"{_LOST}(not replaced$|replacing it failed: )"),
+    Pattern("added", subject="node", to=("PENDING",)),
+    Pattern("removed", subject="node", to=("TERMINATING", "TERMINATED")),
+    Pattern("failed", subject="node", to=("FAILED",)),
+    Pattern("master", rf"{_NODE} is the master$"),
+    # "dump of 3145728 bytes loaded into node 1", "load_dump into node 1 failed: ..."
+    Pattern("data", rf"(dump of \S+ bytes loaded into {_NODE}$|"
+                    rf"(load_dump|send_mysqldump) into {_NODE} failed: )"),
+    Pattern("service", subject="service", to=ANY_STATE),
+    Pattern("node", to=ANY_STATE),
+)
+
+
 def classify(entry: Mapping[str, Any]) -> str:
     """The kind of one history entry, from its subject, states and message."""
-    message = str(entry.get("message", "")).lower()
-    to_state, subject = entry.get("to"), entry.get("subject")
-    for kind in ("failover", "switchover"):
-        # "failover: ...", "switchover to node 2"; not "... done" nor "... abandoned"
-        if message.startswith(kind) and not message.endswith(("done", "abandoned")):
-            return kind
-    if subject == "node" and to_state == "PENDING":
-        return "added"
-    if subject == "node" and to_state in ("TERMINATING", "TERMINATED"):
-        return "removed"
-    if subject == "node" and to_state == "FAILED":
-        return "failed"
-    if message.endswith("is the master"):
-        return "master"
-    if subject == "service" and to_state is not None:
-        return "service"
-    if to_state is not None:
-        return "node"
-    if "dump" in message:
-        return "data"
-    return "event"
+    return next((p.kind for p in PATTERNS if p.matches(entry)), "event")
 
 
 def _when(at: float) -> str:

@@ -50,11 +50,12 @@ async def upload(request: Request) -> Response:
                 yield chunk
 
     try:
-        client = await gui.client(request)
-        answer = await client.upload("load_dump", params, "mysqldump_file", name, chunks())
+        async with gui.client(request) as client:
+            answer = await client.upload("load_dump", params, "mysqldump_file", name,
+                                         chunks())
     except ConpaasSQLError as exc:
         log.info("load_dump of %s refused: %s", name, exc)
-        return JSONResponse({"error": str(exc)}, status_code=status_of(exc))
+        return gui.failed(request, exc)
     log.info("load_dump of %s done", name)
     return JSONResponse({"ok": True, **(answer if isinstance(answer, dict) else {})})
 
@@ -64,7 +65,7 @@ async def export(request: Request) -> Response:
     gui = gui_of(request)
     stack = contextlib.AsyncExitStack()
     try:
-        client = await gui.client(request)
+        client = await stack.enter_async_context(gui.client(request))
         stream = await stack.enter_async_context(client.stream("sqldump",
                                                                _database(request)))
     except ConpaasSQLError as exc:

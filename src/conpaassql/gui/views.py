@@ -12,6 +12,8 @@ from conpaassql.errors import ConpaasSQLError, RemoteError
 from conpaassql.rpc.client import RpcClient
 
 HISTORY_LIMIT = 200
+#: How far back in a node's history its reason for failing is looked for.
+REASON_LOOKBACK = 50
 
 
 @dataclass
@@ -98,6 +100,31 @@ async def node_states(client: RpcClient) -> list[dict[str, Any]]:
     return [dict(n) for n in listed.get("nodes", []) if isinstance(n, Mapping)]
 
 
+async def failure_reason(client: RpcClient, node_id: int) -> str:
+    """Why a node is FAILED: the reason of its last move to FAILED in its history
+    ("" when the manager keeps none, or the node has gone meanwhile)."""
+    try:
+        answer = await client.get("get_service_history", serviceNodeId=node_id,
+                                  limit=REASON_LOOKBACK)
+    except RemoteError as exc:
+        if exc.http_status in (401, 403):
+            raise
+        return ""
+    entries = [e for e in answer.get("history", []) if isinstance(e, Mapping)]
+    return next((str(e.get("message") or "") for e in reversed(entries)
+                 if e.get("to") == "FAILED"), "")
+
+
+async def watched_states(client: RpcClient) -> list[dict[str, Any]]:
+    """``node_states``, a FAILED node's with its ``reason``."""
+    nodes = await node_states(client)
+    failed = [node for node in nodes if node.get("state") == "FAILED"]
+    reasons = await asyncio.gather(*(failure_reason(client, node["id"]) for node in failed))
+    for node, reason in zip(failed, reasons, strict=True):
+        node["reason"] = reason
+    return nodes
+
+
 async def history(client: RpcClient, limit: int = HISTORY_LIMIT) -> list[dict[str, Any]]:
     """The service's history (a manager without ``get_service_history`` gives the
     transitions of ``get_service_info``)."""
@@ -173,14 +200,3 @@ async def databases(client: RpcClient) -> list[dict[str, Any]]:
     found = [dict(d) for d in node.get("databases", []) if isinstance(d, Mapping)]
     return sorted(found, key=lambda d: str(d.get("database")))
 
-
-def human_bytes(size: object) -> str:
-    """``512 B``, ``1.5 kB``, ``12.3 MB``."""
-    if not isinstance(size, int | float):
-        return ""
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(value) < 1000 or unit == "TB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return ""

@@ -103,7 +103,7 @@
     refreshing.add(element);
     try {
       const response = await fetch(element.dataset.src, {credentials: "same-origin"});
-      if (response.status === 401) { window.location = "/login?expired=1"; return; }
+      if (response.status === 401) { window.location = "/login?ended=1"; return; }
       if (!response.ok) {
         connection((await readJson(response)).error);
         return;
@@ -167,11 +167,14 @@
 
   // -- watching long actions ------------------------------------------------
 
+  // A watch ends when every node it waits for is RUNNING with its role, gone, or
+  // FAILED, or the service in the state asked for; in any case after WATCH_LIMIT_MS.
+  const WATCH_LIMIT_MS = 30 * 60 * 1000;
   const WAITING = {
     PENDING: "asked of the cloud",
     BOOTING: "waiting for its agent to register and its server to answer",
     RUNNING: "running",
-    FAILED: "failed: the manager keeps trying",
+    FAILED: "failed",
     TERMINATING: "being destroyed",
   };
 
@@ -180,41 +183,59 @@
     return WAITING[node.state] || node.state;
   }
 
+  function nodeOutcomes(what, seen) {
+    const byId = new Map(seen.nodes.map((n) => [n.id, n]));
+    const outcome = {pending: [], lost: [], failed: [], done: []};
+    for (const id of what.nodes) {
+      const node = byId.get(id);
+      if (what.until === "gone") {
+        if (node) outcome.pending.push("node " + id + ": " + describe(node));
+        else outcome.done.push(id);
+      } else if (!node || node.state === "TERMINATED") outcome.lost.push(id);
+      else if (node.state === "FAILED") outcome.failed.push(node);
+      else if (node.state === "RUNNING" && (node.role !== "none" || seen.nodes.length === 1)) outcome.done.push(id);
+      else outcome.pending.push("node " + id + " " + node.state + ": " + describe(node));
+    }
+    return outcome;
+  }
+
+  function nodes(ids) { return "Node" + (ids.length > 1 ? "s " : " ") + ids.join(", "); }
+
   async function watch(what, indicator) {
     const refreshNodes = () => refreshAll(["#nodes", "#summary", "#service-state"]);
-    let lost = [];
-    for (;;) {
+    const until = Date.now() + WATCH_LIMIT_MS;
+    let outcome = null;
+    let waiting = "";
+    let settled = false;
+    while (!settled && Date.now() < until) {
       await new Promise((r) => setTimeout(r, 1000));
       let seen;
-      try { seen = await getJson("/api/nodes"); } catch (e) { indicator.update("waiting for the manager: " + e.message); continue; }
-      refreshNodes();
-      if (what.service) {
-        indicator.update("service " + seen.state + ": waiting for " + what.service);
-        if (seen.state === what.service) break;
+      try { seen = await getJson("/api/nodes"); } catch (e) {
+        waiting = "waiting for the manager: " + e.message;
+        indicator.update(waiting);
         continue;
       }
-      const byId = new Map(seen.nodes.map((n) => [n.id, n]));
-      const pending = [];
-      lost = [];
-      for (const id of what.nodes) {
-        const node = byId.get(id);
-        if (what.until === "gone") { if (node) pending.push("node " + id + ": " + describe(node)); }
-        else if (!node) lost.push(id);
-        else if (!(node.state === "RUNNING" && (node.role !== "none" || seen.nodes.length === 1))) {
-          pending.push("node " + id + " " + node.state + ": " + describe(node));
-        }
+      refreshNodes();
+      if (what.service) {
+        waiting = "service " + seen.state + ": waiting for " + what.service;
+        settled = seen.state === what.service;
+      } else {
+        outcome = nodeOutcomes(what, seen);
+        waiting = outcome.pending.join("; ");
+        settled = !outcome.pending.length;
       }
-      if (!pending.length) break;
-      indicator.update(pending.join("; "));
+      indicator.update(waiting);
     }
     indicator.end();
-    const done = what.nodes ? what.nodes.filter((id) => !lost.includes(id)) : [];
-    if (what.service) flash("ok", "The service is " + what.service);
-    else if (done.length) {
-      flash("ok", "Node" + (done.length > 1 ? "s " : " ") + done.join(", ") + (what.until === "gone" ? " removed" : " running"));
-    }
-    if (lost.length) flash("error", "Node" + (lost.length > 1 ? "s " : " ") + lost.join(", ") + " left the service (see its history)");
     refreshNodes();
+    if (!settled) {
+      flash("error", "Stopped watching after " + WATCH_LIMIT_MS / 60000 + " min: " + waiting + " (see the nodes page)");
+      return;
+    }
+    if (what.service) { flash("ok", "The service is " + what.service); return; }
+    if (outcome.done.length) flash("ok", nodes(outcome.done) + (what.until === "gone" ? " removed" : " running"));
+    if (outcome.lost.length) flash("error", nodes(outcome.lost) + " left the service (see its history)");
+    for (const node of outcome.failed) flash("error", "Node " + node.id + " failed: " + (node.reason || "see its history"));
   }
 
   // -- actions --------------------------------------------------------------

@@ -1,0 +1,37 @@
+"""Where a manager is and the credential sent to it, as its callers (the
+command-line client and the front-end) check them: the host, the base URL, the
+bearer token. Errors are ``ValueError``s that never quote a token."""
+
+from __future__ import annotations
+
+#: Characters no host name or address holds, and that would change a URL's meaning.
+HOST_FORBIDDEN = frozenset(" \t\r\n/\\?#@'\"")
+MAX_TOKEN_LENGTH = 512
+
+
+def check_host(host: str) -> str:
+    """``host`` if it is fit for a URL (a name or an address); ``ValueError`` if not."""
+    if not host or HOST_FORBIDDEN & set(host) or not host.isprintable():
+        raise ValueError(f"{host!r} is not a host name or address")
+    return host
+
+
+def base_url(host: str, port: int, *, https: bool) -> str:
+    """``http(s)://host:port/``, an IPv6 address in brackets."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"{'https' if https else 'http'}://{host}:{port}/"
+
+
+def check_token(text: str, origin: str) -> str:
+    """``text`` stripped, if it looks like a token; ``ValueError`` naming ``origin``
+    (where the text came from) if not."""
+    token = text.strip()
+    if not token:
+        raise ValueError(f"{origin} is empty")
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise ValueError(f"{origin} is longer than {MAX_TOKEN_LENGTH} characters, "
+                         "not a token")
+    if not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
+        raise ValueError(f"{origin} holds spaces or control characters, not a token")
+    return token

@@ -1,0 +1,177 @@
+"""The timeline's kinds of event, from the manager's own wordings.
+
+``CASES`` holds every history message the manager writes with a fixed wording
+(its template as written in ``src/conpaassql/manager/``, a message made from it,
+and the kind the timeline gives it); the node moves the reconcile loop makes come
+from ``domain.diagnosis`` itself. ``test_every_wording_of_the_manager_is_here``
+fails when the manager words something new, so that the table follows it.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+
+from conpaassql.domain.diagnosis import TARGET
+from conpaassql.domain.states import NodeState
+from conpaassql.gui.timeline import KINDS, PATTERNS, classify
+
+MANAGER = Path(__file__).resolve().parents[2] / "src" / "conpaassql" / "manager"
+
+
+class Case(NamedTuple):
+    template: str  # as the manager's source writes it (format specs left out)
+    message: str
+    subject: str
+    to: str | None
+    kind: str
+
+
+def service(template: str, message: str, to: str, kind: str = "service") -> Case:
+    return Case(template, message, "service", to, kind)
+
+
+def node(template: str, message: str, kind: str, to: str | None = None) -> Case:
+    return Case(template, message, "node", to, kind)
+
+
+CASES = [
+    # the service's states (set_service_state, refresh_service_state)
+    service("service created", "service created", "INIT"),
+    service("failover: master node {dead_id} lost ({reason})",
+            "failover: master node 1 lost (dead master)", "ADAPTING", "failover"),
+    service("failover done", "failover done", "RUNNING"),
+    service("switchover to node {target_id}", "switchover to node 2", "ADAPTING",
+            "switchover"),
+    service("switchover done", "switchover done", "RUNNING"),
+    service("switchover abandoned", "switchover abandoned", "RUNNING"),
+    service("{count} node(s) added", "2 node(s) added", "PROLOGUE"),
+    service("nodes added after shutdown", "nodes added after shutdown", "INIT"),
+    service("node {node.id} replaces lost node {lost.id}", "node 4 replaces lost node 2",
+            "ADAPTING"),
+    service("node {node.id} {reason}", "node 3 removed on request", "ADAPTING"),
+    service("node {node.id} destroyed", "node 3 destroyed", "RUNNING"),
+    service("shutdown requested", "shutdown requested", "EPILOGUE"),
+    service("all nodes destroyed", "all nodes destroyed", "STOPPED"),
+    service("node {node.id} reported", "node 2 reported", "RUNNING"),
+    service("reconcile", "reconcile", "RUNNING"),
+    # nodes' states (new_node, move_node; the reconcile loop's moves below)
+    node("node {node_id} requested from cloud {cloud}", "node 4 requested from cloud local",
+         "added", "PENDING"),
+    node("cloud refused: {exc}", "cloud refused: Cloud error DETAIL:quota exceeded",
+         "removed", "TERMINATED"),
+    node("removed on request", "removed on request", "removed", "TERMINATING"),
+    node("service shutdown", "service shutdown", "removed", "TERMINATING"),
+    node("not re-adopted: find_existing_agents is off",
+         "not re-adopted: find_existing_agents is off", "removed", "TERMINATING"),
+    node("destroyed by the cloud", "destroyed by the cloud", "removed", "TERMINATED"),
+    # events (record_event)
+    node("failover: node {dead_id} fenced ({fencing})",
+         "failover: node 1 fenced (its node destroyed)", "failover"),
+    node("failover: node {candidate_id} is the master (was node {dead_id}: {reason}); "
+         "writes resumed after {elapsed} s",
+         "failover: node 2 is the master (was node 1: dead master); writes resumed "
+         "after 0.52 s", "failover"),
+    node("switchover: node {target_id} is the master (was node {master.id}); "
+         "writes blocked for {blocked} s",
+         "switchover: node 2 is the master (was node 1); writes blocked for 0.012 s",
+         "switchover"),
+    node("{why}; node {node.id} replaces it",
+         "node 2 was lost by cloud local; node 4 replaces it", "replaced"),
+    node("{why}; not replaced", "node 2 was lost by cloud ec2-east; not replaced", "lost"),
+    node("{why}; replacing it failed: {exc}",
+         "node 2 was lost by cloud local; replacing it failed: Cloud error DETAIL:no "
+         "free loopback address left in LOCAL_ADDRESS_RANGE", "lost"),
+    node("node {node.id} is the master", "node 1 is the master", "master"),
+    node("dump of {answer.get('bytes')} bytes loaded into node {node.id}",
+         "dump of 3145728 bytes loaded into node 1", "data"),
+    node("{method} into node {node.id} failed: {str(exc)[:300]}",
+         "load_dump into node 1 failed: MySQL error 1064 DETAIL:syntax error", "data"),
+    node("{method} into node {node.id} failed: {str(exc)[:300]}",
+         "send_mysqldump into node 2 failed: Agent unreachable", "data"),
+    node("destroying node {node.id} failed: {exc}",
+         "destroying node 3 failed: Cloud error DETAIL:timed out", "event"),
+    node("agent of node {node.id} registered", "agent of node 3 registered", "event"),
+    node("node {node.id}: {event[:500]}", "node 3: mysqld restarted (exit status 1)",
+         "event"),
+    node("node {node_id}: {why}: copying node {master.id}",
+         "node 3: asked to become a slave: copying node 1", "event"),
+    node("node {node_id} is a slave of node {master.id} (copy of {answer.get('bytes', 0)} "
+         "bytes in {time.monotonic() - started} s, {answer.get('method', 'physical')})",
+         "node 3 is a slave of node 1 (copy of 5242880 bytes in 1.4 s, physical)", "event"),
+    node("node {node_id}: copying the master failed: {str(exc)[:300]}",
+         "node 3: copying the master failed: Agent unreachable", "event"),
+]
+
+#: The kind of a node's move to each state (the reconcile loop's moves).
+BY_STATE = {NodeState.BOOTING: "node", NodeState.RUNNING: "node", NodeState.FAILED: "failed",
+            NodeState.TERMINATED: "removed"}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.message[:60] for case in CASES])
+def test_each_wording_of_the_manager_has_its_kind(case: Case) -> None:
+    entry = {"subject": case.subject, "node": 2 if case.subject == "node" else None,
+             "to": case.to, "from": None, "message": case.message}
+    assert classify(entry) == case.kind
+
+
+@pytest.mark.parametrize(("situation", "state"), list(TARGET.items()),
+                         ids=[situation.value for situation in TARGET])
+def test_each_move_of_the_reconcile_loop_has_its_kind(situation: Any,
+                                                      state: NodeState) -> None:
+    for detail in ("", " (exit status 1)"):
+        entry = {"subject": "node", "node": 2, "from": "RUNNING", "to": state.value,
+                 "message": situation.value + detail}
+        assert classify(entry) == BY_STATE[state]
+
+
+def test_every_pattern_and_kind_is_met() -> None:
+    met = {case.kind for case in CASES} | set(BY_STATE.values())
+    assert met | {"event"} == set(KINDS)
+    assert {pattern.kind for pattern in PATTERNS} <= met
+
+
+# -- the manager's wordings, read from its source --------------------------------
+
+#: method -> where its message is among the arguments
+WRITERS = {"record_event": 0, "set_service_state": 1, "refresh_service_state": 0,
+           "move_node": 2, "remove_node": 1, "_start_removal": 1, "_add_history": 5}
+
+
+def templates_of(node: ast.expr) -> list[str]:
+    """A message's templates as written (literals and f-strings, either side of an
+    ``if``); none for a variable's value."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, ast.IfExp):
+        return templates_of(node.body) + templates_of(node.orelse)
+    if not isinstance(node, ast.JoinedStr):
+        return []
+    parts = []
+    for part in node.values:
+        if isinstance(part, ast.Constant):
+            parts.append(str(part.value))
+        elif isinstance(part, ast.FormattedValue):
+            parts.append("{" + ast.unparse(part.value) + "}")
+    return ["".join(parts)]
+
+
+def manager_templates() -> set[str]:
+    found: set[str] = set()
+    for path in sorted(MANAGER.glob("*.py")):
+        for call in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) \
+                    and call.func.attr in WRITERS and len(call.args) > WRITERS[call.func.attr]:
+                found.update(templates_of(call.args[WRITERS[call.func.attr]]))
+    return found
+
+
+def test_every_wording_of_the_manager_is_here() -> None:
+    written = manager_templates()
+    assert len(written) > 20  # the search found the manager's messages
+    known = {case.template for case in CASES}
+    assert written - known == set(), "new wordings: add them to CASES (and PATTERNS)"
+    assert known - written == set(), "wordings the manager no longer writes"
