@@ -59,7 +59,7 @@ CASES = [
     service("node {node.id} reported", "node 2 reported", "RUNNING"),
     service("reconcile", "reconcile", "RUNNING"),
     # nodes' states (new_node, move_node; the reconcile loop's moves below)
-    node("node {node_id} requested from cloud {cloud}", "node 4 requested from cloud local",
+    node("node {node_id} requested from cloud {cloud}", "node 4 requested from cloud default",
          "added", "PENDING"),
     node("cloud refused: {exc}", "cloud refused: Cloud error DETAIL:quota exceeded",
          "removed", "TERMINATED"),
@@ -81,7 +81,12 @@ CASES = [
          "switchover"),
     node("{why}; node {node.id} replaces it",
          "node 2 was lost by cloud local; node 4 replaces it", "replaced"),
-    node("{why}; not replaced", "node 2 was lost by cloud ec2-east; not replaced", "lost"),
+    node("{why}; not replaced: {refusal}",
+         "node 2 was lost by cloud ec2-east; not replaced: it never ran", "lost"),
+    node("node {node.id} was removed while its cloud made it: destroying {made.ref}",
+         "node 5 was removed while its cloud made it: destroying i-0abc", "event"),
+    service("{moved} node(s) of cloud {old} now on cloud {new}",
+            "2 node(s) of cloud 'local' now on cloud 'default'", None, "event"),
     node("{why}; replacing it failed: {exc}",
          "node 2 was lost by cloud local; replacing it failed: Cloud error DETAIL:no "
          "free loopback address left in LOCAL_ADDRESS_RANGE", "lost"),

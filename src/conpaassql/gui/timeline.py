@@ -109,7 +109,7 @@ PATTERNS: tuple[Pattern, ...] = (
     # "switchover to node 2" (the service), "switchover: node 2 is the master ..."
     Pattern("switchover", rf"switchover(: | to {_NODE}$)"),
     Pattern("replaced", rf"{_LOST}{_NODE} replaces it$"),
-    Pattern("lost", rf"{_LOST}(not replaced$|replacing it failed: )"),
+    Pattern("lost", rf"{_LOST}(not replaced: |replacing it failed: )"),
     Pattern("added", subject="node", to=("PENDING",)),
     Pattern("removed", subject="node", to=("TERMINATING", "TERMINATED")),
     Pattern("failed", subject="node", to=("FAILED",)),
