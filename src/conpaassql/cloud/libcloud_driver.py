@@ -29,8 +29,8 @@ from libcloud.compute.types import Provider
 from conpaassql.cloud.base import CloudDriver, CloudNode, CloudNodeState, NodeRequest
 from conpaassql.cloud.cloud_init import read_template, render_user_data
 from conpaassql.config import LibcloudConfig
-from conpaassql.domain.network import is_loopback
 from conpaassql.errors import CloudError, ConfigError, ConpaasSQLError
+from conpaassql.rpc.endpoint import is_loopback
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,9 @@ from conpaassql.errors import ConfigError
 from conpaassql.gui import actions, login, pages, transfer
 from conpaassql.gui.config import GuiConfig
 from conpaassql.gui.context import STATIC, Gui
-from conpaassql.gui.security import Guard, GuardMiddleware, is_loopback
+from conpaassql.gui.security import Guard, GuardMiddleware
 from conpaassql.gui.sessions import Sessions
+from conpaassql.rpc.endpoint import is_loopback
 
 log = logging.getLogger(__name__)
 

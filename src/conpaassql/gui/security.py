@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -58,16 +57,6 @@ HEADERS = [
     # not no-referrer: with it, a same-origin form POST says "Origin: null"
     (b"referrer-policy", b"same-origin"),
 ]
-
-
-def is_loopback(host: str) -> bool:
-    """True for a loopback address (127.0.0.0/8, ::1) or ``localhost``."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def host_of(header: str) -> str:

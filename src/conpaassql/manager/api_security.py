@@ -20,11 +20,11 @@ from typing import Any
 from starlette.requests import Request
 
 from conpaassql.config import ManagerConfig
-from conpaassql.domain.network import is_loopback
 from conpaassql.errors import AuthError, ConfigError, ForbiddenError
 from conpaassql.manager.authority import Authority
 from conpaassql.manager.credentials import write_private
 from conpaassql.manager.tokens import TokenStore
+from conpaassql.rpc.endpoint import is_loopback
 from conpaassql.rpc.registry import Method
 from conpaassql.rpc.server import Authorizer, Gate
 
