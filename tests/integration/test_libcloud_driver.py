@@ -95,6 +95,7 @@ def test_destroy_and_reboot(ec2: Ec2StandIn) -> None:
     listed = asyncio.run(driver.list_nodes())
     assert [(n.ref, n.state) for n in listed] == [(made.ref, CloudNodeState.TERMINATED)]
     asyncio.run(driver.destroy_node(made.ref))  # gone already: not an error
+    asyncio.run(driver.destroy_node("i-0123456789abcdef0"))  # never was: not an error either
     with pytest.raises(CloudError, match=f"no node {made.ref}"):
         asyncio.run(driver.reboot_node(made.ref))
 

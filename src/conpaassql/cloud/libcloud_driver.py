@@ -243,7 +243,17 @@ class LibcloudDriver(CloudDriver):
     # -- helpers ----------------------------------------------------------
 
     async def _find(self, ref: str) -> Any:
-        listed = await self._call("list nodes", self._cloud.list_nodes)
+        """The provider's live node ``ref`` (asked for by id where the provider can)."""
+        if "ex_node_ids" in inspect.signature(self._cloud.list_nodes).parameters:
+            try:
+                listed = await self._call("find a node",
+                                          lambda: self._cloud.list_nodes(ex_node_ids=[ref]))
+            except CloudError as exc:
+                if "NotFound" in str(exc):  # EC2: InvalidInstanceID.NotFound
+                    return None
+                raise
+        else:
+            listed = await self._call("list nodes", self._cloud.list_nodes)
         return next((item for item in listed if item.id == ref and
                      self.map_state(item.state) is not CloudNodeState.TERMINATED), None)
 
