@@ -682,15 +682,16 @@ def test_nodes_table_with_details() -> None:
         "serviceNode": [1792, 1815],
         "nodes": [
             {"id": 1792, "name": "agent-1", "ip": "10.1.0.19", "state": "RUNNING",
-             "role": "master"},
-            {"id": 1815, "name": "agent-2", "ip": "10.1.0.20", "state": "PENDING"},
+             "role": "master", "cloud": "default"},
+            {"id": 1815, "name": "agent-2", "ip": "10.1.0.20", "state": "PENDING",
+             "cloud": "aws"},
         ],
     }
     text = render(nodes_tables(result))
     header = next(line for line in text.splitlines() if "name" in line)
     assert [word for word in header.replace("┃", " ").split()] == [
-        "id", "name", "ip", "state", "role"]
-    assert "master" in text and "10.1.0.20" in text
+        "id", "name", "cloud", "ip", "state", "role"]
+    assert "master" in text and "10.1.0.20" in text and "aws" in text
 
 
 def test_nodes_table_of_several_lists() -> None:

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from conpaassql.rpc.units import human_bytes
 
-NODE_COLUMNS = ("id", "name", "ip", "state", "role")
+NODE_COLUMNS = ("id", "name", "cloud", "ip", "state", "role")
 MAX_DEPTH = 4
 LOG_METHODS = frozenset({"getLog", "get_agent_log"})
 """The methods whose result is a log, printed as raw text."""
