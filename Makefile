@@ -10,7 +10,7 @@ GUI_PORT ?= 5000
 CONFIG ?= etc/manager-local.cnf
 PYTEST_ARGS ?=
 
-.PHONY: run test fuzz bench bench-dump bench-replication bench-clouds lint typecheck deps clean
+.PHONY: run test fuzz bench bench-dump bench-replication bench-clouds bench-gui lint typecheck deps clean
 
 deps:
 	@PYTHON=$(PYTHON) scripts/bootstrap.sh $(VENV)
@@ -39,6 +39,7 @@ bench: deps
 	$(VENV)/bin/python bench/dump.py
 	$(VENV)/bin/python bench/replication.py
 	$(VENV)/bin/python bench/clouds.py
+	$(VENV)/bin/python bench/gui.py
 
 bench-dump: deps
 	$(VENV)/bin/python bench/dump.py
@@ -48,6 +49,9 @@ bench-replication: deps
 
 bench-clouds: deps
 	$(VENV)/bin/python bench/clouds.py
+
+bench-gui: deps
+	$(VENV)/bin/python bench/gui.py
 
 clean:
 	rm -rf build dist .mypy_cache .ruff_cache .pytest_cache

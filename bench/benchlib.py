@@ -22,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -56,7 +56,7 @@ SETTLED_HISTORY = 100
 BUSY_SHARE = 0.10  # other processes' share of the CPUs above which the figures are noisy
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 #: What other engineers' test runs and benchmarks look like in a process list.
-OTHER_WORK_PATTERNS = ("pytest", r"bench/(provision|dump|replication|clouds)\.py")
+OTHER_WORK_PATTERNS = ("pytest", r"bench/(provision|dump|replication|clouds|gui)\.py")
 QUIET_WAIT = 900.0  # seconds to wait at most for the machine to be free of them
 QUIET_POLL = 10.0
 
@@ -98,6 +98,18 @@ def fatal_or(check: Callable[[], T]) -> Callable[[], T | bool]:
             return False
 
     return wrapped
+
+
+def run_within(work: Coroutine[Any, Any, T], deadline: float | None, what: str) -> T:
+    """``asyncio.run(work)``; ``BenchError`` if it takes over ``deadline`` seconds."""
+
+    async def bounded() -> T:
+        try:
+            return await asyncio.wait_for(work, deadline)
+        except TimeoutError:
+            raise BenchError(f"{what} took over {deadline:g}s") from None
+
+    return asyncio.run(bounded())
 
 
 def free_tcp_port() -> int:
@@ -525,9 +537,10 @@ class ManagerProcess:
     def post(self, method: str, **params: Any) -> Any:
         return self.call(method, "POST", **params)
 
-    def upload(self, method: str, file_field: str, path: Path,
-               **params: Any) -> tuple[Any, float]:
-        """An UPLOAD of the file at ``path`` (streamed); the reply and its seconds."""
+    def upload(self, method: str, file_field: str, path: Path, *,
+               deadline: float | None = None, **params: Any) -> tuple[Any, float]:
+        """An UPLOAD of the file at ``path`` (streamed); the reply and its seconds
+        (``BenchError`` past ``deadline`` seconds, if given)."""
 
         async def send() -> tuple[Any, float]:
             async with RpcClient(self.url) as client:
@@ -537,10 +550,12 @@ class ManagerProcess:
                                                      path.name)
                     return reply, time.perf_counter() - started
 
-        return asyncio.run(send())
+        return run_within(send(), deadline, f"{method} of {path.name}")
 
-    def download(self, method: str, path: Path, **params: Any) -> tuple[int, float]:
-        """A streamed result written to ``path``; its bytes and seconds."""
+    def download(self, method: str, path: Path, *, deadline: float | None = None,
+                 **params: Any) -> tuple[int, float]:
+        """A streamed result written to ``path``; its bytes and seconds
+        (``BenchError`` past ``deadline`` seconds, if given)."""
 
         async def fetch() -> tuple[int, float]:
             async with RpcClient(self.url) as client:
@@ -549,7 +564,7 @@ class ManagerProcess:
                     size = await client.download(method, params, handle)
                     return size, time.perf_counter() - started
 
-        return asyncio.run(fetch())
+        return run_within(fetch(), deadline, f"{method} into {path.name}")
 
     def add_nodes(self, count: int) -> list[int]:
         """``add_nodes``: the new nodes' ids (they boot in the background)."""
