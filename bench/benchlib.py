@@ -15,11 +15,13 @@ import errno
 import fcntl
 import os
 import resource
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -29,6 +31,7 @@ from types import FrameType
 from typing import Any, TypeVar
 
 from rich.console import Console
+from rich.table import Table
 
 from conpaassql.cloud.local import (
     AGENT_PID_FILE,
@@ -149,6 +152,12 @@ class SubnetClaim:
         if self.descriptor is not None:
             os.close(self.descriptor)
             self.descriptor = None
+
+    def __enter__(self) -> SubnetClaim:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def vmrss_mb(pid: int | None) -> float | None:
@@ -783,3 +792,42 @@ def quiet_signals() -> None:
     """Cleanup must not be interrupted half way."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+# -- running a benchmark ------------------------------------------------------------
+
+
+def run_measured(prefix: str, measure: Callable[[Path], None]) -> bool:
+    """``measure(root)`` in a temporary directory of its own, SIGTERM unwinding like
+    SIGINT; the directory is removed whatever happens. False, said on stderr, if the
+    benchmark failed."""
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    try:
+        with signals_raise():
+            measure(root)
+    except BenchError as exc:
+        err.print(f"[red]benchmark failed:[/red] {exc}")
+        return False
+    finally:
+        quiet_signals()
+        shutil.rmtree(root, ignore_errors=True)
+    return True
+
+
+def print_with_machine_rows(table: Table, figures: dict[str, Any], width: int = 160) -> None:
+    """The rows a transfer benchmark's table ends with (its time, the load, the other
+    work's share of the CPUs), the table, and a note when the machine was busy."""
+    blank = [""] * (len(table.columns) - 2)
+    table.add_row("total benchmark time", f"{figures['total_s']:.1f} s", *blank)
+    table.add_row("load average (1 min) start / end, CPUs",
+                  " / ".join(f"{v:.2f}" for v in figures["load_average_1m"]),
+                  str(figures["cpus"]), *blank[1:])
+    share = figures["other_cpu_share"]
+    table.add_row("other processes' share of the CPUs during the runs", f"{share:.0%}",
+                  *blank[:-1], f"< {BUSY_SHARE:.0%} {verdict(share < BUSY_SHARE)}")
+    console = Console(width=width)
+    console.print(table)
+    if share >= BUSY_SHARE:
+        console.print(f"[yellow]note:[/yellow] other work took {share:.0%} of this machine's "
+                      "CPU time during the timed runs; it slows whichever run it overlaps, so "
+                      "the ratios are noisy: run again on a quiet machine (or with --repeat).")

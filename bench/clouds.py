@@ -52,8 +52,8 @@ from benchlib import (
     median,
     order,
     quiet_signals,
+    run_measured,
     runs_of,
-    signals_raise,
     vmrss_mb,
     wait_until,
 )
@@ -364,16 +364,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("every count must be at least 1")
     started = time.perf_counter()
     results = Results()
-    root = Path(tempfile.mkdtemp(prefix="cqb-clouds-", dir="/tmp"))
-    try:
-        with signals_raise():
-            measure(args, root, results)
-    except BenchError as exc:
-        err.print(f"[red]benchmark failed:[/red] {exc}")
+    if not run_measured("cqb-clouds-", lambda root: measure(args, root, results)):
         return 1
-    finally:
-        quiet_signals()
-        shutil.rmtree(root, ignore_errors=True)
     results.total_s = time.perf_counter() - started
     figures = summary(results)
     render(figures)

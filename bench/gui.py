@@ -40,22 +40,18 @@ import argparse
 import json
 import os
 import re
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
-from rich.console import Console
 from rich.table import Table
 
 from benchlib import (
-    BUSY_SHARE,
     REPO,
     SOURCE_DB,
     BenchError,
@@ -72,10 +68,11 @@ from benchlib import (
     mib,
     order,
     other_share,
+    print_with_machine_rows,
     quiet_signals,
+    run_measured,
     run_within,
     runs_of,
-    signals_raise,
     stop_child,
     verdict,
     vmrss_mb,
@@ -511,19 +508,7 @@ def render(figures: dict[str, Any]) -> None:
                   f"{figures['dump_s']:.1f} s", "", "", "")
     table.add_row("waited for others' tests (s), waits that ran out",
                   f"{figures['quiet_wait_s']:.0f}", str(figures["quiet_gave_up"]), "", "", "")
-    table.add_row("total benchmark time", f"{figures['total_s']:.1f} s", "", "", "", "")
-    table.add_row("load average (1 min) start / end, CPUs",
-                  " / ".join(f"{v:.2f}" for v in figures["load_average_1m"]),
-                  str(figures["cpus"]), "", "", "")
-    share = figures["other_cpu_share"]
-    table.add_row("other processes' share of the CPUs during the runs", f"{share:.0%}", "", "",
-                  "", f"< {BUSY_SHARE:.0%} {verdict(share < BUSY_SHARE)}")
-    console = Console(width=160)
-    console.print(table)
-    if share >= BUSY_SHARE:
-        console.print(f"[yellow]note:[/yellow] other work took {share:.0%} of this machine's "
-                      "CPU time during the timed runs; it slows whichever run it overlaps, so "
-                      "the ratios are noisy: run again on a quiet machine (or with --repeat).")
+    print_with_machine_rows(table, figures)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -546,20 +531,13 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     results = Results(load=[os.getloadavg()[0]])
-    root = Path(tempfile.mkdtemp(prefix="cqg-", dir="/tmp"))
-    claim: SubnetClaim | None = None
-    try:
-        with signals_raise():
-            claim = SubnetClaim(args.subnet)
+
+    def run(root: Path) -> None:
+        with SubnetClaim(args.subnet) as claim:
             measure(args, root, claim.subnet, results)
-    except BenchError as exc:
-        err.print(f"[red]benchmark failed:[/red] {exc}")
+
+    if not run_measured("cqg-", run):
         return 1
-    finally:
-        quiet_signals()
-        shutil.rmtree(root, ignore_errors=True)
-        if claim is not None:
-            claim.release()
     results.total_s = time.perf_counter() - started
     results.load.append(os.getloadavg()[0])
     figures = summary(results)
