@@ -9,6 +9,7 @@ benchmark renders its own table.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import errno
@@ -831,3 +832,35 @@ def print_with_machine_rows(table: Table, figures: dict[str, Any], width: int = 
         console.print(f"[yellow]note:[/yellow] other work took {share:.0%} of this machine's "
                       "CPU time during the timed runs; it slows whichever run it overlaps, so "
                       "the ratios are noisy: run again on a quiet machine (or with --repeat).")
+
+
+def table_arguments(doc: str | None, *, rows: int, size: str,
+                    repeat: int) -> argparse.ArgumentParser:
+    """The options of a benchmark on a table of ``rows`` rows (about ``size`` of
+    SQL): its rows, the rounds, the nodes' buffer pool, their subnet, and the limit
+    of every wait. ``parse_table_arguments`` checks them."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
+    parser.add_argument("--rows", type=int, default=rows,
+                        help=f"rows of the table (default %(default)s: ~{size})")
+    parser.add_argument("--repeat", type=int, default=repeat,
+                        help="rounds of each comparison, order alternating (default %(default)s)")
+    parser.add_argument("--buffer-pool", default="256M",
+                        help="innodb_buffer_pool_size of the nodes (default %(default)s)")
+    parser.add_argument("--subnet", type=int, default=None,
+                        help="nodes get 127.0.SUBNET.10-60 (default: a free one of 101-249)")
+    parser.add_argument("--timeout", type=float, default=1800.0,
+                        help="limit of every single wait, in seconds (default %(default)s)")
+    return parser
+
+
+def parse_table_arguments(parser: argparse.ArgumentParser, argv: list[str] | None,
+                          *counts: str) -> argparse.Namespace:
+    """The arguments, with --rows, --repeat and the other ``counts`` at least 1 and
+    --subnet one of 1-254."""
+    args = parser.parse_args(argv)
+    names = ("rows", "repeat", *counts)
+    if min(getattr(args, name) for name in names) < 1:
+        parser.error(", ".join(f"--{name}" for name in names) + " must be at least 1")
+    if args.subnet is not None and not 0 < args.subnet < 255:
+        parser.error("--subnet must be 1-254")
+    return args

@@ -68,12 +68,14 @@ from benchlib import (
     mib,
     order,
     other_share,
+    parse_table_arguments,
     print_with_machine_rows,
     quiet_signals,
     run_measured,
     run_within,
     runs_of,
     stop_child,
+    table_arguments,
     verdict,
     vmrss_mb,
     wait_until,
@@ -512,22 +514,9 @@ def render(figures: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--rows", type=int, default=DEFAULT_ROWS,
-                        help="rows of the source table (default %(default)s: ~100 MB of dump)")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="rounds of each comparison, order alternating (default %(default)s)")
-    parser.add_argument("--buffer-pool", default="256M",
-                        help="innodb_buffer_pool_size of the node (default %(default)s)")
-    parser.add_argument("--subnet", type=int, default=None,
-                        help="nodes get 127.0.SUBNET.10-60 (default: a free one of 101-249)")
-    parser.add_argument("--timeout", type=float, default=1800.0,
-                        help="limit of every single wait, in seconds (default %(default)s)")
-    args = parser.parse_args(argv)
-    if args.rows < 1 or args.repeat < 1:
-        parser.error("--rows and --repeat must be at least 1")
-    if args.subnet is not None and not 0 < args.subnet < 255:
-        parser.error("--subnet must be 1-254")
+    parser = table_arguments(__doc__, rows=DEFAULT_ROWS, size="100 MB of dump",
+                             repeat=3)
+    args = parse_table_arguments(parser, argv)
 
     started = time.perf_counter()
     results = Results(load=[os.getloadavg()[0]])

@@ -88,9 +88,11 @@ from benchlib import (
     mib,
     order,
     other_share,
+    parse_table_arguments,
     quiet_signals,
     runs_of,
     signals_raise,
+    table_arguments,
     verdict,
     wait_until,
     write_defaults,
@@ -930,30 +932,15 @@ def render(figures: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--rows", type=int, default=DEFAULT_ROWS,
-                        help="rows of the master's table (default %(default)s: ~200 MB)")
-    parser.add_argument("--repeat", type=int, default=2,
-                        help="rounds of the seeding comparison, order alternating "
-                             "(default %(default)s)")
+    parser = table_arguments(__doc__, rows=DEFAULT_ROWS, size="200 MB", repeat=2)
     parser.add_argument("--failovers", type=int, default=5,
                         help="failovers to take the median of (default %(default)s)")
     parser.add_argument("--switchovers", type=int, default=5,
                         help="switchovers to take the median of (default %(default)s)")
-    parser.add_argument("--buffer-pool", default="256M",
-                        help="innodb_buffer_pool_size of every node (default %(default)s)")
-    parser.add_argument("--subnet", type=int, default=None,
-                        help="nodes get 127.0.SUBNET.10-60 (default: a free one of 101-249)")
-    parser.add_argument("--timeout", type=float, default=1800.0,
-                        help="limit of every single wait, in seconds (default %(default)s)")
     parser.add_argument("--quiet-wait", type=float, default=900.0,
                         help="longest wait for others' tests and benchmarks to end before a "
                              "timed run, in seconds (default %(default)s)")
-    args = parser.parse_args(argv)
-    if min(args.rows, args.repeat, args.failovers, args.switchovers) < 1:
-        parser.error("--rows, --repeat, --failovers and --switchovers must be at least 1")
-    if args.subnet is not None and not 0 < args.subnet < 255:
-        parser.error("--subnet must be 1-254")
+    args = parse_table_arguments(parser, argv, "failovers", "switchovers")
 
     started = time.perf_counter()
     results = Results(load=[os.getloadavg()[0]])
