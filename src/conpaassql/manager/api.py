@@ -6,7 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, ValidationError, model_validator
 
 from conpaassql.domain.node import Node
 from conpaassql.domain.states import NodeState, Role
@@ -17,6 +17,8 @@ from conpaassql.manager.data_api import DataApi
 from conpaassql.manager.reconcile import Reconciler
 from conpaassql.manager.replication import Replication
 from conpaassql.manager.service import NodeService
+from conpaassql.protocol.agent import PerformanceReply
+from conpaassql.protocol.report import StateReport, mysqld_answering
 from conpaassql.rpc.openrpc import add_discovery
 from conpaassql.rpc.registry import CallContext, Registry
 from conpaassql.rpc.tls import node_of_name
@@ -51,6 +53,15 @@ class NodeParams(Params):
 
 class RegisterParams(Params):
     state: dict[str, Any]
+
+    def report(self) -> StateReport:
+        """The agent's report, parsed here, where it arrives."""
+        try:
+            return StateReport.model_validate(self.state)
+        except ValidationError as exc:
+            problem = exc.errors(include_url=False, include_input=False)[0]
+            where = ".".join(str(part) for part in problem["loc"])
+            raise InvalidArgumentError("state", detail=f"{where}: {problem['msg']}") from None
 
 
 class ReplicaParams(Params):
@@ -136,7 +147,7 @@ class ManagerApi:
         if report is not None:
             await self.reconciler.on_report(node, report)
             node = self.nodes.node(node.id)
-        answering = bool(report and report.get("mysqld", {}).get("answering"))
+        answering = mysqld_answering(report)
         info = views.node_details(node, report, answering)
         master_report = self._master_report(node)
         info["replication"] = views.replication_of(node, report, master_report,
@@ -145,15 +156,16 @@ class ManagerApi:
                            self.rt.store.history(limit=20, node_id=node.id)]
         return {"serviceNode": info}
 
-    async def _live_report(self, node: Node) -> dict[str, Any] | None:
+    async def _live_report(self, node: Node) -> StateReport | None:
         if not node.state.is_live or node.ip is None:
             return None
         try:
-            return await self.rt.agents.server_state(node, self.rt.config.probe_timeout)
+            return await self.rt.agents.get_server_state(
+                node, timeout=self.rt.config.probe_timeout)
         except ConpaasSQLError:
             return None
 
-    def _master_report(self, node: Node) -> dict[str, Any] | None:
+    def _master_report(self, node: Node) -> StateReport | None:
         master = self.nodes.master()
         if master is None or master.id == node.id:
             return None
@@ -210,15 +222,15 @@ class ManagerApi:
         """Figures read now from every running node's server."""
         running = [n for n in self.nodes.live_nodes() if n.state is NodeState.RUNNING]
         answers = await asyncio.gather(
-            *(self.rt.agents.call(node, "get_server_performance", verb="GET",
-                                  timeout=self.rt.config.probe_timeout) for node in running),
+            *(self.rt.agents.get_server_performance(node, timeout=self.rt.config.probe_timeout)
+              for node in running),
             return_exceptions=True,
         )
         per_node = []
         unreachable = []
         for node, answer in zip(running, answers, strict=True):
-            if isinstance(answer, dict):
-                per_node.append(views.performance_of(node, answer))
+            if isinstance(answer, PerformanceReply):
+                per_node.append(views.performance_of(node, answer.wire()))
             else:
                 unreachable.append(node.id)
         return {"nodes": per_node, "total": views.totals(per_node), "unreachable": unreachable}
@@ -234,8 +246,9 @@ class ManagerApi:
 
     async def register_node(self, params: RegisterParams, ctx: CallContext) -> dict[str, Any]:
         """Registration and heartbeat of an agent (agents only)."""
-        node = self.nodes.register(params.state, node_of_name(ctx.principal))
-        await self.reconciler.on_report(node, params.state)
+        report = params.report()
+        node = self.nodes.register(report, node_of_name(ctx.principal))
+        await self.reconciler.on_report(node, report)
         return {"result": "OK"}
 
 

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
 
 from conpaassql.cloud.base import CloudNode
 from conpaassql.domain.diagnosis import TARGET, Observation, Situation, Thresholds, diagnose
@@ -21,6 +20,7 @@ from conpaassql.errors import ConpaasSQLError
 from conpaassql.manager.cloud_watch import CloudView, CloudWatch, in_cloud_since
 from conpaassql.manager.replication import Replication
 from conpaassql.manager.service import NodeService, Runtime
+from conpaassql.protocol.report import StateReport, mysqld_answering
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class Reconciler:
         self.limits = Thresholds(failure_threshold=runtime.config.failure_threshold,
                                  boot_timeout=runtime.config.boot_timeout)
         self.failures: dict[int, int] = {}
-        self.reports: dict[int, dict[str, Any]] = {}
+        self.reports: dict[int, StateReport] = {}
         self.last_result = "not started"
         self.cycles = 0
         self.watch = CloudWatch(runtime.clouds, runtime.config.cloud_list_interval,
@@ -100,7 +100,7 @@ class Reconciler:
             self.nodes.refresh_service_state(actions[0] if actions else "reconcile")
             return self._summary(actions)
 
-    async def on_report(self, node: Node, report: dict[str, Any]) -> None:
+    async def on_report(self, node: Node, report: StateReport) -> None:
         """An agent pushed its state: act on it now rather than next cycle."""
         async with self._lock:
             current = self.rt.store.get_node(node.id)
@@ -116,11 +116,12 @@ class Reconciler:
                     after.state is NodeState.RUNNING:
                 self._wake.set()  # a node just came up: give it its role at once
 
-    async def _probe(self, node: Node) -> dict[str, Any] | None:
+    async def _probe(self, node: Node) -> StateReport | None:
         if node.ip is None:
             return None
         try:
-            report = await self.rt.agents.server_state(node, self.rt.config.probe_timeout)
+            report = await self.rt.agents.get_server_state(
+                node, timeout=self.rt.config.probe_timeout)
         except ConpaasSQLError:
             self.failures[node.id] = self.failures.get(node.id, 0) + 1
             return None
@@ -136,12 +137,12 @@ class Reconciler:
             return node
         return self.rt.store.update_node(node.id, cloud_ref=match.ref, ip=node.ip or match.ip)
 
-    def _apply(self, node: Node, report: dict[str, Any] | None, view: CloudView) -> str | None:
+    def _apply(self, node: Node, report: StateReport | None, view: CloudView) -> str | None:
         now = time.time()
         seen = Observation(
             state=node.state,
             probed=report is not None,
-            mysqld_answering=bool(report and report.get("mysqld", {}).get("answering")),
+            mysqld_answering=mysqld_answering(report),
             probe_failures=self.failures.get(node.id, 0),
             in_cloud=view.in_cloud,
             cloud_running=view.running,
@@ -173,9 +174,7 @@ class Reconciler:
         return f"{state}: no action ({tally})"
 
 
-def _detail(situation: Situation, report: dict[str, Any] | None) -> str:
-    if situation is Situation.MYSQLD_DOWN and report:
-        last = report.get("mysqld", {}).get("last_exit")
-        if last:
-            return f" ({last})"
+def _detail(situation: Situation, report: StateReport | None) -> str:
+    if situation is Situation.MYSQLD_DOWN and report is not None and report.mysqld.last_exit:
+        return f" ({report.mysqld.last_exit})"
     return ""
