@@ -17,16 +17,20 @@ from conpaassql.rpc.registry import CallContext
 from tests.unit.test_node_service import service
 
 
-def test_figures_are_nearest_rank_percentiles_in_milliseconds() -> None:
+def test_figures_are_the_nearest_rank_p99_and_the_max_in_milliseconds() -> None:
     monitor = LoopMonitor()
     for lag_ms in range(1, 201):  # 1 ms ... 200 ms, in any order
         monitor.record(((lag_ms * 37) % 200 + 1) / 1000)
     figures = monitor.figures()
     assert figures["samples"] == 200
-    assert figures["loop_lag_p50_ms"] == 100.0
     assert figures["loop_lag_p99_ms"] == 198.0
     assert figures["loop_lag_max_ms"] == 200.0
     assert figures["interval_ms"] == 10.0
+    monitor.record(0.0)  # 201 samples: the 199th smallest (ceil(0.99 * 201))
+    assert monitor.figures()["loop_lag_p99_ms"] == 198.0
+    one = LoopMonitor()
+    one.record(0.0125)
+    assert one.figures()["loop_lag_p99_ms"] == one.figures()["loop_lag_max_ms"] == 12.5
 
 
 def test_no_sample_gives_no_figure_and_an_early_wake_counts_as_none() -> None:
