@@ -19,6 +19,11 @@ measured:
    ends when the load is done (and verified: row count and ``CHECKSUM TABLE``)
    and the slave replicates again.
 
+Before a work window the master is settled (dirty pages flushed, undo purged);
+before every window the benchmark waits (at most ``--quiet-wait`` seconds) until
+no other test run or benchmark is running on the machine; once such a wait has
+run out, the later ones only look once.
+
 In each window the manager's event-loop lag (``get_service_performance``'s
 ``manager`` figures: how late a 10 ms timer wakes; the window is reset at its
 start) is read, and ``list_nodes`` is called over HTTP every ``--every``
@@ -26,7 +31,10 @@ seconds on one kept connection (made before the timed calls) by a separate
 process (so that this script's own upload does not slow the calls it times).
 Prints a table of the figures
 beside their targets (p99 lag under 20 ms, longest under 100 ms; ``list_nodes``
-p99 under 50 ms) and how busy the rest of the machine was, then one JSON line.
+p99 under 50 ms), the CPU time of the manager and of the agents, and how busy
+the rest of the machine was (the ``list_nodes`` caller counts among the rest:
+a lag measured while other work holds the CPUs is partly theirs), then one
+JSON line.
 The targets are shown, not enforced: the exit status says only whether the
 benchmark could measure. Everything started here is stopped and the temporary
 directory removed, also on failure or interruption; every wait has a deadline.
@@ -37,6 +45,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import math
 import multiprocessing
@@ -57,6 +66,7 @@ from benchlib import (
     MachineShare,
     ManagerProcess,
     Native,
+    QuietMachine,
     SubnetClaim,
     err,
     fill_source,
@@ -148,6 +158,7 @@ class Window:
     list_nodes: list[float] = field(default_factory=list)  # seconds
     list_errors: list[str] = field(default_factory=list)
     other_cpu_s: float = 0.0
+    cpu_s: dict[str, float] = field(default_factory=dict)  # ours, by kind of process
     load_s: float | None = None
     copy_s: float | None = None  # from set_up_replica_slave to the slave replicating
 
@@ -172,6 +183,7 @@ class Bench:
         self.subnet = subnet
         self.manager = ManagerProcess(root, subnet, args.buffer_pool)
         self.defaults = root / "client.cnf"
+        self.quiet = QuietMachine(limit=args.quiet_wait)
 
     def native(self, node_id: int) -> Native:
         return Native(self.manager.socket_of(node_id), self.defaults, self.timeout)
@@ -233,8 +245,7 @@ class Bench:
         self.results.rows = rows
         self.results.dump_bytes = dump.stat().st_size
         for slave in slaves:  # the work starts from slaves that have caught up
-            replica = self.native(slave)
-            wait_until(lambda r=replica: r.fingerprint(SOURCE_DB) == source, self.timeout,
+            wait_until(functools.partial(_has, self.native(slave), source), self.timeout,
                        1.0, f"node {slave} to catch up with the source table")
         err.print(f"source: {rows} rows, dump of {mib(self.results.dump_bytes)}, on every "
                   f"node after {time.perf_counter() - started:.1f}s")
@@ -251,6 +262,7 @@ class Bench:
 
     def idle_window(self) -> Window:
         window = Window("idle")
+        self.quiet.wait("the idle window")
         err.print(f"idle window: {self.args.idle:g}s of probes only...")
         with ListNodesCaller(self.manager.url, self.args.every) as caller, \
                 MachineShare(self.root) as share:
@@ -265,6 +277,8 @@ class Bench:
         database = f"load_{index}"
         native = self.native(master)
         native.sql(f"CREATE DATABASE `{database}`")
+        native.settle()
+        self.quiet.wait(f"work window {index}")
         err.print(f"work window {index}: load_dump of {dump.name} into {database} while "
                   f"node {slave} is copied anew...")
         with ListNodesCaller(self.manager.url, self.args.every) as caller, \
@@ -292,6 +306,7 @@ class Bench:
                      share: MachineShare) -> Window:
         window.seconds = share.seconds
         window.other_cpu_s = share.other
+        window.cpu_s = share.cpu
         window.list_nodes = caller.latencies
         window.list_errors = caller.errors
         lag = window.lag
@@ -304,6 +319,11 @@ class Bench:
     def close(self) -> None:
         quiet_signals()
         self.manager.close()
+
+
+def _has(native: Native, source: tuple[str, str]) -> bool:
+    """True if the node has the source table as it is on the master."""
+    return native.fingerprint(SOURCE_DB) == source
 
 
 # -- reporting ------------------------------------------------------------------------
@@ -335,6 +355,8 @@ def window_figures(window: Window) -> dict[str, Any]:
         "list_nodes_errors": len(window.list_errors),
         "load_dump_s": None if window.load_s is None else round(window.load_s, 2),
         "copy_s": None if window.copy_s is None else round(window.copy_s, 2),
+        "manager_cpu_s": round(window.cpu_s.get("manager", 0.0), 2),
+        "agents_cpu_s": round(window.cpu_s.get("agent", 0.0), 2),
         "other_cpu_share": round(window.other_cpu_s / (window.seconds * (os.cpu_count() or 1)),
                                  3) if window.seconds else 0.0,
     }
@@ -371,6 +393,8 @@ ROWS = (  # (label, key, unit, target or None)
     ("load_dump", "load_dump_s", "s", None),
     ("slave copied, replicating again", "copy_s", "s", None),
     ("window", "seconds", "s", None),
+    ("CPU of the manager", "manager_cpu_s", "s", None),
+    ("CPU of the agents", "agents_cpu_s", "s", None),
     ("other processes' share of the CPUs", "other_cpu_share", "", None),
 )
 
@@ -416,6 +440,9 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
                         help="seconds of the idle window (default %(default)s)")
     parser.add_argument("--every", type=float, default=0.05,
                         help="seconds between two list_nodes calls (default %(default)s)")
+    parser.add_argument("--quiet-wait", type=float, default=600.0,
+                        help="longest wait for others' tests and benchmarks to end before a "
+                             "window, in seconds (default %(default)s)")
     parser.add_argument("--buffer-pool", default="256M",
                         help="innodb_buffer_pool_size of the nodes (default %(default)s)")
     parser.add_argument("--subnet", type=int, default=None,
@@ -425,8 +452,9 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.nodes < 2 or args.repeat < 1:
         parser.error("--nodes must be at least 2 and --repeat at least 1")
-    if min(args.dump_mb, args.idle, args.every) <= 0:
-        parser.error("--dump-mb, --idle and --every must be positive")
+    if min(args.dump_mb, args.idle, args.every) <= 0 or args.quiet_wait < 0:
+        parser.error("--dump-mb, --idle and --every must be positive, --quiet-wait not "
+                     "negative")
     if args.subnet is not None and not 0 < args.subnet < 255:
         parser.error("--subnet must be 1-254")
     return args
