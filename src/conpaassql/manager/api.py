@@ -14,6 +14,7 @@ from conpaassql.errors import ConpaasSQLError, InvalidArgumentError, MissingArgu
 from conpaassql.manager import views
 from conpaassql.manager.admin_api import AdminApi
 from conpaassql.manager.data_api import DataApi
+from conpaassql.manager.loop_monitor import LoopMonitor
 from conpaassql.manager.reconcile import Reconciler
 from conpaassql.manager.replication import Replication
 from conpaassql.manager.service import NodeService
@@ -22,7 +23,7 @@ from conpaassql.protocol.report import StateReport, mysqld_answering
 from conpaassql.rpc.openrpc import add_discovery
 from conpaassql.rpc.registry import CallContext, Registry
 from conpaassql.rpc.tls import node_of_name
-from conpaassql.rpc.types import NodeId, Params, PositiveInt, Text
+from conpaassql.rpc.types import Flag, NodeId, Params, PositiveInt, Text
 
 SERVICE_TYPE = "conpaas-mysql"
 NODE_ID_ALIASES = AliasChoices("serviceNodeId", "serviceNameId", "serviceName")
@@ -73,6 +74,10 @@ class LogParams(Params):
     lines: PositiveInt | None = None
 
 
+class PerformanceParams(Params):
+    reset_loop_lag: Flag = False
+
+
 class HistoryParams(Params):
     limit: Annotated[PositiveInt, Field(le=MAX_HISTORY)] = 100
     serviceNodeId: NodeId | None = Field(default=None, validation_alias=NODE_ID_ALIASES)
@@ -82,8 +87,9 @@ class ManagerApi:
     """Binds the manager's use cases to RPC method names."""
 
     def __init__(self, nodes: NodeService, reconciler: Reconciler, replication: Replication,
-                 log_file: Path) -> None:
+                 log_file: Path, monitor: LoopMonitor | None = None) -> None:
         self.nodes = nodes
+        self.monitor = monitor or LoopMonitor()
         self.reconciler = reconciler
         self.replication = replication
         self.log_file = log_file
@@ -97,7 +103,8 @@ class ManagerApi:
         registry.add("get_node_info", "GET", self.get_node_info, NodeParams)
         registry.add("get_service_info", "GET", self.get_service_info)
         registry.add("get_service_history", "GET", self.get_service_history, HistoryParams)
-        registry.add("get_service_performance", "GET", self.get_service_performance)
+        registry.add("get_service_performance", "GET", self.get_service_performance,
+                     PerformanceParams)
         registry.add("shutdown", "POST", self.shutdown)
         registry.add("getLog", "GET", self.get_log, LogParams)
         registry.add("register_node", "POST", self.register_node, RegisterParams,
@@ -217,9 +224,11 @@ class ManagerApi:
         entries = self.rt.store.history(limit=params.limit, node_id=params.serviceNodeId)
         return {"history": [entry.as_dict() for entry in entries]}
 
-    async def get_service_performance(self, params: Params,
+    async def get_service_performance(self, params: PerformanceParams,
                                       ctx: CallContext) -> dict[str, Any]:
-        """Figures read now from every running node's server."""
+        """Figures read now from every running node's server; under ``manager``, the
+        manager's event-loop lag since the last ``reset_loop_lag`` (which starts a new
+        window after this reply's figures)."""
         running = [n for n in self.nodes.live_nodes() if n.state is NodeState.RUNNING]
         answers = await asyncio.gather(
             *(self.rt.agents.get_server_performance(node, timeout=self.rt.config.probe_timeout)
@@ -233,7 +242,11 @@ class ManagerApi:
                 per_node.append(views.performance_of(node, answer.wire()))
             else:
                 unreachable.append(node.id)
-        return {"nodes": per_node, "total": views.totals(per_node), "unreachable": unreachable}
+        manager = self.monitor.figures()
+        if params.reset_loop_lag:
+            self.monitor.reset()
+        return {"nodes": per_node, "total": views.totals(per_node), "unreachable": unreachable,
+                "manager": manager}
 
     async def shutdown(self, params: Params, ctx: CallContext) -> dict[str, Any]:
         """Destroy every node: EPILOGUE now, STOPPED when they are gone."""
