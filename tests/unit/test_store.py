@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 import time
@@ -269,6 +270,32 @@ def test_changes_are_seen_at_once_and_written_behind(store: Store) -> None:
     assert on_disk(store.path, "SELECT state FROM nodes") == [("BOOTING",)]
     assert on_disk(store.path, "SELECT message FROM history ORDER BY seq DESC LIMIT 1") == [
         ("while locked",)]
+
+
+def test_durable_waits_for_the_commit_without_blocking(store: Store) -> None:
+    node_id = add(store)
+    store.flush()
+
+    async def scenario() -> None:
+        assert await asyncio.wait_for(store.durable(), 10) is None  # nothing queued
+        blocker = sqlite3.connect(store.path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            store.move_node(node_id, NodeState.TERMINATING, "removed on request")
+            waiting = asyncio.create_task(store.durable())
+            ticks = 0
+            while ticks < 20:  # the loop runs on while the write waits
+                await asyncio.sleep(0.005)
+                ticks += 1
+            assert not waiting.done()
+            assert on_disk(store.path, "SELECT state FROM nodes") == [("PENDING",)]
+        finally:
+            blocker.execute("COMMIT")
+            blocker.close()
+        await asyncio.wait_for(waiting, 10)
+        assert on_disk(store.path, "SELECT state FROM nodes") == [("TERMINATING",)]
+
+    asyncio.run(scenario())
 
 
 def test_a_change_that_cannot_be_written_is_logged_and_the_next_ones_are_written(

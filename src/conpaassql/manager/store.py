@@ -8,15 +8,17 @@ and reason in one transaction, so the database always holds a consistent
 picture: the state as of some moment.
 
 What a crash may lose: the changes not committed yet, those of the last
-milliseconds (``close`` and ``flush`` wait for them). That is safe because the
-manager's record follows the world rather than makes it: a restarted manager
-re-reads its agents and its clouds, and moves each node to the state it finds
-it in again (a node it had just moved to TERMINATING is still there and
-removed once more; one lost meanwhile is found gone).
+milliseconds (``close``, ``flush`` and ``durable`` wait for them). That is safe:
+what the manager records of the world (a node's state, address, agent report)
+a restarted manager reads again from its agents and clouds, and a decision that
+acts on the world (a node destroyed) is acted on only once it is committed
+(``durable``), so a crash forgets at most a decision not yet acted on (a removal
+asked for a moment before it, to be asked again).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -26,7 +28,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -150,6 +152,21 @@ class Store:
         """Wait until every change made so far is committed to the database."""
         self._writer.flush()
 
+    async def durable(self) -> None:
+        """Wait, without blocking the loop, until every change made so far is committed.
+
+        Awaited before the world is changed on a decision (a node destroyed), so that
+        a crash cannot lose the decision once it is acted on."""
+        loop = asyncio.get_running_loop()
+        written: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(_resolve, written)
+
+        if self._writer.when_written(wake):
+            await written
+
     def close(self) -> None:
         """Commit what is queued, then stop the writer (blocks: a thread off the loop
         may call it)."""
@@ -211,7 +228,9 @@ class Store:
         return value
 
     def service_state(self) -> tuple[ServiceState, float]:
-        return ServiceState(self._meta("state") or "INIT"), float(self._meta("state_since") or 0)
+        with self._lock:
+            state, since = self._meta("state"), self._meta("state_since")
+        return ServiceState(state or "INIT"), float(since or 0)
 
     def set_service_state(self, state: ServiceState, reason: str) -> bool:
         """Move the service to ``state``; False if it was there already."""
@@ -354,6 +373,10 @@ class _Writer:
         self._queue: queue.Queue[list[Statement] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="store writer", daemon=True)
         self._closed = False
+        self._through = threading.Condition()
+        self._submitted = 0  # changes queued so far
+        self._written = 0  # changes the thread is through with (committed, or failed)
+        self._waiters: list[tuple[int, Callable[[], None]]] = []
 
     def start(self) -> None:
         self._thread.start()
@@ -362,10 +385,23 @@ class _Writer:
         if self._closed:
             log.error("store closed: a change was not written to %s", self._path)
             return
+        with self._through:
+            self._submitted += 1
         self._queue.put(statements)
 
     def flush(self) -> None:
-        self._queue.join()
+        with self._through:
+            target = self._submitted
+            self._through.wait_for(lambda: self._written >= target)
+
+    def when_written(self, callback: Callable[[], None]) -> bool:
+        """Have ``callback`` called (in the writer thread) once the changes queued so
+        far are written; False, and no call, if they are already."""
+        with self._through:
+            if self._written >= self._submitted:
+                return False
+            self._waiters.append((self._submitted, callback))
+        return True
 
     def close(self) -> None:
         if self._closed:
@@ -385,10 +421,19 @@ class _Writer:
             try:
                 self._commit(changes)
             finally:
-                for _ in batch:
-                    self._queue.task_done()
+                self._through_with(len(changes))
             if batch[-1] is None:
                 return
+
+    def _through_with(self, count: int) -> None:
+        with self._through:
+            self._written += count
+            ready = [call for ticket, call in self._waiters if ticket <= self._written]
+            self._waiters = [(ticket, call) for ticket, call in self._waiters
+                             if ticket > self._written]
+            self._through.notify_all()
+        for call in ready:
+            call()
 
     def _commit(self, changes: list[list[Statement]]) -> None:
         if not changes:
@@ -428,3 +473,8 @@ def _node_of(row: sqlite3.Row) -> Node:
 def _entry_of(row: sqlite3.Row) -> HistoryEntry:
     return HistoryEntry(row["seq"], row["at"], row["subject"], row["node_id"],
                         row["from_state"], row["to_state"], row["message"])
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
