@@ -259,8 +259,7 @@ def stop_node_processes(directory: Path, grace: float = 15.0) -> None:
 def kill_node_processes(directory: Path, wait: float = KILL_WAIT) -> None:
     """Kill a node's agent and mariadbd at once (SIGKILL, their process group too)
     and wait, ``wait`` seconds at most, until they are gone: for a node whose data
-    is thrown away. A graceful stop would wait for the agent's HTTP server to close
-    its connections, and the agent would meanwhile restart the mariadbd killed under it.
+    is thrown away, which needs neither mariadbd's shutdown nor the agent's.
     """
     pids = [pid for pid in (read_pid(directory / AGENT_PID_FILE),
                             read_pid(directory / MYSQLD_PID_FILE)) if pid]
