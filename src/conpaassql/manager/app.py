@@ -80,7 +80,7 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
     state_dir.mkdir(parents=True, exist_ok=True)
     log_file = state_dir / "manager.log"
     setup_logging(log_file)
-    store = Store(state_dir / "manager.db")
+    store = await asyncio.to_thread(Store, state_dir / "manager.db")
     secrets = ServiceSecrets.load(state_dir)
     authority = Authority.load_or_create(state_dir / "pki", store.service_id)
     clouds = build_clouds(config.clouds, state_dir, store.service_id)
@@ -135,5 +135,5 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
         await reconciler.close()
         await nodes.close()
         await runtime.agents.aclose()
-        store.close()
+        await asyncio.to_thread(store.close)  # the last changes committed
         log.info("manager stopped; nodes keep running")
