@@ -64,11 +64,11 @@ from tests.standins.machines import Machines
 from tests.standins.opennebula import SEED_SECTION, SEED_TEMPLATE, OpenNebulaStandIn
 
 from conpaassql.cloud.base import CloudDriver, NodeRequest
-from conpaassql.cloud.context import NodeContext
 from conpaassql.cloud.libcloud_driver import LibcloudDriver
 from conpaassql.cloud.local import stop_node_processes
 from conpaassql.cloud.opennebula import OpenNebulaDriver
 from conpaassql.config import LibcloudConfig, OpenNebulaConfig
+from conpaassql.context import NodeContext
 from conpaassql.domain.diagnosis import Thresholds
 
 CLOUDS = ("default", "one", "aws")

@@ -22,9 +22,9 @@ from pathlib import Path
 
 from conpaassql.cloud.base import NodeRequest
 from conpaassql.cloud.cloud_init import CONTEXT_PATH
-from conpaassql.cloud.context import NodeContext
 from conpaassql.cloud.local import LocalDriver, stop_node_processes
 from conpaassql.config import LocalCloudConfig
+from conpaassql.context import NodeContext
 from tests.standins.cloudinit import write_files
 from tests.standins.ec2 import Instance
 from tests.standins.opennebula import VirtualMachine

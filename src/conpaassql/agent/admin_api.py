@@ -16,7 +16,7 @@ from conpaassql.domain.states import AgentState
 from conpaassql.errors import AgentError, WrongStateError
 from conpaassql.mysql import accounts, schemas
 from conpaassql.mysql.connection import Session
-from conpaassql.mysql.names import (
+from conpaassql.names import (
     DEFAULT_HOST,
     CharsetName,
     DatabaseName,

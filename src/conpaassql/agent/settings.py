@@ -13,8 +13,8 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conpaassql.cloud.context import NodeContext
 from conpaassql.config import IniFile
+from conpaassql.context import NodeContext
 from conpaassql.errors import ConfigError
 from conpaassql.mysql.config import ServerSettings
 from conpaassql.mysql.connection import ConnectInfo

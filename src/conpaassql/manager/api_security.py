@@ -24,7 +24,7 @@ from conpaassql.errors import AuthError, ConfigError, ForbiddenError
 from conpaassql.manager.authority import Authority
 from conpaassql.manager.credentials import write_private
 from conpaassql.manager.tokens import TokenStore
-from conpaassql.rpc.endpoint import is_loopback
+from conpaassql.net import is_loopback
 from conpaassql.rpc.registry import Method
 from conpaassql.rpc.server import Authorizer, Gate
 

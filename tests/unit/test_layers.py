@@ -1,0 +1,188 @@
+"""The import rules of docs' layering (DESIGN.md), read from the sources with `ast`.
+
+Every import counts, at module level or inside a function: `domain` imports
+nothing of ours; `manager` never imports `mysql`; `client` and `gui` import only
+`rpc` and `errors`; `mysql` and `cloud` never import `rpc`; and the top-level
+parts do not import each other in a cycle.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+PACKAGE = "conpaassql"
+SOURCES = Path(__file__).resolve().parents[2] / "src" / PACKAGE
+
+# part -> the parts of ours it may import (None: any); a part may always import itself.
+ALLOWED: dict[str, frozenset[str] | None] = {
+    "domain": frozenset(),
+    "client": frozenset({"rpc", "errors"}),
+    "gui": frozenset({"rpc", "errors"}),
+}
+# part -> the parts of ours it must not import.
+FORBIDDEN: dict[str, frozenset[str]] = {
+    "manager": frozenset({"mysql"}),
+    "mysql": frozenset({"rpc"}),
+    "cloud": frozenset({"rpc"}),
+}
+
+
+def part_of(module: str) -> str:
+    """`conpaassql.manager.api` -> `manager`; `conpaassql.errors` -> `errors`."""
+    return module.split(".")[1]
+
+
+def module_name(path: Path) -> str:
+    relative = path.relative_to(SOURCES.parent).with_suffix("")
+    parts = list(relative.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imported_modules(text: str, package: str) -> Iterator[tuple[str, int]]:
+    """Every module a source imports, anywhere in it, with the line; `package` is the
+    package the source lives in, to resolve relative imports."""
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name, node.lineno
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - node.level + 1]
+                base = ".".join([*anchor, base]) if base else ".".join(anchor)
+            if base == PACKAGE:  # `from conpaassql import errors`
+                for alias in node.names:
+                    yield f"{PACKAGE}.{alias.name}", node.lineno
+            else:
+                yield base, node.lineno
+
+
+def our_imports() -> list[tuple[str, str, int]]:
+    """(importing module, imported module, line) for every import of ours under src."""
+    found = []
+    for path in sorted(SOURCES.rglob("*.py")):
+        module = module_name(path)
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        for target, line in imported_modules(path.read_text(), package):
+            if target.startswith(PACKAGE + "."):
+                found.append((module, target, line))
+    return found
+
+
+def violations(imports: list[tuple[str, str, int]]) -> list[str]:
+    broken = []
+    for source, target, line in imports:
+        if source.count(".") < 1:
+            continue  # conpaassql/__init__.py
+        mine, theirs = part_of(source), part_of(target)
+        if mine == theirs:
+            continue
+        allowed = ALLOWED.get(mine)
+        if (allowed is not None and theirs not in allowed) or theirs in FORBIDDEN.get(
+            mine, frozenset()
+        ):
+            broken.append(f"{source}:{line} imports {target}")
+    return broken
+
+
+def cycles(imports: list[tuple[str, str, int]]) -> list[list[str]]:
+    """Cycles in the graph of top-level parts (`manager` -> `cloud` ...)."""
+    graph: dict[str, set[str]] = {}
+    for source, target, _ in imports:
+        if source.count(".") >= 1 and part_of(source) != part_of(target):
+            graph.setdefault(part_of(source), set()).add(part_of(target))
+    found: list[list[str]] = []
+
+    def walk(node: str, trail: list[str]) -> None:
+        for following in sorted(graph.get(node, ())):
+            if following in trail:
+                cycle = trail[trail.index(following) :]
+                if cycle[0] == min(cycle):  # each cycle once, from its smallest part
+                    found.append([*cycle, following])
+            else:
+                walk(following, [*trail, following])
+
+    for start in sorted(graph):
+        walk(start, [start])
+    return found
+
+
+def test_the_sources_are_found() -> None:
+    imports = our_imports()
+    assert len({source for source, _, _ in imports}) > 50
+    assert ("conpaassql.manager.app", "conpaassql.manager.store") in {
+        (source, target) for source, target, _ in imports
+    }
+
+
+def test_every_part_imports_only_what_its_layer_may() -> None:
+    broken = violations(our_imports())
+    assert not broken, "imports across the layers:\n" + "\n".join(broken)
+
+
+def test_the_parts_import_each_other_in_no_cycle() -> None:
+    found = cycles(our_imports())
+    assert not found, "cycles:\n" + "\n".join(" -> ".join(cycle) for cycle in found)
+
+
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [
+        ("conpaassql.domain.node", "conpaassql.errors"),
+        ("conpaassql.manager.api", "conpaassql.mysql.names"),
+        ("conpaassql.gui.views", "conpaassql.manager.store"),
+        ("conpaassql.client.cli", "conpaassql.config"),
+        ("conpaassql.mysql.names", "conpaassql.rpc.types"),
+        ("conpaassql.cloud.local", "conpaassql.rpc"),
+    ],
+)
+def test_a_forbidden_import_is_reported(source: str, target: str) -> None:
+    assert violations([(source, target, 1)]) == [f"{source}:1 imports {target}"]
+
+
+def test_an_allowed_import_is_not_reported() -> None:
+    allowed = [
+        ("conpaassql.gui.link", "conpaassql.rpc.client", 1),
+        ("conpaassql.client.cli", "conpaassql.errors", 1),
+        ("conpaassql.manager.api", "conpaassql.domain.node", 1),
+        ("conpaassql.agent.api", "conpaassql.mysql.names", 1),
+        ("conpaassql.domain.node", "conpaassql.domain.states", 1),
+    ]
+    assert violations(allowed) == []
+
+
+def test_a_cycle_between_parts_is_found() -> None:
+    imports = [
+        ("conpaassql.manager.api", "conpaassql.cloud.base", 1),
+        ("conpaassql.cloud.base", "conpaassql.config", 1),
+        ("conpaassql.config", "conpaassql.manager.store", 1),
+    ]
+    assert cycles(imports) == [["cloud", "config", "manager", "cloud"]]
+
+
+def test_function_level_and_relative_imports_count() -> None:
+    text = (
+        "import os\n"
+        "from conpaassql import errors\n"
+        "def f() -> None:\n"
+        "    from ..mysql import names\n"
+        "    import conpaassql.rpc.types\n"
+        "class C:\n"
+        "    def g(self) -> None:\n"
+        "        from .store import Store\n"
+    )
+    found = dict(imported_modules(text, "conpaassql.manager"))
+    assert found == {
+        "os": 1,
+        "conpaassql.errors": 2,
+        "conpaassql.mysql": 4,
+        "conpaassql.rpc.types": 5,
+        "conpaassql.manager.store": 8,
+    }
