@@ -97,6 +97,7 @@ from benchlib import (
     wait_until,
     write_defaults,
 )
+from conpaassql.files import write_private
 from conpaassql.mysql.backup import (
     BACKUP,
     MBSTREAM,
@@ -105,7 +106,7 @@ from conpaassql.mysql.backup import (
     render_backup_cnf,
 )
 from conpaassql.mysql.binaries import find_binary
-from conpaassql.mysql.paths import ServerPaths, write_private_file
+from conpaassql.mysql.paths import ServerPaths
 
 DEFAULT_ROWS = 750_000  # about 200 MB of InnoDB data and index (some 270 bytes a row)
 SEED_TARGET = 1.2  # service / baseline
@@ -384,7 +385,7 @@ class Bench:
     def measure_seeding(self, master_id: int) -> None:
         paths = ServerPaths(self.manager.node_dir(master_id) / "mysql")
         cnf = self.root / "backup.cnf"
-        write_private_file(cnf, render_backup_cnf(paths, self.manager.root_password))
+        write_private(cnf, render_backup_cnf(paths, self.manager.root_password))
         master = self.native(master_id)
         for round_index in range(self.args.repeat):
             for kind in order(("base", "service", "options"), round_index):

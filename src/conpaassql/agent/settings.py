@@ -16,9 +16,10 @@ from pathlib import Path
 from conpaassql.config import IniFile
 from conpaassql.context import NodeContext
 from conpaassql.errors import ConfigError
+from conpaassql.files import write_private
 from conpaassql.mysql.config import ServerSettings
 from conpaassql.mysql.connection import ConnectInfo
-from conpaassql.mysql.paths import ServerPaths, write_private_file
+from conpaassql.mysql.paths import ServerPaths
 from conpaassql.rpc.tls import TlsFiles
 
 DEFAULT_DATA_DIR = "/var/lib/conpaassql"
@@ -67,7 +68,7 @@ class AgentSettings:
         os.chmod(files.cert.parent, 0o700)
         for path, text in ((files.ca, context.ca_cert), (files.cert, context.tls_cert),
                            (files.key, context.tls_key)):
-            write_private_file(path, text)
+            write_private(path, text)
         return files
 
     @property

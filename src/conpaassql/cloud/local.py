@@ -26,6 +26,7 @@ from pathlib import Path
 from conpaassql.cloud.base import CloudDriver, CloudNode, CloudNodeState, NodeRequest
 from conpaassql.config import LocalCloudConfig
 from conpaassql.errors import CloudError, ConfigError
+from conpaassql.files import write_private
 
 log = logging.getLogger(__name__)
 
@@ -116,9 +117,7 @@ class LocalDriver(CloudDriver):
                       "created_at": time.time()}
             (directory / NODE_FILE).write_text(json.dumps(record), encoding="utf-8")
             context_path = directory / CONTEXT_FILE
-            descriptor = os.open(context_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                handle.write(context.render())
+            write_private(context_path, context.render())
             self._spawn_agent(directory, context_path)
         log.info("local node %s started on %s", ref, ip)
         return CloudNode(ref, request.node_id, request.name, ip, CloudNodeState.PENDING)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,28 +103,3 @@ def uid_gid(user: str) -> tuple[int, int]:
     except KeyError:
         raise ConfigError(f"no such user: {user}") from None
     return entry.pw_uid, entry.pw_gid
-
-
-def write_private_file(path: Path, text: str, owner: str | None = None) -> None:
-    """Atomically replace ``path`` by ``text`` (UTF-8) with mode 0600.
-
-    The content never exists in a file readable by others: the temporary sibling
-    is created 0600 before anything is written. ``owner`` as in ``ensure_dirs``.
-    """
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(name)
-    try:
-        os.fchmod(fd, 0o600)
-        if owner is not None and os.geteuid() == 0:
-            os.fchown(fd, *uid_gid(owner))
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            fd = -1
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
