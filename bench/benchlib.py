@@ -35,13 +35,12 @@ from rich.console import Console
 from rich.table import Table
 
 from conpaassql.cloud.local import (
-    AGENT_PID_FILE,
-    MYSQLD_PID_FILE,
     pid_alive,
     port_free,
     read_pid,
     stop_node_processes,
 )
+from conpaassql.layout import AGENT_PID_FILE, MYSQLD_PID_FILE, MYSQLD_SOCKET_FILE
 from conpaassql.mysql.binaries import find_binary
 from conpaassql.rpc.client import RpcClient, call_blocking
 
@@ -609,7 +608,7 @@ class ManagerProcess:
         return self.state_dir / "nodes" / f"n{node_id}"
 
     def socket_of(self, node_id: int) -> Path:
-        return self.node_dir(node_id) / "mysql" / "run" / "mysqld.sock"
+        return self.node_dir(node_id) / MYSQLD_SOCKET_FILE
 
     def agent_pid(self, node_id: int) -> int | None:
         return read_pid(self.node_dir(node_id) / AGENT_PID_FILE)

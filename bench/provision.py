@@ -52,12 +52,11 @@ from benchlib import (
     wait_until,
 )
 from conpaassql.cloud.local import (
-    AGENT_PID_FILE,
-    MYSQLD_PID_FILE,
     port_free,
     read_pid,
     stop_node_processes,
 )
+from conpaassql.layout import AGENT_PID_FILE, MYSQLD_PID_FILE, MYSQLD_SOCKET_FILE
 from conpaassql.mysql.binaries import INSTALL_DB, SERVER, find_binary
 from conpaassql.rpc.client import call_blocking
 
@@ -234,7 +233,7 @@ class ManagerProcess:
         return self.state_dir / "nodes" / f"n{node_id}"
 
     def socket_of(self, node_id: int) -> Path:
-        return self.node_dir(node_id) / "mysql" / "run" / "mysqld.sock"
+        return self.node_dir(node_id) / MYSQLD_SOCKET_FILE
 
     @property
     def root_password(self) -> str:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from conpaassql.cloud.local import stop_node_processes
 from conpaassql.errors import RemoteError
+from conpaassql.layout import MYSQLD_SOCKET_FILE
 from conpaassql.rpc.client import RpcClient, call_blocking
 from conpaassql.rpc.tls import TlsFiles, client_context, dns_name, node_name
 
@@ -269,7 +270,7 @@ class Manager:
             tcp: tuple[str, int] | None = None) -> subprocess.CompletedProcess[str]:
         """Run ``statement`` with the real mariadb client, on the node's socket by default
         (root may log in only from the node itself), over TCP when ``tcp`` is given."""
-        socket_path = self.node_dir(node_id) / "mysql" / "run" / "mysqld.sock"
+        socket_path = self.node_dir(node_id) / MYSQLD_SOCKET_FILE
         # Over TCP the servers speak only TLS, their certificates from the service's CA.
         where = ["-h", tcp[0], "-P", str(tcp[1]), "--ssl", f"--ssl-ca={self.ca_file}"] \
             if tcp else ["-S", str(socket_path)]

@@ -18,6 +18,7 @@ from typing import Any
 
 import pymysql
 
+from conpaassql.layout import MYSQLD_SOCKET_FILE
 from tests.integration.harness import Manager
 
 APP_USER = "app"
@@ -130,7 +131,7 @@ class Watcher:
             self._thread.join(timeout=30)
 
     def _writable(self, node_id: int) -> bool:
-        socket = self.manager.node_dir(node_id) / "mysql" / "run" / "mysqld.sock"
+        socket = self.manager.node_dir(node_id) / MYSQLD_SOCKET_FILE
         try:
             connection = pymysql.connect(unix_socket=str(socket), user="root",
                                          password=self.manager.root_password.encode(),

@@ -27,15 +27,12 @@ from conpaassql.cloud.base import CloudDriver, CloudNode, CloudNodeState, NodeRe
 from conpaassql.config import LocalCloudConfig
 from conpaassql.errors import CloudError, ConfigError
 from conpaassql.files import write_private
+from conpaassql.layout import AGENT_PID_FILE, MAX_SOCKET_PATH, MYSQLD_PID_FILE, MYSQLD_SOCKET_FILE
 
 log = logging.getLogger(__name__)
 
 NODE_FILE = "node.json"
 CONTEXT_FILE = "context"
-AGENT_PID_FILE = "agent.pid"
-MYSQLD_PID_FILE = "mysql/run/mysqld.pid"
-SOCKET_SUFFIX = "mysql/run/mysqld.sock"
-MAX_SOCKET_PATH = 107
 
 
 def pid_alive(pid: int) -> bool:
@@ -74,7 +71,7 @@ class LocalDriver(CloudDriver):
         self.template_dir = (config.template_cache or state_dir / "cache") / "datadir-template"
         self.agent_command = agent_command or [sys.executable, "-m", "conpaassql", "agent"]
         self._lock = asyncio.Lock()
-        longest = self.root / "n999999" / SOCKET_SUFFIX
+        longest = self.root / "n999999" / MYSQLD_SOCKET_FILE
         if len(str(longest.absolute())) > MAX_SOCKET_PATH:
             raise ConfigError(str(state_dir), detail="state directory path too long for the "
                               "nodes' unix sockets; choose a shorter one")

@@ -18,13 +18,13 @@ from conpaassql.manager.data_api import DataApi
 from conpaassql.manager.reconcile import Reconciler
 from conpaassql.manager.replication import Replication
 from conpaassql.manager.service import NodeService
+from conpaassql.manager.targets import NODE_ID_ALIASES
 from conpaassql.rpc.openrpc import add_discovery
 from conpaassql.rpc.registry import CallContext, Registry
 from conpaassql.rpc.tls import node_of_name
 from conpaassql.rpc.types import NodeId, Params, PositiveInt, Text
 
 SERVICE_TYPE = "conpaas-mysql"
-NODE_ID_ALIASES = AliasChoices("serviceNodeId", "serviceNameId", "serviceName")
 MAX_LOG_BYTES = 1 << 20
 MAX_HISTORY = 1000
 

@@ -8,9 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conpaassql.errors import ConfigError
-
-#: ``sun_path`` is 108 bytes on Linux, including the terminating NUL.
-MAX_SOCKET_PATH = 107
+from conpaassql.layout import (
+    MAX_SOCKET_PATH,
+    SERVER_PID_NAME,
+    SERVER_RUN_DIR,
+    SERVER_SOCKET_NAME,
+)
 
 PRIVATE_DIR_MODE = 0o700
 
@@ -27,7 +30,7 @@ class ServerPaths:
 
     @property
     def run_dir(self) -> Path:
-        return self.base / "run"
+        return self.base / SERVER_RUN_DIR
 
     @property
     def log_dir(self) -> Path:
@@ -35,11 +38,11 @@ class ServerPaths:
 
     @property
     def socket(self) -> Path:
-        return self.run_dir / "mysqld.sock"
+        return self.run_dir / SERVER_SOCKET_NAME
 
     @property
     def pid_file(self) -> Path:
-        return self.run_dir / "mysqld.pid"
+        return self.run_dir / SERVER_PID_NAME
 
     @property
     def error_log(self) -> Path:
