@@ -80,9 +80,7 @@ from benchlib import (
     ManagerProcess,
     Native,
     QuietMachine,
-    SubnetClaim,
     err,
-    fatal_or,
     fill_source,
     median,
     mib,
@@ -94,8 +92,6 @@ from benchlib import (
     signals_raise,
     table_arguments,
     verdict,
-    wait_until,
-    write_defaults,
 )
 from conpaassql.files import write_private
 from conpaassql.mysql.backup import (
@@ -107,6 +103,7 @@ from conpaassql.mysql.backup import (
 )
 from conpaassql.mysql.binaries import find_binary
 from conpaassql.mysql.paths import ServerPaths
+from testbed.manager import SubnetClaim, wait_until, write_defaults
 
 DEFAULT_ROWS = 750_000  # about 200 MB of InnoDB data and index (some 270 bytes a row)
 SEED_TARGET = 1.2  # service / baseline
@@ -482,7 +479,7 @@ class Bench:
             wall = time.time()
             started = time.perf_counter()
             node_id = manager.add_nodes(1)[0]
-            wait_until(fatal_or(lambda: self.replicating(node_id)), self.timeout, POLL,
+            wait_until(lambda: self.replicating(node_id), self.timeout, POLL,
                        f"node {node_id} replicating")
             seconds = time.perf_counter() - started
         self.note_busy(what, share)

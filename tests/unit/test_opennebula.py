@@ -19,7 +19,7 @@ from conpaassql.cloud.opennebula import OpenNebulaDriver, vm_state
 from conpaassql.config import IniFile, ManagerConfig, OpenNebulaConfig
 from conpaassql.context import NodeContext
 from conpaassql.errors import CloudError, ConfigError
-from tests.standins.opennebula import (
+from testbed.standins.opennebula import (
     SEED_SECTION,
     SEED_TEMPLATE,
     OpenNebulaStandIn,
