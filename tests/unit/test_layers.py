@@ -1,4 +1,5 @@
-"""The import rules of docs' layering (DESIGN.md), read from the sources with `ast`.
+"""The import rules of the package layout (README, "How it is built"), read from the
+sources with `ast`.
 
 Every import counts, at module level or inside a function: `domain` imports
 nothing of ours; `manager` never imports `mysql`; `client` and `gui` import only
