@@ -286,6 +286,11 @@ class Manager:
     def agent_secret(self) -> str:
         return self.secret("agent_secret")
 
+    @property
+    def ca_file(self) -> Path:
+        """The service's CA: the servers' certificates come from it."""
+        return self.state_dir / "pki" / "ca.crt"
+
     def node_dir(self, node_id: int) -> Path:
         """The node's directory (the local cloud's ``<state dir>/nodes/n<id>``)."""
         return self.state_dir / "nodes" / f"n{node_id}"

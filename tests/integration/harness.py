@@ -96,11 +96,6 @@ class Manager(BaseManager):
         return position
 
     @property
-    def ca_file(self) -> Path:
-        """The service's CA: the servers' certificates come from it."""
-        return self.state_dir / "pki" / "ca.crt"
-
-    @property
     def manager_tls(self) -> TlsFiles:
         pki = self.state_dir / "pki"
         return TlsFiles(pki / "manager.crt", pki / "manager.key", pki / "ca.crt")

@@ -157,7 +157,7 @@ def test_switchover_under_write_load(trio: Manager) -> None:
     listed = manager.get("list_nodes")
     old_master, target = listed["masters"][0], listed["slaves"][0]
     watcher = workload.Watcher(manager, [1, 2, 3]).start()
-    writer = workload.Writer(manager).start()
+    writer = workload.writer(manager).start()
     try:
         wait_until(lambda: len(writer.acked) > 50, 30, what="writes flowing")
         result = manager.post("set_up_replica_master", id=target)
@@ -185,7 +185,7 @@ def _failover(manager: Manager, freeze: bool) -> None:
     mysqld = int((directory / MYSQLD_PID_FILE).read_text())
     agent = int((directory / AGENT_PID_FILE).read_text())
     watcher = workload.Watcher(manager, [1, 2, 3]).start()
-    writer = workload.Writer(manager).start()
+    writer = workload.writer(manager).start()
     try:
         wait_until(lambda: len(writer.acked) > 100 and watcher.samples > 5, 30,
                    what="writes flowing")
@@ -240,7 +240,7 @@ def test_failover_when_the_master_is_cut_off_the_network(trio: Manager) -> None:
     old_master = manager.get("list_nodes")["masters"][0]
     old_ip = manager.node(old_master)["ip"]
     watcher = workload.Watcher(manager, [1, 2, 3]).start()
-    writer = workload.Writer(manager).start()
+    writer = workload.writer(manager).start()
     partition = Partition(old_ip)
     try:
         wait_until(lambda: len(writer.acked) > 100 and watcher.samples > 5, 30,
