@@ -146,10 +146,10 @@ def test_the_parts_import_each_other_in_no_cycle() -> None:
     ("source", "target"),
     [
         ("conpaassql.domain.node", "conpaassql.errors"),
-        ("conpaassql.manager.api", "conpaassql.mysql.names"),
+        ("conpaassql.manager.api", "conpaassql.mysql.quoting"),
         ("conpaassql.gui.views", "conpaassql.manager.store"),
         ("conpaassql.client.cli", "conpaassql.config"),
-        ("conpaassql.mysql.names", "conpaassql.rpc.types"),
+        ("conpaassql.mysql.quoting", "conpaassql.rpc.types"),
         ("conpaassql.cloud.local", "conpaassql.rpc"),
         ("conpaassql.names", "conpaassql.rpc.types"),
         ("conpaassql.context", "conpaassql.cloud.base"),
@@ -164,7 +164,8 @@ def test_an_allowed_import_is_not_reported() -> None:
         ("conpaassql.gui.link", "conpaassql.rpc.client", 1),
         ("conpaassql.client.cli", "conpaassql.errors", 1),
         ("conpaassql.manager.api", "conpaassql.domain.node", 1),
-        ("conpaassql.agent.api", "conpaassql.mysql.names", 1),
+        ("conpaassql.agent.api", "conpaassql.mysql.quoting", 1),
+        ("conpaassql.manager.api", "conpaassql.names", 1),
         ("conpaassql.domain.node", "conpaassql.domain.states", 1),
     ]
     assert violations(allowed) == []
