@@ -19,13 +19,13 @@ run: deps
 	@scripts/run-manager.sh "$(VENV)" "$(CONFIG)" "$(STATE_DIR)" "$(BIND)" "$(PORT)" "$(GUI_PORT)"
 
 lint: deps
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench testbed
 
 typecheck: deps
 	$(VENV)/bin/mypy
 
 test: deps
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench testbed
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 

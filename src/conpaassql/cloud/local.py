@@ -25,15 +25,13 @@ from pathlib import Path
 from conpaassql.cloud.base import CloudDriver, CloudNode, CloudNodeState, NodeRequest
 from conpaassql.config import LocalCloudConfig
 from conpaassql.errors import CloudError, ConfigError
+from conpaassql.files import write_private
+from conpaassql.layout import AGENT_PID_FILE, MAX_SOCKET_PATH, MYSQLD_PID_FILE, MYSQLD_SOCKET_FILE
 
 log = logging.getLogger(__name__)
 
 NODE_FILE = "node.json"
 CONTEXT_FILE = "context"
-AGENT_PID_FILE = "agent.pid"
-MYSQLD_PID_FILE = "mysql/run/mysqld.pid"
-SOCKET_SUFFIX = "mysql/run/mysqld.sock"
-MAX_SOCKET_PATH = 107
 SPAWN_TIMEOUT = 30.0  # for setsid --fork to hand the agent over
 KILL_WAIT = 5.0  # for SIGKILLed processes to be gone
 
@@ -74,7 +72,7 @@ class LocalDriver(CloudDriver):
         self.template_dir = (config.template_cache or state_dir / "cache") / "datadir-template"
         self.agent_command = agent_command or [sys.executable, "-m", "conpaassql", "agent"]
         self._lock = asyncio.Lock()
-        longest = self.root / "n999999" / SOCKET_SUFFIX
+        longest = self.root / "n999999" / MYSQLD_SOCKET_FILE
         if len(str(longest.absolute())) > MAX_SOCKET_PATH:
             raise ConfigError(str(state_dir), detail="state directory path too long for the "
                               "nodes' unix sockets; choose a shorter one")
@@ -129,10 +127,7 @@ class LocalDriver(CloudDriver):
         record = {"node_id": request.node_id, "name": request.name, "ip": ip,
                   "created_at": time.time()}
         (directory / NODE_FILE).write_text(json.dumps(record), encoding="utf-8")
-        descriptor = os.open(directory / CONTEXT_FILE,
-                             os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-            handle.write(context.render())
+        write_private(directory / CONTEXT_FILE, context.render())
         return ip
 
     async def _spawn_agent(self, directory: Path, context_path: Path) -> None:

@@ -11,6 +11,7 @@ from pydantic import AliasChoices, Field, ValidationError, model_validator
 from conpaassql.domain.node import Node
 from conpaassql.domain.states import NodeState, Role
 from conpaassql.errors import ConpaasSQLError, InvalidArgumentError, MissingArgumentError
+from conpaassql.logs import tail_lines
 from conpaassql.manager import views
 from conpaassql.manager.admin_api import AdminApi
 from conpaassql.manager.data_api import DataApi
@@ -18,6 +19,7 @@ from conpaassql.manager.loop_monitor import LoopMonitor
 from conpaassql.manager.reconcile import Reconciler
 from conpaassql.manager.replication import Replication
 from conpaassql.manager.service import NodeService
+from conpaassql.manager.targets import NODE_ID_ALIASES
 from conpaassql.protocol.agent import PerformanceReply
 from conpaassql.protocol.report import StateReport, mysqld_answering
 from conpaassql.rpc.openrpc import add_discovery
@@ -26,7 +28,6 @@ from conpaassql.rpc.tls import node_of_name
 from conpaassql.rpc.types import Flag, NodeId, Params, PositiveInt, Text
 
 SERVICE_TYPE = "conpaas-mysql"
-NODE_ID_ALIASES = AliasChoices("serviceNodeId", "serviceNameId", "serviceName")
 MAX_LOG_BYTES = 1 << 20
 MAX_HISTORY = 1000
 
@@ -254,7 +255,7 @@ class ManagerApi:
 
     async def get_log(self, params: LogParams, ctx: CallContext) -> dict[str, Any]:
         """The manager's log (the last ``lines`` lines if given)."""
-        text = await asyncio.to_thread(_tail, self.log_file, params.lines)
+        text = await asyncio.to_thread(tail_lines, self.log_file, params.lines, MAX_LOG_BYTES)
         return {"log": text}
 
     async def register_node(self, params: RegisterParams, ctx: CallContext) -> dict[str, Any]:
@@ -263,18 +264,3 @@ class ManagerApi:
         node = self.nodes.register(report, node_of_name(ctx.principal))
         await self.reconciler.on_report(node, report)
         return {"result": "OK"}
-
-
-def _tail(path: Path, lines: int | None) -> str:
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, 2)
-            size = handle.tell()
-            handle.seek(max(0, size - MAX_LOG_BYTES))
-            data = handle.read()
-    except FileNotFoundError:
-        return ""
-    text = data.decode("utf-8", errors="replace")
-    if lines is not None:
-        text = "\n".join(text.splitlines()[-lines:])
-    return text

@@ -22,10 +22,10 @@ from starlette.requests import Request
 
 from conpaassql.config import ManagerConfig
 from conpaassql.errors import AuthError, ConfigError, ForbiddenError
+from conpaassql.files import write_private
 from conpaassql.manager.authority import Authority
-from conpaassql.manager.credentials import write_private
 from conpaassql.manager.tokens import TokenStore
-from conpaassql.rpc.endpoint import is_loopback
+from conpaassql.net import is_loopback
 from conpaassql.rpc.registry import Method
 from conpaassql.rpc.server import Authorizer, Gate
 

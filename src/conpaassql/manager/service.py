@@ -15,8 +15,8 @@ from typing import Any
 
 from conpaassql.cloud.base import NodeRequest
 from conpaassql.cloud.clouds import Clouds
-from conpaassql.cloud.context import NodeContext
 from conpaassql.config import ManagerConfig
+from conpaassql.context import NodeContext
 from conpaassql.domain.node import Node
 from conpaassql.domain.states import NodeState, Role, ServiceState, derive_service_state
 from conpaassql.errors import (

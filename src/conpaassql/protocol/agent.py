@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field
 
-from conpaassql.mysql.names import (
+from conpaassql.names import (
     DEFAULT_HOST,
     CharsetName,
     DatabaseName,
