@@ -357,6 +357,19 @@ class Store:
             entries = list(kept)
         return entries[-limit:] if limit > 0 else []
 
+    def events_since(self, seq: int, *patterns: str) -> list[HistoryEntry]:
+        """The entries after ``seq`` whose message is ``LIKE`` one of ``patterns``, oldest
+        first."""
+        if not patterns:
+            return []
+        matching = " OR ".join("message LIKE ?" for _ in patterns)
+        rows = self._db.execute(
+            f"SELECT * FROM history WHERE seq > ? AND ({matching}) ORDER BY seq",
+            (seq, *patterns)).fetchall()
+        return [HistoryEntry(row["seq"], row["at"], row["subject"], row["node_id"],
+                             row["from_state"], row["to_state"], row["message"])
+                for row in rows]
+
 
 class _Writer:
     """The one thread that writes the store's changes to SQLite, in order.
