@@ -278,10 +278,10 @@ class ManagerMetrics:
     """The manager's registry and its ``/metrics`` endpoint."""
 
     def __init__(self, nodes: NodeService, reconciler: Reconciler, replication: Replication,
-                 gate: Gate | None) -> None:
+                 gate: Gate | None, performance: PerformanceCache | None = None) -> None:
         self._nodes = nodes
         self._gate = gate
-        self.performance = PerformanceCache(
+        self.performance = performance or PerformanceCache(
             nodes.rt.agents, timeout=min(PERFORMANCE_TIMEOUT, nodes.rt.config.probe_timeout))
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(ServiceCollector(
