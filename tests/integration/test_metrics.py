@@ -130,6 +130,8 @@ def test_prometheus_scrapes_a_master_and_a_slave(manager: Manager) -> None:
         assert by_node(query(url, "conpaassql_node_replicating")) == {str(slave): 1.0}
         assert query(url, "conpaassql_service_writers")[0]["value"][1] == "1"
         assert query(url, 'conpaassql_service_state{state="RUNNING"}')[0]["value"][1] == "1"
+        assert {item["metric"]["quantile"] for item in
+                query(url, "conpaassql_manager_loop_lag_seconds >= 0")} == {"0.99", "1"}
         figures = wait_until(lambda: by_node(query(url, "conpaassql_node_connections")),
                              30, 0.5, "the servers' figures")
         assert set(figures) == {str(master), str(slave)}

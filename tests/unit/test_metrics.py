@@ -25,6 +25,7 @@ from conpaassql.domain.node import Node
 from conpaassql.domain.states import NodeState, Role
 from conpaassql.errors import UnreachableError
 from conpaassql.manager.api_security import token_gate
+from conpaassql.manager.loop_monitor import LoopMonitor
 from conpaassql.manager.metrics import (
     ManagerMetrics,
     PerformanceCache,
@@ -122,7 +123,10 @@ def test_a_master_a_lagging_slave_and_a_booting_node(tmp_path: Path) -> None:
                                     threads_running=2, slow_queries=3),
         slave.id: UnreachableError(f"node {slave.id}", detail="timed out")})
     agents.release.set()
-    metrics = ManagerMetrics(nodes, reconciler, replication, None,
+    monitor = LoopMonitor()
+    for lag in (0.002, 0.003, 0.050):
+        monitor.record(lag)
+    metrics = ManagerMetrics(nodes, reconciler, replication, None, monitor,
                              PerformanceCache(agents, max_age=0))  # type: ignore[arg-type]
     answer = scrape(metrics)
     assert answer.status_code == 200
@@ -156,6 +160,8 @@ def test_a_master_a_lagging_slave_and_a_booting_node(tmp_path: Path) -> None:
                  version="11.8.3-MariaDB") == 1
     assert value(found, "conpaassql_failovers_total") == 0
     assert value(found, "conpaassql_last_failover_duration_seconds") is None
+    assert value(found, "conpaassql_manager_loop_lag_seconds", quantile="1") == 0.05
+    assert value(found, "conpaassql_manager_loop_lag_seconds", quantile="0.99") == 0.05
 
     # The slave stops replicating: no lag in seconds, still one in transactions.
     reconciler.reports[slave.id] = report(slave, "0-1-110,1-1-7", slave=True)
@@ -177,11 +183,12 @@ def test_failovers_and_switchovers_are_counted_from_the_history(tmp_path: Path) 
     store.record_event("switchover: node 1 is the master (was node 2); "
                        "writes blocked for 0.210 s", 1)
     store.record_event("switchover to node 3 abandoned")
+    store.flush()  # counted once committed
     _, found = samples(scrape(ManagerMetrics(nodes, reconciler, replication, None)).text)
     assert value(found, "conpaassql_failovers_total") == 1
     assert value(found, "conpaassql_switchovers_total") == 1
     assert value(found, "conpaassql_last_failover_duration_seconds") == 1.37
-    at = store.events_since(0, "failover: node 2 is%")[0].at
+    at = store.history(limit=3)[0].at
     assert value(found, "conpaassql_last_failover_timestamp_seconds") == at
 
     # The manager restarts: a new store on the same file, new metrics; the counts stay,
@@ -193,6 +200,7 @@ def test_failovers_and_switchovers_are_counted_from_the_history(tmp_path: Path) 
     assert value(found, "conpaassql_failovers_total") == 1
     again.rt.store.record_event("failover: node 1 is the master (was node 2: mysqld "
                                 "down); writes resumed after 0.52 s", 1)
+    again.rt.store.flush()
     _, found = samples(scrape(metrics).text)
     assert value(found, "conpaassql_failovers_total") == 2
     assert value(found, "conpaassql_switchovers_total") == 1

@@ -106,7 +106,7 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
     registry = api.registry()
     authorizer, gate, api_tls, scheme = secure_api(config, authority,
                                                    TokenStore(state_dir / "secrets"), bind)
-    metrics = ManagerMetrics(nodes, reconciler, replication, gate)
+    metrics = ManagerMetrics(nodes, reconciler, replication, gate, monitor)
     app = RpcApp(registry, authorizer=authorizer, gate=gate, max_body=config.max_request_bytes,
                  max_upload=config.max_upload_bytes, max_active=config.max_requests,
                  body_timeout=config.request_timeout).asgi(

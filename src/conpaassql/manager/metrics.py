@@ -1,12 +1,15 @@
 """The manager's Prometheus metrics (``GET /metrics``), read from its state at each scrape.
 
 One registry per manager, made when it starts, holds one collector that reads, at
-each scrape: the store (the service and its nodes; in its history the failovers and
-switchovers, so that their counters survive a restart of the manager), the latest
-report of each node (the reconcile loop's probes, the agents' heartbeats) and the
-servers' figures (queries per second, connections), asked of the running nodes'
-agents in parallel with a short timeout and kept a second, so that a scrape never
-waits long and several scrapers do not multiply the calls.
+each scrape: the store (the service and its nodes), the latest report of each node
+(the reconcile loop's probes, the agents' heartbeats), the event loop's lag (the
+loop monitor's window), and what the scrape fetched just before, off the event
+loop: the failovers and switchovers committed to the history since the last scrape
+(counted from the whole history at the first, so that the counters survive a
+restart of the manager), and the servers' figures (queries per second,
+connections), asked of the running nodes' agents in parallel with a short timeout
+and kept a second, so that a scrape never waits long and several scrapers do not
+multiply the calls.
 
 The endpoint follows the API's rule: open on loopback, an API token beyond it (a
 read-only token will do).
@@ -19,6 +22,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -31,10 +35,11 @@ from conpaassql.domain.node import Node
 from conpaassql.domain.states import AgentState, NodeState, Role, ServiceState
 from conpaassql.errors import AuthError
 from conpaassql.manager.agents import AgentLink
+from conpaassql.manager.loop_monitor import LoopMonitor
 from conpaassql.manager.reconcile import Reconciler
 from conpaassql.manager.replication import Replication
 from conpaassql.manager.service import NodeService
-from conpaassql.manager.store import Store
+from conpaassql.manager.store import HistoryEntry, Store
 from conpaassql.protocol.agent import PerformanceReply
 from conpaassql.protocol.report import StateReport
 from conpaassql.rpc.server import Gate
@@ -77,6 +82,8 @@ FAMILIES = (
     Family("last_failover_duration_seconds", "gauge",
            "How long writes stopped in the last failover"),
     Family("last_failover_timestamp_seconds", "gauge", "When the last failover ended"),
+    Family("manager_loop_lag_seconds", "gauge", "How late the manager's event loop ran: "
+           "the 0.99 quantile and the maximum (1) of the loop monitor's window", ("quantile",)),
     Family("node_info", "gauge", "1 for each node, with its name, address and server version",
            (*NODE, "name", "ip", "version")),
     Family("node_state", "gauge", "1 for the node's state, 0 for the others", (*NODE, "state")),
@@ -121,8 +128,15 @@ class Tally:
     failover_at: float | None = None
     failover_seconds: float | None = None
 
-    def update(self, store: Store) -> None:
-        for entry in store.events_since(self.seq, FAILOVER_DONE, SWITCHOVER_DONE):
+    async def update(self, store: Store) -> None:
+        """Count the entries committed since the last update (read in a thread)."""
+        self.add(await asyncio.to_thread(store.events_since, self.seq, FAILOVER_DONE,
+                                         SWITCHOVER_DONE))
+
+    def add(self, entries: list[HistoryEntry]) -> None:
+        for entry in entries:
+            if entry.seq <= self.seq:
+                continue  # counted already, by a scrape that read at the same time
             self.seq = entry.seq
             if entry.message.startswith("failover"):
                 self.failovers += 1
@@ -172,13 +186,15 @@ class ServiceCollector(Collector):
     """The service's metrics, read from the manager's state when collected."""
 
     def __init__(self, nodes: NodeService, reports: Callable[[], Mapping[int, StateReport]],
-                 copying: Callable[[], frozenset[int]], performance: PerformanceCache) -> None:
+                 copying: Callable[[], frozenset[int]], performance: PerformanceCache,
+                 tally: Tally, loop_lag: Callable[[], dict[str, Any]] | None = None) -> None:
         self._nodes = nodes
         self._store = nodes.rt.store
         self._reports = reports
         self._copying = copying
         self._performance = performance
-        self._tally = Tally()
+        self._tally = tally
+        self._loop_lag = loop_lag
 
     def describe(self) -> Iterable[Metric]:
         return [family.empty() for family in FAMILIES]
@@ -210,13 +226,16 @@ class ServiceCollector(Collector):
         _add(out, "service_nodes", [], sum(1 for node in nodes if node.state.is_live))
         _add(out, "service_writers", [], sum(
             1 for node in nodes if node.role is Role.MASTER and _up(node, reports)))
-        self._tally.update(self._store)
         _add(out, "failovers", [], self._tally.failovers)
         _add(out, "switchovers", [], self._tally.switchovers)
         if self._tally.failover_seconds is not None:
             _add(out, "last_failover_duration_seconds", [], self._tally.failover_seconds)
         if self._tally.failover_at is not None:
             _add(out, "last_failover_timestamp_seconds", [], self._tally.failover_at)
+        figures = self._loop_lag() if self._loop_lag is not None else {}
+        for quantile, key in (("0.99", "loop_lag_p99_ms"), ("1", "loop_lag_max_ms")):
+            if isinstance(figures.get(key), int | float):
+                _add(out, "manager_loop_lag_seconds", [quantile], figures[key] / 1000)
 
     def _node(self, out: dict[str, Metric], node: Node, labels: list[str],
               report: StateReport | None, copying: bool) -> None:
@@ -278,15 +297,17 @@ class ManagerMetrics:
     """The manager's registry and its ``/metrics`` endpoint."""
 
     def __init__(self, nodes: NodeService, reconciler: Reconciler, replication: Replication,
-                 gate: Gate | None, performance: PerformanceCache | None = None) -> None:
+                 gate: Gate | None, monitor: LoopMonitor | None = None,
+                 performance: PerformanceCache | None = None) -> None:
         self._nodes = nodes
         self._gate = gate
         self.performance = performance or PerformanceCache(
             nodes.rt.agents, timeout=min(PERFORMANCE_TIMEOUT, nodes.rt.config.probe_timeout))
+        self.tally = Tally()
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(ServiceCollector(
             nodes, lambda: latest_reports(reconciler), lambda: replication.seeding,
-            self.performance))
+            self.performance, self.tally, monitor.figures if monitor is not None else None))
 
     async def serve(self, request: Request) -> Response:
         """``GET /metrics``: the text format (OpenMetrics when the scraper asks for it)."""
@@ -298,6 +319,7 @@ class ManagerMetrics:
                                          headers={"WWW-Authenticate": "Bearer"})
         running = [node for node in self._nodes.live_nodes()
                    if node.state is NodeState.RUNNING and node.ip]
-        await self.performance.refresh(running)
+        await asyncio.gather(self.performance.refresh(running),
+                             self.tally.update(self._nodes.rt.store))
         encode, content_type = choose_encoder(request.headers.get("accept", ""))
         return Response(encode(self.registry), headers={"Content-Type": content_type})
