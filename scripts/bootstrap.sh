@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what conpaassql needs and is missing: MariaDB and Chromium (OS packages, when root),
-# a virtualenv, and the package with its test tools. Safe to run again.
+# Installs what conpaassql needs and is missing: MariaDB, Chromium and Prometheus (OS packages,
+# when root), a virtualenv, and the package with its test tools. Safe to run again.
 set -euo pipefail
 venv="${1:-.venv}"
 python="${PYTHON:-python3}"
@@ -18,6 +18,10 @@ fi
 # The browser tests drive the OS's Chromium (headless); installed when root.
 if [ "$(id -u)" -eq 0 ] && ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
     missing+=(chromium)
+fi
+# The metrics test has a real Prometheus scrape the manager (and promtool check the rules).
+if [ "$(id -u)" -eq 0 ] && ! command -v prometheus >/dev/null 2>&1 && [ ! -x /usr/bin/prometheus ]; then
+    missing+=(prometheus)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
