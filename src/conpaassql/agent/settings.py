@@ -7,6 +7,7 @@ may set where data lives and which ports to use.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import socket
@@ -16,7 +17,7 @@ from pathlib import Path
 from conpaassql.cloud.context import NodeContext
 from conpaassql.config import IniFile
 from conpaassql.errors import ConfigError
-from conpaassql.mysql.config import ServerSettings
+from conpaassql.mysql.config import ServerSettings, node_memory
 from conpaassql.mysql.connection import ConnectInfo
 from conpaassql.mysql.paths import ServerPaths, write_private_file
 from conpaassql.rpc.tls import TlsFiles
@@ -78,7 +79,17 @@ class AgentSettings:
         return ConnectInfo(socket=self.paths.socket, user="root",
                            password=self.context.root_password)
 
+    @property
+    def shares_machine(self) -> bool:
+        """True on the local cloud: its nodes are processes on loopback addresses."""
+        try:
+            return ipaddress.ip_address(self.bind).is_loopback
+        except ValueError:
+            return False
+
     def server_settings(self) -> ServerSettings:
+        """The server's settings: the context's options, then the overrides, over the
+        defaults; memory sizing from the node unless it shares its machine."""
         options = {**self.mysql_options, **self.overrides()}
         return ServerSettings(
             bind_address=self.bind,
@@ -88,6 +99,7 @@ class AgentSettings:
             options=options,
             tls=(files.ca, files.cert, files.key) if (files := self.tls_files).key.is_file()
             else None,
+            memory=None if self.shares_machine else node_memory(),
         )
 
     def overrides(self) -> dict[str, str]:
