@@ -174,6 +174,9 @@ class AdminApi:
             "host": params.host,
             "database": params.database,
             "privileges": first.get("privileges", []),
+            "on": first.get("on"),
+            "grant_option": first.get("grant_option", False),
+            "grants": first.get("grants", []),
             "created": [node.id for node, answer in done if answer.get("created")],
         }
         if "note" in first:

@@ -18,6 +18,8 @@ from conpaassql.mysql.datadir import mysql_native_password_hash
 from conpaassql.mysql.guards import ensure_writable
 from conpaassql.mysql.names import (
     ALL_PRIVILEGES,
+    OWNER_PRIVILEGES,
+    OWNER_WITHHELD,
     check_host,
     check_manageable_user,
     check_password,
@@ -30,9 +32,10 @@ from conpaassql.mysql.names import (
 #: Server error: SHOW GRANTS for an account that is not there (any more).
 ER_NONEXISTING_GRANT = 1141
 
-NO_DATABASE_NOTE = ("no database given: the account's privileges are unchanged (a new "
-                    "account may log in but sees no data); give database and privileges "
-                    "to grant some")
+OWNER_NOTE = ("no database given: a new account gets every privilege on *.* WITH GRANT "
+              "OPTION but those the service keeps (" + ", ".join(OWNER_WITHHELD) + ")")
+KEPT_NOTE = ("no database given: the existing account got a new password and keeps its "
+             "privileges; give database and privileges to change them")
 
 #: Authentication plugins a client can log in with.
 LOGIN_PLUGINS = frozenset({"mysql_native_password", "mysql_old_password", "ed25519",
@@ -92,10 +95,12 @@ async def configure_user(session: Session, user: str, password: str, host: str =
                          database: str | None = None,
                          privileges: str | list[str] | tuple[str, ...] | None = None,
                          ) -> dict[str, Any]:
-    """Create ``user@host`` or give it a new password; then set its privileges on ``database``.
+    """Create ``user@host`` or give it a new password; then set its privileges.
 
     With a database, the account's privileges on it become exactly ``privileges``
-    (default ALL PRIVILEGES, never GRANT OPTION). Without one nothing is granted.
+    (default ALL PRIVILEGES, never GRANT OPTION). Without one, a new account gets
+    ``OWNER_PRIVILEGES`` on ``*.*`` WITH GRANT OPTION, an existing one keeps its
+    privileges. The reply names what was granted, and on what.
     """
     user = check_manageable_user(user)
     host = check_host(host)
@@ -114,16 +119,23 @@ async def configure_user(session: Session, user: str, password: str, host: str =
                               (user, host, hashed))
     else:
         await session.execute("ALTER USER %s@%s IDENTIFIED BY PASSWORD %s", (user, host, hashed))
-    if database is not None and target is not None:
+    result: dict[str, Any] = {"username": user, "host": host, "created": created,
+                              "database": database}
+    if target is not None and database is not None:
         if await _has_database_grant(session, user, host, grant_pattern(database)):
             await session.execute(f"REVOKE ALL PRIVILEGES ON {target}.* FROM %s@%s",
                                   (user, host))
         await session.execute(f"GRANT {', '.join(granted)} ON {target}.* TO %s@%s",
                               (user, host))
-    result: dict[str, Any] = {"username": user, "host": host, "created": created,
-                              "database": database, "privileges": list(granted)}
-    if database is None:
-        result["note"] = NO_DATABASE_NOTE
+        result.update(privileges=list(granted), on=f"{target}.*", grant_option=False)
+    elif created:
+        await session.execute(f"GRANT {', '.join(OWNER_PRIVILEGES)} ON *.* TO %s@%s"
+                              " WITH GRANT OPTION", (user, host))
+        result.update(privileges=list(OWNER_PRIVILEGES), on="*.*", grant_option=True,
+                      note=OWNER_NOTE)
+    else:
+        result.update(privileges=[], on=None, grant_option=False, note=KEPT_NOTE)
+    result["grants"] = await grants_of(session, user, host)
     return result
 
 

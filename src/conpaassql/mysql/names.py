@@ -52,6 +52,30 @@ DATABASE_PRIVILEGES: tuple[str, ...] = (
     "SHOW VIEW", "CREATE ROUTINE", "ALTER ROUTINE", "EVENT", "TRIGGER", "DELETE HISTORY",
 )  # fmt: skip
 ALL_PRIVILEGES = "ALL PRIVILEGES"
+
+#: What an account made without a database gets on ``*.*`` WITH GRANT OPTION (RDS's
+#: master user): every privilege of MariaDB 10.11 (``SHOW PRIVILEGES``) but
+#: ``OWNER_WITHHELD``, in the order SHOW GRANTS prints them.
+OWNER_PRIVILEGES: tuple[str, ...] = (
+    "SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "PROCESS", "REFERENCES",
+    "INDEX", "ALTER", "SHOW DATABASES", "CREATE TEMPORARY TABLES", "LOCK TABLES",
+    "EXECUTE", "CREATE VIEW", "SHOW VIEW", "CREATE ROUTINE", "ALTER ROUTINE",
+    "CREATE USER", "EVENT", "TRIGGER", "DELETE HISTORY",
+)  # fmt: skip
+#: The privileges the service keeps for itself, and why: stopping the server or
+#: touching its files (SHUTDOWN, FILE, CREATE TABLESPACE); writing on a read-only
+#: slave or changing global settings (SUPER, READ_ONLY ADMIN); the binary log and
+#: replication, which the service runs (RELOAD also allows RESET MASTER, which
+#: empties the binary log; REPLICATION CLIENT is BINLOG MONITOR, REPLICA MONITOR is
+#: SLAVE MONITOR); other users' sessions (CONNECTION ADMIN); acting as another
+#: account (SET USER: a routine or view with any DEFINER); remote servers
+#: (FEDERATED ADMIN: CREATE SERVER).
+OWNER_WITHHELD: tuple[str, ...] = (
+    "RELOAD", "SHUTDOWN", "FILE", "SUPER", "REPLICATION SLAVE", "BINLOG MONITOR",
+    "CREATE TABLESPACE", "SET USER", "FEDERATED ADMIN", "CONNECTION ADMIN",
+    "READ_ONLY ADMIN", "REPLICATION SLAVE ADMIN", "REPLICATION MASTER ADMIN",
+    "BINLOG ADMIN", "BINLOG REPLAY", "SLAVE MONITOR",
+)  # fmt: skip
 _PRIVILEGE_ALIASES = {"ALL": ALL_PRIVILEGES, ALL_PRIVILEGES: ALL_PRIVILEGES}
 
 _HOST_CHARS = re.compile(r"[a-z0-9._%:-]+")
