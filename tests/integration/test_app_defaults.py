@@ -1,0 +1,173 @@
+"""What an application finds on a new service: the seed's user, utf8mb4, time zones.
+
+One manager with a master and a slave seeded by a physical copy serves the module.
+Users log in over TCP with the real mariadb client (TLS, the service's CA), as an
+application would, with utf8mb4 as the connection's character set.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conpaassql.mysql.names import OWNER_PRIVILEGES, OWNER_WITHHELD
+from tests.integration.harness import Manager
+
+pytestmark = pytest.mark.integration
+
+OWNER = "alice"
+OWNER_PASSWORD = "Al1ce-seed pw"
+EMOJI = ("😀", "😁", "🐬")
+SEED_DUMP = """CREATE DATABASE shop;
+USE shop;
+CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(40)) ENGINE=InnoDB;
+INSERT INTO items VALUES (1, 'apple'), (2, 'pear'), (3, 'plum');
+"""
+
+
+class Service:
+    def __init__(self, manager: Manager, master: int, slave: int) -> None:
+        self.manager = manager
+        self.master = master
+        self.slave = slave
+        self.nodes = {n["id"]: n for n in manager.nodes()}
+
+    def sync(self) -> None:
+        self.manager.sync_slaves(self.master, [self.slave])
+
+    def as_user(self, node_id: int, statement: str, user: str = OWNER,
+                password: str = OWNER_PASSWORD) -> subprocess.CompletedProcess[str]:
+        """``statement`` run by ``user`` over TCP and TLS, the connection in utf8mb4."""
+        node = self.nodes[node_id]
+        defaults = self.manager.defaults_file(user, password)
+        try:
+            return subprocess.run(
+                ["mariadb", f"--defaults-extra-file={defaults}", "-h", node["ip"],
+                 "-P", str(node.get("port") or 3306), "--ssl",
+                 f"--ssl-ca={self.manager.ca_file}", "--default-character-set=utf8mb4",
+                 "--batch", "--skip-column-names", "-e", statement],
+                capture_output=True, text=True, timeout=30, check=False,
+            )
+        finally:
+            defaults.unlink()
+
+    def user_sql(self, node_id: int, statement: str) -> str:
+        answer = self.as_user(node_id, statement)
+        assert answer.returncode == 0, answer.stderr
+        return answer.stdout
+
+    def refused(self, node_id: int, statement: str) -> str:
+        answer = self.as_user(node_id, statement)
+        assert answer.returncode != 0, (statement, answer.stdout)
+        return answer.stderr
+
+    def root_sql(self, node_id: int, statement: str) -> str:
+        answer = self.manager.sql(node_id, statement)
+        assert answer.returncode == 0, answer.stderr
+        return answer.stdout
+
+
+@pytest.fixture(scope="module")
+def service(template_cache: Path) -> Iterator[Service]:
+    manager = Manager(template_cache).start()
+    try:
+        manager.post("add_nodes", count=2)
+        master, slaves = manager.wait_topology(2)
+        yield Service(manager, master, slaves[0])
+    finally:
+        manager.close()
+
+
+def test_the_seed_user_owns_the_data_but_not_the_server(service: Service,
+                                                         tmp_path: Path) -> None:
+    manager, master, slave = service.manager, service.master, service.slave
+    # The seed's calls in order: a user without a database, then its dump.
+    reply: dict[str, Any] = manager.post("configure_user", username=OWNER,
+                                         password=OWNER_PASSWORD)
+    assert reply["nodes"] == [master] and reply["created"] == [master]
+    assert (reply["on"], reply["grant_option"]) == ("*.*", True)
+    assert reply["privileges"] == list(OWNER_PRIVILEGES)
+    [grant] = reply["grants"]
+    assert grant == (f"GRANT {', '.join(OWNER_PRIVILEGES)} ON *.* TO `{OWNER}`@`%` "
+                     "IDENTIFIED BY PASSWORD '***' WITH GRANT OPTION"), grant
+    assert not set(OWNER_WITHHELD) & set(reply["privileges"])
+    # Every privilege this server knows is either given or withheld.
+    known = {line.split("\t")[0].upper()
+             for line in service.root_sql(master, "SHOW PRIVILEGES").splitlines()}
+    assert known - {"USAGE", "GRANT OPTION", "PROXY"} == set(OWNER_PRIVILEGES) | set(
+        OWNER_WITHHELD)
+    dump = tmp_path / "seed.sql"
+    dump.write_text(SEED_DUMP, encoding="utf-8")
+    assert manager.upload("send_mysqldump", "mysqldump", dump)["nodes"] == [master]
+
+    # The user reads what was loaded, makes its own database and an account of its own.
+    assert service.user_sql(master, "SELECT name FROM shop.items ORDER BY id").split() == [
+        "apple", "pear", "plum"]
+    service.user_sql(master, "CREATE DATABASE own; CREATE TABLE own.t (i INT PRIMARY KEY);"
+                     "INSERT INTO own.t SELECT id FROM shop.items;"
+                     "CREATE USER 'app'@'%' IDENTIFIED BY 'app-pw';"
+                     "GRANT SELECT ON own.* TO 'app'@'%'")
+    assert service.as_user(master, "SELECT SUM(i) FROM own.t", "app",
+                           "app-pw").stdout.split() == ["6"]
+    service.sync()
+    assert service.user_sql(slave, "SELECT COUNT(*) FROM own.t").split() == ["3"]
+
+    # What the service keeps for itself, on the master and on the slave.
+    for node in (master, slave):
+        assert "READ_ONLY ADMIN" in service.refused(node, "SET GLOBAL read_only = 0")
+        assert "SHUTDOWN" in service.refused(node, "SHUTDOWN")
+        assert "FILE" in service.refused(node, "SELECT name FROM shop.items INTO OUTFILE 'x'")
+        assert "RELOAD" in service.refused(node, "RESET MASTER")
+        assert "SET USER" in service.refused(
+            node, "CREATE DEFINER = root@localhost PROCEDURE own.p() SELECT 1")
+        assert "BINLOG ADMIN" in service.refused(node, "SET SESSION sql_log_bin = 0")
+    assert "--read-only" in service.refused(slave, "INSERT INTO own.t VALUES (10)")
+    assert "--read-only" in service.refused(slave, "CREATE DATABASE other")
+    assert service.root_sql(slave, "SELECT @@global.read_only").split() == ["1"]
+
+    # A new password alone keeps the account's grants.
+    again = manager.post("configure_user", username=OWNER, password="n3w-pw")
+    assert (again["created"], again["privileges"], again["on"]) == ([], [], None)
+    assert again["grants"] == reply["grants"]
+    assert "keeps its privileges" in again["note"]
+    assert service.as_user(master, "SELECT COUNT(*) FROM shop.items", OWNER,
+                           "n3w-pw").stdout.split() == ["3"]
+    manager.post("configure_user", username=OWNER, password=OWNER_PASSWORD)
+
+
+def test_utf8mb4_everywhere(service: Service) -> None:
+    manager, master, slave = service.manager, service.master, service.slave
+    for node in (master, slave):
+        assert service.root_sql(node, "SELECT @@character_set_server, @@collation_server,"
+                                " @@slow_query_log").split() == [
+            "utf8mb4", "utf8mb4_unicode_520_ci", "1"]
+    made = manager.post("create_database", database="by_api")
+    assert (made["character_set"], made["collation"]) == ("utf8mb4", "utf8mb4_unicode_520_ci")
+    manager.post("configure_user", username=OWNER, password=OWNER_PASSWORD)
+    service.user_sql(master, "CREATE DATABASE by_user")
+    values = ", ".join(f"('{e}')" for e in EMOJI)
+    for database in ("by_api", "by_user"):
+        # Distinct emoji are distinct keys (utf8mb4_general_ci would call them equal).
+        service.user_sql(master, f"CREATE TABLE {database}.t (s VARCHAR(8) PRIMARY KEY);"
+                         f"INSERT INTO {database}.t VALUES {values}")
+    service.sync()
+    for node in (master, slave):
+        for database in ("by_api", "by_user"):
+            shown = service.user_sql(node, f"SELECT s FROM {database}.t ORDER BY HEX(s)")
+            assert shown.split() == sorted(EMOJI, key=lambda e: e.encode()), (node, database)
+
+
+def test_named_time_zones_on_the_master_and_on_a_copy(service: Service) -> None:
+    for node in (service.master, service.slave):
+        answer = service.root_sql(
+            node, "SELECT CONVERT_TZ('2026-07-01 12:00:00', 'UTC', 'Europe/Paris'),"
+            " CONVERT_TZ('2026-01-01 12:00:00', 'UTC', 'America/New_York'),"
+            " (SELECT COUNT(*) FROM mysql.time_zone_name) > 400")
+        assert answer.split("\t") == ["2026-07-01 14:00:00", "2026-01-01 07:00:00", "1\n"], node
+        # The local cloud keeps MariaDB's small sizes (and the harness's 32M pool).
+        assert service.root_sql(node, "SELECT @@innodb_buffer_pool_size, @@max_connections"
+                                ).split() == [str(32 << 20), "151"]
