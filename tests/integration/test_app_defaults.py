@@ -171,3 +171,45 @@ def test_named_time_zones_on_the_master_and_on_a_copy(service: Service) -> None:
         # The local cloud keeps MariaDB's small sizes (and the harness's 32M pool).
         assert service.root_sql(node, "SELECT @@innodb_buffer_pool_size, @@max_connections"
                                 ).split() == [str(32 << 20), "151"]
+
+
+def plain_tcp(manager: Manager, node: dict[str, Any], user: str,
+              password: str) -> subprocess.CompletedProcess[str]:
+    """``SELECT @@max_connections`` by ``user`` over TCP without TLS."""
+    defaults = manager.defaults_file(user, password)
+    try:
+        return subprocess.run(
+            ["mariadb", f"--defaults-extra-file={defaults}", "-h", node["ip"], "-P",
+             str(node.get("port") or 3306), "--skip-ssl", "--batch", "--skip-column-names",
+             "-e", "SELECT @@max_connections"],
+            capture_output=True, text=True, timeout=30, check=False)
+    finally:
+        defaults.unlink()
+
+
+def test_plain_tcp_only_where_the_options_allow_it(service: Service,
+                                                   template_cache: Path) -> None:
+    manager, master = service.manager, service.master
+    manager.post("configure_user", username=OWNER, password=OWNER_PASSWORD)
+    # MariaDB answers a login without TLS as it answers a wrong password.
+    refused = plain_tcp(manager, service.nodes[master], OWNER, OWNER_PASSWORD)
+    assert refused.returncode != 0 and "ERROR 1045" in refused.stderr, refused
+    assert service.user_sql(master, "SELECT @@require_secure_transport").split() == ["1"]
+
+    # The service's options go over the defaults: plain TCP allowed, more connections.
+    allowing = Manager(template_cache)
+    try:
+        text = allowing.config_file.read_text(encoding="utf-8")
+        allowing.config_file.write_text(text.replace(
+            "LOCAL_MYSQL_OPTIONS = innodb_buffer_pool_size=32M",
+            "LOCAL_MYSQL_OPTIONS = innodb_buffer_pool_size=32M, require_secure_transport=OFF,"
+            " max_connections=300"), encoding="utf-8")
+        allowing.start()
+        allowing.post("add_nodes", count=1)
+        allowing.wait_topology(1)
+        [node] = allowing.nodes()
+        allowing.post("configure_user", username=OWNER, password=OWNER_PASSWORD)
+        answer = plain_tcp(allowing, node, OWNER, OWNER_PASSWORD)
+        assert (answer.returncode, answer.stdout.split()) == (0, ["300"]), answer.stderr
+    finally:
+        allowing.close()
