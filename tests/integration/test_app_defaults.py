@@ -20,7 +20,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from conpaassql.mysql.names import OWNER_PRIVILEGES, OWNER_WITHHELD
+from conpaassql.mysql.names import (
+    DATABASE_PRIVILEGES,
+    OWNER_GLOBAL_PRIVILEGES,
+    OWNER_WITHHELD,
+)
 from tests.integration.harness import Manager
 
 pytestmark = pytest.mark.integration
@@ -88,61 +92,83 @@ def service(template_cache: Path) -> Iterator[Service]:
         manager.close()
 
 
-def test_the_seed_user_owns_the_data_but_not_the_server(service: Service,
-                                                         tmp_path: Path) -> None:
+def test_the_seed_user_owns_the_data(service: Service, tmp_path: Path) -> None:
     manager, master, slave = service.manager, service.master, service.slave
     # The seed's calls in order: a user without a database, then its dump.
     reply: dict[str, Any] = manager.post("configure_user", username=OWNER,
                                          password=OWNER_PASSWORD)
     assert reply["nodes"] == [master] and reply["created"] == [master]
-    assert (reply["on"], reply["grant_option"]) == ("*.*", True)
-    assert reply["privileges"] == list(OWNER_PRIVILEGES)
-    [grant] = reply["grants"]
-    assert grant == (f"GRANT {', '.join(OWNER_PRIVILEGES)} ON *.* TO `{OWNER}`@`%` "
-                     "IDENTIFIED BY PASSWORD '***' WITH GRANT OPTION"), grant
-    assert not set(OWNER_WITHHELD) & set(reply["privileges"])
-    # Every privilege this server knows is either given or withheld.
+    assert (reply["on"], reply["grant_option"]) == ("`%`.*", True)
+    assert reply["privileges"] == ["ALL PRIVILEGES"]
+    who = f"`{OWNER}`@`%`"
+    assert sorted(reply["grants"]) == sorted([
+        f"GRANT PROCESS, SHOW DATABASES ON *.* TO {who} IDENTIFIED BY PASSWORD '***'",
+        f"GRANT SHOW VIEW ON `mysql`.* TO {who}",
+        f"GRANT SELECT, EXECUTE, SHOW VIEW ON `sys`.* TO {who}",
+        f"GRANT ALL PRIVILEGES ON `%`.* TO {who} WITH GRANT OPTION"]), reply["grants"]
+    # Every privilege this server knows is given (on *.* or on every database) or withheld.
     known = {line.split("\t")[0].upper()
              for line in service.root_sql(master, "SHOW PRIVILEGES").splitlines()}
-    assert known - {"USAGE", "GRANT OPTION", "PROXY"} == set(OWNER_PRIVILEGES) | set(
-        OWNER_WITHHELD)
+    given = set(OWNER_GLOBAL_PRIVILEGES) | set(DATABASE_PRIVILEGES)
+    assert not given & set(OWNER_WITHHELD)
+    assert known - {"USAGE", "GRANT OPTION", "PROXY"} == given | set(OWNER_WITHHELD)
     dump = tmp_path / "seed.sql"
     dump.write_text(SEED_DUMP, encoding="utf-8")
     assert manager.upload("send_mysqldump", "mysqldump", dump)["nodes"] == [master]
 
-    # The user reads what was loaded, makes its own database and an account of its own.
+    # The user reads what was loaded, makes its own database and shares it.
     assert service.user_sql(master, "SELECT name FROM shop.items ORDER BY id").split() == [
         "apple", "pear", "plum"]
     service.user_sql(master, "CREATE DATABASE own; CREATE TABLE own.t (i INT PRIMARY KEY);"
-                     "INSERT INTO own.t SELECT id FROM shop.items;"
-                     "CREATE USER 'app'@'%' IDENTIFIED BY 'app-pw';"
-                     "GRANT SELECT ON own.* TO 'app'@'%'")
+                     "INSERT INTO own.t SELECT id FROM shop.items")
+    manager.post("configure_user", username="app", password="app-pw", database="shop",
+                 privileges="SELECT")
+    service.user_sql(master, "GRANT SELECT ON own.* TO 'app'@'%'")
     assert service.as_user(master, "SELECT SUM(i) FROM own.t", "app",
                            "app-pw").stdout.split() == ["6"]
     service.sync()
     assert service.user_sql(slave, "SELECT COUNT(*) FROM own.t").split() == ["3"]
 
-    # What the service keeps for itself, on the master and on the slave.
+
+def test_the_seed_user_cannot_act_as_the_server(service: Service) -> None:
+    manager, master, slave = service.manager, service.master, service.slave
+    manager.post("configure_user", username=OWNER, password=OWNER_PASSWORD)
+    manager.post("configure_user", username="helper", password="h3lper")
+    service.user_sql(master, "CREATE DATABASE IF NOT EXISTS kept;"
+                     "CREATE TABLE IF NOT EXISTS kept.t (i INT);"
+                     # The owner may pass on what it has: mysql stays out of reach.
+                     "GRANT ALL PRIVILEGES ON `%`.* TO 'helper'@'%'")
+    service.sync()
     for node in (master, slave):
         assert "READ_ONLY ADMIN" in service.refused(node, "SET GLOBAL read_only = 0")
         assert "SHUTDOWN" in service.refused(node, "SHUTDOWN")
-        assert "FILE" in service.refused(node, "SELECT name FROM shop.items INTO OUTFILE 'x'")
+        assert "FILE" in service.refused(node, "SELECT 1 INTO OUTFILE 'x'")
         assert "RELOAD" in service.refused(node, "RESET MASTER")
-        assert "SET USER" in service.refused(
-            node, "CREATE DEFINER = root@localhost PROCEDURE own.p() SELECT 1")
         assert "BINLOG ADMIN" in service.refused(node, "SET SESSION sql_log_bin = 0")
-    assert "--read-only" in service.refused(slave, "INSERT INTO own.t VALUES (10)")
+        assert "SET USER" in service.refused(
+            node, "CREATE DEFINER = root@localhost PROCEDURE kept.p() SELECT 1")
+        assert "CREATE USER" in service.refused(
+            node, "RENAME USER 'root'@'localhost' TO 'root'@'%'")
+    # The system tables: a row in mysql.proc would be a routine that runs as root.
+    for who, secret in ((OWNER, OWNER_PASSWORD), ("helper", "h3lper")):
+        for statement in ("SELECT COUNT(*) FROM mysql.global_priv",
+                          "INSERT INTO mysql.proc (db, name) VALUES ('kept', 'x')",
+                          "ALTER PROCEDURE sys.ps_setup_show_enabled COMMENT 'x'",
+                          "GRANT INSERT ON mysql.* TO 'app'@'%'"):
+            answer = service.as_user(master, statement, who, secret)
+            assert answer.returncode != 0 and "denied" in answer.stderr, (who, statement)
+    assert "--read-only" in service.refused(slave, "INSERT INTO kept.t VALUES (10)")
     assert "--read-only" in service.refused(slave, "CREATE DATABASE other")
     assert service.root_sql(slave, "SELECT @@global.read_only").split() == ["1"]
 
-    # A new password alone keeps the account's grants.
-    again = manager.post("configure_user", username=OWNER, password="n3w-pw")
+
+def test_a_new_password_keeps_the_grants(service: Service) -> None:
+    manager, master = service.manager, service.master
+    first = manager.post("configure_user", username="keeper", password="k33per")
+    again = manager.post("configure_user", username="keeper", password="n3w-pw")
     assert (again["created"], again["privileges"], again["on"]) == ([], [], None)
-    assert again["grants"] == reply["grants"]
-    assert "keeps its privileges" in again["note"]
-    assert service.as_user(master, "SELECT COUNT(*) FROM shop.items", OWNER,
-                           "n3w-pw").stdout.split() == ["3"]
-    manager.post("configure_user", username=OWNER, password=OWNER_PASSWORD)
+    assert again["grants"] == first["grants"] and "keeps its privileges" in again["note"]
+    assert service.as_user(master, "SHOW GRANTS", "keeper", "n3w-pw").returncode == 0
 
 
 def test_utf8mb4_everywhere(service: Service) -> None:

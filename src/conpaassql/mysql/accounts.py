@@ -18,8 +18,9 @@ from conpaassql.mysql.datadir import mysql_native_password_hash
 from conpaassql.mysql.guards import ensure_writable
 from conpaassql.mysql.names import (
     ALL_PRIVILEGES,
-    OWNER_PRIVILEGES,
+    OWNER_GLOBAL_PRIVILEGES,
     OWNER_WITHHELD,
+    PINNED_DATABASES,
     check_host,
     check_manageable_user,
     check_password,
@@ -27,13 +28,18 @@ from conpaassql.mysql.names import (
     grant_pattern,
     is_reserved_user,
     quote_grant_database,
+    quote_identifier,
 )
 
 #: Server error: SHOW GRANTS for an account that is not there (any more).
 ER_NONEXISTING_GRANT = 1141
 
-OWNER_NOTE = ("no database given: a new account gets every privilege on *.* WITH GRANT "
-              "OPTION but those the service keeps (" + ", ".join(OWNER_WITHHELD) + ")")
+#: Every database (a GRANT pattern; ``%%`` because the statement has parameters).
+EVERY_DATABASE = "`%%`"
+OWNER_NOTE = ("no database given: a new account gets every database privilege WITH GRANT "
+              "OPTION on every database but mysql and sys, and "
+              + " and ".join(OWNER_GLOBAL_PRIVILEGES) + "; not what the service keeps ("
+              + ", ".join(OWNER_WITHHELD) + ")")
 KEPT_NOTE = ("no database given: the existing account got a new password and keeps its "
              "privileges; give database and privileges to change them")
 
@@ -99,8 +105,10 @@ async def configure_user(session: Session, user: str, password: str, host: str =
 
     With a database, the account's privileges on it become exactly ``privileges``
     (default ALL PRIVILEGES, never GRANT OPTION). Without one, a new account gets
-    ``OWNER_PRIVILEGES`` on ``*.*`` WITH GRANT OPTION, an existing one keeps its
-    privileges. The reply names what was granted, and on what.
+    ALL PRIVILEGES WITH GRANT OPTION on every database (``%``) and
+    ``OWNER_GLOBAL_PRIVILEGES``; an existing one keeps its privileges. A new account
+    is held to ``PINNED_DATABASES`` whatever it is granted later. The reply names
+    what was granted, and on what, and SHOW GRANTS.
     """
     user = check_manageable_user(user)
     host = check_host(host)
@@ -117,6 +125,9 @@ async def configure_user(session: Session, user: str, password: str, host: str =
     if created:
         await session.execute("CREATE USER %s@%s IDENTIFIED BY PASSWORD %s",
                               (user, host, hashed))
+        for pinned, allowed in PINNED_DATABASES:
+            await session.execute(f"GRANT {allowed} ON {quote_identifier(pinned)}.* TO %s@%s",
+                                  (user, host))
     else:
         await session.execute("ALTER USER %s@%s IDENTIFIED BY PASSWORD %s", (user, host, hashed))
     result: dict[str, Any] = {"username": user, "host": host, "created": created,
@@ -129,10 +140,12 @@ async def configure_user(session: Session, user: str, password: str, host: str =
                               (user, host))
         result.update(privileges=list(granted), on=f"{target}.*", grant_option=False)
     elif created:
-        await session.execute(f"GRANT {', '.join(OWNER_PRIVILEGES)} ON *.* TO %s@%s"
+        await session.execute(f"GRANT {', '.join(OWNER_GLOBAL_PRIVILEGES)} ON *.* TO %s@%s",
+                              (user, host))
+        await session.execute(f"GRANT ALL PRIVILEGES ON {EVERY_DATABASE}.* TO %s@%s"
                               " WITH GRANT OPTION", (user, host))
-        result.update(privileges=list(OWNER_PRIVILEGES), on="*.*", grant_option=True,
-                      note=OWNER_NOTE)
+        result.update(privileges=[ALL_PRIVILEGES], on="`%`.*", grant_option=True,
+                      global_privileges=list(OWNER_GLOBAL_PRIVILEGES), note=OWNER_NOTE)
     else:
         result.update(privileges=[], on=None, grant_option=False, note=KEPT_NOTE)
     result["grants"] = await grants_of(session, user, host)
