@@ -120,14 +120,19 @@ def test_the_seed_user_owns_the_data(service: Service, tmp_path: Path) -> None:
     assert service.user_sql(master, "SELECT name FROM shop.items ORDER BY id").split() == [
         "apple", "pear", "plum"]
     service.user_sql(master, "CREATE DATABASE own; CREATE TABLE own.t (i INT PRIMARY KEY);"
-                     "INSERT INTO own.t SELECT id FROM shop.items")
+                     "INSERT INTO own.t SELECT id FROM shop.items;"
+                     "CREATE FUNCTION own.twice(i INT) RETURNS INT RETURN 2 * i;"
+                     "CREATE TRIGGER own.bump BEFORE INSERT ON own.t FOR EACH ROW"
+                     " SET NEW.i = own.twice(NEW.i);"
+                     "INSERT INTO own.t VALUES (5)")
     manager.post("configure_user", username="app", password="app-pw", database="shop",
                  privileges="SELECT")
     service.user_sql(master, "GRANT SELECT ON own.* TO 'app'@'%'")
     assert service.as_user(master, "SELECT SUM(i) FROM own.t", "app",
-                           "app-pw").stdout.split() == ["6"]
+                           "app-pw").stdout.split() == ["16"]
     service.sync()
-    assert service.user_sql(slave, "SELECT COUNT(*) FROM own.t").split() == ["3"]
+    assert service.user_sql(slave, "SELECT i FROM own.t ORDER BY i").split() == [
+        "1", "2", "3", "10"]
 
 
 def test_the_seed_user_cannot_act_as_the_server(service: Service) -> None:
