@@ -114,42 +114,56 @@ async def configure_user(session: Session, user: str, password: str, host: str =
     host = check_host(host)
     hashed = mysql_native_password_hash(check_password(password))
     granted: tuple[str, ...] = ()
-    target: str | None = None
     if database is not None:
-        target = quote_grant_database(database)
+        quote_grant_database(database)  # refuses a name that cannot be granted on
         granted = check_privileges(privileges) if privileges is not None else (ALL_PRIVILEGES,)
     elif privileges is not None:
         raise InvalidArgumentError("privileges", detail="give the database to grant them on")
     await ensure_writable(session)
-    created = not await user_exists(session, user, host)
-    if created:
-        await session.execute("CREATE USER %s@%s IDENTIFIED BY PASSWORD %s",
-                              (user, host, hashed))
-        for pinned, allowed in PINNED_DATABASES:
-            await session.execute(f"GRANT {allowed} ON {quote_identifier(pinned)}.* TO %s@%s",
-                                  (user, host))
-    else:
-        await session.execute("ALTER USER %s@%s IDENTIFIED BY PASSWORD %s", (user, host, hashed))
+    created = await _create_or_set_password(session, user, host, hashed)
     result: dict[str, Any] = {"username": user, "host": host, "created": created,
                               "database": database}
-    if target is not None and database is not None:
-        if await _has_database_grant(session, user, host, grant_pattern(database)):
-            await session.execute(f"REVOKE ALL PRIVILEGES ON {target}.* FROM %s@%s",
-                                  (user, host))
-        await session.execute(f"GRANT {', '.join(granted)} ON {target}.* TO %s@%s",
-                              (user, host))
-        result.update(privileges=list(granted), on=f"{target}.*", grant_option=False)
+    if database is not None:
+        result.update(await _grant_on_database(session, user, host, database, granted))
     elif created:
-        await session.execute(f"GRANT {', '.join(OWNER_GLOBAL_PRIVILEGES)} ON *.* TO %s@%s",
-                              (user, host))
-        await session.execute(f"GRANT ALL PRIVILEGES ON {EVERY_DATABASE}.* TO %s@%s"
-                              " WITH GRANT OPTION", (user, host))
-        result.update(privileges=[ALL_PRIVILEGES], on="`%`.*", grant_option=True,
-                      global_privileges=list(OWNER_GLOBAL_PRIVILEGES), note=OWNER_NOTE)
+        result.update(await _grant_owner(session, user, host))
     else:
         result.update(privileges=[], on=None, grant_option=False, note=KEPT_NOTE)
     result["grants"] = await grants_of(session, user, host)
     return result
+
+
+async def _create_or_set_password(session: Session, user: str, host: str,
+                                  hashed: str) -> bool:
+    """Create the account (held to ``PINNED_DATABASES``) or set its password; True if new."""
+    if await user_exists(session, user, host):
+        await session.execute("ALTER USER %s@%s IDENTIFIED BY PASSWORD %s", (user, host, hashed))
+        return False
+    await session.execute("CREATE USER %s@%s IDENTIFIED BY PASSWORD %s", (user, host, hashed))
+    for pinned, allowed in PINNED_DATABASES:
+        await session.execute(f"GRANT {allowed} ON {quote_identifier(pinned)}.* TO %s@%s",
+                              (user, host))
+    return True
+
+
+async def _grant_on_database(session: Session, user: str, host: str, database: str,
+                             granted: tuple[str, ...]) -> dict[str, Any]:
+    """Make the account's privileges on ``database`` exactly ``granted``."""
+    target = quote_grant_database(database)
+    if await _has_database_grant(session, user, host, grant_pattern(database)):
+        await session.execute(f"REVOKE ALL PRIVILEGES ON {target}.* FROM %s@%s", (user, host))
+    await session.execute(f"GRANT {', '.join(granted)} ON {target}.* TO %s@%s", (user, host))
+    return {"privileges": list(granted), "on": f"{target}.*", "grant_option": False}
+
+
+async def _grant_owner(session: Session, user: str, host: str) -> dict[str, Any]:
+    """What the seed's user gets: the data of every database, not the server."""
+    await session.execute(f"GRANT {', '.join(OWNER_GLOBAL_PRIVILEGES)} ON *.* TO %s@%s",
+                          (user, host))
+    await session.execute(f"GRANT ALL PRIVILEGES ON {EVERY_DATABASE}.* TO %s@%s"
+                          " WITH GRANT OPTION", (user, host))
+    return {"privileges": [ALL_PRIVILEGES], "on": "`%`.*", "grant_option": True,
+            "global_privileges": list(OWNER_GLOBAL_PRIVILEGES), "note": OWNER_NOTE}
 
 
 async def delete_user(session: Session, user: str, host: str = "%") -> dict[str, Any]:
