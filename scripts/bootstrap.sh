@@ -11,6 +11,12 @@ command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(ma
 command -v mariadb >/dev/null 2>&1 || missing+=(mariadb-client)
 command -v mariabackup >/dev/null 2>&1 || missing+=(mariadb-backup)
 "$python" -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+# Every datadir gets the time zone tables from the OS's zoneinfo.
+[ -d /usr/share/zoneinfo ] || missing+=(tzdata)
+# The tests run the field's load tool against a master; installed when root.
+if [ "$(id -u)" -eq 0 ] && ! command -v sysbench >/dev/null 2>&1; then
+    missing+=(sysbench)
+fi
 # The network-partition tests cut a node off with nftables; installed when root.
 if [ "$(id -u)" -eq 0 ] && ! command -v nft >/dev/null 2>&1 && [ ! -x /usr/sbin/nft ]; then
     missing+=(nftables)
