@@ -7,18 +7,13 @@ application would, with utf8mb4 as the connection's character set.
 
 from __future__ import annotations
 
-import datetime
-import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from conpaassql.names import (
     DATABASE_PRIVILEGES,
@@ -252,34 +247,23 @@ def test_plain_tcp_only_where_the_options_allow_it(service: Service,
         allowing.close()
 
 
-def client_certificate(ca_dir: Path, target: Path) -> None:
-    """``client-cert.pem`` and ``client-key.pem`` in ``target``, signed by the service's CA,
-    and the CA as ``cacert.pem``: the files sysbench's ``--mysql-ssl=on`` reads."""
-    ca_cert = x509.load_pem_x509_certificate((ca_dir / "ca.crt").read_bytes())
-    ca_key = serialization.load_pem_private_key((ca_dir / "ca.key").read_bytes(), None)
-    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "load-tool")]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .sign(ca_key, hashes.SHA256()))
-    (target / "client-cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (target / "client-key.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    (target / "cacert.pem").write_bytes((ca_dir / "ca.crt").read_bytes())
+def client_certificate(manager: Manager, target: Path) -> None:
+    """``client-cert.pem``, ``client-key.pem`` and ``cacert.pem`` in ``target``, as
+    sysbench's ``--mysql-ssl=on`` reads them: made by ``conpaassql-client
+    client_certificate``, the key made here and the certificate signed by the service."""
+    done = subprocess.run(
+        [sys.executable, "-m", "conpaassql.client", "127.0.0.1", str(manager.port),
+         "client_certificate", str(target), "--label", "sysbench"],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "mysql-client-sysbench" in done.stdout
 
 
-@pytest.mark.skipif(shutil.which("sysbench") is None, reason="sysbench is not installed")
 def test_sysbench_over_tls_against_the_master(service: Service, tmp_path: Path) -> None:
     manager, master, slave = service.manager, service.master, service.slave
     manager.post("configure_user", username=OWNER, password=OWNER_PASSWORD)
     service.user_sql(master, "CREATE DATABASE sbtest")
-    client_certificate(manager.state_dir / "pki", tmp_path)
+    client_certificate(manager, tmp_path)
     node = service.nodes[master]
     common = ["--mysql-host=" + node["ip"], f"--mysql-port={node.get('port') or 3306}",
               f"--mysql-user={OWNER}", "--mysql-ssl=on", "--tables=1", "--table-size=2000"]
