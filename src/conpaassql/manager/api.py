@@ -130,12 +130,12 @@ class ManagerApi:
         }
 
     async def get_node_info(self, params: NodeParams, ctx: CallContext) -> dict[str, Any]:
-        """One node; ``isRunningMySQL`` is asked of its agent now."""
+        """One node; ``isRunningMySQL`` is asked of its agent now (what it says is kept
+        for the reconcile loop, which moves the node's state if it calls for it)."""
         node = self.nodes.node(params.serviceNodeId)
         report = await self._live_report(node)
         if report is not None:
-            await self.reconciler.on_report(node, report)
-            node = self.nodes.node(node.id)
+            self.reconciler.note_report(node, report)
         answering = bool(report and report.get("mysqld", {}).get("answering"))
         info = views.node_details(node, report, answering)
         master_report = self._master_report(node)
@@ -233,9 +233,10 @@ class ManagerApi:
         return {"log": text}
 
     async def register_node(self, params: RegisterParams, ctx: CallContext) -> dict[str, Any]:
-        """Registration and heartbeat of an agent (agents only)."""
+        """Registration and heartbeat of an agent (agents only); answered at once, the
+        reconcile loop acts on what it says."""
         node = self.nodes.register(params.state, node_of_name(ctx.principal))
-        await self.reconciler.on_report(node, params.state)
+        self.reconciler.note_report(node, params.state)
         return {"result": "OK"}
 
 
