@@ -136,14 +136,15 @@ class World:
     def store(self) -> Store:
         return self.nodes.rt.store
 
-    def add(self, role: Role, state: NodeState = NodeState.RUNNING) -> Node:
+    def add(self, role: Role, state: NodeState = NodeState.RUNNING,
+            registered: float | None = 1.0) -> Node:
         node = self.store.new_node("conpaassql-agent", "default", 60000, 3306)
         for step in (NodeState.BOOTING, NodeState.RUNNING, NodeState.FAILED):
             if node.state is state:
                 break
             node = self.store.move_node(node.id, step, "set up by the test")
         return self.store.update_node(node.id, role=role, ip=f"10.0.0.{node.id}",
-                                      cloud_ref=f"vm-{node.id}", registered_at=1.0)
+                                      cloud_ref=f"vm-{node.id}", registered_at=registered)
 
     def snapshot(self, probes: Mapping[int, dict[str, Any] | None],
                  failures: Mapping[int, int] | None = None,
@@ -500,14 +501,40 @@ def test_node_state_decision(tmp_path: Path, case: NodeCase) -> None:
 
 
 def test_a_node_found_ready_is_given_its_role_in_the_same_cycle(tmp_path: Path) -> None:
+    """Found ready by the probe before its heartbeat came: it has run all the same (were
+    its cloud to lose it, it would be replaced)."""
     world = make_world(tmp_path)
-    node = world.add(Role.NONE, NodeState.BOOTING)
+    node = world.add(Role.NONE, NodeState.BOOTING, registered=None)
     world.agents.states[node.id] = report()
     result = world.run(world.reconciler.cycle())
     assert world.agents.calls == [("get_server_state", 1), ("set_up_replica_master", 1)]
     assert world.roles() == {1: Role.MASTER}
+    assert world.nodes.node(1).registered_at is not None
     assert result.line == ("RUNNING: node 1: agent registered and mysqld answering -> "
                            "RUNNING; node 1 elected master (1 running)")
+
+
+def test_a_heartbeat_moves_no_state_and_the_next_cycle_does(tmp_path: Path) -> None:
+    """An agent the manager cannot reach yet told it is up: recorded, the loop woken,
+    and the node moved by the loop (from what it told) rather than by its call."""
+    world = make_world(tmp_path)
+    node = world.add(Role.NONE, NodeState.BOOTING)
+    world.agents.states[node.id] = _unreachable
+    world.reconciler.note_report(node, report())
+    assert world.reconciler.due
+    assert world.store.get_node(node.id) == node
+    world.run(world.reconciler.cycle())
+    assert world.store.get_node(node.id).state is NodeState.RUNNING  # type: ignore[union-attr]
+    assert world.roles() == {1: Role.NONE}  # its role waits for a probe that answers
+
+
+def test_a_heartbeat_that_says_nothing_new_does_not_wake_the_loop(tmp_path: Path) -> None:
+    world = make_world(tmp_path)
+    node = world.add(Role.MASTER)
+    world.reconciler.note_report(node, report())
+    assert not world.reconciler.due
+    world.reconciler.note_report(node, {**report(), "event": "mysqld restarted"})
+    assert world.reconciler.due
 
 
 def test_a_node_being_copied_is_not_failed_for_its_stopped_mysqld(tmp_path: Path) -> None:

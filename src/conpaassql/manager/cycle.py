@@ -37,8 +37,8 @@ class Snapshot:
     nodes: tuple[Node, ...]  # every node, terminated ones included, by id
     #: This cycle's probe of each probed node: its report, None if it did not answer.
     probes: Mapping[int, Report | None] = field(default_factory=frozen)
-    #: Each node's latest report (this cycle's probe, or a heartbeat since).
-    reports: Mapping[int, Report] = field(default_factory=frozen)
+    #: What agents told since the last snapshot (heartbeats, ``get_node_info``).
+    heard: Mapping[int, Report] = field(default_factory=frozen)
     failures: Mapping[int, int] = field(default_factory=frozen)  # consecutive failed probes
     #: Consecutive probes its agent answered and its mysqld did not.
     silent: Mapping[int, int] = field(default_factory=frozen)
@@ -86,9 +86,10 @@ class Snapshot:
             return CloudView(None)
         return self.listing.view(node, node.id in self.creating)
 
-    def probed(self, node_id: int) -> bool:
-        """Its agent answered this cycle's probe."""
-        return self.probes.get(node_id) is not None
+    def report(self, node_id: int) -> Report | None:
+        """What its agent said this cycle: the probe's answer, else what it told since
+        the last cycle (an agent that reaches the manager may not be reached by it)."""
+        return self.probes.get(node_id) or self.heard.get(node_id)
 
     def in_state(self, *states: NodeState) -> tuple[Node, ...]:
         return tuple(n for n in self.nodes if n.state in states)

@@ -1,8 +1,8 @@
 """The reconcile loop: observe every node, diagnose, act, and say what happened.
 
 Each cycle probes the agents in parallel (each with a timeout), then takes one
-``Snapshot`` (the store read once, the probes, the agents' latest reports, the
-clouds' latest lists from ``cloud_watch``). Diagnosis reads the snapshot only;
+``Snapshot`` (the store read once, the probes, what agents told since the last
+cycle, the clouds' latest lists from ``cloud_watch``). Diagnosis reads the snapshot only;
 each situation has its handler in ``NODE_ACTIONS`` (node states) or
 ``replication.TOPOLOGY_ACTIONS``; the cycle returns a ``CycleResult``.
 
@@ -17,6 +17,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from conpaassql.domain.diagnosis import TARGET, Observation, Situation, Thresholds, diagnose
@@ -44,6 +45,7 @@ class Reconciler:
         self.failures: dict[int, int] = {}
         self.silent: dict[int, int] = {}  # consecutive probes its mysqld did not answer
         self.reports: dict[int, dict[str, Any]] = {}  # each node's latest report
+        self._heard: dict[int, dict[str, Any]] = {}  # told since the last snapshot
         self.last: CycleResult | None = None
         self.last_result = "not started"
         self.cycles = 0
@@ -103,6 +105,7 @@ class Reconciler:
         Not a reset of the probe failures: that the agent reaches the manager does
         not say the manager, the slaves and the clients reach the node."""
         self.reports[node.id] = report
+        self._heard[node.id] = report
         if node.state in PROBED_STATES and _is_news(node, report):
             self.wake()
 
@@ -134,10 +137,11 @@ class Reconciler:
         targets = [n for n in self.rt.store.nodes() if n.state in PROBED_STATES]
         answers = await asyncio.gather(*(self._probe(node) for node in targets))
         probes = {node.id: report for node, report in zip(targets, answers, strict=True)}
+        heard, self._heard = self._heard, {}
         return Snapshot(
             at=time.time(),
             nodes=tuple(self.rt.store.nodes(include_terminated=True)),
-            probes=frozen(probes), reports=frozen(self.reports),
+            probes=frozen(probes), heard=frozen(heard),
             failures=frozen(self.failures), silent=frozen(self.silent),
             listing=self.watch.take(), creating=self.nodes.creating,
             seeding=self.replication.seeding)
@@ -174,10 +178,11 @@ class Reconciler:
     @staticmethod
     def _observation(node: Node, snapshot: Snapshot) -> Observation:
         view = snapshot.cloud_view(node)
+        report = snapshot.report(node.id)
         return Observation(
             state=node.state,
-            probed=snapshot.probed(node.id),
-            mysqld_answering=_answering(snapshot.probes.get(node.id)),
+            probed=report is not None,
+            mysqld_answering=_answering(report),
             probe_failures=snapshot.failures.get(node.id, 0),
             in_cloud=view.in_cloud,
             cloud_running=view.running,
@@ -194,12 +199,21 @@ class Reconciler:
         target = TARGET[situation]
         if target is node.state:
             return Outcome.nothing(situation, node.id)
-        reason = situation.value + _detail(situation, snapshot.probes.get(node.id))
+        reason = situation.value + _detail(situation, snapshot.report(node.id))
         moved = self.rt.store.move_node(node.id, target, reason)
         if target is NodeState.TERMINATED:
             self.nodes.spawn(self.rt.agents.forget(node), f"forget node {node.id}")
         return Outcome(situation, node.id, Act.MOVE, f"node {node.id}: {reason} -> {target}",
                        moved)
+
+    def _ready(self, node: Node, situation: Situation, snapshot: Snapshot) -> Outcome:
+        """Up for the first time. Its agent answered: it has run, whether or not its
+        heartbeat reached the manager yet (a node that ran is replaced if lost)."""
+        outcome = self._move(node, situation, snapshot)
+        if node.registered_at is None and outcome.moved is not None:
+            moved = self.rt.store.update_node(node.id, registered_at=snapshot.at)
+            outcome = replace(outcome, moved=moved)
+        return outcome
 
     def _mysqld_down(self, node: Node, situation: Situation, snapshot: Snapshot) -> Outcome:
         if node.id in snapshot.seeding:
@@ -224,7 +238,7 @@ NODE_ACTIONS: Mapping[Situation, NodeHandler] = {
     Situation.STILL_FAILED: Reconciler._nothing,
     Situation.LEAVING: Reconciler._nothing,
     Situation.CLOUD_STARTED: Reconciler._move,
-    Situation.READY: Reconciler._move,
+    Situation.READY: Reconciler._ready,
     Situation.RECOVERED: Reconciler._move,
     Situation.AGENT_LOST: Reconciler._move,
     Situation.BOOT_TIMEOUT: Reconciler._move,
