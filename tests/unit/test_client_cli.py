@@ -94,6 +94,14 @@ class AnyParams(Params):
     model_config = ConfigDict(extra="allow", strict=True, frozen=True)
 
 
+HISTORY = [
+    {"at": 1330250400.0, "time": "2012-02-26T10:00:00Z", "subject": "service",
+     "message": "1 node(s) added", "from": "INIT", "to": "PROLOGUE"},
+    {"at": 1330250460.0, "time": "2012-02-26T10:01:00Z", "subject": "node", "node": 1792,
+     "message": "node 1792 is the master"},
+]
+
+
 class FakeManager:
     """Seed-shaped answers; the node list changes as in the seed's session."""
 
@@ -113,7 +121,9 @@ class FakeManager:
         registry.add("shutdown", "POST", self.shutdown)
         registry.add("echo", "POST", self.echo, AnyParams)
         registry.add("get_users", "GET", self.get_users, AnyParams)
-        for name in ("delete_user", "set_password", "create_database", "drop_database"):
+        registry.add("get_service_history", "GET", self.get_service_history, AnyParams)
+        for name in ("delete_user", "set_password", "create_database", "drop_database",
+                     "set_up_replica_master", "set_up_replica_slave"):
             registry.add(name, "POST", self.nodes_done, AnyParams)
         registry.add("configure_user", "POST", self.configure_user, AnyParams)
         registry.add("get_password", "GET", self.get_password)
@@ -160,6 +170,9 @@ class FakeManager:
                 "1815": {"role": "slave", "queries_per_second": 2.5, "lag_seconds": 0},
             },
         }
+
+    async def get_service_history(self, params: AnyParams, context: CallContext) -> Any:
+        return {"history": HISTORY}
 
     async def get_log(self, params: Params, context: CallContext) -> Any:
         return {"log": "first line\nsecond line\n"}
@@ -394,6 +407,11 @@ def test_script_reports_the_error_exit_code(live: Live) -> None:
         (["get_service_info"], ("GET", "get_service_info", {})),
         (["get_service_performance"], ("GET", "get_service_performance", {})),
         (["getLog"], ("GET", "getLog", {})),
+        (["set_up_replica_master", "2"], ("POST", "set_up_replica_master", {"id": 2})),
+        (["set_up_replica_slave", "3"], ("POST", "set_up_replica_slave", {"id": 3})),
+        (["get_service_history"], ("GET", "get_service_history", {})),
+        (["get_service_history", "--node", "2", "--limit", "5"],
+         ("GET", "get_service_history", {"serviceNodeId": 2, "limit": 5})),
         (["call", "echo", '{"serviceNodeId": 5, "username": "u"}'],
          ("POST", "echo", {"serviceNodeId": 5, "username": "u"})),
         (["call", "echo"], ("POST", "echo", {})),
@@ -549,6 +567,9 @@ def test_https_to_a_plain_http_manager_exits_3(live: Live) -> None:
         (["load_dump"], "Missing argument 'FILE'"),
         (["sqldump", "shop", "extra"], "unexpected extra argument"),
         (["sqldump", "--node", ""], "a node id must not be empty"),
+        (["set_up_replica_master"], "Missing argument 'ID'"),
+        (["set_up_replica_slave", ""], "a node id must not be empty"),
+        (["get_service_history", "--limit", "0"], "--limit must be a positive integer"),
     ],
 )
 def test_bad_arguments_exit_2_and_send_nothing(live: Live, args: list[str],
@@ -569,9 +590,9 @@ def test_bad_port_and_host_exit_2(live: Live) -> None:
 
 
 def test_unknown_command_points_to_call(live: Live) -> None:
-    result = live.run("set_up_replica_master", "3")
+    result = live.run("migrate_nodes", "3")
     assert result.exit_code == 2
-    assert "call set_up_replica_master [JSON_PARAMS]" in result.stderr
+    assert "call migrate_nodes [JSON_PARAMS]" in result.stderr
 
 
 # --- tokens --------------------------------------------------------------------------
@@ -1015,3 +1036,12 @@ def test_user_and_database_tables_fall_back_to_json() -> None:
     text = render(databases_tables({"nodes": [{"id": 2, "databases": [
         {"name": "[b]x", "size_bytes": "?", "tables": None}]}]}))
     assert "[b]x" in text and "?" in text
+
+
+def test_history_table(live: Live) -> None:
+    result = live.run("get_service_history", "--table")
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.stdout.splitlines() if "2012-02-26" in line]
+    assert len(rows) == 2
+    assert "PROLOGUE" in rows[0] and "1 node(s) added" in rows[0]
+    assert "1792" in rows[1] and "is the master" in rows[1]

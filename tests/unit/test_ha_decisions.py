@@ -1,6 +1,8 @@
 """The HA decisions, table-driven: snapshots of a service fed to the real decision and
 acting code (``Replication``, ``Reconciler``), the real store on a temporary SQLite
-file, and a fake agent client that records every call and answers from a script.
+file, and the real typed agent client (``AgentLink``) whose transport is a fake that
+records every call and answers from a script (each answer parsed by the protocol's
+reply model, as an agent's would be).
 
 Each case says what the agents must be asked, in order: fence before promote, the
 most advanced candidate promoted, the others repointed, nothing on a suspect or
@@ -9,6 +11,7 @@ hidden master."""
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,6 +27,7 @@ from conpaassql.domain.node import Node
 from conpaassql.domain.states import NodeState, Role, ServiceState
 from conpaassql.domain.topology import Topology
 from conpaassql.errors import ConpaasSQLError, UnreachableError
+from conpaassql.manager.agents import AgentLink
 from conpaassql.manager.api import ManagerApi, RegisterParams
 from conpaassql.manager.authority import Authority
 from conpaassql.manager.credentials import ServiceSecrets
@@ -32,64 +36,70 @@ from conpaassql.manager.reconcile import NODE_ACTIONS, Reconciler
 from conpaassql.manager.replication import TOPOLOGY_ACTIONS, Replication
 from conpaassql.manager.service import NodeService, Runtime
 from conpaassql.manager.store import Store
+from conpaassql.protocol.agent import AgentMethod, MasterRequest, SlaveRequest
+from conpaassql.protocol.base import Reply as ReplyModel
+from conpaassql.protocol.base import Request
+from conpaassql.protocol.report import StateReport
 from conpaassql.rpc.registry import CallContext
+from conpaassql.rpc.tls import client_context
 
 T = TypeVar("T")
+Req = TypeVar("Req", bound=Request)
+Rep = TypeVar("Rep", bound=ReplyModel)
 
 #: A scripted answer: a value, an error to raise, or a function of (node, params).
 Reply = Any
 
 
-class FakeAgents:
-    """Records the manager's calls to its agents, answers from ``replies``.
+class FakeAgents(AgentLink):
+    """The typed client, its transport replaced: records each call (verb, node and
+    request) and answers from ``replies`` (``states`` for the probe).
 
     ``hold`` makes a verb wait for an event before it answers (a long action)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext, service_id: str) -> None:
+        super().__init__("agent secret", tls, service_id)
         self.calls: list[tuple[str, int]] = []
-        self.params: list[dict[str, Any]] = []
+        self.requests: list[Request | None] = []
         self.replies: dict[str, Reply] = dict(DEFAULT_REPLIES)
         self.states: dict[int, Reply] = {}  # node -> its get_server_state report
         self.hold: dict[str, asyncio.Event] = {}
         self.started: dict[str, asyncio.Event] = {}
 
-    async def call(self, node: Node, method: str, params: dict[str, Any] | None = None,
-                   *, verb: str = "POST", timeout: float | None = None) -> Any:
-        return await self._answer(node, method, params or {}, self.replies.get(method, {}))
-
-    async def server_state(self, node: Node, timeout: float) -> dict[str, Any]:
-        return dict(await self._answer(node, "get_server_state", {},
-                                       self.states.get(node.id, _unreachable)))
-
-    async def forget(self, node: Node) -> None:
-        pass
-
-    async def _answer(self, node: Node, verb: str, params: dict[str, Any],
-                      reply: Reply) -> Any:
+    async def _call(self, node: Node, method: AgentMethod[Req, Rep], request: Req | None,
+                    timeout: float | None) -> Rep:
+        verb = method.name
         self.calls.append((verb, node.id))
-        self.params.append(params)
+        self.requests.append(request)
         if verb in self.started:
             self.started[verb].set()
         if verb in self.hold:
             await self.hold[verb].wait()
+        if verb == "get_server_state":
+            reply = self.states.get(node.id, _unreachable)
+        else:
+            reply = self.replies.get(verb, {})
         if callable(reply):
-            reply = reply(node, params)
+            reply = reply(node, request)
         if isinstance(reply, BaseException):
             raise reply
-        return reply
+        if verb == "get_server_state":
+            reply = {"return": reply}
+        assert method.reply is not None
+        return method.reply.model_validate(reply)
 
     def verbs(self) -> list[tuple[str, int]]:
         """The calls, probes left out."""
         return [call for call in self.calls if call[0] != "get_server_state"]
 
 
-def _unreachable(node: Node, params: dict[str, Any]) -> ConpaasSQLError:
+def _unreachable(node: Node, request: Request | None) -> ConpaasSQLError:
     return UnreachableError(f"node {node.id}", detail="connection refused")
 
 
-def _drained(positions: Mapping[int, str]) -> Callable[[Node, dict[str, Any]], Any]:
+def _drained(positions: Mapping[int, str]) -> Callable[[Node, Request | None], Any]:
     """drain_relay_log answers: what each node applied (absent: it could not drain)."""
-    def reply(node: Node, params: dict[str, Any]) -> Any:
+    def reply(node: Node, request: Request | None) -> Any:
         if node.id not in positions:
             return {"drained": False}
         return {"drained": True, "replication": {"gtid_current_pos": positions[node.id]}}
@@ -97,7 +107,8 @@ def _drained(positions: Mapping[int, str]) -> Callable[[Node, dict[str, Any]], A
 
 
 DEFAULT_REPLIES: dict[str, Reply] = {
-    "source_address": lambda node, params: {"address": node.ip},
+    "fence": {"state": "STOPPED"},
+    "source_address": lambda node, request: {"address": node.ip},
     "set_replica_hosts": {"removed": []},
     "seed_from": {"gtid_position": "0-1-10", "bytes": 1000, "method": "physical"},
 }
@@ -149,8 +160,10 @@ class World:
     def snapshot(self, probes: Mapping[int, dict[str, Any] | None],
                  failures: Mapping[int, int] | None = None,
                  silent: Mapping[int, int] | None = None) -> Snapshot:
+        reports = {node: None if raw is None else StateReport.model_validate(raw)
+                   for node, raw in probes.items()}
         return Snapshot(at=1e9, nodes=tuple(self.store.nodes(include_terminated=True)),
-                        probes=frozen(probes), failures=frozen(failures),
+                        probes=frozen(reports), failures=frozen(failures),
                         silent=frozen(silent), seeding=self.replication.seeding)
 
     def roles(self) -> dict[int, Role]:
@@ -174,13 +187,13 @@ class World:
 
 def make_world(tmp_path: Path, **config: Any) -> World:
     store = Store(tmp_path / "manager.db")
-    agents = FakeAgents()
+    authority = Authority.load_or_create(tmp_path / "pki", store.service_id)
+    agents = FakeAgents(client_context(authority.manager_files), store.service_id)
     cloud = RecordingCloud()
     runtime = Runtime(
         config=replace(ManagerConfig(), **config), store=store, clouds=Clouds([cloud]),
-        agents=agents,  # type: ignore[arg-type]
-        secrets=ServiceSecrets.load(tmp_path), manager_url="https://127.0.0.1:50001/",
-        authority=Authority.load_or_create(tmp_path / "pki", store.service_id))
+        agents=agents, secrets=ServiceSecrets.load(tmp_path),
+        manager_url="https://127.0.0.1:50001/", authority=authority)
     nodes = NodeService(runtime)
     replication = Replication(nodes)
     return World(nodes, replication, Reconciler(runtime, nodes, replication), agents, cloud)
@@ -398,6 +411,13 @@ def test_failover_records_its_steps_and_the_service_comes_back(tmp_path: Path) -
 
     world.run(run())
     assert world.roles() == {1: Role.SLAVE, 2: Role.SLAVE, 3: Role.MASTER}
+    calls, requests = world.agents.calls, world.agents.requests
+    promotion = requests[calls.index(("set_up_replica_master", 3))]
+    assert isinstance(promotion, MasterRequest)
+    assert promotion.semi_sync is False  # writable at once: no slave follows it yet
+    repointed = requests[calls.index(("set_up_replica_slave", 2))]
+    assert isinstance(repointed, SlaveRequest)
+    assert (repointed.master_host, repointed.gtid_position) == ("10.0.0.3", None)
     messages = [entry.message for entry in world.store.history(limit=50)]
     fenced = messages.index("failover: node 1 fenced (mysqld stopped by its agent)")
     promoted = next(i for i, m in enumerate(messages)
@@ -520,7 +540,7 @@ def test_a_heartbeat_moves_no_state_and_the_next_cycle_does(tmp_path: Path) -> N
     world = make_world(tmp_path)
     node = world.add(Role.NONE, NodeState.BOOTING)
     world.agents.states[node.id] = _unreachable
-    world.reconciler.note_report(node, report())
+    world.reconciler.note_report(node, StateReport.model_validate(report()))
     assert world.reconciler.due
     assert world.store.get_node(node.id) == node
     world.run(world.reconciler.cycle())
@@ -531,9 +551,10 @@ def test_a_heartbeat_moves_no_state_and_the_next_cycle_does(tmp_path: Path) -> N
 def test_a_heartbeat_that_says_nothing_new_does_not_wake_the_loop(tmp_path: Path) -> None:
     world = make_world(tmp_path)
     node = world.add(Role.MASTER)
-    world.reconciler.note_report(node, report())
+    world.reconciler.note_report(node, StateReport.model_validate(report()))
     assert not world.reconciler.due
-    world.reconciler.note_report(node, {**report(), "event": "mysqld restarted"})
+    world.reconciler.note_report(node, StateReport.model_validate(
+        {**report(), "event": "mysqld restarted"}))
     assert world.reconciler.due
 
 
@@ -596,5 +617,5 @@ def test_a_heartbeat_is_answered_in_the_middle_of_a_failover(tmp_path: Path) -> 
     assert answer == {"result": "OK"}
     assert state_during is NodeState.FAILED  # the loop moves it, not the heartbeat
     assert woken
-    assert world.reconciler.reports[3]["mysqld"]["answering"] is True
+    assert world.reconciler.reports[3].mysqld_answering
     assert world.roles()[2] is Role.MASTER

@@ -4,72 +4,39 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
-
-from pydantic import Field
+from typing import Any
 
 from conpaassql.agent.settings import AgentSettings
 from conpaassql.agent.supervisor import Supervisor
 from conpaassql.domain.states import AgentState
 from conpaassql.errors import AgentError, WrongStateError
+from conpaassql.logs import tail_lines
 from conpaassql.mysql import accounts, schemas
 from conpaassql.mysql.connection import Session
-from conpaassql.mysql.names import (
-    DEFAULT_HOST,
-    CharsetName,
-    DatabaseName,
-    Host,
-    ManageableUser,
-    Password,
-    Privileges,
+from conpaassql.protocol import agent as protocol
+from conpaassql.protocol.agent import (
+    ConfigureUserRequest,
+    CreateDatabaseRequest,
+    DatabaseCreated,
+    DatabaseDropped,
+    DatabaseRequest,
+    DatabasesReply,
+    LogName,
+    LogReply,
+    LogRequest,
+    NoRequest,
+    PasswordRequest,
+    PasswordSet,
+    UserConfigured,
+    UserDeleted,
+    UserRequest,
+    UsersReply,
 )
 from conpaassql.rpc.registry import CallContext, Registry
-from conpaassql.rpc.types import Params, PositiveInt
 
 log = logging.getLogger(__name__)
 
-LogName = Literal["agent", "error", "slow"]
-DEFAULT_LOG_LINES = 100
-MAX_LOG_LINES = 10_000
-#: The most of a log file's end that is ever read.
-MAX_TAIL_BYTES = 4 << 20
-TAIL_BLOCK = 64 << 10
-
-
-class ConfigureUserParams(Params):
-    username: ManageableUser
-    password: Password
-    host: Host = DEFAULT_HOST
-    database: DatabaseName | None = None
-    privileges: Privileges | None = None
-
-
-class UserParams(Params):
-    username: ManageableUser
-    host: Host = DEFAULT_HOST
-
-
-class PasswordParams(Params):
-    username: ManageableUser
-    password: Password
-    host: Host = DEFAULT_HOST
-
-
-class CreateDatabaseParams(Params):
-    database: DatabaseName
-    character_set: CharsetName | None = None
-    collation: CharsetName | None = None
-
-
-class DatabaseParams(Params):
-    database: DatabaseName
-
-
-class LogParams(Params):
-    log: LogName = "agent"
-    lines: Annotated[PositiveInt, Field(le=MAX_LOG_LINES)] = DEFAULT_LOG_LINES
 
 
 class AdminApi:
@@ -80,18 +47,14 @@ class AdminApi:
         self.supervisor = supervisor
 
     def register(self, registry: Registry) -> None:
-        registry.add("configure_user", "POST", self.configure_user, ConfigureUserParams,
-                     access="manager")
-        registry.add("delete_user", "POST", self.delete_user, UserParams, access="manager")
-        registry.add("set_password", "POST", self.set_password, PasswordParams,
-                     access="manager")
-        registry.add("get_all_users", "GET", self.get_all_users, access="manager")
-        registry.add("create_database", "POST", self.create_database, CreateDatabaseParams,
-                     access="manager")
-        registry.add("drop_database", "POST", self.drop_database, DatabaseParams,
-                     access="manager")
-        registry.add("list_databases", "GET", self.list_databases, access="manager")
-        registry.add("get_log", "GET", self.get_log, LogParams, access="manager")
+        protocol.register(registry, protocol.CONFIGURE_USER, self.configure_user)
+        protocol.register(registry, protocol.DELETE_USER, self.delete_user)
+        protocol.register(registry, protocol.SET_PASSWORD, self.set_password)
+        protocol.register(registry, protocol.GET_ALL_USERS, self.get_all_users)
+        protocol.register(registry, protocol.CREATE_DATABASE, self.create_database)
+        protocol.register(registry, protocol.DROP_DATABASE, self.drop_database)
+        protocol.register(registry, protocol.LIST_DATABASES, self.list_databases)
+        protocol.register(registry, protocol.GET_LOG, self.get_log)
 
     def _session(self) -> Session:
         state = self.supervisor.state
@@ -101,7 +64,7 @@ class AdminApi:
 
     # -- users ------------------------------------------------------------
 
-    async def configure_user(self, params: ConfigureUserParams,
+    async def configure_user(self, params: ConfigureUserRequest,
                              ctx: CallContext) -> dict[str, Any]:
         """Create a user or set its password; grant privileges on a database if given."""
         result = await accounts.configure_user(
@@ -111,22 +74,22 @@ class AdminApi:
                  "created" if result["created"] else "given a new password",
                  f"; {', '.join(result['privileges'])} on {params.database!r}"
                  if params.database is not None else "")
-        return result
+        return UserConfigured.model_validate(result).wire()
 
-    async def delete_user(self, params: UserParams, ctx: CallContext) -> dict[str, Any]:
+    async def delete_user(self, params: UserRequest, ctx: CallContext) -> dict[str, Any]:
         """Drop a user."""
         result = await accounts.delete_user(self._session(), params.username, params.host)
         log.info("user %r@%r deleted", params.username, params.host)
-        return result
+        return UserDeleted.model_validate(result).wire()
 
-    async def set_password(self, params: PasswordParams, ctx: CallContext) -> dict[str, Any]:
+    async def set_password(self, params: PasswordRequest, ctx: CallContext) -> dict[str, Any]:
         """Give an existing user a new password."""
         result = await accounts.set_password(self._session(), params.username,
                                              params.password, params.host)
         log.info("user %r@%r given a new password", params.username, params.host)
-        return result
+        return PasswordSet.model_validate(result).wire()
 
-    async def get_all_users(self, params: Params, ctx: CallContext) -> dict[str, Any]:
+    async def get_all_users(self, params: NoRequest, ctx: CallContext) -> dict[str, Any]:
         """The seed's ``{'user1': {'location', 'username'}, ...}`` plus ``users`` in full."""
         users = await accounts.list_users(self._session())
         result: dict[str, Any] = {
@@ -134,27 +97,28 @@ class AdminApi:
             for number, user in enumerate(users, 1)
         }
         result["users"] = users
-        return result
+        return UsersReply.model_validate(result).wire()
 
     # -- databases --------------------------------------------------------
 
-    async def create_database(self, params: CreateDatabaseParams,
+    async def create_database(self, params: CreateDatabaseRequest,
                               ctx: CallContext) -> dict[str, Any]:
         """Create a database (optionally with a character set and collation)."""
         result = await schemas.create_database(self._session(), params.database,
                                                params.character_set, params.collation)
         log.info("database %r created", params.database)
-        return result
+        return DatabaseCreated.model_validate(result).wire()
 
-    async def drop_database(self, params: DatabaseParams, ctx: CallContext) -> dict[str, Any]:
+    async def drop_database(self, params: DatabaseRequest, ctx: CallContext) -> dict[str, Any]:
         """Drop a database and everything in it."""
         result = await schemas.drop_database(self._session(), params.database)
         log.info("database %r dropped", params.database)
-        return result
+        return DatabaseDropped.model_validate(result).wire()
 
-    async def list_databases(self, params: Params, ctx: CallContext) -> dict[str, Any]:
+    async def list_databases(self, params: NoRequest, ctx: CallContext) -> dict[str, Any]:
         """The user databases with their table counts and sizes."""
-        return {"databases": await schemas.list_databases(self._session())}
+        found = await schemas.list_databases(self._session())
+        return DatabasesReply.model_validate({"databases": found}).wire()
 
     # -- logs -------------------------------------------------------------
 
@@ -163,7 +127,7 @@ class AdminApi:
         return {"agent": self.settings.log_file, "error": paths.error_log,
                 "slow": paths.slow_log}[which]
 
-    async def get_log(self, params: LogParams, ctx: CallContext) -> dict[str, Any]:
+    async def get_log(self, params: LogRequest, ctx: CallContext) -> dict[str, Any]:
         """The last ``lines`` lines of the agent's log, the server's error or slow log."""
         path = self.log_path(params.log)
         try:
@@ -171,26 +135,4 @@ class AdminApi:
         except OSError as exc:
             raise AgentError(f"cannot read the {params.log} log",
                              detail=exc.strerror or type(exc).__name__) from None
-        return {"log": accounts.redact_secrets(text)}
-
-
-def tail_lines(path: Path, lines: int, limit: int = MAX_TAIL_BYTES) -> str:
-    """The last ``lines`` lines of ``path``, reading at most ``limit`` bytes from its end.
-
-    A missing file gives ``""``.
-    """
-    try:
-        handle = open(path, "rb")  # noqa: SIM115
-    except FileNotFoundError:
-        return ""
-    with handle:
-        end = handle.seek(0, os.SEEK_END)
-        start = end
-        data = b""
-        while start > 0 and end - start < limit and data.count(b"\n") <= lines:
-            step = min(TAIL_BLOCK, start, limit - (end - start))
-            start -= step
-            handle.seek(start)
-            data = handle.read(step) + data
-    kept = data.decode("utf-8", errors="replace").splitlines()[-lines:]
-    return "\n".join(kept) + "\n" if kept else ""
+        return LogReply(log=accounts.redact_secrets(text)).wire()

@@ -1,4 +1,4 @@
-"""The agent's RPC methods (PROTOCOL.md's agent table)."""
+"""The agent's RPC methods (docs/protocol.md, "Agent methods")."""
 
 from __future__ import annotations
 
@@ -18,21 +18,23 @@ from conpaassql.domain.states import AgentState
 from conpaassql.errors import ConpaasSQLError, InvalidArgumentError
 from conpaassql.mysql.config import PROTECTED_OPTIONS, normalise_option, validate_option_value
 from conpaassql.mysql.status import MetricsSampler, rate_name, read_status, read_variables
+from conpaassql.protocol import agent as protocol
+from conpaassql.protocol.agent import (
+    ConfigurationRequest,
+    NoRequest,
+    OkReply,
+    PerformanceReply,
+    ServerStateReply,
+)
+from conpaassql.protocol.report import MysqldStatus, ReplicationStatus, StateReport
 from conpaassql.rpc.openrpc import add_discovery
 from conpaassql.rpc.registry import CallContext, Registry
-from conpaassql.rpc.types import Params, Text
 
 log = logging.getLogger(__name__)
 
 SECTIONS = frozenset({"mysqld", "mariadbd", "server", "mariadb"})
 SAMPLE_INTERVAL = 1.0
 OWN_STATEMENTS = "Agent_statements"
-
-
-class ConfigurationParams(Params):
-    section: Text
-    id_param: Text
-    value: Text
 
 
 class AgentApi:
@@ -45,14 +47,14 @@ class AgentApi:
 
     def registry(self) -> Registry:
         registry = Registry()
-        registry.add("get_server_state", "GET", self.get_server_state, access="manager")
-        registry.add("start_server", "POST", self.start_server, access="manager")
-        registry.add("stop_server", "POST", self.stop_server, access="manager")
-        registry.add("restart_server", "POST", self.restart_server, access="manager")
-        registry.add("set_server_configuration", "POST", self.set_server_configuration,
-                     ConfigurationParams, access="manager")
-        registry.add("get_server_performance", "GET", self.get_server_performance,
-                     access="manager")
+        protocol.register(registry, protocol.GET_SERVER_STATE, self.get_server_state)
+        protocol.register(registry, protocol.START_SERVER, self.start_server)
+        protocol.register(registry, protocol.STOP_SERVER, self.stop_server)
+        protocol.register(registry, protocol.RESTART_SERVER, self.restart_server)
+        protocol.register(registry, protocol.SET_SERVER_CONFIGURATION,
+                          self.set_server_configuration)
+        protocol.register(registry, protocol.GET_SERVER_PERFORMANCE,
+                          self.get_server_performance)
         DataApi(self.settings, self.supervisor).register(registry)
         AdminApi(self.settings, self.supervisor).register(registry)
         SeedApi(self.settings, self.supervisor).register(registry)
@@ -60,44 +62,46 @@ class AgentApi:
         add_discovery(registry, "conpaassql agent", access="manager")
         return registry
 
-    async def state_report(self) -> dict[str, Any]:
+    async def state_report(self) -> StateReport:
         """What the agent tells of itself: the probe's answer and the heartbeat."""
         context = self.settings.context
         answering = await self.supervisor.answering()
-        mysqld = self.supervisor.report(answering)
-        mysqld["version"] = self.version
-        return {
-            "id": context.node_id,
-            "node_id": context.node_id,
-            "service_id": context.service_id,
-            "name": f"conpaassql-agent-{context.node_id}",
-            "ip": self.settings.bind,
-            "port": self.settings.agent_port,
-            "mysqld_port": self.settings.mysql_port,
-            "state": self.supervisor.state.value,
-            "mysqld": mysqld,
-            "replication": await self.replication.status() if answering else None,
-        }
+        mysqld = MysqldStatus(**self.supervisor.report(answering), version=self.version)
+        replication: ReplicationStatus | None = None
+        if answering:
+            replication = await self.replication.status()
+        return StateReport(
+            id=context.node_id,
+            node_id=context.node_id,
+            service_id=context.service_id,
+            name=f"conpaassql-agent-{context.node_id}",
+            ip=self.settings.bind,
+            port=self.settings.agent_port,
+            mysqld_port=self.settings.mysql_port,
+            state=self.supervisor.state.value,
+            mysqld=mysqld,
+            replication=replication,
+        )
 
-    async def get_server_state(self, params: Params, ctx: CallContext) -> dict[str, Any]:
+    async def get_server_state(self, params: NoRequest, ctx: CallContext) -> dict[str, Any]:
         """The agent's state and its server's (the manager's liveness probe)."""
-        return {"return": await self.state_report()}
+        return ServerStateReply.model_validate({"return": await self.state_report()}).wire()
 
-    async def start_server(self, params: Params, ctx: CallContext) -> dict[str, Any]:
+    async def start_server(self, params: NoRequest, ctx: CallContext) -> dict[str, Any]:
         """Start mysqld (and keep it running)."""
         await self.supervisor.start()
-        return {"return": "OK"}
+        return OkReply().wire()
 
-    async def stop_server(self, params: Params, ctx: CallContext) -> dict[str, Any]:
+    async def stop_server(self, params: NoRequest, ctx: CallContext) -> dict[str, Any]:
         """Stop mysqld; it stays stopped until ``start_server``."""
         await self.supervisor.stop()
-        return {"return": "OK"}
+        return OkReply().wire()
 
-    async def restart_server(self, params: Params, ctx: CallContext) -> dict[str, Any]:
+    async def restart_server(self, params: NoRequest, ctx: CallContext) -> dict[str, Any]:
         await self.supervisor.restart()
-        return {"return": "OK"}
+        return OkReply().wire()
 
-    async def set_server_configuration(self, params: ConfigurationParams,
+    async def set_server_configuration(self, params: ConfigurationRequest,
                                        ctx: CallContext) -> dict[str, Any]:
         """Set one server option in my.cnf and restart mysqld with it."""
         if params.section.lower() not in SECTIONS:
@@ -115,17 +119,18 @@ class AgentApi:
             self.settings.save_overrides(before)
 
         await self.supervisor.reconfigure(apply, revert)
-        return {"return": "OK"}
+        return OkReply().wire()
 
-    async def get_server_performance(self, params: Params, ctx: CallContext) -> dict[str, Any]:
+    async def get_server_performance(self, params: NoRequest,
+                                     ctx: CallContext) -> dict[str, Any]:
         """Figures read from the server: rates over the last seconds and gauges."""
         if self.supervisor.state is not AgentState.RUNNING:
-            return {"state": self.supervisor.state.value, "queries_per_second": 0.0}
+            return PerformanceReply(state=self.supervisor.state.value).wire()
         await self._sample()
         latest = self.sampler.latest()
         rates = self.sampler.rates()
         own = rates.pop(rate_name(OWN_STATEMENTS), 0.0)
-        return {
+        return PerformanceReply.model_validate({
             "state": self.supervisor.state.value,
             **rates,
             # Questions less the agent's own probes and samples.
@@ -137,7 +142,7 @@ class AgentApi:
             "questions": latest.get("Questions", 0),
             "slow_queries": latest.get("Slow_queries", 0),
             "total_connections": latest.get("Connections", 0),
-        }
+        }).wire()
 
     async def _sample(self) -> None:
         try:

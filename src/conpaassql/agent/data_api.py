@@ -12,21 +12,15 @@ from conpaassql.domain.states import AgentState
 from conpaassql.errors import BusyError, InvalidArgumentError, WrongStateError
 from conpaassql.mysql.dump import SQL_MEDIA_TYPE, Export, load_sql
 from conpaassql.mysql.guards import ensure_writable
-from conpaassql.mysql.names import check_user_database
 from conpaassql.mysql.schemas import database_exists
+from conpaassql.names import check_user_database
+from conpaassql.protocol import agent as protocol
+from conpaassql.protocol.agent import DumpLoaded, DumpRequest
 from conpaassql.rpc.multipart import UploadStream
 from conpaassql.rpc.registry import CallContext, Registry
 from conpaassql.rpc.streams import ByteStreamResponse, sql_failure_line
-from conpaassql.rpc.types import Params, Text
 
 log = logging.getLogger(__name__)
-
-
-
-class DatabaseParams(Params):
-    """An optional database: the one a dump is loaded into, or the one exported."""
-
-    database: Text | None = None
 
 
 class DataApi:
@@ -36,11 +30,9 @@ class DataApi:
         self._loading = asyncio.Lock()
 
     def register(self, registry: Registry) -> None:
-        registry.add("send_mysqldump", "UPLOAD", self.send_mysqldump, DatabaseParams,
-                     files=("mysqldump",), access="manager")
-        registry.add("load_dump", "UPLOAD", self.load_dump, DatabaseParams,
-                     files=("mysqldump_file",), access="manager")
-        registry.add("sqldump", "GET", self.sqldump, DatabaseParams, access="manager")
+        protocol.register(registry, protocol.SEND_MYSQLDUMP, self.send_mysqldump)
+        protocol.register(registry, protocol.LOAD_DUMP, self.load_dump)
+        protocol.register(registry, protocol.SQLDUMP, self.sqldump)
 
     def _ensure_running(self) -> None:
         if self.supervisor.state is not AgentState.RUNNING:
@@ -54,7 +46,7 @@ class DataApi:
                                        f"on node {self.settings.node_id}")
         return database
 
-    async def _load(self, params: DatabaseParams, upload: UploadStream) -> dict[str, Any]:
+    async def _load(self, params: DumpRequest, upload: UploadStream) -> dict[str, Any]:
         self._ensure_running()
         if params.database is not None:
             await self._existing(params.database)
@@ -65,17 +57,17 @@ class DataApi:
             result = await load_sql(self.settings.paths, upload.chunks(), params.database)
         log.info("dump loaded: %d bytes (%d of SQL) in %.2f s", result.received,
                  result.loaded, result.seconds)
-        return {"return": "OK", **result.as_dict()}
+        return DumpLoaded.model_validate(result.as_dict()).wire()
 
-    async def send_mysqldump(self, params: DatabaseParams, ctx: CallContext) -> dict[str, Any]:
+    async def send_mysqldump(self, params: DumpRequest, ctx: CallContext) -> dict[str, Any]:
         """Load the plain-SQL (or gzip) dump in the file ``mysqldump``."""
         return await self._load(params, ctx.files["mysqldump"])
 
-    async def load_dump(self, params: DatabaseParams, ctx: CallContext) -> dict[str, Any]:
+    async def load_dump(self, params: DumpRequest, ctx: CallContext) -> dict[str, Any]:
         """Load the dump in the file ``mysqldump_file``."""
         return await self._load(params, ctx.files["mysqldump_file"])
 
-    async def sqldump(self, params: DatabaseParams, ctx: CallContext) -> ByteStreamResponse:
+    async def sqldump(self, params: DumpRequest, ctx: CallContext) -> ByteStreamResponse:
         """A consistent dump (with its GTID position), streamed as it is made."""
         self._ensure_running()
         databases = None

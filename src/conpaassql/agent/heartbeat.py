@@ -14,11 +14,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from conpaassql.errors import ConpaasSQLError
+from conpaassql.protocol.report import StateReport
 from conpaassql.rpc.client import RpcClient
 
 log = logging.getLogger(__name__)
 
-Reporter = Callable[[], Awaitable[dict[str, Any]]]
+Reporter = Callable[[], Awaitable[StateReport]]
 
 
 class Heartbeat:
@@ -55,9 +56,9 @@ class Heartbeat:
         report = await self.reporter()
         pending = list(self.events)
         if pending:
-            report["event"] = "; ".join(pending)
+            report = report.model_copy(update={"event": "; ".join(pending)})
         try:
-            await self.client.post("register_node", state=report)
+            await self.client.post("register_node", state=report.wire())
         except ConpaasSQLError as exc:
             if self.registered:
                 log.warning("heartbeat to the manager failed: %s", exc)

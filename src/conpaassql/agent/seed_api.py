@@ -17,16 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
-import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 from urllib.parse import urlsplit
-
-from pydantic import AfterValidator, Field
 
 from conpaassql.agent.settings import AgentSettings
 from conpaassql.agent.supervisor import Supervisor
@@ -56,14 +52,23 @@ from conpaassql.mysql.backup import (
 from conpaassql.mysql.binaries import find_binary
 from conpaassql.mysql.dump import SQL_MEDIA_TYPE, Export
 from conpaassql.mysql.logical_copy import LogicalCopy, copy_dump_command, load_copy
-from conpaassql.mysql.socket_copy import TICKET_BYTES, Receiver, send_backup
+from conpaassql.mysql.socket_copy import Receiver, send_backup
+from conpaassql.net import is_loopback
+from conpaassql.protocol import agent as protocol
+from conpaassql.protocol.agent import (
+    BackupPushed,
+    CopyMethod,
+    GrantRequest,
+    PushRequest,
+    Seeded,
+    SeedRequest,
+    Transport,
+)
 from conpaassql.rpc.client import RpcClient
-from conpaassql.rpc.endpoint import is_loopback
 from conpaassql.rpc.grants import Grant, check_grant, load_public_key
 from conpaassql.rpc.registry import CallContext, Registry
 from conpaassql.rpc.streams import ByteStreamResponse, sql_failure_line
 from conpaassql.rpc.tls import MANAGER_NAME, node_of_name, peer_context
-from conpaassql.rpc.types import Params, Text
 
 log = logging.getLogger(__name__)
 
@@ -78,73 +83,6 @@ STALL_TIMEOUT = 300.0
 PUSH_TIMEOUT = 24 * 3600.0
 #: Seconds between two attempts while the source streams another copy.
 BUSY_RETRY = 0.5
-
-
-def agent_url(value: str) -> str:
-    """``value`` as ``https://host:port/`` if it is an agent's URL."""
-    if any(char.isspace() for char in value):
-        raise ValueError("must be an https:// URL without spaces")
-    try:
-        parts = urlsplit(value)
-        port = parts.port
-    except ValueError:
-        raise ValueError("must be an https:// URL with a valid port") from None
-    if parts.scheme != "https":
-        raise ValueError("must be an https:// URL (agents serve only TLS)")
-    if not parts.hostname:
-        raise ValueError("must name a host")
-    if port is None:
-        raise ValueError("must give the agent's port")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("may not hold credentials")
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError("must be the agent's root URL (no path, query or fragment)")
-    return f"{parts.scheme}://{parts.netloc}/"
-
-
-AgentUrl = Annotated[Text, AfterValidator(agent_url)]
-
-
-def host_name(value: str) -> str:
-    """``value`` if it is an IP address or a DNS host name."""
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        pass
-    if len(value) > 253 or not _HOST_NAME.fullmatch(value):
-        raise ValueError("must be an IP address or a host name")
-    return value
-
-
-_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?")
-
-#: How the copy travels: straight over a socket between the tools (``socket``: fast,
-#: but not encrypted), relayed by both agents over the RPC connection (``http``: over
-#: mutual TLS), or ``auto``: the socket between nodes on loopback addresses (one
-#: machine), unless the source cannot connect to it; the RPC stream otherwise.
-Transport = Literal["auto", "socket", "http"]
-
-
-#: What is copied: the datadir (``physical``: mariabackup), a dump (``logical``), or the
-#: datadir unless one of the two nodes cannot run mariabackup (``auto``).
-Method = Literal["auto", "physical", "logical"]
-
-
-class SeedParams(Params):
-    source: AgentUrl
-    transport: Transport = "auto"
-    method: Method = "auto"
-    grant: Text | None = None  # the manager's grant to copy the source (shown to it)
-
-
-class GrantParams(Params):
-    grant: Text | None = None  # the manager's copy grant (another node calling)
-
-
-class PushParams(GrantParams):
-    host: Annotated[Text, AfterValidator(host_name)]
-    port: Annotated[int, Field(ge=1, le=65535)]
-    ticket: Annotated[str, Field(pattern=f"^[0-9a-f]{{{2 * TICKET_BYTES}}}$")]
 
 
 async def _watched(chunks: AsyncIterator[bytes], source: str,
@@ -172,10 +110,10 @@ class SeedApi:
         self._public_key: Any = None  # verifies the manager's grants
 
     def register(self, registry: Registry) -> None:
-        registry.add("backup_stream", "GET", self.backup_stream, GrantParams, access="peer")
-        registry.add("backup_push", "POST", self.backup_push, PushParams, access="peer")
-        registry.add("copy_dump", "GET", self.copy_dump, GrantParams, access="peer")
-        registry.add("seed_from", "POST", self.seed_from, SeedParams, access="manager")
+        protocol.register(registry, protocol.BACKUP_STREAM, self.backup_stream)
+        protocol.register(registry, protocol.BACKUP_PUSH, self.backup_push)
+        protocol.register(registry, protocol.COPY_DUMP, self.copy_dump)
+        protocol.register(registry, protocol.SEED_FROM, self.seed_from)
 
     def _claim(self, what: str) -> None:
         if self._busy is not None:
@@ -188,7 +126,7 @@ class SeedApi:
         own_hosts = {self.settings.bind, "localhost"} if self.settings.bind else set()
         return parts.port == self.settings.agent_port and parts.hostname in own_hosts
 
-    def _check_grant(self, params: GrantParams, ctx: CallContext) -> Grant | None:
+    def _check_grant(self, params: GrantRequest, ctx: CallContext) -> Grant | None:
         """The manager may take a copy; another node only with the manager's grant
         (None for the manager, else the grant)."""
         if ctx.principal == MANAGER_NAME:
@@ -209,7 +147,7 @@ class SeedApi:
                 log.error("the context's grant key is unreadable: no node may copy this one")
         return self._public_key
 
-    async def backup_stream(self, params: GrantParams,
+    async def backup_stream(self, params: GrantRequest,
                             ctx: CallContext) -> ByteStreamResponse:
         """A physical copy of this node's server (mariabackup xbstream), streamed as made."""
         self._check_grant(params, ctx)
@@ -246,7 +184,7 @@ class SeedApi:
         return ByteStreamResponse(chunks(), media_type=BACKUP_MEDIA_TYPE,
                                   cleanup=never_started)
 
-    async def copy_dump(self, params: GrantParams, ctx: CallContext) -> ByteStreamResponse:
+    async def copy_dump(self, params: GrantRequest, ctx: CallContext) -> ByteStreamResponse:
         """A logical copy of this node's server (every user database, the accounts and
         the GTID position: ``logical_copy``), streamed as ``mariadb-dump`` makes it."""
         self._check_grant(params, ctx)
@@ -281,7 +219,7 @@ class SeedApi:
         return ByteStreamResponse(chunks(), media_type=SQL_MEDIA_TYPE, cleanup=never_started,
                                   failure_line=sql_failure_line)
 
-    async def backup_push(self, params: PushParams, ctx: CallContext) -> dict[str, Any]:
+    async def backup_push(self, params: PushRequest, ctx: CallContext) -> dict[str, Any]:
         """Send a physical copy of this node's server to a node waiting for it on
         ``host:port`` (its ``seed_from``), presenting ``ticket`` first."""
         grant = self._check_grant(params, ctx)
@@ -305,9 +243,9 @@ class SeedApi:
             self._busy = None
         log.info("node %d: copy sent to %s:%d in %.2f s", node, params.host, params.port,
                  sent.seconds)
-        return {"return": "OK", "seconds": round(sent.seconds, 3)}
+        return BackupPushed(seconds=round(sent.seconds, 3)).wire()
 
-    async def seed_from(self, params: SeedParams, ctx: CallContext) -> dict[str, Any]:
+    async def seed_from(self, params: SeedRequest, ctx: CallContext) -> dict[str, Any]:
         """Replace this node's data by a copy of the node whose agent is ``source``."""
         source = params.source
         if self._is_self(source):
@@ -331,9 +269,9 @@ class SeedApi:
                  "a socket" if result["transport"] == "socket" else "the RPC stream")
         self.supervisor.on_event(f"data replaced by a copy from {source} "
                                  f"(GTID position {result['gtid_position'] or 'empty'})")
-        return {"return": "OK", **result}
+        return Seeded.model_validate(result).wire()
 
-    async def _seed(self, source: str, transport: Transport, method: Method) -> dict[str, Any]:
+    async def _seed(self, source: str, transport: Transport, method: CopyMethod) -> dict[str, Any]:
         started = time.monotonic()
         if self.supervisor.state is AgentState.RUNNING:
             await ensure_replaceable(self.supervisor.session)
@@ -357,7 +295,7 @@ class SeedApi:
                     await asyncio.sleep(BUSY_RETRY)
         return {**result, "seconds": round(time.monotonic() - started, 3)}
 
-    async def _copy_by(self, method: Method, client: RpcClient, source: str, deadline: float,
+    async def _copy_by(self, method: CopyMethod, client: RpcClient, source: str, deadline: float,
                        transport: Transport) -> dict[str, Any]:
         """The physical copy, or the logical one where ``method`` asks for it or
         (``auto``) where the physical copy cannot run on one of the two nodes."""
@@ -390,7 +328,7 @@ class SeedApi:
                                   "is loaded into a running server")
         opening = asyncio.timeout(max(0.0, deadline - time.monotonic()))
         try:
-            async with opening, client.stream("copy_dump", self._grant) as stream:
+            async with opening, client.stream(protocol.COPY_DUMP.name, self._grant) as stream:
                 opening.reschedule(None)
                 return await load_copy(self.settings.paths, self.supervisor.session,
                                        _watched(stream.chunks(), source, self.stall_timeout))
@@ -425,10 +363,10 @@ class SeedApi:
         """
         receiver = Receiver(self.settings.bind)
         host = self._advertised_host()
+        request = PushRequest(host=host, port=receiver.port, ticket=receiver.ticket,
+                              grant=self._grant.get("grant"))
         push = asyncio.create_task(client.call(
-            "backup_push", {"host": host, "port": receiver.port, "ticket": receiver.ticket,
-                            **self._grant},
-            timeout=PUSH_TIMEOUT))
+            protocol.BACKUP_PUSH.name, request.wire(), timeout=PUSH_TIMEOUT))
         try:
             accepting = asyncio.create_task(receiver.accept())
             await asyncio.wait({push, accepting}, timeout=max(0.0, deadline - time.monotonic()),
@@ -475,7 +413,7 @@ class SeedApi:
         """The source's agent streams its copy in its reply; this agent feeds mbstream."""
         opening = asyncio.timeout(max(0.0, deadline - time.monotonic()))
         try:
-            async with opening, client.stream("backup_stream", self._grant) as stream:
+            async with opening, client.stream(protocol.BACKUP_STREAM.name, self._grant) as stream:
                 opening.reschedule(None)  # from here on, only silences count
                 receive: Receive = from_chunks(
                     _watched(stream.chunks(), source, self.stall_timeout))

@@ -13,12 +13,14 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conpaassql.cloud.context import NodeContext
 from conpaassql.config import IniFile
+from conpaassql.context import NodeContext
 from conpaassql.errors import ConfigError
+from conpaassql.files import write_private
+from conpaassql.layout import AGENT_LOG_FILE, AGENT_PID_FILE, OVERRIDES_NAME, SERVER_DIR, TLS_DIR
 from conpaassql.mysql.config import ServerSettings
 from conpaassql.mysql.connection import ConnectInfo
-from conpaassql.mysql.paths import ServerPaths, write_private_file
+from conpaassql.mysql.paths import ServerPaths
 from conpaassql.rpc.tls import TlsFiles
 
 DEFAULT_DATA_DIR = "/var/lib/conpaassql"
@@ -40,20 +42,20 @@ class AgentSettings:
 
     @property
     def paths(self) -> ServerPaths:
-        return ServerPaths(self.data_dir / "mysql")
+        return ServerPaths(self.data_dir / SERVER_DIR)
 
     @property
     def pid_file(self) -> Path:
-        return self.data_dir / "agent.pid"
+        return self.data_dir / AGENT_PID_FILE
 
     @property
     def log_file(self) -> Path:
-        return self.data_dir / "agent.log"
+        return self.data_dir / AGENT_LOG_FILE
 
     @property
     def tls_files(self) -> TlsFiles:
         """The node's certificate, key (mode 0600) and the service CA, from its context."""
-        directory = self.data_dir / "tls"
+        directory = self.data_dir / TLS_DIR
         return TlsFiles(cert=directory / "node.crt", key=directory / "node.key",
                         ca=directory / "ca.crt")
 
@@ -67,12 +69,12 @@ class AgentSettings:
         os.chmod(files.cert.parent, 0o700)
         for path, text in ((files.ca, context.ca_cert), (files.cert, context.tls_cert),
                            (files.key, context.tls_key)):
-            write_private_file(path, text)
+            write_private(path, text)
         return files
 
     @property
     def overrides_file(self) -> Path:
-        return self.data_dir / "mysql" / "overrides.json"
+        return self.paths.base / OVERRIDES_NAME
 
     def connect_info(self) -> ConnectInfo:
         return ConnectInfo(socket=self.paths.socket, user="root",

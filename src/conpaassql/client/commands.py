@@ -299,6 +299,21 @@ def _node(values: Values) -> dict[str, Any]:
     return {"serviceNodeId": parse_node_id(str(values["node_id"]))}
 
 
+def _replica(values: Values) -> dict[str, Any]:
+    return {"id": parse_node_id(str(values["node_id"]))}
+
+
+def _history(values: Values) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    node = values.get("node")
+    if node is not None:
+        params["serviceNodeId"] = parse_node_id(node)
+    limit = values.get("limit")
+    if limit is not None:
+        params["limit"] = parse_positive(limit, "--limit")
+    return params
+
+
 def _optional(params: dict[str, Any], values: Values, names: Mapping[str, str]) -> dict[str, Any]:
     """``params`` with each given option ``name`` (not empty) sent as ``names[name]``."""
     for name, param in names.items():
@@ -420,6 +435,23 @@ COMMANDS: tuple[Command, ...] = (
             "Show the service's state (and its transitions).", _no_params),
     Command("get_service_performance", "get_service_performance", "GET",
             "Show the service's performance figures.", _no_params),
+    Command("get_service_history", "get_service_history", "GET",
+            "Show the service's transitions and events.",
+            _history, (),
+            (Opt("node", "ID", "Only those of node ID."),
+             Opt("limit", "N", "The last N entries (default: 100).")),
+            details="Oldest first; with --table, one row per entry."),
+    Command("set_up_replica_master", "set_up_replica_master", "POST",
+            "Switch the master over to slave ID.",
+            _replica, (Arg("node_id", "ID"),),
+            details="The master goes read-only, node ID applies everything it received, "
+                    "then takes the writes; the others follow it. Writes are blocked "
+                    "for the switchover only (the reply says how long)."),
+    Command("set_up_replica_slave", "set_up_replica_slave", "POST",
+            "Copy the master into node ID anew.",
+            _replica, (Arg("node_id", "ID"),),
+            details="Node ID's data is replaced by a copy of the master's; it then "
+                    "replicates from the master."),
     Command("getLog", "getLog", "GET", "Print the manager's log.", _no_params),
     Command("shutdown", "shutdown", "POST", "Shut the service down.", _no_params),
     Command("configure_user", "configure_user", "POST",

@@ -288,6 +288,19 @@ def databases_tables(result: Any) -> list[Table] | None:
     return [table]
 
 
+HISTORY_COLUMNS = ("time", "node", "from", "to", "message")
+
+
+def history_tables(result: Any) -> list[Table] | None:
+    """``get_service_history``: one row per transition or event, oldest first."""
+    entries = result.get("history") if isinstance(result, Mapping) else None
+    if entries == []:
+        return [records_table("history", [], HISTORY_COLUMNS)]
+    if not _is_records(entries):
+        return None
+    return [records_table("history", entries, HISTORY_COLUMNS)]
+
+
 TABLES: dict[str, Callable[[Any], list[Table] | None]] = {
     "list_nodes": nodes_tables,
     "get_node_info": node_tables,
@@ -295,6 +308,7 @@ TABLES: dict[str, Callable[[Any], list[Table] | None]] = {
     "get_service_performance": performance_tables,
     "get_users": users_tables,
     "list_databases": databases_tables,
+    "get_service_history": history_tables,
 }
 """The table renderer of each manager method; the others are shown as JSON."""
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AliasChoices, Field, model_validator
 
@@ -28,7 +28,7 @@ from conpaassql.manager import targets
 from conpaassql.manager.outcomes import describe_nodes as _nodes
 from conpaassql.manager.outcomes import nodes_failed
 from conpaassql.manager.service import NodeService
-from conpaassql.mysql.names import (
+from conpaassql.names import (
     DEFAULT_HOST,
     CharsetName,
     DatabaseName,
@@ -36,13 +36,15 @@ from conpaassql.mysql.names import (
     ManageableUser,
     Password,
     Privileges,
-    quote_grant_database,
+    check_grantable_database,
 )
-from conpaassql.rpc.client import ClientVerb
+from conpaassql.protocol import agent as protocol
 from conpaassql.rpc.registry import CallContext, Registry
 from conpaassql.rpc.types import NodeId, NodeIdOrAll, Params, PositiveInt
 
 log = logging.getLogger(__name__)
+
+Answer = TypeVar("Answer")
 
 WRITE_TIMEOUT = 60.0
 READ_TIMEOUT = 20.0
@@ -64,7 +66,7 @@ class ConfigureUserParams(Params):
     @model_validator(mode="after")
     def _grantable(self) -> ConfigureUserParams:
         if self.database is not None:
-            quote_grant_database(self.database)
+            check_grantable_database(self.database)
         elif self.privileges is not None:
             raise InvalidArgumentError("privileges", detail="give the database to grant them on")
         return self
@@ -129,16 +131,13 @@ class AdminApi:
     def _targets(self, target: targets.Target | None, *, write: bool) -> list[Node]:
         return targets.resolve(self.nodes.live_nodes(), target, write=write)
 
-    async def _on_nodes(self, nodes: Sequence[Node], method: str, params: dict[str, Any],
-                        *, verb: ClientVerb = "POST") -> list[tuple[Node, Any]]:
-        """Call ``method`` on every node at once; raise if any of them failed."""
-        timeout = WRITE_TIMEOUT if verb == "POST" else READ_TIMEOUT
-        answers = await asyncio.gather(
-            *(self.rt.agents.call(node, method, params, verb=verb, timeout=timeout)
-              for node in nodes),
-            return_exceptions=True,
-        )
-        done: list[tuple[Node, Any]] = []
+    async def _on_nodes(self, nodes: Sequence[Node], what: str,
+                        call: Callable[[Node], Awaitable[Answer]]) -> list[tuple[Node, Answer]]:
+        """``call`` every node's agent at once (``what``: the agent method, for the log);
+        raise if any of them failed."""
+        answers = await asyncio.gather(*(call(node) for node in nodes),
+                                       return_exceptions=True)
+        done: list[tuple[Node, Answer]] = []
         failed: list[tuple[Node, ConpaasSQLError]] = []
         for node, answer in zip(nodes, answers, strict=True):
             if isinstance(answer, ConpaasSQLError):
@@ -148,7 +147,7 @@ class AdminApi:
             else:
                 done.append((node, answer))
         if failed:
-            log.warning("%s failed on %s", method, _nodes([node.id for node, _ in failed]))
+            log.warning("%s failed on %s", what, _nodes([node.id for node, _ in failed]))
             raise nodes_failed(failed, [node.id for node, _ in done])
         return done
 
@@ -158,13 +157,11 @@ class AdminApi:
                              ctx: CallContext) -> dict[str, Any]:
         """Create a user (or set its password) and grant it privileges on a database."""
         nodes = self._targets(params.serviceNodeId, write=True)
-        sent: dict[str, Any] = {"username": params.username, "password": params.password,
-                                "host": params.host}
-        if params.database is not None:
-            sent["database"] = params.database
-        if params.privileges is not None:
-            sent["privileges"] = list(params.privileges)
-        done = await self._on_nodes(nodes, "configure_user", sent)
+        sent = protocol.ConfigureUserRequest(
+            username=params.username, password=params.password, host=params.host,
+            database=params.database, privileges=params.privileges)
+        done = await self._on_nodes(nodes, "configure_user", lambda node: (
+            self.rt.agents.configure_user(node, sent, timeout=WRITE_TIMEOUT)))
         log.info("user %r@%r configured on %s", params.username, params.host,
                  _nodes([node.id for node, _ in done]))
         first = done[0][1]
@@ -173,18 +170,19 @@ class AdminApi:
             "username": params.username,
             "host": params.host,
             "database": params.database,
-            "privileges": first.get("privileges", []),
-            "created": [node.id for node, answer in done if answer.get("created")],
+            "privileges": first.privileges,
+            "created": [node.id for node, answer in done if answer.created],
         }
-        if "note" in first:
-            result["note"] = first["note"]
+        if first.note is not None:
+            result["note"] = first.note
         return result
 
     async def delete_user(self, params: UserParams, ctx: CallContext) -> dict[str, Any]:
         """Drop a user."""
         nodes = self._targets(params.serviceNodeId, write=True)
-        done = await self._on_nodes(nodes, "delete_user",
-                                    {"username": params.username, "host": params.host})
+        sent = protocol.UserRequest(username=params.username, host=params.host)
+        done = await self._on_nodes(nodes, "delete_user", lambda node: (
+            self.rt.agents.delete_user(node, sent, timeout=WRITE_TIMEOUT)))
         log.info("user %r@%r deleted on %s", params.username, params.host,
                  _nodes([node.id for node, _ in done]))
         return {"nodes": [node.id for node, _ in done], "username": params.username,
@@ -193,15 +191,18 @@ class AdminApi:
     async def get_users(self, params: ReadParams, ctx: CallContext) -> dict[str, Any]:
         """The accounts of every running node (or of one)."""
         nodes = self._targets(params.serviceNodeId, write=False)
-        done = await self._on_nodes(nodes, "get_all_users", {}, verb="GET")
-        return {"nodes": [{**_node(node), "users": answer.get("users", [])}
+        done = await self._on_nodes(nodes, "get_all_users", lambda node: (
+            self.rt.agents.get_all_users(node, timeout=READ_TIMEOUT)))
+        return {"nodes": [{**_node(node), "users": [user.wire() for user in answer.users]}
                           for node, answer in done]}
 
     async def set_password(self, params: SetPasswordParams, ctx: CallContext) -> dict[str, Any]:
         """Give an existing user a new password (not root: the service owns it)."""
         nodes = self._targets(params.serviceNodeId, write=True)
-        done = await self._on_nodes(nodes, "set_password", {
-            "username": params.user, "password": params.password, "host": params.host})
+        sent = protocol.PasswordRequest(username=params.user, password=params.password,
+                                        host=params.host)
+        done = await self._on_nodes(nodes, "set_password", lambda node: (
+            self.rt.agents.set_password(node, sent, timeout=WRITE_TIMEOUT)))
         log.info("user %r@%r given a new password on %s", params.user, params.host,
                  _nodes([node.id for node, _ in done]))
         return {"nodes": [node.id for node, _ in done], "username": params.user,
@@ -218,23 +219,24 @@ class AdminApi:
                               ctx: CallContext) -> dict[str, Any]:
         """Create a database (optionally with a character set and collation)."""
         nodes = self._targets(params.serviceNodeId, write=True)
-        sent: dict[str, Any] = {"database": params.database}
-        if params.character_set is not None:
-            sent["character_set"] = params.character_set
-        if params.collation is not None:
-            sent["collation"] = params.collation
-        done = await self._on_nodes(nodes, "create_database", sent)
+        sent = protocol.CreateDatabaseRequest(database=params.database,
+                                              character_set=params.character_set,
+                                              collation=params.collation)
+        done = await self._on_nodes(nodes, "create_database", lambda node: (
+            self.rt.agents.create_database(node, sent, timeout=WRITE_TIMEOUT)))
         log.info("database %r created on %s", params.database,
                  _nodes([node.id for node, _ in done]))
         first = done[0][1]
         return {"nodes": [node.id for node, _ in done], "database": params.database,
-                "character_set": first.get("character_set"),
-                "collation": first.get("collation")}
+                "character_set": first.character_set,
+                "collation": first.collation}
 
     async def drop_database(self, params: DatabaseParams, ctx: CallContext) -> dict[str, Any]:
         """Drop a database and everything in it."""
         nodes = self._targets(params.serviceNodeId, write=True)
-        done = await self._on_nodes(nodes, "drop_database", {"database": params.database})
+        sent = protocol.DatabaseRequest(database=params.database)
+        done = await self._on_nodes(nodes, "drop_database", lambda node: (
+            self.rt.agents.drop_database(node, sent, timeout=WRITE_TIMEOUT)))
         log.info("database %r dropped on %s", params.database,
                  _nodes([node.id for node, _ in done]))
         return {"nodes": [node.id for node, _ in done], "database": params.database}
@@ -242,8 +244,10 @@ class AdminApi:
     async def list_databases(self, params: ReadParams, ctx: CallContext) -> dict[str, Any]:
         """The databases of every running node (or of one), with sizes."""
         nodes = self._targets(params.serviceNodeId, write=False)
-        done = await self._on_nodes(nodes, "list_databases", {}, verb="GET")
-        return {"nodes": [{**_node(node), "databases": answer.get("databases", [])}
+        done = await self._on_nodes(nodes, "list_databases", lambda node: (
+            self.rt.agents.list_databases(node, timeout=READ_TIMEOUT)))
+        return {"nodes": [{**_node(node),
+                           "databases": [found.wire() for found in answer.databases]}
                           for node, answer in done]}
 
     # -- logs -------------------------------------------------------------
@@ -259,9 +263,10 @@ class AdminApi:
                                 detail=f"no node {node.id} in this service")
         if node.ip is None:
             raise WrongStateError(detail=f"node {node.id} has no address yet")
-        done = await self._on_nodes([node], "get_log",
-                                    {"log": params.log, "lines": params.lines}, verb="GET")
-        return {"log": done[0][1].get("log", ""), "node": node.id, "which": params.log}
+        sent = protocol.LogRequest(log=params.log, lines=params.lines)
+        done = await self._on_nodes([node], "get_log", lambda node: (
+            self.rt.agents.get_log(node, sent, timeout=READ_TIMEOUT)))
+        return {"log": done[0][1].log, "node": node.id, "which": params.log}
 
 
 def _node(node: Node) -> dict[str, Any]:

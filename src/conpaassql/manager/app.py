@@ -19,6 +19,7 @@ from conpaassql.manager.api import ManagerApi
 from conpaassql.manager.api_security import secure_api
 from conpaassql.manager.authority import Authority
 from conpaassql.manager.credentials import ServiceSecrets
+from conpaassql.manager.loop_monitor import LoopMonitor
 from conpaassql.manager.reconcile import Reconciler
 from conpaassql.manager.replication import Replication
 from conpaassql.manager.service import NodeService, Runtime
@@ -79,7 +80,7 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
     state_dir.mkdir(parents=True, exist_ok=True)
     log_file = state_dir / "manager.log"
     setup_logging(log_file)
-    store = Store(state_dir / "manager.db")
+    store = await asyncio.to_thread(Store, state_dir / "manager.db")
     secrets = ServiceSecrets.load(state_dir)
     authority = Authority.load_or_create(state_dir / "pki", store.service_id)
     clouds = build_clouds(config.clouds, state_dir, store.service_id)
@@ -98,7 +99,8 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
     nodes = NodeService(runtime)
     replication = Replication(nodes)
     reconciler = Reconciler(runtime, nodes, replication)
-    api = ManagerApi(nodes, reconciler, replication, log_file)
+    monitor = LoopMonitor()
+    api = ManagerApi(nodes, reconciler, replication, log_file, monitor)
     registry = api.registry()
     authorizer, gate, api_tls, scheme = secure_api(config, authority,
                                                    TokenStore(state_dir / "secrets"), bind)
@@ -113,6 +115,7 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
     agents_server = uvicorn.Server(uvicorn.Config(
         agents_app, host=agents_bind, port=agents_port, log_level="warning", lifespan="off",
         access_log=False, **server_options(authority.manager_files)))
+    monitor.start()
     prepare = asyncio.create_task(clouds.prepare(), name="prepare clouds")
     await reconciler.start()
     loop_task = asyncio.create_task(reconciler.run(), name="reconcile")
@@ -128,8 +131,9 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await monitor.stop()
         await reconciler.close()
         await nodes.close()
         await runtime.agents.aclose()
-        store.close()
+        await asyncio.to_thread(store.close)  # the last changes committed
         log.info("manager stopped; nodes keep running")

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from conpaassql.manager.credentials import write_private
+from conpaassql.files import write_private
 from conpaassql.rpc.grants import public_pem
 from conpaassql.rpc.tls import MANAGER_NAME, ORGANIZATION, TlsFiles, dns_name, node_name
 

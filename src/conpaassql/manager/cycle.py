@@ -20,9 +20,10 @@ from conpaassql.domain.node import Node
 from conpaassql.domain.states import NodeState, Role, ServiceState
 from conpaassql.domain.topology import Topology
 from conpaassql.manager.cloud_watch import CloudView, Listing
+from conpaassql.protocol.report import StateReport
 
 #: An agent's state report (``get_server_state``, or its heartbeat).
-Report = Mapping[str, Any]
+Report = StateReport
 
 def frozen(mapping: Mapping[Any, Any] | None = None) -> Mapping[Any, Any]:
     """A read-only copy (of nothing: an empty mapping)."""
@@ -89,7 +90,8 @@ class Snapshot:
     def report(self, node_id: int) -> Report | None:
         """What its agent said this cycle: the probe's answer, else what it told since
         the last cycle (an agent that reaches the manager may not be reached by it)."""
-        return self.probes.get(node_id) or self.heard.get(node_id)
+        probe = self.probes.get(node_id)
+        return probe if probe is not None else self.heard.get(node_id)
 
     def in_state(self, *states: NodeState) -> tuple[Node, ...]:
         return tuple(n for n in self.nodes if n.state in states)

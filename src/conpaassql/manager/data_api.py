@@ -15,11 +15,13 @@ from typing import Any
 from pydantic import Field
 
 from conpaassql.domain.node import Node
-from conpaassql.errors import BusyError, ConpaasSQLError, RemoteError
+from conpaassql.errors import BusyError, ConpaasSQLError
 from conpaassql.manager import targets
 from conpaassql.manager.outcomes import nodes_failed
 from conpaassql.manager.service import NodeService
-from conpaassql.mysql.names import check_user_database
+from conpaassql.names import check_user_database
+from conpaassql.protocol import agent as protocol
+from conpaassql.protocol.agent import AgentMethod, DumpLoaded, DumpRequest
 from conpaassql.rpc.multipart import UploadStream
 from conpaassql.rpc.protocol import ProtocolError
 from conpaassql.rpc.registry import CallContext, Registry
@@ -66,17 +68,17 @@ class DataApi:
     async def send_mysqldump(self, params: SendDumpParams, ctx: CallContext) -> dict[str, Any]:
         """Load a plain-SQL (or gzip) dump into node ``serviceNodeId`` or ``'all'``."""
         chosen = targets.resolve(self.nodes.live_nodes(), params.serviceNodeId)
-        return await self._load(chosen, "send_mysqldump", "mysqldump", params.database,
+        return await self._load(chosen, protocol.SEND_MYSQLDUMP, params.database,
                                 ctx.files["mysqldump"])
 
     async def load_dump(self, params: LoadDumpParams, ctx: CallContext) -> dict[str, Any]:
         """Load a dump into the service (every node that takes writes: the master)."""
         chosen = targets.resolve(self.nodes.live_nodes(), None)
-        return await self._load(chosen, "load_dump", "mysqldump_file", params.database,
+        return await self._load(chosen, protocol.LOAD_DUMP, params.database,
                                 ctx.files["mysqldump_file"])
 
-    async def _load(self, chosen: list[Node], method: str, field: str, database: str | None,
-                    upload: UploadStream) -> dict[str, Any]:
+    async def _load(self, chosen: list[Node], method: AgentMethod[DumpRequest, DumpLoaded],
+                    database: str | None, upload: UploadStream) -> dict[str, Any]:
         """Stream the upload into the node that takes writes (there is only one: the
         master; the slaves get the data through replication)."""
         if database is not None:
@@ -84,27 +86,25 @@ class DataApi:
         node = chosen[0]
         if self._loading is not None:
             raise BusyError(detail=f"busy: {self._loading} in progress")
-        self._loading = f"{method} into node {node.id}"
+        self._loading = f"{method.name} into node {node.id}"
         started = time.monotonic()
-        fields = {} if database is None else {"database": database}
-        client = self.rt.agents.client(node)
+        load = self.rt.agents.load_dump if method is protocol.LOAD_DUMP \
+            else self.rt.agents.send_mysqldump
         try:
-            answer = await client.upload(method, fields, field, upload.filename or "dump.sql",
-                                         upload.chunks())
+            answer = await load(node, DumpRequest(database=database),
+                                upload.filename or "dump.sql", upload.chunks())
         except ProtocolError:
             raise  # the caller's upload itself was bad or broke off
         except ConpaasSQLError as exc:
-            self.rt.store.record_event(f"{method} into node {node.id} failed: "
+            self.rt.store.record_event(f"{method.name} into node {node.id} failed: "
                                        f"{str(exc)[:300]}", node.id)
             raise nodes_failed([(node, exc)], []) from None
         finally:
             self._loading = None
-        if not isinstance(answer, dict):
-            raise RemoteError(f"node {node.id} answered {answer!r:.100}")
-        self.rt.store.record_event(f"dump of {answer.get('bytes')} bytes loaded into "
+        self.rt.store.record_event(f"dump of {answer.bytes} bytes loaded into "
                                    f"node {node.id}", node.id)
-        return {"nodes": [node.id], "bytes": answer.get("bytes"),
-                "sql_bytes": answer.get("sql_bytes"), "gzip": answer.get("gzip"),
+        return {"nodes": [node.id], "bytes": answer.bytes,
+                "sql_bytes": answer.sql_bytes, "gzip": answer.gzip,
                 "seconds": round(time.monotonic() - started, 3)}
 
     # -- out --------------------------------------------------------------
@@ -126,10 +126,9 @@ class DataApi:
                 self._exports -= 1
 
         stack = contextlib.AsyncExitStack()
-        agent_params = {} if database is None else {"database": database}
         try:
             stream = await stack.enter_async_context(
-                self.rt.agents.client(node).stream("sqldump", agent_params))
+                self.rt.agents.sqldump(node, DumpRequest(database=database)))
         except BaseException:
             release()
             await stack.aclose()

@@ -18,16 +18,16 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any
 
 from conpaassql.domain.diagnosis import TARGET, Observation, Situation, Thresholds, diagnose
 from conpaassql.domain.node import Node
 from conpaassql.domain.states import NodeState
-from conpaassql.errors import ConpaasSQLError
+from conpaassql.errors import ConpaasSQLError, IllegalMoveError
 from conpaassql.manager.cloud_watch import CloudWatch, in_cloud_since
-from conpaassql.manager.cycle import Act, CycleResult, Outcome, Report, Snapshot, frozen, tally
+from conpaassql.manager.cycle import Act, CycleResult, Outcome, Snapshot, frozen, tally
 from conpaassql.manager.replication import Replication
 from conpaassql.manager.service import NodeService, Runtime
+from conpaassql.protocol.report import StateReport, mysqld_answering
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,8 @@ class Reconciler:
                                  boot_timeout=runtime.config.boot_timeout)
         self.failures: dict[int, int] = {}
         self.silent: dict[int, int] = {}  # consecutive probes its mysqld did not answer
-        self.reports: dict[int, dict[str, Any]] = {}  # each node's latest report
-        self._heard: dict[int, dict[str, Any]] = {}  # told since the last snapshot
+        self.reports: dict[int, StateReport] = {}  # each node's latest report
+        self._heard: dict[int, StateReport] = {}  # told since the last snapshot
         self.last: CycleResult | None = None
         self.last_result = "not started"
         self.cycles = 0
@@ -98,7 +98,7 @@ class Reconciler:
 
     # -- recording (API handlers and heartbeats) --------------------------
 
-    def note_report(self, node: Node, report: dict[str, Any]) -> None:
+    def note_report(self, node: Node, report: StateReport) -> None:
         """An agent told its state (heartbeat, or a probe for ``get_node_info``):
         keep it for the next snapshot, and wake the loop if it is news.
 
@@ -146,16 +146,17 @@ class Reconciler:
             listing=self.watch.take(), creating=self.nodes.creating,
             seeding=self.replication.seeding)
 
-    async def _probe(self, node: Node) -> dict[str, Any] | None:
+    async def _probe(self, node: Node) -> StateReport | None:
         if node.ip is None:
             return None
         try:
-            report = await self.rt.agents.server_state(node, self.rt.config.probe_timeout)
+            report = await self.rt.agents.get_server_state(
+                node, timeout=self.rt.config.probe_timeout)
         except ConpaasSQLError:
             self.failures[node.id] = self.failures.get(node.id, 0) + 1
             return None
         self.failures[node.id] = 0
-        self.silent[node.id] = 0 if _answering(report) else self.silent.get(node.id, 0) + 1
+        self.silent[node.id] = 0 if report.mysqld_answering else self.silent.get(node.id, 0) + 1
         self.reports[node.id] = report
         return report
 
@@ -182,7 +183,7 @@ class Reconciler:
         return Observation(
             state=node.state,
             probed=report is not None,
-            mysqld_answering=_answering(report),
+            mysqld_answering=mysqld_answering(report),
             probe_failures=snapshot.failures.get(node.id, 0),
             in_cloud=view.in_cloud,
             cloud_running=view.running,
@@ -200,7 +201,11 @@ class Reconciler:
         if target is node.state:
             return Outcome.nothing(situation, node.id)
         reason = situation.value + _detail(situation, snapshot.report(node.id))
-        moved = self.rt.store.move_node(node.id, target, reason)
+        try:
+            moved = self.rt.store.move_node(node.id, target, reason)
+        except IllegalMoveError as exc:
+            log.warning("%s", exc)
+            return Outcome(situation, node.id, Act.NONE, str(exc))
         if target is NodeState.TERMINATED:
             self.nodes.spawn(self.rt.agents.forget(node), f"forget node {node.id}")
         return Outcome(situation, node.id, Act.MOVE, f"node {node.id}: {reason} -> {target}",
@@ -247,19 +252,12 @@ NODE_ACTIONS: Mapping[Situation, NodeHandler] = {
 }
 
 
-def _answering(report: Report | None) -> bool:
-    return bool(report and report.get("mysqld", {}).get("answering"))
-
-
-def _is_news(node: Node, report: Report) -> bool:
+def _is_news(node: Node, report: StateReport) -> bool:
     """The report says what the node's state does not (or tells of an event)."""
-    return bool(report.get("event")) or \
-        _answering(report) != (node.state is NodeState.RUNNING)
+    return bool(report.event) or report.mysqld_answering != (node.state is NodeState.RUNNING)
 
 
-def _detail(situation: Situation, report: Report | None) -> str:
-    if situation is Situation.MYSQLD_DOWN and report:
-        last = report.get("mysqld", {}).get("last_exit")
-        if last:
-            return f" ({last})"
+def _detail(situation: Situation, report: StateReport | None) -> str:
+    if situation is Situation.MYSQLD_DOWN and report is not None and report.mysqld.last_exit:
+        return f" ({report.mysqld.last_exit})"
     return ""

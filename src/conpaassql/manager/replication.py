@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 from conpaassql.domain.gtid import GtidPosition
 from conpaassql.domain.node import Node
@@ -29,6 +29,19 @@ from conpaassql.domain.topology import (
 from conpaassql.errors import BusyError, ConpaasSQLError, WrongStateError
 from conpaassql.manager.cycle import Act, Outcome, Snapshot
 from conpaassql.manager.service import NodeService
+from conpaassql.protocol.agent import (
+    CopyMethod,
+    DrainRequest,
+    MasterRequest,
+    ReadOnlyRequest,
+    RelayLogDrained,
+    ReplicaHostsRequest,
+    SeedRequest,
+    SlaveRequest,
+    SourceRequest,
+    WaitRequest,
+)
+from conpaassql.protocol.report import MysqldStatus, ReplicationStatus, StateReport
 from conpaassql.rpc.grants import make_grant
 
 log = logging.getLogger(__name__)
@@ -37,36 +50,35 @@ APPLY_TIMEOUT = 30.0  # seconds a candidate may take to apply what it received
 SEED_TIMEOUT = 3600.0
 
 
-def _position(text: object) -> GtidPosition:
+def _position(text: str | None) -> GtidPosition:
     try:
-        return GtidPosition.parse(text if isinstance(text, str) else None)
+        return GtidPosition.parse(text)
     except ValueError:
         return GtidPosition()
 
 
-def replica_of(node: Node, report: Mapping[str, Any] | None, failures: int,
+def replica_of(node: Node, report: StateReport | None, failures: int,
                crashed: bool, busy: bool) -> Replica:
     """What one node's latest probe says, as the topology diagnosis wants it."""
     if report is None:
         return Replica(node.id, node.state, node.role, reachable=False, answering=False,
                        failures=failures, ip=node.ip, busy=busy)
-    mysqld = report.get("mysqld") or {}
-    status = report.get("replication") or {}
-    slave = status.get("slave") or {}
+    status = report.replication
+    slave = report.slave
     return Replica(
         id=node.id, state=node.state, role=node.role, reachable=True,
-        answering=bool(mysqld.get("answering")), failures=failures,
-        read_only=status.get("read_only"),
-        position=_position(status.get("gtid_current_pos")),
-        received=_position(slave.get("gtid_io_pos")) if slave else None,
-        master_host=slave.get("master_host") if slave else None,
-        io_running=slave.get("io_running") if slave else None,
-        sql_running=slave.get("sql_running") if slave else None,
-        io_errno=int(slave.get("last_io_errno") or 0) if slave else 0,
-        sql_errno=int(slave.get("last_sql_errno") or 0) if slave else 0,
-        seconds_behind=slave.get("seconds_behind_master") if slave else None,
+        answering=report.mysqld_answering, failures=failures,
+        read_only=status.read_only if status is not None else None,
+        position=_position(status.gtid_current_pos if status is not None else None),
+        received=_position(slave.gtid_io_pos) if slave else None,
+        master_host=slave.master_host if slave else None,
+        io_running=slave.io_running if slave else None,
+        sql_running=slave.sql_running if slave else None,
+        io_errno=(slave.last_io_errno or 0) if slave else 0,
+        sql_errno=(slave.last_sql_errno or 0) if slave else 0,
+        seconds_behind=slave.seconds_behind_master if slave else None,
         crashed=crashed,
-        mysqld_stopped=report.get("state") == "STOPPED",
+        mysqld_stopped=report.state == "STOPPED",
         ip=node.ip, busy=busy,
     )
 
@@ -96,7 +108,7 @@ class Replication:
             report = snapshot.probes.get(node.id)
             crashed = False
             if report is not None:
-                restarts = _restarts(report)
+                restarts = report.mysqld.restarts
                 crashed = restarts > self._restarts.get(node.id, restarts)
             view = replica_of(node, report, snapshot.failures.get(node.id, 0), crashed,
                               node.id in snapshot.seeding)
@@ -106,7 +118,7 @@ class Replication:
     def _acknowledge_restarts(self, snapshot: Snapshot) -> None:
         for node_id, report in snapshot.probes.items():
             if report is not None:
-                self._restarts[node_id] = _restarts(report)
+                self._restarts[node_id] = report.mysqld.restarts
 
     # -- the cycle --------------------------------------------------------
 
@@ -157,14 +169,14 @@ class Replication:
         if hosts == self._pushed_hosts:
             return healthy
         try:
-            answer = await self.rt.agents.call(master, "set_replica_hosts", {
-                "replication_password": self.rt.secrets.replication_password,
-                "replica_hosts": hosts}, timeout=30)
+            answer = await self.rt.agents.set_replica_hosts(master, ReplicaHostsRequest(
+                replication_password=self.rt.secrets.replication_password,
+                replica_hosts=hosts), timeout=30)
         except ConpaasSQLError as exc:
             log.warning("could not update the replication account's hosts: %s", exc)
             return healthy
         self._pushed_hosts = hosts
-        removed = answer.get("removed") if isinstance(answer, dict) else None
+        removed = answer.removed
         if not removed:
             return healthy
         return Outcome(finding.situation, master.id, Act.SYNC_HOSTS,
@@ -202,7 +214,7 @@ class Replication:
     async def _restart_slave(self, finding: Finding, snapshot: Snapshot,
                              replicas: Sequence[Replica]) -> Outcome:
         node = _node_of(finding, snapshot)
-        await self.rt.agents.call(node, "start_server", timeout=120)
+        await self.rt.agents.start_server(node, timeout=120)
         return Outcome(finding.situation, node.id, Act.RESTART,
                        f"node {node.id}: restarted read-only to rejoin as a slave")
 
@@ -228,12 +240,12 @@ class Replication:
     async def _make_master(self, node: Node, *, semi_sync: bool,
                            hosts: list[str] | None = None) -> None:
         hosts = self._replica_hosts() if hosts is None else hosts
-        await self.rt.agents.call(node, "set_up_replica_master", {
-            "replication_password": self.rt.secrets.replication_password,
-            "semi_sync": semi_sync and self.rt.config.semi_sync,
-            "semi_sync_timeout": self.rt.config.semi_sync_timeout,
-            "replica_hosts": hosts,
-        }, timeout=30)
+        await self.rt.agents.set_up_replica_master(node, MasterRequest(
+            replication_password=self.rt.secrets.replication_password,
+            semi_sync=semi_sync and self.rt.config.semi_sync,
+            semi_sync_timeout=self.rt.config.semi_sync_timeout,
+            replica_hosts=hosts,
+        ), timeout=30)
         self._pushed_hosts = hosts
         self._semi_sync[node.id] = semi_sync and self.rt.config.semi_sync
 
@@ -312,21 +324,22 @@ class Replication:
                   if r.role is Role.SLAVE and r.healthy_server and not r.busy and not r.broken
                   and (node := snapshot.node(r.id)) is not None]
         answers = await asyncio.gather(
-            *(self.rt.agents.call(node, "drain_relay_log",
-                                  {"timeout": APPLY_TIMEOUT}, timeout=APPLY_TIMEOUT + 10)
+            *(self.rt.agents.drain_relay_log(node, DrainRequest(timeout=APPLY_TIMEOUT),
+                                             timeout=APPLY_TIMEOUT + 10)
               for _, node in slaves), return_exceptions=True)
         views = []
         for (replica, node), answer in zip(slaves, answers, strict=True):
-            if isinstance(answer, BaseException):
+            if not isinstance(answer, RelayLogDrained):
                 log.warning("node %d could not drain its relay log: %s", replica.id, answer)
                 continue
-            if not answer.get("drained"):
+            if not answer.drained:
                 # Promoting it would throw away what it received and has not applied.
                 log.warning("node %d did not apply its relay log in time: not a candidate",
                             replica.id)
                 continue
-            view = replica_of(node, {"mysqld": {"answering": True},
-                                     "replication": answer.get("replication")}, 0, False, False)
+            view = replica_of(node, StateReport(mysqld=MysqldStatus(answering=True),
+                                                replication=answer.replication),
+                              0, False, False)
             views.append(replace(view, received=None))  # ranked by what it applied
         return views
 
@@ -334,7 +347,7 @@ class Replication:
         """Make sure the old master takes no write: its agent stops mysqld, or the
         cloud powers the node off (and boots it again, read-only)."""
         try:
-            await self.rt.agents.call(node, "fence", timeout=self.rt.config.probe_timeout + 3)
+            await self.rt.agents.fence(node, timeout=self.rt.config.probe_timeout + 3)
             return "mysqld stopped by its agent"
         except ConpaasSQLError as exc:
             log.warning("node %d's agent cannot fence: %s; powering it off", node.id, exc)
@@ -353,24 +366,21 @@ class Replication:
             raise WrongStateError(detail="there is no master to replicate from")
         # The master's replication account must know the slave's address first: the
         # one its connections come from (a NAT or one host's loopback is not its own).
-        answer = await self.rt.agents.call(node, "source_address", {"host": master.ip},
-                                           verb="GET", timeout=10)
-        address = answer.get("address") if isinstance(answer, dict) else None
-        if isinstance(address, str) and address != node.details.get("source_address"):
+        answer = await self.rt.agents.source_address(node, SourceRequest(host=master.ip),
+                                                     timeout=10)
+        address = answer.address
+        if address != node.details.get("source_address"):
             node = self.rt.store.update_node(
                 node.id, details={**node.details, "source_address": address})
-        await self.rt.agents.call(master, "set_replica_hosts", {
-            "replication_password": self.rt.secrets.replication_password,
-            "replica_hosts": self._replica_hosts()}, timeout=30)
+        await self.rt.agents.set_replica_hosts(master, ReplicaHostsRequest(
+            replication_password=self.rt.secrets.replication_password,
+            replica_hosts=self._replica_hosts()), timeout=30)
         self._pushed_hosts = self._replica_hosts()
-        params: dict[str, Any] = {
-            "master_host": master.ip, "master_port": master.mysql_port,
-            "replication_password": self.rt.secrets.replication_password,
-            "semi_sync": self.rt.config.semi_sync,
-        }
-        if gtid_position is not None:
-            params["gtid_position"] = gtid_position
-        await self.rt.agents.call(node, "set_up_replica_slave", params, timeout=30)
+        await self.rt.agents.set_up_replica_slave(node, SlaveRequest(
+            master_host=master.ip, master_port=master.mysql_port,
+            replication_password=self.rt.secrets.replication_password,
+            semi_sync=self.rt.config.semi_sync, gtid_position=gtid_position,
+        ), timeout=30)
         if node.role is not Role.SLAVE:
             self.rt.store.update_node(node.id, role=Role.SLAVE)
         if self.rt.config.semi_sync and not self._semi_sync.get(master.id):
@@ -407,21 +417,19 @@ class Replication:
             self.rt.store.record_event(f"node {node_id}: {why}: copying node {master.id}",
                                        node_id)
             started = time.monotonic()
-            answer = await self.rt.agents.call(
-                node, "seed_from",
-                {"source": master.agent_url, "method": self.rt.config.seed_method,
-                 "grant": make_grant(self.rt.authority.grant_key, master.id, node.id,
-                                     node.ip or "")},
-                timeout=SEED_TIMEOUT)
+            answer = await self.rt.agents.seed_from(node, SeedRequest(
+                source=master.agent_url, method=cast(CopyMethod, self.rt.config.seed_method),
+                grant=make_grant(self.rt.authority.grant_key, master.id, node.id,
+                                 node.ip or "")), timeout=SEED_TIMEOUT)
             async with self.topology_lock:
                 current = self.nodes.master()
                 if current is None or current.id != master.id:
                     raise WrongStateError(detail="the master changed during the copy")
-                await self._point_at_master(node, str(answer.get("gtid_position") or ""))
+                await self._point_at_master(node, answer.gtid_position)
             self.rt.store.record_event(
                 f"node {node_id} is a slave of node {master.id} (copy of "
-                f"{answer.get('bytes', 0)} bytes in {time.monotonic() - started:.1f} s, "
-                f"{answer.get('method', 'physical')})",
+                f"{answer.bytes} bytes in {time.monotonic() - started:.1f} s, "
+                f"{answer.method})",
                 node_id)
         except ConpaasSQLError as exc:
             self.rt.store.record_event(f"node {node_id}: copying the master failed: "
@@ -448,29 +456,31 @@ class Replication:
                     or target.id in self._seeding:
                 raise WrongStateError(detail=f"node {target_id} is not a healthy slave")
             status = await self._status(target)
-            slave = (status or {}).get("slave") or {}
-            if slave.get("io_running") != "Yes" or slave.get("sql_running") != "Yes":
+            slave = status.slave if status is not None else None
+            if slave is None or not slave.replicating:
                 raise WrongStateError(detail=f"node {target_id} is not replicating "
-                                      f"(io {slave.get('io_running')}, "
-                                      f"sql {slave.get('sql_running')})")
+                                      f"(io {slave and slave.io_running}, "
+                                      f"sql {slave and slave.sql_running})")
             self.rt.store.set_service_state(ServiceState.ADAPTING,
                                             f"switchover to node {target_id}")
             blocked_at = time.monotonic()
-            await self.rt.agents.call(master, "set_read_only", {"read_only": True}, timeout=10)
+            await self.rt.agents.set_read_only(master, ReadOnlyRequest(read_only=True),
+                                               timeout=10)
             try:
-                position = str((await self._status(master) or {}).get("gtid_current_pos", ""))
-                answer = await self.rt.agents.call(target, "wait_for_gtid", {
-                    "gtid_position": position or "0-0-0", "timeout": APPLY_TIMEOUT},
+                master_status = await self._status(master)
+                position = master_status.gtid_current_pos if master_status is not None else ""
+                answer = await self.rt.agents.wait_for_gtid(target, WaitRequest(
+                    gtid_position=position or "0-0-0", timeout=APPLY_TIMEOUT),
                     timeout=APPLY_TIMEOUT + 10)
-                if not answer.get("reached"):
+                if not answer.reached:
                     raise WrongStateError(detail=f"node {target_id} did not catch up with "
                                           f"{position} in {APPLY_TIMEOUT:.0f} s")
                 await self._make_master(target, semi_sync=False)
             except ConpaasSQLError:
                 # The target may have become writable before the failure: make sure it
                 # is not before the old master takes writes again.
-                await self.rt.agents.call(target, "set_read_only", {"read_only": True},
-                                          timeout=10)
+                await self.rt.agents.set_read_only(target, ReadOnlyRequest(read_only=True),
+                                                   timeout=10)
                 await self._make_master(master, semi_sync=self._has_slaves())
                 self.nodes.refresh_service_state("switchover abandoned")
                 raise
@@ -500,11 +510,8 @@ class Replication:
         self._start_seeding(node_id, "asked to become a slave")
         return {"serviceNode": node_id, "state": "copying the master"}
 
-    async def _status(self, node: Node) -> dict[str, Any] | None:
-        answer = await self.rt.agents.call(node, "get_replication_status", verb="GET",
-                                           timeout=10)
-        status = answer.get("return") if isinstance(answer, dict) else None
-        return status if isinstance(status, dict) else None
+    async def _status(self, node: Node) -> ReplicationStatus | None:
+        return await self.rt.agents.get_replication_status(node, timeout=10)
 
     @property
     def seeding(self) -> frozenset[int]:
@@ -514,11 +521,6 @@ class Replication:
 def _as_slave(replica: Replica) -> Replica:
     """A view that ranks any healthy node as a promotion candidate."""
     return replace(replica, role=Role.SLAVE)
-
-
-def _restarts(report: Mapping[str, Any]) -> int:
-    """How many times the agent restarted mysqld."""
-    return int((report.get("mysqld") or {}).get("restarts") or 0)
 
 
 def _node_of(finding: Finding, snapshot: Snapshot) -> Node:

@@ -15,8 +15,8 @@ from typing import Any
 
 from conpaassql.cloud.base import NodeRequest
 from conpaassql.cloud.clouds import Clouds
-from conpaassql.cloud.context import NodeContext
 from conpaassql.config import ManagerConfig
+from conpaassql.context import NodeContext
 from conpaassql.domain.node import Node
 from conpaassql.domain.states import NodeState, Role, ServiceState, derive_service_state
 from conpaassql.errors import (
@@ -32,6 +32,7 @@ from conpaassql.manager.authority import Authority
 from conpaassql.manager.cloud_watch import IN_CLOUD_SINCE
 from conpaassql.manager.credentials import ServiceSecrets
 from conpaassql.manager.store import Store
+from conpaassql.protocol.report import StateReport, public_report
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +156,7 @@ class NodeService:
         context = replace(context, tls_cert=issued.cert_pem, tls_key=issued.key_pem)
         self._creating.add(node.id)
         try:
+            await self.rt.store.durable()  # its id is not given twice after a crash
             driver = self.rt.clouds.get(cloud)
             made = await driver.create_node(NodeRequest(node.id, node.name, context))
         except ConpaasSQLError as exc:
@@ -251,6 +253,7 @@ class NodeService:
 
     async def _destroy(self, node: Node) -> None:
         try:
+            await self.rt.store.durable()  # destroyed only once its removal is recorded
             if node.cloud_ref:
                 await self.rt.clouds.get(node.cloud).destroy_node(node.cloud_ref)
             await self.rt.agents.forget(node)
@@ -286,14 +289,14 @@ class NodeService:
 
     # -- agents calling in ------------------------------------------------
 
-    def register(self, report: dict[str, Any], certified_node: int | None) -> Node:
+    def register(self, report: StateReport, certified_node: int | None) -> Node:
         """An agent's registration or heartbeat; returns the node as updated.
 
         ``certified_node`` is the node its TLS certificate names: an agent speaks
         for its own node only.
         """
-        node_id = report.get("node_id")
-        if report.get("service_id") != self.rt.store.service_id or not isinstance(node_id, int):
+        node_id = report.node_id
+        if report.service_id != self.rt.store.service_id or node_id is None:
             raise ForbiddenError(detail="not an agent of this service")
         if certified_node != node_id:
             raise ForbiddenError(detail=f"the certificate is not node {node_id}'s")
@@ -302,23 +305,13 @@ class NodeService:
             raise ForbiddenError(detail=f"node {node_id} is not part of this service")
         now = time.time()
         first = "last_seen" not in node.details
-        details = {**node.details, "agent": _public_report(report), "last_seen": now}
+        details = {**node.details, "agent": public_report(report), "last_seen": now}
         node = self.rt.store.update_node(node.id, details=details,
                                          registered_at=node.registered_at or now,
-                                         ip=node.ip or _text(report.get("ip")))
+                                         ip=node.ip or report.ip or None)
         if first:
             self.rt.store.record_event(f"agent of node {node.id} registered", node.id)
-        event = report.get("event")
-        if isinstance(event, str) and event:
-            self.rt.store.record_event(f"node {node.id}: {event[:500]}", node.id)
+        if report.event:
+            self.rt.store.record_event(f"node {node.id}: {report.event[:500]}", node.id)
         return node
 
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
-def _public_report(report: dict[str, Any]) -> dict[str, Any]:
-    """The agent's report minus anything that is not meant to be shown."""
-    return {key: value for key, value in report.items()
-            if key not in {"secret", "password", "event"}}

@@ -7,11 +7,13 @@ Result shapes keep the seed's keys (``serviceNode``, ``id``, ``ip``, ``state``,
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from conpaassql.domain.gtid import GtidPosition
 from conpaassql.domain.node import Node
 from conpaassql.domain.states import NodeState, Role
+from conpaassql.protocol.report import MysqldStatus, ReplicationStatus, SlaveStatus, StateReport
 
 
 def node_summary(node: Node) -> dict[str, Any]:
@@ -27,21 +29,22 @@ def node_summary(node: Node) -> dict[str, Any]:
     }
 
 
-def node_details(node: Node, report: dict[str, Any] | None, answering: bool) -> dict[str, Any]:
-    agent = report or node.details.get("agent") or {}
-    mysqld = agent.get("mysqld", {}) if isinstance(agent, dict) else {}
+def node_details(node: Node, report: StateReport | None, answering: bool) -> dict[str, Any]:
+    """``report``: the agent's answer now; without one, the last it sent is shown."""
+    agent = report if report is not None else StateReport.parse(node.details.get("agent"))
+    mysqld = agent.mysqld if agent is not None else MysqldStatus()
     return {
         **node_summary(node),
         "isRunningMySQL": answering,
         "agent_port": node.agent_port,
         "cloud_ref": node.cloud_ref,
-        "agent_state": agent.get("state") if isinstance(agent, dict) else None,
+        "agent_state": agent.state if agent is not None else None,
         "mysqld": {
-            "pid": mysqld.get("pid"),
-            "restarts": mysqld.get("restarts", 0),
-            "last_exit": mysqld.get("last_exit"),
-            "uptime": mysqld.get("uptime"),
-            "version": mysqld.get("version"),
+            "pid": mysqld.pid,
+            "restarts": mysqld.restarts,
+            "last_exit": mysqld.last_exit,
+            "uptime": mysqld.uptime,
+            "version": mysqld.version,
         },
         "state_since": node.state_since,
         "created_at": node.created_at,
@@ -82,32 +85,32 @@ def endpoint(node: Node | None) -> dict[str, Any] | None:
     return {"id": node.id, "ip": node.ip, "port": node.mysql_port}
 
 
-def _slave_status(report: dict[str, Any] | None) -> dict[str, Any]:
-    status = (report or {}).get("replication") or {}
-    return status.get("slave") or {}
-
-
-def readers(nodes: list[Node], reports: dict[int, Any], max_lag: float) -> list[dict[str, Any]]:
+def readers(nodes: list[Node], reports: Mapping[int, StateReport],
+            max_lag: float) -> list[dict[str, Any]]:
     """The slaves fit to serve reads: replicating, at most ``max_lag`` seconds behind."""
     found = []
     for node in nodes:
         if node.role is not Role.SLAVE or node.state is not NodeState.RUNNING:
             continue
-        slave = _slave_status(reports.get(node.id))
-        lag = slave.get("seconds_behind_master")
-        if slave.get("io_running") == "Yes" and slave.get("sql_running") == "Yes" \
-                and lag is not None and lag <= max_lag:
+        report = reports.get(node.id)
+        slave = report.slave if report is not None else None
+        if slave is None:
+            continue
+        lag = slave.seconds_behind_master
+        if slave.replicating and lag is not None and lag <= max_lag:
             found.append({**(endpoint(node) or {}), "seconds_behind_master": lag})
     return found
 
 
-def replication_of(node: Node, report: dict[str, Any] | None,
-                   master_report: dict[str, Any] | None, seeding: bool) -> dict[str, Any]:
+def replication_of(node: Node, report: StateReport | None,
+                   master_report: StateReport | None, seeding: bool) -> dict[str, Any]:
     """A node's replication as shown in ``get_node_info``."""
-    status = (report or {}).get("replication") or {}
-    slave = status.get("slave") or {}
-    mine = status.get("gtid_current_pos") or ""
-    theirs = ((master_report or {}).get("replication") or {}).get("gtid_current_pos")
+    status = report.replication if report is not None else None
+    shown = status or ReplicationStatus()  # None where the agent told nothing
+    slave = shown.slave or SlaveStatus()
+    mine = shown.gtid_current_pos
+    master_status = master_report.replication if master_report is not None else None
+    theirs = master_status.gtid_current_pos if master_status is not None else None
     lag_trx = None
     if theirs is not None:
         try:
@@ -116,16 +119,16 @@ def replication_of(node: Node, report: dict[str, Any] | None,
             lag_trx = None
     return {
         "role": node.role.value,
-        "read_only": status.get("read_only"),
+        "read_only": shown.read_only,
         "gtid_position": mine,
-        "gtid_binlog_pos": status.get("gtid_binlog_pos"),
-        "semi_sync_master": status.get("semi_sync_master"),
-        "semi_sync_slave": status.get("semi_sync_slave"),
-        "master_host": slave.get("master_host"),
-        "io_running": slave.get("io_running"),
-        "sql_running": slave.get("sql_running"),
-        "seconds_behind_master": slave.get("seconds_behind_master"),
+        "gtid_binlog_pos": status.gtid_binlog_pos if status is not None else None,
+        "semi_sync_master": status.semi_sync_master if status is not None else None,
+        "semi_sync_slave": status.semi_sync_slave if status is not None else None,
+        "master_host": slave.master_host,
+        "io_running": slave.io_running,
+        "sql_running": slave.sql_running,
+        "seconds_behind_master": slave.seconds_behind_master,
         "lag_transactions": lag_trx,
-        "last_error": slave.get("last_sql_error") or slave.get("last_io_error") or None,
+        "last_error": slave.last_error,
         "copying": seeding,
     }

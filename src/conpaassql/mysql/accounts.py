@@ -16,7 +16,8 @@ from conpaassql.errors import InvalidArgumentError, MySQLError, NotFoundError
 from conpaassql.mysql.connection import Session
 from conpaassql.mysql.datadir import mysql_native_password_hash
 from conpaassql.mysql.guards import ensure_writable
-from conpaassql.mysql.names import (
+from conpaassql.mysql.quoting import quote_grant_database
+from conpaassql.names import (
     ALL_PRIVILEGES,
     check_host,
     check_manageable_user,
@@ -24,7 +25,6 @@ from conpaassql.mysql.names import (
     check_privileges,
     grant_pattern,
     is_reserved_user,
-    quote_grant_database,
 )
 
 #: Server error: SHOW GRANTS for an account that is not there (any more).

@@ -26,9 +26,10 @@ import time
 from pathlib import Path
 
 from conpaassql.errors import ConfigError, InvalidArgumentError, MySQLError
+from conpaassql.files import write_private
 from conpaassql.mysql.binaries import INSTALL_DB, find_binary, run_program, tail
 from conpaassql.mysql.config import render_client_cnf, resolve_run_as
-from conpaassql.mysql.paths import ServerPaths, uid_gid, write_private_file
+from conpaassql.mysql.paths import ServerPaths, uid_gid
 
 log = logging.getLogger(__name__)
 
@@ -226,8 +227,8 @@ async def initialise_datadir(
         time.monotonic() - started,
     )
     init_sql = render_init_sql(mysql_native_password_hash(root_password))
-    write_private_file(paths.init_file, init_sql, owner if chown else None)
-    write_private_file(paths.client_cnf, client_cnf)
+    write_private(paths.init_file, init_sql, owner=uid_gid(owner) if chown else None)
+    write_private(paths.client_cnf, client_cnf)
 
 
 def remove_init_file(paths: ServerPaths) -> None:

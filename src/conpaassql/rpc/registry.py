@@ -11,9 +11,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from conpaassql.errors import (
+    BadRequestError,
     InvalidArgumentError,
     MissingArgumentError,
     UnexpectedArgumentsError,
@@ -91,7 +92,7 @@ class Registry:
         return len(self._methods)
 
 
-def _field_name(model: type[Params], loc: tuple[int | str, ...]) -> str:
+def _field_name(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
     if not loc:
         return "params"
     first = str(loc[0])
@@ -102,18 +103,23 @@ def _field_name(model: type[Params], loc: tuple[int | str, ...]) -> str:
 
 
 def validate_params(model: type[Params], raw: Mapping[str, Any]) -> Params:
-    """Validate ``raw`` into ``model``, reporting like the original service.
+    """Validate ``raw`` into ``model``, reporting like the original service."""
+    try:
+        return model.model_validate(dict(raw))
+    except ValidationError as exc:
+        raise conpaas_error(model, exc) from None
+
+
+def conpaas_error(model: type[BaseModel], exc: ValidationError) -> BadRequestError:
+    """The ConPaaS error for pydantic's findings on ``model``.
 
     Order of precedence: a missing argument, then an invalid one, then the
     unexpected ones (all named at once).
     """
-    try:
-        return model.model_validate(dict(raw))
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False)
+    errors = exc.errors(include_url=False, include_input=False)
     missing = [e for e in errors if e["type"] == "missing"]
     if missing:
-        raise MissingArgumentError(_field_name(model, missing[0]["loc"])) from None
+        return MissingArgumentError(_field_name(model, missing[0]["loc"]))
     extra = [str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden" and e["loc"]]
     invalid = [e for e in errors if e["type"] != "extra_forbidden"]
     if invalid:
@@ -121,5 +127,5 @@ def validate_params(model: type[Params], raw: Mapping[str, Any]) -> Params:
         message = str(first["msg"])
         if message.startswith("Value error, "):
             message = message[len("Value error, ") :]
-        raise InvalidArgumentError(_field_name(model, first["loc"]), detail=message) from None
-    raise UnexpectedArgumentsError(extra)
+        return InvalidArgumentError(_field_name(model, first["loc"]), detail=message)
+    return UnexpectedArgumentsError(extra)

@@ -1,13 +1,14 @@
-"""Validation and quoting of every name a caller may send: users, hosts, databases,
-privileges, character sets, passwords.
+"""Validation of every name a caller may send: users, hosts, databases, privileges,
+character sets, passwords; as checks and as pydantic field types.
 
 User names, hosts and passwords only ever travel as statement parameters
 (``CREATE USER %s@%s``), so any text the server can store is accepted and kept
 exactly. Database names and privileges must be spliced into statements: the
-names are backtick-quoted, the privileges come from a whitelist.
+names are backtick-quoted (``mysql.quoting``), the privileges come from a whitelist.
 
 Every refusal is an ``InvalidArgumentError(param, detail=...)``; no message ever
-repeats a password. The functions are pure (the manager validates with them too).
+repeats a password. The functions are pure: manager and agent validate with them
+alike, and this module imports nothing of ours but the errors.
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
 from conpaassql.errors import InvalidArgumentError
-from conpaassql.rpc.types import Text
 
 # Limits of MariaDB 10.11, read from the installed server's information_schema.COLUMNS:
 # mysql.global_priv (and mysql.db, mysql.tables_priv) have User CHAR(128) and Host
@@ -183,11 +183,6 @@ def check_user_database(value: object, param: str = "database") -> str:
     return name
 
 
-def quote_identifier(name: str) -> str:
-    """``name`` as a backtick-quoted identifier (internal backticks doubled)."""
-    return "`" + name.replace("`", "``") + "`"
-
-
 def grant_pattern(name: str) -> str:
     """The database pattern GRANT/REVOKE store for exactly ``name`` (unquoted).
 
@@ -197,13 +192,13 @@ def grant_pattern(name: str) -> str:
     return name.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%")
 
 
-def quote_grant_database(name: str, param: str = "database") -> str:
-    """``name`` for ``GRANT ... ON <here>.*``: escaped, length-checked, quoted."""
-    pattern = grant_pattern(check_user_database(name, param))
-    if len(pattern) > MAX_DATABASE_LENGTH:
+def check_grantable_database(value: object, param: str = "database") -> str:
+    """A database the API may grant on: its escaped ``grant_pattern`` fits mysql.db.Db."""
+    name = check_user_database(value, param)
+    if len(grant_pattern(name)) > MAX_DATABASE_LENGTH:
         raise _refuse(param, f"cannot grant on this name: escaping its _ % and \\ makes it "
                       f"longer than {MAX_DATABASE_LENGTH} characters")
-    return quote_identifier(pattern)
+    return name
 
 
 def check_charset_name(value: object, param: str = "character_set") -> str:
@@ -276,12 +271,15 @@ def _before(check: Callable[[Any], Any]) -> BeforeValidator:
     return BeforeValidator(_as_value_error(check))
 
 
-UserName = Annotated[Text, _field(check_user_name)]
-ManageableUser = Annotated[Text, _field(check_manageable_user)]
-Host = Annotated[Text, _field(check_host)]
-Password = Annotated[Text, _field(check_password)]
-DatabaseName = Annotated[Text, _field(check_user_database)]
-CharsetName = Annotated[Text, _field(check_charset_name)]
+#: The base of the field types: no name is longer than a password (the checks refuse NUL).
+_Text = Annotated[str, Field(max_length=MAX_PASSWORD_LENGTH)]
+
+UserName = Annotated[_Text, _field(check_user_name)]
+ManageableUser = Annotated[_Text, _field(check_manageable_user)]
+Host = Annotated[_Text, _field(check_host)]
+Password = Annotated[_Text, _field(check_password)]
+DatabaseName = Annotated[_Text, _field(check_user_database)]
+CharsetName = Annotated[_Text, _field(check_charset_name)]
 Privileges = Annotated[
     tuple[str, ...],
     _before(check_privileges),
