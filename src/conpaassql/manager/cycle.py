@@ -1,8 +1,8 @@
 """What one reconcile cycle decides from and what it returns.
 
 A cycle takes one frozen ``Snapshot`` (Patroni's ``Cluster``): the nodes as the
-store had them, this cycle's probes, each node's latest report, the probe
-failures, the cloud's listing. Deciding reads the snapshot only; acting writes
+store had them (read once), this cycle's probes, what agents told since the last
+cycle, the probe failures, the clouds' listing. Deciding reads the snapshot only; acting writes
 to the store and the agents. Each finding's handler returns an ``Outcome``; the
 cycle's ``CycleResult`` tells them in one line.
 """
@@ -22,8 +22,6 @@ from conpaassql.domain.topology import Topology
 from conpaassql.manager.cloud_watch import CloudView, Listing
 from conpaassql.protocol.report import StateReport
 
-#: An agent's state report (``get_server_state``, or its heartbeat).
-Report = StateReport
 
 def frozen(mapping: Mapping[Any, Any] | None = None) -> Mapping[Any, Any]:
     """A read-only copy (of nothing: an empty mapping)."""
@@ -37,9 +35,9 @@ class Snapshot:
     at: float  # wall clock when it was taken
     nodes: tuple[Node, ...]  # every node, terminated ones included, by id
     #: This cycle's probe of each probed node: its report, None if it did not answer.
-    probes: Mapping[int, Report | None] = field(default_factory=frozen)
+    probes: Mapping[int, StateReport | None] = field(default_factory=frozen)
     #: What agents told since the last snapshot (heartbeats, ``get_node_info``).
-    heard: Mapping[int, Report] = field(default_factory=frozen)
+    heard: Mapping[int, StateReport] = field(default_factory=frozen)
     failures: Mapping[int, int] = field(default_factory=frozen)  # consecutive failed probes
     #: Consecutive probes its agent answered and its mysqld did not.
     silent: Mapping[int, int] = field(default_factory=frozen)
@@ -87,7 +85,7 @@ class Snapshot:
             return CloudView(None)
         return self.listing.view(node, node.id in self.creating)
 
-    def report(self, node_id: int) -> Report | None:
+    def report(self, node_id: int) -> StateReport | None:
         """What its agent said this cycle: the probe's answer, else what it told since
         the last cycle (an agent that reaches the manager may not be reached by it)."""
         probe = self.probes.get(node_id)

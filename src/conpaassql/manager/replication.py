@@ -182,15 +182,20 @@ class Replication:
         return Outcome(finding.situation, master.id, Act.SYNC_HOSTS,
                        f"replication account hosts dropped: {', '.join(removed)}")
 
-    async def _hold(self, finding: Finding, snapshot: Snapshot,
-                    replicas: Sequence[Replica]) -> Outcome:
-        """A master question where acting now would be wrong."""
-        if finding.situation is Topology.MASTER_SUSPECT:
-            why = (f"master not failed yet ({finding.detail or 'agent unreachable'}; "
-                   f"{self.rt.config.failure_threshold} failed probes make it so)")
-        else:  # MASTER_HIDDEN
-            why = "the slaves still reach the master: no failover on the manager's view alone"
-        return Outcome.held(finding.situation, finding.node, why)
+    async def _hold_suspect(self, finding: Finding, snapshot: Snapshot,
+                            replicas: Sequence[Replica]) -> Outcome:
+        """Not failed yet: one missed probe is no reason to fence a master."""
+        return Outcome.held(finding.situation, finding.node, (
+            f"master not failed yet ({finding.detail or 'agent unreachable'}; "
+            f"{self.rt.config.failure_threshold} failed probes make it so)"))
+
+    async def _hold_hidden(self, finding: Finding, snapshot: Snapshot,
+                           replicas: Sequence[Replica]) -> Outcome:
+        """The manager lost the master, its slaves did not: the manager's link is the
+        likelier fault, and a failover would fence a master that serves."""
+        return Outcome.held(finding.situation, finding.node,
+                            "the slaves still reach the master: no failover on the "
+                            "manager's view alone")
 
     async def _make_writable(self, finding: Finding, snapshot: Snapshot,
                              replicas: Sequence[Replica]) -> Outcome:
@@ -539,8 +544,8 @@ TOPOLOGY_ACTIONS: Mapping[Topology, TopologyHandler] = {
     Topology.NO_MASTER: Replication._elect,
     Topology.MASTER_CRASHED: Replication._master_lost,
     Topology.MASTER_UNREACHABLE: Replication._master_lost,
-    Topology.MASTER_HIDDEN: Replication._hold,
-    Topology.MASTER_SUSPECT: Replication._hold,
+    Topology.MASTER_HIDDEN: Replication._hold_hidden,
+    Topology.MASTER_SUSPECT: Replication._hold_suspect,
     Topology.MASTER_READ_ONLY: Replication._make_writable,
     Topology.NEW_NODE: Replication._copy_master,
     Topology.SLAVE_BROKEN: Replication._copy_master,
