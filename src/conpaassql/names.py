@@ -52,6 +52,33 @@ DATABASE_PRIVILEGES: tuple[str, ...] = (
     "SHOW VIEW", "CREATE ROUTINE", "ALTER ROUTINE", "EVENT", "TRIGGER", "DELETE HISTORY",
 )  # fmt: skip
 ALL_PRIVILEGES = "ALL PRIVILEGES"
+
+#: What an account made without a database gets (RDS's master user, as far as MariaDB
+#: 10.11 allows it safely): every database privilege WITH GRANT OPTION on every
+#: database (the pattern ``%``) and these on ``*.*``. Not the database privileges on
+#: ``*.*``: they would reach the ``mysql`` tables, where an INSERT into ``mysql.proc``
+#: makes a routine that runs as root (MariaDB has no partial revokes).
+OWNER_GLOBAL_PRIVILEGES: tuple[str, ...] = ("PROCESS", "SHOW DATABASES")
+#: The privileges the service keeps for itself, and why: stopping the server or
+#: touching its files (SHUTDOWN, FILE, CREATE TABLESPACE); writing on a read-only
+#: slave or changing global settings (SUPER, READ_ONLY ADMIN); the binary log and
+#: replication, which the service runs (RELOAD also allows RESET MASTER, which
+#: empties the binary log; REPLICATION CLIENT is BINLOG MONITOR, REPLICA MONITOR is
+#: SLAVE MONITOR); other users' sessions (CONNECTION ADMIN); acting as another
+#: account (SET USER: a routine or view with any DEFINER; CREATE USER: RENAME USER
+#: root@localhost TO root@'%'); remote servers (FEDERATED ADMIN: CREATE SERVER).
+OWNER_WITHHELD: tuple[str, ...] = (
+    "RELOAD", "SHUTDOWN", "FILE", "SUPER", "REPLICATION SLAVE", "BINLOG MONITOR",
+    "CREATE USER", "CREATE TABLESPACE", "SET USER", "FEDERATED ADMIN", "CONNECTION ADMIN",
+    "READ_ONLY ADMIN", "REPLICATION SLAVE ADMIN", "REPLICATION MASTER ADMIN",
+    "BINLOG ADMIN", "BINLOG REPLAY", "SLAVE MONITOR",
+)  # fmt: skip
+#: The system databases every account the service makes is held to, with what it
+#: may do there. MariaDB takes the most specific database grant alone, so a grant
+#: on ``%`` (the owner's, or one the owner passes on) never reaches them: writing in
+#: ``mysql`` or changing the routines of ``sys`` would be acting as root.
+PINNED_DATABASES: tuple[tuple[str, str], ...] = (
+    ("mysql", "SHOW VIEW"), ("sys", "SELECT, EXECUTE, SHOW VIEW"))
 _PRIVILEGE_ALIASES = {"ALL": ALL_PRIVILEGES, ALL_PRIVILEGES: ALL_PRIVILEGES}
 
 _HOST_CHARS = re.compile(r"[a-z0-9._%:-]+")

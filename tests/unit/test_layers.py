@@ -2,11 +2,11 @@
 sources with `ast`.
 
 Every import counts, at module level or inside a function: `domain` imports
-nothing of ours; `manager` never imports `mysql` nor `agent` (it speaks to agents through
-`protocol`, which imports only `rpc`, `names`, `domain` and `errors`); `client` and `gui` import only
-`rpc` and `errors`; `mysql` and `cloud` never import `rpc`; the shared modules
-beside the layers (names, context, layout...) import only `errors`; and the
-top-level parts do not import each other in a cycle.
+nothing of ours; `manager` never imports `mysql` nor `agent` (it speaks to agents
+through `protocol`, which imports only `rpc`, `names`, `domain` and `errors`);
+`client` and `gui` import only `rpc` and `errors`; `mysql` and `cloud` never import
+`rpc`; the shared modules beside the layers (names, context, layout...) import only
+`errors`; and the top-level parts do not import each other in a cycle.
 """
 
 from __future__ import annotations

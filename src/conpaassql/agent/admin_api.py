@@ -66,14 +66,15 @@ class AdminApi:
 
     async def configure_user(self, params: ConfigureUserRequest,
                              ctx: CallContext) -> dict[str, Any]:
-        """Create a user or set its password; grant privileges on a database if given."""
+        """Create a user or set its password; grant privileges on a database if given,
+        else (a new user) the owner's privileges on every database."""
         result = await accounts.configure_user(
             self._session(), params.username, params.password, params.host,
             params.database, params.privileges)
         log.info("user %r@%r %s%s", params.username, params.host,
                  "created" if result["created"] else "given a new password",
-                 f"; {', '.join(result['privileges'])} on {params.database!r}"
-                 if params.database is not None else "")
+                 f"; {', '.join(result['privileges'])} on {result['on']}"
+                 if result["on"] is not None else "")
         return UserConfigured.model_validate(result).wire()
 
     async def delete_user(self, params: UserRequest, ctx: CallContext) -> dict[str, Any]:

@@ -7,6 +7,7 @@ may set where data lives and which ports to use.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import socket
@@ -18,7 +19,7 @@ from conpaassql.context import NodeContext
 from conpaassql.errors import ConfigError
 from conpaassql.files import write_private
 from conpaassql.layout import AGENT_LOG_FILE, AGENT_PID_FILE, OVERRIDES_NAME, SERVER_DIR, TLS_DIR
-from conpaassql.mysql.config import ServerSettings
+from conpaassql.mysql.config import ServerSettings, node_memory
 from conpaassql.mysql.connection import ConnectInfo
 from conpaassql.mysql.paths import ServerPaths
 from conpaassql.rpc.tls import TlsFiles
@@ -80,7 +81,17 @@ class AgentSettings:
         return ConnectInfo(socket=self.paths.socket, user="root",
                            password=self.context.root_password)
 
+    @property
+    def shares_machine(self) -> bool:
+        """True on the local cloud: its nodes are processes on loopback addresses."""
+        try:
+            return ipaddress.ip_address(self.bind).is_loopback
+        except ValueError:
+            return False
+
     def server_settings(self) -> ServerSettings:
+        """The server's settings: the context's options, then the overrides, over the
+        defaults; memory sizing from the node unless it shares its machine."""
         options = {**self.mysql_options, **self.overrides()}
         return ServerSettings(
             bind_address=self.bind,
@@ -90,6 +101,7 @@ class AgentSettings:
             options=options,
             tls=(files.ca, files.cert, files.key) if (files := self.tls_files).key.is_file()
             else None,
+            memory=None if self.shares_machine else node_memory(),
         )
 
     def overrides(self) -> dict[str, str]:

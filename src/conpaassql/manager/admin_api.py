@@ -171,6 +171,9 @@ class AdminApi:
             "host": params.host,
             "database": params.database,
             "privileges": first.privileges,
+            "on": first.on,
+            "grant_option": first.grant_option,
+            "grants": first.grants,
             "created": [node.id for node, answer in done if answer.created],
         }
         if first.note is not None:

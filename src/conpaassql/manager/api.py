@@ -14,6 +14,7 @@ from conpaassql.errors import ConpaasSQLError, InvalidArgumentError, MissingArgu
 from conpaassql.logs import tail_lines
 from conpaassql.manager import views
 from conpaassql.manager.admin_api import AdminApi
+from conpaassql.manager.client_certs import ClientCertificates
 from conpaassql.manager.data_api import DataApi
 from conpaassql.manager.loop_monitor import LoopMonitor
 from conpaassql.manager.reconcile import Reconciler
@@ -114,6 +115,7 @@ class ManagerApi:
         registry.add("set_up_replica_slave", "POST", self.set_up_replica_slave, ReplicaParams)
         DataApi(self.nodes).register(registry)
         AdminApi(self.nodes).register(registry)
+        ClientCertificates(self.nodes).register(registry)
         add_discovery(registry, "conpaassql manager")
         return registry
 

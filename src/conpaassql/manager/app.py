@@ -9,6 +9,7 @@ from pathlib import Path
 
 import uvicorn
 from starlette.requests import Request
+from starlette.routing import Route
 
 from conpaassql.cloud.clouds import build_clouds, legacy_renames
 from conpaassql.config import ManagerConfig
@@ -20,6 +21,7 @@ from conpaassql.manager.api_security import secure_api
 from conpaassql.manager.authority import Authority
 from conpaassql.manager.credentials import ServiceSecrets
 from conpaassql.manager.loop_monitor import LoopMonitor
+from conpaassql.manager.metrics import ManagerMetrics
 from conpaassql.manager.reconcile import Reconciler
 from conpaassql.manager.replication import Replication
 from conpaassql.manager.service import NodeService, Runtime
@@ -104,9 +106,11 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
     registry = api.registry()
     authorizer, gate, api_tls, scheme = secure_api(config, authority,
                                                    TokenStore(state_dir / "secrets"), bind)
+    metrics = ManagerMetrics(nodes, reconciler, replication, gate, monitor)
     app = RpcApp(registry, authorizer=authorizer, gate=gate, max_body=config.max_request_bytes,
                  max_upload=config.max_upload_bytes, max_active=config.max_requests,
-                 body_timeout=config.request_timeout).asgi()
+                 body_timeout=config.request_timeout).asgi(
+        routes=[Route("/metrics", metrics.serve, methods=["GET"])])
     agents_app = RpcApp(agents_registry(registry), authorizer=agent_authorizer(
         secrets.agent_secret, store.service_id),
         gate=agent_gate(secrets.agent_secret, store.service_id)).asgi()

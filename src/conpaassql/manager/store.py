@@ -357,6 +357,23 @@ class Store:
             entries = list(kept)
         return entries[-limit:] if limit > 0 else []
 
+    def events_since(self, seq: int, *patterns: str) -> list[HistoryEntry]:
+        """The committed entries after ``seq`` whose message is ``LIKE`` one of
+        ``patterns``, oldest first. Read from the database (the whole history, not only
+        the ``HISTORY_KEPT`` in memory): it blocks, so call it from a thread."""
+        if not patterns:
+            return []
+        matching = " OR ".join("message LIKE ?" for _ in patterns)
+        db = sqlite3.connect(self.path.absolute().as_uri() + "?mode=ro", uri=True)
+        try:
+            db.row_factory = sqlite3.Row
+            rows = db.execute(
+                f"SELECT * FROM history WHERE seq > ? AND ({matching}) ORDER BY seq",
+                (seq, *patterns)).fetchall()
+        finally:
+            db.close()
+        return [_entry_of(row) for row in rows]
+
 
 class _Writer:
     """The one thread that writes the store's changes to SQLite, in order.

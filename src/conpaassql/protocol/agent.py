@@ -247,6 +247,10 @@ class UserConfigured(Reply):
     created: bool
     database: str | None = None
     privileges: list[str] = []
+    on: str | None = None  # what the privileges are on: `db`.* or `%`.* (every database)
+    grant_option: bool = False
+    grants: list[str] = []  # SHOW GRANTS, password hash redacted
+    global_privileges: list[str] = []
     note: str | None = None
 
 
