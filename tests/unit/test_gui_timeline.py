@@ -56,7 +56,6 @@ CASES = [
     service("node {node.id} destroyed", "node 3 destroyed", "RUNNING"),
     service("shutdown requested", "shutdown requested", "EPILOGUE"),
     service("all nodes destroyed", "all nodes destroyed", "STOPPED"),
-    service("node {node.id} reported", "node 2 reported", "RUNNING"),
     service("reconcile", "reconcile", "RUNNING"),
     # nodes' states (new_node, move_node; the reconcile loop's moves below)
     node("node {node_id} requested from cloud {cloud}", "node 4 requested from cloud default",
