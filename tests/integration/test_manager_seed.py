@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import subprocess
+from functools import partial
+from pathlib import Path
 
 import httpx
 import pytest
@@ -79,3 +81,34 @@ def test_seed_client_command_lines(manager: Manager) -> None:
     missing = run("get_node_info", "999")
     assert missing.returncode == 1
     assert "Invalid argument: serviceNodeId" in missing.stderr
+
+
+SEED_DUMP = (b"CREATE DATABASE IF NOT EXISTS seedshop;\nUSE seedshop;\n"
+             b"CREATE TABLE items (id INT PRIMARY KEY);\nINSERT INTO items VALUES (1), (2);\n")
+
+
+def running_mysql(manager: Manager, node_id: int) -> bool:
+    return bool(manager.get("get_node_info", serviceNameId=str(node_id))
+                ["serviceNode"]["isRunningMySQL"])
+
+
+def test_seed_sequence_without_a_pause(template_cache: Path, tmp_path: Path) -> None:
+    """add_nodes, get_node_info until isRunningMySQL (all the seed's client can know),
+    then at once configure_user and send_mysqldump: never refused, on ten fresh
+    services (the election, due then, is waited for)."""
+    dump = tmp_path / "seed.sql"
+    dump.write_bytes(SEED_DUMP)
+    for _ in range(10):
+        manager = Manager(template_cache).start()
+        try:
+            node_id = manager.post("add_nodes", function="agent")["serviceNode"]["id"]
+            wait_until(partial(running_mysql, manager, node_id), 90, 0.05, "isRunningMySQL")
+            manager.post("configure_user", serviceNodeId="all", username="alice",
+                         password="Seed-sequence-pw-1")
+            loaded = manager.upload("send_mysqldump", "mysqldump", dump, serviceNodeId="all")
+            assert loaded["nodes"] == [node_id]
+            rows = manager.sql(node_id, "SELECT COUNT(*) FROM seedshop.items", user="alice",
+                               password="Seed-sequence-pw-1")
+            assert rows.stdout.strip() == "2", rows.stderr
+        finally:
+            manager.close()

@@ -128,7 +128,9 @@ class AdminApi:
 
     # -- fan-out ----------------------------------------------------------
 
-    def _targets(self, target: targets.Target | None, *, write: bool) -> list[Node]:
+    async def _targets(self, target: targets.Target | None, *, write: bool) -> list[Node]:
+        if write:
+            await self.nodes.await_master()
         return targets.resolve(self.nodes.live_nodes(), target, write=write)
 
     async def _on_nodes(self, nodes: Sequence[Node], what: str,
@@ -156,7 +158,7 @@ class AdminApi:
     async def configure_user(self, params: ConfigureUserParams,
                              ctx: CallContext) -> dict[str, Any]:
         """Create a user (or set its password) and grant it privileges on a database."""
-        nodes = self._targets(params.serviceNodeId, write=True)
+        nodes = await self._targets(params.serviceNodeId, write=True)
         sent = protocol.ConfigureUserRequest(
             username=params.username, password=params.password, host=params.host,
             database=params.database, privileges=params.privileges)
@@ -182,7 +184,7 @@ class AdminApi:
 
     async def delete_user(self, params: UserParams, ctx: CallContext) -> dict[str, Any]:
         """Drop a user."""
-        nodes = self._targets(params.serviceNodeId, write=True)
+        nodes = await self._targets(params.serviceNodeId, write=True)
         sent = protocol.UserRequest(username=params.username, host=params.host)
         done = await self._on_nodes(nodes, "delete_user", lambda node: (
             self.rt.agents.delete_user(node, sent, timeout=WRITE_TIMEOUT)))
@@ -193,7 +195,7 @@ class AdminApi:
 
     async def get_users(self, params: ReadParams, ctx: CallContext) -> dict[str, Any]:
         """The accounts of every running node (or of one)."""
-        nodes = self._targets(params.serviceNodeId, write=False)
+        nodes = await self._targets(params.serviceNodeId, write=False)
         done = await self._on_nodes(nodes, "get_all_users", lambda node: (
             self.rt.agents.get_all_users(node, timeout=READ_TIMEOUT)))
         return {"nodes": [{**_node(node), "users": [user.wire() for user in answer.users]}
@@ -201,7 +203,7 @@ class AdminApi:
 
     async def set_password(self, params: SetPasswordParams, ctx: CallContext) -> dict[str, Any]:
         """Give an existing user a new password (not root: the service owns it)."""
-        nodes = self._targets(params.serviceNodeId, write=True)
+        nodes = await self._targets(params.serviceNodeId, write=True)
         sent = protocol.PasswordRequest(username=params.user, password=params.password,
                                         host=params.host)
         done = await self._on_nodes(nodes, "set_password", lambda node: (
@@ -221,7 +223,7 @@ class AdminApi:
     async def create_database(self, params: CreateDatabaseParams,
                               ctx: CallContext) -> dict[str, Any]:
         """Create a database (optionally with a character set and collation)."""
-        nodes = self._targets(params.serviceNodeId, write=True)
+        nodes = await self._targets(params.serviceNodeId, write=True)
         sent = protocol.CreateDatabaseRequest(database=params.database,
                                               character_set=params.character_set,
                                               collation=params.collation)
@@ -236,7 +238,7 @@ class AdminApi:
 
     async def drop_database(self, params: DatabaseParams, ctx: CallContext) -> dict[str, Any]:
         """Drop a database and everything in it."""
-        nodes = self._targets(params.serviceNodeId, write=True)
+        nodes = await self._targets(params.serviceNodeId, write=True)
         sent = protocol.DatabaseRequest(database=params.database)
         done = await self._on_nodes(nodes, "drop_database", lambda node: (
             self.rt.agents.drop_database(node, sent, timeout=WRITE_TIMEOUT)))
@@ -246,7 +248,7 @@ class AdminApi:
 
     async def list_databases(self, params: ReadParams, ctx: CallContext) -> dict[str, Any]:
         """The databases of every running node (or of one), with sizes."""
-        nodes = self._targets(params.serviceNodeId, write=False)
+        nodes = await self._targets(params.serviceNodeId, write=False)
         done = await self._on_nodes(nodes, "list_databases", lambda node: (
             self.rt.agents.list_databases(node, timeout=READ_TIMEOUT)))
         return {"nodes": [{**_node(node),

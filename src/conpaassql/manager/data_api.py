@@ -67,12 +67,14 @@ class DataApi:
 
     async def send_mysqldump(self, params: SendDumpParams, ctx: CallContext) -> dict[str, Any]:
         """Load a plain-SQL (or gzip) dump into node ``serviceNodeId`` or ``'all'``."""
+        await self.nodes.await_master()
         chosen = targets.resolve(self.nodes.live_nodes(), params.serviceNodeId)
         return await self._load(chosen, protocol.SEND_MYSQLDUMP, params.database,
                                 ctx.files["mysqldump"])
 
     async def load_dump(self, params: LoadDumpParams, ctx: CallContext) -> dict[str, Any]:
         """Load a dump into the service (every node that takes writes: the master)."""
+        await self.nodes.await_master()
         chosen = targets.resolve(self.nodes.live_nodes(), None)
         return await self._load(chosen, protocol.LOAD_DUMP, params.database,
                                 ctx.files["mysqldump_file"])

@@ -39,6 +39,7 @@ class Reconciler:
     def __init__(self, runtime: Runtime, nodes: NodeService, replication: Replication) -> None:
         self.rt = runtime
         self.nodes = nodes
+        nodes.wake_loop = self.wake
         self.replication = replication
         self.limits = Thresholds(failure_threshold=runtime.config.failure_threshold,
                                  boot_timeout=runtime.config.boot_timeout)

@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 APPLY_TIMEOUT = 30.0  # seconds a candidate may take to apply what it received
 SEED_TIMEOUT = 3600.0
+FIRST_MASTER_GRACE = 8.0  # seconds a new service's election waits for a lower node id
 
 
 def _position(text: str | None) -> GtidPosition:
@@ -272,6 +273,9 @@ class Replication:
         if any(r.role is Role.SLAVE for r in replicas):
             candidates = await self._drain(slaves, snapshot) if slaves else []
         else:
+            waiting = _first_master_wait(snapshot, healthy)
+            if waiting is not None:
+                return Outcome.held(situation, None, waiting)
             candidates = [_as_slave(r) for r in healthy]
         node = snapshot.node(promotion_candidate(candidates))
         if node is None:
@@ -521,6 +525,26 @@ class Replication:
     @property
     def seeding(self) -> frozenset[int]:
         return frozenset(self._seeding)
+
+
+def _first_master_wait(snapshot: Snapshot, healthy: Sequence[Replica]) -> str | None:
+    """Why a new service's first election waits, if it does: the first master is the
+    lowest-numbered node (node 1 of ``add_nodes 3``, whatever boots first), so it
+    waits, up to ``FIRST_MASTER_GRACE`` seconds after a node is ready, for a node with
+    a lower id that is still booting."""
+    if not healthy:
+        return None
+    lowest = min(r.id for r in healthy)
+    booting = [n for n in snapshot.live if n.id < lowest
+               and n.state in (NodeState.PENDING, NodeState.BOOTING)]
+    if not booting:
+        return None
+    ready_since = min(node.state_since for r in healthy
+                      if (node := snapshot.node(r.id)) is not None)
+    if snapshot.at - ready_since >= FIRST_MASTER_GRACE:
+        return None
+    return (f"the first master is the lowest-numbered node: waiting up to "
+            f"{FIRST_MASTER_GRACE:.0f} s for node {booting[0].id} to boot")
 
 
 def _as_slave(replica: Replica) -> Replica:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -41,6 +41,9 @@ NODE_NAME_PREFIX = "conpaassql-agent"
 #: that keeps losing nodes is left to its operator rather than asked again and again.
 MAX_REPLACEMENTS = 3
 REPLACEMENT_WINDOW = 600.0
+#: How long a write that arrives while the service's master is being chosen waits for
+#: it (the loop elects within a cycle or two of a node coming up).
+MASTER_WAIT = 10.0
 ADD_STATES = frozenset({ServiceState.INIT, ServiceState.PROLOGUE, ServiceState.RUNNING,
                         ServiceState.ADAPTING, ServiceState.STOPPED, ServiceState.ERROR})
 
@@ -67,6 +70,8 @@ class NodeService:
         self._destroying: set[int] = set()
         self._creating: set[int] = set()  # nodes whose cloud has not answered yet
         self._replaced: dict[str, list[float]] = {}  # cloud -> when it last had replacements
+        #: Asks the reconcile loop for a cycle now (set by the loop when it starts).
+        self.wake_loop: Callable[[], None] = lambda: None
 
     # -- helpers ----------------------------------------------------------
 
@@ -111,6 +116,31 @@ class NodeService:
             if node.role is Role.MASTER:
                 return node
         return None
+
+    def master_due(self) -> bool:
+        """No running master yet, but one is on its way: no live node is the master and
+        one is running, or asked of its cloud or booting, in a service not shutting down."""
+        state, _ = self.rt.store.service_state()
+        if state in (ServiceState.EPILOGUE, ServiceState.STOPPED):
+            return False
+        live = self.live_nodes()
+        if any(n.role is Role.MASTER for n in live):
+            return False  # elected (a failed master is the failover's to replace)
+        return any(n.state in (NodeState.PENDING, NodeState.BOOTING, NodeState.RUNNING)
+                   for n in live)
+
+    async def await_master(self, timeout: float = MASTER_WAIT) -> None:
+        """Return once the service has a running master, or at once when none is due.
+
+        A write that arrives just after the first node came up (the seed's client polls
+        ``get_node_info`` until ``isRunningMySQL``, then configures users) waits for the
+        election rather than being refused; after ``timeout`` the caller refuses it.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.master_due() and loop.time() < deadline:
+            self.wake_loop()
+            await asyncio.sleep(0.05)
 
     # -- add --------------------------------------------------------------
 
