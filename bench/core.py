@@ -67,7 +67,6 @@ from benchlib import (
     ManagerProcess,
     Native,
     QuietMachine,
-    SubnetClaim,
     err,
     fill_source,
     mib,
@@ -75,11 +74,10 @@ from benchlib import (
     quiet_signals,
     run_measured,
     verdict,
-    wait_until,
-    write_defaults,
 )
 from conpaassql.errors import ConpaasSQLError
 from conpaassql.rpc.client import RpcClient
+from testbed.manager import SubnetClaim, wait_until, write_defaults
 
 ROWS_PER_MB = 5_000  # some 204 bytes of dump a row
 LAG_P99_TARGET_MS = 20.0
