@@ -259,6 +259,7 @@ class ManagerConfig:
     failure_threshold: int = 3
     cloud_list_interval: float = 5.0
     agent_port: int = 60000
+    health_port: int = 0  # the agents' plain-HTTP health port (0: agent_port + 8)
     mysql_port: int = 3306
     agents_port: int = 0  # the manager's TLS port for its agents (0: the API's port + 1)
     agents_bind: str | None = None  # where it listens (default: the API's address)
@@ -307,6 +308,7 @@ class ManagerConfig:
             failure_threshold=manager.integer("failure_threshold", 3, 1, 100),
             cloud_list_interval=manager.number("cloud_list_interval", 5.0, 0.1),
             agent_port=agent.integer("port", 60000, 1, 65535),
+            health_port=agent.integer("health_port", 0, 0, 65535),
             mysql_port=agent.integer("mysql_port", 3306, 1, 65535),
             agents_port=manager.integer("agents_port", 0, 0, 65535),
             agents_bind=manager.get("agents_bind") or None,
