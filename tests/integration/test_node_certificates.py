@@ -47,7 +47,8 @@ def verified_sql(manager: Manager, ip: str, port: int) -> subprocess.CompletedPr
 
 
 def mysqld_names(ip: str, port: int) -> list[str]:
-    """The names in the certificate the node's mysqld serves now."""
+    """The names in the certificate the node's mysqld serves now (a server greets only a
+    host some account may come from)."""
     shown = subprocess.run(
         ["openssl", "s_client", "-starttls", "mysql", "-connect", f"{ip}:{port}"],
         input="", capture_output=True, text=True, timeout=30, check=False)
@@ -141,3 +142,31 @@ def test_bad_routers_are_refused(pair: Manager) -> None:
         assert text.startswith(expected), (params, text)
     assert manager.get("get_service_info")["routers"] == []
 
+
+
+def test_a_configured_router_gives_the_endpoints_and_is_in_every_certificate(
+        template_cache: Path) -> None:
+    manager = Manager(template_cache, sections="[router]\nname = front\n"
+                      "writer = 127.0.0.1:13306\nreaders = 127.0.0.1:13307\n"
+                      "hosts = db.example.test\n").start()
+    try:
+        info = manager.get("get_service_info")
+        assert info["endpoints"] == {"writer": {"host": "127.0.0.1", "port": 13306},
+                                     "readers": {"host": "127.0.0.1", "port": 13307}}
+        assert [(r["name"], r["source"]) for r in info["routers"]] == \
+            [("front", "configuration")]
+        manager.post("add_nodes", count=1)
+        (node,) = manager.wait_running(1)
+        manager.wait_topology(1)
+        workload.prepare(manager)  # an account from anywhere: the server greets anyone
+        wait_until(lambda: {"127.0.0.1", "db.example.test", node["ip"]}
+                   <= set(mysqld_names(node["ip"], node["port"])), 60, 0.5,
+                   "the configured router's names in the node's certificate")
+        # A registered router is listed, but the configured one keeps the endpoints.
+        manager.post("register_router", name="edge", writer={"host": "127.0.0.2", "port": 1},
+                     readers={"host": "127.0.0.2", "port": 2})
+        info = manager.get("get_service_info")
+        assert info["endpoints"]["writer"] == {"host": "127.0.0.1", "port": 13306}
+        assert [r["name"] for r in info["routers"]] == ["front", "edge"]
+    finally:
+        manager.close()
