@@ -19,6 +19,7 @@ from conpaassql.manager.data_api import DataApi
 from conpaassql.manager.loop_monitor import LoopMonitor
 from conpaassql.manager.reconcile import Reconciler
 from conpaassql.manager.replication import Replication
+from conpaassql.manager.router_api import RouterApi
 from conpaassql.manager.service import NodeService
 from conpaassql.manager.targets import NODE_ID_ALIASES
 from conpaassql.protocol.agent import PerformanceReply
@@ -96,6 +97,7 @@ class ManagerApi:
         self.replication = replication
         self.log_file = log_file
         self.rt = nodes.rt
+        self.routers = RouterApi(nodes)
 
     def registry(self) -> Registry:
         registry = Registry()
@@ -116,6 +118,7 @@ class ManagerApi:
         DataApi(self.nodes).register(registry)
         AdminApi(self.nodes).register(registry)
         ClientCertificates(self.nodes).register(registry)
+        self.routers.register(registry)
         add_discovery(registry, "conpaassql manager")
         return registry
 
@@ -216,6 +219,7 @@ class ManagerApi:
             "last_failover": self.replication.last_failover,
             "last_cycle": self.reconciler.last_result,
             "transitions": [entry.as_dict() for entry in self.rt.store.history(limit=30)],
+            **self.routers.service_info(),
         }
 
     async def get_service_history(self, params: HistoryParams,
@@ -266,4 +270,5 @@ class ManagerApi:
         report = params.report()
         node = self.nodes.register(report, node_of_name(ctx.principal))
         self.reconciler.note_report(node, report)
+        self.routers.certificates.check(self.nodes.node(node.id), report)
         return {"result": "OK"}
