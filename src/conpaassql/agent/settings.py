@@ -78,8 +78,11 @@ class AgentSettings:
         return ConnectInfo(socket=self.paths.socket, user="root",
                            password=self.context.root_password)
 
-    def server_settings(self) -> ServerSettings:
+    def server_settings(self, *, service_options: bool = True) -> ServerSettings:
+        """The server's settings; the service's options last (they win), unless left out."""
         options = {**self.mysql_options, **self.overrides()}
+        if service_options:
+            options.update(self.service_options()[0])
         return ServerSettings(
             bind_address=self.bind,
             port=self.mysql_port,
@@ -104,6 +107,31 @@ class AgentSettings:
         temporary = self.overrides_file.with_suffix(".tmp")
         temporary.write_text(json.dumps(options, indent=1), encoding="utf-8")
         os.replace(temporary, self.overrides_file)
+
+    @property
+    def service_options_file(self) -> Path:
+        return self.data_dir / "mysql" / "service-options.json"
+
+    def service_options(self) -> tuple[dict[str, str], str | None]:
+        """The service's options as the manager last gave them, and their digest."""
+        try:
+            data = json.loads(self.service_options_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}, None
+        except ValueError:
+            raise ConfigError(str(self.service_options_file), detail="not valid JSON") from None
+        options = data.get("options") if isinstance(data, dict) else None
+        if not isinstance(options, dict):
+            raise ConfigError(str(self.service_options_file), detail="no options")
+        found = data.get("generation")
+        return ({str(k): str(v) for k, v in options.items()},
+                found if isinstance(found, str) else None)
+
+    def save_service_options(self, options: dict[str, str], generation: str) -> None:
+        temporary = self.service_options_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"generation": generation, "options": options},
+                                        indent=1), encoding="utf-8")
+        os.replace(temporary, self.service_options_file)
 
     @classmethod
     def load(cls, context_file: Path | None, config_file: Path | None) -> AgentSettings:

@@ -13,6 +13,7 @@ from conpaassql.domain.states import NodeState, Role
 from conpaassql.errors import ConpaasSQLError, InvalidArgumentError, MissingArgumentError
 from conpaassql.manager import views
 from conpaassql.manager.admin_api import AdminApi
+from conpaassql.manager.configuration_api import ConfigurationApi
 from conpaassql.manager.data_api import DataApi
 from conpaassql.manager.reconcile import Reconciler
 from conpaassql.manager.replication import Replication
@@ -106,6 +107,7 @@ class ManagerApi:
         registry.add("set_up_replica_slave", "POST", self.set_up_replica_slave, ReplicaParams)
         DataApi(self.nodes).register(registry)
         AdminApi(self.nodes).register(registry)
+        ConfigurationApi(self.reconciler.configuration).register(registry)
         add_discovery(registry, "conpaassql manager")
         return registry
 

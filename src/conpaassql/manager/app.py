@@ -18,6 +18,7 @@ from conpaassql.manager.agents import AgentLink
 from conpaassql.manager.api import ManagerApi
 from conpaassql.manager.api_security import secure_api
 from conpaassql.manager.authority import Authority
+from conpaassql.manager.configuration import ServiceConfiguration
 from conpaassql.manager.credentials import ServiceSecrets
 from conpaassql.manager.reconcile import Reconciler
 from conpaassql.manager.replication import Replication
@@ -97,7 +98,8 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
     )
     nodes = NodeService(runtime)
     replication = Replication(nodes)
-    reconciler = Reconciler(runtime, nodes, replication)
+    configuration = ServiceConfiguration(nodes, replication)
+    reconciler = Reconciler(runtime, nodes, replication, configuration)
     api = ManagerApi(nodes, reconciler, replication, log_file)
     registry = api.registry()
     authorizer, gate, api_tls, scheme = secure_api(config, authority,

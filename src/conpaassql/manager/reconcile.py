@@ -18,6 +18,7 @@ from conpaassql.domain.node import Node
 from conpaassql.domain.states import NodeState
 from conpaassql.errors import ConpaasSQLError
 from conpaassql.manager.cloud_watch import CloudView, CloudWatch, in_cloud_since
+from conpaassql.manager.configuration import ServiceConfiguration
 from conpaassql.manager.replication import Replication
 from conpaassql.manager.service import NodeService, Runtime
 from conpaassql.protocol.report import StateReport, mysqld_answering
@@ -29,10 +30,12 @@ PROBED_STATES = frozenset({NodeState.PENDING, NodeState.BOOTING, NodeState.RUNNI
 
 
 class Reconciler:
-    def __init__(self, runtime: Runtime, nodes: NodeService, replication: Replication) -> None:
+    def __init__(self, runtime: Runtime, nodes: NodeService, replication: Replication,
+                 configuration: ServiceConfiguration | None = None) -> None:
         self.rt = runtime
         self.nodes = nodes
         self.replication = replication
+        self.configuration = configuration or ServiceConfiguration(nodes, replication)
         self.limits = Thresholds(failure_threshold=runtime.config.failure_threshold,
                                  boot_timeout=runtime.config.boot_timeout)
         self.failures: dict[int, int] = {}
@@ -97,6 +100,7 @@ class Reconciler:
                     node.id: node for node in self.rt.store.nodes(include_terminated=True)})
             probed = {node.id: report for node, report in zip(nodes, reports, strict=True)}
             actions += await self.replication.reconcile(probed, self.failures)
+            actions += await self.configuration.reconcile(probed)
             self.nodes.refresh_service_state(actions[0] if actions else "reconcile")
             return self._summary(actions)
 
@@ -150,8 +154,9 @@ class Reconciler:
             state_age=now - node.state_since,
         )
         situation = diagnose(seen, self.limits)
-        if situation is Situation.MYSQLD_DOWN and node.id in self.replication.seeding:
-            return None  # its mysqld is stopped while the master's copy goes in
+        if situation is Situation.MYSQLD_DOWN and (
+                node.id in self.replication.seeding or self.configuration.expects_down(node.id)):
+            return None  # its mysqld is stopped while the master's copy goes in, or restarts
         target = TARGET.get(situation)
         if target is None or target is node.state:
             return None
