@@ -11,6 +11,7 @@ with if it will not start.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -114,8 +115,10 @@ class OptionsApi:
         try:
             await self.supervisor.reconfigure(lambda: None, revert)
         except MySQLError as exc:
+            await asyncio.to_thread(self.supervisor.session.close)
             raise MySQLError("mysqld did not start with the service's options; it is back "
                              "on those it ran with", detail=_server_error(exc.detail)) from None
+        await asyncio.to_thread(self.supervisor.session.close)  # a new server: reconnect
         return OptionsRestarted(generation=found,
                                 seconds=round(time.monotonic() - began, 3)).wire()
 
