@@ -112,9 +112,10 @@ def option_name(raw: str) -> str:
         dashed = normalise_option(raw)
     except InvalidArgumentError:
         raise _bad(str(raw)[:64], "not a valid option name") from None
+    name = dashed.replace("-", "_")
     if is_protected(dashed):
-        raise _bad(raw, "managed by the service; it cannot be changed")
-    return dashed.replace("-", "_")
+        raise _bad(name, "managed by the service; it cannot be changed")
+    return name
 
 
 def wire_value(value: object) -> str:
