@@ -363,7 +363,10 @@ class ServiceConfiguration:
             reply = await self.rt.agents.set_service_options(node, ServiceOptionsRequest(
                 options=options, generation=digest), timeout=60)
         except ConpaasSQLError as exc:
-            self._refused[node.id] = digest
+            if not str(exc).startswith("Invalid argument"):
+                log.warning("giving node %d the service's options failed: %s", node.id, exc)
+                return f"node {node.id}: giving the server configuration failed"
+            self._refused[node.id] = digest  # not again: it would refuse again
             self.rt.store.record_event(f"node {node.id} refused the service's server "
                                        f"configuration: {str(exc)[:300]}", node.id)
             return f"node {node.id}: server configuration refused"
