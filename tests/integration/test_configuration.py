@@ -6,17 +6,22 @@ with rolled back."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.testclient import TestClient
 
+from conpaassql.gui.app import create_app
+from conpaassql.gui.config import GuiConfig
 from tests.integration import workload
 from tests.integration.harness import Manager, rpc_error, wait_until
 from tests.integration.test_replication import acked_rows_present, assert_converged, sql_value
 
 pytestmark = pytest.mark.integration
+HTML = {"accept": "text/html"}
 
 
 @pytest.fixture
@@ -229,3 +234,32 @@ def test_static_option_by_a_rolling_restart_under_load(trio: Manager) -> None:
     for node in (1, 2, 3):
         assert variable(manager, node, "innodb_page_size") == "16384"
     assert_converged(manager)
+
+
+def test_the_configuration_page(solo: Manager) -> None:
+    config = GuiConfig(manager_host="127.0.0.1", manager_port=manager_port(solo))
+    with TestClient(create_app(config), base_url="http://127.0.0.1:5000") as client:
+        page = client.get("/configuration", headers=HTML)
+        assert page.status_code == 200 and "No options set" in page.text
+        found = re.search(r'name="csrf-token" content="([0-9a-f]+)"', page.text)
+        assert found
+        headers = {"x-csrf-token": found.group(1), "origin": "http://127.0.0.1:5000"}
+        answer = client.post("/act/set_configuration", headers=headers, data={
+            "options": "# a comment\nmax_connections = 444\n\nlong_query_time=2\n"})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["message"] == "2 option(s) set; 2 applied at once"
+        refused = client.post("/act/set_configuration", headers=headers,
+                              data={"options": "max_connections=many"})
+        assert refused.status_code >= 400
+        assert "max_connections: must be an integer" in refused.json()["error"]
+        part = client.get("/part/configuration").text
+        assert "max_connections" in part and part.count("444") == 2  # service, node 1
+        answer = client.post("/act/reset_option", headers=headers,
+                             data={"name": "long_query_time"})
+        assert answer.status_code == 200, answer.text
+    assert solo.get("get_server_configuration")["options"] == {"max_connections": "444"}
+    assert variable(solo, 1, "max_connections") == "444"
+
+
+def manager_port(manager: Manager) -> int:
+    return int(manager.url.rstrip("/").rsplit(":", 1)[1])
