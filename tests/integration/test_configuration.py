@@ -197,8 +197,10 @@ def test_static_option_by_a_rolling_restart_under_load(trio: Manager) -> None:
         assert answer["static"] == ["innodb_flush_method"]
         assert answer["applied"] == ["max_connections"]
         assert answer["restart"] == "started"
-        busy = rpc_error(lambda: manager.post("restart_nodes"))
-        assert busy.startswith("Service in wrong state DETAIL:busy: "), busy
+        for method, params in (("restart_nodes", {}), ("set_up_replica_master", {"id": 2}),
+                               ("set_server_configuration", {"options": {"a": 1}})):
+            busy = rpc_error(lambda m=method, p=params: manager.post(m, **p))  # type: ignore[misc]
+            assert busy.startswith("Service in wrong state DETAIL:busy: "), (method, busy)
         done = wait_restart(manager)
         assert done["state"] == "done", (done.get("error"), history(manager)[-6:])
         count = len(writer.acked)

@@ -176,12 +176,14 @@ class ManagerApi:
     async def set_up_replica_master(self, params: ReplicaParams,
                                     ctx: CallContext) -> dict[str, Any]:
         """Planned switchover: node ``id`` becomes the master; nothing is lost."""
+        self.reconciler.configuration.check_idle()
         result = await self.replication.switchover(params.id)
         return {"serviceNode": views.node_summary(self.nodes.node(params.id)), **result}
 
     async def set_up_replica_slave(self, params: ReplicaParams,
                                    ctx: CallContext) -> dict[str, Any]:
         """Make node ``id`` a slave of the master, from a fresh copy of the master."""
+        self.reconciler.configuration.check_idle()
         result = self.replication.reseed(params.id)
         return {"serviceNode": views.node_summary(self.nodes.node(params.id)), **result}
 

@@ -70,10 +70,15 @@ class ServiceConfiguration:
     def busy(self) -> bool:
         return self._lock.locked() or (self._task is not None and not self._task.done())
 
-    def _check_idle(self) -> None:
+    def check_idle(self) -> None:
+        """BusyError while a change of the configuration or a rolling restart runs."""
         if self.busy:
             raise BusyError(detail="busy: the server configuration is being applied "
                             "(a rolling restart is in progress)")
+
+    def _check_all_idle(self) -> None:
+        """BusyError if any long action (ours, a topology change, a copy) runs."""
+        self.check_idle()
         if self.replication.topology_lock.locked():
             raise BusyError(detail="busy: a topology change is in progress")
         if self.replication.seeding:
@@ -113,7 +118,7 @@ class ServiceConfiguration:
 
     async def set_options(self, given: Mapping[str, object], apply: Apply) -> dict[str, Any]:
         """Add or change options (checked on every node first), then apply them."""
-        self._check_idle()
+        self._check_all_idle()
         changes = {option_name(name): wire_value(value) for name, value in given.items()}
         async with self._lock:
             current = self.rt.store.server_options()
@@ -123,7 +128,7 @@ class ServiceConfiguration:
 
     async def reset_options(self, names: list[str], apply: Apply) -> dict[str, Any]:
         """Drop options from the service's configuration (back to the server's own)."""
-        self._check_idle()
+        self._check_all_idle()
         dropped = [option_name(name) for name in names]
         async with self._lock:
             current = self.rt.store.server_options()
@@ -137,7 +142,7 @@ class ServiceConfiguration:
 
     async def restart_nodes(self, node_id: int | None) -> dict[str, Any]:
         """A rolling restart on request (of one node, or of every running node)."""
-        self._check_idle()
+        self._check_all_idle()
         if node_id is not None:
             node = self.nodes.node(node_id)
             if node.state is not NodeState.RUNNING:
