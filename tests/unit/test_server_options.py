@@ -12,6 +12,8 @@ from conpaassql.errors import (
     MissingArgumentError,
     UnexpectedArgumentsError,
 )
+from conpaassql.gui.configuration import parse_options, rows
+from conpaassql.gui.context import InputError
 from conpaassql.manager.configuration_api import (
     ResetConfigurationParams,
     RestartParams,
@@ -175,3 +177,22 @@ def test_the_agents_request_wants_a_digest() -> None:
     request = ServiceOptionsRequest(options={"a": "1"}, generation=generation({"a": "1"}),
                                     dry_run=True)
     assert request.wire()["dry_run"] is True
+
+
+def test_the_configuration_pages_lines_and_rows() -> None:
+    assert parse_options("# comment\n max_connections = 500 \n\nsql_mode=\n") == {
+        "max_connections": "500", "sql_mode": ""}
+    for text, error in (("", "give at least one NAME=VALUE line"),
+                        ("max_connections", "line 1: give NAME=VALUE"),
+                        ("a=1\n=2", "line 2: give NAME=VALUE")):
+        with pytest.raises(InputError) as caught:
+            parse_options(text)
+        assert str(caught.value).startswith(error)
+    answer = {"options": {"b": "2", "a": "1"}, "nodes": [
+        {"id": 1, "effective": {"a": "1", "b": "3"}, "pending_restart": ["b"]},
+        {"id": 2, "effective": {"a": "1"}, "pending_restart": []}]}
+    assert rows(answer) == [
+        {"name": "a", "value": "1", "nodes": [{"id": 1, "value": "1", "pending": False},
+                                              {"id": 2, "value": "1", "pending": False}]},
+        {"name": "b", "value": "2", "nodes": [{"id": 1, "value": "3", "pending": True},
+                                              {"id": 2, "value": None, "pending": False}]}]
