@@ -176,14 +176,15 @@ def test_one_node_service_restarts_and_says_so(solo: Manager) -> None:
     assert manager.get("get_server_configuration")["nodes"][0]["restart_pending"] is False
     assert any("is the only node" in message for message in history(manager))
 
-    # A node added after gets the option too: it restarts with it once it is a slave.
+    # A node added after has it from its first start (its context carries the service's
+    # options): no restart.
     manager.post("add_nodes", count=1)
     manager.wait_topology(2)
-    wait_until(lambda: variable(manager, 2, "innodb_flush_method") == "fsync", 120, 0.5,
-               "the new node restarted with the service's options")
-    manager.wait_topology(2)
-    assert not any(node["restart_pending"]
-                   for node in manager.get("get_server_configuration")["nodes"])
+    assert variable(manager, 2, "innodb_flush_method") == "fsync"
+    shown = manager.get("get_server_configuration")
+    assert [(n["id"], n["in_sync"], n["restart_pending"]) for n in shown["nodes"]] == [
+        (1, True, False), (2, True, False)]
+    assert not any("restarting node 2" in message for message in history(manager))
 
 
 def test_static_option_by_a_rolling_restart_under_load(trio: Manager) -> None:

@@ -18,6 +18,7 @@ from conpaassql.config import IniFile
 from conpaassql.errors import ConfigError
 from conpaassql.mysql.config import ServerSettings
 from conpaassql.mysql.connection import ConnectInfo
+from conpaassql.mysql.options import generation
 from conpaassql.mysql.paths import ServerPaths, write_private_file
 from conpaassql.rpc.tls import TlsFiles
 
@@ -113,11 +114,13 @@ class AgentSettings:
         return self.data_dir / "mysql" / "service-options.json"
 
     def service_options(self) -> tuple[dict[str, str], str | None]:
-        """The service's options as the manager last gave them, and their digest."""
+        """The service's options as the manager last gave them (at first, those of the
+        node's context), and their digest."""
         try:
             data = json.loads(self.service_options_file.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            return {}, None
+            given = dict(self.context.service_options or {})
+            return given, generation(given) if given else None
         except ValueError:
             raise ConfigError(str(self.service_options_file), detail="not valid JSON") from None
         options = data.get("options") if isinstance(data, dict) else None
