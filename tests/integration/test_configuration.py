@@ -144,6 +144,15 @@ def test_dynamic_options_everywhere_and_on_a_node_added_after(solo: Manager) -> 
         (1, True, False), (2, True, False)]
     assert all(n["effective"]["max_connections"] == "321" for n in shown["nodes"])
 
+    # A node whose copy is not the service's (it was away during a change) is given the
+    # service's by the reconcile loop.
+    stale = manager.node_dir(2) / "mysql" / "service-options.json"
+    stale.write_text(json.dumps({"generation": "0" * 16, "options": {}}))
+    wait_until(lambda: json.loads(stale.read_text())["generation"] == shown["generation"],
+               60, 0.3, "the service's options given again")
+    assert json.loads(stale.read_text())["options"]["max_connections"] == "321"
+    assert "node 2 has the service's server configuration" in history(manager)
+
     # Kept by the manager across its restart; a reset goes back to the server's own.
     manager.kill()
     manager.start()
