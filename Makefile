@@ -10,7 +10,7 @@ GUI_PORT ?= 5000
 CONFIG ?= etc/manager-local.cnf
 PYTEST_ARGS ?=
 
-.PHONY: run test fuzz bench bench-dump bench-replication bench-restart bench-clouds bench-gui lint typecheck deps clean
+.PHONY: run test fuzz bench bench-dump bench-replication bench-restart bench-clouds bench-gui bench-core lint typecheck deps clean
 
 deps:
 	@PYTHON=$(PYTHON) scripts/bootstrap.sh $(VENV)
@@ -19,13 +19,13 @@ run: deps
 	@scripts/run-manager.sh "$(VENV)" "$(CONFIG)" "$(STATE_DIR)" "$(BIND)" "$(PORT)" "$(GUI_PORT)"
 
 lint: deps
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench testbed
 
 typecheck: deps
 	$(VENV)/bin/mypy
 
 test: deps
-	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff check src tests bench testbed
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
@@ -41,6 +41,7 @@ bench: deps
 	$(VENV)/bin/python bench/restart.py
 	$(VENV)/bin/python bench/clouds.py
 	$(VENV)/bin/python bench/gui.py
+	$(VENV)/bin/python bench/core.py
 
 bench-dump: deps
 	$(VENV)/bin/python bench/dump.py
@@ -56,6 +57,9 @@ bench-clouds: deps
 
 bench-gui: deps
 	$(VENV)/bin/python bench/gui.py
+
+bench-core: deps
+	$(VENV)/bin/python bench/core.py
 
 clean:
 	rm -rf build dist .mypy_cache .ruff_cache .pytest_cache

@@ -12,13 +12,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import errno
-import fcntl
 import os
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,21 +31,16 @@ from typing import Any, TypeVar
 from rich.console import Console
 from rich.table import Table
 
-from conpaassql.cloud.local import (
-    AGENT_PID_FILE,
-    MYSQLD_PID_FILE,
-    pid_alive,
-    port_free,
-    read_pid,
-    stop_node_processes,
-)
+from conpaassql.cloud.local import pid_alive
 from conpaassql.mysql.binaries import find_binary
-from conpaassql.rpc.client import RpcClient, call_blocking
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # the harness the tests use too
+    sys.path.insert(0, str(REPO))
+
+from testbed.manager import HarnessError, Manager, local_cloud, wait_until  # noqa: E402
 
 T = TypeVar("T")
-REPO = Path(__file__).resolve().parents[1]
-SUBNET_LOCKS = Path("/tmp/cq-subnets")  # the claims test managers make too
-SUBNETS = range(101, 250)
 CLIENT = ("mariadb", "mysql")
 DUMPER = ("mariadb-dump", "mysqldump")
 SOURCE_DB = "src"
@@ -67,41 +59,11 @@ QUIET_POLL = 10.0
 err = Console(stderr=True)
 
 
-class BenchError(RuntimeError):
-    """The benchmark could not measure what it wanted."""
+#: The benchmark could not measure what it wanted (the harness's timeouts are of it too).
+BenchError = HarnessError
 
 
 # -- small helpers ------------------------------------------------------------
-
-
-def wait_until(check: Callable[[], T | None], timeout: float, interval: float,
-               what: str) -> T:
-    """Poll ``check`` until it returns something truthy; ``BenchError`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except Exception as exc:  # what is polled may not be up yet
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise BenchError(f"timed out after {timeout:g}s waiting for {what}; last seen: {last!r}")
-
-
-def fatal_or(check: Callable[[], T]) -> Callable[[], T | bool]:
-    """Let ``BenchError`` out of a ``wait_until`` check (other errors mean 'not yet')."""
-    def wrapped() -> T | bool:
-        try:
-            return check()
-        except BenchError:
-            raise
-        except Exception:
-            return False
-
-    return wrapped
 
 
 def run_within(work: Coroutine[Any, Any, T], deadline: float | None, what: str) -> T:
@@ -114,51 +76,6 @@ def run_within(work: Coroutine[Any, Any, T], deadline: float | None, what: str) 
             raise BenchError(f"{what} took over {deadline:g}s") from None
 
     return asyncio.run(bounded())
-
-
-def free_tcp_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class SubnetClaim:
-    """A 127.0.N.0/24 nobody else on this machine uses, held (flock) until released.
-
-    Test managers claim theirs the same way, so that a benchmark and a test run
-    side by side never hand out the same node address.
-    """
-
-    def __init__(self, wanted: int | None) -> None:
-        self.descriptor: int | None = None
-        SUBNET_LOCKS.mkdir(exist_ok=True)
-        for subnet in ([wanted] if wanted is not None else list(SUBNETS)):
-            descriptor = os.open(SUBNET_LOCKS / f"{subnet}.lock", os.O_CREAT | os.O_RDWR, 0o600)
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                os.close(descriptor)
-                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    raise
-                continue
-            if all(port_free(f"127.0.{subnet}.{host}", port)
-                   for host in (10, 11) for port in (3306, 60000)):
-                self.descriptor = descriptor
-                self.subnet = subnet
-                return
-            os.close(descriptor)
-        raise BenchError(f"no free 127.0.N.0/24 (tried {wanted or 'the test range'})")
-
-    def release(self) -> None:
-        if self.descriptor is not None:
-            os.close(self.descriptor)
-            self.descriptor = None
-
-    def __enter__(self) -> SubnetClaim:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
 
 def vmrss_mb(pid: int | None) -> float | None:
@@ -202,21 +119,6 @@ def machine_steal_seconds() -> float:
     with open("/proc/stat", encoding="ascii") as handle:
         fields = [int(value) for value in handle.readline().split()[1:]]
     return (fields[7] if len(fields) > 7 else 0) / CLOCK_TICKS
-
-
-def stop_child(process: subprocess.Popen[bytes], grace: float = 30.0) -> None:
-    """SIGTERM ``process`` (the leader of its own session), SIGKILL its group if it lingers."""
-    if process.poll() is None:
-        with contextlib.suppress(OSError):
-            process.terminate()
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(OSError):
-                process.kill()
-            process.wait(timeout=10)
-    with contextlib.suppress(OSError):
-        os.killpg(process.pid, signal.SIGKILL)
 
 
 def median(values: list[float]) -> float:
@@ -492,89 +394,20 @@ class MachineShare:
 # -- the manager and its nodes --------------------------------------------------
 
 
-class ManagerProcess:
-    """One manager with its own state dir, template cache and address range."""
+class ManagerProcess(Manager):
+    """The shared harness's manager, with its own state dir, template cache and address
+    range under ``root``, and what it started tracked to the end."""
 
-    def __init__(self, root: Path, subnet: int, buffer_pool: str,
+    def __init__(self, root: Path, subnet: int, buffer_pool: str | None,
                  manager_options: str = "") -> None:
         self.root = root
-        self.state_dir = root / "state"
         self.cache_dir = root / "cache"
-        self.state_dir.mkdir(mode=0o700)
+        (root / "state").mkdir(mode=0o700)
         self.cache_dir.mkdir(mode=0o700)
-        self.port = free_tcp_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-        self.config_file = root / "manager.cnf"
-        self.config_file.write_text(
-            "[iaas]\nDRIVER = LOCAL\n"
-            f"LOCAL_ADDRESS_RANGE = 127.0.{subnet}.10-127.0.{subnet}.60\n"
-            f"LOCAL_TEMPLATE_CACHE = {self.cache_dir}\n"
-            f"LOCAL_MYSQL_OPTIONS = innodb_buffer_pool_size={buffer_pool}\n"
-            f"[manager]\nagents_port = {free_tcp_port()}\n{manager_options}",
-            encoding="utf-8",
-        )
-        self.process: subprocess.Popen[bytes] | None = None
+        mysql_options = f"innodb_buffer_pool_size={buffer_pool}" if buffer_pool else None
+        super().__init__(root / "state", local_cloud(subnet, self.cache_dir, mysql_options),
+                         manager_options)
         self.seen_pids: list[int] = []  # node processes to be sure of at the end
-
-    def start(self, timeout: float) -> None:
-        with open(self.state_dir / "manager.out", "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "conpaassql", "manager", "-c", str(self.config_file),
-                 "-p", str(self.port), "--state-dir", str(self.state_dir)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                start_new_session=True,
-            )
-
-        def ready() -> bool:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise BenchError(f"the manager exited with {self.process.returncode}; "
-                                 f"see {self.state_dir / 'manager.out'}")
-            return bool(self.get("get_service_info"))
-
-        wait_until(fatal_or(ready), timeout, 0.1, "the manager")
-
-    @property
-    def pid(self) -> int | None:
-        return None if self.process is None else self.process.pid
-
-    def call(self, method: str, verb: str = "POST", **params: Any) -> Any:
-        return call_blocking(self.url, method, params, verb=verb)  # type: ignore[arg-type]
-
-    def get(self, method: str, **params: Any) -> Any:
-        return self.call(method, "GET", **params)
-
-    def post(self, method: str, **params: Any) -> Any:
-        return self.call(method, "POST", **params)
-
-    def upload(self, method: str, file_field: str, path: Path, *,
-               deadline: float | None = None, **params: Any) -> tuple[Any, float]:
-        """An UPLOAD of the file at ``path`` (streamed); the reply and its seconds
-        (``BenchError`` past ``deadline`` seconds, if given)."""
-
-        async def send() -> tuple[Any, float]:
-            async with RpcClient(self.url) as client:
-                with open(path, "rb") as handle:
-                    started = time.perf_counter()
-                    reply = await client.upload_file(method, params, file_field, handle,
-                                                     path.name)
-                    return reply, time.perf_counter() - started
-
-        return run_within(send(), deadline, f"{method} of {path.name}")
-
-    def download(self, method: str, path: Path, *, deadline: float | None = None,
-                 **params: Any) -> tuple[int, float]:
-        """A streamed result written to ``path``; its bytes and seconds
-        (``BenchError`` past ``deadline`` seconds, if given)."""
-
-        async def fetch() -> tuple[int, float]:
-            async with RpcClient(self.url) as client:
-                with open(path, "wb") as handle:
-                    started = time.perf_counter()
-                    size = await client.download(method, params, handle)
-                    return size, time.perf_counter() - started
-
-        return run_within(fetch(), deadline, f"{method} into {path.name}")
 
     def add_nodes(self, count: int) -> list[int]:
         """``add_nodes``: the new nodes' ids (they boot in the background)."""
@@ -593,7 +426,7 @@ class ManagerProcess:
                 raise BenchError(f"node {node_id} is {states[node_id]}")
             return states.get(node_id) == "RUNNING"
 
-        wait_until(fatal_or(running), timeout, 0.2, f"node {node_id} RUNNING")
+        wait_until(running, timeout, 0.2, f"node {node_id} RUNNING")
         self.note_pids(node_id)
         return node_id
 
@@ -602,35 +435,11 @@ class ManagerProcess:
         self.seen_pids += [pid for pid in (self.agent_pid(node_id), self.mysqld_pid(node_id))
                            if pid is not None and pid not in self.seen_pids]
 
-    def node(self, node_id: int) -> dict[str, Any]:
-        return dict(self.get("get_node_info", serviceNodeId=node_id)["serviceNode"])
-
-    def node_dir(self, node_id: int) -> Path:
-        return self.state_dir / "nodes" / f"n{node_id}"
-
-    def socket_of(self, node_id: int) -> Path:
-        return self.node_dir(node_id) / "mysql" / "run" / "mysqld.sock"
-
-    def agent_pid(self, node_id: int) -> int | None:
-        return read_pid(self.node_dir(node_id) / AGENT_PID_FILE)
-
-    def mysqld_pid(self, node_id: int) -> int | None:
-        return read_pid(self.node_dir(node_id) / MYSQLD_PID_FILE)
-
-    @property
-    def root_password(self) -> str:
-        return (self.state_dir / "secrets" / "root_password").read_text().strip()
-
     def shutdown(self, timeout: float) -> None:
         if self.get("get_service_info")["state"] not in ("EPILOGUE", "STOPPED"):
             self.post("shutdown")
         wait_until(lambda: self.get("get_service_info")["state"] == "STOPPED", timeout, 0.2,
                    "the service STOPPED")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_child(self.process)
-            self.process = None
 
     def leftovers(self) -> list[int]:
         """Processes still running whose command line names this manager's state dir."""
@@ -642,10 +451,7 @@ class ManagerProcess:
     def close(self) -> None:
         """Stop the manager and every node process it left, whatever state they are in."""
         self.stop()
-        nodes = self.state_dir / "nodes"
-        if nodes.exists():
-            for directory in nodes.iterdir():
-                stop_node_processes(directory, grace=5)
+        super().close()
         for pid in self.seen_pids:  # the node directory may be gone, its processes not
             if pid_alive(pid) and is_node_process(pid, self.state_dir):
                 with contextlib.suppress(OSError):
@@ -749,14 +555,6 @@ class Native:
         rows = self.sql(f"SELECT COUNT(*) FROM `{database}`.`{TABLE}`;"
                         f" CHECKSUM TABLE `{database}`.`{TABLE}`")
         return rows[0][0], rows[1][1]
-
-
-def write_defaults(path: Path, password: str) -> None:
-    """A client option file (mode 0600) so that no password is on a command line."""
-    escaped = password.replace("\\", "\\\\").replace('"', '\\"')
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        handle.write(f'[client]\nuser=root\npassword="{escaped}"\n')
 
 
 def fill_source(native: Native, rows: int, database: str = SOURCE_DB) -> None:

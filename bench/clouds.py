@@ -42,34 +42,28 @@ from rich.console import Console
 from rich.table import Table
 
 from benchlib import (
-    REPO,
     BenchError,
     ManagerProcess,
     QuietMachine,
-    SubnetClaim,
     err,
-    fatal_or,
     median,
     order,
     quiet_signals,
     run_measured,
     runs_of,
     vmrss_mb,
-    wait_until,
 )
-
-sys.path.insert(0, str(REPO))  # the stand-in clouds are the tests'
-from tests.standins.ec2 import KEY, SECRET, Ec2StandIn
-from tests.standins.machines import Machines
-from tests.standins.opennebula import SEED_SECTION, SEED_TEMPLATE, OpenNebulaStandIn
-
 from conpaassql.cloud.base import CloudDriver, NodeRequest
-from conpaassql.cloud.context import NodeContext
 from conpaassql.cloud.libcloud_driver import LibcloudDriver
 from conpaassql.cloud.local import stop_node_processes
 from conpaassql.cloud.opennebula import OpenNebulaDriver
 from conpaassql.config import LibcloudConfig, OpenNebulaConfig
+from conpaassql.context import NodeContext
 from conpaassql.domain.diagnosis import Thresholds
+from testbed.manager import SubnetClaim, wait_until
+from testbed.standins.ec2 import KEY, SECRET, Ec2StandIn
+from testbed.standins.machines import Machines
+from testbed.standins.opennebula import SEED_SECTION, SEED_TEMPLATE, OpenNebulaStandIn
 
 CLOUDS = ("default", "one", "aws")
 CLOUD_GRACE = Thresholds().cloud_grace
@@ -109,10 +103,10 @@ class Service:
         """A slave on ``cloud``: its id, seconds to RUNNING and to replicating."""
         started = time.perf_counter()
         node_id = int(self.manager.post("add_nodes", count=1, cloud=cloud)["serviceNode"]["id"])
-        wait_until(fatal_or(lambda: self.state(node_id)["state"] == "RUNNING"), self.timeout,
+        wait_until(lambda: self.state(node_id)["state"] == "RUNNING", self.timeout,
                    0.05, f"node {node_id} RUNNING")
         running = time.perf_counter() - started
-        wait_until(fatal_or(lambda: self.replicating(node_id)), self.timeout, 0.05,
+        wait_until(lambda: self.replicating(node_id), self.timeout, 0.05,
                    f"node {node_id} replicating")
         return node_id, running, time.perf_counter() - started
 
@@ -217,7 +211,7 @@ def measure(args: argparse.Namespace, root: Path, results: Results) -> None:
                 results.detected[cloud].append(time.perf_counter() - started)
                 new = wait_until(lambda n=lost, c=cloud: service.replacement_of(n, c),
                                  args.timeout, 0.05, f"a replacement of node {lost}")
-                wait_until(fatal_or(lambda n=new: service.replicating(n)), args.timeout, 0.05,
+                wait_until(lambda n=new: service.replicating(n), args.timeout, 0.05,
                            f"node {new} replicating")
                 results.replaced[cloud].append(time.perf_counter() - started)
                 err.print(f"lost on {cloud}: TERMINATED after "

@@ -52,7 +52,6 @@ from benchlib import (
     BenchError,
     ManagerProcess,
     Native,
-    SubnetClaim,
     Watch,
     err,
     fill_source,
@@ -65,9 +64,9 @@ from benchlib import (
     quiet_signals,
     run_measured,
     table_arguments,
-    write_defaults,
 )
 from conpaassql.mysql.dump import EXPORT_OPTIONS
+from testbed.manager import SubnetClaim, write_defaults
 
 DEFAULT_ROWS = 1_000_000  # about 200 MB of dump (some 204 bytes a row)
 LOAD_TARGET = 1.05  # service / baseline
@@ -125,8 +124,8 @@ def measure_loads(args: argparse.Namespace, manager: ManagerProcess, native: Nat
                 results.cpu_load_base.append(watch.cpu)
             else:
                 with Watch(pids, rss=("manager", "agent")) as watch:
-                    reply, seconds = manager.upload("load_dump", "mysqldump_file", dump,
-                                                    database=database)
+                    reply, seconds = manager.timed_upload("load_dump", "mysqldump_file", dump,
+                                                          database=database)
                 if reply.get("nodes") != [node_id] or reply.get("bytes") != results.dump_bytes:
                     raise BenchError(f"load_dump answered {reply!r:.300}")
                 results.load_service.append(seconds)
@@ -163,7 +162,7 @@ def measure_exports(args: argparse.Namespace, manager: ManagerProcess, native: N
                 results.cpu_export_base.append(watch.cpu)
             else:
                 with Watch(pids, rss=("manager", "agent")) as watch:
-                    size, seconds = manager.download("sqldump", out, database=SOURCE_DB)
+                    size, seconds = manager.timed_download("sqldump", out, database=SOURCE_DB)
                 if size != out.stat().st_size:
                     raise BenchError(f"sqldump: {size} bytes received, "
                                      f"{out.stat().st_size} written")

@@ -58,12 +58,9 @@ from benchlib import (
     ManagerProcess,
     Native,
     QuietMachine,
-    SubnetClaim,
     Watch,
     err,
-    fatal_or,
     fill_source,
-    free_tcp_port,
     median,
     mib,
     order,
@@ -74,14 +71,12 @@ from benchlib import (
     run_measured,
     run_within,
     runs_of,
-    stop_child,
     table_arguments,
     verdict,
     vmrss_mb,
-    wait_until,
-    write_defaults,
 )
 from conpaassql.rpc.client import STREAM_CHUNK, read_chunks
+from testbed.manager import SubnetClaim, free_port, stop_child, wait_until, write_defaults
 
 DEFAULT_ROWS = 500_000  # about 100 MB of dump (some 204 bytes a row)
 UPLOAD_TARGET = 1.10  # front-end / direct
@@ -102,7 +97,7 @@ class GuiProcess:
     """``conpaassql gui`` on a free loopback port, for the benchmark's manager."""
 
     def __init__(self, root: Path, manager: ManagerProcess) -> None:
-        self.port = free_tcp_port()
+        self.port = free_port()
         self.origin = f"http://127.0.0.1:{self.port}"
         self.config_file = root / "manager-gui.conf"
         self.log_file = root / "gui.out"
@@ -132,7 +127,7 @@ class GuiProcess:
                                  f"{self.log_tail()}")
             return self.csrf()
 
-        return str(wait_until(fatal_or(ready), timeout, 0.1, "the front-end's first page"))
+        return str(wait_until(ready, timeout, 0.1, "the front-end's first page"))
 
     def csrf(self) -> str:
         """The CSRF token of the data page, as a browser gets it."""
@@ -274,7 +269,7 @@ class Bench:
                 self.native.settle()
                 with Watch(self.pids, rss=WATCHED) as watch:
                     if kind == "direct":
-                        reply, seconds = self.manager.upload(
+                        reply, seconds = self.manager.timed_upload(
                             "load_dump", "mysqldump_file", dump, deadline=deadline,
                             database=database)
                     else:
@@ -304,7 +299,7 @@ class Bench:
                 self.native.settle()
                 with Watch(self.pids, rss=WATCHED) as watch:
                     if kind == "direct":
-                        size, seconds = self.manager.download("sqldump", out,
+                        size, seconds = self.manager.timed_download("sqldump", out,
                                                               deadline=deadline,
                                                               database=SOURCE_DB)
                     else:

@@ -32,7 +32,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,23 +42,19 @@ from rich.table import Table
 
 from benchlib import (
     BenchError,
-    free_tcp_port,
+    ManagerProcess,
     median,
     quiet_signals,
     signals_raise,
-    stop_child,
     vmrss_mb,
-    wait_until,
 )
 from conpaassql.cloud.local import (
-    AGENT_PID_FILE,
-    MYSQLD_PID_FILE,
     port_free,
     read_pid,
-    stop_node_processes,
 )
+from conpaassql.layout import AGENT_PID_FILE, MYSQLD_PID_FILE
 from conpaassql.mysql.binaries import INSTALL_DB, SERVER, find_binary
-from conpaassql.rpc.client import call_blocking
+from testbed.manager import stop_child, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 SQL_POLL = 0.01  # seconds between two SELECT 1 attempts (per server)
@@ -174,71 +169,19 @@ def floor_once(base: Path, index: int, timeout: float) -> tuple[float, float]:
 # -- the manager ----------------------------------------------------------------
 
 
-class ManagerProcess:
-    """One manager with its own state dir, template cache and address range."""
+class ProvisionManager(ManagerProcess):
+    """The benchmarks' manager with the servers' default buffer pool; it is up when its
+    datadir template is built too."""
 
     def __init__(self, root: Path, subnet: int) -> None:
-        self.state_dir = root / "state"
-        self.cache_dir = root / "cache"
-        self.state_dir.mkdir(mode=0o700)
-        self.cache_dir.mkdir(mode=0o700)
+        super().__init__(root, subnet, None)
         self.template = self.cache_dir / "datadir-template"
-        self.port = free_tcp_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-        self.config_file = root / "manager.cnf"
-        self.config_file.write_text(
-            "[iaas]\nDRIVER = LOCAL\n"
-            f"LOCAL_ADDRESS_RANGE = 127.0.{subnet}.10-127.0.{subnet}.60\n"
-            f"LOCAL_TEMPLATE_CACHE = {self.cache_dir}\n"
-            f"[manager]\nagents_port = {free_tcp_port()}\n",
-            encoding="utf-8",
-        )
-        self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float) -> None:
-        with open(self.state_dir / "manager.out", "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "conpaassql", "manager", "-c", str(self.config_file),
-                 "-p", str(self.port), "--state-dir", str(self.state_dir)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                start_new_session=True,
-            )
-
-        def ready() -> bool:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise BenchError(f"the manager exited with {self.process.returncode}; "
-                                 f"see {self.state_dir / 'manager.out'}")
-            self.get("get_service_info")
-            return (self.template / "mysql" / "global_priv.frm").is_file()
-
-        wait_until(_fatal_or(ready), timeout, 0.1, "the manager and its datadir template")
-
-    @property
-    def pid(self) -> int | None:
-        return None if self.process is None else self.process.pid
-
-    def call(self, method: str, verb: str = "POST", **params: Any) -> Any:
-        return call_blocking(self.url, method, params, verb=verb)  # type: ignore[arg-type]
-
-    def get(self, method: str, **params: Any) -> Any:
-        return self.call(method, "GET", **params)
-
-    def post(self, method: str, **params: Any) -> Any:
-        return self.call(method, "POST", **params)
-
-    def nodes(self) -> list[dict[str, Any]]:
-        return list(self.get("list_nodes")["nodes"])
-
-    def node_dir(self, node_id: int) -> Path:
-        return self.state_dir / "nodes" / f"n{node_id}"
-
-    def socket_of(self, node_id: int) -> Path:
-        return self.node_dir(node_id) / "mysql" / "run" / "mysqld.sock"
-
-    @property
-    def root_password(self) -> str:
-        return (self.state_dir / "secrets" / "root_password").read_text().strip()
+    def start(self, timeout: float = 30.0) -> ProvisionManager:
+        super().start(timeout)
+        wait_until((self.template / "mysql" / "global_priv.frm").is_file, timeout,
+                   0.1, "the manager's datadir template")
+        return self
 
     def running_at(self, node_id: int) -> float | None:
         """The manager's wall-clock time of the node's first move to RUNNING."""
@@ -258,43 +201,11 @@ class ManagerProcess:
 
         wait_until(gone, timeout, 0.1, f"nodes {node_ids} removed")
 
-    def shutdown(self, timeout: float) -> None:
-        if self.get("get_service_info")["state"] not in ("EPILOGUE", "STOPPED"):
-            self.post("shutdown")
-        wait_until(lambda: self.get("get_service_info")["state"] == "STOPPED", timeout, 0.2,
-                   "the service STOPPED")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_child(self.process)
-            self.process = None
-
-    def close(self) -> None:
-        """Stop the manager and every node it left, whatever state they are in."""
-        self.stop()
-        nodes = self.state_dir / "nodes"
-        if nodes.exists():
-            for directory in nodes.iterdir():
-                stop_node_processes(directory, grace=5)
-
-
-def _fatal_or(check: Callable[[], bool]) -> Callable[[], bool]:
-    """Let ``BenchError`` out of a ``wait_until`` check (other errors mean 'not yet')."""
-    def wrapped() -> bool:
-        try:
-            return check()
-        except BenchError:
-            raise
-        except Exception:
-            return False
-
-    return wrapped
-
 
 class RunningWatch(threading.Thread):
     """Polls list_nodes until every one of ``node_ids`` is RUNNING (or the deadline)."""
 
-    def __init__(self, manager: ManagerProcess, node_ids: list[int], started: float,
+    def __init__(self, manager: ProvisionManager, node_ids: list[int], started: float,
                  timeout: float) -> None:
         super().__init__(daemon=True, name="running-watch")
         self.manager = manager
@@ -328,7 +239,7 @@ class Trial:
     node_ids: list[int] = field(default_factory=list)
 
 
-def provision(manager: ManagerProcess, count: int, password: str, timeout: float) -> Trial:
+def provision(manager: ProvisionManager, count: int, password: str, timeout: float) -> Trial:
     """``add_nodes`` ``count``: time to SELECT 1 on every new node and to RUNNING."""
     wall_start = time.time()
     started = time.perf_counter()
@@ -383,7 +294,7 @@ def measure(args: argparse.Namespace, root: Path, results: Results) -> None:
         err.print(f"floor {index + 1}/{args.floor_reps}: {seconds:.3f}s "
                   f"(install-db {installed:.3f}s)")
 
-    manager = ManagerProcess(root, args.subnet)
+    manager = ProvisionManager(root, args.subnet)
     try:
         err.print("starting the manager and waiting for its datadir template...")
         manager.start(timeout)

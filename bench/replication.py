@@ -60,13 +60,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pymysql
 from rich.console import Console
 from rich.table import Table
 
@@ -80,9 +78,7 @@ from benchlib import (
     ManagerProcess,
     Native,
     QuietMachine,
-    SubnetClaim,
     err,
-    fatal_or,
     fill_source,
     median,
     mib,
@@ -94,9 +90,8 @@ from benchlib import (
     signals_raise,
     table_arguments,
     verdict,
-    wait_until,
-    write_defaults,
 )
+from conpaassql.files import write_private
 from conpaassql.mysql.backup import (
     BACKUP,
     MBSTREAM,
@@ -105,7 +100,9 @@ from conpaassql.mysql.backup import (
     render_backup_cnf,
 )
 from conpaassql.mysql.binaries import find_binary
-from conpaassql.mysql.paths import ServerPaths, write_private_file
+from conpaassql.mysql.paths import ServerPaths
+from testbed.manager import SubnetClaim, wait_until, write_defaults
+from testbed.workload import Writer
 
 DEFAULT_ROWS = 750_000  # about 200 MB of InnoDB data and index (some 270 bytes a row)
 SEED_TARGET = 1.2  # service / baseline
@@ -128,109 +125,6 @@ _STREAMED = re.compile(r"mariabackup pid \d+ done: (\d+ bytes|copy sent to \S+) 
 
 
 # -- the application's writer -----------------------------------------------------
-
-
-@dataclass
-class Ack:
-    row: int
-    sent: float  # monotonic time the INSERT was sent
-    at: float  # monotonic time the server acknowledged it
-    node: int  # the node it was written to
-
-
-@dataclass
-class Writer:
-    """One unique row per autocommit INSERT, through the writer endpoint that
-    ``get_service_info`` names; after any failure it asks again and reconnects."""
-
-    manager: ManagerProcess
-    password: str
-    ids: itertools.count[int]
-    acks: list[Ack] = field(default_factory=list)
-    failures: list[tuple[float, str]] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> Writer:
-        self._thread = threading.Thread(target=self._run, daemon=True, name="writer")
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-            self._thread = None
-
-    def _where(self) -> tuple[int, str, int] | None:
-        try:
-            found = self.manager.get("get_service_info").get("writer")
-        except Exception:  # the manager may be busy failing over
-            return None
-        if not found:
-            return None
-        return int(found["id"]), str(found["ip"]), int(found["port"])
-
-    def _run(self) -> None:
-        connection: Any = None
-        node = 0
-        while not self._stop.is_set():
-            if connection is None:
-                where = self._where()
-                if where is None:
-                    time.sleep(0.05)
-                    continue
-                try:
-                    connection = pymysql.connect(
-                        host=where[1], port=where[2], user=APP_USER, password=self.password,
-                        database=APP_DB, autocommit=True, connect_timeout=2, read_timeout=10,
-                        write_timeout=10,
-                        ssl_ca=str(self.manager.state_dir / "pki" / "ca.crt"))
-                except pymysql.MySQLError as exc:
-                    self.failures.append((time.monotonic(), f"connect: {exc}"))
-                    time.sleep(0.05)
-                    continue
-                node = where[0]
-            row = next(self.ids)  # a row whose fate is unknown is never tried again
-            sent = time.monotonic()
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute(f"INSERT INTO `{APP_TABLE}` (id, at) VALUES (%s, %s)",
-                                   (row, time.time()))
-            except pymysql.MySQLError as exc:
-                self.failures.append((time.monotonic(), f"insert {row}: {exc}"))
-                with contextlib.suppress(Exception):
-                    connection.close()
-                connection = None
-                time.sleep(0.02)
-                continue
-            self.acks.append(Ack(row, sent, time.monotonic(), node))
-            time.sleep(0.005)
-        if connection is not None:
-            with contextlib.suppress(Exception):
-                connection.close()
-
-    def count(self, node: int | None = None, after: float = 0.0) -> int:
-        return sum(1 for ack in list(self.acks)
-                   if ack.at > after and (node is None or ack.node == node))
-
-    def first(self, after: float, node: int | None = None,
-              not_node: int | None = None) -> Ack | None:
-        for ack in list(self.acks):
-            if ack.at > after and (node is None or ack.node == node) and \
-                    (not_node is None or ack.node != not_node):
-                return ack
-        return None
-
-    def longest_gap(self, since: float, until: float) -> float:
-        """The longest time between two consecutive acknowledgements that meets
-        [since, until]."""
-        times = [ack.at for ack in list(self.acks)]
-        return max((b - a for a, b in itertools.pairwise(times) if b >= since and a <= until),
-                   default=0.0)
-
-    def rows(self) -> set[int]:
-        return {ack.row for ack in list(self.acks)}
 
 
 # -- results --------------------------------------------------------------------------
@@ -384,7 +278,7 @@ class Bench:
     def measure_seeding(self, master_id: int) -> None:
         paths = ServerPaths(self.manager.node_dir(master_id) / "mysql")
         cnf = self.root / "backup.cnf"
-        write_private_file(cnf, render_backup_cnf(paths, self.manager.root_password))
+        write_private(cnf, render_backup_cnf(paths, self.manager.root_password))
         master = self.native(master_id)
         for round_index in range(self.args.repeat):
             for kind in order(("base", "service", "options"), round_index):
@@ -481,7 +375,7 @@ class Bench:
             wall = time.time()
             started = time.perf_counter()
             node_id = manager.add_nodes(1)[0]
-            wait_until(fatal_or(lambda: self.replicating(node_id)), self.timeout, POLL,
+            wait_until(lambda: self.replicating(node_id), self.timeout, POLL,
                        f"node {node_id} replicating")
             seconds = time.perf_counter() - started
         self.note_busy(what, share)
@@ -571,7 +465,8 @@ class Bench:
                                 "(id BIGINT PRIMARY KEY, at DOUBLE) ENGINE=InnoDB")
 
     def start_writer(self, master: int) -> Writer:
-        self.writer = Writer(self.manager, self.app_password, self.ids).start()
+        self.writer = Writer(self.manager, APP_USER, self.app_password, APP_DB, APP_TABLE,
+                             self.ids).start()
         writer = self.writer
         wait_until(lambda: writer.count(node=master) >= WRITES_BEFORE, self.timeout, 0.05,
                    f"{WRITES_BEFORE} writes acknowledged by node {master}")

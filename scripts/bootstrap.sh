@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what conpaassql needs and is missing: MariaDB and Chromium (OS packages, when root),
-# a virtualenv, and the package with its test tools. Safe to run again.
+# Installs what conpaassql needs and is missing: MariaDB, Chromium and Prometheus (OS packages,
+# when root), a virtualenv, and the package with its test tools. Safe to run again.
 set -euo pipefail
 venv="${1:-.venv}"
 python="${PYTHON:-python3}"
@@ -11,6 +11,12 @@ command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(ma
 command -v mariadb >/dev/null 2>&1 || missing+=(mariadb-client)
 command -v mariabackup >/dev/null 2>&1 || missing+=(mariadb-backup)
 "$python" -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+# Every datadir gets the time zone tables from the OS's zoneinfo.
+[ -d /usr/share/zoneinfo ] || missing+=(tzdata)
+# The tests run the field's load tool against a master; installed when root.
+if [ "$(id -u)" -eq 0 ] && ! command -v sysbench >/dev/null 2>&1; then
+    missing+=(sysbench)
+fi
 # The network-partition tests cut a node off with nftables; installed when root.
 if [ "$(id -u)" -eq 0 ] && ! command -v nft >/dev/null 2>&1 && [ ! -x /usr/sbin/nft ]; then
     missing+=(nftables)
@@ -18,6 +24,10 @@ fi
 # The browser tests drive the OS's Chromium (headless); installed when root.
 if [ "$(id -u)" -eq 0 ] && ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
     missing+=(chromium)
+fi
+# The metrics test has a real Prometheus scrape the manager (and promtool check the rules).
+if [ "$(id -u)" -eq 0 ] && ! command -v prometheus >/dev/null 2>&1 && [ ! -x /usr/bin/prometheus ]; then
+    missing+=(prometheus)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -72,6 +72,12 @@ class BusyError(WrongStateError):
     code = -32002
 
 
+class IllegalMoveError(WrongStateError):
+    """A node was to move to a state it may not go to from the one it is in."""
+
+    template = "Node in wrong state"
+
+
 class NotFoundError(ConpaasSQLError):
     """A named object (a node, a user...) does not exist."""
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from testbed.standins.opennebula import SEED_SECTION, SEED_TEMPLATE, OpenNebulaStandIn
 from tests.browser.harness import BrowserManager, Gui, run_manager
-from tests.standins.opennebula import SEED_SECTION, SEED_TEMPLATE, OpenNebulaStandIn
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 

@@ -18,6 +18,7 @@ import pymysql
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from conpaassql.layout import MYSQLD_SOCKET_FILE
 from tests.browser.harness import BrowserManager, Gui, mariadb_login, screenshot
 from tests.integration.harness import rpc_error
 
@@ -73,7 +74,7 @@ class Load:
         return self
 
     def _connect(self, node_id: int) -> pymysql.connections.Connection:
-        socket = self.manager.node_dir(node_id) / "mysql" / "run" / "mysqld.sock"
+        socket = self.manager.node_dir(node_id) / MYSQLD_SOCKET_FILE
         return pymysql.connect(unix_socket=str(socket), user="root",
                                password=self.manager.root_password, autocommit=True)
 

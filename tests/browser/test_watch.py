@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from conpaassql.cloud.local import AGENT_PID_FILE, read_pid
+from conpaassql.cloud.local import read_pid
+from conpaassql.layout import AGENT_PID_FILE
 from tests.browser.harness import BrowserManager, Gui, run_manager
 from tests.integration.harness import wait_until
 

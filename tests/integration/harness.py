@@ -1,181 +1,59 @@
-"""A real manager (and through it real agents and mariadbd) for the tests."""
+"""A real manager (and through it real agents and mariadbd) for the tests: the shared
+harness (``testbed.manager``) with the views and tools the tests use."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import fcntl
 import itertools
 import os
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from conpaassql.cloud.local import stop_node_processes
 from conpaassql.errors import RemoteError
 from conpaassql.rpc.client import RpcClient, call_blocking
 from conpaassql.rpc.tls import TlsFiles, client_context, dns_name, node_name
+from testbed.manager import (
+    REPO,
+    claim_subnet,
+    free_port,
+    local_cloud,
+    wait_until,
+    write_defaults,
+)
+from testbed.manager import Manager as BaseManager
 
-T = TypeVar("T")
+__all__ = ["REPO", "Manager", "Partition", "claim_subnet", "free_port", "process_alive",
+           "rpc_error", "wait_until"]
+
 _files = itertools.count()
-_held: list[int] = []
-REPO = Path(__file__).resolve().parents[2]
-SUBNET_LOCKS = Path("/tmp/cq-subnets")
+#: Quick probes and heartbeats, so that the tests see changes soon.
+TEST_OPTIONS = ("probe_interval = 0.5\ncloud_list_interval = 1\nheartbeat_interval = 2\n"
+                "boot_timeout = 120\n")
 
 
-def claim_subnet() -> int:
-    """A /24 of 127.0.N.0 that no other test process on this machine uses.
-
-    The claim is an flock held until this process ends, so that test runs
-    side by side never give two nodes the same address.
-    """
-    SUBNET_LOCKS.mkdir(exist_ok=True)
-    for subnet in range(101, 250):
-        descriptor = os.open(SUBNET_LOCKS / f"{subnet}.lock", os.O_CREAT | os.O_RDWR, 0o600)
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(descriptor)
-            continue
-        _held.append(descriptor)
-        return subnet
-    raise RuntimeError("no free 127.0.N.0/24 left for a test manager")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_until(check: Callable[[], T], timeout: float = 60.0, interval: float = 0.1,
-               what: str = "condition") -> T:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except Exception as exc:  # the thing polled may not be up yet
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last seen: {last!r}")
-
-
-class Manager:
+class Manager(BaseManager):
     """One manager process with its own state directory and address range."""
 
     def __init__(self, template_cache: Path, extra_config: str = "",
                  iaas: str | None = None, sections: str = "") -> None:
         """``iaas``: another ``[iaas]`` section (the local cloud by default);
         ``sections``: more sections after ``[manager]``."""
-        self.state_dir = Path(tempfile.mkdtemp(prefix="cq-", dir="/tmp"))
-        self.port = free_port()
-        self.agents_port = free_port()
         self.subnet = claim_subnet()
-        self.config_file = self.state_dir / "manager.cnf"
-        local = ("[iaas]\nDRIVER = LOCAL\n"
-                 f"LOCAL_ADDRESS_RANGE = 127.0.{self.subnet}.10-127.0.{self.subnet}.60\n"
-                 f"LOCAL_TEMPLATE_CACHE = {template_cache}\n"
-                 "LOCAL_MYSQL_OPTIONS = innodb_buffer_pool_size=32M\n")
-        self.config_file.write_text(
-            (iaas or local) +
-            "[manager]\nprobe_interval = 0.5\ncloud_list_interval = 1\n"
-            "heartbeat_interval = 2\nboot_timeout = 120\n"
-            f"agents_port = {self.agents_port}\n" + extra_config + sections,
-            encoding="utf-8",
-        )
-        self.process: subprocess.Popen[bytes] | None = None
-        self.url = f"http://127.0.0.1:{self.port}/"
-        self._service_id: str | None = None
+        local = local_cloud(self.subnet, template_cache, "innodb_buffer_pool_size=32M")
+        super().__init__(Path(tempfile.mkdtemp(prefix="cq-", dir="/tmp")), iaas or local,
+                         TEST_OPTIONS + extra_config + sections)
         self._agent_urls: dict[int, str] = {}
-
-    # -- process ------------------------------------------------------------
-
-    def start(self) -> Manager:
-        log = open(self.state_dir / "manager.out", "ab")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "conpaassql", "manager", "-c", str(self.config_file),
-             "-p", str(self.port), "--state-dir", str(self.state_dir)],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL, cwd=REPO,
-        )
-        log.close()
-        info = wait_until(lambda: self.get("get_service_info"), timeout=30, what="manager up")
-        self._service_id = str(info["service_id"])
-        return self
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        assert self.process is not None
-        self.process.send_signal(sig)
-        self.process.wait(timeout=30)
-        self.process = None
 
     def close(self) -> None:
         """Stop everything this manager started, whatever state it is in."""
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=30)
-        nodes = self.state_dir / "nodes"
-        if nodes.exists():
-            for directory in nodes.iterdir():
-                stop_node_processes(directory, grace=5)
+        super().close()
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
-    # -- RPC ----------------------------------------------------------------
-
-    @property
-    def api_token(self) -> str | None:
-        """The owner's API token (sent always; needed only with ``require_token``)."""
-        path = self.state_dir / "secrets" / "api_token"
-        return path.read_text().strip() if path.exists() else None
-
-    def call(self, method: str, verb: str = "POST", **params: Any) -> Any:
-        return call_blocking(self.url, method, params, verb=verb,  # type: ignore[arg-type]
-                             token=self.api_token)
-
-    def upload(self, method: str, field: str, path: Path, **params: Any) -> Any:
-        """An UPLOAD of the file at ``path`` (streamed) as the form field ``field``."""
-
-        async def send() -> Any:
-            async with RpcClient(self.url, token=self.api_token) as client:
-                with open(path, "rb") as handle:
-                    return await client.upload_file(method, params, field, handle, path.name)
-
-        return asyncio.run(send())
-
-    def download(self, method: str, path: Path, **params: Any) -> int:
-        """A streamed result written to ``path``; the number of bytes."""
-
-        async def fetch() -> int:
-            async with RpcClient(self.url, token=self.api_token) as client:
-                with open(path, "wb") as handle:
-                    return await client.download(method, params, handle)
-
-        return asyncio.run(fetch())
-
-    def get(self, method: str, **params: Any) -> Any:
-        return self.call(method, "GET", **params)
-
-    def post(self, method: str, **params: Any) -> Any:
-        return self.call(method, "POST", **params)
-
     # -- views --------------------------------------------------------------
-
-    def node(self, node_id: int) -> dict[str, Any]:
-        return self.get("get_node_info", serviceNodeId=node_id)["serviceNode"]
-
-    def nodes(self) -> list[dict[str, Any]]:
-        return self.get("list_nodes")["nodes"]
 
     def wait_running(self, count: int, timeout: float = 90.0) -> list[dict[str, Any]]:
         def check() -> list[dict[str, Any]] | None:
@@ -218,21 +96,6 @@ class Manager:
         return position
 
     @property
-    def root_password(self) -> str:
-        return (self.state_dir / "secrets" / "root_password").read_text().strip()
-
-    @property
-    def service_id(self) -> str:
-        if self._service_id is None:
-            self._service_id = str(self.get("get_service_info")["service_id"])
-        return self._service_id
-
-    @property
-    def ca_file(self) -> Path:
-        """The service's CA: the servers' certificates come from it."""
-        return self.state_dir / "pki" / "ca.crt"
-
-    @property
     def manager_tls(self) -> TlsFiles:
         pki = self.state_dir / "pki"
         return TlsFiles(pki / "manager.crt", pki / "manager.key", pki / "ca.crt")
@@ -258,18 +121,11 @@ class Manager:
                              verify=client_context(self.manager_tls),
                              server_name=dns_name(self.service_id, node_name(node_id)))
 
-    @property
-    def agent_secret(self) -> str:
-        return (self.state_dir / "secrets" / "agent_secret").read_text().strip()
-
-    def node_dir(self, node_id: int) -> Path:
-        return self.state_dir / "nodes" / f"n{node_id}"
-
     def sql(self, node_id: int, statement: str, user: str = "root", password: str | None = None,
             tcp: tuple[str, int] | None = None) -> subprocess.CompletedProcess[str]:
         """Run ``statement`` with the real mariadb client, on the node's socket by default
         (root may log in only from the node itself), over TCP when ``tcp`` is given."""
-        socket_path = self.node_dir(node_id) / "mysql" / "run" / "mysqld.sock"
+        socket_path = self.socket_of(node_id)
         # Over TCP the servers speak only TLS, their certificates from the service's CA.
         where = ["-h", tcp[0], "-P", str(tcp[1]), "--ssl", f"--ssl-ca={self.ca_file}"] \
             if tcp else ["-S", str(socket_path)]
@@ -286,13 +142,8 @@ class Manager:
 
     def defaults_file(self, user: str = "root", password: str | None = None) -> Path:
         """A client option file (mode 0600) so that no password is on a command line."""
-        defaults = self.state_dir / f"client-{os.getpid()}-{next(_files)}.cnf"
-        secret = self.root_password if password is None else password
-        escaped = secret.replace("\\", "\\\\").replace('"', '\\"')
-        descriptor = os.open(defaults, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(f'[client]\nuser={user}\npassword="{escaped}"\n')
-        return defaults
+        return write_defaults(self.state_dir / f"client-{os.getpid()}-{next(_files)}.cnf",
+                                     self.root_password if password is None else password, user)
 
 
 def process_alive(pid: int) -> bool:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conpaassql.errors import RemoteError
+from conpaassql.layout import AGENT_PID_FILE, MYSQLD_SOCKET_FILE
 from conpaassql.manager.data_api import MAX_EXPORTS
 from conpaassql.rpc.client import RpcClient
 from tests.integration.harness import Manager, rpc_error
@@ -65,7 +66,7 @@ def checksum(manager: Manager, node_id: int, table: str) -> tuple[str, str]:
 
 def native_dump(manager: Manager, node_id: int, database: str, out: Path) -> None:
     """``mariadb-dump`` run directly on the node (the tool users would run)."""
-    socket = manager.node_dir(node_id) / "mysql" / "run" / "mysqld.sock"
+    socket = manager.node_dir(node_id) / MYSQLD_SOCKET_FILE
     defaults = manager.defaults_file()
     with open(out, "wb") as handle:
         done = subprocess.run(["mariadb-dump", f"--defaults-extra-file={defaults}",
@@ -117,7 +118,7 @@ def test_upload_50mb_dump_streams_and_matches_the_source(pair: Pair, tmp_path: P
     assert dump.stat().st_size > 40 * 2**20
     assert manager.sql(master, "CREATE DATABASE copy1").returncode == 0
     assert manager.process is not None
-    agent_pid = int((manager.node_dir(master) / "agent.pid").read_text())
+    agent_pid = int((manager.node_dir(master) / AGENT_PID_FILE).read_text())
     with PeakRss({"manager": manager.process.pid, "agent": agent_pid}) as rss:
         reply = manager.upload("send_mysqldump", "mysqldump", dump,
                                serviceNodeId=master, database="copy1")

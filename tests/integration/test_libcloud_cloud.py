@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from testbed.standins.ec2 import KEY, SECRET, Ec2StandIn
+from testbed.standins.machines import Machines
 from tests.integration.harness import Manager, claim_subnet, rpc_error, wait_until
-from tests.standins.ec2 import KEY, SECRET, Ec2StandIn
-from tests.standins.machines import Machines
 
 pytestmark = pytest.mark.integration
 

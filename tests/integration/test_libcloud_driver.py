@@ -17,13 +17,13 @@ from libcloud.compute.types import NodeState
 
 from conpaassql.cloud.base import CloudNodeState, NodeRequest
 from conpaassql.cloud.cloud_init import CONTEXT_PATH, PLACEHOLDER, render_user_data
-from conpaassql.cloud.context import NodeContext
 from conpaassql.cloud.libcloud_driver import NODE_TAG, SERVICE_TAG, LibcloudDriver
 from conpaassql.config import LibcloudConfig
+from conpaassql.context import NodeContext
 from conpaassql.errors import CloudError, ConfigError
+from testbed.standins.cloudinit import cloud_config, write_files
+from testbed.standins.ec2 import KEY, SECRET, Ec2StandIn
 from tests.integration.harness import REPO, claim_subnet
-from tests.standins.cloudinit import cloud_config, write_files
-from tests.standins.ec2 import KEY, SECRET, Ec2StandIn
 
 
 @pytest.fixture(scope="module")

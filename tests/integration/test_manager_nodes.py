@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from conpaassql.cloud.local import stop_node_processes
+from conpaassql.layout import AGENT_PID_FILE, MYSQLD_PID_FILE, MYSQLD_SOCKET_FILE
 from tests.integration.harness import Manager, process_alive, rpc_error, wait_until
 
 pytestmark = pytest.mark.integration
@@ -20,8 +21,8 @@ pytestmark = pytest.mark.integration
 
 def _pids(manager: Manager, node_id: int) -> tuple[int, int]:
     directory = manager.node_dir(node_id)
-    agent = int((directory / "agent.pid").read_text())
-    mysqld = int((directory / "mysql" / "run" / "mysqld.pid").read_text())
+    agent = int((directory / AGENT_PID_FILE).read_text())
+    mysqld = int((directory / MYSQLD_PID_FILE).read_text())
     return agent, mysqld
 
 
@@ -143,7 +144,7 @@ def test_performance_figures_are_read_from_the_servers(manager: Manager) -> None
     # One client holds a connection open while another sends 600 statements.
     sleeper = subprocess.Popen(
         ["mariadb", f"--defaults-extra-file={manager.defaults_file()}",
-         "-S", str(manager.node_dir(node["id"]) / "mysql/run/mysqld.sock"),
+         "-S", str(manager.node_dir(node["id"]) / MYSQLD_SOCKET_FILE),
          "-e", "SELECT SLEEP(8)"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

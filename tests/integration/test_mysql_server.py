@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import functools
 import logging
 import os
@@ -278,6 +279,32 @@ def test_first_boot_from_template_secures_root(lab: Lab, template: Path) -> None
         assert node.server.running_pid() is None
 
     asyncio.run(scenario())
+
+
+@pytest.mark.integration
+def test_datadirs_have_the_time_zones_and_an_older_template_is_rebuilt(
+        lab: Lab, template: Path, lab_root: Path) -> None:
+    node = lab.node("tz", f"{net()}.15", password="pw-tz")
+
+    async def scenario() -> None:
+        await initialise_datadir(node.paths, "pw-tz", template)
+        async with lab.running(node, first=True):
+            rows = await execute(node.info, "SELECT CONVERT_TZ('2026-07-01 12:00:00', 'UTC',"
+                                 " 'Europe/Paris') AS paris, @@character_set_server AS cs,"
+                                 " @@collation_server AS collation")
+            assert rows == [{"paris": datetime.datetime(2026, 7, 1, 14, 0), "cs": "utf8mb4",
+                             "collation": "utf8mb4_unicode_520_ci"}]
+
+    asyncio.run(scenario())
+    # A template made before the time zone tables (theirs empty) is made again.
+    old = lab_root / "old" / "template"
+    old.parent.mkdir()
+    subprocess.run(["cp", "-a", "--sparse=always", str(template), str(old)], check=True)
+    names = old / "mysql" / "time_zone_name.MAD"
+    names.write_bytes(bytes(8192))
+    assert asyncio.run(prepare_template(old)) == old
+    assert names.stat().st_size > 8192
+    assert sorted(p.name for p in old.parent.iterdir()) == [".template.lock", "template"]
 
 
 @pytest.mark.integration

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from testbed.standins.machines import Machines
+from testbed.standins.opennebula import SEED_TEMPLATE, OpenNebulaStandIn
 from tests.integration.harness import Manager, claim_subnet, rpc_error, wait_until
-from tests.standins.machines import Machines
-from tests.standins.opennebula import SEED_TEMPLATE, OpenNebulaStandIn
 
 pytestmark = pytest.mark.integration
 

@@ -12,6 +12,7 @@ import pymysql
 import pytest
 
 from conpaassql.domain.gtid import GtidPosition
+from conpaassql.layout import AGENT_PID_FILE, MYSQLD_PID_FILE, MYSQLD_SOCKET_FILE
 from tests.integration import workload
 from tests.integration.harness import (
     Manager,
@@ -62,7 +63,7 @@ def assert_converged(manager: Manager) -> None:
 def slave_status(manager: Manager, node: int) -> dict[str, object]:
     """``SHOW SLAVE STATUS`` of a node, by column name (as root, over its socket)."""
     connection = pymysql.connect(
-        unix_socket=str(manager.node_dir(node) / "mysql" / "run" / "mysqld.sock"),
+        unix_socket=str(manager.node_dir(node) / MYSQLD_SOCKET_FILE),
         user="root", password=manager.root_password.encode(),
         cursorclass=pymysql.cursors.DictCursor)
     try:
@@ -156,7 +157,7 @@ def test_switchover_under_write_load(trio: Manager) -> None:
     listed = manager.get("list_nodes")
     old_master, target = listed["masters"][0], listed["slaves"][0]
     watcher = workload.Watcher(manager, [1, 2, 3]).start()
-    writer = workload.Writer(manager).start()
+    writer = workload.writer(manager).start()
     try:
         wait_until(lambda: len(writer.acked) > 50, 30, what="writes flowing")
         result = manager.post("set_up_replica_master", id=target)
@@ -181,10 +182,10 @@ def _failover(manager: Manager, freeze: bool) -> None:
     listed = manager.get("list_nodes")
     old_master = listed["masters"][0]
     directory = manager.node_dir(old_master)
-    mysqld = int((directory / "mysql" / "run" / "mysqld.pid").read_text())
-    agent = int((directory / "agent.pid").read_text())
+    mysqld = int((directory / MYSQLD_PID_FILE).read_text())
+    agent = int((directory / AGENT_PID_FILE).read_text())
     watcher = workload.Watcher(manager, [1, 2, 3]).start()
-    writer = workload.Writer(manager).start()
+    writer = workload.writer(manager).start()
     try:
         wait_until(lambda: len(writer.acked) > 100 and watcher.samples > 5, 30,
                    what="writes flowing")
@@ -239,7 +240,7 @@ def test_failover_when_the_master_is_cut_off_the_network(trio: Manager) -> None:
     old_master = manager.get("list_nodes")["masters"][0]
     old_ip = manager.node(old_master)["ip"]
     watcher = workload.Watcher(manager, [1, 2, 3]).start()
-    writer = workload.Writer(manager).start()
+    writer = workload.writer(manager).start()
     partition = Partition(old_ip)
     try:
         wait_until(lambda: len(writer.acked) > 100 and watcher.samples > 5, 30,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conpaassql.layout import AGENT_PID_FILE, MYSQLD_PID_FILE
 from tests.integration.harness import Manager, rpc_error
 
 pytestmark = pytest.mark.integration
@@ -80,7 +81,7 @@ def work(manager: Manager, tmp: Path) -> list[str]:
 
 def service_pids(manager: Manager) -> list[int]:
     pids = [manager.process.pid] if manager.process else []
-    for name in ("agent.pid", "mysql/run/mysqld.pid"):
+    for name in (AGENT_PID_FILE, MYSQLD_PID_FILE):
         for path in manager.state_dir.glob(f"nodes/*/{name}"):
             pids.append(int(path.read_text().strip()))
     return pids

@@ -28,6 +28,7 @@ from typing import Any
 import pymysql
 import pytest
 
+from conpaassql.layout import MYSQLD_PID_FILE, MYSQLD_SOCKET_FILE
 from conpaassql.manager.authority import Authority
 from conpaassql.rpc.grants import make_grant
 from tests.integration.harness import Manager, free_port, rpc_error, wait_until
@@ -155,7 +156,7 @@ def one(manager: Manager, node_id: int, statement: str) -> str:
 
 
 def mysqld_pid(manager: Manager, node_id: int) -> int:
-    return int((manager.node_dir(node_id) / "mysql" / "run" / "mysqld.pid").read_text())
+    return int((manager.node_dir(node_id) / MYSQLD_PID_FILE).read_text())
 
 
 def rows_digest(manager: Manager, node_id: int, upto: int) -> str:
@@ -177,7 +178,7 @@ class Writer(threading.Thread):
     def __init__(self, manager: Manager, node_id: int) -> None:
         super().__init__(daemon=True)
         self.connection = pymysql.connect(
-            unix_socket=str(manager.node_dir(node_id) / "mysql" / "run" / "mysqld.sock"),
+            unix_socket=str(manager.node_dir(node_id) / MYSQLD_SOCKET_FILE),
             user="root", password=manager.root_password.encode(), autocommit=True)
         self.halt = threading.Event()
         self.done = 0

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from conpaassql.agent.settings import AgentSettings
-from conpaassql.cloud.context import NodeContext
+from conpaassql.context import NodeContext
 from conpaassql.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]

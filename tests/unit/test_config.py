@@ -71,7 +71,7 @@ def test_seed_file_values_are_substituted() -> None:
     iaas = ini.section("iaas")
     assert iaas.get("DRIVER") == "OPENNEBULA_XMLRPC"
     assert iaas.get("OPENNEBULA_URL") == "http://10.30.1.1:2633/RPC2"
-    # The original read user and password swapped (PROTOCOL.md); ours must not.
+    # The original read user and password swapped (docs/protocol.md); ours must not.
     assert iaas.get("OPENNEBULA_USER") == "oneadmin"
     assert iaas.get("OPENNEBULA_PASSWORD") == "s3cr$t 'x'"
     assert iaas.get("OPENNEBULA_IMAGE_ID") == "193"

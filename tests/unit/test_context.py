@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conpaassql.cloud.context import PREFIX, NodeContext
+from conpaassql.context import PREFIX, NodeContext
 from conpaassql.errors import ConfigError
 
 NASTY = "'\"$\\ ;#"

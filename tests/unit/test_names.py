@@ -10,10 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conpaassql import names
 from conpaassql.errors import InvalidArgumentError
-from conpaassql.mysql import names
 from conpaassql.mysql.accounts import redact_secrets
-from conpaassql.mysql.names import (
+from conpaassql.mysql.quoting import quote_grant_database, quote_identifier
+from conpaassql.names import (
     check_charset_name,
     check_database_name,
     check_host,
@@ -23,8 +24,6 @@ from conpaassql.mysql.names import (
     check_user_database,
     check_user_name,
     grant_pattern,
-    quote_grant_database,
-    quote_identifier,
 )
 
 INJECTIONS = [

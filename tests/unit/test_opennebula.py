@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from conpaassql.cloud.base import CloudNodeState, NodeRequest
-from conpaassql.cloud.context import NodeContext
 from conpaassql.cloud.one_template import CONTEXT_KEY, decode_context, render_template
 from conpaassql.cloud.opennebula import OpenNebulaDriver, vm_state
 from conpaassql.config import IniFile, ManagerConfig, OpenNebulaConfig
+from conpaassql.context import NodeContext
 from conpaassql.errors import CloudError, ConfigError
-from tests.standins.opennebula import (
+from testbed.standins.opennebula import (
     SEED_SECTION,
     SEED_TEMPLATE,
     OpenNebulaStandIn,

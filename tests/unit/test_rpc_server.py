@@ -1,4 +1,4 @@
-"""The RPC server (``RpcApp``) against the ConPaaS dialect of PROTOCOL.md.
+"""The RPC server (``RpcApp``) against the ConPaaS dialect of docs/protocol.md.
 
 A small registry of our own is served through Starlette's ``TestClient``; the
 tests send real HTTP requests (GET query, POST JSON, multipart UPLOAD) and read

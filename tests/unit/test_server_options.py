@@ -23,11 +23,10 @@ from conpaassql.mysql.options import (
     base_value,
     catalogue_of,
     check_options,
-    generation,
     parse_help,
-    wire_value,
 )
 from conpaassql.protocol.agent import ServiceOptionsRequest
+from conpaassql.protocol.options import generation, option_key, wire_value
 from conpaassql.rpc.registry import validate_params
 
 
@@ -131,6 +130,7 @@ def test_wire_values_and_generations() -> None:
     assert generation({"a": "1", "b": "2"}) == generation({"b": "2", "a": "1"})
     assert generation({"a": "1"}) != generation({"a": "2"})
     assert len(generation({})) == 16
+    assert option_key(" Max-Connections") == "max_connections"
 
 
 def test_the_base_value_is_what_my_cnf_sets_without_the_services_options() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -10,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conpaassql.domain.states import NodeState, Role, ServiceState
+from conpaassql.errors import IllegalMoveError, WrongStateError
 from conpaassql.manager.store import Store
 
 
@@ -151,6 +154,32 @@ def test_move_to_the_same_state_records_nothing(store: Store) -> None:
     assert again.state_since == first.state_since
 
 
+@pytest.mark.parametrize(("path_to", "target"), [
+    ([NodeState.TERMINATED], NodeState.RUNNING),
+    ([NodeState.TERMINATING], NodeState.RUNNING),
+    ([NodeState.BOOTING, NodeState.RUNNING], NodeState.BOOTING),
+    ([NodeState.FAILED], NodeState.PENDING),
+])
+def test_an_illegal_move_raises_and_changes_nothing(store: Store, path_to: list[NodeState],
+                                                    target: NodeState) -> None:
+    node_id = add(store)
+    for state in path_to:
+        store.move_node(node_id, state, "on its way")
+    before, history = store.get_node(node_id), store.history(limit=1000)
+    with pytest.raises(IllegalMoveError) as raised:
+        store.move_node(node_id, target, "not allowed")
+    assert isinstance(raised.value, WrongStateError)
+    assert f"node {node_id} cannot move from {path_to[-1]} to {target}" in str(raised.value)
+    assert store.get_node(node_id) == before
+    assert store.history(limit=1000) == history
+    again = reopen(store)
+    try:
+        assert again.get_node(node_id) == before
+        assert again.history(limit=1000) == history
+    finally:
+        again.close()
+
+
 def test_move_unknown_node(store: Store) -> None:
     with pytest.raises(KeyError):
         store.move_node(99, NodeState.RUNNING, "nope")
@@ -204,6 +233,7 @@ def test_committed_writes_are_visible_without_close(path: Path) -> None:
     first = Store(path)
     node_id = add(first)
     first.move_node(node_id, NodeState.RUNNING, "up")
+    first.flush()
     second = Store(path)
     try:
         assert second.service_id == first.service_id
@@ -213,6 +243,99 @@ def test_committed_writes_are_visible_without_close(path: Path) -> None:
     finally:
         second.close()
         first.close()
+
+
+def on_disk(path: Path, sql: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as db:
+        return [tuple(row) for row in db.execute(sql)]
+
+
+def test_changes_are_seen_at_once_and_written_behind(store: Store) -> None:
+    """The database locked by another writer: a change is made and read all the same,
+    and written when the database is free again."""
+    node_id = add(store)
+    store.flush()
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        moved = store.move_node(node_id, NodeState.BOOTING, "cloud started the node")
+        store.record_event("while locked", node_id)
+        assert store.get_node(node_id) == moved
+        assert store.history()[-1].message == "while locked"
+        assert on_disk(store.path, "SELECT state FROM nodes") == [("PENDING",)]
+    finally:
+        blocker.execute("COMMIT")
+        blocker.close()
+    store.flush()
+    assert on_disk(store.path, "SELECT state FROM nodes") == [("BOOTING",)]
+    assert on_disk(store.path, "SELECT message FROM history ORDER BY seq DESC LIMIT 1") == [
+        ("while locked",)]
+
+
+def test_durable_waits_for_the_commit_without_blocking(store: Store) -> None:
+    node_id = add(store)
+    store.flush()
+
+    async def scenario() -> None:
+        assert await asyncio.wait_for(store.durable(), 10) is None  # nothing queued
+        blocker = sqlite3.connect(store.path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            store.move_node(node_id, NodeState.TERMINATING, "removed on request")
+            waiting = asyncio.create_task(store.durable())
+            ticks = 0
+            while ticks < 20:  # the loop runs on while the write waits
+                await asyncio.sleep(0.005)
+                ticks += 1
+            assert not waiting.done()
+            assert on_disk(store.path, "SELECT state FROM nodes") == [("PENDING",)]
+        finally:
+            blocker.execute("COMMIT")
+            blocker.close()
+        await asyncio.wait_for(waiting, 10)
+        assert on_disk(store.path, "SELECT state FROM nodes") == [("TERMINATING",)]
+
+    asyncio.run(scenario())
+
+
+def test_a_change_that_cannot_be_written_is_logged_and_the_next_ones_are_written(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    node_id = add(store)
+    store.flush()
+    with sqlite3.connect(store.path) as db:
+        db.execute("ALTER TABLE history RENAME TO history_away")
+    with caplog.at_level(logging.ERROR, logger="conpaassql.manager.store"):
+        store.record_event("lost on disk", node_id)
+        store.update_node(node_id, ip="127.0.0.13")
+        store.flush()
+    assert "STORE WRITE FAILED" in caplog.text
+    assert store.history()[-1].message == "lost on disk"  # kept in memory
+    assert on_disk(store.path, "SELECT ip FROM nodes") == [("127.0.0.13",)]
+    assert on_disk(store.path, "SELECT message FROM history_away WHERE message = "
+                   "'lost on disk'") == []
+
+
+def test_the_changes_reach_the_disk_in_order(store: Store) -> None:
+    node_id = add(store)
+    for number in range(200):
+        store.update_node(node_id, details={"n": number})
+        store.record_event(f"event {number}", node_id)
+    store.move_node(node_id, NodeState.BOOTING, "last")
+    store.close()
+    assert on_disk(store.path, "SELECT details, state FROM nodes") == [('{"n": 199}',
+                                                                         "BOOTING")]
+    messages = [row[0] for row in on_disk(store.path, "SELECT message FROM history "
+                                          "WHERE node_id = 1 ORDER BY seq")]
+    assert messages == ["node 1 requested from cloud local",
+                        *(f"event {number}" for number in range(200)), "last"]
+
+
+def test_a_node_read_is_not_changed_by_its_caller(store: Store) -> None:
+    node_id = add(store)
+    details = {"agent": {"pid": 1}}
+    store.update_node(node_id, details=details)
+    details["agent"]["pid"] = 2
+    assert store.get_node(node_id).details == {"agent": {"pid": 1}}  # type: ignore[union-attr]
 
 
 def test_database_is_wal(store: Store) -> None:

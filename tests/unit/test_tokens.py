@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conpaassql.manager.tokens import TokenStore
-from conpaassql.rpc.endpoint import is_loopback
+from conpaassql.net import is_loopback
 
 
 def test_tokens_are_kept_as_digests_and_checked(tmp_path: Path) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ from conpaassql.agent.settings import AgentSettings
 from conpaassql.agent.supervisor import Supervisor
 from conpaassql.domain.states import AgentState
 from conpaassql.errors import AgentError, WrongStateError
+from conpaassql.logs import tail_lines
 from conpaassql.mysql import accounts, schemas
 from conpaassql.mysql.connection import Session
 from conpaassql.protocol import agent as protocol
@@ -37,9 +37,6 @@ from conpaassql.rpc.registry import CallContext, Registry
 
 log = logging.getLogger(__name__)
 
-#: The most of a log file's end that is ever read.
-MAX_TAIL_BYTES = 4 << 20
-TAIL_BLOCK = 64 << 10
 
 
 class AdminApi:
@@ -69,14 +66,15 @@ class AdminApi:
 
     async def configure_user(self, params: ConfigureUserRequest,
                              ctx: CallContext) -> dict[str, Any]:
-        """Create a user or set its password; grant privileges on a database if given."""
+        """Create a user or set its password; grant privileges on a database if given,
+        else (a new user) the owner's privileges on every database."""
         result = await accounts.configure_user(
             self._session(), params.username, params.password, params.host,
             params.database, params.privileges)
         log.info("user %r@%r %s%s", params.username, params.host,
                  "created" if result["created"] else "given a new password",
-                 f"; {', '.join(result['privileges'])} on {params.database!r}"
-                 if params.database is not None else "")
+                 f"; {', '.join(result['privileges'])} on {result['on']}"
+                 if result["on"] is not None else "")
         return UserConfigured.model_validate(result).wire()
 
     async def delete_user(self, params: UserRequest, ctx: CallContext) -> dict[str, Any]:
@@ -139,25 +137,3 @@ class AdminApi:
             raise AgentError(f"cannot read the {params.log} log",
                              detail=exc.strerror or type(exc).__name__) from None
         return LogReply(log=accounts.redact_secrets(text)).wire()
-
-
-def tail_lines(path: Path, lines: int, limit: int = MAX_TAIL_BYTES) -> str:
-    """The last ``lines`` lines of ``path``, reading at most ``limit`` bytes from its end.
-
-    A missing file gives ``""``.
-    """
-    try:
-        handle = open(path, "rb")  # noqa: SIM115
-    except FileNotFoundError:
-        return ""
-    with handle:
-        end = handle.seek(0, os.SEEK_END)
-        start = end
-        data = b""
-        while start > 0 and end - start < limit and data.count(b"\n") <= lines:
-            step = min(TAIL_BLOCK, start, limit - (end - start))
-            start -= step
-            handle.seek(start)
-            data = handle.read(step) + data
-    kept = data.decode("utf-8", errors="replace").splitlines()[-lines:]
-    return "\n".join(kept) + "\n" if kept else ""

@@ -1,4 +1,4 @@
-"""The agent's RPC methods (PROTOCOL.md's agent table)."""
+"""The agent's RPC methods (docs/protocol.md, "Agent methods")."""
 
 from __future__ import annotations
 

@@ -12,8 +12,8 @@ from conpaassql.domain.states import AgentState
 from conpaassql.errors import BusyError, InvalidArgumentError, WrongStateError
 from conpaassql.mysql.dump import SQL_MEDIA_TYPE, Export, load_sql
 from conpaassql.mysql.guards import ensure_writable
-from conpaassql.mysql.names import check_user_database
 from conpaassql.mysql.schemas import database_exists
+from conpaassql.names import check_user_database
 from conpaassql.protocol import agent as protocol
 from conpaassql.protocol.agent import DumpLoaded, DumpRequest
 from conpaassql.rpc.multipart import UploadStream

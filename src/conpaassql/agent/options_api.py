@@ -33,6 +33,7 @@ from conpaassql.protocol.agent import (
     ServiceOptionsSet,
     ServiceOptionsState,
 )
+from conpaassql.protocol.options import generation
 from conpaassql.rpc.registry import CallContext, Registry
 
 log = logging.getLogger(__name__)
@@ -207,7 +208,7 @@ class OptionsApi:
             name = dashed.replace("-", "_")
             if name not in kept and others.get(dashed) != value:
                 options[name] = value
-        return options, server_options.generation(options)
+        return options, generation(options)
 
 
 def _server_error(detail: str | None) -> str:

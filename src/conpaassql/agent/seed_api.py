@@ -53,6 +53,7 @@ from conpaassql.mysql.binaries import find_binary
 from conpaassql.mysql.dump import SQL_MEDIA_TYPE, Export
 from conpaassql.mysql.logical_copy import LogicalCopy, copy_dump_command, load_copy
 from conpaassql.mysql.socket_copy import Receiver, send_backup
+from conpaassql.net import is_loopback
 from conpaassql.protocol import agent as protocol
 from conpaassql.protocol.agent import (
     BackupPushed,
@@ -64,7 +65,6 @@ from conpaassql.protocol.agent import (
     Transport,
 )
 from conpaassql.rpc.client import RpcClient
-from conpaassql.rpc.endpoint import is_loopback
 from conpaassql.rpc.grants import Grant, check_grant, load_public_key
 from conpaassql.rpc.registry import CallContext, Registry
 from conpaassql.rpc.streams import ByteStreamResponse, sql_failure_line

@@ -7,19 +7,29 @@ may set where data lives and which ports to use.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conpaassql.cloud.context import NodeContext
 from conpaassql.config import IniFile
+from conpaassql.context import NodeContext
 from conpaassql.errors import ConfigError
-from conpaassql.mysql.config import ServerSettings
+from conpaassql.files import write_private
+from conpaassql.layout import (
+    AGENT_LOG_FILE,
+    AGENT_PID_FILE,
+    OVERRIDES_NAME,
+    SERVER_DIR,
+    SERVICE_OPTIONS_NAME,
+    TLS_DIR,
+)
+from conpaassql.mysql.config import ServerSettings, node_memory
 from conpaassql.mysql.connection import ConnectInfo
-from conpaassql.mysql.options import generation
-from conpaassql.mysql.paths import ServerPaths, write_private_file
+from conpaassql.mysql.paths import ServerPaths
+from conpaassql.protocol.options import generation
 from conpaassql.rpc.tls import TlsFiles
 
 DEFAULT_DATA_DIR = "/var/lib/conpaassql"
@@ -41,20 +51,20 @@ class AgentSettings:
 
     @property
     def paths(self) -> ServerPaths:
-        return ServerPaths(self.data_dir / "mysql")
+        return ServerPaths(self.data_dir / SERVER_DIR)
 
     @property
     def pid_file(self) -> Path:
-        return self.data_dir / "agent.pid"
+        return self.data_dir / AGENT_PID_FILE
 
     @property
     def log_file(self) -> Path:
-        return self.data_dir / "agent.log"
+        return self.data_dir / AGENT_LOG_FILE
 
     @property
     def tls_files(self) -> TlsFiles:
         """The node's certificate, key (mode 0600) and the service CA, from its context."""
-        directory = self.data_dir / "tls"
+        directory = self.data_dir / TLS_DIR
         return TlsFiles(cert=directory / "node.crt", key=directory / "node.key",
                         ca=directory / "ca.crt")
 
@@ -68,19 +78,29 @@ class AgentSettings:
         os.chmod(files.cert.parent, 0o700)
         for path, text in ((files.ca, context.ca_cert), (files.cert, context.tls_cert),
                            (files.key, context.tls_key)):
-            write_private_file(path, text)
+            write_private(path, text)
         return files
 
     @property
     def overrides_file(self) -> Path:
-        return self.data_dir / "mysql" / "overrides.json"
+        return self.paths.base / OVERRIDES_NAME
 
     def connect_info(self) -> ConnectInfo:
         return ConnectInfo(socket=self.paths.socket, user="root",
                            password=self.context.root_password)
 
+    @property
+    def shares_machine(self) -> bool:
+        """True on the local cloud: its nodes are processes on loopback addresses."""
+        try:
+            return ipaddress.ip_address(self.bind).is_loopback
+        except ValueError:
+            return False
+
     def server_settings(self, *, service_options: bool = True) -> ServerSettings:
-        """The server's settings; the service's options last (they win), unless left out."""
+        """The server's settings: the context's options, then the overrides, then the
+        service's options (unless left out), over the defaults; memory sizing from the
+        node unless it shares its machine."""
         options = {**self.mysql_options, **self.overrides()}
         if service_options:
             options.update(self.service_options()[0])
@@ -92,6 +112,7 @@ class AgentSettings:
             options=options,
             tls=(files.ca, files.cert, files.key) if (files := self.tls_files).key.is_file()
             else None,
+            memory=None if self.shares_machine else node_memory(),
         )
 
     def overrides(self) -> dict[str, str]:
@@ -111,7 +132,7 @@ class AgentSettings:
 
     @property
     def service_options_file(self) -> Path:
-        return self.data_dir / "mysql" / "service-options.json"
+        return self.paths.base / SERVICE_OPTIONS_NAME
 
     def service_options(self) -> tuple[dict[str, str], str | None]:
         """The service's options as the manager last gave them (at first, those of the

@@ -143,6 +143,11 @@ class Supervisor:
         self.started_at = None
         self.state = AgentState.STOPPED
 
+    def leaving(self) -> None:
+        """The agent is stopping: a mariadbd that ends now is not started again (the
+        agent stops it, if it still runs, on its way out)."""
+        self._wanted = False
+
     async def fence(self) -> None:
         """Take no more writes, now: no more restarts, and the server (even one that is
         still starting) killed at once rather than shut down. InnoDB recovers at the

@@ -6,6 +6,10 @@ Kept apart from ``agent.app`` so that the agent can start mariadbd while this
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import uvicorn
@@ -51,6 +55,37 @@ def manager_gate(secret: str, service_id: str) -> Gate:
     return gate
 
 
+#: Seconds the agent's server waits, once told to stop, for its connections to close:
+#: the manager's idle keep-alive connections answer no TLS close until it uses them again.
+GRACEFUL_SHUTDOWN = 1
+
+
+class AgentServer(uvicorn.Server):
+    """uvicorn's server, whose SIGTERM and SIGINT are the agent's: they stop the server
+    and call ``on_exit`` at once. uvicorn's own handling raises the signal again once
+    the server has stopped, which ended the agent before it could stop its mariadbd.
+    """
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_exit = on_exit
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for number in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(number, self._exit)
+        try:
+            yield
+        finally:
+            for number in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(number)
+
+    def _exit(self) -> None:
+        self.should_exit = True
+        self.on_exit()
+
+
 @dataclass
 class AgentWeb:
     api: AgentApi
@@ -67,7 +102,9 @@ def build(settings: AgentSettings, supervisor: Supervisor) -> AgentWeb:
                           server_name=dns_name(context.service_id, MANAGER_NAME))
     app = RpcApp(api.registry(), authorizer=manager_only(context.secret, context.service_id),
                  gate=manager_gate(context.secret, context.service_id)).asgi()
-    server = uvicorn.Server(uvicorn.Config(app, host=settings.bind, port=settings.agent_port,
-                                           log_level="warning", lifespan="off",
-                                           access_log=False, **server_options(files)))
+    server = AgentServer(uvicorn.Config(app, host=settings.bind, port=settings.agent_port,
+                                        log_level="warning", lifespan="off", access_log=False,
+                                        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
+                                        **server_options(files)),
+                         on_exit=supervisor.leaving)
     return AgentWeb(api, heartbeat, server)

@@ -31,6 +31,7 @@ from typing import Any, BinaryIO, NoReturn, TextIO, TypeVar
 import click
 from rich.console import Console
 
+from conpaassql.client import certificates
 from conpaassql.client.commands import (
     COMMANDS,
     ArgumentError,
@@ -393,6 +394,47 @@ def fixed_command(spec: Command) -> click.Command:
                          short_help=spec.summary)
 
 
+def certificate_command() -> click.Command:
+    """``client_certificate [DIR] [--label NAME]``: a client key and its certificate."""
+
+    def callback(directory: str, label: str, **shared: Any) -> None:
+        ctx = click.get_current_context()
+        settings = ctx.find_object(Settings)
+        assert settings is not None, "the group stores the settings"
+        settings = settings.refined(shared)
+        request = certificates.new_key_request(label)
+        call = RpcCall("issue_client_certificate", "POST",
+                       {"csr": request.csr_pem, "label": label})
+        try:
+            token = read_token(settings)
+        except ArgumentError as exc:
+            raise click.UsageError(str(exc), ctx) from None
+        result = _outcome(settings, call, lambda: send(settings, call, token))
+        try:
+            written = certificates.write_files(Path(directory), request.key_pem,
+                                               result["certificate"], result["ca"])
+        except OSError as exc:
+            _fail(f"Cannot write the files in {directory}: {exc.strerror or exc}",
+                  EXIT_REMOTE)
+        show(call.method, {"files": [str(path) for path in written],
+                           "subject": result.get("subject"),
+                           "not_after": result.get("not_after")}, table=settings.table)
+
+    summary = "Make a MySQL client key and get it a certificate of the service."
+    return click.Command(
+        "client_certificate", callback=callback, short_help=summary,
+        params=[click.Argument(["directory"], required=False, default=".", metavar="[DIR]"),
+                click.Option(["--label"], default="client", metavar="NAME",
+                             help="Named mysql-client-NAME in the certificate."),
+                *shared_options(on_command=True)],
+        help=f"{summary}\n\nWrites client-key.pem (0600, made here, never sent), "
+             "client-cert.pem and cacert.pem into DIR (default: here), the names sysbench "
+             "--mysql-ssl=on looks for. The servers check a certificate a client "
+             "presents against the service's CA, so a client that presents one needs "
+             "one of these; its account's password is still asked for."
+             "\n\nCalls the manager method issue_client_certificate [POST].")
+
+
 def call_command() -> click.Command:
     """``call METHOD [JSON_PARAMS] [--get]``: any method the table does not know."""
     params: list[click.Parameter] = [
@@ -470,6 +512,7 @@ def build_cli() -> click.Group:
     )
     for spec in COMMANDS:
         group.add_command(fixed_command(spec))
+    group.add_command(certificate_command())
     group.add_command(call_command())
     return group
 

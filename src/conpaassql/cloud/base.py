@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from conpaassql.cloud.context import NodeContext
+from conpaassql.context import NodeContext
 
 
 class CloudNodeState(StrEnum):

@@ -30,7 +30,7 @@ from conpaassql.cloud.base import CloudDriver, CloudNode, CloudNodeState, NodeRe
 from conpaassql.cloud.cloud_init import read_template, render_user_data
 from conpaassql.config import LibcloudConfig
 from conpaassql.errors import CloudError, ConfigError, ConpaasSQLError
-from conpaassql.rpc.endpoint import is_loopback
+from conpaassql.net import is_loopback
 
 log = logging.getLogger(__name__)
 

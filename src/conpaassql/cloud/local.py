@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -26,15 +25,15 @@ from pathlib import Path
 from conpaassql.cloud.base import CloudDriver, CloudNode, CloudNodeState, NodeRequest
 from conpaassql.config import LocalCloudConfig
 from conpaassql.errors import CloudError, ConfigError
+from conpaassql.files import write_private
+from conpaassql.layout import AGENT_PID_FILE, MAX_SOCKET_PATH, MYSQLD_PID_FILE, MYSQLD_SOCKET_FILE
 
 log = logging.getLogger(__name__)
 
 NODE_FILE = "node.json"
 CONTEXT_FILE = "context"
-AGENT_PID_FILE = "agent.pid"
-MYSQLD_PID_FILE = "mysql/run/mysqld.pid"
-SOCKET_SUFFIX = "mysql/run/mysqld.sock"
-MAX_SOCKET_PATH = 107
+SPAWN_TIMEOUT = 30.0  # for setsid --fork to hand the agent over
+KILL_WAIT = 5.0  # for SIGKILLed processes to be gone
 
 
 def pid_alive(pid: int) -> bool:
@@ -73,17 +72,15 @@ class LocalDriver(CloudDriver):
         self.template_dir = (config.template_cache or state_dir / "cache") / "datadir-template"
         self.agent_command = agent_command or [sys.executable, "-m", "conpaassql", "agent"]
         self._lock = asyncio.Lock()
-        longest = self.root / "n999999" / SOCKET_SUFFIX
+        longest = self.root / "n999999" / MYSQLD_SOCKET_FILE
         if len(str(longest.absolute())) > MAX_SOCKET_PATH:
             raise ConfigError(str(state_dir), detail="state directory path too long for the "
                               "nodes' unix sockets; choose a shorter one")
 
     async def prepare(self) -> None:
         """Build the shared pre-initialised datadir in the background."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        if self.template_dir.exists():
+        if not await asyncio.to_thread(self._make_dirs):
             return
-        self.template_dir.parent.mkdir(parents=True, exist_ok=True)
         process = await asyncio.create_subprocess_exec(
             *self.agent_command, "--prepare-template", str(self.template_dir),
             stdin=asyncio.subprocess.DEVNULL,
@@ -95,6 +92,14 @@ class LocalDriver(CloudDriver):
             log.warning("could not prepare the datadir template: %s",
                         err.decode(errors="replace").strip()[-500:])
 
+    def _make_dirs(self) -> bool:
+        """Make the nodes' directory; whether the template is still to be built."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        if self.template_dir.exists():
+            return False
+        self.template_dir.parent.mkdir(parents=True, exist_ok=True)
+        return True
+
     def node_dir(self, ref: str) -> Path:
         if not (ref.startswith("n") and ref[1:].isdigit()):
             raise CloudError(f"no local node {ref!r}")
@@ -104,39 +109,47 @@ class LocalDriver(CloudDriver):
         async with self._lock:
             ref = f"n{request.node_id}"
             directory = self.node_dir(ref)
-            if directory.exists():
-                raise CloudError(f"local node {ref} exists already")
-            ip = self._free_address()
-            directory.mkdir(parents=True, mode=0o700)
-            context = replace(request.context, ip=ip, data_dir=str(directory),
-                              template_dir=str(self.template_dir),
-                              mysql_options={**self.config.mysql_options,
-                                             **request.context.mysql_options})
-            record = {"node_id": request.node_id, "name": request.name, "ip": ip,
-                      "created_at": time.time()}
-            (directory / NODE_FILE).write_text(json.dumps(record), encoding="utf-8")
-            context_path = directory / CONTEXT_FILE
-            descriptor = os.open(context_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-                handle.write(context.render())
-            self._spawn_agent(directory, context_path)
+            ip = await asyncio.to_thread(self._make_node_dir, request, directory)
+            await self._spawn_agent(directory, directory / CONTEXT_FILE)
         log.info("local node %s started on %s", ref, ip)
         return CloudNode(ref, request.node_id, request.name, ip, CloudNodeState.PENDING)
 
-    def _spawn_agent(self, directory: Path, context_path: Path) -> None:
-        output = open(directory / "agent.out", "ab")  # noqa: SIM115 - handed to the child
+    def _make_node_dir(self, request: NodeRequest, directory: Path) -> str:
+        """Pick the node's address and write its directory (blocking: in a thread)."""
+        if directory.exists():
+            raise CloudError(f"local node {directory.name} exists already")
+        ip = self._free_address()
+        directory.mkdir(parents=True, mode=0o700)
+        context = replace(request.context, ip=ip, data_dir=str(directory),
+                          template_dir=str(self.template_dir),
+                          mysql_options={**self.config.mysql_options,
+                                         **request.context.mysql_options})
+        record = {"node_id": request.node_id, "name": request.name, "ip": ip,
+                  "created_at": time.time()}
+        (directory / NODE_FILE).write_text(json.dumps(record), encoding="utf-8")
+        write_private(directory / CONTEXT_FILE, context.render())
+        return ip
+
+    async def _spawn_agent(self, directory: Path, context_path: Path) -> None:
+        # setsid --fork: the agent leads its own session and is re-parented to
+        # init at once, so it neither dies with the manager nor leaves a zombie.
+        launcher = shutil.which("setsid") or "/usr/bin/setsid"
+        output = await asyncio.to_thread(open, directory / "agent.out", "ab")
         try:
-            # setsid --fork: the agent leads its own session and is re-parented to
-            # init at once, so it neither dies with the manager nor leaves a zombie.
-            launcher = shutil.which("setsid") or "/usr/bin/setsid"
-            completed = subprocess.run(
-                [launcher, "--fork", *self.agent_command, "--context", str(context_path)],
-                stdin=subprocess.DEVNULL, stdout=output, stderr=output,
-                cwd=directory, check=False, timeout=30,
-            )
+            process = await asyncio.create_subprocess_exec(
+                launcher, "--fork", *self.agent_command, "--context", str(context_path),
+                stdin=asyncio.subprocess.DEVNULL, stdout=output, stderr=output,
+                cwd=directory)
         finally:
             output.close()
-        if completed.returncode != 0:
+        try:
+            code = await asyncio.wait_for(process.wait(), SPAWN_TIMEOUT)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+            code = None
+        if code != 0:
             raise CloudError(f"could not start the agent of {directory.name}")
 
     def _free_address(self) -> str:
@@ -162,6 +175,9 @@ class LocalDriver(CloudDriver):
         return records
 
     async def list_nodes(self) -> list[CloudNode]:
+        return await asyncio.to_thread(self._list_nodes)
+
+    def _list_nodes(self) -> list[CloudNode]:
         nodes = []
         for ref, record in self._records().items():
             pid = read_pid(self.root / ref / AGENT_PID_FILE)
@@ -179,19 +195,20 @@ class LocalDriver(CloudDriver):
 
     async def destroy_node(self, ref: str) -> None:
         directory = self.node_dir(ref)
-        if not directory.exists():
+        if not await asyncio.to_thread(directory.exists):
             return
-        await asyncio.to_thread(stop_node_processes, directory)
+        # Its data is thrown away: no graceful stop, the processes are killed.
+        await asyncio.to_thread(kill_node_processes, directory)
         await asyncio.to_thread(shutil.rmtree, directory, True)
         log.info("local node %s destroyed", ref)
 
     async def reboot_node(self, ref: str) -> None:
         directory = self.node_dir(ref)
-        if not directory.exists():
+        if not await asyncio.to_thread(directory.exists):
             raise CloudError(f"no local node {ref!r}")
         await asyncio.to_thread(stop_node_processes, directory, 0.0)
         async with self._lock:
-            self._spawn_agent(directory, directory / CONTEXT_FILE)
+            await self._spawn_agent(directory, directory / CONTEXT_FILE)
         log.info("local node %s powered off and booted again", ref)
 
     def describe(self) -> dict[str, object]:
@@ -232,3 +249,26 @@ def stop_node_processes(directory: Path, grace: float = 15.0) -> None:
         if pid_alive(pid):
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def kill_node_processes(directory: Path, wait: float = KILL_WAIT) -> None:
+    """Kill a node's agent and mariadbd at once (SIGKILL, their process group too)
+    and wait, ``wait`` seconds at most, until they are gone: for a node whose data
+    is thrown away, which needs neither mariadbd's shutdown nor the agent's.
+    """
+    pids = [pid for pid in (read_pid(directory / AGENT_PID_FILE),
+                            read_pid(directory / MYSQLD_PID_FILE)) if pid]
+    groups = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            groups.add(os.getpgid(pid))
+    for group in groups:
+        if group > 1 and group != os.getpgrp():
+            with contextlib.suppress(OSError):
+                os.killpg(group, signal.SIGKILL)
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline and any(pid_alive(pid) for pid in pids):
+        time.sleep(0.01)

@@ -36,7 +36,7 @@ class Role(StrEnum):
 
 
 class AgentState(StrEnum):
-    """The state an agent reports of its MySQL server (PROTOCOL.md)."""
+    """The state an agent reports of its MySQL server (docs/protocol.md)."""
 
     INIT = "INIT"
     STARTING = "STARTING"

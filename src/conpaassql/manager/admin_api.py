@@ -28,7 +28,7 @@ from conpaassql.manager import targets
 from conpaassql.manager.outcomes import describe_nodes as _nodes
 from conpaassql.manager.outcomes import nodes_failed
 from conpaassql.manager.service import NodeService
-from conpaassql.mysql.names import (
+from conpaassql.names import (
     DEFAULT_HOST,
     CharsetName,
     DatabaseName,
@@ -36,7 +36,7 @@ from conpaassql.mysql.names import (
     ManageableUser,
     Password,
     Privileges,
-    quote_grant_database,
+    check_grantable_database,
 )
 from conpaassql.protocol import agent as protocol
 from conpaassql.rpc.registry import CallContext, Registry
@@ -66,7 +66,7 @@ class ConfigureUserParams(Params):
     @model_validator(mode="after")
     def _grantable(self) -> ConfigureUserParams:
         if self.database is not None:
-            quote_grant_database(self.database)
+            check_grantable_database(self.database)
         elif self.privileges is not None:
             raise InvalidArgumentError("privileges", detail="give the database to grant them on")
         return self
@@ -171,6 +171,9 @@ class AdminApi:
             "host": params.host,
             "database": params.database,
             "privileges": first.privileges,
+            "on": first.on,
+            "grant_option": first.grant_option,
+            "grants": first.grants,
             "created": [node.id for node, answer in done if answer.created],
         }
         if first.note is not None:

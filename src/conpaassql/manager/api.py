@@ -11,22 +11,25 @@ from pydantic import AliasChoices, Field, ValidationError, model_validator
 from conpaassql.domain.node import Node
 from conpaassql.domain.states import NodeState, Role
 from conpaassql.errors import ConpaasSQLError, InvalidArgumentError, MissingArgumentError
+from conpaassql.logs import tail_lines
 from conpaassql.manager import views
 from conpaassql.manager.admin_api import AdminApi
+from conpaassql.manager.client_certs import ClientCertificates
 from conpaassql.manager.configuration_api import ConfigurationApi
 from conpaassql.manager.data_api import DataApi
+from conpaassql.manager.loop_monitor import LoopMonitor
 from conpaassql.manager.reconcile import Reconciler
 from conpaassql.manager.replication import Replication
 from conpaassql.manager.service import NodeService
+from conpaassql.manager.targets import NODE_ID_ALIASES
 from conpaassql.protocol.agent import PerformanceReply
 from conpaassql.protocol.report import StateReport, mysqld_answering
 from conpaassql.rpc.openrpc import add_discovery
 from conpaassql.rpc.registry import CallContext, Registry
 from conpaassql.rpc.tls import node_of_name
-from conpaassql.rpc.types import NodeId, Params, PositiveInt, Text
+from conpaassql.rpc.types import Flag, NodeId, Params, PositiveInt, Text
 
 SERVICE_TYPE = "conpaas-mysql"
-NODE_ID_ALIASES = AliasChoices("serviceNodeId", "serviceNameId", "serviceName")
 MAX_LOG_BYTES = 1 << 20
 MAX_HISTORY = 1000
 
@@ -74,6 +77,10 @@ class LogParams(Params):
     lines: PositiveInt | None = None
 
 
+class PerformanceParams(Params):
+    reset_loop_lag: Flag = False
+
+
 class HistoryParams(Params):
     limit: Annotated[PositiveInt, Field(le=MAX_HISTORY)] = 100
     serviceNodeId: NodeId | None = Field(default=None, validation_alias=NODE_ID_ALIASES)
@@ -83,8 +90,9 @@ class ManagerApi:
     """Binds the manager's use cases to RPC method names."""
 
     def __init__(self, nodes: NodeService, reconciler: Reconciler, replication: Replication,
-                 log_file: Path) -> None:
+                 log_file: Path, monitor: LoopMonitor | None = None) -> None:
         self.nodes = nodes
+        self.monitor = monitor or LoopMonitor()
         self.reconciler = reconciler
         self.replication = replication
         self.log_file = log_file
@@ -98,7 +106,8 @@ class ManagerApi:
         registry.add("get_node_info", "GET", self.get_node_info, NodeParams)
         registry.add("get_service_info", "GET", self.get_service_info)
         registry.add("get_service_history", "GET", self.get_service_history, HistoryParams)
-        registry.add("get_service_performance", "GET", self.get_service_performance)
+        registry.add("get_service_performance", "GET", self.get_service_performance,
+                     PerformanceParams)
         registry.add("shutdown", "POST", self.shutdown)
         registry.add("getLog", "GET", self.get_log, LogParams)
         registry.add("register_node", "POST", self.register_node, RegisterParams,
@@ -107,6 +116,7 @@ class ManagerApi:
         registry.add("set_up_replica_slave", "POST", self.set_up_replica_slave, ReplicaParams)
         DataApi(self.nodes).register(registry)
         AdminApi(self.nodes).register(registry)
+        ClientCertificates(self.nodes).register(registry)
         ConfigurationApi(self.reconciler.configuration).register(registry)
         add_discovery(registry, "conpaassql manager")
         return registry
@@ -221,9 +231,11 @@ class ManagerApi:
         entries = self.rt.store.history(limit=params.limit, node_id=params.serviceNodeId)
         return {"history": [entry.as_dict() for entry in entries]}
 
-    async def get_service_performance(self, params: Params,
+    async def get_service_performance(self, params: PerformanceParams,
                                       ctx: CallContext) -> dict[str, Any]:
-        """Figures read now from every running node's server."""
+        """Figures read now from every running node's server; under ``manager``, the
+        manager's event-loop lag since the last ``reset_loop_lag`` (which starts a new
+        window after this reply's figures)."""
         running = [n for n in self.nodes.live_nodes() if n.state is NodeState.RUNNING]
         answers = await asyncio.gather(
             *(self.rt.agents.get_server_performance(node, timeout=self.rt.config.probe_timeout)
@@ -237,7 +249,11 @@ class ManagerApi:
                 per_node.append(views.performance_of(node, answer.wire()))
             else:
                 unreachable.append(node.id)
-        return {"nodes": per_node, "total": views.totals(per_node), "unreachable": unreachable}
+        manager = self.monitor.figures()
+        if params.reset_loop_lag:
+            self.monitor.reset()
+        return {"nodes": per_node, "total": views.totals(per_node), "unreachable": unreachable,
+                "manager": manager}
 
     async def shutdown(self, params: Params, ctx: CallContext) -> dict[str, Any]:
         """Destroy every node: EPILOGUE now, STOPPED when they are gone."""
@@ -245,7 +261,7 @@ class ManagerApi:
 
     async def get_log(self, params: LogParams, ctx: CallContext) -> dict[str, Any]:
         """The manager's log (the last ``lines`` lines if given)."""
-        text = await asyncio.to_thread(_tail, self.log_file, params.lines)
+        text = await asyncio.to_thread(tail_lines, self.log_file, params.lines, MAX_LOG_BYTES)
         return {"log": text}
 
     async def register_node(self, params: RegisterParams, ctx: CallContext) -> dict[str, Any]:
@@ -254,18 +270,3 @@ class ManagerApi:
         node = self.nodes.register(report, node_of_name(ctx.principal))
         await self.reconciler.on_report(node, report)
         return {"result": "OK"}
-
-
-def _tail(path: Path, lines: int | None) -> str:
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, 2)
-            size = handle.tell()
-            handle.seek(max(0, size - MAX_LOG_BYTES))
-            data = handle.read()
-    except FileNotFoundError:
-        return ""
-    text = data.decode("utf-8", errors="replace")
-    if lines is not None:
-        text = "\n".join(text.splitlines()[-lines:])
-    return text

@@ -10,6 +10,7 @@ with ``api_client_ca`` the client must also show a certificate from that CA.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import socket
@@ -21,10 +22,10 @@ from starlette.requests import Request
 
 from conpaassql.config import ManagerConfig
 from conpaassql.errors import AuthError, ConfigError, ForbiddenError
+from conpaassql.files import write_private
 from conpaassql.manager.authority import Authority
-from conpaassql.manager.credentials import write_private
 from conpaassql.manager.tokens import TokenStore
-from conpaassql.rpc.endpoint import is_loopback
+from conpaassql.net import is_loopback
 from conpaassql.rpc.registry import Method
 from conpaassql.rpc.server import Authorizer, Gate
 
@@ -43,7 +44,7 @@ def user_authorizer(tokens: TokenStore | None) -> Authorizer:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthError(detail="an API token is needed (Authorization: Bearer TOKEN)")
-        record = tokens.check(token.strip())
+        record = await asyncio.to_thread(tokens.check, token.strip())  # a file
         if record is None:
             raise AuthError(detail="unknown or revoked API token")
         if record.access != "admin" and (method.verb != "GET" or method.access == "owner"):
@@ -61,7 +62,7 @@ def token_gate(tokens: TokenStore) -> Gate:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthError(detail="an API token is needed (Authorization: Bearer TOKEN)")
-        if tokens.check(token.strip()) is None:
+        if await asyncio.to_thread(tokens.check, token.strip()) is None:
             raise AuthError(detail="unknown or revoked API token")
 
     return gate

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import uvicorn
 from starlette.requests import Request
+from starlette.routing import Route
 
 from conpaassql.cloud.clouds import build_clouds, legacy_renames
 from conpaassql.config import ManagerConfig
@@ -20,6 +21,8 @@ from conpaassql.manager.api_security import secure_api
 from conpaassql.manager.authority import Authority
 from conpaassql.manager.configuration import ServiceConfiguration
 from conpaassql.manager.credentials import ServiceSecrets
+from conpaassql.manager.loop_monitor import LoopMonitor
+from conpaassql.manager.metrics import ManagerMetrics
 from conpaassql.manager.reconcile import Reconciler
 from conpaassql.manager.replication import Replication
 from conpaassql.manager.service import NodeService, Runtime
@@ -80,7 +83,7 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
     state_dir.mkdir(parents=True, exist_ok=True)
     log_file = state_dir / "manager.log"
     setup_logging(log_file)
-    store = Store(state_dir / "manager.db")
+    store = await asyncio.to_thread(Store, state_dir / "manager.db")
     secrets = ServiceSecrets.load(state_dir)
     authority = Authority.load_or_create(state_dir / "pki", store.service_id)
     clouds = build_clouds(config.clouds, state_dir, store.service_id)
@@ -100,13 +103,16 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
     replication = Replication(nodes)
     configuration = ServiceConfiguration(nodes, replication)
     reconciler = Reconciler(runtime, nodes, replication, configuration)
-    api = ManagerApi(nodes, reconciler, replication, log_file)
+    monitor = LoopMonitor()
+    api = ManagerApi(nodes, reconciler, replication, log_file, monitor)
     registry = api.registry()
     authorizer, gate, api_tls, scheme = secure_api(config, authority,
                                                    TokenStore(state_dir / "secrets"), bind)
+    metrics = ManagerMetrics(nodes, reconciler, replication, gate, monitor)
     app = RpcApp(registry, authorizer=authorizer, gate=gate, max_body=config.max_request_bytes,
                  max_upload=config.max_upload_bytes, max_active=config.max_requests,
-                 body_timeout=config.request_timeout).asgi()
+                 body_timeout=config.request_timeout).asgi(
+        routes=[Route("/metrics", metrics.serve, methods=["GET"])])
     agents_app = RpcApp(agents_registry(registry), authorizer=agent_authorizer(
         secrets.agent_secret, store.service_id),
         gate=agent_gate(secrets.agent_secret, store.service_id)).asgi()
@@ -115,6 +121,7 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
     agents_server = uvicorn.Server(uvicorn.Config(
         agents_app, host=agents_bind, port=agents_port, log_level="warning", lifespan="off",
         access_log=False, **server_options(authority.manager_files)))
+    monitor.start()
     prepare = asyncio.create_task(clouds.prepare(), name="prepare clouds")
     await reconciler.start()
     loop_task = asyncio.create_task(reconciler.run(), name="reconcile")
@@ -130,8 +137,9 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await monitor.stop()
         await reconciler.close()
         await nodes.close()
         await runtime.agents.aclose()
-        store.close()
+        await asyncio.to_thread(store.close)  # the last changes committed
         log.info("manager stopped; nodes keep running")

@@ -19,16 +19,19 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from conpaassql.manager.credentials import write_private
+from conpaassql.files import write_private
 from conpaassql.rpc.grants import public_pem
 from conpaassql.rpc.tls import MANAGER_NAME, ORGANIZATION, TlsFiles, dns_name, node_name
 
 CA_DAYS = 3650
 LEAF_DAYS = 825
 CA_NAME = "conpaassql service CA"
+#: Common names of the certificates signed for MySQL clients: never a node's nor the
+#: manager's, so such a certificate opens no agent and no manager port.
+CLIENT_PREFIX = "mysql-client-"
 
 
 @dataclass(frozen=True)
@@ -186,3 +189,54 @@ class Authority:
         issued = self.issue(MANAGER_NAME, ips=("127.0.0.1",), hosts=("localhost",))
         write_private(files.key, issued.key_pem.encode("ascii"))
         write_private(files.cert, issued.cert_pem.encode("ascii"), 0o644)
+
+    def sign_client_request(self, csr_pem: str, label: str) -> x509.Certificate:
+        """A client-only certificate of this service for the key of a signing request.
+
+        For MySQL clients that present a certificate of their own (sysbench
+        ``--mysql-ssl=on``, drivers configured with one): the servers check a
+        presented certificate against the service's CA. Only the request's public key
+        is used; its subject is replaced by ``mysql-client-<label>`` and the
+        certificate serves client authentication only. ``ValueError`` if the request
+        is not a valid, self-signed PEM request for an EC P-256/384 or RSA >= 2048 key.
+        """
+        try:
+            request = x509.load_pem_x509_csr(csr_pem.encode("ascii"))
+        except (ValueError, UnicodeEncodeError):
+            raise ValueError("not a PEM certificate signing request") from None
+        if not request.is_signature_valid:
+            raise ValueError("the request's signature does not match its key")
+        public_key = request.public_key()
+        if isinstance(public_key, ec.EllipticCurvePublicKey):
+            if public_key.curve.name not in ("secp256r1", "secp384r1"):
+                raise ValueError("an EC key must be on P-256 or P-384")
+        elif isinstance(public_key, rsa.RSAPublicKey):
+            if public_key.key_size < 2048:
+                raise ValueError("an RSA key must have at least 2048 bits")
+        else:
+            raise ValueError("the key must be EC (P-256, P-384) or RSA")
+        now = _now()
+        return (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, ORGANIZATION),
+                x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, self.service_id),
+                x509.NameAttribute(NameOID.COMMON_NAME, CLIENT_PREFIX + label),
+            ]))
+            .issuer_name(self.cert.subject)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=LEAF_DAYS))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(
+                digital_signature=True, content_commitment=False,
+                key_encipherment=isinstance(public_key, rsa.RSAPublicKey),
+                data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+                self._key.public_key()), critical=False)
+            .sign(self._key, hashes.SHA256())
+        )

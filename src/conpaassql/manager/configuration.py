@@ -30,13 +30,13 @@ from conpaassql.errors import (
 )
 from conpaassql.manager.replication import Replication
 from conpaassql.manager.service import NodeService
-from conpaassql.mysql.options import generation, option_name, wire_value
 from conpaassql.protocol.agent import (
     OptionNamesRequest,
     ServiceOptionsRequest,
     ServiceOptionsSet,
     ServiceOptionsState,
 )
+from conpaassql.protocol.options import generation, option_key, wire_value
 from conpaassql.protocol.report import StateReport
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ class ServiceConfiguration:
     async def set_options(self, given: Mapping[str, object], apply: Apply) -> dict[str, Any]:
         """Add or change options (checked on every node first), then apply them."""
         self._check_all_idle()
-        changes = {option_name(name): wire_value(value) for name, value in given.items()}
+        changes = {option_key(name): wire_value(value) for name, value in given.items()}
         async with self._lock:
             current = self.rt.store.server_options()
             shown = ", ".join(f"{name}={value}" for name, value in changes.items())
@@ -129,7 +129,7 @@ class ServiceConfiguration:
     async def reset_options(self, names: list[str], apply: Apply) -> dict[str, Any]:
         """Drop options from the service's configuration (back to the server's own)."""
         self._check_all_idle()
-        dropped = [option_name(name) for name in names]
+        dropped = [option_key(name) for name in names]
         async with self._lock:
             current = self.rt.store.server_options()
             unknown = [name for name in dropped if name not in current]

@@ -13,17 +13,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-
-def write_private(path: Path, data: bytes | str, mode: int = 0o600) -> None:
-    """Atomically replace ``path`` by ``data``, the file made with ``mode`` before
-    anything is written (so a secret is never readable by others, even for a moment)."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(data.encode("utf-8") if isinstance(data, str) else data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+from conpaassql.files import write_private
 
 
 def load_or_create(path: Path, nbytes: int = 24) -> str:

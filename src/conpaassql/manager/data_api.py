@@ -19,7 +19,7 @@ from conpaassql.errors import BusyError, ConpaasSQLError
 from conpaassql.manager import targets
 from conpaassql.manager.outcomes import nodes_failed
 from conpaassql.manager.service import NodeService
-from conpaassql.mysql.names import check_user_database
+from conpaassql.names import check_user_database
 from conpaassql.protocol import agent as protocol
 from conpaassql.protocol.agent import AgentMethod, DumpLoaded, DumpRequest
 from conpaassql.rpc.multipart import UploadStream

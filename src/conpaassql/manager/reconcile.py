@@ -16,7 +16,7 @@ from conpaassql.cloud.base import CloudNode
 from conpaassql.domain.diagnosis import TARGET, Observation, Situation, Thresholds, diagnose
 from conpaassql.domain.node import Node
 from conpaassql.domain.states import NodeState
-from conpaassql.errors import ConpaasSQLError
+from conpaassql.errors import ConpaasSQLError, IllegalMoveError
 from conpaassql.manager.cloud_watch import CloudView, CloudWatch, in_cloud_since
 from conpaassql.manager.configuration import ServiceConfiguration
 from conpaassql.manager.replication import Replication
@@ -161,7 +161,11 @@ class Reconciler:
         if target is None or target is node.state:
             return None
         reason = situation.value + _detail(situation, report)
-        self.rt.store.move_node(node.id, target, reason)
+        try:
+            self.rt.store.move_node(node.id, target, reason)
+        except IllegalMoveError as exc:
+            log.warning("%s", exc)
+            return None
         if target is NodeState.TERMINATED:
             self.nodes.spawn(self.rt.agents.forget(node), f"forget node {node.id}")
         if situation is Situation.GONE_FROM_CLOUD:

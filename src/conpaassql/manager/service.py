@@ -15,8 +15,8 @@ from typing import Any
 
 from conpaassql.cloud.base import NodeRequest
 from conpaassql.cloud.clouds import Clouds
-from conpaassql.cloud.context import NodeContext
 from conpaassql.config import ManagerConfig
+from conpaassql.context import NodeContext
 from conpaassql.domain.node import Node
 from conpaassql.domain.states import NodeState, Role, ServiceState, derive_service_state
 from conpaassql.errors import (
@@ -157,6 +157,7 @@ class NodeService:
         context = replace(context, tls_cert=issued.cert_pem, tls_key=issued.key_pem)
         self._creating.add(node.id)
         try:
+            await self.rt.store.durable()  # its id is not given twice after a crash
             driver = self.rt.clouds.get(cloud)
             made = await driver.create_node(NodeRequest(node.id, node.name, context))
         except ConpaasSQLError as exc:
@@ -253,6 +254,7 @@ class NodeService:
 
     async def _destroy(self, node: Node) -> None:
         try:
+            await self.rt.store.durable()  # destroyed only once its removal is recorded
             if node.cloud_ref:
                 await self.rt.clouds.get(node.cloud).destroy_node(node.cloud_ref)
             await self.rt.agents.forget(node)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Literal
 
 from conpaassql.errors import ConfigError
-from conpaassql.manager.credentials import write_private
+from conpaassql.files import write_private
 
 TokenAccess = Literal["admin", "read"]
 TOKEN_PREFIX = "cqt_"

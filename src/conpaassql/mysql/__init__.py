@@ -24,7 +24,7 @@ from conpaassql.mysql.datadir import (
     mysql_native_password_hash,
     prepare_template,
 )
-from conpaassql.mysql.paths import ServerPaths, write_private_file
+from conpaassql.mysql.paths import ServerPaths
 from conpaassql.mysql.process import MariaDBProcess
 from conpaassql.mysql.status import STATUS_KEYS, MetricsSampler, read_status, read_variables
 
@@ -50,5 +50,4 @@ __all__ = [
     "render_client_cnf",
     "render_my_cnf",
     "validate_option_value",
-    "write_private_file",
 ]

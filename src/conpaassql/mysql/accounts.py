@@ -16,23 +16,31 @@ from conpaassql.errors import InvalidArgumentError, MySQLError, NotFoundError
 from conpaassql.mysql.connection import Session
 from conpaassql.mysql.datadir import mysql_native_password_hash
 from conpaassql.mysql.guards import ensure_writable
-from conpaassql.mysql.names import (
+from conpaassql.mysql.quoting import quote_grant_database, quote_identifier
+from conpaassql.names import (
     ALL_PRIVILEGES,
+    OWNER_GLOBAL_PRIVILEGES,
+    OWNER_WITHHELD,
+    PINNED_DATABASES,
     check_host,
     check_manageable_user,
     check_password,
     check_privileges,
     grant_pattern,
     is_reserved_user,
-    quote_grant_database,
 )
 
 #: Server error: SHOW GRANTS for an account that is not there (any more).
 ER_NONEXISTING_GRANT = 1141
 
-NO_DATABASE_NOTE = ("no database given: the account's privileges are unchanged (a new "
-                    "account may log in but sees no data); give database and privileges "
-                    "to grant some")
+#: Every database (a GRANT pattern; ``%%`` because the statement has parameters).
+EVERY_DATABASE = "`%%`"
+OWNER_NOTE = ("no database given: a new account gets every database privilege WITH GRANT "
+              "OPTION on every database but mysql and sys, and "
+              + " and ".join(OWNER_GLOBAL_PRIVILEGES) + "; not what the service keeps ("
+              + ", ".join(OWNER_WITHHELD) + ")")
+KEPT_NOTE = ("no database given: the existing account got a new password and keeps its "
+             "privileges; give database and privileges to change them")
 
 #: Authentication plugins a client can log in with.
 LOGIN_PLUGINS = frozenset({"mysql_native_password", "mysql_old_password", "ed25519",
@@ -92,39 +100,69 @@ async def configure_user(session: Session, user: str, password: str, host: str =
                          database: str | None = None,
                          privileges: str | list[str] | tuple[str, ...] | None = None,
                          ) -> dict[str, Any]:
-    """Create ``user@host`` or give it a new password; then set its privileges on ``database``.
+    """Create ``user@host`` or give it a new password; then set its privileges.
 
     With a database, the account's privileges on it become exactly ``privileges``
-    (default ALL PRIVILEGES, never GRANT OPTION). Without one nothing is granted.
+    (default ALL PRIVILEGES, never GRANT OPTION). Without one, a new account gets
+    ALL PRIVILEGES WITH GRANT OPTION on every database (``%``) and
+    ``OWNER_GLOBAL_PRIVILEGES``; an existing one keeps its privileges. A new account
+    is held to ``PINNED_DATABASES`` whatever it is granted later. The reply names
+    what was granted, and on what, and SHOW GRANTS.
     """
     user = check_manageable_user(user)
     host = check_host(host)
     hashed = mysql_native_password_hash(check_password(password))
     granted: tuple[str, ...] = ()
-    target: str | None = None
     if database is not None:
-        target = quote_grant_database(database)
+        quote_grant_database(database)  # refuses a name that cannot be granted on
         granted = check_privileges(privileges) if privileges is not None else (ALL_PRIVILEGES,)
     elif privileges is not None:
         raise InvalidArgumentError("privileges", detail="give the database to grant them on")
     await ensure_writable(session)
-    created = not await user_exists(session, user, host)
-    if created:
-        await session.execute("CREATE USER %s@%s IDENTIFIED BY PASSWORD %s",
-                              (user, host, hashed))
-    else:
-        await session.execute("ALTER USER %s@%s IDENTIFIED BY PASSWORD %s", (user, host, hashed))
-    if database is not None and target is not None:
-        if await _has_database_grant(session, user, host, grant_pattern(database)):
-            await session.execute(f"REVOKE ALL PRIVILEGES ON {target}.* FROM %s@%s",
-                                  (user, host))
-        await session.execute(f"GRANT {', '.join(granted)} ON {target}.* TO %s@%s",
-                              (user, host))
+    created = await _create_or_set_password(session, user, host, hashed)
     result: dict[str, Any] = {"username": user, "host": host, "created": created,
-                              "database": database, "privileges": list(granted)}
-    if database is None:
-        result["note"] = NO_DATABASE_NOTE
+                              "database": database}
+    if database is not None:
+        result.update(await _grant_on_database(session, user, host, database, granted))
+    elif created:
+        result.update(await _grant_owner(session, user, host))
+    else:
+        result.update(privileges=[], on=None, grant_option=False, note=KEPT_NOTE)
+    result["grants"] = await grants_of(session, user, host)
     return result
+
+
+async def _create_or_set_password(session: Session, user: str, host: str,
+                                  hashed: str) -> bool:
+    """Create the account (held to ``PINNED_DATABASES``) or set its password; True if new."""
+    if await user_exists(session, user, host):
+        await session.execute("ALTER USER %s@%s IDENTIFIED BY PASSWORD %s", (user, host, hashed))
+        return False
+    await session.execute("CREATE USER %s@%s IDENTIFIED BY PASSWORD %s", (user, host, hashed))
+    for pinned, allowed in PINNED_DATABASES:
+        await session.execute(f"GRANT {allowed} ON {quote_identifier(pinned)}.* TO %s@%s",
+                              (user, host))
+    return True
+
+
+async def _grant_on_database(session: Session, user: str, host: str, database: str,
+                             granted: tuple[str, ...]) -> dict[str, Any]:
+    """Make the account's privileges on ``database`` exactly ``granted``."""
+    target = quote_grant_database(database)
+    if await _has_database_grant(session, user, host, grant_pattern(database)):
+        await session.execute(f"REVOKE ALL PRIVILEGES ON {target}.* FROM %s@%s", (user, host))
+    await session.execute(f"GRANT {', '.join(granted)} ON {target}.* TO %s@%s", (user, host))
+    return {"privileges": list(granted), "on": f"{target}.*", "grant_option": False}
+
+
+async def _grant_owner(session: Session, user: str, host: str) -> dict[str, Any]:
+    """What the seed's user gets: the data of every database, not the server."""
+    await session.execute(f"GRANT {', '.join(OWNER_GLOBAL_PRIVILEGES)} ON *.* TO %s@%s",
+                          (user, host))
+    await session.execute(f"GRANT ALL PRIVILEGES ON {EVERY_DATABASE}.* TO %s@%s"
+                          " WITH GRANT OPTION", (user, host))
+    return {"privileges": [ALL_PRIVILEGES], "on": "`%`.*", "grant_option": True,
+            "global_privileges": list(OWNER_GLOBAL_PRIVILEGES), "note": OWNER_NOTE}
 
 
 async def delete_user(session: Session, user: str, host: str = "%") -> dict[str, Any]:

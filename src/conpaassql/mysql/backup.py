@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conpaassql.errors import MySQLError, WrongStateError
+from conpaassql.files import write_private
 from conpaassql.mysql.binaries import find_binary, run_program, tail
 from conpaassql.mysql.config import render_client_cnf, resolve_run_as
 from conpaassql.mysql.connection import Session
@@ -47,7 +48,7 @@ from conpaassql.mysql.datadir import (
     remove_init_file,
     remove_leftovers,
 )
-from conpaassql.mysql.paths import ServerPaths, write_private_file
+from conpaassql.mysql.paths import ServerPaths
 from conpaassql.mysql.pipes import ToolOutput, kill, pipe_into
 
 log = logging.getLogger(__name__)
@@ -161,7 +162,7 @@ class Backup:
         """Start the copy; a failure before its first byte raises ``MySQLError`` here,
         with mariabackup's own error line (e.g. ``Access denied for user 'root'...``)."""
         await asyncio.to_thread(remove_leftovers, paths.base, BACKUP_PREFIX)
-        write_private_file(backup_cnf(paths), render_backup_cnf(paths, password))
+        write_private(backup_cnf(paths), render_backup_cnf(paths, password))
         target = Path(tempfile.mkdtemp(prefix=BACKUP_PREFIX, dir=paths.base))
         try:
             output = await ToolOutput.start(backup_command(paths, target, parallel),

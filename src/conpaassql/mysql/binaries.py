@@ -18,6 +18,7 @@ FALLBACK_DIRS: tuple[str, ...] = ("/usr/sbin", "/usr/bin", "/usr/local/sbin", "/
 SERVER = ("mariadbd", "mysqld")
 INSTALL_DB = ("mariadb-install-db", "mysql_install_db")
 CLIENT = ("mariadb", "mysql")
+TZINFO_TO_SQL = ("mariadb-tzinfo-to-sql", "mysql_tzinfo_to_sql")
 
 
 def find_binary(*names: str) -> str:
@@ -35,17 +36,24 @@ def find_binary(*names: str) -> str:
     raise ConfigError(f"program not found: {' or '.join(names)}")
 
 
-async def run_program(args: Sequence[str], timeout: float = 300.0) -> tuple[int, str]:
-    """Run ``args`` (never holding a secret) to completion: (exit status, stdout+stderr)."""
+async def run_program(args: Sequence[str], timeout: float = 300.0,
+                      stdin: bytes | None = None, merge: bool = True) -> tuple[int, str]:
+    """Run ``args`` (never holding a secret) to completion: (exit status, output).
+
+    ``stdin`` is fed to the program; the output is stdout and stderr together,
+    or stdout alone when not ``merge`` (stderr then goes to the log at debug level).
+    """
     log.debug("running %s", " ".join(args))
     process = await asyncio.create_subprocess_exec(
         *args,
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+        stderr=asyncio.subprocess.STDOUT if merge else asyncio.subprocess.PIPE,
     )
     try:
-        output, _ = await asyncio.wait_for(process.communicate(), timeout)
+        output, errors = await asyncio.wait_for(process.communicate(stdin), timeout)
+        if errors:
+            log.debug("%s: %s", args[0], tail(errors.decode("utf-8", "replace")))
     except BaseException:
         if process.returncode is None:
             process.kill()

@@ -43,13 +43,62 @@ PROTECTED_OPTIONS: frozenset[str] = frozenset(
         "defaults-extra-file", "defaults-group-suffix", "no-defaults", "print-defaults",
         "read-only", "gtid-strict-mode", "skip-slave-start",
         "ssl", "skip-ssl", "ssl-ca", "ssl-capath", "ssl-cert", "ssl-key", "ssl-cipher",
-        "ssl-crl", "ssl-crlpath", "tls-version", "require-secure-transport",
+        "ssl-crl", "ssl-crlpath", "tls-version",
     }
 )  # fmt: skip
 
 #: Seconds of silence after which a slave drops its master's connection (the
 #: master sends a heartbeat every second).
 SLAVE_NET_TIMEOUT = 3
+
+#: What applications expect of a server (each may be overridden by the options).
+#: utf8mb4_unicode_520_ci is the newest Unicode collation of MariaDB 10.11 (UCA 5.2.0;
+#: the uca1400 ones came in 11.x): unlike utf8mb4_general_ci it orders and compares
+#: by the Unicode rules and tells supplementary characters (emoji) apart.
+APPLICATION_DEFAULTS: Mapping[str, str] = {
+    "character-set-server": "utf8mb4",
+    "collation-server": "utf8mb4_unicode_520_ci",
+    "slow-query-log": "ON",
+    "long-query-time": "1",
+    # Users without SUPER may create stored functions: the binary log holds rows
+    # (binlog-format ROW), not calls, so what a function does replicates as is.
+    "log-bin-trust-function-creators": "ON",
+}
+
+MIB = 1 << 20
+GIB = 1 << 30
+#: Memory a node keeps for the OS, connections and caches beyond the buffer pool.
+RESERVED_MEMORY = GIB
+#: MariaDB's own default buffer pool, the least given.
+MIN_BUFFER_POOL = 128 * MIB
+#: About what a connection may use (RDS: max_connections = memory / 12582880 bytes).
+MEMORY_PER_CONNECTION = 12 * MIB
+MIN_CONNECTIONS = 151  # MariaDB's default
+MAX_CONNECTIONS = 5000
+
+
+def memory_defaults(memory: int) -> dict[str, str]:
+    """Buffer pool and connections for a node of ``memory`` bytes.
+
+    The pool is 3/4 of memory (RDS's rule) but leaves at least ``RESERVED_MEMORY``
+    to the rest (a 2 GiB node gets 1 GiB), in 128 MiB steps, never below 128 MiB;
+    connections are memory / 12 MiB, between 151 and 5000.
+    """
+    pool = min(memory * 3 // 4, memory - RESERVED_MEMORY) // MIN_BUFFER_POOL * MIN_BUFFER_POOL
+    connections = min(max(memory // MEMORY_PER_CONNECTION, MIN_CONNECTIONS), MAX_CONNECTIONS)
+    return {"innodb-buffer-pool-size": f"{max(pool, MIN_BUFFER_POOL) // MIB}M",
+            "max-connections": str(connections)}
+
+
+def node_memory() -> int:
+    """This machine's memory in bytes, or its cgroup's limit when lower."""
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text(encoding="ascii").strip()
+    except OSError:
+        return memory
+    return min(memory, int(limit)) if limit.isdigit() else memory
+
 
 #: Real options that are also proper prefixes of protected ones (an exact match
 #: wins over a prefix in mariadbd's option parser, so these are safe).
@@ -120,9 +169,12 @@ def resolve_run_as(run_as: str | None) -> str:
 class ServerSettings:
     """What varies between servers; the rest of ``my.cnf`` follows from ``ServerPaths``.
 
-    ``options`` are extra ``[mariadbd]`` options; they are normalised and checked
-    here (protected names and bad values raise ``InvalidArgumentError``). An empty
-    value writes the option as a bare flag.
+    ``options`` are extra ``[mariadbd]`` options, over ``APPLICATION_DEFAULTS``
+    and the memory sizing; they are normalised and checked here (protected names
+    and bad values raise ``InvalidArgumentError``). An empty value writes the
+    option as a bare flag. ``memory``: the node's memory in bytes, to size the
+    buffer pool and connections from (None: MariaDB's small defaults, for nodes
+    sharing a machine).
     """
 
     bind_address: str
@@ -132,12 +184,15 @@ class ServerSettings:
     options: Mapping[str, str] = field(default_factory=dict)
     #: (CA, certificate, key) files: TLS for every TCP client, and only TLS.
     tls: tuple[Path, Path, Path] | None = None
+    memory: int | None = None
 
     def __post_init__(self) -> None:
         if not _BIND_ADDRESS.fullmatch(self.bind_address):
             raise InvalidArgumentError(f"bad bind address {self.bind_address!r}"[:100])
         if not 0 < self.port < 65536:
             raise InvalidArgumentError(f"bad port {self.port}")
+        if self.memory is not None and self.memory <= 0:
+            raise InvalidArgumentError(f"bad memory size {self.memory}")
         if not 0 < self.server_id < 2**32:
             raise InvalidArgumentError(f"bad server id {self.server_id}")
         if self.run_as is not None and not _USER_NAME.fullmatch(self.run_as):
@@ -191,13 +246,17 @@ def render_my_cnf(paths: ServerPaths, settings: ServerSettings) -> str:
         ("innodb-flush-log-at-trx-commit", "1"),
         ("sync-binlog", "1"),
     ]
+    options = dict(APPLICATION_DEFAULTS)
+    if settings.memory is not None:
+        options.update(memory_defaults(settings.memory))
     if settings.tls is not None:
         ca, cert, key = settings.tls
         server += [("ssl-ca", _path_value(ca)), ("ssl-cert", _path_value(cert)),
-                   ("ssl-key", _path_value(key)), ("tls-version", "TLSv1.2,TLSv1.3"),
-                   # Over TCP only TLS (the unix socket, local to the node, is not TCP).
-                   ("require-secure-transport", "ON")]
-    for name, value in settings.options.items():
+                   ("ssl-key", _path_value(key)), ("tls-version", "TLSv1.2,TLSv1.3")]
+        # Over TCP only TLS (the unix socket, local to the node, is not TCP).
+        options["require-secure-transport"] = "ON"
+    options.update(settings.options)
+    for name, value in options.items():
         server.append((name, quote_option_value(value) if value else None))
     lines = ["# Written by conpaassql; changes are overwritten.", "[mariadbd]"]
     lines += [name if value is None else f"{name}={value}" for name, value in server]

@@ -29,9 +29,10 @@ from conpaassql.errors import MySQLError
 from conpaassql.mysql.binaries import find_binary
 from conpaassql.mysql.connection import Session
 from conpaassql.mysql.dump import DUMPER, EXPORT_OPTIONS, client_command, client_error
-from conpaassql.mysql.names import SYSTEM_DATABASES, quote_identifier
 from conpaassql.mysql.paths import ServerPaths
 from conpaassql.mysql.pipes import pipe_into
+from conpaassql.mysql.quoting import quote_identifier
+from conpaassql.names import SYSTEM_DATABASES
 
 #: Accounts every server has of its own; the copy leaves them as they are.
 BUILT_IN_ACCOUNTS = frozenset({"root", "mariadb.sys", "PUBLIC"})

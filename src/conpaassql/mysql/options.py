@@ -10,8 +10,6 @@ Names are kept in the server's underscore spelling.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -21,6 +19,7 @@ from typing import Any
 from conpaassql.errors import InvalidArgumentError
 from conpaassql.mysql.config import is_protected, normalise_option, validate_option_value
 from conpaassql.mysql.connection import Session
+from conpaassql.protocol.options import wire_value
 
 INTEGER_TYPES = frozenset({"INT", "INT UNSIGNED", "BIGINT", "BIGINT UNSIGNED"})
 _INTEGER = re.compile(r"(-?\d+)([KMGTP]?)", re.IGNORECASE)
@@ -118,15 +117,6 @@ def option_name(raw: str) -> str:
     return name
 
 
-def wire_value(value: object) -> str:
-    """A value as given in a request (string, number or boolean) as option text."""
-    if isinstance(value, bool):
-        return "ON" if value else "OFF"
-    if isinstance(value, int | float):
-        return repr(value)
-    return str(value)
-
-
 def check_value(info: OptionInfo, raw: str) -> str:
     """``raw`` as the server spells it for ``info``'s type, or InvalidArgumentError."""
     try:
@@ -160,12 +150,6 @@ def check_options(options: Mapping[str, object], catalogue: Catalogue) -> dict[s
             raise _bad(name, "not an option of this server")
         checked[name] = check_value(info, wire_value(raw_value))
     return checked
-
-
-def generation(options: Mapping[str, str]) -> str:
-    """A short digest of a set of options (the same set, the same digest)."""
-    text = json.dumps(dict(sorted(options.items())), separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _bad(name: str, why: str) -> InvalidArgumentError:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 import pwd
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from conpaassql.errors import ConfigError
-
-#: ``sun_path`` is 108 bytes on Linux, including the terminating NUL.
-MAX_SOCKET_PATH = 107
+from conpaassql.layout import (
+    MAX_SOCKET_PATH,
+    SERVER_PID_NAME,
+    SERVER_RUN_DIR,
+    SERVER_SOCKET_NAME,
+)
 
 PRIVATE_DIR_MODE = 0o700
 
@@ -28,7 +30,7 @@ class ServerPaths:
 
     @property
     def run_dir(self) -> Path:
-        return self.base / "run"
+        return self.base / SERVER_RUN_DIR
 
     @property
     def log_dir(self) -> Path:
@@ -36,11 +38,11 @@ class ServerPaths:
 
     @property
     def socket(self) -> Path:
-        return self.run_dir / "mysqld.sock"
+        return self.run_dir / SERVER_SOCKET_NAME
 
     @property
     def pid_file(self) -> Path:
-        return self.run_dir / "mysqld.pid"
+        return self.run_dir / SERVER_PID_NAME
 
     @property
     def error_log(self) -> Path:
@@ -104,28 +106,3 @@ def uid_gid(user: str) -> tuple[int, int]:
     except KeyError:
         raise ConfigError(f"no such user: {user}") from None
     return entry.pw_uid, entry.pw_gid
-
-
-def write_private_file(path: Path, text: str, owner: str | None = None) -> None:
-    """Atomically replace ``path`` by ``text`` (UTF-8) with mode 0600.
-
-    The content never exists in a file readable by others: the temporary sibling
-    is created 0600 before anything is written. ``owner`` as in ``ensure_dirs``.
-    """
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(name)
-    try:
-        os.fchmod(fd, 0o600)
-        if owner is not None and os.geteuid() == 0:
-            os.fchown(fd, *uid_gid(owner))
-        with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            fd = -1
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from conpaassql.errors import MySQLError
+from conpaassql.logs import tail_lines
 from conpaassql.mysql.binaries import SERVER, find_binary
 from conpaassql.mysql.connection import ConnectInfo, execute, probe_info
 from conpaassql.mysql.datadir import remove_init_file
@@ -169,14 +170,9 @@ class MariaDBProcess:
     def error_log_tail(self, lines: int = 20) -> str:
         """The last ``lines`` lines of the error log ('' if there is none)."""
         try:
-            with open(self.paths.error_log, "rb") as stream:
-                stream.seek(0, os.SEEK_END)
-                stream.seek(max(0, stream.tell() - _TAIL_BYTES))
-                data = stream.read()
+            return tail_lines(self.paths.error_log, lines, _TAIL_BYTES).rstrip("\n")
         except OSError:
             return ""
-        text = data.decode("utf-8", "replace").rstrip("\n")
-        return "\n".join(text.splitlines()[-lines:])
 
 
 def _alive(pid: int) -> bool:

@@ -1,6 +1,6 @@
 """Databases on one server: create, drop, list with their sizes.
 
-Names are checked and backtick-quoted (``mysql.names``); a character set or
+Names are checked and backtick-quoted (``conpaassql.names``, ``mysql.quoting``); a character set or
 collation is looked up in ``information_schema`` with a parameter and only the
 server's own spelling of it is put into the statement.
 """
@@ -12,12 +12,8 @@ from typing import Any
 from conpaassql.errors import InvalidArgumentError, NotFoundError
 from conpaassql.mysql.connection import Session
 from conpaassql.mysql.guards import ensure_writable
-from conpaassql.mysql.names import (
-    SYSTEM_DATABASES,
-    check_charset_name,
-    check_user_database,
-    quote_identifier,
-)
+from conpaassql.mysql.quoting import quote_identifier
+from conpaassql.names import SYSTEM_DATABASES, check_charset_name, check_user_database
 
 _LIST_DATABASES = (
     "SELECT s.SCHEMA_NAME AS name, s.DEFAULT_CHARACTER_SET_NAME AS character_set,"

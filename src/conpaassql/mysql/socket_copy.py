@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from conpaassql.errors import MySQLError, UnreachableError
+from conpaassql.files import write_private
 from conpaassql.mysql.backup import (
     BACKUP_PREFIX,
     MBSTREAM,
@@ -42,7 +43,7 @@ from conpaassql.mysql.backup import (
 )
 from conpaassql.mysql.binaries import find_binary, tail
 from conpaassql.mysql.datadir import remove_leftovers
-from conpaassql.mysql.paths import ServerPaths, write_private_file
+from conpaassql.mysql.paths import ServerPaths
 from conpaassql.mysql.pipes import collect, kill
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ async def send_backup(paths: ServerPaths, password: str, host: str, port: int, t
     try:
         sock.settimeout(None)  # blocking: the socket becomes mariabackup's stdout
         await asyncio.to_thread(sock.sendall, bytes.fromhex(ticket))
-        write_private_file(backup_cnf(paths), render_backup_cnf(paths, password))
+        write_private(backup_cnf(paths), render_backup_cnf(paths, password))
         target = Path(tempfile.mkdtemp(prefix=BACKUP_PREFIX, dir=paths.base))
         started = time.monotonic()
         process = await asyncio.create_subprocess_exec(

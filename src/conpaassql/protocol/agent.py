@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field
 
-from conpaassql.mysql.names import (
+from conpaassql.names import (
     DEFAULT_HOST,
     CharsetName,
     DatabaseName,
@@ -265,6 +265,10 @@ class UserConfigured(Reply):
     created: bool
     database: str | None = None
     privileges: list[str] = []
+    on: str | None = None  # what the privileges are on: `db`.* or `%`.* (every database)
+    grant_option: bool = False
+    grants: list[str] = []  # SHOW GRANTS, password hash redacted
+    global_privileges: list[str] = []
     note: str | None = None
 
 

@@ -1,11 +1,15 @@
 """Where a peer is and the credential sent to it, as its callers (the command-line
 client, the front-end) check them: the host, the base URL, the bearer token, and
-whether an address is this machine's loopback. Errors are ``ValueError``s that
+whether an address is this machine's loopback (``conpaassql.net``, offered here to
+the front-ends, which import only ``rpc``). Errors are ``ValueError``s that
 never quote a token."""
 
 from __future__ import annotations
 
-import ipaddress
+from conpaassql.net import is_loopback
+
+__all__ = ["HOST_FORBIDDEN", "MAX_TOKEN_LENGTH", "base_url", "check_host", "check_token",
+           "is_loopback"]
 
 #: Characters no host name or address holds, and that would change a URL's meaning.
 HOST_FORBIDDEN = frozenset(" \t\r\n/\\?#@'\"")
@@ -38,14 +42,3 @@ def check_token(text: str, origin: str) -> str:
     if not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
         raise ValueError(f"{origin} holds spaces or control characters, not a token")
     return token
-
-
-def is_loopback(host: str) -> bool:
-    """True for a loopback address (127.0.0.0/8, ``::1``, bracketed or not) or
-    ``localhost``."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False

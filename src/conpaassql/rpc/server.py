@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from conpaassql.errors import (
     AuthError,
@@ -95,7 +95,9 @@ class RpcApp:
         self.body_timeout = body_timeout
         self.active = 0
 
-    def asgi(self) -> Starlette:
+    def asgi(self, routes: Sequence[BaseRoute] = ()) -> Starlette:
+        """The application: the registry at ``/``, and ``routes`` beside it."""
+
         async def not_found(request: Request, exc: Exception) -> Response:
             return Reply(failure("1.0", None, "Not found", METHOD_NOT_FOUND), 404)
 
@@ -108,7 +110,7 @@ class RpcApp:
             return Reply(failure("1.0", None, "Unknown error.", INTERNAL_ERROR), 200)
 
         return Starlette(
-            routes=[Route("/", self.endpoint, methods=ALL_VERBS)],
+            routes=[Route("/", self.endpoint, methods=ALL_VERBS), *routes],
             exception_handlers={404: not_found, 405: wrong_verb, Exception: crashed},
         )
 

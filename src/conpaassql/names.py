@@ -1,13 +1,14 @@
-"""Validation and quoting of every name a caller may send: users, hosts, databases,
-privileges, character sets, passwords.
+"""Validation of every name a caller may send: users, hosts, databases, privileges,
+character sets, passwords; as checks and as pydantic field types.
 
 User names, hosts and passwords only ever travel as statement parameters
 (``CREATE USER %s@%s``), so any text the server can store is accepted and kept
 exactly. Database names and privileges must be spliced into statements: the
-names are backtick-quoted, the privileges come from a whitelist.
+names are backtick-quoted (``mysql.quoting``), the privileges come from a whitelist.
 
 Every refusal is an ``InvalidArgumentError(param, detail=...)``; no message ever
-repeats a password. The functions are pure (the manager validates with them too).
+repeats a password. The functions are pure: manager and agent validate with them
+alike, and this module imports nothing of ours but the errors.
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BeforeValidator, WithJsonSchema
+from pydantic import AfterValidator, BeforeValidator, Field, WithJsonSchema
 
 from conpaassql.errors import InvalidArgumentError
-from conpaassql.rpc.types import Text
 
 # Limits of MariaDB 10.11, read from the installed server's information_schema.COLUMNS:
 # mysql.global_priv (and mysql.db, mysql.tables_priv) have User CHAR(128) and Host
@@ -52,6 +52,33 @@ DATABASE_PRIVILEGES: tuple[str, ...] = (
     "SHOW VIEW", "CREATE ROUTINE", "ALTER ROUTINE", "EVENT", "TRIGGER", "DELETE HISTORY",
 )  # fmt: skip
 ALL_PRIVILEGES = "ALL PRIVILEGES"
+
+#: What an account made without a database gets (RDS's master user, as far as MariaDB
+#: 10.11 allows it safely): every database privilege WITH GRANT OPTION on every
+#: database (the pattern ``%``) and these on ``*.*``. Not the database privileges on
+#: ``*.*``: they would reach the ``mysql`` tables, where an INSERT into ``mysql.proc``
+#: makes a routine that runs as root (MariaDB has no partial revokes).
+OWNER_GLOBAL_PRIVILEGES: tuple[str, ...] = ("PROCESS", "SHOW DATABASES")
+#: The privileges the service keeps for itself, and why: stopping the server or
+#: touching its files (SHUTDOWN, FILE, CREATE TABLESPACE); writing on a read-only
+#: slave or changing global settings (SUPER, READ_ONLY ADMIN); the binary log and
+#: replication, which the service runs (RELOAD also allows RESET MASTER, which
+#: empties the binary log; REPLICATION CLIENT is BINLOG MONITOR, REPLICA MONITOR is
+#: SLAVE MONITOR); other users' sessions (CONNECTION ADMIN); acting as another
+#: account (SET USER: a routine or view with any DEFINER; CREATE USER: RENAME USER
+#: root@localhost TO root@'%'); remote servers (FEDERATED ADMIN: CREATE SERVER).
+OWNER_WITHHELD: tuple[str, ...] = (
+    "RELOAD", "SHUTDOWN", "FILE", "SUPER", "REPLICATION SLAVE", "BINLOG MONITOR",
+    "CREATE USER", "CREATE TABLESPACE", "SET USER", "FEDERATED ADMIN", "CONNECTION ADMIN",
+    "READ_ONLY ADMIN", "REPLICATION SLAVE ADMIN", "REPLICATION MASTER ADMIN",
+    "BINLOG ADMIN", "BINLOG REPLAY", "SLAVE MONITOR",
+)  # fmt: skip
+#: The system databases every account the service makes is held to, with what it
+#: may do there. MariaDB takes the most specific database grant alone, so a grant
+#: on ``%`` (the owner's, or one the owner passes on) never reaches them: writing in
+#: ``mysql`` or changing the routines of ``sys`` would be acting as root.
+PINNED_DATABASES: tuple[tuple[str, str], ...] = (
+    ("mysql", "SHOW VIEW"), ("sys", "SELECT, EXECUTE, SHOW VIEW"))
 _PRIVILEGE_ALIASES = {"ALL": ALL_PRIVILEGES, ALL_PRIVILEGES: ALL_PRIVILEGES}
 
 _HOST_CHARS = re.compile(r"[a-z0-9._%:-]+")
@@ -183,11 +210,6 @@ def check_user_database(value: object, param: str = "database") -> str:
     return name
 
 
-def quote_identifier(name: str) -> str:
-    """``name`` as a backtick-quoted identifier (internal backticks doubled)."""
-    return "`" + name.replace("`", "``") + "`"
-
-
 def grant_pattern(name: str) -> str:
     """The database pattern GRANT/REVOKE store for exactly ``name`` (unquoted).
 
@@ -197,13 +219,13 @@ def grant_pattern(name: str) -> str:
     return name.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%")
 
 
-def quote_grant_database(name: str, param: str = "database") -> str:
-    """``name`` for ``GRANT ... ON <here>.*``: escaped, length-checked, quoted."""
-    pattern = grant_pattern(check_user_database(name, param))
-    if len(pattern) > MAX_DATABASE_LENGTH:
+def check_grantable_database(value: object, param: str = "database") -> str:
+    """A database the API may grant on: its escaped ``grant_pattern`` fits mysql.db.Db."""
+    name = check_user_database(value, param)
+    if len(grant_pattern(name)) > MAX_DATABASE_LENGTH:
         raise _refuse(param, f"cannot grant on this name: escaping its _ % and \\ makes it "
                       f"longer than {MAX_DATABASE_LENGTH} characters")
-    return quote_identifier(pattern)
+    return name
 
 
 def check_charset_name(value: object, param: str = "character_set") -> str:
@@ -276,12 +298,15 @@ def _before(check: Callable[[Any], Any]) -> BeforeValidator:
     return BeforeValidator(_as_value_error(check))
 
 
-UserName = Annotated[Text, _field(check_user_name)]
-ManageableUser = Annotated[Text, _field(check_manageable_user)]
-Host = Annotated[Text, _field(check_host)]
-Password = Annotated[Text, _field(check_password)]
-DatabaseName = Annotated[Text, _field(check_user_database)]
-CharsetName = Annotated[Text, _field(check_charset_name)]
+#: The base of the field types: no name is longer than a password (the checks refuse NUL).
+_Text = Annotated[str, Field(max_length=MAX_PASSWORD_LENGTH)]
+
+UserName = Annotated[_Text, _field(check_user_name)]
+ManageableUser = Annotated[_Text, _field(check_manageable_user)]
+Host = Annotated[_Text, _field(check_host)]
+Password = Annotated[_Text, _field(check_password)]
+DatabaseName = Annotated[_Text, _field(check_user_database)]
+CharsetName = Annotated[_Text, _field(check_charset_name)]
 Privileges = Annotated[
     tuple[str, ...],
     _before(check_privileges),

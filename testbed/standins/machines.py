@@ -22,12 +22,12 @@ from pathlib import Path
 
 from conpaassql.cloud.base import NodeRequest
 from conpaassql.cloud.cloud_init import CONTEXT_PATH
-from conpaassql.cloud.context import NodeContext
 from conpaassql.cloud.local import LocalDriver, stop_node_processes
 from conpaassql.config import LocalCloudConfig
-from tests.standins.cloudinit import write_files
-from tests.standins.ec2 import Instance
-from tests.standins.opennebula import VirtualMachine
+from conpaassql.context import NodeContext
+from testbed.standins.cloudinit import write_files
+from testbed.standins.ec2 import Instance
+from testbed.standins.opennebula import VirtualMachine
 
 REPO = Path(__file__).resolve().parents[2]
 BOOT_SCRIPT = REPO / "contrib" / "conpaassql-agent-boot.sh"

@@ -3,7 +3,9 @@
 Every driver delivers the same text: ``KEY='value'`` lines that a shell can
 source, as OpenNebula's ``context.sh`` is sourced (the local driver writes it to
 a file; a VM receives it in its CONTEXT or user data). It carries secrets, so
-whoever stores it keeps it private (mode 0600).
+whoever stores it keeps it private (mode 0600). It is the contract between the
+cloud drivers, which write it, and the agent, which boots from it: neither layer
+owns it, so it lives beside them.
 """
 
 from __future__ import annotations
