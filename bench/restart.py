@@ -43,16 +43,15 @@ from benchlib import (
     ManagerProcess,
     Native,
     QuietMachine,
-    SubnetClaim,
     err,
     median,
     run_measured,
     runs_of,
     verdict,
-    wait_until,
-    write_defaults,
 )
-from replication import APP_DB, APP_TABLE, APP_USER, WRITES_BEFORE, Writer
+from replication import APP_DB, APP_TABLE, APP_USER, WRITES_BEFORE
+from testbed.manager import SubnetClaim, wait_until, write_defaults
+from testbed.workload import Writer
 
 WRITE_BLOCK_TARGET = 1.0  # seconds
 POLL = 0.2
@@ -113,7 +112,7 @@ class RestartBench:
         old, _ = self.topology()
         self.quiet.wait(what)
         share = MachineShare(self.root)
-        writer = Writer(manager, self.password, self.ids).start()
+        writer = Writer(manager, APP_USER, self.password, APP_DB, APP_TABLE, self.ids).start()
         try:
             wait_until(lambda: writer.count(node=old) >= WRITES_BEFORE, self.timeout, 0.05,
                        f"{WRITES_BEFORE} writes acknowledged")

@@ -199,7 +199,7 @@ def test_one_node_service_restarts_and_says_so(solo: Manager) -> None:
 def test_static_option_by_a_rolling_restart_under_load(trio: Manager) -> None:
     manager = trio
     switchovers = sum(m.startswith("switchover: ") for m in history(manager))
-    writer = workload.Writer(manager).start()
+    writer = workload.writer(manager).start()
     try:
         wait_until(lambda: len(writer.acked) > 50, 30, what="writes flowing")
         answer = manager.post("set_server_configuration",
