@@ -39,10 +39,10 @@ def test_seed_http_exchanges_verbatim(manager: Manager) -> None:
                + "%22%7D&method=get_node_info&id=1")
         return http.get(url, headers=headers).json()["result"]["serviceNode"]
 
-    shown = wait_until(lambda: (i := info())["isRunningMySQL"] and i, 90,
-                       what="isRunningMySQL")
+    # The agent's answer is recorded and the loop woken; the loop moves the node.
+    shown = wait_until(lambda: (i := info())["isRunningMySQL"] and i["state"] == "RUNNING"
+                       and i, 90, what="isRunningMySQL and RUNNING")
     assert shown["id"] == node_id and shown["ip"] == node["ip"]
-    assert shown["state"] == "RUNNING"
 
     body = '{"params": {"serviceName": "NODE"}, "method": "remove_nodes", "id": "1"}'
     body = body.replace("NODE", str(node_id))

@@ -56,7 +56,6 @@ CASES = [
     service("node {node.id} destroyed", "node 3 destroyed", "RUNNING"),
     service("shutdown requested", "shutdown requested", "EPILOGUE"),
     service("all nodes destroyed", "all nodes destroyed", "STOPPED"),
-    service("node {node.id} reported", "node 2 reported", "RUNNING"),
     service("reconcile", "reconcile", "RUNNING"),
     # nodes' states (new_node, move_node; the reconcile loop's moves below)
     node("node {node_id} requested from cloud {cloud}", "node 4 requested from cloud default",
@@ -97,6 +96,9 @@ CASES = [
          "load_dump into node 1 failed: MySQL error 1064 DETAIL:syntax error", "data"),
     node("{method.name} into node {node.id} failed: {str(exc)[:300]}",
          "send_mysqldump into node 2 failed: Agent unreachable", "data"),
+    service("client certificate issued: {subject}",
+            "client certificate issued: CN=mysql-client-bench,OU=aa11bb22,O=conpaassql",
+            None, "event"),
     node("destroying node {node.id} failed: {exc}",
          "destroying node 3 failed: Cloud error DETAIL:timed out", "event"),
     node("agent of node {node.id} registered", "agent of node 3 registered", "event"),

@@ -153,12 +153,12 @@ class ManagerApi:
         }
 
     async def get_node_info(self, params: NodeParams, ctx: CallContext) -> dict[str, Any]:
-        """One node; ``isRunningMySQL`` is asked of its agent now."""
+        """One node; ``isRunningMySQL`` is asked of its agent now (what it says is kept
+        for the reconcile loop, which moves the node's state if it calls for it)."""
         node = self.nodes.node(params.serviceNodeId)
         report = await self._live_report(node)
         if report is not None:
-            await self.reconciler.on_report(node, report)
-            node = self.nodes.node(node.id)
+            self.reconciler.note_report(node, report)
         answering = mysqld_answering(report)
         info = views.node_details(node, report, answering)
         master_report = self._master_report(node)
@@ -265,8 +265,9 @@ class ManagerApi:
         return {"log": text}
 
     async def register_node(self, params: RegisterParams, ctx: CallContext) -> dict[str, Any]:
-        """Registration and heartbeat of an agent (agents only)."""
+        """Registration and heartbeat of an agent (agents only); answered at once, the
+        reconcile loop acts on what it says."""
         report = params.report()
         node = self.nodes.register(report, node_of_name(ctx.principal))
-        await self.reconciler.on_report(node, report)
+        self.reconciler.note_report(node, report)
         return {"result": "OK"}

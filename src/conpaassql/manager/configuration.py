@@ -28,6 +28,7 @@ from conpaassql.errors import (
     RemoteError,
     WrongStateError,
 )
+from conpaassql.manager.cycle import Act, Outcome, Snapshot
 from conpaassql.manager.replication import Replication
 from conpaassql.manager.service import NodeService
 from conpaassql.protocol.agent import (
@@ -37,7 +38,6 @@ from conpaassql.protocol.agent import (
     ServiceOptionsState,
 )
 from conpaassql.protocol.options import generation, option_key, wire_value
-from conpaassql.protocol.report import StateReport
 
 log = logging.getLogger(__name__)
 
@@ -345,16 +345,17 @@ class ServiceConfiguration:
 
     # -- the reconcile loop's hook ----------------------------------------------
 
-    async def reconcile(self, reports: Mapping[int, StateReport | None]) -> list[str]:
+    async def reconcile(self, snapshot: Snapshot) -> list[Outcome]:
         """Give the service's options to every running node that does not hold them."""
         if self.busy or self.replication.topology_lock.locked():
             return []
         options = self.rt.store.server_options()
         digest = generation(options)
         done = []
-        for node in self._targets():
-            report = reports.get(node.id)
-            if report is None or not report.mysqld_answering:
+        for node in snapshot.in_state(NodeState.RUNNING):
+            report = snapshot.report(node.id)
+            if node.ip is None or node.id in snapshot.seeding or report is None or \
+                    not report.mysqld_answering:
                 continue
             held = report.options_generation
             if held == digest or (held is None and not options) or \
@@ -363,24 +364,27 @@ class ServiceConfiguration:
             done.append(await self._give(node, options, digest))
         return done
 
-    async def _give(self, node: Node, options: dict[str, str], digest: str) -> str:
+    async def _give(self, node: Node, options: dict[str, str], digest: str) -> Outcome:
         try:
             reply = await self.rt.agents.set_service_options(node, ServiceOptionsRequest(
                 options=options, generation=digest), timeout=60)
         except ConpaasSQLError as exc:
             if not str(exc).startswith("Invalid argument"):
                 log.warning("giving node %d the service's options failed: %s", node.id, exc)
-                return f"node {node.id}: giving the server configuration failed"
+                return Outcome(None, node.id, Act.FAILED,
+                               f"node {node.id}: giving the server configuration failed")
             self._refused[node.id] = digest  # not again: it would refuse again
             self.rt.store.record_event(f"node {node.id} refused the service's server "
                                        f"configuration: {str(exc)[:300]}", node.id)
-            return f"node {node.id}: server configuration refused"
+            return Outcome(None, node.id, Act.FAILED,
+                           f"node {node.id}: server configuration refused")
         self.rt.store.record_event(f"node {node.id} has the service's server configuration"
                                    + (f"; restart pending for {', '.join(reply.pending_restart)}"
                                       if reply.pending_restart else ""), node.id)
         if reply.pending_restart and node.role is Role.SLAVE and not self.busy:
             self._start_rolling([node.id], f"node {node.id} given the service's options", None)
-        return f"node {node.id}: server configuration given"
+        return Outcome(None, node.id, Act.CONFIGURE,
+                       f"node {node.id}: server configuration given")
 
 
 def _refusal(node: Node, exc: BaseException) -> ConpaasSQLError:

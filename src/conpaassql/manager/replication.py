@@ -1,10 +1,10 @@
 """Keeps one master and its slaves replicating: election, seeding, repointing, failover.
 
-The reconcile loop hands over each cycle's probes; ``Replication.reconcile``
-turns them into ``Replica`` views, diagnoses the topology (domain.topology) and
-acts on each finding. Long work (copying the master to a new slave) runs in the
-background, one per node; topology changes (promotion, failover, switchover)
-run one at a time under a lock.
+The reconcile loop hands over each cycle's snapshot; ``Replication.reconcile``
+turns it into ``Replica`` views, diagnoses the topology (domain.topology) and
+runs each finding's handler (``TOPOLOGY_ACTIONS``). Long work (copying the master
+to a new slave) runs in the background, one per node; topology changes
+(promotion, failover, switchover) run one at a time under a lock.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, cast
 
@@ -27,6 +27,7 @@ from conpaassql.domain.topology import (
     promotion_candidate,
 )
 from conpaassql.errors import BusyError, ConpaasSQLError, WrongStateError
+from conpaassql.manager.cycle import Act, Outcome, Snapshot
 from conpaassql.manager.service import NodeService
 from conpaassql.protocol.agent import (
     CopyMethod,
@@ -89,8 +90,7 @@ class Replication:
         self.nodes = nodes
         self.rt = nodes.rt
         self.topology_lock = asyncio.Lock()
-        self._restarts: dict[int, int] = {}  # mysqld restarts last seen per node
-        self._silent: dict[int, int] = {}  # consecutive probes its mysqld did not answer
+        self._restarts: dict[int, int] = {}  # mysqld restarts last acknowledged per node
         self._seeding: set[int] = set()
         self._pushed_hosts: list[str] | None = None  # the master's replication hosts
         #: Whether semi-sync is on, as this manager last set it, per master; a commit
@@ -100,205 +100,240 @@ class Replication:
 
     # -- observing --------------------------------------------------------
 
-    def replicas(self, reports: Mapping[int, StateReport | None],
-                 failures: Mapping[int, int]) -> list[Replica]:
+    def replicas(self, snapshot: Snapshot) -> list[Replica]:
+        """Each live node as this cycle's probes show it (a node first seen now has
+        not crashed: its restarts are acknowledged after the cycle)."""
         views = []
-        for node in self.nodes.live_nodes():
-            report = reports.get(node.id)
+        for node in snapshot.live:
+            report = snapshot.probes.get(node.id)
             crashed = False
             if report is not None:
                 restarts = report.mysqld.restarts
-                seen = self._restarts.setdefault(node.id, restarts)
-                crashed = restarts > seen
-                answering = report.mysqld_answering
-                self._silent[node.id] = 0 if answering else self._silent.get(node.id, 0) + 1
-            view = replica_of(node, report, failures.get(node.id, 0), crashed,
-                              node.id in self._seeding)
-            views.append(replace(view, silent=self._silent.get(node.id, 0)))
+                crashed = restarts > self._restarts.get(node.id, restarts)
+            view = replica_of(node, report, snapshot.failures.get(node.id, 0), crashed,
+                              node.id in snapshot.seeding)
+            views.append(replace(view, silent=snapshot.silent.get(node.id, 0)))
         return views
 
-    def _acknowledge_restarts(self, reports: Mapping[int, StateReport | None]) -> None:
-        for node_id, report in reports.items():
+    def _acknowledge_restarts(self, snapshot: Snapshot) -> None:
+        for node_id, report in snapshot.probes.items():
             if report is not None:
                 self._restarts[node_id] = report.mysqld.restarts
 
     # -- the cycle --------------------------------------------------------
 
-    async def reconcile(self, reports: Mapping[int, StateReport | None],
-                        failures: Mapping[int, int]) -> list[str]:
-        """Diagnose the topology from this cycle's probes and act; what was done."""
+    async def reconcile(self, snapshot: Snapshot) -> list[Outcome]:
+        """Diagnose the topology from the cycle's snapshot and run each finding's
+        handler; what came of each."""
         if self.topology_lock.locked():
-            return []
-        replicas = self.replicas(reports, failures)
+            return [Outcome.held(None, None, "a topology change is in progress")]
+        replicas = self.replicas(snapshot)
         findings = diagnose(replicas, self.rt.config.failure_threshold)
-        done = []
+        outcomes = []
         async with self.topology_lock:
             for finding in findings:
-                outcome = await self._act(finding, replicas)
-                if outcome:
-                    done.append(outcome)
-            if all(finding.situation is Topology.HEALTHY for finding in findings):
-                outcome = await self._sync_replica_hosts()
-                if outcome:
-                    done.append(outcome)
-        self._acknowledge_restarts(reports)
-        return done
+                outcomes.append(await self._act(finding, snapshot, replicas))
+        self._acknowledge_restarts(snapshot)
+        return outcomes
 
-    async def _sync_replica_hosts(self) -> str | None:
+    async def _act(self, finding: Finding, snapshot: Snapshot,
+                   replicas: Sequence[Replica]) -> Outcome:
+        situation = finding.situation
+        try:
+            return await TOPOLOGY_ACTIONS[situation](self, finding, snapshot, replicas)
+        except ConpaasSQLError as exc:
+            log.warning("%s: acting on %r failed: %s", situation.value, finding.node, exc)
+            return Outcome(situation, finding.node, Act.FAILED,
+                           f"{situation.value}: failed: {str(exc)[:200]}")
+
+    # -- the handlers, one per situation ----------------------------------
+
+    async def _sync_replica_hosts(self, finding: Finding, snapshot: Snapshot,
+                                  replicas: Sequence[Replica]) -> Outcome:
         """Keep the replication account to the nodes there are: a node removed loses it
         (and its connections) on the master. With no slave left, semi-sync goes off
         first: the next commit would wait out the whole timeout for nobody."""
-        master = self.nodes.master()
+        healthy = Outcome.nothing(finding.situation, None)
+        master = snapshot.master
         if master is None or master.state is not NodeState.RUNNING:
-            return None
-        if not self._has_slaves() and self._semi_sync.get(master.id) is not False:
+            return healthy
+        if not snapshot.has_slaves and self._semi_sync.get(master.id) is not False:
             try:
-                await self._make_master(master, semi_sync=False)
+                await self._make_master(master, semi_sync=False, hosts=snapshot.replica_hosts)
             except ConpaasSQLError as exc:
                 log.warning("could not turn semi-sync off on the master: %s", exc)
-                return None
-            return f"node {master.id}: semi-sync off, no slave left"
-        hosts = self._replica_hosts()
+                return healthy
+            return Outcome(finding.situation, master.id, Act.SYNC_HOSTS,
+                           f"node {master.id}: semi-sync off, no slave left")
+        hosts = snapshot.replica_hosts
         if hosts == self._pushed_hosts:
-            return None
+            return healthy
         try:
             answer = await self.rt.agents.set_replica_hosts(master, ReplicaHostsRequest(
                 replication_password=self.rt.secrets.replication_password,
                 replica_hosts=hosts), timeout=30)
         except ConpaasSQLError as exc:
             log.warning("could not update the replication account's hosts: %s", exc)
-            return None
+            return healthy
         self._pushed_hosts = hosts
         removed = answer.removed
-        return f"replication account hosts dropped: {', '.join(removed)}" if removed else None
+        if not removed:
+            return healthy
+        return Outcome(finding.situation, master.id, Act.SYNC_HOSTS,
+                       f"replication account hosts dropped: {', '.join(removed)}")
 
-    async def _act(self, finding: Finding, replicas: list[Replica]) -> str | None:
-        by_id = {r.id: r for r in replicas}
-        node = by_id.get(finding.node) if finding.node is not None else None
+    async def _hold_suspect(self, finding: Finding, snapshot: Snapshot,
+                            replicas: Sequence[Replica]) -> Outcome:
+        """Not failed yet: one missed probe is no reason to fence a master."""
+        return Outcome.held(finding.situation, finding.node, (
+            f"master not failed yet ({finding.detail or 'agent unreachable'}; "
+            f"{self.rt.config.failure_threshold} failed probes make it so)"))
+
+    async def _hold_hidden(self, finding: Finding, snapshot: Snapshot,
+                           replicas: Sequence[Replica]) -> Outcome:
+        """The manager lost the master, its slaves did not: the manager's link is the
+        likelier fault, and a failover would fence a master that serves."""
+        return Outcome.held(finding.situation, finding.node,
+                            "the slaves still reach the master: no failover on the "
+                            "manager's view alone")
+
+    async def _make_writable(self, finding: Finding, snapshot: Snapshot,
+                             replicas: Sequence[Replica]) -> Outcome:
+        node = _node_of(finding, snapshot)
+        await self._make_master(node, semi_sync=snapshot.has_slaves,
+                                hosts=snapshot.replica_hosts)
+        return Outcome(finding.situation, node.id, Act.MAKE_WRITABLE,
+                       f"node {node.id}: master made writable again")
+
+    async def _copy_master(self, finding: Finding, snapshot: Snapshot,
+                           replicas: Sequence[Replica]) -> Outcome:
+        node = _node_of(finding, snapshot)
         situation = finding.situation
-        try:
-            if situation is Topology.NO_MASTER:
-                return await self._elect(replicas)
-            if situation in (Topology.MASTER_CRASHED, Topology.MASTER_UNREACHABLE):
-                assert node is not None
-                return await self._master_lost(node, replicas, finding)
-            if situation is Topology.MASTER_READ_ONLY:
-                assert node is not None
-                await self._make_master(self.nodes.node(node.id), semi_sync=self._has_slaves())
-                return f"node {node.id}: master made writable again"
-            if situation in (Topology.NEW_NODE, Topology.SLAVE_BROKEN):
-                assert node is not None
-                if self._start_seeding(node.id, situation.value):
-                    return f"node {node.id}: {situation.value}: copying the master"
-                return None
-            if situation is Topology.SLAVE_STOPPED:
-                assert node is not None
-                await self.rt.agents.start_server(self.nodes.node(node.id), timeout=120)
-                return f"node {node.id}: restarted read-only to rejoin as a slave"
-            if situation is Topology.SLAVE_UNCONFIGURED:
-                assert node is not None
-                await self._point_at_master(self.nodes.node(node.id), None)
-                return f"node {node.id}: now replicating from the master"
-        except ConpaasSQLError as exc:
-            log.warning("%s: acting on %r failed: %s", situation.value, finding.node, exc)
-            return f"{situation.value}: failed: {str(exc)[:200]}"
-        return None
+        if not self._start_seeding(node.id, situation.value):
+            copying = ", ".join(map(str, sorted(self._seeding)))
+            return Outcome.held(situation, node.id,
+                                f"one copy at a time (node {copying} is being copied)")
+        return Outcome(situation, node.id, Act.SEED,
+                       f"node {node.id}: {situation.value}: copying the master")
+
+    async def _restart_slave(self, finding: Finding, snapshot: Snapshot,
+                             replicas: Sequence[Replica]) -> Outcome:
+        node = _node_of(finding, snapshot)
+        await self.rt.agents.start_server(node, timeout=120)
+        return Outcome(finding.situation, node.id, Act.RESTART,
+                       f"node {node.id}: restarted read-only to rejoin as a slave")
+
+    async def _repoint(self, finding: Finding, snapshot: Snapshot,
+                       replicas: Sequence[Replica]) -> Outcome:
+        node = _node_of(finding, snapshot)
+        await self._point_at_master(node, None, snapshot.master)
+        return Outcome(finding.situation, node.id, Act.REPOINT,
+                       f"node {node.id}: now replicating from the master")
 
     # -- masters ----------------------------------------------------------
 
     def _has_slaves(self) -> bool:
-        return any(n.role is Role.SLAVE for n in self.nodes.live_nodes())
+        return self._now().has_slaves
 
     def _replica_hosts(self) -> list[str]:
-        """Where slaves connect from: every live node (any may be a slave), at its
-        address and wherever it said its connections come from."""
-        live = self.nodes.live_nodes()
-        return sorted({n.ip for n in live if n.ip} |
-                      {str(n.details["source_address"]) for n in live
-                       if n.details.get("source_address")})
+        return self._now().replica_hosts
 
-    async def _make_master(self, node: Node, *, semi_sync: bool) -> None:
+    def _now(self) -> Snapshot:
+        """The nodes as the store has them now (outside a cycle, or after a change)."""
+        return Snapshot(time.time(), tuple(self.rt.store.nodes()))
+
+    async def _make_master(self, node: Node, *, semi_sync: bool,
+                           hosts: list[str] | None = None) -> None:
+        hosts = self._replica_hosts() if hosts is None else hosts
         await self.rt.agents.set_up_replica_master(node, MasterRequest(
             replication_password=self.rt.secrets.replication_password,
             semi_sync=semi_sync and self.rt.config.semi_sync,
             semi_sync_timeout=self.rt.config.semi_sync_timeout,
-            replica_hosts=self._replica_hosts(),
+            replica_hosts=hosts,
         ), timeout=30)
-        self._pushed_hosts = self._replica_hosts()
+        self._pushed_hosts = hosts
         self._semi_sync[node.id] = semi_sync and self.rt.config.semi_sync
 
-    async def _elect(self, replicas: list[Replica]) -> str | None:
+    async def _elect(self, finding: Finding, snapshot: Snapshot,
+                     replicas: Sequence[Replica]) -> Outcome:
         """No master: the slave that applied the most becomes it (after draining what it
         received); with no slave at all, the first healthy node (a new service).
 
         Not while a node is being removed: a removed master may still take writes
         until it is destroyed.
         """
-        if any(n.state is NodeState.TERMINATING for n in self.rt.store.nodes()):
-            return None
+        situation = finding.situation
+        leaving = snapshot.in_state(NodeState.TERMINATING)
+        if leaving:
+            return Outcome.held(situation, None, f"no election while node {leaving[0].id} "
+                                "is being removed (it may still take writes)")
         healthy = [r for r in replicas if r.healthy_server and not r.busy]
         slaves = [r for r in healthy if r.role is Role.SLAVE]
         if any(r.role is Role.SLAVE for r in replicas):
-            candidates = await self._drain(slaves) if slaves else []
+            candidates = await self._drain(slaves, snapshot) if slaves else []
         else:
             candidates = [_as_slave(r) for r in healthy]
-        chosen = promotion_candidate(candidates)
-        if chosen is None:
-            return None
-        node = self.nodes.node(chosen)
+        node = snapshot.node(promotion_candidate(candidates))
+        if node is None:
+            return Outcome.held(situation, None, "no healthy node to elect")
         # Semi-sync once a slave follows it: before that, the first commit (the
         # replication account's) would wait out the timeout for nobody.
-        await self._make_master(node, semi_sync=False)
+        await self._make_master(node, semi_sync=False, hosts=snapshot.replica_hosts)
         self.rt.store.update_node(node.id, role=Role.MASTER)
         self.rt.store.record_event(f"node {node.id} is the master", node.id)
-        return f"node {node.id} elected master"
+        return Outcome(situation, node.id, Act.ELECT, f"node {node.id} elected master")
 
-    async def _master_lost(self, dead: Replica, replicas: list[Replica],
-                           finding: Finding) -> str | None:
-        if promotion_candidate(replicas, exclude=dead.id) is None or \
-                not self.rt.config.auto_failover:
-            return None  # nobody to take over: the agent restarts mysqld, writes resume
-        return await self.failover(dead.id, finding.situation.value, replicas)
+    async def _master_lost(self, finding: Finding, snapshot: Snapshot,
+                           replicas: Sequence[Replica]) -> Outcome:
+        dead = _node_of(finding, snapshot)
+        if not self.rt.config.auto_failover:
+            return Outcome.held(finding.situation, dead.id, "auto_failover is off")
+        if promotion_candidate(replicas, exclude=dead.id) is None:
+            # Nobody to take over: the agent restarts mysqld, writes resume.
+            return Outcome.held(finding.situation, dead.id, "no healthy slave to promote")
+        message = await self.failover(dead, finding.situation.value, replicas, snapshot)
+        return Outcome(finding.situation, dead.id, Act.FAILOVER, message)
 
-    async def failover(self, dead_id: int, reason: str, replicas: list[Replica]) -> str:
+    async def failover(self, old: Node, reason: str, replicas: Sequence[Replica],
+                       snapshot: Snapshot) -> str:
         """Fence the lost master, promote the slave that received the most, repoint the rest."""
         started = time.monotonic()
-        old = self.nodes.node(dead_id)
+        dead_id = old.id
         self.rt.store.set_service_state(ServiceState.ADAPTING,
                                         f"failover: master node {dead_id} lost ({reason})")
         fencing = await self._fence(old)
         self.rt.store.record_event(f"failover: node {dead_id} fenced ({fencing})", dead_id)
-        drained = await self._drain([r for r in replicas if r.id != dead_id])
-        candidate_id = promotion_candidate(drained)
-        if candidate_id is None:
+        drained = await self._drain([r for r in replicas if r.id != dead_id], snapshot)
+        candidate = snapshot.node(promotion_candidate(drained))
+        if candidate is None:
             raise WrongStateError(detail="no slave could take over")
-        candidate = self.nodes.node(candidate_id)
+        candidate_id = candidate.id
         # Writable at once; semi-sync again once the other slaves follow it (before
         # that, a commit would wait for an acknowledgement nobody can send yet).
-        await self._make_master(candidate, semi_sync=False)
+        await self._make_master(candidate, semi_sync=False, hosts=snapshot.replica_hosts)
         self.rt.store.update_node(old.id, role=Role.SLAVE)
-        self.rt.store.update_node(candidate.id, role=Role.MASTER)
+        candidate = self.rt.store.update_node(candidate.id, role=Role.MASTER)
         elapsed = time.monotonic() - started
         self.last_failover = {"from": dead_id, "to": candidate_id, "reason": reason,
                               "seconds": round(elapsed, 3), "at": time.time()}
         self.rt.store.record_event(
             f"failover: node {candidate_id} is the master (was node {dead_id}: {reason}); "
             f"writes resumed after {elapsed:.2f} s", candidate_id)
-        await self._repoint_all(exclude={candidate_id, dead_id})
+        await self._repoint_all(snapshot.live, candidate, exclude={candidate_id, dead_id})
         self.nodes.refresh_service_state("failover done")
         return f"failover: node {dead_id} -> node {candidate_id} in {elapsed:.2f} s"
 
-    async def _drain(self, replicas: list[Replica]) -> list[Replica]:
+    async def _drain(self, replicas: Sequence[Replica], snapshot: Snapshot) -> list[Replica]:
         """Every healthy slave stops receiving and applies what it has; their views after."""
-        slaves = [r for r in replicas
-                  if r.role is Role.SLAVE and r.healthy_server and not r.busy and not r.broken]
+        slaves = [(r, node) for r in replicas
+                  if r.role is Role.SLAVE and r.healthy_server and not r.busy and not r.broken
+                  and (node := snapshot.node(r.id)) is not None]
         answers = await asyncio.gather(
-            *(self.rt.agents.drain_relay_log(self.nodes.node(r.id),
-                                             DrainRequest(timeout=APPLY_TIMEOUT),
+            *(self.rt.agents.drain_relay_log(node, DrainRequest(timeout=APPLY_TIMEOUT),
                                              timeout=APPLY_TIMEOUT + 10)
-              for r in slaves), return_exceptions=True)
+              for _, node in slaves), return_exceptions=True)
         views = []
-        for replica, answer in zip(slaves, answers, strict=True):
+        for (replica, node), answer in zip(slaves, answers, strict=True):
             if not isinstance(answer, RelayLogDrained):
                 log.warning("node %d could not drain its relay log: %s", replica.id, answer)
                 continue
@@ -307,7 +342,6 @@ class Replication:
                 log.warning("node %d did not apply its relay log in time: not a candidate",
                             replica.id)
                 continue
-            node = self.nodes.node(replica.id)
             view = replica_of(node, StateReport(mysqld=MysqldStatus(answering=True),
                                                 replication=answer.replication),
                               0, False, False)
@@ -329,8 +363,10 @@ class Replication:
 
     # -- slaves -----------------------------------------------------------
 
-    async def _point_at_master(self, node: Node, gtid_position: str | None) -> None:
-        master = self.nodes.master()
+    async def _point_at_master(self, node: Node, gtid_position: str | None,
+                               master: Node | None = None) -> None:
+        """Make ``node`` replicate from ``master`` (the store's master if not given)."""
+        master = master or self.nodes.master()
         if master is None or master.ip is None:
             raise WrongStateError(detail="there is no master to replicate from")
         # The master's replication account must know the slave's address first: the
@@ -355,14 +391,15 @@ class Replication:
         if self.rt.config.semi_sync and not self._semi_sync.get(master.id):
             await self._make_master(master, semi_sync=True)  # a slave follows it now
 
-    async def _repoint_all(self, exclude: set[int]) -> None:
-        """Point every running slave at the current master."""
-        for node in self.nodes.live_nodes():
+    async def _repoint_all(self, nodes: Sequence[Node], master: Node | None,
+                           exclude: set[int]) -> None:
+        """Point every running slave of ``nodes`` at ``master`` (the store's if None)."""
+        for node in nodes:
             if node.id in exclude or node.role is not Role.SLAVE or \
                     node.state is not NodeState.RUNNING or node.id in self._seeding:
                 continue
             try:
-                await self._point_at_master(node, None)
+                await self._point_at_master(node, None, master)
             except ConpaasSQLError as exc:
                 log.warning("repointing node %d failed: %s", node.id, exc)
 
@@ -458,7 +495,7 @@ class Replication:
             self.rt.store.record_event(
                 f"switchover: node {target_id} is the master (was node {master.id}); "
                 f"writes blocked for {blocked:.3f} s", target_id)
-            await self._repoint_all(exclude={target_id})
+            await self._repoint_all(self.nodes.live_nodes(), None, exclude={target_id})
             self.nodes.refresh_service_state("switchover done")
             return {"master": target_id, "previous": master.id,
                     "write_block_seconds": round(blocked, 3), "position": position}
@@ -489,3 +526,29 @@ class Replication:
 def _as_slave(replica: Replica) -> Replica:
     """A view that ranks any healthy node as a promotion candidate."""
     return replace(replica, role=Role.SLAVE)
+
+
+def _node_of(finding: Finding, snapshot: Snapshot) -> Node:
+    node = snapshot.node(finding.node)
+    if node is None:
+        raise WrongStateError(detail=f"{finding.situation.value}: no node {finding.node}")
+    return node
+
+
+TopologyHandler = Callable[[Replication, Finding, Snapshot, Sequence[Replica]],
+                           Awaitable[Outcome]]
+
+#: What the manager does in each situation of the replication topology.
+TOPOLOGY_ACTIONS: Mapping[Topology, TopologyHandler] = {
+    Topology.HEALTHY: Replication._sync_replica_hosts,
+    Topology.NO_MASTER: Replication._elect,
+    Topology.MASTER_CRASHED: Replication._master_lost,
+    Topology.MASTER_UNREACHABLE: Replication._master_lost,
+    Topology.MASTER_HIDDEN: Replication._hold_hidden,
+    Topology.MASTER_SUSPECT: Replication._hold_suspect,
+    Topology.MASTER_READ_ONLY: Replication._make_writable,
+    Topology.NEW_NODE: Replication._copy_master,
+    Topology.SLAVE_BROKEN: Replication._copy_master,
+    Topology.SLAVE_STOPPED: Replication._restart_slave,
+    Topology.SLAVE_UNCONFIGURED: Replication._repoint,
+}

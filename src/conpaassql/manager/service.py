@@ -305,7 +305,7 @@ class NodeService:
         if node is None or not node.state.is_live:
             raise ForbiddenError(detail=f"node {node_id} is not part of this service")
         now = time.time()
-        first = node.registered_at is None
+        first = "last_seen" not in node.details
         details = {**node.details, "agent": public_report(report), "last_seen": now}
         node = self.rt.store.update_node(node.id, details=details,
                                          registered_at=node.registered_at or now,
