@@ -10,7 +10,7 @@ GUI_PORT ?= 5000
 CONFIG ?= etc/manager-local.cnf
 PYTEST_ARGS ?=
 
-.PHONY: run test fuzz bench bench-dump bench-replication bench-clouds bench-gui bench-core lint typecheck deps clean
+.PHONY: run test fuzz bench bench-dump bench-replication bench-restart bench-clouds bench-gui bench-core lint typecheck deps clean
 
 deps:
 	@PYTHON=$(PYTHON) scripts/bootstrap.sh $(VENV)
@@ -38,6 +38,7 @@ bench: deps
 	$(VENV)/bin/python bench/provision.py
 	$(VENV)/bin/python bench/dump.py
 	$(VENV)/bin/python bench/replication.py
+	$(VENV)/bin/python bench/restart.py
 	$(VENV)/bin/python bench/clouds.py
 	$(VENV)/bin/python bench/gui.py
 	$(VENV)/bin/python bench/core.py
@@ -47,6 +48,9 @@ bench-dump: deps
 
 bench-replication: deps
 	$(VENV)/bin/python bench/replication.py
+
+bench-restart: deps
+	$(VENV)/bin/python bench/restart.py
 
 bench-clouds: deps
 	$(VENV)/bin/python bench/clouds.py

@@ -34,6 +34,9 @@ class NodeContext:
     data_dir: str | None = None  # where the agent keeps the node's data
     template_dir: str | None = None  # a pre-initialised datadir to copy on first boot
     mysql_options: dict[str, str] = field(default_factory=dict)
+    #: The service's server configuration when the node was made (the node keeps it
+    #: until the manager gives it another).
+    service_options: dict[str, str] | None = None
     ca_cert: str | None = None  # the service CA (PEM): whom the node trusts
     tls_cert: str | None = None  # the node's own certificate (PEM) ...
     tls_key: str | None = None  # ... and its private key (PEM)
@@ -82,7 +85,7 @@ class NodeContext:
                     kwargs[item.name] = int(raw)
                 elif item.name == "heartbeat_interval":
                     kwargs[item.name] = float(raw)
-                elif item.name == "mysql_options":
+                elif item.name in ("mysql_options", "service_options"):
                     kwargs[item.name] = _parse_options(raw)
                 else:
                     kwargs[item.name] = raw

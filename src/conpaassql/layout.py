@@ -18,6 +18,7 @@ SERVER_RUN_DIR = "run"
 SERVER_PID_NAME = "mysqld.pid"
 SERVER_SOCKET_NAME = "mysqld.sock"
 OVERRIDES_NAME = "overrides.json"
+SERVICE_OPTIONS_NAME = "service-options.json"  # the service's server configuration
 
 MYSQLD_PID_FILE = f"{SERVER_DIR}/{SERVER_RUN_DIR}/{SERVER_PID_NAME}"
 MYSQLD_SOCKET_FILE = f"{SERVER_DIR}/{SERVER_RUN_DIR}/{SERVER_SOCKET_NAME}"

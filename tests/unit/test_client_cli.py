@@ -102,6 +102,20 @@ HISTORY = [
 ]
 
 
+CONFIGURATION = {
+    "options": {"max_connections": "500", "innodb_flush_method": "fsync"},
+    "generation": "0123456789abcdef",
+    "nodes": [
+        {"id": 1, "role": "MASTER", "in_sync": True, "pending_restart": ["innodb_flush_method"],
+         "effective": {"max_connections": "500", "innodb_flush_method": "O_DIRECT"}},
+        {"id": 2, "role": "SLAVE", "in_sync": True, "pending_restart": [],
+         "effective": {"max_connections": "500", "innodb_flush_method": "fsync"}},
+    ],
+    "unreachable": [],
+    "restart": {"state": "done", "seconds": 12.5},
+}
+
+
 class FakeManager:
     """Seed-shaped answers; the node list changes as in the seed's session."""
 
@@ -123,10 +137,13 @@ class FakeManager:
         registry.add("get_users", "GET", self.get_users, AnyParams)
         registry.add("get_service_history", "GET", self.get_service_history, AnyParams)
         for name in ("delete_user", "set_password", "create_database", "drop_database",
-                     "set_up_replica_master", "set_up_replica_slave"):
+                     "set_up_replica_master", "set_up_replica_slave",
+                     "set_server_configuration", "reset_server_configuration",
+                     "restart_nodes"):
             registry.add(name, "POST", self.nodes_done, AnyParams)
         registry.add("configure_user", "POST", self.configure_user, AnyParams)
         registry.add("get_password", "GET", self.get_password)
+        registry.add("get_server_configuration", "GET", self.get_server_configuration)
         registry.add("list_databases", "GET", self.list_databases, AnyParams)
         registry.add("get_agent_log", "GET", self.get_agent_log, AnyParams)
         registry.add("send_mysqldump", "UPLOAD", self.load, AnyParams, files=("mysqldump",))
@@ -173,6 +190,9 @@ class FakeManager:
 
     async def get_service_history(self, params: AnyParams, context: CallContext) -> Any:
         return {"history": HISTORY}
+
+    async def get_server_configuration(self, params: Params, context: CallContext) -> Any:
+        return CONFIGURATION
 
     async def get_log(self, params: Params, context: CallContext) -> Any:
         return {"log": "first line\nsecond line\n"}
@@ -412,6 +432,18 @@ def test_script_reports_the_error_exit_code(live: Live) -> None:
         (["get_service_history"], ("GET", "get_service_history", {})),
         (["get_service_history", "--node", "2", "--limit", "5"],
          ("GET", "get_service_history", {"serviceNodeId": 2, "limit": 5})),
+        (["set_server_configuration", "max_connections=500", "long_query_time=0.5"],
+         ("POST", "set_server_configuration",
+          {"options": {"max_connections": "500", "long_query_time": "0.5"}})),
+        (["set_server_configuration", "init_connect=SET a=1", "--next-restart"],
+         ("POST", "set_server_configuration",
+          {"options": {"init_connect": "SET a=1"}, "apply": "next-restart"})),
+        (["get_server_configuration"], ("GET", "get_server_configuration", {})),
+        (["reset_server_configuration", "max_connections", "long_query_time"],
+         ("POST", "reset_server_configuration",
+          {"options": ["max_connections", "long_query_time"]})),
+        (["restart_nodes"], ("POST", "restart_nodes", {})),
+        (["restart_nodes", "2"], ("POST", "restart_nodes", {"serviceNodeId": 2})),
         (["call", "echo", '{"serviceNodeId": 5, "username": "u"}'],
          ("POST", "echo", {"serviceNodeId": 5, "username": "u"})),
         (["call", "echo"], ("POST", "echo", {})),
@@ -570,6 +602,12 @@ def test_https_to_a_plain_http_manager_exits_3(live: Live) -> None:
         (["set_up_replica_master"], "Missing argument 'ID'"),
         (["set_up_replica_slave", ""], "a node id must not be empty"),
         (["get_service_history", "--limit", "0"], "--limit must be a positive integer"),
+        (["set_server_configuration"], "Missing argument 'NAME=VALUE...'"),
+        (["set_server_configuration", "max_connections"], "options are given as NAME=VALUE"),
+        (["set_server_configuration", "=5"], "options are given as NAME=VALUE"),
+        (["reset_server_configuration"], "Missing argument 'NAME...'"),
+        (["reset_server_configuration", " "], "NAME must not be empty"),
+        (["restart_nodes", "1", "2"], "unexpected extra argument"),
     ],
 )
 def test_bad_arguments_exit_2_and_send_nothing(live: Live, args: list[str],
@@ -1045,3 +1083,12 @@ def test_history_table(live: Live) -> None:
     assert len(rows) == 2
     assert "PROLOGUE" in rows[0] and "1 node(s) added" in rows[0]
     assert "1792" in rows[1] and "is the master" in rows[1]
+
+
+def test_configuration_table(live: Live) -> None:
+    result = live.run("get_server_configuration", "--table")
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.stdout.splitlines() if "innodb_flush_method" in line]
+    assert any("MASTER" in row and "O_DIRECT" in row and "yes" in row for row in rows), rows
+    assert any("SLAVE" in row and "fsync" in row and "yes" not in row for row in rows), rows
+    assert "done" in result.stdout

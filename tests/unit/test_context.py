@@ -65,6 +65,7 @@ def make_context(**changes: object) -> NodeContext:
         data_dir="/var/lib/conpaassql/node-7",
         template_dir="/var/cache/conpaassql/template",
         mysql_options={"innodb_buffer_pool_size": "64M", "max_connections": "50"},
+        service_options={"long_query_time": "0.5"},
         ca_cert=PEM.format(kind="CERTIFICATE"),
         tls_cert=PEM.format(kind="CERTIFICATE"),
         tls_key=PEM.format(kind="PRIVATE KEY"),

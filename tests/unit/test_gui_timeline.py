@@ -116,6 +116,22 @@ CASES = [
             "event"),
     node("node {node_id}: certificate issued again, naming {names}{later}",
          "node 2: certificate issued again, naming 127.0.0.1, 127.0.0.12", "event"),
+    # the server configuration's rolling restarts and pushes
+    service("rolling restart ({why}): node(s) {', '.join(map(str, chosen))}, slaves first",
+            "rolling restart (asked for): node(s) 1, 2, 3, slaves first", None, "event"),
+    node("rolling restart: restarting node {node.id} (slave)",
+         "rolling restart: restarting node 2 (slave)", "event"),
+    node("rolling restart: node {node.id} back in {seconds} s and replicating",
+         "rolling restart: node 2 back in 1.4 s and replicating", "event"),
+    node("rolling restart: node {master.id} is the only node: restarting it; no query "
+         "until it is back",
+         "rolling restart: node 1 is the only node: restarting it; no query until it is "
+         "back", "event"),
+    node("rolling restart: node {master.id} back in {down} s",
+         "rolling restart: node 1 back in 1.2 s", "event"),
+    node("node {node.id} refused the service's server configuration: {str(exc)[:300]}",
+         "node 4 refused the service's server configuration: Invalid argument: options",
+         "event"),
 ]
 
 #: The kind of a node's move to each state (the reconcile loop's moves).

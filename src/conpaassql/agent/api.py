@@ -11,6 +11,7 @@ from typing import Any
 from conpaassql.agent.admin_api import AdminApi
 from conpaassql.agent.cert_api import CertificateApi
 from conpaassql.agent.data_api import DataApi
+from conpaassql.agent.options_api import OptionsApi
 from conpaassql.agent.replication_api import ReplicationApi
 from conpaassql.agent.seed_api import SeedApi
 from conpaassql.agent.settings import AgentSettings
@@ -46,6 +47,7 @@ class AgentApi:
         self.version: str | None = None
         self.replication = ReplicationApi(settings, supervisor)
         self.certificates = CertificateApi(settings, supervisor)
+        self.options = OptionsApi(settings, supervisor)
 
     def registry(self) -> Registry:
         registry = Registry()
@@ -62,6 +64,7 @@ class AgentApi:
         SeedApi(self.settings, self.supervisor).register(registry)
         self.replication.register(registry)
         self.certificates.register(registry)
+        self.options.register(registry)
         add_discovery(registry, "conpaassql agent", access="manager")
         return registry
 
@@ -86,6 +89,7 @@ class AgentApi:
             state=self.supervisor.state.value,
             mysqld=mysqld,
             replication=replication,
+            **self.options.report(),
         )
 
     async def get_server_state(self, params: NoRequest, ctx: CallContext) -> dict[str, Any]:

@@ -18,10 +18,18 @@ from conpaassql.config import IniFile
 from conpaassql.context import NodeContext
 from conpaassql.errors import ConfigError
 from conpaassql.files import write_private
-from conpaassql.layout import AGENT_LOG_FILE, AGENT_PID_FILE, OVERRIDES_NAME, SERVER_DIR, TLS_DIR
+from conpaassql.layout import (
+    AGENT_LOG_FILE,
+    AGENT_PID_FILE,
+    OVERRIDES_NAME,
+    SERVER_DIR,
+    SERVICE_OPTIONS_NAME,
+    TLS_DIR,
+)
 from conpaassql.mysql.config import ServerSettings, node_memory
 from conpaassql.mysql.connection import ConnectInfo
 from conpaassql.mysql.paths import ServerPaths
+from conpaassql.protocol.options import generation
 from conpaassql.rpc.tls import TlsFiles
 
 DEFAULT_DATA_DIR = "/var/lib/conpaassql"
@@ -100,10 +108,13 @@ class AgentSettings:
         except ValueError:
             return False
 
-    def server_settings(self) -> ServerSettings:
-        """The server's settings: the context's options, then the overrides, over the
-        defaults; memory sizing from the node unless it shares its machine."""
+    def server_settings(self, *, service_options: bool = True) -> ServerSettings:
+        """The server's settings: the context's options, then the overrides, then the
+        service's options (unless left out), over the defaults; memory sizing from the
+        node unless it shares its machine."""
         options = {**self.mysql_options, **self.overrides()}
+        if service_options:
+            options.update(self.service_options()[0])
         return ServerSettings(
             bind_address=self.bind,
             port=self.mysql_port,
@@ -129,6 +140,33 @@ class AgentSettings:
         temporary = self.overrides_file.with_suffix(".tmp")
         temporary.write_text(json.dumps(options, indent=1), encoding="utf-8")
         os.replace(temporary, self.overrides_file)
+
+    @property
+    def service_options_file(self) -> Path:
+        return self.paths.base / SERVICE_OPTIONS_NAME
+
+    def service_options(self) -> tuple[dict[str, str], str | None]:
+        """The service's options as the manager last gave them (at first, those of the
+        node's context), and their digest."""
+        try:
+            data = json.loads(self.service_options_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            given = dict(self.context.service_options or {})
+            return given, generation(given) if given else None
+        except ValueError:
+            raise ConfigError(str(self.service_options_file), detail="not valid JSON") from None
+        options = data.get("options") if isinstance(data, dict) else None
+        if not isinstance(options, dict):
+            raise ConfigError(str(self.service_options_file), detail="no options")
+        found = data.get("generation")
+        return ({str(k): str(v) for k, v in options.items()},
+                found if isinstance(found, str) else None)
+
+    def save_service_options(self, options: dict[str, str], generation: str) -> None:
+        temporary = self.service_options_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"generation": generation, "options": options},
+                                        indent=1), encoding="utf-8")
+        os.replace(temporary, self.service_options_file)
 
     @classmethod
     def load(cls, context_file: Path | None, config_file: Path | None) -> AgentSettings:

@@ -52,6 +52,9 @@ class Supervisor:
         self._child: asyncio.subprocess.Process | None = None
         self._watch: asyncio.Task[None] | None = None
         self._wanted = False  # the server should be running
+        #: The options of the my.cnf last written, and of the one mysqld last started with.
+        self.written_options: dict[str, str] = {}
+        self.started_options: dict[str, str] = {}
         self._lock = asyncio.Lock()
 
     # -- boot -------------------------------------------------------------
@@ -74,8 +77,10 @@ class Supervisor:
             await self.start()
 
     def write_config(self) -> None:
-        text = render_my_cnf(self.paths, self.settings.server_settings())
+        settings = self.settings.server_settings()
+        text = render_my_cnf(self.paths, settings)
         self.paths.cnf.write_text(text, encoding="utf-8")
+        self.written_options = dict(settings.options)
 
     async def _adopt(self, pid: int) -> None:
         log.info("adopting mariadbd %d left running by a previous agent", pid)
@@ -88,6 +93,7 @@ class Supervisor:
             await asyncio.sleep(0.05)
         self.state = AgentState.RUNNING
         self.started_at = time.time()
+        self.started_options = dict(self.written_options)  # as far as anyone knows
         self._watch = asyncio.create_task(self._watch_adopted(pid), name="watch mariadbd")
 
     # -- start / stop -----------------------------------------------------
@@ -114,6 +120,7 @@ class Supervisor:
         self.state = AgentState.RUNNING
         self.started_at = time.time()
         self.last_error = None
+        self.started_options = dict(self.written_options)
         self._watch = asyncio.create_task(self._watch_child(child), name="watch mariadbd")
 
     async def stop(self) -> None:

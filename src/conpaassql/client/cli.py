@@ -376,7 +376,8 @@ def _option(opt: Opt) -> click.Option:
 def fixed_command(spec: Command) -> click.Command:
     """The click command of one entry of the table."""
     params: list[click.Parameter] = [
-        click.Argument([arg.name], required=arg.required, metavar=arg.metavar)
+        click.Argument([arg.name], required=arg.required, metavar=arg.metavar,
+                       nargs=-1 if arg.many else 1)
         for arg in spec.arguments
     ]
     params += [_option(opt) for opt in spec.options]

@@ -87,6 +87,8 @@ class Arg:
     name: str
     metavar: str
     required: bool = True
+    many: bool = False
+    """It takes every remaining word (a tuple of them)."""
 
 
 @dataclass(frozen=True)
@@ -393,6 +395,34 @@ def _sqldump(values: Values) -> dict[str, Any]:
     return params
 
 
+def _option_pair(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip():
+        raise ArgumentError(f"options are given as NAME=VALUE, not {text!r}")
+    return name.strip(), value
+
+
+def _set_configuration(values: Values) -> dict[str, Any]:
+    words = values.get("options") or ()
+    if not words:
+        raise ArgumentError("give at least one NAME=VALUE")
+    options = dict(_option_pair(word) for word in words)
+    params: dict[str, Any] = {"options": options}
+    if values.get("next_restart"):
+        params["apply"] = "next-restart"
+    return params
+
+
+def _reset_configuration(values: Values) -> dict[str, Any]:
+    names = [parse_name(word, "NAME") for word in values.get("names") or ()]
+    if not names:
+        raise ArgumentError("give at least one option NAME")
+    params: dict[str, Any] = {"options": names}
+    if values.get("next_restart"):
+        params["apply"] = "next-restart"
+    return params
+
+
 _CLOUD = Opt("cloud", "NAME", "Create the node(s) in this cloud (as the manager names it).")
 _REMOVE_ARGS = (Arg("node_id", "[ID]", required=False),)
 _REMOVE_OPTS = (Opt("count", "N", "Remove N nodes of the manager's choosing instead."),)
@@ -412,6 +442,13 @@ _TARGET_ARG = Arg("node_id", "NODE")
 _USER_ARG = Arg("username", "USER")
 _PASSWORD_ARG = Arg("password", "[PASSWORD]", required=False)
 _FILE_ARG = Arg("file", "FILE")
+_NEXT_RESTART = Opt("next_restart", "", "Options that need a restart wait for the next "
+                    "one (restart_nodes) instead of a rolling restart now.", flag=True)
+_RESTART_DETAILS = (
+    "Options that SET GLOBAL can change apply at once, with no restart; the others by a "
+    "rolling restart: the slaves one at a time, then a switchover to a slave, then the "
+    "old master (writes are blocked for the switchover only). Every node checks the "
+    "options first: a wrong one changes nothing anywhere.")
 
 COMMANDS: tuple[Command, ...] = (
     Command("list_nodes", "list_nodes", "GET", "List the ids of the service's nodes.",
@@ -500,6 +537,26 @@ COMMANDS: tuple[Command, ...] = (
                     "renamed when the dump is complete. A progress bar is shown on a "
                     "terminal.",
             download=True),
+    Command("set_server_configuration", "set_server_configuration", "POST",
+            "Set server options NAME=VALUE...",
+            _set_configuration, (Arg("options", "NAME=VALUE...", many=True),),
+            (_NEXT_RESTART,),
+            details="For example: set_server_configuration max_connections=500 "
+                    "long_query_time=0.5. " + _RESTART_DETAILS),
+    Command("get_server_configuration", "get_server_configuration", "GET",
+            "Show the server options per node.", _no_params,
+            details="With --table, one row per node and option: the value in effect, "
+                    "and whether a restart is pending."),
+    Command("reset_server_configuration", "reset_server_configuration", "POST",
+            "Drop server options NAME...",
+            _reset_configuration, (Arg("names", "NAME...", many=True),), (_NEXT_RESTART,),
+            details=_RESTART_DETAILS),
+    Command("restart_nodes", "restart_nodes", "POST",
+            "Restart the nodes (or node ID), rolling.",
+            _optional_node, _NODE_ARG,
+            details="Slaves one at a time, each back and replicating before the next, "
+                    "then a switchover and the old master. Progress shows in "
+                    "get_service_history and get_server_configuration."),
 )
 """Every fixed command, in the order ``--help`` lists them."""
 

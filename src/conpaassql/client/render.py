@@ -301,6 +301,32 @@ def history_tables(result: Any) -> list[Table] | None:
     return [records_table("history", entries, HISTORY_COLUMNS)]
 
 
+CONFIGURATION_COLUMNS = ("node", "role", "option", "wanted", "effective", "restart pending")
+
+
+def configuration_tables(result: Any) -> list[Table] | None:
+    """``get_server_configuration``: the options, then one row per node and option."""
+    if not isinstance(result, Mapping) or not isinstance(result.get("options"), Mapping):
+        return None
+    options: Record = result["options"]
+    tables = [key_value_table("server configuration", options)]
+    rows = []
+    for node in result.get("nodes") or []:
+        if not isinstance(node, Mapping):
+            return None
+        pending = node.get("pending_restart") or []
+        effective = node.get("effective") or {}
+        for name in sorted(set(options) | set(pending)):
+            rows.append({"node": node.get("id"), "role": node.get("role"), "option": name,
+                         "wanted": options.get(name), "effective": effective.get(name),
+                         "restart pending": "yes" if name in pending else ""})
+    tables.append(records_table("nodes", rows, CONFIGURATION_COLUMNS))
+    restart = result.get("restart")
+    if isinstance(restart, Mapping):
+        tables.append(key_value_table("last rolling restart", restart))
+    return tables
+
+
 TABLES: dict[str, Callable[[Any], list[Table] | None]] = {
     "list_nodes": nodes_tables,
     "get_node_info": node_tables,
@@ -309,6 +335,7 @@ TABLES: dict[str, Callable[[Any], list[Table] | None]] = {
     "get_users": users_tables,
     "list_databases": databases_tables,
     "get_service_history": history_tables,
+    "get_server_configuration": configuration_tables,
 }
 """The table renderer of each manager method; the others are shown as JSON."""
 

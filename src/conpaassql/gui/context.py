@@ -30,7 +30,8 @@ HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 PAGES = (("overview", "/", "Overview"), ("nodes", "/nodes", "Nodes"),
-         ("users", "/users", "Users & databases"), ("data", "/data", "Data"))
+         ("users", "/users", "Users & databases"), ("data", "/data", "Data"),
+         ("configuration", "/configuration", "Configuration"))
 
 Loader = Callable[[RpcClient], Awaitable[Mapping[str, Any]]]
 

@@ -37,6 +37,8 @@ from conpaassql.protocol.agent import (
     LogRequest,
     MasterRequest,
     OkReply,
+    OptionNamesRequest,
+    OptionsRestarted,
     PasswordRequest,
     PasswordSet,
     PerformanceReply,
@@ -47,6 +49,9 @@ from conpaassql.protocol.agent import (
     ReplicationReply,
     Seeded,
     SeedRequest,
+    ServiceOptionsRequest,
+    ServiceOptionsSet,
+    ServiceOptionsState,
     SlaveRequest,
     SourceAddress,
     SourceRequest,
@@ -117,6 +122,20 @@ class AgentLink:
     async def set_server_configuration(self, node: Node, request: ConfigurationRequest, *,
                                        timeout: float | None = None) -> OkReply:
         return await self._call(node, protocol.SET_SERVER_CONFIGURATION, request, timeout)
+
+    async def set_service_options(self, node: Node, request: ServiceOptionsRequest, *,
+                                  timeout: float | None = None) -> ServiceOptionsSet:
+        """Check (a dry run) or apply the service's server options on the node."""
+        return await self._call(node, protocol.SET_SERVICE_OPTIONS, request, timeout)
+
+    async def get_service_options(self, node: Node, request: OptionNamesRequest, *,
+                                  timeout: float | None = None) -> ServiceOptionsState:
+        return await self._call(node, protocol.GET_SERVICE_OPTIONS, request, timeout)
+
+    async def restart_for_options(self, node: Node, *, timeout: float | None = None
+                                  ) -> OptionsRestarted:
+        """Restart mysqld with the options it holds (it rolls back if it will not start)."""
+        return await self._call(node, protocol.RESTART_FOR_OPTIONS, None, timeout)
 
     async def get_server_performance(self, node: Node, *, timeout: float | None = None
                                      ) -> PerformanceReply:

@@ -15,6 +15,7 @@ from conpaassql.logs import tail_lines
 from conpaassql.manager import views
 from conpaassql.manager.admin_api import AdminApi
 from conpaassql.manager.client_certs import ClientCertificates
+from conpaassql.manager.configuration_api import ConfigurationApi
 from conpaassql.manager.data_api import DataApi
 from conpaassql.manager.loop_monitor import LoopMonitor
 from conpaassql.manager.reconcile import Reconciler
@@ -119,6 +120,7 @@ class ManagerApi:
         AdminApi(self.nodes).register(registry)
         ClientCertificates(self.nodes).register(registry)
         self.routers.register(registry)
+        ConfigurationApi(self.reconciler.configuration).register(registry)
         add_discovery(registry, "conpaassql manager")
         return registry
 
@@ -187,12 +189,14 @@ class ManagerApi:
     async def set_up_replica_master(self, params: ReplicaParams,
                                     ctx: CallContext) -> dict[str, Any]:
         """Planned switchover: node ``id`` becomes the master; nothing is lost."""
+        self.reconciler.configuration.check_idle()
         result = await self.replication.switchover(params.id)
         return {"serviceNode": views.node_summary(self.nodes.node(params.id)), **result}
 
     async def set_up_replica_slave(self, params: ReplicaParams,
                                    ctx: CallContext) -> dict[str, Any]:
         """Make node ``id`` a slave of the master, from a fresh copy of the master."""
+        self.reconciler.configuration.check_idle()
         result = self.replication.reseed(params.id)
         return {"serviceNode": views.node_summary(self.nodes.node(params.id)), **result}
 

@@ -19,6 +19,7 @@ from conpaassql.manager.agents import AgentLink
 from conpaassql.manager.api import ManagerApi
 from conpaassql.manager.api_security import secure_api
 from conpaassql.manager.authority import Authority
+from conpaassql.manager.configuration import ServiceConfiguration
 from conpaassql.manager.credentials import ServiceSecrets
 from conpaassql.manager.loop_monitor import LoopMonitor
 from conpaassql.manager.metrics import ManagerMetrics
@@ -100,7 +101,8 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
     )
     nodes = NodeService(runtime)
     replication = Replication(nodes)
-    reconciler = Reconciler(runtime, nodes, replication)
+    configuration = ServiceConfiguration(nodes, replication)
+    reconciler = Reconciler(runtime, nodes, replication, configuration)
     monitor = LoopMonitor()
     api = ManagerApi(nodes, reconciler, replication, log_file, monitor)
     registry = api.registry()

@@ -108,6 +108,7 @@ class Act(StrEnum):
     RESTART = "restarted as a slave"
     REPOINT = "repointed at the master"
     SYNC_HOSTS = "replication account synced"
+    CONFIGURE = "server configuration given"
     FAILED = "acting failed"
 
     @property

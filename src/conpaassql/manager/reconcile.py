@@ -24,6 +24,7 @@ from conpaassql.domain.node import Node
 from conpaassql.domain.states import NodeState
 from conpaassql.errors import ConpaasSQLError, IllegalMoveError
 from conpaassql.manager.cloud_watch import CloudWatch, in_cloud_since
+from conpaassql.manager.configuration import ServiceConfiguration
 from conpaassql.manager.cycle import Act, CycleResult, Outcome, Snapshot, frozen, tally
 from conpaassql.manager.replication import Replication
 from conpaassql.manager.service import NodeService, Runtime
@@ -36,11 +37,13 @@ PROBED_STATES = frozenset({NodeState.PENDING, NodeState.BOOTING, NodeState.RUNNI
 
 
 class Reconciler:
-    def __init__(self, runtime: Runtime, nodes: NodeService, replication: Replication) -> None:
+    def __init__(self, runtime: Runtime, nodes: NodeService, replication: Replication,
+                 configuration: ServiceConfiguration | None = None) -> None:
         self.rt = runtime
         self.nodes = nodes
         nodes.wake_loop = self.wake
         self.replication = replication
+        self.configuration = configuration or ServiceConfiguration(nodes, replication)
         self.limits = Thresholds(failure_threshold=runtime.config.failure_threshold,
                                  boot_timeout=runtime.config.boot_timeout)
         self.failures: dict[int, int] = {}
@@ -128,6 +131,7 @@ class Reconciler:
         # The topology is judged with this cycle's moves: a node found ready just now
         # gets its role in the same cycle.
         outcomes += await self.replication.reconcile(snapshot.with_nodes(changed))
+        outcomes += await self.configuration.reconcile(snapshot)
         done = [o.message for o in outcomes if o.action.shown]
         self.nodes.refresh_service_state(done[0] if done else "reconcile")
         state, _ = self.rt.store.service_state()
@@ -225,6 +229,9 @@ class Reconciler:
         if node.id in snapshot.seeding:
             return Outcome.held(situation, node.id,
                                 "its mysqld is stopped while the master's copy goes in")
+        if self.configuration.expects_down(node.id):
+            return Outcome.held(situation, node.id,
+                                "its mysqld restarts with the service's options")
         return self._move(node, situation, snapshot)
 
     def _gone(self, node: Node, situation: Situation, snapshot: Snapshot) -> Outcome:

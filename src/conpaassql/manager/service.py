@@ -180,6 +180,7 @@ class NodeService:
             health_port=self.rt.config.health_port or None,
             mysql_port=node.mysql_port,
             heartbeat_interval=self.rt.config.heartbeat_interval,
+            service_options=self.rt.store.server_options() or None,
             ca_cert=self.rt.authority.ca_pem,
             grant_key=self.rt.authority.grant_public_pem,
         )

@@ -253,6 +253,17 @@ class Store:
             self._add_history(now, "service", None, current.value, state.value, reason)
         return True
 
+    def server_options(self) -> dict[str, str]:
+        """The service's server configuration (option name to value)."""
+        found = json.loads(self._meta("server_options") or "{}")
+        return {str(k): str(v) for k, v in found.items()}
+
+    def set_server_options(self, options: dict[str, str], reason: str) -> None:
+        """Replace the service's server configuration, with a history entry."""
+        with self._transaction():
+            self._set_meta("server_options", json.dumps(options, sort_keys=True))
+            self._add_history(time.time(), "service", None, None, None, reason)
+
     # -- nodes ------------------------------------------------------------
 
     def new_node(self, name_prefix: str, cloud: str, agent_port: int,

@@ -111,6 +111,24 @@ class ConfigurationRequest(Request):
     value: Text
 
 
+MAX_OPTIONS = 200
+OptionValues = Annotated[dict[Annotated[str, Field(max_length=64)], Text],
+                         Field(max_length=MAX_OPTIONS)]
+
+
+class ServiceOptionsRequest(Request):
+    """The service's whole set of server options (the manager's), and its digest."""
+
+    options: OptionValues
+    generation: Annotated[str, Field(pattern="^[0-9a-f]{16}$")]
+    dry_run: Flag = False  # check them against this server only; change nothing
+
+
+class OptionNamesRequest(Request):
+    names: Annotated[list[Annotated[str, Field(max_length=64)]],
+                     Field(max_length=MAX_OPTIONS)] = []
+
+
 class ConfigureUserRequest(Request):
     username: ManageableUser
     password: Password
@@ -384,6 +402,33 @@ class Seeded(OpenReply):
     transport: str = "http"
 
 
+class ServiceOptionsSet(Reply):
+    """The options as this server spells them, which took effect at once (``SET GLOBAL``)
+    and which wait for a restart."""
+
+    generation: str
+    options: dict[str, str] = {}
+    dynamic: list[str] = []
+    static: list[str] = []
+    applied: list[str] = []
+    pending_restart: list[str] = []
+
+
+class ServiceOptionsState(Reply):
+    """The node's copy of the service's options, their values in effect now, and the
+    options changed since mysqld started that need a restart."""
+
+    generation: str | None = None
+    options: dict[str, str] = {}
+    effective: dict[str, str | None] = {}
+    pending_restart: list[str] = []
+
+
+class OptionsRestarted(OkReply):
+    generation: str | None = None
+    seconds: float = 0.0
+
+
 # -- the methods ----------------------------------------------------------------
 
 Req = TypeVar("Req", bound=Request)
@@ -417,6 +462,11 @@ STOP_SERVER = _method("stop_server", "POST", NoRequest, OkReply)
 RESTART_SERVER = _method("restart_server", "POST", NoRequest, OkReply)
 SET_SERVER_CONFIGURATION = _method("set_server_configuration", "POST", ConfigurationRequest,
                                    OkReply)
+SET_SERVICE_OPTIONS = _method("set_service_options", "POST", ServiceOptionsRequest,
+                              ServiceOptionsSet)
+GET_SERVICE_OPTIONS = _method("get_service_options", "GET", OptionNamesRequest,
+                              ServiceOptionsState)
+RESTART_FOR_OPTIONS = _method("restart_for_options", "POST", NoRequest, OptionsRestarted)
 GET_SERVER_PERFORMANCE = _method("get_server_performance", "GET", NoRequest, PerformanceReply)
 
 CONFIGURE_USER = _method("configure_user", "POST", ConfigureUserRequest, UserConfigured)
@@ -462,6 +512,7 @@ METHODS: tuple[AgentMethod[Any, Any], ...] = (
     SQLDUMP, SET_UP_REPLICA_MASTER, SET_UP_REPLICA_SLAVE, SET_READ_ONLY, SOURCE_ADDRESS,
     SET_REPLICA_HOSTS, WAIT_FOR_GTID, DRAIN_RELAY_LOG, FENCE, GET_REPLICATION_STATUS,
     BACKUP_STREAM, BACKUP_PUSH, COPY_DUMP, SEED_FROM, INSTALL_CERTIFICATE,
+    SET_SERVICE_OPTIONS, GET_SERVICE_OPTIONS, RESTART_FOR_OPTIONS,
 )
 
 

@@ -71,7 +71,8 @@ class ReplicationStatus(Reply):
 class StateReport(Reply):
     """What an agent tells of itself and its server."""
 
-    omitted_if_none: ClassVar[frozenset[str]] = frozenset({"event"})
+    omitted_if_none: ClassVar[frozenset[str]] = frozenset({"event", "options_generation",
+                                                            "restart_pending"})
 
     id: int | None = None
     node_id: int | None = None
@@ -86,6 +87,10 @@ class StateReport(Reply):
     mysqld: MysqldStatus = MysqldStatus()
     replication: ReplicationStatus | None = None  # None while mysqld does not answer
     event: str | None = None  # heartbeats only: what just happened
+    #: The digest of the service's options the node holds (None: it holds none) and
+    #: whether some of them wait for a restart of mysqld.
+    options_generation: str | None = None
+    restart_pending: bool | None = None
 
     @property
     def mysqld_answering(self) -> bool:
