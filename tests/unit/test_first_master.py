@@ -14,9 +14,10 @@ from conpaassql.protocol.report import StateReport
 from tests.unit.ha_world import World, make_world, report
 
 
-def snapshot_at(world: World, at: float) -> Snapshot:
+def snapshot_at(world: World, at: float, unprobed: tuple[int, ...] = ()) -> Snapshot:
     probes = {node.id: StateReport.model_validate(report("0-0-0"))
-              for node in world.store.nodes() if node.state is NodeState.RUNNING}
+              for node in world.store.nodes()
+              if node.state is NodeState.RUNNING and node.id not in unprobed}
     return Snapshot(at=at, nodes=tuple(world.store.nodes(include_terminated=True)),
                     probes=frozen(probes), failures=frozen(None), silent=frozen(None),
                     seeding=world.replication.seeding)
@@ -30,6 +31,16 @@ def test_the_first_master_waits_for_a_lower_node_still_booting(tmp_path: Path) -
     assert [(o.situation, o.action) for o in outcomes] == [(Topology.NO_MASTER, Act.HOLD)]
     assert "waiting up to" in outcomes[0].message and "node 1" in outcomes[0].message
     assert world.agents.verbs() == []
+    assert Role.MASTER not in world.roles().values()
+
+
+def test_it_waits_too_for_a_lower_node_running_but_not_probed_yet(tmp_path: Path) -> None:
+    world = make_world(tmp_path)
+    world.add(Role.NONE)  # its heartbeat moved it; this cycle's probe did not see it
+    world.add(Role.NONE)
+    outcomes = world.run(world.replication.reconcile(
+        snapshot_at(world, time.time(), unprobed=(1,))))
+    assert [o.action for o in outcomes] == [Act.HOLD]
     assert Role.MASTER not in world.roles().values()
 
 

@@ -531,12 +531,13 @@ def _first_master_wait(snapshot: Snapshot, healthy: Sequence[Replica]) -> str | 
     """Why a new service's first election waits, if it does: the first master is the
     lowest-numbered node (node 1 of ``add_nodes 3``, whatever boots first), so it
     waits, up to ``FIRST_MASTER_GRACE`` seconds after a node is ready, for a node with
-    a lower id that is still booting."""
+    a lower id that is not ready yet (and has not failed)."""
     if not healthy:
         return None
     lowest = min(r.id for r in healthy)
-    booting = [n for n in snapshot.live if n.id < lowest
-               and n.state in (NodeState.PENDING, NodeState.BOOTING)]
+    # A lower node not healthy yet: asked of its cloud, booting, or running but not
+    # seen answering by this cycle's probe (its heartbeat moved it).
+    booting = [n for n in snapshot.live if n.id < lowest and n.state is not NodeState.FAILED]
     if not booting:
         return None
     ready_since = min(node.state_since for r in healthy
@@ -544,7 +545,7 @@ def _first_master_wait(snapshot: Snapshot, healthy: Sequence[Replica]) -> str | 
     if snapshot.at - ready_since >= FIRST_MASTER_GRACE:
         return None
     return (f"the first master is the lowest-numbered node: waiting up to "
-            f"{FIRST_MASTER_GRACE:.0f} s for node {booting[0].id} to boot")
+            f"{FIRST_MASTER_GRACE:.0f} s for node {booting[0].id} to be ready")
 
 
 def _as_slave(replica: Replica) -> Replica:
