@@ -284,9 +284,8 @@ class Bench:
             self.lag_figures()
             asked = time.perf_counter()
             self.manager.post("set_up_replica_slave", id=slave)
-            reply, window.load_s = self.manager.timed_upload("load_dump", "mysqldump_file", dump,
-                                                       deadline=self.timeout,
-                                                       database=database)
+            reply, window.load_s = self.manager.timed_upload(
+                "load_dump", "mysqldump_file", dump, deadline=self.timeout, database=database)
             wait_until(lambda: self.replicating(slave), self.timeout, POLL,
                        f"node {slave} replicating after its copy")
             window.copy_s = time.perf_counter() - asked
