@@ -129,9 +129,10 @@ async def _decrypt_into(stdin: asyncio.StreamWriter, stored: AsyncGenerator[byte
                     stdin.write(plain)
                     await stdin.drain()
         decoder.finish()
-        if decoder.size != size or decoder.digest.hexdigest() != sha256:
-            raise decoder.corrupt(f"its sha256 or size differs from its record "
-                                  f"({decoder.size} bytes read, {size} stored)")
+        if decoder.size != size:
+            raise decoder.corrupt(f"{decoder.size} bytes read, {size} recorded")
+        if decoder.digest.hexdigest() != sha256:
+            raise decoder.corrupt("its sha256 differs from the one recorded")
     finally:
         stdin.close()
         with contextlib.suppress(ConnectionError):
