@@ -25,6 +25,7 @@ from conpaassql.backup import (
     CorruptObjectError,
     MissingObjectError,
     open_store,
+    s3store,
 )
 from conpaassql.backup.catalog import BackupRecord, Catalog, new_backup_id
 from conpaassql.backup.s3store import S3Settings, S3Store
@@ -90,7 +91,8 @@ def test_a_stream_of_several_parts_round_trips(settings: S3Settings) -> None:
         head = raw_client(settings).head_object(
             Bucket=BUCKET, Key=f"{settings.prefix}/b/1/data.xbstream")
         assert head["ContentLength"] == stored.size
-        assert head["ETag"].strip('"').endswith("-6")  # 40 MiB and frames: 6 parts of 8 MiB
+        parts = int(head["ETag"].strip('"').rpartition("-")[2])
+        assert parts in (5, 6)  # 40 MiB and the frames, in parts of 8 MiB and a little
         source = Generated(9 * MIB)
         read = source.to_pipe()
         try:
@@ -98,6 +100,24 @@ def test_a_stream_of_several_parts_round_trips(settings: S3Settings) -> None:
         finally:
             os.close(read)
         assert await read_back(store, "from-pipe") == (source.digest.hexdigest(), 9 * MIB)
+        await store.close()
+    asyncio.run(scenario())
+
+
+def test_parts_grow_with_the_object(settings: S3Settings,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """S3 takes 10,000 parts: past each step of parts, the next are one part_size
+    larger (here a step of 2 parts of 5 MiB: 5, 5, 10, 10, then the rest)."""
+    monkeypatch.setattr(s3store, "PARTS_A_STEP", 2)
+
+    async def scenario() -> None:
+        store = S3Store(replace(settings, part_size=5 * MIB), KEY)
+        source = Generated(40 * MIB)
+        await store.put("grown", source.chunks())
+        head = raw_client(settings).head_object(Bucket=BUCKET,
+                                                Key=f"{settings.prefix}/grown")
+        assert head["ETag"].strip('"').endswith("-5")  # fixed 5 MiB parts: 9
+        assert await read_back(store, "grown") == (source.digest.hexdigest(), 40 * MIB)
         await store.close()
     asyncio.run(scenario())
 
@@ -133,17 +153,25 @@ def test_a_source_that_fails_mid_way_leaves_nothing(settings: S3Settings) -> Non
     asyncio.run(scenario())
 
 
-def test_a_store_that_fails_mid_way_leaves_nothing(settings: S3Settings) -> None:
+FAILURES = {
+    "UploadPart": lambda params: params.get("PartNumber") == 3,
+    "CompleteMultipartUpload": lambda params: True,
+    "PutObject": lambda params: str(params.get("Key", "")).endswith(".meta"),  # the sidecar
+}
+
+
+@pytest.mark.parametrize("operation", sorted(FAILURES))
+def test_a_store_that_fails_mid_way_leaves_nothing(settings: S3Settings,
+                                                   operation: str) -> None:
     async def scenario() -> None:
         store = S3Store(settings, KEY)
         client = await store.client()
 
-        def refuse_the_third_part(params: dict[str, Any], **_: Any) -> None:
-            if params.get("PartNumber") == 3:
+        def refuse(params: dict[str, Any], **_: Any) -> None:
+            if FAILURES[operation](params):
                 raise OSError("connection reset by the store")
-        client.meta.events.register("provide-client-params.s3.UploadPart",
-                                    refuse_the_third_part)
-        with pytest.raises(BackupStoreError, match=r"broken in s3://.*upload_part") as caught:
+        client.meta.events.register(f"provide-client-params.s3.{operation}", refuse)
+        with pytest.raises(BackupStoreError, match=r"broken in s3://") as caught:
             await store.put("broken", Generated(40 * MIB).chunks())
         assert SECRET not in str(caught.value)
         assert names_in(settings) == []

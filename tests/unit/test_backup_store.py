@@ -18,6 +18,7 @@ from conpaassql.backup import (
     CorruptObjectError,
     FileStore,
     MissingObjectError,
+    filestore,
     open_store,
 )
 from conpaassql.backup.catalog import BackupRecord, Catalog, new_backup_id
@@ -142,6 +143,20 @@ def test_a_failed_put_leaves_nothing(tmp_path: Path) -> None:
         assert files_in(store) == ["kept", "kept.meta"]
         with pytest.raises(MissingObjectError, match="broken"):
             await store.head("broken")
+    asyncio.run(scenario())
+
+
+def test_a_put_that_fails_at_its_record_leaves_nothing(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    def full_disk(path: Path, data: bytes | str, **_: object) -> None:
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(filestore, "write_private", full_disk)
+
+    async def scenario() -> None:
+        store = store_at(tmp_path)
+        with pytest.raises(OSError, match="No space left"):
+            await store.put("broken", Generated(3 * MIB).chunks())
+        assert files_in(store) == []
     asyncio.run(scenario())
 
 

@@ -37,6 +37,7 @@ class _FileWriter(RawWriter):
         os.fchmod(fd, 0o600)
         self.temporary = Path(name)
         self.stream = os.fdopen(fd, "wb")
+        self.placed = False
 
     async def write(self, data: bytes) -> None:
         await asyncio.to_thread(self.stream.write, data)
@@ -51,6 +52,7 @@ class _FileWriter(RawWriter):
         sidecar = self.path.with_name(self.path.name + SIDECAR)
         sidecar.unlink(missing_ok=True)  # a replaced object is absent, never mismatched
         os.replace(self.temporary, self.path)
+        self.placed = True
         write_private(sidecar, record.to_json())
         _sync_directory(self.path.parent)
 
@@ -61,6 +63,8 @@ class _FileWriter(RawWriter):
         with contextlib.suppress(OSError):
             self.stream.close()
         self.temporary.unlink(missing_ok=True)
+        if self.placed:  # in place without its sidecar: nothing is left under the key
+            self.path.unlink(missing_ok=True)
 
 
 class FileStore(BackupStore):

@@ -77,7 +77,8 @@ class FrameEncoder:
         self._pending += data
         out = bytearray()
         while len(self._pending) > self._frame_size:
-            out += self._frame(bytes(self._pending[: self._frame_size]), final=False)
+            with memoryview(self._pending) as view:
+                out += self._frame(view[: self._frame_size], final=False)
             del self._pending[: self._frame_size]
         return self._count(bytes(out))
 
@@ -86,7 +87,7 @@ class FrameEncoder:
         self._pending.clear()
         return self._count(out)
 
-    def _frame(self, plain: bytes, final: bool) -> bytes:
+    def _frame(self, plain: bytes | memoryview, final: bool) -> bytes:
         nonce = self._counter.to_bytes(12, "big")
         sealed = self._cipher.encrypt(nonce, plain, _associated(self._binding, self._counter,
                                                                  final))
@@ -165,15 +166,16 @@ class FrameDecoder:
             raise self.corrupt(f"frame {self._counter} has a bad length {length}")
         if len(self._buffer) < _LENGTH.size + length:
             return None
-        sealed = bytes(self._buffer[_LENGTH.size:_LENGTH.size + length])
-        del self._buffer[:_LENGTH.size + length]
         assert self._cipher is not None
         try:
-            plain = self._cipher.decrypt(self._counter.to_bytes(12, "big"), sealed,
-                                         _associated(self._binding, self._counter, final))
+            with memoryview(self._buffer) as view:
+                plain = self._cipher.decrypt(self._counter.to_bytes(12, "big"),
+                                             view[_LENGTH.size:_LENGTH.size + length],
+                                             _associated(self._binding, self._counter, final))
         except InvalidTag:
             raise self.corrupt(f"frame {self._counter} fails authentication (changed, "
                                "reordered or cut)") from None
+        del self._buffer[:_LENGTH.size + length]
         self._counter += 1
         self._final = final
         return plain

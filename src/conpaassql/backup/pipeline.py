@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 #: What a put reads: chunks, or a readable file descriptor (or a file object of one).
 Source = AsyncIterable[bytes] | int | IO[bytes]
-PIPE_LIMIT = 4 << 20
+PIPE_LIMIT = 1 << 20
 ZSTD_LEVEL = 3
 
 

@@ -1,8 +1,9 @@
 """``S3Store``: objects in any S3-compatible store, through boto3.
 
 A put streams into a multipart upload, a part uploaded as soon as it fills (at
-most ``IN_FLIGHT`` parts uploading at once, so memory stays at a few parts); a
-put smaller than one part is a single PutObject. On any failure the multipart
+most ``IN_FLIGHT`` parts uploading at once, so memory stays at a few parts; parts
+grow with the object, see ``part_size``); a put smaller than one part is a single
+PutObject. On any failure the multipart
 upload is aborted. Every boto3 call is blocking and runs in a worker thread.
 """
 
@@ -26,6 +27,7 @@ MIB = 1 << 20
 PART_SIZE = 8 * MIB
 MIN_PART_SIZE = 5 * MIB
 IN_FLIGHT = 2
+PARTS_A_STEP = 500  # parts of a size before the next are one part_size larger
 READ_SIZE = MIB
 LIST_POOL = 8
 _S3_ERRORS = (BotoCoreError, ClientError, OSError)
@@ -64,18 +66,29 @@ class _UploadWriter(RawWriter):
         self.store = store
         self.key = key
         self.name = store.object_name(key)
-        self.buffer = bytearray()
+        self.blocks: list[bytes] = []
+        self.buffered = 0
         self.upload_id: str | None = None
         self.parts: list[dict[str, Any]] = []
         self.running: list[asyncio.Task[None]] = []
+        self.placing = False  # complete or put: the object may be in place
+
+    def part_size(self) -> int:
+        """The configured size, growing with the parts sent: S3 takes 10,000 parts, so
+        8 MiB parts make objects up to about 800 GB (16 MiB: 1.6 TB)."""
+        return self.store.settings.part_size * (1 + len(self.parts) // PARTS_A_STEP)
 
     async def write(self, data: bytes) -> None:
-        self.buffer += data
-        size = self.store.settings.part_size
-        while len(self.buffer) >= size:
-            part = bytes(self.buffer[:size])
-            del self.buffer[:size]
-            await self._send(part)
+        self.blocks.append(data)
+        self.buffered += len(data)
+        if self.buffered >= self.part_size():
+            await self._send(self._take())
+
+    def _take(self) -> bytes:
+        part = b"".join(self.blocks)
+        self.blocks.clear()
+        self.buffered = 0
+        return part
 
     async def _send(self, part: bytes) -> None:
         if self.upload_id is None:
@@ -98,14 +111,15 @@ class _UploadWriter(RawWriter):
     async def commit(self, record: StoredObject) -> None:
         if self.upload_id is None:
             await self.store.delete_sidecar(self.key)  # a replaced object: absent a moment
-            await self.store.call("put_object", self.key, Key=self.name, Body=bytes(self.buffer))
+            self.placing = True
+            await self.store.call("put_object", self.key, Key=self.name, Body=self._take())
         else:
-            if self.buffer:
-                await self._send(bytes(self.buffer))
-                self.buffer.clear()
+            if self.blocks:
+                await self._send(self._take())
             await asyncio.gather(*self.running)
             self.running.clear()
             await self.store.delete_sidecar(self.key)
+            self.placing = True
             await self.store.call("complete_multipart_upload", self.key, Key=self.name,
                                   UploadId=self.upload_id,
                                   MultipartUpload={"Parts": self.parts})
@@ -118,13 +132,17 @@ class _UploadWriter(RawWriter):
             task.cancel()
         await asyncio.gather(*self.running, return_exceptions=True)
         self.running.clear()
-        self.buffer.clear()
+        self.blocks.clear()
         if self.upload_id is not None:
-            try:
-                await self.store.call("abort_multipart_upload", self.key, Key=self.name,
-                                      UploadId=self.upload_id)
-            except BackupStoreError as exc:
-                log.warning("could not abort the upload of %s: %s", self.key, exc)
+            await self._quietly("abort_multipart_upload", UploadId=self.upload_id)
+        if self.placing:  # the object may be in place without its sidecar
+            await self._quietly("delete_object")
+
+    async def _quietly(self, operation: str, **arguments: Any) -> None:
+        try:
+            await self.store.call(operation, self.key, Key=self.name, **arguments)
+        except BackupStoreError as exc:
+            log.warning("cleaning up after a failed upload of %s: %s", self.key, exc)
 
 
 class S3Store(BackupStore):
