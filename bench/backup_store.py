@@ -18,10 +18,10 @@ alternates, each a median of wall-clock seconds:
   server (a separate process on loopback; moto itself is slow, so this tells
   the store's overhead only loosely).
 
-Then the peak memory of a ``--mb`` put of incompressible bytes from a pipe
-(``head -c N /dev/urandom``): this process's resident set sampled every 20 ms
-before and during the put, and the largest child's (zstd) peak. It should stay
-flat, whatever the size.
+First the peak memory of puts of incompressible bytes from a pipe (``head -c N
+/dev/urandom``) of 100 MB, ``--mb`` and four times that (S3: the first two): this
+process's resident set sampled every 20 ms before and during the put, and zstd's
+peak. It should stay flat, whatever the size.
 
 Prints the figures; asserts nothing (timings belong here, not in the tests).
 """
@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import resource
 import shutil
 import socket
 import statistics
@@ -135,22 +134,42 @@ class S3Server:
         self.process.wait(10)
 
 
-def rss_bytes() -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
+def status_kib(pid: int | str, field: str) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        pass
     return 0
 
 
+def zstd_children() -> list[str]:
+    """The pids of this process's zstd children."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            name, _, rest = stat.partition(") ")
+            if name.endswith("(zstd") and rest.split()[1] == str(os.getpid()):
+                found.append(entry.name)
+    return found
+
+
 async def peak_memory(store: BackupStore, size: int) -> tuple[int, int, int]:
-    """(resident before, peak during the put, largest child's peak), in bytes."""
-    before = rss_bytes()
-    peak = [before]
+    """(resident before, peak during the put, zstd's peak), in bytes."""
+    before = status_kib("self", "VmRSS") * 1024
+    peak, child = [before], [0]
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(0.02):
-            peak[0] = max(peak[0], rss_bytes())
+            peak[0] = max(peak[0], status_kib("self", "VmRSS") * 1024)
+            for pid in zstd_children():
+                child[0] = max(child[0], status_kib(pid, "VmHWM") * 1024)
     sampler = threading.Thread(target=sample)
     sampler.start()
     head = subprocess.Popen(["head", "-c", str(size), "/dev/urandom"], stdout=subprocess.PIPE)
@@ -163,8 +182,15 @@ async def peak_memory(store: BackupStore, size: int) -> tuple[int, int, int]:
         done.set()
         sampler.join()
     await store.delete("memory/data")
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-    return before, peak[0], children
+    return before, peak[0], child[0]
+
+
+async def memory(name: str, store: BackupStore, sizes: list[int]) -> None:
+    for size in sizes:
+        before, peak, child = await peak_memory(store, size)
+        print(f"memory of a {size / MB:.0f} MB put ({name}, incompressible): this process "
+              f"{before / MIB:.0f} MiB before, {peak / MIB:.0f} MiB at most; "
+              f"zstd {child / MIB:.0f} MiB at most")
 
 
 def median(values: list[float]) -> float:
@@ -216,17 +242,14 @@ async def main(arguments: argparse.Namespace) -> None:
         make_data(data, size)
         print(f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; {shutil.which('zstd')}")
         file_store = FileStore(work / "store", key)
-        print("memory of a put (file store, incompressible): "
-              + "before {:.0f} MiB, peak {:.0f} MiB, zstd {:.0f} MiB".format(
-                  *(value / MIB for value in await peak_memory(file_store, size))))
+        sizes = sorted({min(100 * MB, size), size, 4 * size})
+        await memory("file store", file_store, sizes)
         report("file store", await rounds("file store", file_store, data, work,
                                           arguments.repeat, size), size)
         if arguments.s3:
             server = S3Server()
             s3 = server.store(key)
-            print("memory of a put (S3 store, incompressible): "
-                  + "before {:.0f} MiB, peak {:.0f} MiB, zstd {:.0f} MiB".format(
-                      *(value / MIB for value in await peak_memory(s3, size))))
+            await memory("S3 store", s3, sizes[:2])
             report("S3 store", await rounds("S3 store (moto)", s3, data, work,
                                             arguments.repeat, size), size)
             await s3.close()
