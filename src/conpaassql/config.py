@@ -296,6 +296,9 @@ class BackupConfig:
             raise ConfigError(section.where("addressing_style"),
                               detail=f"{style!r} is not one of {', '.join(ADDRESSING_STYLES)}")
         endpoint = section.get("endpoint_url")
+        if endpoint and (urlsplit(endpoint).username or urlsplit(endpoint).password):
+            raise ConfigError(section.where("endpoint_url"), detail="credentials go in "
+                              "access_key_id and secret_access_key, not in the URL")
         if endpoint and urlsplit(endpoint).scheme not in ("http", "https"):
             raise ConfigError(section.where("endpoint_url"),
                               detail=f"{endpoint!r} is not an http:// or https:// URL")

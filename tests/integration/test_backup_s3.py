@@ -136,6 +136,8 @@ def test_a_corrupted_object_is_refused_naming_it(settings: S3Settings) -> None:
         assert "fails authentication" in str(caught.value)
         with pytest.raises(CorruptObjectError, match=named):
             await read_back_from_pipe(store, "b/2/data.xbstream")
+        with pytest.raises(CorruptObjectError, match=named):
+            await store.verify("b/2/data.xbstream")
         await store.close()
     asyncio.run(scenario())
 

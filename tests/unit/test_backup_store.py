@@ -88,6 +88,7 @@ def test_a_corrupted_object_is_refused_naming_it(tmp_path: Path) -> None:
         store = store_at(tmp_path)
         source = Generated(6 * MIB)
         await store.put("b/2/data.xbstream", source.chunks())
+        await store.put("b/1/kept", Generated(2 * MIB).chunks())
         corrupt(store.root / "b" / "2" / "data.xbstream", 3 * MIB + 17)
         named = r"object: b/2/data\.xbstream DETAIL"
         with pytest.raises(CorruptObjectError, match=named) as caught:
@@ -95,6 +96,9 @@ def test_a_corrupted_object_is_refused_naming_it(tmp_path: Path) -> None:
         assert "fails authentication" in str(caught.value)
         with pytest.raises(CorruptObjectError, match=named):
             await read_back_from_pipe(store, "b/2/data.xbstream")
+        with pytest.raises(CorruptObjectError, match=named):
+            await store.verify("b/2/data.xbstream")
+        assert (await store.verify("b/1/kept")).key == "b/1/kept"
     asyncio.run(scenario())
 
 
@@ -122,6 +126,8 @@ def test_a_cut_object_is_refused(tmp_path: Path) -> None:
         os.truncate(path, stored.size - 100)
         with pytest.raises(CorruptObjectError, match="cut"):
             await read_back(store, "cut")
+        with pytest.raises(CorruptObjectError, match="cut"):
+            await store.verify("cut")
     asyncio.run(scenario())
 
 
@@ -239,6 +245,7 @@ def test_the_backup_section() -> None:
     ("store = s3:///x", "not a bucket name"),
     ("store = file://host/x", "file:///absolute/path"),
     ("store = s3://bucket\nendpoint_url = minio:9000", "not an http:// or https:// URL"),
+    ("store = s3://bucket\nendpoint_url = http://k:s3cr3t@h", "not in the URL"),
     ("store = s3://bucket\naccess_key_id = a", "go together"),
     ("store = file:///x\nendpoint_url = http://h", "only for an s3:// store"),
     ("store = s3://bucket\naddressing_style = dns", "not one of auto, path, virtual"),

@@ -129,14 +129,19 @@ async def _decrypt_into(stdin: asyncio.StreamWriter, stored: AsyncGenerator[byte
                     stdin.write(plain)
                     await stdin.drain()
         decoder.finish()
-        if decoder.size != size:
-            raise decoder.corrupt(f"{decoder.size} bytes read, {size} recorded")
-        if decoder.digest.hexdigest() != sha256:
-            raise decoder.corrupt("its sha256 differs from the one recorded")
+        check_whole(decoder, sha256, size)
     finally:
         stdin.close()
         with contextlib.suppress(ConnectionError):
             await stdin.wait_closed()
+
+
+def check_whole(decoder: FrameDecoder, sha256: str, size: int) -> None:
+    """The bytes read were the ones recorded at the put."""
+    if decoder.size != size:
+        raise decoder.corrupt(f"{decoder.size} bytes read, {size} recorded")
+    if decoder.digest.hexdigest() != sha256:
+        raise decoder.corrupt("its sha256 differs from the one recorded")
 
 
 class Decoding:

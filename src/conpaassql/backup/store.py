@@ -19,9 +19,9 @@ from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 
 from conpaassql.backup.errors import BackupStoreError, CorruptObjectError, MissingObjectError
-from conpaassql.backup.format import VERSION
+from conpaassql.backup.format import VERSION, FrameDecoder
 from conpaassql.backup.keys import BackupKey
-from conpaassql.backup.pipeline import Decoding, Source, encode
+from conpaassql.backup.pipeline import Decoding, Source, check_whole, encode
 
 SIDECAR = ".meta"
 _COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._@:+=-]{0,199}")
@@ -141,6 +141,18 @@ class BackupStore(abc.ABC):
         async with contextlib.aclosing(decoding.chunks(into=descriptor)) as chunks:
             async for _ in chunks:
                 pass
+        return record
+
+    async def verify(self, key: str) -> StoredObject:
+        """Read ``key`` whole and check every frame and its checksum, without
+        decompressing it; raises ``CorruptObjectError`` naming it."""
+        record = await self.head(key)
+        decoder = FrameDecoder(self.key, key)
+        async with contextlib.aclosing(self._read(key)) as blocks:
+            async for block in blocks:
+                await asyncio.to_thread(decoder.update, block)
+        decoder.finish()
+        check_whole(decoder, record.sha256, record.size)
         return record
 
     async def get_bytes(self, key: str) -> bytes:
