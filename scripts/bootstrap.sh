@@ -10,6 +10,8 @@ missing=()
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server)
 command -v mariadb >/dev/null 2>&1 || missing+=(mariadb-client)
 command -v mariabackup >/dev/null 2>&1 || missing+=(mariadb-backup)
+# Backups are compressed by the zstd program, through pipes.
+command -v zstd >/dev/null 2>&1 || missing+=(zstd)
 "$python" -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 # Every datadir gets the time zone tables from the OS's zoneinfo.
 [ -d /usr/share/zoneinfo ] || missing+=(tzdata)

@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from conpaassql.errors import ConfigError
 
@@ -283,6 +284,99 @@ def _router(ini: IniFile) -> RouterConfig | None:
                         section.get("name") or "configured", hosts)
 
 
+#: The keys of ``[backup]``.
+BACKUP_KEYS = frozenset({
+    "STORE", "ENDPOINT_URL", "REGION", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "SESSION_TOKEN",
+    "ADDRESSING_STYLE", "PART_SIZE"})
+ADDRESSING_STYLES = ("auto", "path", "virtual")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class BackupConfig:
+    """``[backup]``: where backups are kept. ``path`` for a local directory (None: the
+    embedded default, ``<state dir>/backups``), or ``bucket`` (and ``prefix``) of an
+    S3-compatible store. S3 credentials None: boto3's own (the environment's
+    ``AWS_ACCESS_KEY_ID``..., a profile, an instance role)."""
+
+    path: Path | None = None
+    bucket: str | None = None
+    prefix: str = ""
+    endpoint_url: str | None = None
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    addressing_style: str = "auto"
+    part_size: int = 8 * MIB  # bytes of each part of a multipart upload
+
+    @property
+    def url(self) -> str:
+        """The store, as configured (no secret): ``s3://bucket/prefix`` or ``file://``."""
+        if self.bucket:
+            return f"s3://{self.bucket}/{self.prefix}"
+        return self.path.as_uri() if self.path else "file://<state dir>/backups"
+
+    def directory(self, state_dir: Path) -> Path:
+        """The file store's directory (for an S3 store too: its default would be)."""
+        return self.path if self.path is not None else state_dir / "backups"
+
+    @classmethod
+    def from_section(cls, section: Section) -> BackupConfig:
+        unknown = sorted(set(section.values) - BACKUP_KEYS)
+        if unknown:
+            raise ConfigError(section.where(unknown[0]), detail=f"unknown key(s) "
+                              f"{', '.join(unknown)} (known: {', '.join(sorted(BACKUP_KEYS))})")
+        style = (section.get("addressing_style", "auto") or "auto").lower()
+        if style not in ADDRESSING_STYLES:
+            raise ConfigError(section.where("addressing_style"),
+                              detail=f"{style!r} is not one of {', '.join(ADDRESSING_STYLES)}")
+        endpoint = section.get("endpoint_url")
+        if endpoint and (urlsplit(endpoint).username or urlsplit(endpoint).password):
+            raise ConfigError(section.where("endpoint_url"), detail="credentials go in "
+                              "access_key_id and secret_access_key, not in the URL")
+        if endpoint and urlsplit(endpoint).scheme not in ("http", "https"):
+            raise ConfigError(section.where("endpoint_url"),
+                              detail=f"{endpoint!r} is not an http:// or https:// URL")
+        access, secret = section.get("access_key_id"), section.get("secret_access_key")
+        if bool(access) != bool(secret):
+            raise ConfigError(section.where("secret_access_key" if access else "access_key_id"),
+                              detail="access_key_id and secret_access_key go together")
+        path, bucket, prefix = _backup_store(section)
+        if bucket is None and endpoint:
+            raise ConfigError(section.where("endpoint_url"), detail="only for an s3:// store")
+        return cls(path=path, bucket=bucket, prefix=prefix, endpoint_url=endpoint,
+                   region=section.get("region"), access_key_id=access,
+                   secret_access_key=secret, session_token=section.get("session_token"),
+                   addressing_style=style,
+                   part_size=section.integer("part_size", 8, 5, 5120) * MIB)
+
+
+def _backup_store(section: Section) -> tuple[Path | None, str | None, str]:
+    """``file:///path``, a bare path (relative to the file), or ``s3://bucket/prefix``."""
+    text = section.get("store")
+    if text is None:
+        return None, None, ""
+    where = section.where("store")
+    parts = urlsplit(text)
+    if parts.scheme == "s3":
+        if not _BUCKET.fullmatch(parts.netloc) or ".." in parts.netloc:
+            raise ConfigError(where, detail=f"{parts.netloc!r} is not a bucket name "
+                              "(3 to 63 of a-z, 0-9, . and -)")
+        if parts.query or parts.fragment:
+            raise ConfigError(where, detail="an s3:// URL has no ?query or #fragment")
+        return None, parts.netloc, parts.path.strip("/")
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise ConfigError(where, detail="a file URL is file:///absolute/path")
+        return Path(unquote(parts.path)), None, ""
+    if parts.scheme:
+        raise ConfigError(where, detail=f"{text!r}: a store is file:///path or "
+                          "s3://bucket/prefix")
+    return _relative_path(text, section.ini.path), None, ""
+
+
 @dataclass(frozen=True)
 class ManagerConfig:
     path: str | None = None
@@ -315,6 +409,7 @@ class ManagerConfig:
     max_reader_lag: float = 30.0  # seconds behind the master a reader may be
     seed_method: str = "auto"  # how a slave is copied: auto, physical or logical
     router: RouterConfig | None = None  # [router]: the endpoints applications use
+    backup: BackupConfig = field(default_factory=BackupConfig)
     ini: IniFile | None = None
 
     @property
@@ -365,6 +460,7 @@ class ManagerConfig:
             max_reader_lag=manager.number("max_reader_lag", 30.0, 0.0),
             seed_method=_seed_method(manager),
             router=_router(ini),
+            backup=BackupConfig.from_section(ini.section("backup")),
             ini=ini,
         )
 
@@ -521,3 +617,4 @@ def _local_cloud(iaas: Section) -> LocalCloudConfig:
     cache = iaas.get("LOCAL_TEMPLATE_CACHE")
     return LocalCloudConfig(first, last, Path(cache) if cache else None,
                             _options(iaas, "LOCAL_MYSQL_OPTIONS"))
+

@@ -31,6 +31,8 @@ ALLOWED: dict[str, frozenset[str] | None] = {
     # The agent protocol is the seam between manager and agents: both import it, it
     # imports neither of them.
     "protocol": frozenset({"rpc", "errors", "names", "domain"}),
+    # The backup stores: a library the manager and the agents both use.
+    "backup": frozenset({"errors", "files", "config"}),
     **{shared: frozenset({"errors"}) for shared in SHARED},
 }
 # part -> the parts of ours it must not import.

@@ -2,8 +2,9 @@
 
 ``agent_secret`` is the credential manager and agents show each other;
 ``root_password`` is MySQL's root password on every node;
-``replication_password`` is the slaves' password on their master. All are
-generated at first start with ``secrets`` and never logged.
+``replication_password`` is the slaves' password on their master;
+``backup_key`` encrypts every backup (without it no backup can be read: README,
+"Backups"). All are generated at first start with ``secrets`` and never logged.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from conpaassql.backup.keys import BackupKey, load_or_create_key
 from conpaassql.files import write_private
 
 
@@ -36,6 +38,7 @@ class ServiceSecrets:
     agent_secret: str
     root_password: str
     replication_password: str
+    backup_key: BackupKey
 
     @classmethod
     def load(cls, state_dir: Path) -> ServiceSecrets:
@@ -44,6 +47,7 @@ class ServiceSecrets:
             agent_secret=load_or_create(directory / "agent_secret"),
             root_password=load_or_create(directory / "root_password"),
             replication_password=load_or_create(directory / "replication_password"),
+            backup_key=load_or_create_key(directory / "backup_key"),
         )
 
     def __repr__(self) -> str:
