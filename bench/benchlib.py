@@ -43,7 +43,8 @@ from conpaassql.cloud.local import (
     stop_node_processes,
 )
 from conpaassql.mysql.binaries import find_binary
-from conpaassql.rpc.client import RpcClient, call_blocking
+from conpaassql.rpc import transfer
+from conpaassql.rpc.client import RpcClient, call_blocking, read_chunks
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
@@ -548,30 +549,39 @@ class ManagerProcess:
         return self.call(method, "POST", **params)
 
     def upload(self, method: str, file_field: str, path: Path, *,
-               deadline: float | None = None, **params: Any) -> tuple[Any, float]:
-        """An UPLOAD of the file at ``path`` (streamed); the reply and its seconds
-        (``BenchError`` past ``deadline`` seconds, if given)."""
+               deadline: float | None = None, direct: bool = True,
+               **params: Any) -> tuple[Any, float]:
+        """An UPLOAD of the file at ``path`` (streamed) as conpaassql-client sends it
+        (a dump straight to its node, unless not ``direct``); the reply and its
+        seconds (``BenchError`` past ``deadline`` seconds, if given)."""
 
         async def send() -> tuple[Any, float]:
             async with RpcClient(self.url) as client:
                 with open(path, "rb") as handle:
                     started = time.perf_counter()
-                    reply = await client.upload_file(method, params, file_field, handle,
-                                                     path.name)
+                    reply = await transfer.upload(client, method, params, file_field,
+                                                  path.name, read_chunks(handle),
+                                                  direct=direct)
                     return reply, time.perf_counter() - started
 
         return run_within(send(), deadline, f"{method} of {path.name}")
 
     def download(self, method: str, path: Path, *, deadline: float | None = None,
-                 **params: Any) -> tuple[int, float]:
-        """A streamed result written to ``path``; its bytes and seconds
+                 direct: bool = True, **params: Any) -> tuple[int, float]:
+        """A streamed result written to ``path`` as conpaassql-client takes it (a dump
+        straight from its node, unless not ``direct``); its bytes and seconds
         (``BenchError`` past ``deadline`` seconds, if given)."""
 
         async def fetch() -> tuple[int, float]:
             async with RpcClient(self.url) as client:
                 with open(path, "wb") as handle:
                     started = time.perf_counter()
-                    size = await client.download(method, params, handle)
+                    size = 0
+                    async with transfer.stream(client, method, params,
+                                               direct=direct) as stream:
+                        async for chunk in stream.chunks():
+                            handle.write(chunk)
+                            size += len(chunk)
                     return size, time.perf_counter() - started
 
         return run_within(fetch(), deadline, f"{method} into {path.name}")
