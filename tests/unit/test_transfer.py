@@ -17,14 +17,14 @@ import pytest
 import uvicorn
 
 from conpaassql.agent.web import TransferGrants, manager_gate, manager_only
-from conpaassql.errors import RemoteError
+from conpaassql.errors import InvalidArgumentError, MySQLError, RemoteError
 from conpaassql.manager.authority import Authority
 from conpaassql.rpc import transfer
 from conpaassql.rpc.client import RpcClient
 from conpaassql.rpc.grants import make_transfer_grant
 from conpaassql.rpc.registry import CallContext, Registry
 from conpaassql.rpc.server import RpcApp
-from conpaassql.rpc.streams import ByteStreamResponse
+from conpaassql.rpc.streams import ByteStreamResponse, sql_failure_line
 from conpaassql.rpc.tls import TlsFiles, dns_name, node_name, server_options
 from conpaassql.rpc.types import NoParams, Params, Text
 from tests.integration.harness import free_port
@@ -60,12 +60,17 @@ def agent_registry(seen: Seen) -> Registry:
 
     async def sqldump(params: DatabaseParams, ctx: CallContext) -> ByteStreamResponse:
         seen.agent.append(("sqldump", ctx.principal, params.database))
+        if params.database == "missing":
+            raise InvalidArgumentError("database", detail="no database 'missing' on node 7")
 
         async def chunks() -> AsyncIterator[bytes]:
-            for _ in range(16):
+            for index in range(16):
+                if index == 3 and params.database == "cut":
+                    raise MySQLError("the dump failed part-way")
                 yield BLOCK
 
-        return ByteStreamResponse(chunks(), media_type="application/sql")
+        return ByteStreamResponse(chunks(), media_type="application/sql",
+                                  failure_line=sql_failure_line)
 
     async def get_server_state(params: NoParams, ctx: CallContext) -> str:
         return "answered"
@@ -84,12 +89,13 @@ class World:
     agent_url: str
     seen: Seen
     link_url: str = ""  # where the manager says the agent is
+    ca: str = ""  # the CA the manager names (else the service's)
     grants: bool = True  # False: a manager that predates grants
 
     def link(self, method: str) -> dict[str, Any]:
         return {"node": NODE, "url": self.link_url, "method": method,
                 "server_name": dns_name(SERVICE, node_name(NODE)),
-                "ca": self.authority.ca_pem,
+                "ca": self.ca or self.authority.ca_pem,
                 "grant": make_transfer_grant(self.authority.grant_key, NODE, method),
                 "headers": {"Content-Disposition": 'attachment; filename="x.sql"'}}
 
@@ -186,10 +192,10 @@ def load(url: str, database: str | None = None) -> Any:
     return asyncio.run(once())
 
 
-def export(url: str) -> tuple[bytes, str | None]:
+def export(url: str, database: str = "src") -> tuple[bytes, str | None]:
     async def once() -> tuple[bytes, str | None]:
         async with RpcClient(url) as manager, \
-                transfer.stream(manager, "sqldump", {"database": "src"}) as stream:
+                transfer.stream(manager, "sqldump", {"database": database}) as stream:
             body = b"".join([chunk async for chunk in stream.chunks()])
             return body, stream.headers.get("content-disposition")
 
@@ -265,9 +271,25 @@ def test_a_grant_is_taken_once_for_its_method_only(world: World) -> None:
     assert world.seen.agent == [("sqldump", "granted", None)]
 
 
+def test_an_export_refused_or_cut_short_is_an_error(world: World) -> None:
+    with manager_of(world) as url:
+        with pytest.raises(RemoteError) as refused:
+            export(url, "missing")
+        with pytest.raises(RemoteError, match="was cut short"):
+            export(url, "cut")
+    assert str(refused.value) == "Invalid argument: database DETAIL:no database 'missing' " \
+                                 "on node 7"
+    assert world.seen.agent == [("sqldump", "granted", "missing"),
+                                ("sqldump", "granted", "cut")]
+
+
 def test_the_client_checks_the_nodes_certificate(world: World, tmp_path: Path) -> None:
     other = Authority.load_or_create(tmp_path / "other", "cc33dd44")
-    link = {**world.link("sqldump"), "ca": other.ca_pem}  # not the node's CA
+    world.ca = other.ca_pem  # not the node's CA: nothing is sent there
+    with manager_of(world) as url:
+        assert load(url)["via"] == "manager"
+        assert export(url)[0] == b"-- through the manager\n"
+    link = world.link("sqldump")
 
     async def once() -> None:
         async with transfer._agent(link) as agent, agent.stream("sqldump"):

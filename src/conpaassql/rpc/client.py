@@ -90,7 +90,7 @@ class RpcClient:
             response = await self._http.request(**request)
         except httpx.HTTPError as exc:
             raise UnreachableError(self.url, detail=_describe(exc)) from None
-        return _result_of(response)
+        return result_of(response)
 
     async def get(self, method: str, **params: Any) -> Any:
         return await self.call(method, params, verb="GET")
@@ -124,7 +124,7 @@ class RpcClient:
                 timeout=_long(timeout, self._connect_timeout), extensions=self._extensions)
         except httpx.HTTPError as exc:
             raise UnreachableError(self.url, detail=_describe(exc)) from None
-        return _result_of(response)
+        return result_of(response)
 
     async def upload_file(
         self,
@@ -160,7 +160,7 @@ class RpcClient:
         try:
             if _is_json(response):
                 await response.aread()
-                _result_of(response)
+                result_of(response)
                 raise RemoteError("the peer answered with a result, not a stream",
                                   http_status=response.status_code)
             if response.status_code != 200:
@@ -248,7 +248,8 @@ def _describe(exc: httpx.HTTPError) -> str:
     return text
 
 
-def _result_of(response: httpx.Response) -> Any:
+def result_of(response: httpx.Response) -> Any:
+    """The result of a JSON reply; ``RemoteError`` carrying an error reply's text."""
     try:
         body = response.json()
     except ValueError:
