@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conpaassql.mysql.pipes import ToolOutput, block_buffered, pipe_into
+from conpaassql.mysql.pipes import ToolOutput, block_buffered, gathered, pipe_into
 
 CHUNK = 1 << 20
 
@@ -86,3 +86,14 @@ def test_a_block_buffered_tool_says_all_and_its_status() -> None:
     assert asyncio.run(run(["seq", "300000"])) == (expected, 0)
     assert asyncio.run(run(["sh", "-c", "echo partial; exit 4"])) == (b"partial\n", 4)
     assert block_buffered(["x"], 4096)[1:] == ["-o4096", "x"]
+
+
+def test_small_chunks_are_gathered_into_blocks(tmp_path: Path) -> None:
+    async def sizes() -> list[int]:
+        return [len(block) async for block in gathered(pattern(250, 10_000), 64_000)]
+
+    assert asyncio.run(sizes()) == [70_000] * 35 + [50_000]
+    out = tmp_path / "out"
+    status, _ = asyncio.run(pipe_into(["sh", "-c", f"cat > {out}"], pattern(250, 10_000)))
+    assert status == 0
+    assert out.read_bytes() == b"".join(bytes([i % 251]) * 10_000 for i in range(250))

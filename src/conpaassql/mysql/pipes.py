@@ -64,7 +64,7 @@ async def read_block(stream: asyncio.StreamReader, size: int = OUTPUT_BLOCK) -> 
         return end.partial
 
 
-def _write_all(descriptor: int, data: bytes) -> bool:
+def _write_all(descriptor: int, data: bytes | bytearray) -> bool:
     """Blocking: all of ``data`` into the pipe; ``False`` once the reader has gone."""
     view = memoryview(data)
     try:
@@ -87,7 +87,7 @@ class PipeWriter:
         self._pending: asyncio.Future[bool] | None = None
         self._closed = False
 
-    async def write(self, data: bytes) -> bool:
+    async def write(self, data: bytes | bytearray) -> bool:
         """Write and wait for room; ``False`` once the reader has gone."""
         loop = asyncio.get_running_loop()
         self._pending = loop.run_in_executor(None, _write_all, self.descriptor, data)
@@ -108,6 +108,21 @@ def kill(process: asyncio.subprocess.Process) -> None:
     if process.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
+
+
+async def gathered(chunks: AsyncIterator[bytes],
+                   size: int = PIPE_SIZE) -> AsyncIterator[bytes | bytearray]:
+    """``chunks`` in blocks of at least ``size`` bytes (the last one may be smaller):
+    a request's body comes in pieces of some 64-256 KiB, and each write is a trip to
+    a thread. A block yielded is not touched afterwards."""
+    block = bytearray()
+    async for chunk in chunks:
+        block += chunk
+        if len(block) >= size:
+            yield block
+            block = bytearray()
+    if block:
+        yield block
 
 
 async def pipe_into(args: Sequence[str], chunks: AsyncIterator[bytes],
@@ -133,8 +148,8 @@ async def pipe_into(args: Sequence[str], chunks: AsyncIterator[bytes],
     assert process.stderr is not None
     errors = asyncio.create_task(collect(process.stderr))
     try:
-        async for chunk in chunks:
-            if chunk and not await stdin.write(chunk):
+        async for block in gathered(chunks):
+            if not await stdin.write(block):
                 break
         await stdin.close()
         status = await process.wait()
