@@ -207,7 +207,7 @@ def test_dumps_straight_to_and_from_the_node(pair: Pair, tmp_path: Path) -> None
                                               "mysqldump_file", "direct.sql",
                                               read_chunks(handle))
             link = await client.call("grant_sqldump", {"database": "src"}, verb="GET")
-        async with transfer._agent(link) as agent:
+        async with transfer.agent_client(link) as agent:
             async with agent.stream("sqldump", {"database": "src"}) as stream:
                 await anext(stream.chunks())
             try:  # the same grant again
@@ -230,6 +230,18 @@ def test_dumps_straight_to_and_from_the_node(pair: Pair, tmp_path: Path) -> None
     assert again is not None and "answers its manager only" in again
     # The manager heard of the load from the node (its heartbeat).
     wait_until(lambda: loads() > before, 30, what="the load in the node's history")
+    # A grant is refused where the call itself would be, in the same words.
+    for params, expected in [
+            ({"method": "send_mysqldump", "serviceNodeId": slave},
+             f"Service in wrong state DETAIL:node {slave} is a slave"),
+            ({"method": "load_dump", "serviceNodeId": master},
+             "Unexpected arguments ['serviceNodeId']"),
+            ({"method": "load_dump", "database": "mysql"}, "Invalid argument: database"),
+            ({"method": "fence"}, "Invalid argument: method")]:
+        text = rpc_error(lambda p=params: manager.post("grant_load", **p))
+        assert text.startswith(expected), (params, text)
+    assert rpc_error(lambda: manager.get("grant_sqldump", serviceNodeId=99)).startswith(
+        "Invalid argument: serviceNodeId")
 
 
 def test_dump_with_an_error_in_the_middle(pair: Pair, tmp_path: Path) -> None:

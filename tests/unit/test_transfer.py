@@ -244,7 +244,7 @@ def call_agent(world: World, token: str | None, method: str = "sqldump") -> Any:
     link["grant"] = token
 
     async def once() -> Any:
-        async with transfer._agent(link) as agent:
+        async with transfer.agent_client(link) as agent:
             if method == "sqldump":
                 async with agent.stream("sqldump") as stream:
                     return len(b"".join([chunk async for chunk in stream.chunks()]))
@@ -292,7 +292,7 @@ def test_the_client_checks_the_nodes_certificate(world: World, tmp_path: Path) -
     link = world.link("sqldump")
 
     async def once() -> None:
-        async with transfer._agent(link) as agent, agent.stream("sqldump"):
+        async with transfer.agent_client(link) as agent, agent.stream("sqldump"):
             pass
 
     with pytest.raises(Exception, match="certificate verify failed"):

@@ -20,7 +20,13 @@ from typing import Any, Literal
 from pydantic import Field
 
 from conpaassql.domain.node import Node
-from conpaassql.errors import BusyError, ConpaasSQLError, RemoteError, UnreachableError
+from conpaassql.errors import (
+    BusyError,
+    ConpaasSQLError,
+    RemoteError,
+    UnexpectedArgumentsError,
+    UnreachableError,
+)
 from conpaassql.manager import targets
 from conpaassql.manager.outcomes import nodes_failed
 from conpaassql.manager.service import NodeService
@@ -158,12 +164,13 @@ class DataApi:
         return {"Content-Disposition": f'attachment; filename="{_safe(name)}"',
                 "X-Conpaassql-Node": str(node.id)}
 
-
     # -- straight to the node ----------------------------------------------
 
     async def grant_load(self, params: GrantLoadParams, ctx: CallContext) -> dict[str, Any]:
         """Leave to send one dump straight to the node ``load_dump`` (or
         ``send_mysqldump``) would load it into: its agent, and a grant for ``method``."""
+        if params.method == "load_dump" and "serviceNodeId" in params.model_fields_set:
+            raise UnexpectedArgumentsError(["serviceNodeId"])  # as load_dump itself says
         node = targets.resolve(self.nodes.live_nodes(), params.serviceNodeId)[0]
         if params.database is not None:
             check_user_database(params.database)

@@ -72,7 +72,7 @@ def _tls(link: Mapping[str, Any]) -> ssl.SSLContext:
     return context
 
 
-def _agent(link: Mapping[str, Any]) -> RpcClient:
+def agent_client(link: Mapping[str, Any]) -> RpcClient:
     """A client of the granted agent: TLS verified with the service's CA and the name
     the node's certificate bears; the grant as its credential."""
     return RpcClient(link["url"], token=link["grant"], verify=_tls(link),
@@ -96,7 +96,7 @@ async def upload(manager: RpcClient, method: str, params: Mapping[str, Any], fie
     node = link.get("node")
     watched = _Watched(chunks)
     try:
-        async with _agent(link) as agent:
+        async with agent_client(link) as agent:
             answer = await agent.upload(method, _agent_params(params), field, filename,
                                         watched, timeout=timeout)
     except UnreachableError as exc:
