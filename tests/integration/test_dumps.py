@@ -19,7 +19,7 @@ import pytest
 from conpaassql.errors import RemoteError
 from conpaassql.manager.data_api import MAX_EXPORTS
 from conpaassql.rpc import transfer
-from conpaassql.rpc.client import RpcClient, read_chunks
+from conpaassql.rpc.client import RpcClient, call_blocking, read_chunks
 from tests.integration.harness import Manager, rpc_error, wait_until
 
 pytestmark = pytest.mark.integration
@@ -238,7 +238,8 @@ def test_dumps_straight_to_and_from_the_node(pair: Pair, tmp_path: Path) -> None
              "Unexpected arguments ['serviceNodeId']"),
             ({"method": "load_dump", "database": "mysql"}, "Invalid argument: database"),
             ({"method": "fence"}, "Invalid argument: method")]:
-        text = rpc_error(lambda p=params: manager.post("grant_load", **p))
+        text = rpc_error(lambda p=params: call_blocking(manager.url, "grant_load", p,
+                                                         token=manager.api_token))
         assert text.startswith(expected), (params, text)
     assert rpc_error(lambda: manager.get("grant_sqldump", serviceNodeId=99)).startswith(
         "Invalid argument: serviceNodeId")
