@@ -17,7 +17,7 @@ import pytest
 import uvicorn
 
 from conpaassql.agent.web import TransferGrants, manager_gate, manager_only
-from conpaassql.errors import InvalidArgumentError, MySQLError, RemoteError
+from conpaassql.errors import ForbiddenError, InvalidArgumentError, MySQLError, RemoteError
 from conpaassql.manager.authority import Authority
 from conpaassql.rpc import transfer
 from conpaassql.rpc.client import RpcClient
@@ -91,6 +91,7 @@ class World:
     link_url: str = ""  # where the manager says the agent is
     ca: str = ""  # the CA the manager names (else the service's)
     grants: bool = True  # False: a manager that predates grants
+    refuse: bool = False  # True: a manager that refuses the grant (not the call)
 
     def link(self, method: str) -> dict[str, Any]:
         return {"node": NODE, "url": self.link_url, "method": method,
@@ -108,9 +109,13 @@ def manager_registry(world: World) -> Registry:
         method: Text = "load_dump"
 
     async def grant_load(params: GrantLoad, ctx: CallContext) -> dict[str, Any]:
+        if world.refuse:
+            raise ForbiddenError(detail="not grant_load")
         return world.link(params.method)
 
     async def grant_sqldump(params: DatabaseParams, ctx: CallContext) -> dict[str, Any]:
+        if world.refuse:
+            raise ForbiddenError(detail="not grant_sqldump")
         return world.link("sqldump")
 
     async def load_dump(params: DatabaseParams, ctx: CallContext) -> dict[str, Any]:
@@ -230,8 +235,9 @@ def test_through_the_manager_when_the_node_is_out_of_reach(world: World) -> None
     assert world.seen.agent == []
 
 
-def test_through_the_manager_when_it_grants_nothing(world: World) -> None:
-    world.grants = False
+@pytest.mark.parametrize("older", [True, False])
+def test_through_the_manager_when_it_grants_nothing(world: World, older: bool) -> None:
+    world.grants, world.refuse = not older, not older
     with manager_of(world) as url:
         assert load(url)["via"] == "manager"
         assert export(url)[0] == b"-- through the manager\n"

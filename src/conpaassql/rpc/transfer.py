@@ -6,8 +6,9 @@ agent's own method once, within a minute. The client then calls that agent over
 TLS verified with that CA, showing the grant: the bytes go through no other
 process, the manager's included (an export is read with ``rpc.bulk``, which
 costs the client far less than httpx). The call otherwise goes through the manager as
-before: when the manager grants nothing (one that predates grants), or when the
-agent cannot be reached from here (a private address) before the first byte.
+before: when the manager grants nothing (one that predates grants, or a refusal,
+which the call itself then meets), or when the agent cannot be reached from here
+(a private address) before the first byte.
 
 What the caller sees is the same either way: the load's reply as the manager
 gives it (``nodes``, ``bytes``, ``sql_bytes``, ``gzip``, ``seconds``), an agent's
@@ -52,13 +53,14 @@ class _Watched:
 
 async def _grant(manager: RpcClient, method: str, params: Mapping[str, Any],
                  verb: ClientVerb) -> dict[str, Any] | None:
-    """The manager's grant, or ``None`` if it makes none (an older manager)."""
+    """The manager's grant, or ``None`` if it gives none: an older manager, or a
+    refusal, which the call itself then meets in its own words (a read-only token
+    refused ``load_dump``, not ``grant_load``)."""
     try:
         link = await manager.call(method, params, verb=verb)
     except RemoteError as exc:
-        if exc.http_status == 404:
-            return None
-        raise
+        log.debug("no %s (%s): through the manager", method, exc)
+        return None
     if not isinstance(link, dict) or not all(
             isinstance(link.get(key), str) for key in ("url", "server_name", "ca", "grant")):
         raise RemoteError(f"{method} answered {link!r:.100}")
