@@ -10,12 +10,14 @@ from MariaDB's SEQUENCE engine, dumped with the real ``mariadb-dump``. Then,
 over ``--repeat`` rounds whose order alternates:
 
 1. load: ``mariadb DB < dump.sql`` on the node's socket (the baseline) against
-   ``load_dump`` through the manager (the service), each into a fresh database,
+   ``load_dump`` as conpaassql-client sends it (the service: straight to the node's
+   agent with the manager's grant; ``--through-manager``: relayed by the manager),
+   each into a fresh database,
    checked afterwards (row count and ``CHECKSUM TABLE`` equal to the source's);
    while the service loads, the resident memory of the manager and of the node's
    agent is sampled every 50 ms;
 2. export: ``mariadb-dump --single-transaction DB > file`` on the node's socket
-   against ``sqldump`` through the manager, streamed to a file; and, to tell the
+   against ``sqldump`` as conpaassql-client takes it, streamed to a file; and, to tell the
    cost of the service's dump options from that of the transfer, the native
    ``mariadb-dump`` with the options the service uses.
 
@@ -125,6 +127,7 @@ def measure_loads(args: argparse.Namespace, manager: ManagerProcess, native: Nat
             else:
                 with Watch(pids, rss=("manager", "agent")) as watch:
                     reply, seconds = manager.timed_upload("load_dump", "mysqldump_file", dump,
+                                                          direct=not args.through_manager,
                                                           database=database)
                 if reply.get("nodes") != [node_id] or reply.get("bytes") != results.dump_bytes:
                     raise BenchError(f"load_dump answered {reply!r:.300}")
@@ -162,7 +165,8 @@ def measure_exports(args: argparse.Namespace, manager: ManagerProcess, native: N
                 results.cpu_export_base.append(watch.cpu)
             else:
                 with Watch(pids, rss=("manager", "agent")) as watch:
-                    size, seconds = manager.timed_download("sqldump", out, database=SOURCE_DB)
+                    size, seconds = manager.timed_download("sqldump", out, database=SOURCE_DB,
+                                                           direct=not args.through_manager)
                 if size != out.stat().st_size:
                     raise BenchError(f"sqldump: {size} bytes received, "
                                      f"{out.stat().st_size} written")
@@ -288,7 +292,8 @@ def render(figures: dict[str, Any]) -> None:
 
     runs = figures["runs"]
     table = Table(title=f"conpaassql dumps: {figures['rows']} rows, "
-                        f"{mib(figures['dump_bytes'])} of SQL (one local node)")
+                        f"{mib(figures['dump_bytes'])} of SQL (one local node; the service "
+                        f"{figures['path']})")
     table.add_column("measure")
     table.add_column("baseline", justify="right")
     table.add_column("service", justify="right")
@@ -340,6 +345,9 @@ def render(figures: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = table_arguments(__doc__, rows=DEFAULT_ROWS, size="200 MB of dump",
                              repeat=2)
+    parser.add_argument("--through-manager", action="store_true",
+                        help="send and take the dumps through the manager (its relay), "
+                             "not straight to and from the node")
     args = parse_table_arguments(parser, argv)
 
     started = time.perf_counter()
@@ -354,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     results.total_s = time.perf_counter() - started
     results.load.append(os.getloadavg()[0])
     figures = summary(results)
+    figures["path"] = "through the manager" if args.through_manager else "straight to the node"
     render(figures)
     print(json.dumps(figures, sort_keys=True), flush=True)
     return 0

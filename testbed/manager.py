@@ -21,7 +21,8 @@ from typing import Any, Self, TypeVar
 from conpaassql.cloud.local import port_free, read_pid, stop_node_processes
 from conpaassql.files import write_private
 from conpaassql.layout import AGENT_PID_FILE, MYSQLD_PID_FILE, MYSQLD_SOCKET_FILE
-from conpaassql.rpc.client import RpcClient, call_blocking
+from conpaassql.rpc import transfer
+from conpaassql.rpc.client import RpcClient, call_blocking, read_chunks
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
@@ -231,14 +232,19 @@ class Manager:
         return self.timed_download(method, path, **params)[0]
 
     def timed_upload(self, method: str, field: str, path: Path, *,
-                     deadline: float | None = None, **params: Any) -> tuple[Any, float]:
-        """``upload``, and its seconds (``HarnessError`` past ``deadline`` seconds)."""
+                     deadline: float | None = None, direct: bool = False,
+                     **params: Any) -> tuple[Any, float]:
+        """``upload``, and its seconds (``HarnessError`` past ``deadline`` seconds).
+
+        ``direct``: as conpaassql-client sends it, a dump straight to its node when
+        the manager grants it; otherwise through the manager."""
 
         async def send() -> tuple[Any, float]:
             async with RpcClient(self.url, token=self.api_token) as client:
                 with open(path, "rb") as handle:
                     started = time.perf_counter()
-                    reply = await client.upload_file(method, params, field, handle, path.name)
+                    reply = await transfer.upload(client, method, params, field, path.name,
+                                                  read_chunks(handle), direct=direct)
                     return reply, time.perf_counter() - started
 
         result: tuple[Any, float] = asyncio.run(
@@ -246,14 +252,20 @@ class Manager:
         return result
 
     def timed_download(self, method: str, path: Path, *, deadline: float | None = None,
-                       **params: Any) -> tuple[int, float]:
-        """``download``, and its seconds (``HarnessError`` past ``deadline`` seconds)."""
+                       direct: bool = False, **params: Any) -> tuple[int, float]:
+        """``download``, and its seconds (``HarnessError`` past ``deadline`` seconds);
+        ``direct`` as in ``timed_upload``."""
 
         async def fetch() -> tuple[int, float]:
             async with RpcClient(self.url, token=self.api_token) as client:
                 with open(path, "wb") as handle:
                     started = time.perf_counter()
-                    size = await client.download(method, params, handle)
+                    size = 0
+                    async with transfer.stream(client, method, params,
+                                               direct=direct) as stream:
+                        async for chunk in stream.chunks():
+                            handle.write(chunk)
+                            size += len(chunk)
                     return size, time.perf_counter() - started
 
         result: tuple[int, float] = asyncio.run(

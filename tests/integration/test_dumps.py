@@ -12,14 +12,16 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conpaassql.errors import RemoteError
 from conpaassql.layout import AGENT_PID_FILE, MYSQLD_SOCKET_FILE
 from conpaassql.manager.data_api import MAX_EXPORTS
-from conpaassql.rpc.client import RpcClient
-from tests.integration.harness import Manager, rpc_error
+from conpaassql.rpc import transfer
+from conpaassql.rpc.client import RpcClient, call_blocking, read_chunks
+from tests.integration.harness import Manager, rpc_error, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -177,6 +179,71 @@ def test_whole_service_export_and_gzip_load(pair: Pair, tmp_path: Path) -> None:
     for node in (master, slave):
         assert manager.sql(node, "SELECT COUNT(*), SUM(a) FROM zipped.z").stdout.split() == \
             ["1000", str(sum(range(1000)))]
+
+
+def test_dumps_straight_to_and_from_the_node(pair: Pair, tmp_path: Path) -> None:
+    """As conpaassql-client sends and takes them: the manager grants, and the bytes go
+    between the client and the node's agent alone; a grant is good once."""
+    manager, master, slave = pair.manager, pair.master, pair.slave
+    exported = tmp_path / "direct.sql"
+    pair.sync()
+    assert manager.post("create_database", database="copy3")["nodes"] == [master]
+
+    def loads() -> int:
+        return sum(f"loaded into node {master}" in e.get("message", "")
+                   for e in manager.node(master)["history"])
+
+    before = loads()
+
+    async def scenario() -> tuple[str | None, Any, Any]:
+        async with RpcClient(manager.url, token=manager.api_token) as client:
+            async with transfer.stream(client, "sqldump", {"database": "src",
+                                                           "serviceNodeId": slave}) as stream:
+                with open(exported, "wb") as out:
+                    async for chunk in stream.chunks():
+                        out.write(chunk)
+                node = stream.headers.get("x-conpaassql-node")
+            with open(exported, "rb") as handle:
+                reply = await transfer.upload(client, "load_dump", {"database": "copy3"},
+                                              "mysqldump_file", "direct.sql",
+                                              read_chunks(handle))
+            link = await client.call("grant_sqldump", {"database": "src"}, verb="GET")
+        async with transfer.agent_client(link) as agent:
+            async with agent.stream("sqldump", {"database": "src"}) as stream:
+                await anext(stream.chunks())
+            try:  # the same grant again
+                async with agent.stream("sqldump", {"database": "src"}):
+                    pass
+            except RemoteError as exc:
+                again: Any = str(exc)
+            else:
+                again = None
+        return node, reply, again
+
+    node, reply, again = asyncio.run(scenario())
+    assert node == str(slave)
+    assert "-- Dump completed" in exported.read_bytes()[-200:].decode()
+    assert reply["nodes"] == [master] and reply["bytes"] == exported.stat().st_size
+    source = checksum(manager, master, "src.t")
+    assert checksum(manager, master, "copy3.t") == source
+    pair.sync()
+    assert checksum(manager, slave, "copy3.t") == source
+    assert again is not None and "answers its manager only" in again
+    # The manager heard of the load from the node (its heartbeat).
+    wait_until(lambda: loads() > before, 30, what="the load in the node's history")
+    # A grant is refused where the call itself would be, in the same words.
+    for params, expected in [
+            ({"method": "send_mysqldump", "serviceNodeId": slave},
+             f"Service in wrong state DETAIL:node {slave} is a slave"),
+            ({"method": "load_dump", "serviceNodeId": master},
+             "Unexpected arguments ['serviceNodeId']"),
+            ({"method": "load_dump", "database": "mysql"}, "Invalid argument: database"),
+            ({"method": "fence"}, "Invalid argument: method")]:
+        text = rpc_error(lambda p=params: call_blocking(manager.url, "grant_load", p,
+                                                         token=manager.api_token))
+        assert text.startswith(expected), (params, text)
+    assert rpc_error(lambda: manager.get("grant_sqldump", serviceNodeId=99)).startswith(
+        "Invalid argument: serviceNodeId")
 
 
 def test_dump_with_an_error_in_the_middle(pair: Pair, tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from conpaassql.errors import ConpaasSQLError
 from conpaassql.manager.authority import Authority, Issued
 from conpaassql.rpc.client import call_blocking
-from conpaassql.rpc.grants import make_grant
+from conpaassql.rpc.grants import make_grant, make_transfer_grant
 from conpaassql.rpc.tls import TlsFiles, client_context, dns_name, node_name
 from tests.integration.harness import Manager, wait_until
 
@@ -81,10 +81,14 @@ def test_the_agent_takes_only_the_managers_certificate(manager: Manager) -> None
     with pytest.raises(httpx.HTTPError):
         httpx.get(url.replace("https://", "http://"), params={"method": "get_server_state"},
                   timeout=5)
-    # TLS without a client certificate: the handshake fails.
+    # TLS without a client certificate: refused before anything is read, even with the
+    # credential; only the manager's transfer grant opens a method, and only a data one.
     anonymous = ssl.create_default_context(cafile=str(ca))
-    text = failure(lambda: state_call(url, anonymous, name, manager.agent_secret))
-    assert text.startswith(f"Cannot reach {url}"), text
+    for token in (manager.agent_secret, None,
+                  make_transfer_grant(ours.grant_key, node, "get_server_state")):
+        text = failure(lambda t=token: state_call(url, anonymous, name, t))
+        assert text.startswith("Not authorized DETAIL:this agent answers its manager only"), \
+            text
     # Another service's certificate (its own CA): refused by the handshake too.
     with tempfile.TemporaryDirectory() as other_dir:
         other = Authority.load_or_create(Path(other_dir), "0therSvc")

@@ -492,7 +492,10 @@ def test_script_reports_the_error_exit_code(live: Live) -> None:
 def test_command_sends(live: Live, args: list[str], expected: tuple[str, str, Any]) -> None:
     result = live.run(*args)
     assert result.exit_code == 0, result.output
-    assert live.sent == [expected]
+    if expected[1] == "sqldump":  # a grant asked first: this manager has none to give
+        assert live.sent == [("GET", "grant_sqldump", expected[2]), expected]
+    else:
+        assert live.sent == [expected]
     assert live.recorder.received[0].authorization is None
 
 
@@ -858,7 +861,10 @@ def test_send_mysqldump_streams_the_file_intact(live: Live, tmp_path: Path) -> N
                                          "sha256": digest}
     assert live.manager.uploads == [{"field": "mysqldump", "filename": "dump.sql",
                                      "bytes": len(DUMP), "sha256": digest}]
-    (received,) = live.recorder.received
+    # A grant asked first (to send straight to the node): this manager has none to give.
+    (grant, received) = live.recorder.received
+    assert (grant.method, grant.params) == (
+        "grant_load", {"serviceNodeId": "all", "database": "shop", "method": "send_mysqldump"})
     assert (received.method, received.params) == (
         "send_mysqldump", {"serviceNodeId": "all", "database": "shop"})
     assert received.files == {"mysqldump": ("dump.sql", digest)}
@@ -873,14 +879,14 @@ def test_load_dump_sends_gzip_as_it_is(live: Live, tmp_path: Path) -> None:
     assert live.manager.uploads == [{"field": "mysqldump_file", "filename": "shop.sql.gz",
                                      "bytes": len(packed),
                                      "sha256": hashlib.sha256(packed).hexdigest()}]
-    assert live.recorder.received[0].params == {}
+    assert live.recorder.received[-1].params == {}
 
 
 def test_upload_node_id_and_standard_input(live: Live) -> None:
     result = live.runner.invoke(cli, ["127.0.0.1", str(live.port), "send_mysqldump", "1792",
                                       "-"], input=DUMP)
     assert result.exit_code == 0, result.output
-    assert live.recorder.received[0].params == {"serviceNodeId": "1792"}
+    assert live.recorder.received[-1].params == {"serviceNodeId": "1792"}
     assert live.manager.uploads[0]["sha256"] == hashlib.sha256(DUMP).hexdigest()
     assert live.manager.uploads[0]["filename"] == "stdin"
 
@@ -935,7 +941,8 @@ def test_sqldump_to_standard_output(live: Live) -> None:
     assert result.exit_code == 0, result.stderr
     assert result.stdout_bytes == DUMP
     assert result.stderr == ""
-    assert live.sent == [("GET", "sqldump", {"database": "shop"})]
+    assert live.sent == [("GET", "grant_sqldump", {"database": "shop"}),
+                         ("GET", "sqldump", {"database": "shop"})]
 
 
 @pytest.mark.parametrize("database", ["shop", "sized"])
@@ -1003,7 +1010,7 @@ def test_sqldump_unreachable_manager_exits_3_and_leaves_no_file(tmp_path: Path) 
 
 def spy_timeouts(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
     seen: dict[str, list[Any]] = {"client": [], "upload": [], "stream": []}
-    init, upload_file, stream = RpcClient.__init__, RpcClient.upload_file, RpcClient.stream
+    init, upload, stream = RpcClient.__init__, RpcClient.upload, RpcClient.stream
 
     def spy_init(self: RpcClient, url: str, **kwargs: Any) -> None:
         seen["client"].append(kwargs["timeout"])
@@ -1011,14 +1018,14 @@ def spy_timeouts(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[Any]]:
 
     async def spy_upload(self: RpcClient, *args: Any, **kwargs: Any) -> Any:
         seen["upload"].append(kwargs["timeout"])
-        return await upload_file(self, *args, **kwargs)
+        return await upload(self, *args, **kwargs)
 
     def spy_stream(self: RpcClient, *args: Any, **kwargs: Any) -> Any:
         seen["stream"].append(kwargs["timeout"])
         return stream(self, *args, **kwargs)
 
     monkeypatch.setattr(RpcClient, "__init__", spy_init)
-    monkeypatch.setattr(RpcClient, "upload_file", spy_upload)
+    monkeypatch.setattr(RpcClient, "upload", spy_upload)
     monkeypatch.setattr(RpcClient, "stream", spy_stream)
     return seen
 

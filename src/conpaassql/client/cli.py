@@ -45,8 +45,8 @@ from conpaassql.client.commands import (
 from conpaassql.client.render import LOG_METHODS, format_json, log_text, tables_for
 from conpaassql.client.transfer import Meter, PartialFile, size_of
 from conpaassql.errors import RemoteError, UnreachableError
-from conpaassql.rpc import endpoint
-from conpaassql.rpc.client import ClientVerb, RpcClient
+from conpaassql.rpc import endpoint, transfer
+from conpaassql.rpc.client import ClientVerb, RpcClient, read_chunks
 from conpaassql.rpc.endpoint import base_url
 
 T = TypeVar("T")
@@ -211,9 +211,9 @@ async def send_upload(settings: Settings, call: RpcCall, upload: UploadFile, fil
                       token: str | None, meter: Meter) -> Any:
     """Upload ``file`` with the call's params, counting what is read into ``meter``."""
     async with _client(settings, token) as client:
-        return await client.upload_file(call.method, call.params, upload.field, file,
-                                        upload.filename, progress=meter.advance,
-                                        timeout=settings.timeout)
+        return await transfer.upload(client, call.method, call.params, upload.field,
+                                     upload.filename, read_chunks(file, meter.advance),
+                                     timeout=settings.timeout)
 
 
 async def receive(settings: Settings, call: RpcCall, token: str | None, out: BinaryIO,
@@ -221,8 +221,8 @@ async def receive(settings: Settings, call: RpcCall, token: str | None, out: Bin
     """Write the streamed result of ``call`` into ``out``; ``RemoteError`` if it is cut
     short."""
     async with (_client(settings, token) as client,
-                client.stream(call.method, call.params, verb=_verb(call.verb),
-                              timeout=settings.timeout) as stream):
+                transfer.stream(client, call.method, call.params, verb=_verb(call.verb),
+                                timeout=settings.timeout) as stream):
         meter.start(stream.length)
         async for chunk in stream.chunks():
             out.write(chunk)

@@ -1,6 +1,7 @@
 """Dumps through the front-end, streamed both ways: an upload goes from the
-browser's request straight into the manager's ``load_dump``, an export from the
-manager's ``sqldump`` straight to the browser. Neither is held whole anywhere."""
+browser's request straight into ``load_dump``, an export from ``sqldump`` straight
+to the browser, each to or from the node's agent itself when the manager grants it
+(``rpc.transfer``), else through the manager. Neither is held whole anywhere."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from starlette.routing import Route
 from conpaassql.errors import ConpaasSQLError
 from conpaassql.gui.context import status_of
 from conpaassql.gui.pages import gui_of
+from conpaassql.rpc import transfer as direct
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +53,8 @@ async def upload(request: Request) -> Response:
 
     try:
         async with gui.client(request) as client:
-            answer = await client.upload("load_dump", params, "mysqldump_file", name,
-                                         chunks())
+            answer = await direct.upload(client, "load_dump", params, "mysqldump_file",
+                                         name, chunks())
     except ConpaasSQLError as exc:
         log.info("load_dump of %s refused: %s", name, exc)
         return gui.failed(request, exc)
@@ -66,7 +68,7 @@ async def export(request: Request) -> Response:
     stack = contextlib.AsyncExitStack()
     try:
         client = await stack.enter_async_context(gui.client(request))
-        stream = await stack.enter_async_context(client.stream("sqldump",
+        stream = await stack.enter_async_context(direct.stream(client, "sqldump",
                                                                _database(request)))
     except ConpaasSQLError as exc:
         await stack.aclose()

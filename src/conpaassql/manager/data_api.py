@@ -3,6 +3,11 @@
 An uploaded dump goes from the caller's request straight into the master's
 agent (one load at a time per service), and an export from the agent's reply
 straight into the caller's; the manager holds a few chunks at most.
+
+A client may instead ask for a transfer grant (``grant_load``, ``grant_sqldump``):
+the node's agent, where to reach it and how to know it, and the manager's signed
+leave to call its method once. The bytes then go from the client to the agent
+and back through no other process (``rpc.transfer``).
 """
 
 from __future__ import annotations
@@ -10,22 +15,29 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
 from conpaassql.domain.node import Node
-from conpaassql.errors import BusyError, ConpaasSQLError
+from conpaassql.errors import (
+    BusyError,
+    ConpaasSQLError,
+    UnexpectedArgumentsError,
+    UnreachableError,
+)
 from conpaassql.manager import targets
 from conpaassql.manager.outcomes import nodes_failed
 from conpaassql.manager.service import NodeService
 from conpaassql.names import check_user_database
 from conpaassql.protocol import agent as protocol
 from conpaassql.protocol.agent import AgentMethod, DumpLoaded, DumpRequest
+from conpaassql.rpc.grants import make_transfer_grant
 from conpaassql.rpc.multipart import UploadStream
 from conpaassql.rpc.protocol import ProtocolError
 from conpaassql.rpc.registry import CallContext, Registry
 from conpaassql.rpc.streams import ByteStreamResponse, sql_failure_line
+from conpaassql.rpc.tls import dns_name, node_name
 from conpaassql.rpc.types import NodeId, NodeIdOrAll, Params, Text
 
 log = logging.getLogger(__name__)
@@ -49,6 +61,10 @@ class ExportParams(Params):
     serviceNodeId: NodeId | None = Field(default=None, validation_alias=targets.NODE_ID_ALIASES)
 
 
+class GrantLoadParams(SendDumpParams):
+    method: Literal["load_dump", "send_mysqldump"] = "load_dump"
+
+
 class DataApi:
     def __init__(self, nodes: NodeService) -> None:
         self.nodes = nodes
@@ -62,6 +78,8 @@ class DataApi:
         registry.add("load_dump", "UPLOAD", self.load_dump, LoadDumpParams,
                      files=("mysqldump_file",))
         registry.add("sqldump", "GET", self.sqldump, ExportParams)
+        registry.add("grant_load", "POST", self.grant_load, GrantLoadParams)
+        registry.add("grant_sqldump", "GET", self.grant_sqldump, ExportParams)
 
     # -- in ---------------------------------------------------------------
 
@@ -135,13 +153,49 @@ class DataApi:
             release()
             await stack.aclose()
             raise
+        return ByteStreamResponse(stream.chunks(), media_type="application/sql",
+                                  headers=self._export_headers(node, database),
+                                  cleanup=stack.aclose, failure_line=sql_failure_line,
+                                  ended=release)
+
+    def _export_headers(self, node: Node, database: str | None) -> dict[str, str]:
         name = f"conpaassql-{self.rt.store.service_id}-{database or 'all'}-" \
                f"{time.strftime('%Y%m%d-%H%M%S')}.sql"
-        headers = {"Content-Disposition": f'attachment; filename="{_safe(name)}"',
-                   "X-Conpaassql-Node": str(node.id)}
-        return ByteStreamResponse(stream.chunks(), media_type="application/sql",
-                                  headers=headers, cleanup=stack.aclose,
-                                  failure_line=sql_failure_line, ended=release)
+        return {"Content-Disposition": f'attachment; filename="{_safe(name)}"',
+                "X-Conpaassql-Node": str(node.id)}
+
+    # -- straight to the node ----------------------------------------------
+
+    async def grant_load(self, params: GrantLoadParams, ctx: CallContext) -> dict[str, Any]:
+        """Leave to send one dump straight to the node ``load_dump`` (or
+        ``send_mysqldump``) would load it into: its agent, and a grant for ``method``."""
+        if params.method == "load_dump" and "serviceNodeId" in params.model_fields_set:
+            raise UnexpectedArgumentsError(["serviceNodeId"])  # as load_dump itself says
+        await self.nodes.await_master()
+        node = targets.resolve(self.nodes.live_nodes(), params.serviceNodeId)[0]
+        if params.database is not None:
+            check_user_database(params.database)
+        if self._loading is not None:
+            raise BusyError(detail=f"busy: {self._loading} in progress")
+        return self._transfer(node, params.method)
+
+    async def grant_sqldump(self, params: ExportParams, ctx: CallContext) -> dict[str, Any]:
+        """Leave to take one ``sqldump`` straight from the node it would come from."""
+        node = targets.source(self.nodes.live_nodes(), params.serviceNodeId)
+        database = None if params.database is None else check_user_database(params.database)
+        return {**self._transfer(node, "sqldump"),
+                "headers": self._export_headers(node, database)}
+
+    def _transfer(self, node: Node, method: str) -> dict[str, Any]:
+        """Where node ``node``'s agent is, the name and CA its certificate shows, and
+        a grant to call ``method`` there once (within a minute)."""
+        if node.agent_url is None:
+            raise UnreachableError(f"node {node.id}", detail="its address is not known yet")
+        authority = self.rt.authority
+        return {"node": node.id, "url": node.agent_url, "method": method,
+                "server_name": dns_name(authority.service_id, node_name(node.id)),
+                "ca": authority.ca_pem,
+                "grant": make_transfer_grant(authority.grant_key, node.id, method)}
 
 
 def _safe(name: str) -> str:

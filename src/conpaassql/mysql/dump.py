@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from conpaassql.errors import MySQLError
 from conpaassql.mysql.binaries import find_binary
 from conpaassql.mysql.paths import ServerPaths
-from conpaassql.mysql.pipes import ToolOutput, pipe_into
+from conpaassql.mysql.pipes import ToolOutput, block_buffered, pipe_into
 
 log = logging.getLogger(__name__)
 
@@ -164,9 +164,10 @@ class Export:
     @classmethod
     async def start(cls, paths: ServerPaths, databases: Sequence[str] | None, *,
                     command: Sequence[str] | None = None) -> Export:
-        """Start the dump (``dump_command``, or ``command``); a failure before its
-        first byte raises ``MySQLError`` here."""
-        output = await ToolOutput.start(command or dump_command(paths, databases))
+        """Start the dump (``dump_command``, or ``command``), its output in large
+        blocks; a failure before its first byte raises ``MySQLError`` here."""
+        output = await ToolOutput.start(block_buffered(command or dump_command(paths,
+                                                                               databases)))
         if not output.first:
             status, text = await output.finish()
             raise client_error(text, f"the dump (exit status {status})")

@@ -3,12 +3,21 @@
 One place for what every such pipe needs: writing with back-pressure, reading in
 large blocks, keeping the tail of stderr for the error message, and killing the
 tool when the other end goes away.
+
+Bytes cross these pipes in large blocks, which is what makes them cheap: a
+tool's input is written by a thread, one blocking ``write`` per chunk into a
+pipe grown to a megabyte (asyncio's pipe transport would write 64 KiB per wake-up
+and shift its buffer each time); a tool's output is block-buffered (``stdbuf``)
+where the tool writes through stdio, a page at a time otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
+import shutil
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -20,6 +29,23 @@ OUTPUT_BLOCK = 1 << 20
 #: How much a reader of a tool's output buffers before it stops reading the pipe
 #: (asyncio's default, 64 KiB, would pause and resume it many times per block).
 READ_LIMIT = 2 * OUTPUT_BLOCK
+#: The capacity asked of the pipes to and from a tool (Linux caps it at
+#: ``/proc/sys/fs/pipe-max-size``, 1 MiB by default).
+PIPE_SIZE = 1 << 20
+
+
+def grow_pipe(descriptor: int, size: int = PIPE_SIZE) -> None:
+    """Ask for a pipe of ``size`` bytes; the kernel's default (64 KiB) stays if refused."""
+    with contextlib.suppress(OSError, AttributeError):
+        fcntl.fcntl(descriptor, fcntl.F_SETPIPE_SZ, size)
+
+
+def block_buffered(args: Sequence[str], size: int = OUTPUT_BLOCK) -> list[str]:
+    """``args`` run with their standard output buffered in blocks of ``size`` (through
+    coreutils' ``stdbuf``, when there is one): a stdio tool writing into a pipe
+    otherwise writes 4 KiB at a time, and every write wakes its reader."""
+    wrapper = shutil.which("stdbuf")
+    return [*args] if wrapper is None else [wrapper, f"-o{size}", *args]
 
 
 async def collect(stream: asyncio.StreamReader, limit: int = STDERR_LIMIT) -> bytes:
@@ -38,20 +64,65 @@ async def read_block(stream: asyncio.StreamReader, size: int = OUTPUT_BLOCK) -> 
         return end.partial
 
 
-async def write(stdin: asyncio.StreamWriter, data: bytes) -> bool:
-    """Write and wait for room; ``False`` once the reader has gone."""
+def _write_all(descriptor: int, data: bytes | bytearray) -> bool:
+    """Blocking: all of ``data`` into the pipe; ``False`` once the reader has gone."""
+    view = memoryview(data)
     try:
-        stdin.write(data)
-        await stdin.drain()
+        while view:
+            view = view[os.write(descriptor, view):]
     except (BrokenPipeError, ConnectionResetError):
         return False
     return True
+
+
+class PipeWriter:
+    """The writing end of a pipe, written by a thread a chunk at a time.
+
+    The descriptor is closed only once no write is pending on it (a write still
+    running after its caller was cancelled ends when the reader is killed).
+    """
+
+    def __init__(self, descriptor: int) -> None:
+        self.descriptor = descriptor
+        self._pending: asyncio.Future[bool] | None = None
+        self._closed = False
+
+    async def write(self, data: bytes | bytearray) -> bool:
+        """Write and wait for room; ``False`` once the reader has gone."""
+        loop = asyncio.get_running_loop()
+        self._pending = loop.run_in_executor(None, _write_all, self.descriptor, data)
+        return await asyncio.shield(self._pending)
+
+    async def close(self) -> None:
+        """Close the pipe (the reader sees its end), after the write in progress."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._pending is not None:
+            with contextlib.suppress(Exception):
+                await self._pending
+        os.close(self.descriptor)
 
 
 def kill(process: asyncio.subprocess.Process) -> None:
     if process.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
+
+
+async def gathered(chunks: AsyncIterator[bytes],
+                   size: int = PIPE_SIZE) -> AsyncIterator[bytes | bytearray]:
+    """``chunks`` in blocks of at least ``size`` bytes (the last one may be smaller):
+    a request's body comes in pieces of some 64-256 KiB, and each write is a trip to
+    a thread. A block yielded is not touched afterwards."""
+    block = bytearray()
+    async for chunk in chunks:
+        block += chunk
+        if len(block) >= size:
+            yield block
+            block = bytearray()
+    if block:
+        yield block
 
 
 async def pipe_into(args: Sequence[str], chunks: AsyncIterator[bytes],
@@ -62,21 +133,29 @@ async def pipe_into(args: Sequence[str], chunks: AsyncIterator[bytes],
     ``chunks`` is then left unread. If ``chunks`` raises, the program is killed
     (a half-received input is never acted on) and the error goes on.
     """
-    process = await asyncio.create_subprocess_exec(
-        *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE, cwd=cwd)
-    assert process.stdin is not None and process.stderr is not None
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    grow_pipe(write_end)
+    stdin = PipeWriter(write_end)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *args, stdin=read_end, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE, cwd=cwd)
+    except BaseException:
+        await stdin.close()
+        raise
+    finally:
+        os.close(read_end)
+    assert process.stderr is not None
     errors = asyncio.create_task(collect(process.stderr))
     try:
-        async for chunk in chunks:
-            if chunk and not await write(process.stdin, chunk):
+        async for block in gathered(chunks):
+            if not await stdin.write(block):
                 break
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            process.stdin.close()
-            await process.stdin.wait_closed()
+        await stdin.close()
         status = await process.wait()
     except BaseException:
         kill(process)
+        await stdin.close()
         await process.wait()
         errors.cancel()
         raise

@@ -478,11 +478,13 @@ DROP_DATABASE = _method("drop_database", "POST", DatabaseRequest, DatabaseDroppe
 LIST_DATABASES = _method("list_databases", "GET", NoRequest, DatabasesReply)
 GET_LOG = _method("get_log", "GET", LogRequest, LogReply)
 
+# The dumps: the manager's, or a client's holding a transfer grant for that very call.
 SEND_MYSQLDUMP = _method("send_mysqldump", "UPLOAD", DumpRequest, DumpLoaded,
-                         file="mysqldump")
-LOAD_DUMP = _method("load_dump", "UPLOAD", DumpRequest, DumpLoaded, file="mysqldump_file")
+                         file="mysqldump", access="granted")
+LOAD_DUMP = _method("load_dump", "UPLOAD", DumpRequest, DumpLoaded, file="mysqldump_file",
+                    access="granted")
 SQLDUMP: AgentMethod[DumpRequest, Reply] = _method("sqldump", "GET", DumpRequest,
-                                                  None)
+                                                  None, access="granted")
 
 SET_UP_REPLICA_MASTER = _method("set_up_replica_master", "POST", MasterRequest,
                                 ReplicationReply)

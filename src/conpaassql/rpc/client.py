@@ -39,10 +39,14 @@ class RpcClient:
         cert: Any = None,
         server_name: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        connect_timeout: float | None = None,
     ) -> None:
         """``server_name``: the name the peer's certificate must hold (and the SNI
-        sent), where it is not the host of ``url`` (a node reached by its address)."""
+        sent), where it is not the host of ``url`` (a node reached by its address).
+        ``connect_timeout``: the limit of connecting for uploads and streams (else
+        their timeout, else 10 s)."""
         self.url = url if url.endswith("/") else url + "/"
+        self._connect_timeout = connect_timeout
         self._extensions = {"sni_hostname": server_name} if server_name else {}
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         if self.url.startswith("http://"):
@@ -86,7 +90,7 @@ class RpcClient:
             response = await self._http.request(**request)
         except httpx.HTTPError as exc:
             raise UnreachableError(self.url, detail=_describe(exc)) from None
-        return _result_of(response)
+        return result_of(response)
 
     async def get(self, method: str, **params: Any) -> Any:
         return await self.call(method, params, verb="GET")
@@ -117,10 +121,10 @@ class RpcClient:
         try:
             response = await self._http.post(
                 self.url, content=body, headers={"Content-Type": content_type},
-                timeout=_long(timeout), extensions=self._extensions)
+                timeout=_long(timeout, self._connect_timeout), extensions=self._extensions)
         except httpx.HTTPError as exc:
             raise UnreachableError(self.url, detail=_describe(exc)) from None
-        return _result_of(response)
+        return result_of(response)
 
     async def upload_file(
         self,
@@ -149,13 +153,14 @@ class RpcClient:
         request = self._request(method, params, verb)
         try:
             response = await self._http.send(
-                self._http.build_request(**request, timeout=_long(timeout)), stream=True)
+                self._http.build_request(**request, timeout=_long(timeout, self._connect_timeout)),
+                stream=True)
         except httpx.HTTPError as exc:
             raise UnreachableError(self.url, detail=_describe(exc)) from None
         try:
             if _is_json(response):
                 await response.aread()
-                _result_of(response)
+                result_of(response)
                 raise RemoteError("the peer answered with a result, not a stream",
                                   http_status=response.status_code)
             if response.status_code != 200:
@@ -228,9 +233,10 @@ async def read_chunks(file: BinaryIO, progress: Callable[[int], None] | None = N
         yield chunk
 
 
-def _long(timeout: float | None) -> httpx.Timeout:
+def _long(timeout: float | None, connect: float | None = None) -> httpx.Timeout:
     """A timeout for long transfers: connecting is bounded, the transfer is not."""
-    return httpx.Timeout(timeout, connect=timeout or 10.0, pool=timeout or 10.0)
+    connect = connect or timeout or 10.0
+    return httpx.Timeout(timeout, connect=connect, pool=connect)
 
 
 def _is_json(response: httpx.Response) -> bool:
@@ -242,7 +248,8 @@ def _describe(exc: httpx.HTTPError) -> str:
     return text
 
 
-def _result_of(response: httpx.Response) -> Any:
+def result_of(response: httpx.Response) -> Any:
+    """The result of a JSON reply; ``RemoteError`` carrying an error reply's text."""
     try:
         body = response.json()
     except ValueError:

@@ -22,12 +22,13 @@ from conpaassql.errors import (
 from conpaassql.rpc.types import NoParams, Params
 
 Verb = Literal["GET", "POST", "UPLOAD"]
-Access = Literal["user", "owner", "agent", "manager", "peer"]
+Access = Literal["user", "owner", "agent", "manager", "peer", "granted"]
 """Who may call a method: anyone with the API's credential (``user``), or only with
 an admin one (``owner``: it shows a secret, if by GET), the service's
-agents (``agent``, on the manager), its manager (``manager``, on an agent), or its
+agents (``agent``, on the manager), its manager (``manager``, on an agent), its
 manager and the other nodes of the service (``peer``: a copy one node takes of
-another)."""
+another), or its manager and a client showing the manager's transfer grant for
+this very method (``granted``: a dump streamed straight to or from a node)."""
 
 
 @dataclass

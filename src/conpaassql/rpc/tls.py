@@ -63,10 +63,13 @@ def peer_context(files: TlsFiles) -> ssl.SSLContext:
     return context
 
 
-def server_options(files: TlsFiles) -> dict[str, Any]:
-    """uvicorn options of a server that requires a client certificate from the CA."""
+def server_options(files: TlsFiles, *, client_cert_optional: bool = False) -> dict[str, Any]:
+    """uvicorn options of a server that requires a client certificate from the CA (or,
+    ``client_cert_optional``, checks one if shown: the application then decides what a
+    client without one may do)."""
+    required = ssl.CERT_OPTIONAL if client_cert_optional else ssl.CERT_REQUIRED
     return {"ssl_certfile": str(files.cert), "ssl_keyfile": str(files.key),
-            "ssl_ca_certs": str(files.ca), "ssl_cert_reqs": ssl.CERT_REQUIRED,
+            "ssl_ca_certs": str(files.ca), "ssl_cert_reqs": required,
             "http": PeerCertProtocol}
 
 
