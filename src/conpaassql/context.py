@@ -28,6 +28,7 @@ class NodeContext:
     root_password: str
     ip: str | None = None  # known up front on the local cloud; a VM reads its NIC
     agent_port: int = 60000
+    health_port: int | None = None  # the plain-HTTP health port (default: agent_port + 8)
     mysql_port: int = 3306
     heartbeat_interval: float = 5.0
     data_dir: str | None = None  # where the agent keeps the node's data
@@ -77,7 +78,7 @@ class NodeContext:
                 continue
             raw = values[key]
             try:
-                if item.name in ("node_id", "agent_port", "mysql_port"):
+                if item.name in ("node_id", "agent_port", "health_port", "mysql_port"):
                     kwargs[item.name] = int(raw)
                 elif item.name == "heartbeat_interval":
                     kwargs[item.name] = float(raw)

@@ -78,6 +78,7 @@ class AgentApi:
             ip=self.settings.bind,
             port=self.settings.agent_port,
             mysqld_port=self.settings.mysql_port,
+            health_port=self.settings.health_port,
             state=self.supervisor.state.value,
             mysqld=mysqld,
             replication=replication,

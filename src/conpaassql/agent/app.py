@@ -19,6 +19,7 @@ from conpaassql.errors import ConpaasSQLError
 from conpaassql.logs import setup_logging
 
 if TYPE_CHECKING:
+    from conpaassql.agent.health_http import HealthListener
     from conpaassql.agent.web import AgentWeb
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,22 @@ def _build_web(settings: AgentSettings, supervisor: Supervisor) -> AgentWeb:
     from conpaassql.agent import web
 
     return web.build(settings, supervisor)
+
+
+async def _start_health(settings: AgentSettings, supervisor: Supervisor) -> HealthListener | None:
+    """The plain-HTTP health port; the agent goes on without it if it cannot listen."""
+    from conpaassql.agent.health import HealthProbe
+    from conpaassql.agent.health_http import HealthListener
+
+    listener = HealthListener(HealthProbe(supervisor, supervisor.intent), settings.bind,
+                              settings.health_port, settings.health_max_lag)
+    try:
+        await listener.start()
+    except OSError as exc:
+        log.error("no health port %s:%d: %s", settings.bind, settings.health_port,
+                  exc.strerror or exc)
+        return None
+    return listener
 
 
 async def serve(settings: AgentSettings) -> None:
@@ -44,6 +61,7 @@ async def serve(settings: AgentSettings) -> None:
         web.heartbeat.push(event)
     log.info("agent of node %d starting on %s:%d", settings.node_id, settings.bind,
              settings.agent_port)
+    health = await _start_health(settings, supervisor)
     serving = asyncio.create_task(web.server.serve(), name="agent http")
     background: list[asyncio.Task[None]] = []
     try:
@@ -56,6 +74,8 @@ async def serve(settings: AgentSettings) -> None:
                       asyncio.create_task(web.api.sample_forever(), name="sampler")]
         await serving
     finally:
+        if health is not None:
+            await health.close()
         for task in (*background, booting):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConpaasSQLError):

@@ -100,6 +100,7 @@ class ReplicationApi:
         session = self.supervisor.session
         await replication.make_master(session, semi_sync=params.semi_sync,
                                       semi_sync_timeout_ms=params.semi_sync_timeout)
+        self.supervisor.intent.set(True)
         await replication.ensure_replication_accounts(session, params.replication_password,
                                                       params.replica_hosts)
         log.info("this node is now the master")
@@ -110,6 +111,7 @@ class ReplicationApi:
         """Replicate from the given master (read-only), from a copy's GTID position or
         from this server's own."""
         self._ensure_running()
+        self.supervisor.intent.set(False)
         master = replication.MasterAddress(params.master_host, params.master_port,
                                            params.replication_password,
                                            ssl_ca=self.settings.tls_files.ca)
@@ -140,6 +142,8 @@ class ReplicationApi:
 
     async def set_read_only(self, params: ReadOnlyRequest, ctx: CallContext) -> dict[str, Any]:
         self._ensure_running()
+        if params.read_only:
+            self.supervisor.intent.set(False)
         await replication.set_read_only(self.supervisor.session, params.read_only)
         return OkReply().wire()
 

@@ -24,6 +24,10 @@ from conpaassql.mysql.paths import ServerPaths
 from conpaassql.rpc.tls import TlsFiles
 
 DEFAULT_DATA_DIR = "/var/lib/conpaassql"
+#: The health port is the agent's port plus this, unless the context or INI names one.
+HEALTH_PORT_OFFSET = 8
+#: Seconds behind its master a slave may be for ``GET /replica`` without ``max_lag``.
+DEFAULT_HEALTH_MAX_LAG = 30.0
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,8 @@ class AgentSettings:
     mysql_port: int
     template_dir: Path | None
     mysql_options: dict[str, str] = field(default_factory=dict)
+    health_port: int = 60000 + HEALTH_PORT_OFFSET  # plain HTTP: the node's role only
+    health_max_lag: float = DEFAULT_HEALTH_MAX_LAG
 
     @property
     def node_id(self) -> int:
@@ -123,15 +129,24 @@ class AgentSettings:
         context = NodeContext.parse(text, str(path))
         data_dir = Path(agent.get("data_dir") or context.data_dir or DEFAULT_DATA_DIR)
         template = agent.get("template_dir") or context.template_dir
+        agent_port = agent.integer("port", context.agent_port, 1, 65535)
         return cls(
             context=context,
             data_dir=data_dir,
             bind=agent.get("bind") or context.ip or _own_address(),
-            agent_port=agent.integer("port", context.agent_port, 1, 65535),
+            agent_port=agent_port,
+            health_port=agent.integer("health_port", context.health_port
+                                      or default_health_port(agent_port), 1, 65535),
+            health_max_lag=agent.number("health_max_lag", DEFAULT_HEALTH_MAX_LAG, 0.0),
             mysql_port=mysql.integer("port", context.mysql_port, 1, 65535),
             template_dir=Path(template) if template else None,
             mysql_options=dict(context.mysql_options),
         )
+
+
+def default_health_port(agent_port: int) -> int:
+    port = agent_port + HEALTH_PORT_OFFSET
+    return port if port <= 65535 else agent_port - HEALTH_PORT_OFFSET
 
 
 def _path_or_none(text: str | None) -> Path | None:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from conpaassql.agent.role import MasterIntent
 from conpaassql.agent.settings import AgentSettings
 from conpaassql.domain.states import AgentState
 from conpaassql.errors import ConpaasSQLError, MySQLError, WrongStateError
@@ -41,6 +42,7 @@ class Supervisor:
         self.process = MariaDBProcess(self.paths, self.info)
         self.session = Session(self.info)  # the agent's own statements go through it
         self.on_event = on_event
+        self.intent = MasterIntent.in_dir(settings.data_dir)  # the role the manager gave
         self.state = AgentState.INIT
         self.pid: int | None = None
         self.restarts = 0
@@ -146,6 +148,7 @@ class Supervisor:
         still starting) killed at once rather than shut down. InnoDB recovers at the
         next start, which is read-only like every start."""
         self._wanted = False
+        self.intent.set(False)
         with contextlib.suppress(ProcessLookupError):
             if self._child is not None and self._child.returncode is None:
                 self._child.kill()

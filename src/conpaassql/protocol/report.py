@@ -80,6 +80,7 @@ class StateReport(Reply):
     ip: str | None = None
     port: int | None = None
     mysqld_port: int | None = None
+    health_port: int | None = None  # the plain-HTTP port of GET /primary, /replica, /health
     state: str | None = None  # the agent's AgentState
     mysqld: MysqldStatus = MysqldStatus()
     replication: ReplicationStatus | None = None  # None while mysqld does not answer

@@ -1,0 +1,218 @@
+"""The node's role for routers: ``/primary``, ``/replica`` and ``/health`` decisions.
+
+A router (HAProxy) checks every node often; each answer comes from the agent's
+own view, so routing goes on while the manager is away. ``/primary`` is 200 only
+while this node is the writable master the manager made it (``role.MasterIntent``)
+and its server answers with ``read_only`` off; ``/replica`` only for a read-only
+slave whose two threads run, at most ``max_lag`` seconds (and ``max_lag_tx``
+transactions) behind. What the server says is read at most once per ``CACHE_TTL``
+seconds, by one query at a time, and read again at once when the role changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from conpaassql.agent.role import MasterIntent
+from conpaassql.agent.supervisor import Supervisor
+from conpaassql.domain.gtid import GtidPosition
+from conpaassql.domain.states import AgentState
+from conpaassql.errors import ConpaasSQLError
+
+log = logging.getLogger(__name__)
+
+#: Seconds a view of the server is reused: several routers checking every few hundred
+#: milliseconds cost at most one status read per period.
+CACHE_TTL = 0.15
+OK, UNAVAILABLE = 200, 503
+
+
+class BadQueryError(ValueError):
+    """A query parameter the endpoint does not take, or a bad value (answered 400)."""
+
+
+@dataclass(frozen=True)
+class ServerView:
+    """What the server said of itself at one moment (``answering`` False: nothing)."""
+
+    answering: bool
+    read_only: bool | None = None
+    replicating_from: str | None = None  # the master's host, on a slave
+    io_running: str | None = None
+    sql_running: str | None = None
+    seconds_behind: int | None = None
+    lag_transactions: int | None = None  # received (gtid_io_pos) but not applied
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: int
+    body: dict[str, Any]
+
+
+def _body(view: ServerView, master: bool, **extra: Any) -> dict[str, Any]:
+    if master and view.answering and view.read_only is False:
+        role = "master"
+    elif view.replicating_from is not None:
+        role = "slave"
+    else:
+        role = "none"
+    return {"role": role, "answering": view.answering, "read_only": view.read_only,
+            "lag": view.seconds_behind, "lag_transactions": view.lag_transactions, **extra}
+
+
+def primary(view: ServerView, master: bool) -> Verdict:
+    """200 for the writable master the manager made this node; 503 otherwise."""
+    ok = master and view.answering and view.read_only is False
+    return Verdict(OK if ok else UNAVAILABLE, _body(view, master))
+
+
+def replica(view: ServerView, master: bool, max_lag: float,
+            max_lag_tx: int | None = None) -> Verdict:
+    """200 for a replicating, read-only slave at most ``max_lag`` seconds (and
+    ``max_lag_tx`` transactions) behind; 503 otherwise."""
+    lag_ok = view.seconds_behind is not None and view.seconds_behind <= max_lag
+    if max_lag_tx is not None:
+        lag_ok = lag_ok and view.lag_transactions is not None \
+            and view.lag_transactions <= max_lag_tx
+    ok = (view.answering and view.read_only is True and not master
+          and view.replicating_from is not None
+          and view.io_running == "Yes" and view.sql_running == "Yes" and lag_ok)
+    return Verdict(OK if ok else UNAVAILABLE, _body(view, master))
+
+
+def health(view: ServerView, master: bool) -> Verdict:
+    """200 while the server answers, whatever its role."""
+    return Verdict(OK if view.answering else UNAVAILABLE, _body(view, master))
+
+
+def _number(name: str, text: str, *, integer: bool) -> float:
+    try:
+        value = float(int(text)) if integer else float(text)
+    except ValueError:
+        raise BadQueryError(f"{name} must be a{'n integer' if integer else ' number'}") from None
+    if not math.isfinite(value) or value < 0:
+        raise BadQueryError(f"{name} must be a number of at least 0")
+    return value
+
+
+@dataclass(frozen=True)
+class Query:
+    """A checked request: its endpoint and its limits."""
+
+    path: str
+    max_lag: float | None = None
+    max_lag_tx: int | None = None
+
+
+ENDPOINTS = {"/primary": frozenset(), "/health": frozenset(),
+             "/replica": frozenset({"max_lag", "max_lag_tx"})}
+
+
+def parse_query(path: str, query: list[tuple[str, str]]) -> Query | None:
+    """``path?query`` checked (None for an unknown path); ``BadQueryError`` for a parameter
+    it does not take or a bad value."""
+    allowed = ENDPOINTS.get(path)
+    if allowed is None:
+        return None
+    values: dict[str, str] = {}
+    for name, value in query:
+        if name not in allowed:
+            raise BadQueryError(f"{path} takes no parameter {name[:40]!r}")
+        if name in values:
+            raise BadQueryError(f"{name} given twice")
+        values[name] = value
+    max_lag = _number("max_lag", values["max_lag"], integer=False) \
+        if "max_lag" in values else None
+    max_tx = int(_number("max_lag_tx", values["max_lag_tx"], integer=True)) \
+        if "max_lag_tx" in values else None
+    return Query(path, max_lag, max_tx)
+
+
+def decide(query: Query, view: ServerView, master: bool, default_max_lag: float) -> Verdict:
+    """The answer to a checked query, from the server's view and the node's role."""
+    if query.path == "/primary":
+        return primary(view, master)
+    if query.path == "/replica":
+        max_lag = default_max_lag if query.max_lag is None else query.max_lag
+        return replica(view, master, max_lag, query.max_lag_tx)
+    return health(view, master)
+
+
+async def read_view(supervisor: Supervisor) -> ServerView:
+    """The server's role and lag, read now (two statements on the agent's session)."""
+    if supervisor.state is not AgentState.RUNNING:
+        return ServerView(answering=False)
+    session = supervisor.session
+    try:
+        rows = await session.execute(
+            "SELECT @@global.read_only AS read_only, @@global.gtid_slave_pos AS slave_pos",
+            idempotent=True)
+        slaves = await session.execute("SHOW SLAVE STATUS", idempotent=True)
+    except ConpaasSQLError as exc:
+        log.debug("health: the server does not answer: %s", exc)
+        return ServerView(answering=False)
+    values = rows[0] if rows else {}
+    view = ServerView(answering=True, read_only=bool(int(values.get("read_only") or 0)))
+    if not slaves:
+        return view
+    slave = slaves[0]
+    lag_tx: int | None = None
+    try:
+        lag_tx = GtidPosition.parse(str(values.get("slave_pos") or "")).behind(
+            GtidPosition.parse(str(slave.get("Gtid_IO_Pos") or "")))
+    except ValueError:
+        lag_tx = None
+    behind = slave.get("Seconds_Behind_Master")
+    return ServerView(
+        answering=True, read_only=view.read_only,
+        replicating_from=str(slave.get("Master_Host") or "") or None,
+        io_running=slave.get("Slave_IO_Running"), sql_running=slave.get("Slave_SQL_Running"),
+        seconds_behind=None if behind is None else int(behind), lag_transactions=lag_tx)
+
+
+class HealthProbe:
+    """The server's view, cached for ``ttl`` seconds and read by one query at a time."""
+
+    def __init__(self, supervisor: Supervisor, intent: MasterIntent,
+                 ttl: float = CACHE_TTL) -> None:
+        self.supervisor = supervisor
+        self.intent = intent
+        self.ttl = ttl
+        self.reads = 0  # how many times the server was asked
+        self._view: ServerView | None = None
+        self._at = 0.0
+        self._changes = -1
+        self._lock = asyncio.Lock()
+
+    def _fresh(self) -> ServerView | None:
+        if self.supervisor.state is not AgentState.RUNNING:
+            return ServerView(answering=False)
+        if (self._view is not None and self._changes == self.intent.changes
+                and time.monotonic() - self._at < self.ttl):
+            return self._view
+        return None
+
+    async def view(self) -> ServerView:
+        found = self._fresh()
+        if found is not None:
+            return found
+        async with self._lock:
+            found = self._fresh()  # read meanwhile by the one who held the lock
+            if found is not None:
+                return found
+            changes = self.intent.changes
+            view = await read_view(self.supervisor)
+            self.reads += 1
+            self._view, self._at, self._changes = view, time.monotonic(), changes
+            return view
+
+    async def answer(self, query: Query, default_max_lag: float) -> Verdict:
+        view = await self.view()
+        # The intent is read after the view: a role given up meanwhile counts at once.
+        return decide(query, view, self.intent.master, default_max_lag)
