@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from conpaassql.errors import RemoteError, UnreachableError
+from conpaassql.gui.views import endpoint_commands
 from conpaassql.router.app import Router, describe_failure
 from conpaassql.router.haproxy import HAProxy, config_text
 from conpaassql.router.settings import Address, Checks, RouterSettings
@@ -203,3 +204,14 @@ def test_haproxy_follows_roles_and_nodes(tmp_path: Path, stands: list[Stand]) ->
 
     asyncio.run(scenario())
     assert (tmp_path / "nodes.json").exists()
+
+
+def test_the_front_end_shows_the_endpoints_with_a_line_to_copy() -> None:
+    endpoints = {"writer": {"host": "127.0.0.2", "port": 3306},
+                 "readers": {"host": "127.0.0.2", "port": 3307}}
+    assert endpoint_commands(endpoints) == [
+        ("writer", "127.0.0.2:3306",
+         "mariadb --ssl --ssl-ca=ca.crt -h 127.0.0.2 -P 3306 -u USER -p"),
+        ("readers", "127.0.0.2:3307",
+         "mariadb --ssl --ssl-ca=ca.crt -h 127.0.0.2 -P 3307 -u USER -p")]
+    assert endpoint_commands(None) == endpoint_commands({"writer": None}) == []
