@@ -17,7 +17,7 @@ import pytest
 from conpaassql.layout import AGENT_PID_FILE, MYSQLD_PID_FILE
 from testbed.router import Router, RouterWriter
 from tests.integration import workload
-from tests.integration.harness import REPO, Manager, free_port, wait_until
+from tests.integration.harness import REPO, Manager, Partition, free_port, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -151,6 +151,19 @@ def test_writes_go_on_through_a_switchover(trio: tuple[Manager, Router]) -> None
         assert manager.post("set_up_replica_master", id=target)["master"] == target
 
     _outage(manager, router, switch)
+
+
+def test_writes_go_on_when_the_master_is_cut_off_the_network(
+        trio: tuple[Manager, Router]) -> None:
+    """Every packet from or to the master's address dropped (nftables): the router's
+    checks fail too, and the writer address follows the new master."""
+    manager, router = trio
+    master = manager.get("list_nodes")["masters"][0]
+    partition = Partition(manager.node(master)["ip"])
+    try:
+        _outage(manager, router, lambda _: partition.__enter__())
+    finally:
+        partition.heal()
 
 
 def test_routing_goes_on_without_the_manager(trio: tuple[Manager, Router]) -> None:
