@@ -246,6 +246,43 @@ class CloudConfig:
     settings: CloudSettings
 
 
+_HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}|[0-9A-Fa-f:.]{2,45}")
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    """A router the configuration names (``[router]``): where applications connect."""
+
+    writer: tuple[str, int]
+    readers: tuple[str, int]
+    name: str = "configured"
+    hosts: tuple[str, ...] = ()  # more names and addresses its certificates must hold
+
+
+def parse_host_port(text: str, where: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6 address]:port``."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not _HOST.fullmatch(host) or not port.isdigit() \
+            or not 1 <= int(port) <= 65535:
+        raise ConfigError(where, detail=f"{text!r} is not host:port")
+    return host, int(port)
+
+
+def _router(ini: IniFile) -> RouterConfig | None:
+    section = ini.section("router")
+    writer, readers = section.get("writer"), section.get("readers")
+    if writer is None and readers is None:
+        return None
+    hosts = tuple(h.strip() for h in (section.get("hosts") or "").split(",") if h.strip())
+    for host in hosts:
+        if not _HOST.fullmatch(host):
+            raise ConfigError(section.where("hosts"), detail=f"{host!r} is not a host")
+    return RouterConfig(parse_host_port(section.require("writer"), section.where("writer")),
+                        parse_host_port(section.require("readers"), section.where("readers")),
+                        section.get("name") or "configured", hosts)
+
+
 @dataclass(frozen=True)
 class ManagerConfig:
     path: str | None = None
@@ -259,6 +296,7 @@ class ManagerConfig:
     failure_threshold: int = 3
     cloud_list_interval: float = 5.0
     agent_port: int = 60000
+    health_port: int = 0  # the agents' plain-HTTP health port (0: agent_port + 8)
     mysql_port: int = 3306
     agents_port: int = 0  # the manager's TLS port for its agents (0: the API's port + 1)
     agents_bind: str | None = None  # where it listens (default: the API's address)
@@ -276,6 +314,7 @@ class ManagerConfig:
     auto_failover: bool = True
     max_reader_lag: float = 30.0  # seconds behind the master a reader may be
     seed_method: str = "auto"  # how a slave is copied: auto, physical or logical
+    router: RouterConfig | None = None  # [router]: the endpoints applications use
     ini: IniFile | None = None
 
     @property
@@ -307,6 +346,7 @@ class ManagerConfig:
             failure_threshold=manager.integer("failure_threshold", 3, 1, 100),
             cloud_list_interval=manager.number("cloud_list_interval", 5.0, 0.1),
             agent_port=agent.integer("port", 60000, 1, 65535),
+            health_port=agent.integer("health_port", 0, 0, 65535),
             mysql_port=agent.integer("mysql_port", 3306, 1, 65535),
             agents_port=manager.integer("agents_port", 0, 0, 65535),
             agents_bind=manager.get("agents_bind") or None,
@@ -324,6 +364,7 @@ class ManagerConfig:
             auto_failover=manager.boolean("auto_failover", True),
             max_reader_lag=manager.number("max_reader_lag", 30.0, 0.0),
             seed_method=_seed_method(manager),
+            router=_router(ini),
             ini=ini,
         )
 

@@ -47,7 +47,8 @@ from conpaassql.rpc.server import RpcApp
 #: A slave's report, as an agent sends it (get_server_state's "return").
 SLAVE_REPORT: dict[str, Any] = {
     "id": 2, "node_id": 2, "service_id": "s-1", "name": "conpaassql-agent-2",
-    "ip": "127.0.0.3", "port": 60002, "mysqld_port": 3308, "state": "RUNNING",
+    "ip": "127.0.0.3", "port": 60002, "mysqld_port": 3308, "health_port": 60010,
+    "tls_names": ["127.0.0.3", "node-2.s-1.conpaassql"], "state": "RUNNING",
     "mysqld": {"answering": True, "pid": 4242, "restarts": 1,
                "last_exit": "mysqld killed by SIGKILL at 10:01:02", "last_error": None,
                "uptime": 12.5, "version": "10.11.6-MariaDB"},

@@ -59,6 +59,7 @@ def make_context(**changes: object) -> NodeContext:
         root_password="r00t",
         ip="127.0.0.11",
         agent_port=60001,
+        health_port=60009,
         mysql_port=3307,
         heartbeat_interval=2.5,
         data_dir="/var/lib/conpaassql/node-7",

@@ -109,6 +109,11 @@ CASES = [
          "node 3 is a slave of node 1 (copy of 5242880 bytes in 1.4 s, physical)", "event"),
     node("node {node_id}: copying the master failed: {str(exc)[:300]}",
          "node 3: copying the master failed: Agent unreachable", "event"),
+    service("router {params.name} {done}: writer {writer}, readers {readers}",
+            "router r1 registered: writer 127.0.0.1:3306, readers 127.0.0.1:3307", None,
+            "event"),
+    node("node {node_id}: certificate issued again, naming {names}{later}",
+         "node 2: certificate issued again, naming 127.0.0.1, 127.0.0.12", "event"),
 ]
 
 #: The kind of a node's move to each state (the reconcile loop's moves).

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from conpaassql.agent.admin_api import AdminApi
+from conpaassql.agent.cert_api import CertificateApi
 from conpaassql.agent.data_api import DataApi
 from conpaassql.agent.replication_api import ReplicationApi
 from conpaassql.agent.seed_api import SeedApi
@@ -44,6 +45,7 @@ class AgentApi:
         self.sampler = MetricsSampler()
         self.version: str | None = None
         self.replication = ReplicationApi(settings, supervisor)
+        self.certificates = CertificateApi(settings, supervisor)
 
     def registry(self) -> Registry:
         registry = Registry()
@@ -59,6 +61,7 @@ class AgentApi:
         AdminApi(self.settings, self.supervisor).register(registry)
         SeedApi(self.settings, self.supervisor).register(registry)
         self.replication.register(registry)
+        self.certificates.register(registry)
         add_discovery(registry, "conpaassql agent", access="manager")
         return registry
 
@@ -79,6 +82,7 @@ class AgentApi:
             port=self.settings.agent_port,
             mysqld_port=self.settings.mysql_port,
             health_port=self.settings.health_port,
+            tls_names=self.certificates.names(),
             state=self.supervisor.state.value,
             mysqld=mysqld,
             replication=replication,

@@ -24,6 +24,9 @@ from conpaassql.mysql.paths import ServerPaths
 from conpaassql.rpc.tls import TlsFiles
 
 DEFAULT_DATA_DIR = "/var/lib/conpaassql"
+#: Beside the node's certificate when one was installed since boot (``install_certificate``):
+#: the context's older one is not written over it.
+INSTALLED_MARK = "node.installed"
 #: The health port is the agent's port plus this, unless the context or INI names one.
 HEALTH_PORT_OFFSET = 8
 #: Seconds behind its master a slave may be for ``GET /replica`` without ``max_lag``.
@@ -73,8 +76,10 @@ class AgentSettings:
                               "TLS, with the certificate its manager issued")
         files.cert.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(files.cert.parent, 0o700)
-        for path, text in ((files.ca, context.ca_cert), (files.cert, context.tls_cert),
-                           (files.key, context.tls_key)):
+        written = [(files.ca, context.ca_cert)]
+        if not (files.cert.parent / INSTALLED_MARK).is_file():  # not one issued since
+            written += [(files.cert, context.tls_cert), (files.key, context.tls_key)]
+        for path, text in written:
             write_private(path, text)
         return files
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -23,7 +24,14 @@ from conpaassql.errors import AuthError, ForbiddenError
 from conpaassql.rpc.auth import bearer_matches
 from conpaassql.rpc.registry import Method
 from conpaassql.rpc.server import Authorizer, Gate, RpcApp
-from conpaassql.rpc.tls import MANAGER_NAME, client_context, dns_name, peer_of, server_options
+from conpaassql.rpc.tls import (
+    MANAGER_NAME,
+    TlsFiles,
+    client_context,
+    dns_name,
+    peer_of,
+    server_options,
+)
 
 
 def manager_only(secret: str, service_id: str) -> Authorizer:
@@ -107,4 +115,12 @@ def build(settings: AgentSettings, supervisor: Supervisor) -> AgentWeb:
                                         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
                                         **server_options(files)),
                          on_exit=supervisor.leaving)
+    api.certificates.reloaders.append(lambda: reload_chain(server.config, files))
     return AgentWeb(api, heartbeat, server)
+
+
+def reload_chain(config: uvicorn.Config, files: TlsFiles) -> None:
+    """Serve the node's certificate as it is now on disk (new connections get it)."""
+    context = getattr(config, "ssl", None)  # made when the server starts
+    if isinstance(context, ssl.SSLContext):
+        context.load_cert_chain(str(files.cert), str(files.key))

@@ -19,6 +19,8 @@ from conpaassql.errors import RemoteError, UnreachableError
 from conpaassql.protocol import agent as protocol
 from conpaassql.protocol.agent import (
     AgentMethod,
+    CertificateInstalled,
+    CertificateRequest,
     ConfigurationRequest,
     ConfigureUserRequest,
     CreateDatabaseRequest,
@@ -220,6 +222,11 @@ class AgentLink:
                         timeout: float | None = None) -> Seeded:
         """Replace the node's data by a copy of another node's (agent to agent)."""
         return await self._call(node, protocol.SEED_FROM, request, timeout)
+
+    async def install_certificate(self, node: Node, request: CertificateRequest, *,
+                                  timeout: float | None = None) -> CertificateInstalled:
+        """The node's certificate issued again: the agent serves it at once."""
+        return await self._call(node, protocol.INSTALL_CERTIFICATE, request, timeout)
 
     # -- connections ------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from conpaassql.manager.data_api import DataApi
 from conpaassql.manager.loop_monitor import LoopMonitor
 from conpaassql.manager.reconcile import Reconciler
 from conpaassql.manager.replication import Replication
+from conpaassql.manager.router_api import RouterApi
 from conpaassql.manager.service import NodeService
 from conpaassql.manager.targets import NODE_ID_ALIASES
 from conpaassql.protocol.agent import PerformanceReply
@@ -95,6 +96,7 @@ class ManagerApi:
         self.replication = replication
         self.log_file = log_file
         self.rt = nodes.rt
+        self.routers = RouterApi(nodes)
 
     def registry(self) -> Registry:
         registry = Registry()
@@ -114,6 +116,7 @@ class ManagerApi:
         registry.add("set_up_replica_slave", "POST", self.set_up_replica_slave, ReplicaParams)
         DataApi(self.nodes).register(registry)
         AdminApi(self.nodes).register(registry)
+        self.routers.register(registry)
         add_discovery(registry, "conpaassql manager")
         return registry
 
@@ -214,6 +217,7 @@ class ManagerApi:
             "last_failover": self.replication.last_failover,
             "last_cycle": self.reconciler.last_result,
             "transitions": [entry.as_dict() for entry in self.rt.store.history(limit=30)],
+            **self.routers.service_info(),
         }
 
     async def get_service_history(self, params: HistoryParams,
@@ -263,4 +267,5 @@ class ManagerApi:
         report = params.report()
         node = self.nodes.register(report, node_of_name(ctx.principal))
         await self.reconciler.on_report(node, report)
+        self.routers.certificates.check(self.nodes.node(node.id), report)
         return {"result": "OK"}

@@ -170,8 +170,12 @@ class Authority:
         return Issued(cert.public_bytes(serialization.Encoding.PEM).decode("ascii"),
                       _key_pem(key).decode("ascii"))
 
-    def issue_node(self, node_id: int, ip: str | None = None) -> Issued:
-        return self.issue(node_name(node_id), ips=(ip,) if ip else ())
+    def issue_node(self, node_id: int, ip: str | None = None, *, ips: tuple[str, ...] = (),
+                   hosts: tuple[str, ...] = ()) -> Issued:
+        """Node ``node_id``'s certificate: its own name, and the addresses (``ip``,
+        ``ips``) and DNS names (``hosts``) clients reach its server by."""
+        every = tuple(dict.fromkeys(((ip,) if ip else ()) + ips))
+        return self.issue(node_name(node_id), ips=every, hosts=hosts)
 
     @property
     def manager_files(self) -> TlsFiles:

@@ -147,6 +147,7 @@ class NodeService:
             secret=self.rt.secrets.agent_secret,
             root_password=self.rt.secrets.root_password,
             agent_port=node.agent_port,
+            health_port=self.rt.config.health_port or None,
             mysql_port=node.mysql_port,
             heartbeat_interval=self.rt.config.heartbeat_interval,
             ca_cert=self.rt.authority.ca_pem,
@@ -168,7 +169,8 @@ class NodeService:
             self._creating.discard(node.id)
         node = self.rt.store.update_node(
             node.id, ip=node.ip or made.ip, cloud_ref=made.ref,
-            details={**self.node(node.id).details, IN_CLOUD_SINCE: time.time()})
+            details={**self.node(node.id).details, IN_CLOUD_SINCE: time.time(),
+                     **({"health_port": context.health_port} if context.health_port else {})})
         if not node.state.is_live:
             # Removed (or the service shut down) while its cloud was making it.
             self.rt.store.record_event(f"node {node.id} was removed while its cloud made "

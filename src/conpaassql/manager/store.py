@@ -221,6 +221,15 @@ class Store:
 
     # -- the service ------------------------------------------------------
 
+    def meta(self, key: str) -> str | None:
+        """A value kept for another part of the manager (by a key of its own)."""
+        with self._lock:
+            return self._meta(key)
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._transaction():
+            self._set_meta(key, value)
+
     @property
     def service_id(self) -> str:
         value = self._meta("service_id")

@@ -26,7 +26,23 @@ def node_summary(node: Node) -> dict[str, Any]:
         "role": node.role.value,
         "cloud": node.cloud,
         "port": node.mysql_port,
+        "health_port": health_port(node),
     }
+
+
+#: The agent's health port is its RPC port plus this unless it says otherwise.
+HEALTH_PORT_OFFSET = 8
+
+
+def health_port(node: Node) -> int:
+    """The node's plain-HTTP health port: as its agent reports it, else as its context
+    gave it, else the default (the agent's port + 8)."""
+    agent = node.details.get("agent")
+    reported = agent.get("health_port") if isinstance(agent, dict) else None
+    for value in (reported, node.details.get("health_port")):
+        if isinstance(value, int) and 0 < value < 65536:
+            return value
+    return node.agent_port + HEALTH_PORT_OFFSET
 
 
 def node_details(node: Node, report: StateReport | None, answering: bool) -> dict[str, Any]:

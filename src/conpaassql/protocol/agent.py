@@ -205,6 +205,17 @@ class SeedRequest(Request):
     grant: Text | None = None  # the manager's grant to copy the source (shown to it)
 
 
+#: A PEM certificate or key: printable ASCII lines, bounded.
+Pem = Annotated[str, Field(min_length=1, max_length=16384, pattern=r"^[\x20-\x7e\r\n]+$")]
+
+
+class CertificateRequest(Request):
+    """The node's certificate issued again (new addresses in it) and its new key."""
+
+    cert: Pem
+    key: Pem = Field(repr=False)
+
+
 # -- replies --------------------------------------------------------------------
 
 
@@ -347,6 +358,12 @@ class ReplicationStatusReply(Reply):
     status: ReplicationStatus | None = Field(default=None, alias="return")
 
 
+class CertificateInstalled(OkReply):
+    names: list[str] = []  # the DNS names and addresses the certificate now served holds
+    mysqld_reloaded: bool = False  # mysqld serves it (FLUSH SSL); else at its next start
+    https_reloaded: bool = False  # the agent's own port serves it
+
+
 class BackupPushed(OkReply):
     seconds: float
 
@@ -424,6 +441,8 @@ DRAIN_RELAY_LOG = _method("drain_relay_log", "POST", DrainRequest, RelayLogDrain
 FENCE = _method("fence", "POST", NoRequest, Fenced)
 GET_REPLICATION_STATUS = _method("get_replication_status", "GET", NoRequest,
                                  ReplicationStatusReply)
+INSTALL_CERTIFICATE = _method("install_certificate", "POST", CertificateRequest,
+                              CertificateInstalled)
 
 BACKUP_STREAM: AgentMethod[GrantRequest, Reply] = _method(
     "backup_stream", "GET", GrantRequest, None, access="peer")
@@ -438,7 +457,7 @@ METHODS: tuple[AgentMethod[Any, Any], ...] = (
     CREATE_DATABASE, DROP_DATABASE, LIST_DATABASES, GET_LOG, SEND_MYSQLDUMP, LOAD_DUMP,
     SQLDUMP, SET_UP_REPLICA_MASTER, SET_UP_REPLICA_SLAVE, SET_READ_ONLY, SOURCE_ADDRESS,
     SET_REPLICA_HOSTS, WAIT_FOR_GTID, DRAIN_RELAY_LOG, FENCE, GET_REPLICATION_STATUS,
-    BACKUP_STREAM, BACKUP_PUSH, COPY_DUMP, SEED_FROM,
+    BACKUP_STREAM, BACKUP_PUSH, COPY_DUMP, SEED_FROM, INSTALL_CERTIFICATE,
 )
 
 

@@ -81,6 +81,7 @@ class StateReport(Reply):
     port: int | None = None
     mysqld_port: int | None = None
     health_port: int | None = None  # the plain-HTTP port of GET /primary, /replica, /health
+    tls_names: list[str] | None = None  # the names and addresses its certificate holds
     state: str | None = None  # the agent's AgentState
     mysqld: MysqldStatus = MysqldStatus()
     replication: ReplicationStatus | None = None  # None while mysqld does not answer
