@@ -106,7 +106,8 @@ def gui(config_file: str | None, bind: str, port: int, insecure_http: bool) -> N
 @click.option("--https", is_flag=True, help="Talk to the manager over TLS (needed beyond "
               "loopback; the CA from --ca-file or $CONPAASSQL_CA_FILE).")
 @click.option("--token-file", type=click.Path(dir_okay=False),
-              help="The manager's API token (a read-only one will do; else $CONPAASSQL_TOKEN).")
+              help="The manager's API token (else $CONPAASSQL_TOKEN; a read-only one "
+                   "routes but cannot register).")
 @click.option("--ca-file", type=click.Path(dir_okay=False),
               help="The CA of the manager's certificate (the service's pki/ca.crt).")
 @click.option("--writer", default="127.0.0.1:3306", show_default=True,

@@ -75,6 +75,12 @@ def test_writes_and_reads_through_both_addresses(trio: tuple[Manager, Router]) -
     manager, router = trio
     ids = server_ids(manager)
     master, slaves = manager.wait_topology(3)
+    # The router registered: the service gives its addresses to connect to.
+    info = wait_until(lambda: (i := manager.get("get_service_info"))["routers"] and i, 30,
+                      0.2, "the router registered")
+    assert info["endpoints"] == {"writer": {"host": router.host, "port": 3306},
+                                 "readers": {"host": router.host, "port": 3307}}
+    assert [r["name"] for r in info["routers"]] == ["r1"]
     wait_until(lambda: writer_node(router, ids) == master, 30, 0.2, "the writer address")
     connection = router.connect(router.writer, USER, PASSWORD, "app")
     with connection.cursor() as cursor:
@@ -186,6 +192,42 @@ def test_routing_goes_on_without_the_manager(trio: tuple[Manager, Router]) -> No
     assert writer_node(router, ids) == master
     log = router.log.read_text()
     assert "routing to the 3 nodes last known" in log, log[-3000:]
+    wait_until(lambda: router.log.read_text().count("registered with the manager") == 2, 30,
+               0.2, "the router registered again")
+
+
+def verified(router: Router, host: str, port: int,
+             ca: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The real client, verifying the server's certificate (against the service's CA
+    unless ``ca`` says otherwise)."""
+    defaults = router.manager.defaults_file(USER, PASSWORD)
+    try:
+        return subprocess.run(
+            ["mariadb", f"--defaults-extra-file={defaults}", "-h", host, "-P", str(port),
+             "--ssl", f"--ssl-ca={ca or router.manager.ca_file}", "--ssl-verify-server-cert",
+             "--batch", "--skip-column-names", "-e", "SELECT @@read_only"],
+            capture_output=True, text=True, timeout=30, check=False)
+    finally:
+        defaults.unlink()
+
+
+def test_clients_verify_the_servers_through_the_router_and_straight(
+        trio: tuple[Manager, Router]) -> None:
+    """Once the router registered, every node's certificate names its addresses (and
+    the node's own): a client that verifies the server connects either way."""
+    manager, router = trio
+    wait_until(lambda: manager.get("get_service_info")["routers"], 30, 0.2, "registered")
+    master, slaves = manager.wait_topology(3)
+    for (host, port), read_only in ((router.writer, "0"), (router.readers, "1")):
+        done = wait_until(lambda h=host, p=port: (a := verified(router, h, p)).returncode
+                          == 0 and a, 30, 0.3, f"a verified connection to {host}:{port}")
+        assert done.stdout.strip() == read_only
+    for node in (master, *slaves):
+        done = verified(router, manager.node(node)["ip"], 3306)
+        assert done.returncode == 0, done.stderr
+    # The check is real: against other CAs, refused.
+    refused = verified(router, *router.writer, ca=Path("/etc/ssl/certs/ca-certificates.crt"))
+    assert refused.returncode != 0 and "certificate" in refused.stderr.lower(), refused.stderr
 
 
 def _router_exits(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:

@@ -23,6 +23,8 @@ log = logging.getLogger("conpaassql.router")
 CACHE_FILE = "nodes.json"
 #: How long a call to the manager may take before it counts as unreachable.
 CALL_TIMEOUT = 5.0
+#: Registering may wait for the nodes' certificates to be issued again.
+REGISTER_TIMEOUT = 60.0
 
 
 class StartError(ConfigError):
@@ -152,7 +154,7 @@ class Router:
         if self.settings.hosts:
             params["hosts"] = list(self.settings.hosts)
         try:
-            await self.client.post("register_router", **params)
+            await self.client.call("register_router", params, timeout=REGISTER_TIMEOUT)
         except UnreachableError:
             return  # the next turn finds the manager away and registers when it is back
         except RemoteError as exc:
