@@ -5,6 +5,7 @@ servers whose health answers the tests set."""
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import socket
 import threading
@@ -16,7 +17,7 @@ import pytest
 
 from conpaassql.errors import RemoteError, UnreachableError
 from conpaassql.gui.views import endpoint_commands
-from conpaassql.router.app import Router, describe_failure
+from conpaassql.router.app import Router, StartError, describe_failure
 from conpaassql.router.haproxy import HAProxy, config_text
 from conpaassql.router.settings import Address, Checks, RouterSettings
 from conpaassql.router.slots import Slots, Target, targets_of
@@ -215,3 +216,20 @@ def test_the_front_end_shows_the_endpoints_with_a_line_to_copy() -> None:
         ("readers", "127.0.0.2:3307",
          "mariadb --ssl --ssl-ca=ca.crt -h 127.0.0.2 -P 3307 -u USER -p")]
     assert endpoint_commands(None) == endpoint_commands({"writer": None}) == []
+
+
+def test_without_the_manager_a_router_starts_only_from_what_it_knew(tmp_path: Path) -> None:
+    chosen = settings(tmp_path)  # nobody listens on the manager's port
+
+    async def contact() -> dict[int, Target]:
+        router = Router(chosen)
+        try:
+            return await router.first_contact()
+        finally:
+            await router.client.aclose()
+
+    with pytest.raises(StartError, match=r"cannot reach the manager at http://127\.0\.0\.1:"):
+        asyncio.run(contact())
+    known = Target(4, "10.0.0.4", 3306, 60008)
+    (tmp_path / "nodes.json").write_text(json.dumps({"nodes": [known.as_dict()]}))
+    assert asyncio.run(contact()) == {4: known}
