@@ -53,13 +53,16 @@ from rich.console import Console
 from rich.table import Table
 
 from benchlib import (
+    BUSY_SHARE,
     BenchError,
+    MachineShare,
     ManagerProcess,
     Native,
     QuietMachine,
     cpu_times,
     err,
     median,
+    other_share,
     run_measured,
     runs_of,
     verdict,
@@ -93,6 +96,8 @@ class Results:
     outages: dict[str, list[float]] = field(default_factory=dict)
     lost: int = 0
     acked: int = 0
+    busy: list[tuple[float, float]] = field(default_factory=list)  # run's s, others' CPU s
+    load: list[float] = field(default_factory=list)  # 1-minute load average, start and end
     total_s: float = 0.0
 
 
@@ -202,11 +207,13 @@ class Bench:
                 for way in names:
                     self.quiet.wait(f"{test} {way}")
                     err.print(f"sysbench {test} {way} ({self.args.time} s)...")
-                    if way == "router":
-                        output = self._watched(lambda t=test, w=ways[way]: self.sysbench(
-                            t, w, "run"))
-                    else:
-                        output = self.sysbench(test, ways[way], "run")
+                    with MachineShare(self.root) as share:
+                        if way == "router":
+                            output = self._watched(lambda t=test, w=ways[way]: self.sysbench(
+                                t, w, "run"))
+                        else:
+                            output = self.sysbench(test, ways[way], "run")
+                    self.results.busy.append((share.seconds, share.other))
                     tps, p95 = _TPS.search(output), _P95.search(output)
                     if tps is None or p95 is None:
                         raise BenchError(f"no figures in sysbench's output: {output[-400:]}")
@@ -296,6 +303,7 @@ class Bench:
 
     def run(self) -> Results:
         started = time.monotonic()
+        self.results.load.append(os.getloadavg()[0])
         err.print(f"starting the manager, 3 nodes and the router on {self.router.host}...")
         try:
             self.setup()
@@ -305,6 +313,7 @@ class Bench:
             self.router.stop()
             self.manager.close()
         self.results.total_s = time.monotonic() - started
+        self.results.load.append(os.getloadavg()[0])
         return self.results
 
 
@@ -340,6 +349,11 @@ def render(results: Results) -> None:
     for name, figure in ANCHORS:
         table.add_row(f"anchor: {name}", figure, "", "")
     table.add_row("total benchmark time", f"{results.total_s:.0f} s", "", "")
+    table.add_row("load average (1 min) start / end, CPUs",
+                  " / ".join(f"{v:.2f}" for v in results.load), str(os.cpu_count()), "")
+    share = other_share(results.busy)
+    table.add_row("other processes' share of the CPUs during the sysbench runs",
+                  f"{share:.0%}", "", f"< {BUSY_SHARE:.0%} {verdict(share < BUSY_SHARE)}")
     Console(width=160).print(table)
     print(json.dumps({"bench": "router", **results.__dict__}))
 
