@@ -156,3 +156,64 @@ async def _garbage_scenario(tmp_path: Path) -> None:
         assert probe.reads == 0  # a stopped server is not asked
     finally:
         await listener.close()
+
+
+class StubSession:
+    """Answers the probe's two statements as a writable master's server would; ``hold``
+    keeps it from answering (a frozen server)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.hold: asyncio.Event | None = None
+
+    async def execute(self, sql: str, args: Any = None, *,
+                      idempotent: bool = False) -> list[dict[str, Any]]:
+        self.calls += 1
+        if self.hold is not None:
+            await self.hold.wait()
+        if sql.startswith("SHOW SLAVE STATUS"):
+            return []
+        return [{"read_only": 0, "slave_pos": ""}]
+
+
+class RunningServer:
+    state = AgentState.RUNNING
+
+    def __init__(self) -> None:
+        self.session = StubSession()
+
+
+def test_checks_at_once_cost_one_read_and_a_role_change_reads_again(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        server, intent = RunningServer(), MasterIntent.in_dir(tmp_path)
+        intent.set(True)
+        probe = HealthProbe(server, intent, ttl=3600)  # type: ignore[arg-type]
+        verdicts = await asyncio.gather(*(probe.answer(Query("/primary"), 30)
+                                          for _ in range(20)))
+        assert {v.status for v in verdicts} == {200}
+        assert probe.reads == 1
+        intent.set(False)  # set_read_only(true), fence, a slave setup
+        assert (await probe.answer(Query("/primary"), 30)).status == 503
+        await probe.answer(Query("/primary"), 30)
+        assert probe.reads == 2
+
+    asyncio.run(scenario())
+
+
+def test_a_frozen_server_is_not_waited_for(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("conpaassql.agent.health.READ_TIMEOUT", 0.05)
+
+    async def scenario() -> None:
+        server, intent = RunningServer(), MasterIntent.in_dir(tmp_path)
+        intent.set(True)
+        server.session.hold = asyncio.Event()
+        probe = HealthProbe(server, intent)  # type: ignore[arg-type]
+        first = await probe.answer(Query("/primary"), 30)
+        second = await probe.answer(Query("/health"), 30)
+        assert (first.status, second.status) == (503, 503)
+        assert server.session.calls == 1  # one read at a time, still under way
+        server.session.hold.set()
+        assert (await probe.answer(Query("/primary"), 30)).status == 200
+
+    asyncio.run(scenario())

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 #: Seconds a view of the server is reused: several routers checking every few hundred
 #: milliseconds cost at most one status read per period.
 CACHE_TTL = 0.15
+#: Seconds a check waits for the server's answer before it counts as none.
+READ_TIMEOUT = 2.0
 OK, UNAVAILABLE = 200, 503
 
 
@@ -177,7 +179,12 @@ async def read_view(supervisor: Supervisor) -> ServerView:
 
 
 class HealthProbe:
-    """The server's view, cached for ``ttl`` seconds and read by one query at a time."""
+    """The server's view, cached for ``ttl`` seconds and read by one query at a time.
+
+    A read that takes longer than ``READ_TIMEOUT`` (a frozen or very busy server) is
+    answered as a server that does not answer; it goes on, and no other starts
+    meanwhile.
+    """
 
     def __init__(self, supervisor: Supervisor, intent: MasterIntent,
                  ttl: float = CACHE_TTL) -> None:
@@ -188,7 +195,7 @@ class HealthProbe:
         self._view: ServerView | None = None
         self._at = 0.0
         self._changes = -1
-        self._lock = asyncio.Lock()
+        self._reading: asyncio.Task[tuple[ServerView, int]] | None = None
 
     def _fresh(self) -> ServerView | None:
         if self.supervisor.state is not AgentState.RUNNING:
@@ -198,19 +205,28 @@ class HealthProbe:
             return self._view
         return None
 
+    async def _read(self) -> tuple[ServerView, int]:
+        changes = self.intent.changes
+        view = await read_view(self.supervisor)
+        self.reads += 1
+        self._view, self._at, self._changes = view, time.monotonic(), changes
+        return view, changes
+
     async def view(self) -> ServerView:
-        found = self._fresh()
-        if found is not None:
-            return found
-        async with self._lock:
-            found = self._fresh()  # read meanwhile by the one who held the lock
+        while True:
+            found = self._fresh()
             if found is not None:
                 return found
-            changes = self.intent.changes
-            view = await read_view(self.supervisor)
-            self.reads += 1
-            self._view, self._at, self._changes = view, time.monotonic(), changes
-            return view
+            if self._reading is None or self._reading.done():
+                self._reading = asyncio.create_task(self._read(), name="health read")
+            try:
+                view, changes = await asyncio.wait_for(asyncio.shield(self._reading),
+                                                       READ_TIMEOUT)
+            except TimeoutError:
+                return ServerView(answering=False)
+            if changes == self.intent.changes:
+                return view
+            # The role changed while the server was read: read it once more.
 
     async def answer(self, query: Query, default_max_lag: float) -> Verdict:
         view = await self.view()

@@ -78,7 +78,9 @@ class Certificates:
         the reason on failure (None: installed, or nothing to do)."""
         lock = self._locks.setdefault(node_id, asyncio.Lock())
         async with lock:
-            node = self.nodes.node(node_id)
+            node = self.rt.store.get_node(node_id)
+            if node is None or not node.state.is_live:
+                return None  # removed meanwhile
             wanted = self.wanted(node)
             if node.ip is None or (not again and self._pushed.get(node_id) == wanted):
                 return None
@@ -94,6 +96,7 @@ class Certificates:
                 log.warning("node %d did not take its new certificate: %s", node_id, exc)
                 return str(exc)[:300]
             self._pushed[node_id] = wanted
+            self._tried[node_id] = time.monotonic()  # a heartbeat made before is no news
             names = ", ".join(sorted(wanted - {own}))
             later = "" if reply.mysqld_reloaded else " (mysqld takes it at its next start)"
             self.rt.store.record_event(
