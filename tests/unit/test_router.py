@@ -233,3 +233,30 @@ def test_without_the_manager_a_router_starts_only_from_what_it_knew(tmp_path: Pa
     known = Target(4, "10.0.0.4", 3306, 60008)
     (tmp_path / "nodes.json").write_text(json.dumps({"nodes": [known.as_dict()]}))
     assert asyncio.run(contact()) == {4: known}
+
+
+@needs_haproxy
+def test_a_dead_haproxy_is_started_again_with_the_nodes(tmp_path: Path,
+                                                         stands: list[Stand]) -> None:
+    a = stands[0]
+    a.primary = True
+    chosen = settings(tmp_path)  # the manager away: the nodes last known are kept
+    router = Router(chosen)
+
+    async def scenario() -> None:
+        router.haproxy.start()
+        try:
+            await router.follow({1: a.target(1)})
+            await until(lambda: reached(chosen.writer) == "a", "writes on a")
+            assert router.haproxy.process is not None
+            router.haproxy.process.kill()
+            router.haproxy.process.wait()
+            await until(lambda: reached(chosen.writer) == "", "no writer")
+            await router.turn()
+            assert router.haproxy.running()
+            await until(lambda: reached(chosen.writer) == "a", "writes on a again")
+        finally:
+            router.haproxy.stop()
+            await router.client.aclose()
+
+    asyncio.run(scenario())
