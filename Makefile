@@ -7,16 +7,17 @@ STATE_DIR ?= var
 BIND ?= 127.0.0.1
 PORT ?= 50000
 GUI_PORT ?= 5000
+ROUTER_HOST ?= 127.0.0.2
 CONFIG ?= etc/manager-local.cnf
 PYTEST_ARGS ?=
 
-.PHONY: run test fuzz bench bench-dump bench-replication bench-restart bench-clouds bench-gui bench-core lint typecheck deps clean
+.PHONY: run test fuzz bench bench-dump bench-replication bench-restart bench-clouds bench-gui bench-core bench-router lint typecheck deps clean
 
 deps:
 	@PYTHON=$(PYTHON) scripts/bootstrap.sh $(VENV)
 
 run: deps
-	@scripts/run-manager.sh "$(VENV)" "$(CONFIG)" "$(STATE_DIR)" "$(BIND)" "$(PORT)" "$(GUI_PORT)"
+	@scripts/run-manager.sh "$(VENV)" "$(CONFIG)" "$(STATE_DIR)" "$(BIND)" "$(PORT)" "$(GUI_PORT)" "$(ROUTER_HOST)"
 
 lint: deps
 	$(VENV)/bin/ruff check src tests bench testbed
@@ -42,6 +43,7 @@ bench: deps
 	$(VENV)/bin/python bench/clouds.py
 	$(VENV)/bin/python bench/gui.py
 	$(VENV)/bin/python bench/core.py
+	$(VENV)/bin/python bench/router.py
 
 bench-dump: deps
 	$(VENV)/bin/python bench/dump.py
@@ -60,6 +62,9 @@ bench-gui: deps
 
 bench-core: deps
 	$(VENV)/bin/python bench/core.py
+
+bench-router: deps
+	$(VENV)/bin/python bench/router.py
 
 clean:
 	rm -rf build dist .mypy_cache .ruff_cache .pytest_cache

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what conpaassql needs and is missing: MariaDB, Chromium and Prometheus (OS packages,
-# when root), a virtualenv, and the package with its test tools. Safe to run again.
+# Installs what conpaassql needs and is missing: MariaDB, HAProxy, Chromium, Prometheus and
+# sysbench (OS packages, when root), a virtualenv, and the package with its test tools.
+# Safe to run again.
 set -euo pipefail
 venv="${1:-.venv}"
 python="${PYTHON:-python3}"
@@ -12,6 +13,8 @@ command -v mariadb >/dev/null 2>&1 || missing+=(mariadb-client)
 command -v mariabackup >/dev/null 2>&1 || missing+=(mariadb-backup)
 # Backups are compressed by the zstd program, through pipes.
 command -v zstd >/dev/null 2>&1 || missing+=(zstd)
+# The router (conpaassql router, started by make run) runs HAProxy.
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
 "$python" -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 # Every datadir gets the time zone tables from the OS's zoneinfo.
 [ -d /usr/share/zoneinfo ] || missing+=(tzdata)
@@ -30,6 +33,10 @@ fi
 # The metrics test has a real Prometheus scrape the manager (and promtool check the rules).
 if [ "$(id -u)" -eq 0 ] && ! command -v prometheus >/dev/null 2>&1 && [ ! -x /usr/bin/prometheus ]; then
     missing+=(prometheus)
+fi
+# The router's benchmark drives sysbench; installed when root.
+if [ "$(id -u)" -eq 0 ] && ! command -v sysbench >/dev/null 2>&1; then
+    missing+=(sysbench)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Runs the manager in the foreground with the local cloud, and its web front-end in
-# the background (used by `make run`); the front-end stops when the manager does.
+# Runs the manager in the foreground with the local cloud, and its web front-end and a
+# router in the background (used by `make run`); they stop when the manager does.
 set -euo pipefail
 venv="$1" config="$2" state_dir="$3" bind="$4" port="$5" gui_port="${6:-5000}"
+# The router's own loopback address (Debian's MariaDB may hold 127.0.0.1:3306).
+router_host="${7:-127.0.0.2}"
 cd "$(dirname "$0")/.."
 mkdir -p "$state_dir"
 state="$(cd "$state_dir" && pwd)"
@@ -49,7 +51,21 @@ if [ "$manager_https" = true ]; then
 fi
 "$venv/bin/conpaassql" gui -c "$gui_config" -p "$gui_port" >> "$state_dir/gui.log" 2>&1 &
 gui_pid=$!
-trap 'kill "$gui_pid" 2>/dev/null || true' EXIT
+
+# The router, once the manager answers: the writer and readers addresses to connect to.
+router_options=(--manager "$manager_host:$port" --writer "$router_host:3306"
+                --readers "$router_host:3307" --name make-run --state-dir "$state/router")
+if [ "$manager_https" = true ]; then
+    router_options+=(--https --ca-file "$state/pki/ca.crt" --token-file "$state/secrets/api_token")
+fi
+(
+    until (exec 3<>"/dev/tcp/$manager_host/$port") 2>/dev/null; do sleep 0.2; done
+    exec "$venv/bin/conpaassql" router "${router_options[@]}"
+) >> "$state_dir/router.log" 2>&1 &
+router_pid=$!
+trap 'kill "$gui_pid" "$router_pid" 2>/dev/null || true' EXIT
 echo "web front-end: http://127.0.0.1:$gui_port/  (log in $state_dir/gui.log)"
-echo "Ctrl-C stops the manager and the front-end; the nodes keep running until \`shutdown\`."
+echo "router: writer $router_host:3306 (the master), readers $router_host:3307 (the slaves)"
+echo "  (log in $state_dir/router.log)"
+echo "Ctrl-C stops the manager, the front-end and the router; the nodes keep running until \`shutdown\`."
 "$venv/bin/conpaassql" manager -c "$config" -b "$bind" -p "$port" --state-dir "$state_dir"

@@ -1,4 +1,4 @@
-"""``conpaassql manager|agent|gui``: the daemons' command line."""
+"""``conpaassql manager|agent|gui|router``: the daemons' command line."""
 
 from __future__ import annotations
 
@@ -96,6 +96,86 @@ def gui(config_file: str | None, bind: str, port: int, insecure_http: bool) -> N
     except ConfigError as exc:
         click.echo(f"conpaassql gui: {exc}", err=True)
         sys.exit(2)
+    except KeyboardInterrupt:
+        pass
+
+
+@main.command()
+@click.option("--manager", default="127.0.0.1:50000", show_default=True,
+              help="The manager's address, HOST:PORT.")
+@click.option("--https", is_flag=True, help="Talk to the manager over TLS (needed beyond "
+              "loopback; the CA from --ca-file or $CONPAASSQL_CA_FILE).")
+@click.option("--token-file", type=click.Path(dir_okay=False),
+              help="The manager's API token (else $CONPAASSQL_TOKEN; a read-only one "
+                   "routes but cannot register).")
+@click.option("--ca-file", type=click.Path(dir_okay=False),
+              help="The CA of the manager's certificate (the service's pki/ca.crt).")
+@click.option("--writer", default="127.0.0.1:3306", show_default=True,
+              help="Where the writer listens: connections go to the master.")
+@click.option("--readers", default="127.0.0.1:3307", show_default=True,
+              help="Where the readers listen: connections go to the slaves.")
+@click.option("--name", help="The router's name at the manager (default: this host's name).")
+@click.option("--host", "hosts", multiple=True,
+              help="A name or address applications reach the router by (repeatable).")
+@click.option("--state-dir", default="var/router", show_default=True,
+              type=click.Path(file_okay=False),
+              help="Where HAProxy's configuration, sockets and log and the last known "
+                   "nodes are kept.")
+@click.option("--max-lag", default=10.0, show_default=True, type=click.FloatRange(0),
+              help="Seconds a slave may be behind and still take readers.")
+@click.option("--no-reader-fallback", is_flag=True,
+              help="Refuse readers when no slave qualifies (default: send them to the master).")
+@click.option("--check-interval", default=300, show_default=True,
+              type=click.IntRange(50, 60000), help="Milliseconds between health checks.")
+@click.option("--fall", default=2, show_default=True, type=click.IntRange(1, 100),
+              help="Failed checks before a node stops taking connections.")
+@click.option("--rise", default=2, show_default=True, type=click.IntRange(1, 100),
+              help="Passed checks before a node takes connections again.")
+@click.option("--poll-interval", default=1.0, show_default=True,
+              type=click.FloatRange(0.1, 3600), help="Seconds between two asks for the nodes.")
+@click.option("--slots", default=32, show_default=True, type=click.IntRange(1, 1000),
+              help="The most nodes routed to.")
+@click.option("--haproxy", "haproxy_binary", default="haproxy", show_default=True,
+              help="The HAProxy program.")
+def router(manager: str, https: bool, token_file: str | None, ca_file: str | None,
+           writer: str, readers: str, name: str | None, hosts: tuple[str, ...],
+           state_dir: str, max_lag: float, no_reader_fallback: bool, check_interval: int,
+           fall: int, rise: int, poll_interval: float, slots: int,
+           haproxy_binary: str) -> None:
+    """Run a router (foreground): HAProxy on a writer and a readers address, following
+    the service's master and slaves."""
+    import logging
+    import socket
+
+    from conpaassql.router import options
+    from conpaassql.router.app import run
+    from conpaassql.router.settings import Checks, RouterSettings
+
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    try:
+        settings = RouterSettings(
+            name=name or socket.gethostname(),
+            manager=options.address(manager, "--manager"),
+            writer=options.address(writer, "--writer"),
+            readers=options.address(readers, "--readers"),
+            state_dir=Path(state_dir).absolute(),
+            https=https,
+            token=options.token(token_file),
+            verify=options.verify(ca_file),
+            checks=Checks(check_interval, fall, rise, max_lag),
+            reader_fallback=not no_reader_fallback,
+            poll_interval=poll_interval,
+            slots=slots,
+            haproxy=haproxy_binary,
+            hosts=hosts,
+        )
+        run(settings)
+    except ConfigError as exc:
+        click.echo(f"conpaassql router: {exc}", err=True)
+        sys.exit(2 if isinstance(exc, options.OptionError) else 1)
     except KeyboardInterrupt:
         pass
 

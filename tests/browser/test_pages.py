@@ -251,6 +251,14 @@ def test_overview_shows_endpoints_charts_and_history(manager: BrowserManager, gu
         page.locator("#cmd-user").fill("alice")
         expect(command).to_have_text(f"mariadb --ssl -h {ip} -P 3306 -u alice -p")
         expect(page.get_by_test_id("reader-command")).to_have_count(len(slaves), timeout=SLOW)
+        # A router registered: its two addresses come first, each with its line to copy.
+        manager.post("register_router", name="app-host",
+                     writer={"host": "127.0.0.2", "port": 3306},
+                     readers={"host": "127.0.0.2", "port": 3307})
+        page.goto(gui.url + "/")
+        expect(page.get_by_test_id("endpoint-command")).to_have_text(
+            [f"mariadb --ssl --ssl-ca=ca.crt -h 127.0.0.2 -P {port} -u USER -p"
+             for port in (3306, 3307)])
         expect(page.get_by_test_id("service-state")).to_have_text("RUNNING")
         timeline = page.get_by_test_id("timeline")
         expect(timeline.locator(".ev.k-added")).to_have_count(3)

@@ -177,6 +177,8 @@ class FakeManager:
                 {"from": "PROLOGUE", "to": "RUNNING", "at": "2012-02-26T10:01:00Z",
                  "reason": "master ready"},
             ],
+            "endpoints": {"writer": {"host": "10.1.0.2", "port": 3306},
+                          "readers": {"host": "10.1.0.2", "port": 3307}},
         }
 
     async def get_service_performance(self, params: Params, context: CallContext) -> Any:
@@ -699,6 +701,8 @@ def test_table_get_service_info_with_transitions(live: Live) -> None:
     assert "transitions" in out and "master ready" in out
     assert any("state" in line and "RUNNING" in line for line in out.splitlines())
     assert "reason" in out
+    assert "mariadb --ssl --ssl-ca=ca.crt -h 10.1.0.2 -P 3307 -u USER -p" in out
+    assert any("writer" in line and "-h 10.1.0.2 -P 3306" in line for line in out.splitlines())
 
 
 def test_table_get_service_performance(live: Live) -> None:

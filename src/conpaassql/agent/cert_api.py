@@ -80,7 +80,8 @@ class CertificateApi:
         if self.supervisor.state is not AgentState.RUNNING:
             return False  # it reads the files when it starts
         try:
-            await self.supervisor.session.execute("FLUSH SSL")
+            # Not binlogged: on a slave it would be an errant transaction.
+            await self.supervisor.session.execute("FLUSH NO_WRITE_TO_BINLOG SSL")
         except ConpaasSQLError as exc:
             log.warning("mysqld did not reload its certificate: %s", exc)
             return False

@@ -134,13 +134,37 @@ def service_tables(result: Any) -> list[Table] | None:
     (the state transitions, the nodes...)."""
     if not isinstance(result, Mapping):
         return None
-    scalars = {key: value for key, value in result.items() if not _is_records(value)}
+    scalars = {key: value for key, value in result.items()
+               if not _is_records(value) and key != "endpoints"}
     tables = [key_value_table("service", scalars)]
+    endpoints = endpoints_table(result.get("endpoints"))
+    if endpoints is not None:
+        tables.append(endpoints)
     for key, value in result.items():
         if _is_records(value):
             columns = NODE_COLUMNS if key == "nodes" else None
             tables.append(records_table(str(key), value, columns))
     return tables
+
+
+def connect_line(host: str, port: Any, user: str = "USER") -> str:
+    """The ``mariadb`` command line to copy for an address (TLS checked against the
+    service's CA; the password asked)."""
+    return f"mariadb --ssl --ssl-ca=ca.crt -h {host} -P {port} -u {user} -p"
+
+
+def endpoints_table(endpoints: Any) -> Table | None:
+    """``get_service_info``'s ``endpoints``: the writer and readers addresses, each
+    with its connection line."""
+    if not isinstance(endpoints, Mapping) or not endpoints:
+        return None
+    table = Table(title=text("endpoints"))
+    table.add_column("endpoint")
+    table.add_column("connect (the address in -h and -P)", no_wrap=True)  # kept whole, to copy
+    for name, where in endpoints.items():
+        if isinstance(where, Mapping) and where.get("host"):
+            table.add_row(text(name), text(connect_line(str(where["host"]), where.get("port"))))
+    return table
 
 
 def figures(data: Record, prefix: str = "", depth: int = 0) -> dict[str, int | float]:

@@ -33,6 +33,7 @@ async def _summary(client: RpcClient) -> Mapping[str, Any]:
     nodes = await views.node_states(client)
     return {"info": info, "writer": info.get("writer"), "readers": readers,
             "picture": topology.picture(nodes, readers),
+            "endpoint_commands": views.endpoint_commands(info.get("endpoints")),
             "writer_command": views.connect_command(info.get("writer")),
             "reader_commands": [(r, views.connect_command(r)) for r in readers]}
 

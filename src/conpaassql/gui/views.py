@@ -156,6 +156,21 @@ def connect_command(endpoint: Mapping[str, Any] | None, user: str = "USER") -> s
     return f"mariadb --ssl -h {endpoint['ip']} -P {port} -u {user} -p"
 
 
+def endpoint_commands(endpoints: Any, user: str = "USER") -> list[tuple[str, str, str]]:
+    """``get_service_info``'s ``endpoints`` (the router's addresses): each name, its
+    ``host:port`` and the ``mariadb`` line to copy."""
+    if not isinstance(endpoints, Mapping):
+        return []
+    found = []
+    for name in ("writer", "readers"):
+        where = endpoints.get(name)
+        if isinstance(where, Mapping) and where.get("host") and where.get("port"):
+            host, port = where["host"], where["port"]
+            found.append((name, f"{host}:{port}",
+                          f"mariadb --ssl --ssl-ca=ca.crt -h {host} -P {port} -u {user} -p"))
+    return found
+
+
 async def metrics(client: RpcClient) -> dict[str, Any]:
     """One sample for the charts: per running node, queries per second, connections
     and (for slaves) seconds behind the master."""

@@ -1,0 +1,389 @@
+"""What does the router cost, and what write outage does an application see
+through it?
+
+Run from the repository root::
+
+    .venv/bin/python bench/router.py                  # about 10 minutes
+    .venv/bin/python bench/router.py --time 10 --outages 1
+
+One manager (local cloud), a master and two slaves on a 127.0.N.0/24 of their
+own, and ``conpaassql router`` (HAProxy) with its writer on 127.0.N.2:3306.
+
+1. sysbench ``oltp_read_write`` and ``oltp_point_select`` (``--threads``
+   clients, ``--time`` seconds, TLS with a client certificate of the service's
+   CA, as sysbench 1.0 wants one) through the writer address against straight
+   to the master, ``--repeat`` rounds in alternating order: the throughput ratio
+   (target at least 0.9) and the 95th percentile latency of each. During the
+   runs through the router, the resident memory (peak) and the CPU time of the
+   router's process and of HAProxy's.
+2. the client-visible write outage, ``--outages`` times each: single-row
+   autocommit INSERTs, each on a new connection to the writer address (retrying
+   at once on any error), while the master's mariadbd is SIGKILLed, while the
+   master's whole node (agent and mariadbd) is SIGKILLed, and through a
+   switchover (``set_up_replica_master``); the outage is the longest time
+   between two acknowledged INSERTs around the event. Every acknowledged row
+   must be on the new master. Targets (medians): under 2 s, 5 s and 1 s;
+   published figures of other set-ups are printed as anchors. Between two runs
+   the service converges back to a master and two slaves (a killed node is
+   removed and a new one added).
+
+Prints a table, then one JSON line. The application's password goes to sysbench
+in a configuration file (mode 0600), never on a command line. Everything started
+here is stopped and the temporary directory removed, also on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from benchlib import (
+    BUSY_SHARE,
+    BenchError,
+    MachineShare,
+    ManagerProcess,
+    Native,
+    QuietMachine,
+    cpu_times,
+    err,
+    median,
+    other_share,
+    run_measured,
+    runs_of,
+    verdict,
+    vmrss_mb,
+)
+from conpaassql.files import write_private
+from conpaassql.layout import AGENT_PID_FILE, MYSQLD_PID_FILE
+from conpaassql.manager.authority import Authority
+from testbed.manager import SubnetClaim, wait_until, write_defaults
+from testbed.router import Router, RouterWriter
+
+THROUGHPUT_TARGET = 0.9
+OUTAGE_TARGETS = {"mariadbd SIGKILL": 2.0, "node SIGKILL": 5.0, "switchover": 1.0}
+#: Published write outages of other set-ups (seconds): anchors, not measured here.
+ANCHORS = (("RDS Multi-AZ (instance)", "60-120 s"), ("RDS Multi-AZ cluster", "< 35 s"),
+           ("orchestrator + GLB (GitHub)", "10-13 s"), ("Vitess VTOrc, kill -9", "1.4-2.8 s"))
+TESTS = ("oltp_read_write", "oltp_point_select")
+DB, USER = "sbtest", "bench"
+_TPS = re.compile(r"transactions:\s+\d+\s+\(([\d.]+) per sec")
+_P95 = re.compile(r"95th percentile:\s+([\d.]+)")
+
+
+@dataclass
+class Results:
+    tps: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # test -> way -> runs
+    p95: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    router_rss_mb: float = 0.0  # peak, router process + HAProxy
+    haproxy_rss_mb: float = 0.0
+    router_cpu_share: list[float] = field(default_factory=list)  # of one CPU, per run
+    haproxy_cpu_share: list[float] = field(default_factory=list)
+    outages: dict[str, list[float]] = field(default_factory=dict)
+    lost: int = 0
+    acked: int = 0
+    busy: list[tuple[float, float]] = field(default_factory=list)  # run's s, others' CPU s
+    load: list[float] = field(default_factory=list)  # 1-minute load average, start and end
+    total_s: float = 0.0
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, root: Path, subnet: int) -> None:
+        self.args = args
+        self.root = root
+        self.results = Results()
+        self.manager = ManagerProcess(root, subnet, args.buffer_pool)
+        self.router = Router(self.manager, subnet)
+        self.password = secrets.token_urlsafe(18)
+        self.sysbench_dir = root / "sysbench"
+        self.quiet = QuietMachine(limit=args.quiet_wait)
+
+    # -- the service ------------------------------------------------------
+
+    def topology(self, count: int = 3) -> tuple[int, list[int]]:
+        def check() -> tuple[int, list[int]] | None:
+            listed = self.manager.get("list_nodes")
+            running = [n for n in listed["nodes"] if n["state"] == "RUNNING"]
+            if len(listed["masters"]) != 1 or len(listed["slaves"]) != count - 1 \
+                    or len(running) != count:
+                return None
+            for slave in listed["slaves"]:
+                seen = self.manager.node(slave)["replication"]
+                if seen["io_running"] != "Yes" or seen["sql_running"] != "Yes" \
+                        or seen["copying"]:
+                    return None
+            return int(listed["masters"][0]), sorted(int(n) for n in listed["slaves"])
+
+        found = wait_until(check, self.args.timeout, 0.3, f"1 master and {count - 1} slaves")
+        for node in (found[0], *found[1]):
+            self.manager.note_pids(node)
+        return found
+
+    def converge(self) -> None:
+        """Back to a master and two slaves: nodes that are not coming back are removed
+        and replaced."""
+        try:
+            self.topology()
+            return
+        except BenchError:
+            pass
+        for node in self.manager.get("list_nodes")["nodes"]:
+            if node["state"] != "RUNNING":
+                self.manager.post("remove_nodes", serviceNodeId=node["id"])
+        missing = 3 - len(self.manager.get("list_nodes")["nodes"])
+        if missing > 0:
+            self.manager.post("add_nodes", count=missing)
+        self.topology()
+
+    def setup(self) -> None:
+        self.manager.start()
+        self.manager.post("add_nodes", count=3)
+        master, _ = self.topology()
+        self.manager.post("create_database", database=DB)
+        self.manager.post("configure_user", username=USER, password=self.password,
+                          database=DB)
+        self.router.start()
+        self._sysbench_files()
+        master_ip = self.manager.node(master)["ip"]
+        self.sysbench("oltp_read_write", (master_ip, 3306), "prepare")
+        self.sql(master, f"CREATE TABLE {DB}.w (id INT PRIMARY KEY, at DOUBLE)")
+
+    def sql(self, node: int, statement: str) -> list[str]:
+        """The first field of each row ``statement`` gives, as root on the node's socket."""
+        defaults = self.root / "root.cnf"
+        if not defaults.exists():
+            write_defaults(defaults, self.manager.root_password)
+        native = Native(self.manager.socket_of(node), defaults, self.args.timeout)
+        return [row[0] for row in native.sql(statement)]
+
+    def _sysbench_files(self) -> None:
+        """sysbench 1.0 takes TLS files by fixed names in its working directory: the
+        service's CA and a client certificate from it."""
+        self.sysbench_dir.mkdir(mode=0o700)
+        pki = self.manager.state_dir / "pki"
+        issued = Authority.load_or_create(pki, self.manager.service_id).issue("sysbench")
+        (self.sysbench_dir / "cacert.pem").write_bytes((pki / "ca.crt").read_bytes())
+        write_private(self.sysbench_dir / "client-cert.pem", issued.cert_pem)
+        write_private(self.sysbench_dir / "client-key.pem", issued.key_pem)
+
+    def sysbench(self, test: str, where: tuple[str, int], command: str) -> str:
+        config = self.sysbench_dir / f"{where[0]}-{where[1]}.cfg"
+        write_private(config, "".join(f"{key}={value}\n" for key, value in (
+            ("db-driver", "mysql"), ("mysql-host", where[0]), ("mysql-port", where[1]),
+            ("mysql-user", USER), ("mysql-password", self.password), ("mysql-db", DB),
+            ("mysql-ssl", "on"), ("tables", self.args.tables),
+            ("table-size", self.args.table_size), ("threads", self.args.threads),
+            ("time", self.args.time), ("percentile", 95), ("db-ps-mode", "disable"))))
+        done = subprocess.run(["sysbench", f"--config-file={config.name}", test, command],
+                              cwd=self.sysbench_dir, capture_output=True, text=True,
+                              timeout=self.args.time + self.args.timeout, check=False)
+        if done.returncode != 0:
+            raise BenchError(f"sysbench {test} {command}: {(done.stdout + done.stderr)[-600:]}")
+        return done.stdout
+
+    # -- 1. throughput -----------------------------------------------------
+
+    def throughput(self) -> None:
+        master, _ = self.topology()
+        direct = (self.manager.node(master)["ip"], 3306)
+        ways: dict[str, tuple[str, int]] = {"direct": direct, "router": self.router.writer}
+        for round_index in range(self.args.repeat):
+            for test in TESTS:
+                names = list(ways) if round_index % 2 == 0 else list(ways)[::-1]
+                for way in names:
+                    self.quiet.wait(f"{test} {way}")
+                    err.print(f"sysbench {test} {way} ({self.args.time} s)...")
+                    with MachineShare(self.root) as share:
+                        if way == "router":
+                            output = self._watched(lambda t=test, w=ways[way]: self.sysbench(
+                                t, w, "run"))
+                        else:
+                            output = self.sysbench(test, ways[way], "run")
+                    self.results.busy.append((share.seconds, share.other))
+                    tps, p95 = _TPS.search(output), _P95.search(output)
+                    if tps is None or p95 is None:
+                        raise BenchError(f"no figures in sysbench's output: {output[-400:]}")
+                    self.results.tps.setdefault(test, {}).setdefault(way, []).append(
+                        float(tps.group(1)))
+                    self.results.p95.setdefault(test, {}).setdefault(way, []).append(
+                        float(p95.group(1)))
+
+    def _watched(self, work: Callable[[], str]) -> str:
+        """``work()``, with the router's and HAProxy's memory and CPU measured."""
+        pids = self.router.pids()
+        router_pid, haproxy_pids = pids[0], pids[1:]
+        before = {pid: cpu_times(pid) for pid in pids}
+        started = time.monotonic()
+        output = ""
+        peak_router = peak_haproxy = 0.0
+        done = threading.Event()  # sampled here while sysbench runs in a thread
+
+        def run() -> None:
+            nonlocal output
+            try:
+                output = work()
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        while not done.wait(0.2):
+            peak_router = max(peak_router, vmrss_mb(router_pid) or 0.0)
+            peak_haproxy = max(peak_haproxy, sum(vmrss_mb(p) or 0.0 for p in haproxy_pids))
+        thread.join()
+        if not output:
+            raise BenchError("sysbench through the router failed (see above)")
+        seconds = time.monotonic() - started
+        spent = {pid: (cpu_times(pid) or (0.0, 0.0))[0] - (before[pid] or (0.0, 0.0))[0]
+                 for pid in pids}
+        self.results.router_cpu_share.append(spent[router_pid] / seconds)
+        self.results.haproxy_cpu_share.append(sum(spent[p] for p in haproxy_pids) / seconds)
+        self.results.router_rss_mb = max(self.results.router_rss_mb, peak_router)
+        self.results.haproxy_rss_mb = max(self.results.haproxy_rss_mb, peak_haproxy)
+        return output
+
+    # -- 2. outages --------------------------------------------------------
+
+    def outage(self, kind: str) -> float:
+        manager = self.manager
+        master, slaves = self.topology()
+        wait_until(lambda: self._writer_is(master), self.args.timeout, 0.2,
+                   "the writer address on the master")
+        writer = RouterWriter(manager, USER, self.password, database=DB,
+                              address=self.router.writer).start()
+        try:
+            wait_until(lambda: len(writer.acked) > 50, 60, what="writes flowing")
+            at = time.monotonic()
+            if kind == "switchover":
+                manager.post("set_up_replica_master", id=slaves[0])
+            else:
+                files = (MYSQLD_PID_FILE,) if kind == "mariadbd SIGKILL" else \
+                    (AGENT_PID_FILE, MYSQLD_PID_FILE)
+                for name in files:
+                    os.kill(int((manager.node_dir(master) / name).read_text()), signal.SIGKILL)
+            wait_until(lambda: manager.get("list_nodes")["masters"] not in ([master], []),
+                       self.args.timeout, 0.1, "a new master")
+            wait_until(lambda: writer.count(after=at) > 50, self.args.timeout, 0.1,
+                       "writes through the writer address again")
+        finally:
+            writer.stop()
+        new_master = manager.get("list_nodes")["masters"][0]
+        rows = self.sql(new_master, f"SELECT id FROM {DB}.w")
+        lost = set(writer.acked) - {int(x) for x in rows}
+        self.results.lost += len(lost)
+        self.results.acked += len(writer.acked)
+        gap = writer.longest_gap(since=at)
+        self.converge()
+        return gap
+
+    def _writer_is(self, node: int) -> bool:
+        ids = self.router.ask(self.router.writer, USER, self.password, "SELECT @@server_id")
+        return int(self.sql(node, "SELECT @@server_id")[0]) == int(ids)
+
+    def outages(self) -> None:
+        for index in range(self.args.outages):
+            for kind in OUTAGE_TARGETS:
+                self.quiet.wait(kind)
+                err.print(f"{kind} {index + 1}/{self.args.outages}...")
+                self.results.outages.setdefault(kind, []).append(self.outage(kind))
+
+    def run(self) -> Results:
+        started = time.monotonic()
+        self.results.load.append(os.getloadavg()[0])
+        err.print(f"starting the manager, 3 nodes and the router on {self.router.host}...")
+        try:
+            self.setup()
+            self.throughput()
+            self.outages()
+        finally:
+            self.router.stop()
+            self.manager.close()
+        self.results.total_s = time.monotonic() - started
+        self.results.load.append(os.getloadavg()[0])
+        return self.results
+
+
+def render(results: Results) -> None:
+    table = Table(title="conpaassql router: through HAProxy vs straight to the master")
+    for column in ("measure", "median", "runs", "target"):
+        table.add_column(column)
+    for test in results.tps:
+        tps, p95 = results.tps[test], results.p95[test]
+        ratio = median(tps["router"]) / median(tps["direct"])
+        table.add_row(f"{test}: tx/s direct / router", f"{median(tps['direct']):.0f} / "
+                      f"{median(tps['router']):.0f}",
+                      f"{runs_of(tps['direct'])} / {runs_of(tps['router'])}", "")
+        table.add_row(f"{test}: throughput ratio", f"{ratio:.3f}", "",
+                      f">= {THROUGHPUT_TARGET} {verdict(ratio >= THROUGHPUT_TARGET)}")
+        table.add_row(f"{test}: p95 ms direct / router", f"{median(p95['direct']):.2f} / "
+                      f"{median(p95['router']):.2f}",
+                      f"{runs_of(p95['direct'])} / {runs_of(p95['router'])}", "")
+    for kind, target in OUTAGE_TARGETS.items():
+        runs = results.outages.get(kind, [])
+        if runs:
+            value = median(runs)
+            table.add_row(f"write outage through the router: {kind}", f"{value:.2f} s",
+                          runs_of(runs), f"< {target:g} s {verdict(value < target)}")
+    table.add_row("acknowledged inserts lost", str(results.lost), f"of {results.acked}",
+                  f"0 {verdict(results.lost == 0)}")
+    table.add_row("router process: peak RSS, CPU (share of one CPU)",
+                  f"{results.router_rss_mb:.1f} MiB, "
+                  f"{statistics.mean(results.router_cpu_share or [0]):.1%}", "", "")
+    table.add_row("HAProxy (master + worker): peak RSS, CPU",
+                  f"{results.haproxy_rss_mb:.1f} MiB, "
+                  f"{statistics.mean(results.haproxy_cpu_share or [0]):.1%}", "", "")
+    for name, figure in ANCHORS:
+        table.add_row(f"anchor: {name}", figure, "", "")
+    table.add_row("total benchmark time", f"{results.total_s:.0f} s", "", "")
+    table.add_row("load average (1 min) start / end, CPUs",
+                  " / ".join(f"{v:.2f}" for v in results.load), str(os.cpu_count()), "")
+    share = other_share(results.busy)
+    table.add_row("other processes' share of the CPUs during the sysbench runs",
+                  f"{share:.0%}", "", f"< {BUSY_SHARE:.0%} {verdict(share < BUSY_SHARE)}")
+    Console(width=160).print(table)
+    print(json.dumps({"bench": "router", **results.__dict__}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--tables", type=int, default=4)
+    parser.add_argument("--table-size", type=int, default=20000)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--time", type=int, default=20, help="seconds of each sysbench run")
+    parser.add_argument("--repeat", type=int, default=2, help="rounds of the comparison")
+    parser.add_argument("--outages", type=int, default=5, help="runs of each outage")
+    parser.add_argument("--buffer-pool", default="128M")
+    parser.add_argument("--subnet", type=int, default=None)
+    parser.add_argument("--timeout", type=float, default=300.0,
+                        help="limit of every single wait, in seconds")
+    parser.add_argument("--quiet-wait", type=float, default=900.0,
+                        help="seconds to wait for others' tests to end before a run")
+    args = parser.parse_args(argv)
+    found: list[Results] = []
+
+    def measure(root: Path) -> None:
+        with SubnetClaim(args.subnet) as claim:
+            found.append(Bench(args, root, claim.subnet).run())
+
+    if not run_measured("cq-bench-router-", measure):
+        return 1
+    render(found[0])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

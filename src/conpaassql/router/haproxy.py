@@ -1,0 +1,203 @@
+"""HAProxy as the router's child: its configuration, its process (master-worker
+mode) and its runtime API (the admin socket).
+
+Each backend has ``slots`` server lines, all in maintenance at start: the
+writer's ``w<N>`` checked on ``/primary``, the readers' ``r<N>`` on
+``/replica?max_lag=S`` and, as the readers' fallback, ``m<N>``, a backup server
+that tracks ``writer/w<N>``. Slot N of each holds the same node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from conpaassql.errors import ConpaasSQLError
+from conpaassql.router.settings import Address, RouterSettings
+
+log = logging.getLogger(__name__)
+#: A slot's address while it holds no node (it is in maintenance then).
+PLACEHOLDER = "127.0.0.1:1"
+PR_SET_PDEATHSIG = 1
+
+
+class HAProxyError(ConpaasSQLError):
+    """HAProxy refused its configuration, did not start, or refused a command."""
+
+    template = "HAProxy: %s"
+
+
+def _bind(address: Address) -> str:
+    return f"bind {address}"
+
+
+def config_text(settings: RouterSettings, admin_socket: Path) -> str:
+    """The whole configuration, every slot empty."""
+    checks = settings.checks
+    timing = f"inter {checks.inter_ms}ms fall {checks.fall} rise {checks.rise}"
+    lines = [
+        "# Written by conpaassql router; rewritten at each start.",
+        "global",
+        f"    stats socket {admin_socket} mode 600 level admin",
+        "    stats timeout 30s",
+        "defaults",
+        "    mode tcp",
+        "    timeout connect 2s",
+        "    timeout client 8h",
+        "    timeout server 8h",
+        f"    timeout check {max(checks.inter_ms, 200)}ms",
+        "frontend writer",
+        f"    {_bind(settings.writer)}",
+        "    default_backend writer",
+        "frontend readers",
+        f"    {_bind(settings.readers)}",
+        "    default_backend readers",
+        "backend writer",
+        "    balance first",
+        "    option httpchk GET /primary",
+        "    http-check expect status 200",
+        f"    default-server {timing} on-marked-down shutdown-sessions disabled",
+        *(f"    server w{n} {PLACEHOLDER} check port 1" for n in slot_numbers(settings)),
+        "backend readers",
+        "    balance leastconn",
+        f"    option httpchk GET /replica?max_lag={checks.max_lag:g}",
+        "    http-check expect status 200",
+        f"    default-server {timing} on-marked-down shutdown-sessions disabled",
+    ]
+    for n in slot_numbers(settings):
+        lines.append(f"    server r{n} {PLACEHOLDER} check port 1"
+                     " on-marked-up shutdown-backup-sessions")
+        if settings.reader_fallback:
+            lines.append(f"    server m{n} {PLACEHOLDER} backup track writer/w{n}")
+    return "\n".join(lines) + "\n"
+
+
+def slot_numbers(settings: RouterSettings) -> range:
+    return range(1, settings.slots + 1)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: HAProxy gets SIGTERM if the router dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class Paths:
+    config: Path
+    admin_socket: Path
+    master_socket: Path
+    log: Path
+
+    @classmethod
+    def under(cls, state_dir: Path) -> Paths:
+        return cls(state_dir / "haproxy.cfg", state_dir / "haproxy.sock",
+                   state_dir / "haproxy-master.sock", state_dir / "haproxy.log")
+
+
+class HAProxy:
+    """One HAProxy master process (and its worker) with its admin socket."""
+
+    def __init__(self, settings: RouterSettings) -> None:
+        self.settings = settings
+        self.paths = Paths.under(settings.state_dir)
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def write_config(self) -> None:
+        self.paths.config.write_text(config_text(self.settings, self.paths.admin_socket),
+                                     encoding="utf-8")
+        checked = subprocess.run([self.settings.haproxy, "-c", "-q", "-f",
+                                  str(self.paths.config)],
+                                 capture_output=True, text=True, timeout=30, check=False)
+        if checked.returncode != 0:
+            raise HAProxyError(_last_line(checked.stdout + checked.stderr))
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start HAProxy and wait for its admin socket; ``HAProxyError`` if it exits."""
+        self.write_config()
+        for stale in (self.paths.admin_socket, self.paths.master_socket):
+            stale.unlink(missing_ok=True)
+        with open(self.paths.log, "ab") as output:
+            self.process = subprocess.Popen(
+                [self.settings.haproxy, "-W", "-S", str(self.paths.master_socket),
+                 "-f", str(self.paths.config)],
+                stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                start_new_session=True, preexec_fn=_die_with_parent,  # noqa: PLW1509
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise HAProxyError(f"exited with {self.process.returncode}: "
+                                   f"{_last_line(self._log_tail())}")
+            if self.paths.admin_socket.exists():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise HAProxyError(f"no admin socket after {timeout:g}s")
+
+    @property
+    def pids(self) -> list[int]:
+        """The master's and its children's process ids (for the benchmark's figures)."""
+        if self.process is None:
+            return []
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        try:
+            return [self.process.pid, *map(int, children.read_text().split())]
+        except OSError:
+            return [self.process.pid]
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, grace: float = 5.0) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self.process = None
+
+    async def command(self, line: str) -> str:
+        """One runtime API command; its answer (``HAProxyError`` if it is refused)."""
+        reader, writer = await asyncio.open_unix_connection(str(self.paths.admin_socket))
+        try:
+            writer.write(line.encode() + b"\n")
+            await writer.drain()
+            answer = (await asyncio.wait_for(reader.read(), 10)).decode(errors="replace")
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        text = answer.strip()
+        if _refused(text):
+            raise HAProxyError(f"{line!r}: {_last_line(text)}")
+        return text
+
+    def _log_tail(self) -> str:
+        try:
+            return self.paths.log.read_text(errors="replace")[-2000:]
+        except OSError:
+            return ""
+
+
+def _refused(answer: str) -> bool:
+    lowered = answer.lower()
+    return any(word in lowered for word in ("unknown command", "no such", "invalid",
+                                            "require", "not found", "permission denied"))
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
+
