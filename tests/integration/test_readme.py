@@ -4,7 +4,8 @@ cannot drift from the code.
 Every ``$ ...`` line of the fenced blocks in "Using the service" runs in a shell, a
 block per fresh service, with only what ties a line to one machine put right: the
 manager's address and port (the test's manager has its own), ``var/`` (its state
-directory), the 127.0.0.N node addresses (its own 127.0.M.N range) and a password
+directory), the 127.0.0.N addresses of the nodes and of the router ``make run``
+starts (its own 127.0.M.N range, with a router on .2 as there) and a password
 prompt (``-p``), answered from ``$CONPAASSQL_PASSWORD`` as the client itself does.
 After a line that adds nodes the test waits, as a reader would, for them to be
 up. A line passes when it exits 0 and, if it prints a JSON-RPC reply, the reply
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from testbed.router import Router
 from tests.integration.harness import REPO, Manager
 
 pytestmark = pytest.mark.integration
@@ -113,7 +115,10 @@ def test_the_readme_has_examples() -> None:
 def test_readme_block_runs_as_written(block: int, template_cache: Path,
                                       workdir: Path) -> None:
     manager = Manager(template_cache).start()
+    # As make run does: a router on the range's .2, its writer :3306, its readers :3307.
+    router = Router(manager, manager.subnet).start()
     try:
         run_block(BLOCKS[block], manager, workdir)
     finally:
+        router.stop()
         manager.close()
