@@ -15,7 +15,9 @@ import pytest
 
 from testbed.standins.machines import Machines
 from testbed.standins.opennebula import SEED_TEMPLATE, OpenNebulaStandIn
+from tests.integration import workload
 from tests.integration.harness import Manager, claim_subnet, rpc_error, wait_until
+from tests.integration.test_node_certificates import verified_sql
 
 pytestmark = pytest.mark.integration
 
@@ -70,6 +72,12 @@ def test_a_master_and_a_slave_on_opennebula(cloud: Cloud) -> None:
         assert vm.template["CONTEXT"]["VMID"] == "$VMID"  # the seed's own context kept
     info = manager.get("get_service_info")
     assert info["writer"]["id"] == master
+    # Verified TLS to every node by the address OpenNebula gave it: its certificate is
+    # issued again, naming that address, once its agent registered from it.
+    manager.post("configure_user", username=workload.APP_USER, password=workload.APP_PASSWORD)
+    for node in manager.get("list_nodes")["nodes"]:
+        wait_until(lambda n=node: verified_sql(manager, n["ip"], n["port"]).returncode == 0,
+                   60, 0.5, f"a verified connection to node {node['id']}")
     # OpenNebula's refusal reaches the user in its own words; nothing is left behind.
     standin.max_vms = 2
     error = rpc_error(lambda: manager.post("add_nodes", count=1))
