@@ -114,8 +114,9 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern("removed", subject="node", to=("TERMINATING", "TERMINATED")),
     Pattern("failed", subject="node", to=("FAILED",)),
     Pattern("master", rf"{_NODE} is the master$"),
-    # "dump of 3145728 bytes loaded into node 1", "load_dump into node 1 failed: ..."
-    Pattern("data", rf"(dump of \S+ bytes loaded into {_NODE}$|"
+    # "dump of 3145728 bytes loaded into node 1", "load_dump into node 1 failed: ...";
+    # a dump sent straight to the node is told by its agent: "node 1: dump of ..."
+    Pattern("data", rf"({_NODE}: )?(dump of \S+ bytes loaded into {_NODE}$|"
                     rf"(load_dump|send_mysqldump) into {_NODE} failed: )"),
     Pattern("service", subject="service", to=ANY_STATE),
     Pattern("node", to=ANY_STATE),
