@@ -14,6 +14,7 @@ from conpaassql.errors import ConpaasSQLError, InvalidArgumentError, MissingArgu
 from conpaassql.logs import tail_lines
 from conpaassql.manager import views
 from conpaassql.manager.admin_api import AdminApi
+from conpaassql.manager.backup_api import BackupApi
 from conpaassql.manager.client_certs import ClientCertificates
 from conpaassql.manager.configuration_api import ConfigurationApi
 from conpaassql.manager.data_api import DataApi
@@ -118,6 +119,7 @@ class ManagerApi:
         registry.add("set_up_replica_slave", "POST", self.set_up_replica_slave, ReplicaParams)
         DataApi(self.nodes).register(registry)
         AdminApi(self.nodes).register(registry)
+        BackupApi(self.nodes).register(registry)
         ClientCertificates(self.nodes).register(registry)
         self.routers.register(registry)
         ConfigurationApi(self.reconciler.configuration).register(registry)

@@ -98,6 +98,7 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
         secrets=secrets,
         manager_url=f"https://{reachable_host(agents_bind)}:{agents_port}/",
         authority=authority,
+        state_dir=state_dir,
     )
     nodes = NodeService(runtime)
     replication = Replication(nodes)

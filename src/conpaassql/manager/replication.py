@@ -268,7 +268,8 @@ class Replication:
         if leaving:
             return Outcome.held(situation, None, f"no election while node {leaving[0].id} "
                                 "is being removed (it may still take writes)")
-        healthy = [r for r in replicas if r.healthy_server and not r.busy]
+        healthy = [r for r in replicas
+                   if r.healthy_server and not r.busy and r.role is not Role.RESTORED]
         slaves = [r for r in healthy if r.role is Role.SLAVE]
         if any(r.role is Role.SLAVE for r in replicas):
             candidates = await self._drain(slaves, snapshot) if slaves else []
