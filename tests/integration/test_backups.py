@@ -130,3 +130,48 @@ def test_backup_incremental_and_restore(pair: Manager) -> None:
     assert deleted["deleted"] == [incremental["id"], full["id"]]
     assert manager.get("list_backups") == {"backups": [], "restorable": {"from": None,
                                                                           "to": None}}
+
+
+def test_s3_store_backup_from_the_master_and_restore(template_cache: Path) -> None:
+    """Through moto's S3 server: with no slave the master is backed up, the node
+    restored from S3 holds its rows, and neither key nor secret is in any log."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    key_id, secret, bucket = "AKIDBACKUPSTANDIN002", "backup-standin-Secret-7", "svc-backups"
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
+                      aws_access_key_id=key_id, aws_secret_access_key=secret)
+    s3.create_bucket(Bucket=bucket)
+    manager = Manager(template_cache, sections=(
+        f"[backup]\nstore = s3://{bucket}/svc\nendpoint_url = {url}\nregion = us-east-1\n"
+        f"access_key_id = {key_id}\nsecret_access_key = {secret}\naddressing_style = path\n"))
+    try:
+        manager.start()
+        manager.post("add_nodes", count=1)
+        master, _ = manager.wait_topology(1)
+        value(manager, master, "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY)")
+        insert(manager, master, 1, 5)
+        full = backed_up(manager, "full")
+        assert full["node"] == str(master)
+        stored = {item["Key"] for item in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+        assert f"svc/backups/{full['id']}.xbstream" in stored
+        insert(manager, master, 6, 9)
+
+        node = manager.post("restore_node", backup=full["id"])["serviceNode"]["id"]
+        history_line(manager, node, f"node {node} restored from backup")
+        assert value(manager, node, "SELECT COUNT(*) FROM app.t") == "5"
+        assert value(manager, node, "SELECT @@global.read_only") == "1"
+        assert manager.get("list_nodes")["masters"] == [master]
+        backup_key = manager.secret("backup_key")
+        logs = [manager.state_dir / "manager.log", *manager.state_dir.rglob("agent.log")]
+        assert len(logs) == 3
+        for log in logs:
+            text = log.read_text(errors="replace")
+            assert secret not in text and backup_key not in text, log
+    finally:
+        manager.close()
+        server.stop()
