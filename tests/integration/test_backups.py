@@ -134,7 +134,8 @@ def test_backup_incremental_and_restore(pair: Manager) -> None:
 
 def test_s3_store_backup_from_the_master_and_restore(template_cache: Path) -> None:
     """Through moto's S3 server: with no slave the master is backed up, the node
-    restored from S3 holds its rows, and neither key nor secret is in any log."""
+    restored from S3 holds its rows, promoted it becomes the master and the old one
+    a copy of it; neither key nor secret is in any log."""
     import boto3
     from moto.server import ThreadedMotoServer
 
@@ -166,6 +167,17 @@ def test_s3_store_backup_from_the_master_and_restore(template_cache: Path) -> No
         assert value(manager, node, "SELECT COUNT(*) FROM app.t") == "5"
         assert value(manager, node, "SELECT @@global.read_only") == "1"
         assert manager.get("list_nodes")["masters"] == [master]
+
+        # Promoted: the service rolled back to the backup, the old master copied anew.
+        promoted = manager.post("set_up_replica_master", id=node)
+        assert promoted["master"] == node and promoted["recopied"] == [master]
+        new_master, slaves = manager.wait_topology(2)
+        assert (new_master, slaves) == (node, [master])
+        insert(manager, node, 100, 100)
+        manager.sync_slaves(node, slaves)
+        ids = value(manager, master, "SELECT id FROM app.t ORDER BY id").split()
+        assert ids == ["1", "2", "3", "4", "5", "100"]
+        assert value(manager, node, "SELECT @@global.read_only") == "0"
         backup_key = manager.secret("backup_key")
         logs = [manager.state_dir / "manager.log", *manager.state_dir.rglob("agent.log")]
         assert len(logs) == 3

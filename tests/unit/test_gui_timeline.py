@@ -133,6 +133,13 @@ CASES = [
          "node 4 refused the service's server configuration: Invalid argument: options",
          "event"),
     # backups and restores
+    service("rollback to the data of node {target_id}", "rollback to the data of node 4",
+            "ADAPTING"),
+    service("rollback done", "rollback done", "RUNNING"),
+    node("rollback: node {target_id} is the master, holding backup {restore.get('backup')}; "
+         "node(s) {', '.join((str(n.id) for n in others)) or '-'} are copied from it anew",
+         "rollback: node 4 is the master, holding backup 20261207T103000Z-full-3fa2c1; "
+         "node(s) 1, 2 are copied from it anew", "event"),
     node("backup {record.id} ({kind}) started on node {node.id}",
          "backup 20261207T103000Z-full-3fa2c1 (full) started on node 2", "event"),
     node("backup {record.id} done: {record.bytes} bytes from node {node.id}, GTID position "

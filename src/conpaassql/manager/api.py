@@ -192,7 +192,10 @@ class ManagerApi:
                                     ctx: CallContext) -> dict[str, Any]:
         """Planned switchover: node ``id`` becomes the master; nothing is lost."""
         self.reconciler.configuration.check_idle()
-        result = await self.replication.switchover(params.id)
+        if self.nodes.node(params.id).role is Role.RESTORED:
+            result = await self.replication.promote_restored(params.id)
+        else:
+            result = await self.replication.switchover(params.id)
         return {"serviceNode": views.node_summary(self.nodes.node(params.id)), **result}
 
     async def set_up_replica_slave(self, params: ReplicaParams,
