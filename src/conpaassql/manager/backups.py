@@ -88,9 +88,18 @@ class Backups:
 
     # -- taking one -------------------------------------------------------------
 
-    def source(self) -> Node:
-        """A running slave (the newest), else the running master."""
+    def source(self, parent: BackupRecord | None = None) -> Node:
+        """A running slave (the newest), else the running master; for an incremental,
+        its parent's node (LSNs are a server's own: another node's pages would not
+        follow from the parent's)."""
         running = [n for n in self.nodes.live_nodes() if n.state is NodeState.RUNNING]
+        if parent is not None:
+            node = next((n for n in running if str(n.id) == parent.node
+                         and n.role in (Role.SLAVE, Role.MASTER)), None)
+            if node is None:
+                raise WrongStateError(detail=f"node {parent.node}, which took backup "
+                                      f"{parent.id}, is not running: take a full backup")
+            return node
         for role in (Role.SLAVE, Role.MASTER):
             found = sorted((n for n in running if n.role is role), key=lambda n: -n.id)
             if found:
@@ -104,7 +113,7 @@ class Backups:
         self._running = "starting"
         try:
             parent = await self._parent() if kind == "incremental" else None
-            node = self.source()
+            node = self.source(parent)
             backup_id = new_backup_id(kind)
             record = BackupRecord(backup_id, kind, started=time.time(), node=str(node.id),
                                   parent=parent.id if parent else None,

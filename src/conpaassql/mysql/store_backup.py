@@ -40,7 +40,6 @@ from conpaassql.errors import MySQLError
 from conpaassql.files import write_private
 from conpaassql.mysql.backup import (
     BACKUP,
-    BACKUP_PREFIX,
     BINLOG_INFO_FILES,
     PREPARE_MEMORY,
     PREPARE_TIMEOUT,
@@ -65,6 +64,9 @@ log = logging.getLogger(__name__)
 
 CHECKPOINTS = "xtrabackup_checkpoints"
 _LSN = re.compile(r"^(from_lsn|to_lsn)\s*=\s*(\d+)\s*$", re.MULTILINE)
+#: The working directory of a backup into the store (apart from ``Backup``'s, which
+#: removes its own leftovers when a seed starts).
+WORK_PREFIX = ".store-backup-"
 _INFO_GTID = re.compile(r"GTID of the last change '([0-9,-]*)'")
 
 #: Called by the point-in-time part once a backup is restored and the server runs on
@@ -120,9 +122,9 @@ async def take_backup(paths: ServerPaths, password: str, store: BackupStore, key
     error raised.
     """
     started = time.monotonic()
-    await asyncio.to_thread(remove_leftovers, paths.base, BACKUP_PREFIX)
+    await asyncio.to_thread(remove_leftovers, paths.base, WORK_PREFIX)
     write_private(backup_cnf(paths), render_backup_cnf(paths, password))
-    work = Path(tempfile.mkdtemp(prefix=BACKUP_PREFIX, dir=paths.base))
+    work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=paths.base))
     target, lsndir = work / "target", work / "lsn"
     target.mkdir()
     lsndir.mkdir()
