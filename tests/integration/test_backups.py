@@ -112,6 +112,8 @@ def test_backup_incremental_and_restore(pair: Manager) -> None:
     assert value(manager, node, "SHOW SLAVE STATUS") == ""  # replication left it alone
     shown = manager.node(node)
     assert shown["role"] == "restored"
+    assert shown["restore"] == {"backup": incremental["id"], "state": "done",
+                                "gtid": incremental["gtid"]}
     listed_nodes = manager.get("list_nodes")
     assert listed_nodes["masters"] == [master] and listed_nodes["slaves"] == [slave]
     assert value(manager, master, "SELECT COUNT(*) FROM app.t") == "30"
@@ -124,6 +126,7 @@ def test_backup_incremental_and_restore(pair: Manager) -> None:
     broken = manager.post("restore_node", backup=incremental["id"])["serviceNode"]["id"]
     failure = history_line(manager, broken, f"restoring node {broken} from backup")
     assert f"backups/{full['id']}.xbstream" in failure, failure
+    assert manager.node(broken)["restore"]["state"] == "failed"
     assert value(manager, broken, "SHOW DATABASES LIKE 'app'") == ""
 
     deleted = manager.post("delete_backup", id=full["id"], with_incrementals=True)
