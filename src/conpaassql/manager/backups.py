@@ -118,11 +118,11 @@ class Backups:
             record = BackupRecord(backup_id, kind, started=time.time(), node=str(node.id),
                                   parent=parent.id if parent else None,
                                   objects=[object_key(backup_id)])
+            self._running = backup_id  # before its record shows it running
             await self.catalog.save(record)
         except BaseException:
             self._running = None
             raise
-        self._running = record.id
         self.rt.store.record_event(f"backup {record.id} ({kind}) started on node {node.id}",
                                    node.id)
         self.nodes.spawn(self._take(record, node, parent), f"backup {record.id}")
