@@ -5,6 +5,7 @@ source of a backup; and what the agent reads of mariabackup's metadata."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,7 +18,12 @@ from conpaassql.config import BackupConfig
 from conpaassql.domain.node import Node
 from conpaassql.domain.states import NodeState, Role
 from conpaassql.errors import BusyError, MySQLError, NotFoundError, WrongStateError
-from conpaassql.manager.backups import INTERRUPTED, Backups, object_key
+from conpaassql.manager.backups import (
+    INTERRUPTED,
+    RESTORE_INTERRUPTED,
+    Backups,
+    object_key,
+)
 from conpaassql.mysql.store_backup import read_checkpoints, read_gtid
 from conpaassql.protocol.agent import StoreSettings
 
@@ -121,6 +127,44 @@ def test_the_source_is_a_slave_else_the_master_and_an_incremental_its_parents(
     assert backups_of(tmp_path, nodes).source(record(FULL, node="1")).id == 1
     with pytest.raises(WrongStateError, match="node 3, which took backup"):
         backups_of(tmp_path, nodes).source(record(FULL, node="3"))
+
+
+def test_restores_after_a_manager_restart(tmp_path: Path) -> None:
+    """One not begun is begun; one under way when the manager stopped is marked failed."""
+    waiting = replace(node(3, Role.RESTORED), details={"restore": {"backup": INC1,
+                                                                   "state": "waiting"}})
+    running = replace(node(4, Role.RESTORED), details={"restore": {"backup": INC1,
+                                                                   "state": "running"}})
+    lost = replace(node(5, Role.RESTORED), details={"restore": {"backup": OTHER,
+                                                                "state": "waiting"}})
+    done = replace(node(6, Role.RESTORED), details={"restore": {"backup": INC1,
+                                                                "state": "done"}})
+    nodes = {n.id: n for n in (node(1, Role.MASTER), waiting, running, lost, done)}
+    spawned: list[str] = []
+
+    def update_node(node_id: int, **changes: Any) -> Node:
+        nodes[node_id] = replace(nodes[node_id], **changes)
+        return nodes[node_id]
+
+    def spawn(work: Any, what: str) -> None:
+        work.close()
+        spawned.append(what)
+
+    async def scenario() -> None:
+        backups = backups_of(tmp_path, list(nodes.values()))
+        backups.nodes.spawn = spawn  # type: ignore[method-assign]
+        backups.rt.store.get_node = nodes.get
+        backups.rt.store.update_node = update_node
+        await stored(backups, record(FULL), record(INC1, FULL))
+        await backups.resume()
+
+    asyncio.run(scenario())
+    assert spawned == ["restore node 3"]
+    assert nodes[4].details["restore"] == {"backup": INC1, "state": "failed",
+                                           "error": RESTORE_INTERRUPTED}
+    assert nodes[5].details["restore"]["state"] == "failed"
+    assert OTHER in nodes[5].details["restore"]["error"]
+    assert nodes[6].details["restore"]["state"] == "done"
 
 
 def test_one_backup_at_a_time(tmp_path: Path) -> None:

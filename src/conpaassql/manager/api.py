@@ -100,6 +100,7 @@ class ManagerApi:
         self.log_file = log_file
         self.rt = nodes.rt
         self.routers = RouterApi(nodes)
+        self.backups = BackupApi(nodes)
 
     def registry(self) -> Registry:
         registry = Registry()
@@ -119,7 +120,7 @@ class ManagerApi:
         registry.add("set_up_replica_slave", "POST", self.set_up_replica_slave, ReplicaParams)
         DataApi(self.nodes).register(registry)
         AdminApi(self.nodes).register(registry)
-        BackupApi(self.nodes).register(registry)
+        self.backups.register(registry)
         ClientCertificates(self.nodes).register(registry)
         self.routers.register(registry)
         ConfigurationApi(self.reconciler.configuration).register(registry)

@@ -125,6 +125,7 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
     monitor.start()
     prepare = asyncio.create_task(clouds.prepare(), name="prepare clouds")
     await reconciler.start()
+    await api.backups.backups.resume()
     loop_task = asyncio.create_task(reconciler.run(), name="reconcile")
     agents_task = asyncio.create_task(agents_server.serve(), name="agents port")
     log.info("manager of service %s listening on %s://%s:%d/, agents on https://%s:%d/ "

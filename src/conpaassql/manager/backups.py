@@ -40,6 +40,9 @@ BOOT_TIMEOUT = 900.0
 POLL = 0.5
 SHOWN = ("id", "kind", "state", "started", "finished", "gtid", "bytes", "node", "parent")
 INTERRUPTED = "interrupted: the manager stopped while it ran"
+RESTORE_INTERRUPTED = ("interrupted: the manager stopped while the node restored it; remove "
+                       "the node and restore again")
+RESUMED = ("waiting", "running")
 
 
 def object_key(backup_id: str) -> str:
@@ -225,6 +228,23 @@ class Backups:
         self.rt.store.record_event(f"node {node.id} added to hold backup {backup_id}", node.id)
         self.nodes.spawn(self._restore(node.id, chain), f"restore node {node.id}")
         return node
+
+    async def resume(self) -> None:
+        """After a manager restart: a restore not begun is begun; one its agent was
+        doing when the manager stopped is marked failed (its outcome is unknown)."""
+        for node in self.nodes.live_nodes():
+            restore = node.details.get("restore") or {}
+            if node.role is not Role.RESTORED or restore.get("state") not in RESUMED:
+                continue
+            if restore["state"] == "running":
+                self._note(node.id, state="failed", error=RESTORE_INTERRUPTED)
+                continue
+            try:
+                chain = await self.chain(str(restore.get("backup")))
+            except ConpaasSQLError as exc:
+                self._note(node.id, state="failed", error=str(exc))
+                continue
+            self.nodes.spawn(self._restore(node.id, chain), f"restore node {node.id}")
 
     def _note(self, node_id: int, **restore: Any) -> None:
         node = self.rt.store.get_node(node_id)
