@@ -142,6 +142,7 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
         await monitor.stop()
         await reconciler.close()
         await nodes.close()
+        await api.backups.backups.close()
         await runtime.agents.aclose()
         await asyncio.to_thread(store.close)  # the last changes committed
         log.info("manager stopped; nodes keep running")
