@@ -34,6 +34,7 @@ from conpaassql.client import cli as cli_module
 from conpaassql.client.cli import cli
 from conpaassql.client.commands import COMMANDS
 from conpaassql.client.render import (
+    backups_tables,
     databases_tables,
     nodes_tables,
     performance_tables,
@@ -102,6 +103,18 @@ HISTORY = [
 ]
 
 
+BACKUPS = {
+    "backups": [
+        {"id": "20261207T103000Z-full-3fa2c1", "kind": "full", "state": "done",
+         "started": 1796639400.0, "finished": 1796639460.5, "gtid": "0-1-57",
+         "bytes": 12_300_000, "node": "2", "parent": None},
+        {"id": "20261207T110000Z-incremental-0b1c2d", "kind": "incremental",
+         "state": "running", "started": 1796641200.0, "finished": None, "gtid": "",
+         "bytes": 0, "node": "2", "parent": "20261207T103000Z-full-3fa2c1"},
+    ],
+    "restorable": {"from": 1796639460.5, "to": 1796639460.5},
+}
+
 CONFIGURATION = {
     "options": {"max_connections": "500", "innodb_flush_method": "fsync"},
     "generation": "0123456789abcdef",
@@ -144,6 +157,9 @@ class FakeManager:
         registry.add("configure_user", "POST", self.configure_user, AnyParams)
         registry.add("get_password", "GET", self.get_password)
         registry.add("get_server_configuration", "GET", self.get_server_configuration)
+        registry.add("list_backups", "GET", self.list_backups)
+        for name in ("backup", "delete_backup", "restore_node"):
+            registry.add(name, "POST", self.echo, AnyParams)
         registry.add("list_databases", "GET", self.list_databases, AnyParams)
         registry.add("get_agent_log", "GET", self.get_agent_log, AnyParams)
         registry.add("send_mysqldump", "UPLOAD", self.load, AnyParams, files=("mysqldump",))
@@ -195,6 +211,9 @@ class FakeManager:
 
     async def get_server_configuration(self, params: Params, context: CallContext) -> Any:
         return CONFIGURATION
+
+    async def list_backups(self, params: Params, context: CallContext) -> Any:
+        return BACKUPS
 
     async def get_log(self, params: Params, context: CallContext) -> Any:
         return {"log": "first line\nsecond line\n"}
@@ -487,6 +506,19 @@ def test_script_reports_the_error_exit_code(live: Live) -> None:
         (["get_agent_log", "1792", "--log", "Slow", "--lines", "20"],
          ("GET", "get_agent_log", {"serviceNodeId": 1792, "log": "slow", "lines": 20})),
         (["sqldump"], ("GET", "sqldump", {})),
+        (["backup"], ("POST", "backup", {})),
+        (["backup", "--kind", "Incremental"], ("POST", "backup", {"kind": "incremental"})),
+        (["list_backups"], ("GET", "list_backups", {})),
+        (["delete_backup", "20261207T103000Z-full-3fa2c1"],
+         ("POST", "delete_backup", {"id": "20261207T103000Z-full-3fa2c1"})),
+        (["delete_backup", "20261207T103000Z-full-3fa2c1", "--with-incrementals"],
+         ("POST", "delete_backup", {"id": "20261207T103000Z-full-3fa2c1",
+                                    "with_incrementals": True})),
+        (["restore_node", "--backup", "20261207T103000Z-full-3fa2c1"],
+         ("POST", "restore_node", {"backup": "20261207T103000Z-full-3fa2c1"})),
+        (["restore_node", "--backup", "20261207T103000Z-full-3fa2c1", "--cloud", "local"],
+         ("POST", "restore_node", {"backup": "20261207T103000Z-full-3fa2c1",
+                                   "cloud": "local"})),
         (["sqldump", "shop", "--node", "1815"],
          ("GET", "sqldump", {"database": "shop", "serviceNodeId": 1815})),
     ],
@@ -613,6 +645,10 @@ def test_https_to_a_plain_http_manager_exits_3(live: Live) -> None:
         (["reset_server_configuration"], "Missing argument 'NAME...'"),
         (["reset_server_configuration", " "], "NAME must not be empty"),
         (["restart_nodes", "1", "2"], "unexpected extra argument"),
+        (["backup", "--kind", "differential"], "--kind must be one of full, incremental"),
+        (["delete_backup"], "Missing argument 'ID'"),
+        (["restore_node"], "give --backup ID"),
+        (["restore_node", "--backup", " "], "--backup must not be empty"),
     ],
 )
 def test_bad_arguments_exit_2_and_send_nothing(live: Live, args: list[str],
@@ -1103,3 +1139,14 @@ def test_configuration_table(live: Live) -> None:
     assert any("MASTER" in row and "O_DIRECT" in row and "yes" in row for row in rows), rows
     assert any("SLAVE" in row and "fsync" in row and "yes" not in row for row in rows), rows
     assert "done" in result.stdout
+
+
+def test_backups_table(live: Live) -> None:
+    result = live.run("list_backups", "--table", env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert any("full-3fa2c1" in line and "done" in line and "0-1-57" in line
+               and "12.3 MB" in line and "2026-12-07" in line for line in lines), lines
+    assert any("incremental-0b1c2d" in line and "running" in line for line in lines)
+    assert sum("restorable" in line for line in lines) == 1
+    assert backups_tables({"backups": "none"}) is None

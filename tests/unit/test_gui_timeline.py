@@ -136,6 +136,35 @@ CASES = [
     node("node {node.id} refused the service's server configuration: {str(exc)[:300]}",
          "node 4 refused the service's server configuration: Invalid argument: options",
          "event"),
+    # backups and restores
+    service("rollback to the data of node {target_id}", "rollback to the data of node 4",
+            "ADAPTING"),
+    service("rollback done", "rollback done", "RUNNING"),
+    node("rollback: node {target_id} is the master, holding backup {restore.get('backup')}; "
+         "node(s) {', '.join((str(n.id) for n in others)) or '-'} are copied from it anew",
+         "rollback: node 4 is the master, holding backup 20261207T103000Z-full-3fa2c1; "
+         "node(s) 1, 2 are copied from it anew", "event"),
+    node("backup {record.id} ({kind}) started on node {node.id}",
+         "backup 20261207T103000Z-full-3fa2c1 (full) started on node 2", "event"),
+    node("backup {record.id} done: {record.bytes} bytes from node {node.id}, GTID position "
+         "{record.gtid or 'empty'}",
+         "backup 20261207T103000Z-full-3fa2c1 done: 5242880 bytes from node 2, GTID position "
+         "0-1-57", "event"),
+    node("backup {record.id} failed: {record.error}",
+         "backup 20261207T103000Z-full-3fa2c1 failed: Agent unreachable", "event"),
+    service("backup(s) {', '.join(doomed)} deleted",
+            "backup(s) 20261207T103000Z-full-3fa2c1 deleted", None, "event"),
+    node("node {node.id} added to hold backup {backup_id}",
+         "node 4 added to hold backup 20261207T103000Z-full-3fa2c1", "event"),
+    node("node {node_id} restored from backup {backup_id} (GTID position "
+         "{done.gtid_position or 'empty'}), read-only, apart from replication",
+         "node 4 restored from backup 20261207T103000Z-full-3fa2c1 (GTID position 0-1-57), "
+         "read-only, apart from replication", "event"),
+    node("restoring node {node_id} from backup {backup_id} failed: the node did not come up",
+         "restoring node 4 from backup 20261207T103000Z-full-3fa2c1 failed: the node did not "
+         "come up", "event"),
+    node("restoring node {node_id} from backup {backup_id} failed: {exc}",
+         "restoring node 4 from backup 20261207T103000Z-full-3fa2c1 failed: MySQL error", "event"),
 ]
 
 #: The kind of a node's move to each state (the reconcile loop's moves).

@@ -100,6 +100,17 @@ def test_new_node_attached_once_the_master_is_healthy() -> None:
         [(Topology.HEALTHY, None)]
 
 
+def test_a_restored_node_is_left_alone() -> None:
+    """Never seeded, repointed nor elected, whatever it replicates or not."""
+    restored = node(3, Role.RESTORED, position=pos("0-1-99"))
+    assert situations([node(1, Role.MASTER), node(2, Role.SLAVE), restored]) == \
+        [(Topology.HEALTHY, None)]
+    assert situations([restored]) == []
+    assert situations([node(1, Role.MASTER, reachable=False, failures=5), restored]) == \
+        [(Topology.MASTER_UNREACHABLE, 1)]
+    assert promotion_candidate([node(2, Role.SLAVE), restored]) == 2
+
+
 def test_crashed_master_is_reported_before_anything_else() -> None:
     replicas = [node(1, Role.MASTER, crashed=True), node(2, Role.SLAVE), node(3, Role.NONE)]
     assert situations(replicas) == [(Topology.MASTER_CRASHED, 1)]

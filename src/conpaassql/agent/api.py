@@ -15,6 +15,7 @@ from conpaassql.agent.options_api import OptionsApi
 from conpaassql.agent.replication_api import ReplicationApi
 from conpaassql.agent.seed_api import SeedApi
 from conpaassql.agent.settings import AgentSettings
+from conpaassql.agent.store_api import StoreApi
 from conpaassql.agent.supervisor import Supervisor
 from conpaassql.domain.states import AgentState
 from conpaassql.errors import ConpaasSQLError, InvalidArgumentError
@@ -62,6 +63,7 @@ class AgentApi:
         DataApi(self.settings, self.supervisor).register(registry)
         AdminApi(self.settings, self.supervisor).register(registry)
         SeedApi(self.settings, self.supervisor).register(registry)
+        StoreApi(self.settings, self.supervisor).register(registry)
         self.replication.register(registry)
         self.certificates.register(registry)
         self.options.register(registry)

@@ -423,6 +423,29 @@ def _reset_configuration(values: Values) -> dict[str, Any]:
     return params
 
 
+BACKUP_KINDS = ("full", "incremental")
+
+
+def _backup(values: Values) -> dict[str, Any]:
+    kind = values.get("kind")
+    return {} if kind is None else {"kind": parse_choice(kind, BACKUP_KINDS, "--kind")}
+
+
+def _delete_backup(values: Values) -> dict[str, Any]:
+    params: dict[str, Any] = {"id": parse_name(values["backup_id"], "ID")}
+    if values.get("with_incrementals"):
+        params["with_incrementals"] = True
+    return params
+
+
+def _restore_node(values: Values) -> dict[str, Any]:
+    backup = values.get("backup")
+    if backup is None:
+        raise ArgumentError("give --backup ID (list_backups shows them)")
+    params: dict[str, Any] = {"backup": parse_name(backup, "--backup")}
+    return _optional(params, values, {"cloud": "cloud"})
+
+
 _CLOUD = Opt("cloud", "NAME", "Create the node(s) in this cloud (as the manager names it).")
 _REMOVE_ARGS = (Arg("node_id", "[ID]", required=False),)
 _REMOVE_OPTS = (Opt("count", "N", "Remove N nodes of the manager's choosing instead."),)
@@ -551,6 +574,27 @@ COMMANDS: tuple[Command, ...] = (
             "Drop server options NAME...",
             _reset_configuration, (Arg("names", "NAME...", many=True),), (_NEXT_RESTART,),
             details=_RESTART_DETAILS),
+    Command("backup", "backup", "POST", "Start a backup of the service (--kind).",
+            _backup, (), (Opt("kind", "KIND", "full (the default) or incremental (the "
+                              "pages changed since the last backup)."),),
+            details="Taken by a slave's agent (the master's when there is no slave) and "
+                    "streamed into the backup store; the answer comes at once with the "
+                    "backup's id, list_backups follows it."),
+    Command("list_backups", "list_backups", "GET", "List the backups and the restorable "
+            "window.", _no_params,
+            details="With --table, one row per backup: kind, state, times, GTID position, "
+                    "bytes, node and parent."),
+    Command("delete_backup", "delete_backup", "POST", "Delete backup ID from the store.",
+            _delete_backup, (Arg("backup_id", "ID"),),
+            (Opt("with_incrementals", "", "Delete the incrementals built on it too.",
+                 flag=True),),
+            details="A backup an incremental still needs is refused unless "
+                    "--with-incrementals deletes them with it."),
+    Command("restore_node", "restore_node", "POST", "Add a node holding backup ID's data.",
+            _restore_node, (), (Opt("backup", "ID", "The backup to restore (its incrementals' "
+                                    "full backup first)."), _CLOUD),
+            details="The new node (role restored) stands apart from replication, read-only: "
+                    "read or dump what was lost, then remove it."),
     Command("restart_nodes", "restart_nodes", "POST",
             "Restart the nodes (or node ID), rolling.",
             _optional_node, _NODE_ARG,

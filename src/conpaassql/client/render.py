@@ -7,6 +7,7 @@ from whatever shape its result has; ``None`` means "no table fits, show JSON".
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeGuard
 
@@ -351,6 +352,38 @@ def configuration_tables(result: Any) -> list[Table] | None:
     return tables
 
 
+BACKUP_COLUMNS = ("id", "kind", "state", "started", "finished", "gtid", "size", "node",
+                  "parent")
+
+
+def _utc(at: Any) -> Any:
+    """Epoch seconds as ``2026-12-07 10:30:00`` (UTC); anything else as it is."""
+    if isinstance(at, int | float) and not isinstance(at, bool):
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(at))
+    return at
+
+
+def backups_tables(result: Any) -> list[Table] | None:
+    """``list_backups``: one row per backup (times in UTC), then the restorable window."""
+    if not isinstance(result, Mapping) or not isinstance(result.get("backups"), list):
+        return None
+    backups = result["backups"]
+    if backups and not _is_records(backups):
+        return None
+    rows = []
+    for backup in backups:
+        size = backup.get("bytes")
+        rows.append({**backup, "started": _utc(backup.get("started")),
+                     "finished": _utc(backup.get("finished")),
+                     "size": human_bytes(size) if isinstance(size, int) else size})
+    tables = [records_table("backups (UTC)", rows, BACKUP_COLUMNS)]
+    window = result.get("restorable")
+    if isinstance(window, Mapping):
+        tables.append(key_value_table("restorable (UTC)",
+                                      {key: _utc(at) for key, at in window.items()}))
+    return tables
+
+
 TABLES: dict[str, Callable[[Any], list[Table] | None]] = {
     "list_nodes": nodes_tables,
     "get_node_info": node_tables,
@@ -360,6 +393,7 @@ TABLES: dict[str, Callable[[Any], list[Table] | None]] = {
     "list_databases": databases_tables,
     "get_service_history": history_tables,
     "get_server_configuration": configuration_tables,
+    "list_backups": backups_tables,
 }
 """The table renderer of each manager method; the others are shown as JSON."""
 

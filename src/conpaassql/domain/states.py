@@ -33,6 +33,9 @@ class Role(StrEnum):
     MASTER = "master"
     SLAVE = "slave"
     NONE = "none"
+    #: Built from a backup, standing apart from replication (read-only, never seeded,
+    #: repointed nor promoted by the topology; only ``set_up_replica_master`` on it).
+    RESTORED = "restored"
 
 
 class AgentState(StrEnum):

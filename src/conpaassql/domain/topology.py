@@ -82,7 +82,8 @@ class Finding:
 
 def diagnose(replicas: Sequence[Replica], failure_threshold: int) -> list[Finding]:
     """Name every situation needing action, master first; ``[HEALTHY]`` if none."""
-    live = [r for r in replicas if r.state.is_live]
+    # A node restored from a backup stands apart: nothing here concerns it.
+    live = [r for r in replicas if r.state.is_live and r.role is not Role.RESTORED]
     masters = [r for r in live if r.role is Role.MASTER]
     if not masters:
         return [Finding(Topology.NO_MASTER)] if any(r.healthy_server for r in live) else []

@@ -19,6 +19,8 @@ from conpaassql.errors import RemoteError, UnreachableError
 from conpaassql.protocol import agent as protocol
 from conpaassql.protocol.agent import (
     AgentMethod,
+    BackupTaken,
+    BackupToStoreRequest,
     CertificateInstalled,
     CertificateRequest,
     ConfigurationRequest,
@@ -47,6 +49,8 @@ from conpaassql.protocol.agent import (
     ReplicaHostsRequest,
     ReplicaHostsSet,
     ReplicationReply,
+    RestoredFromStore,
+    RestoreFromStoreRequest,
     Seeded,
     SeedRequest,
     ServiceOptionsRequest,
@@ -241,6 +245,16 @@ class AgentLink:
                         timeout: float | None = None) -> Seeded:
         """Replace the node's data by a copy of another node's (agent to agent)."""
         return await self._call(node, protocol.SEED_FROM, request, timeout)
+
+    async def backup_to_store(self, node: Node, request: BackupToStoreRequest, *,
+                              timeout: float | None = None) -> BackupTaken:
+        """A backup of the node's server streamed into the service's store."""
+        return await self._call(node, protocol.BACKUP_TO_STORE, request, timeout)
+
+    async def restore_from_store(self, node: Node, request: RestoreFromStoreRequest, *,
+                                 timeout: float | None = None) -> RestoredFromStore:
+        """Replace the node's data by a backup out of the service's store."""
+        return await self._call(node, protocol.RESTORE_FROM_STORE, request, timeout)
 
     async def install_certificate(self, node: Node, request: CertificateRequest, *,
                                   timeout: float | None = None) -> CertificateInstalled:

@@ -14,6 +14,7 @@ from conpaassql.errors import ConpaasSQLError, InvalidArgumentError, MissingArgu
 from conpaassql.logs import tail_lines
 from conpaassql.manager import views
 from conpaassql.manager.admin_api import AdminApi
+from conpaassql.manager.backup_api import BackupApi
 from conpaassql.manager.client_certs import ClientCertificates
 from conpaassql.manager.configuration_api import ConfigurationApi
 from conpaassql.manager.data_api import DataApi
@@ -99,6 +100,7 @@ class ManagerApi:
         self.log_file = log_file
         self.rt = nodes.rt
         self.routers = RouterApi(nodes)
+        self.backups = BackupApi(nodes)
 
     def registry(self) -> Registry:
         registry = Registry()
@@ -118,6 +120,7 @@ class ManagerApi:
         registry.add("set_up_replica_slave", "POST", self.set_up_replica_slave, ReplicaParams)
         DataApi(self.nodes).register(registry)
         AdminApi(self.nodes).register(registry)
+        self.backups.register(registry)
         ClientCertificates(self.nodes).register(registry)
         self.routers.register(registry)
         ConfigurationApi(self.reconciler.configuration).register(registry)
@@ -190,7 +193,10 @@ class ManagerApi:
                                     ctx: CallContext) -> dict[str, Any]:
         """Planned switchover: node ``id`` becomes the master; nothing is lost."""
         self.reconciler.configuration.check_idle()
-        result = await self.replication.switchover(params.id)
+        if self.nodes.node(params.id).role is Role.RESTORED:
+            result = await self.replication.promote_restored(params.id)
+        else:
+            result = await self.replication.switchover(params.id)
         return {"serviceNode": views.node_summary(self.nodes.node(params.id)), **result}
 
     async def set_up_replica_slave(self, params: ReplicaParams,

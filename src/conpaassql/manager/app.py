@@ -98,6 +98,7 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
         secrets=secrets,
         manager_url=f"https://{reachable_host(agents_bind)}:{agents_port}/",
         authority=authority,
+        state_dir=state_dir,
     )
     nodes = NodeService(runtime)
     replication = Replication(nodes)
@@ -124,6 +125,7 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
     monitor.start()
     prepare = asyncio.create_task(clouds.prepare(), name="prepare clouds")
     await reconciler.start()
+    await api.backups.backups.resume()
     loop_task = asyncio.create_task(reconciler.run(), name="reconcile")
     agents_task = asyncio.create_task(agents_server.serve(), name="agents port")
     log.info("manager of service %s listening on %s://%s:%d/, agents on https://%s:%d/ "
@@ -140,6 +142,7 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
         await monitor.stop()
         await reconciler.close()
         await nodes.close()
+        await api.backups.backups.close()
         await runtime.agents.aclose()
         await asyncio.to_thread(store.close)  # the last changes committed
         log.info("manager stopped; nodes keep running")

@@ -268,7 +268,8 @@ class Replication:
         if leaving:
             return Outcome.held(situation, None, f"no election while node {leaving[0].id} "
                                 "is being removed (it may still take writes)")
-        healthy = [r for r in replicas if r.healthy_server and not r.busy]
+        healthy = [r for r in replicas
+                   if r.healthy_server and not r.busy and r.role is not Role.RESTORED]
         slaves = [r for r in healthy if r.role is Role.SLAVE]
         if any(r.role is Role.SLAVE for r in replicas):
             candidates = await self._drain(slaves, snapshot) if slaves else []
@@ -503,6 +504,39 @@ class Replication:
             self.nodes.refresh_service_state("switchover done")
             return {"master": target_id, "previous": master.id,
                     "write_block_seconds": round(blocked, 3), "position": position}
+
+    async def promote_restored(self, target_id: int) -> dict[str, Any]:
+        """Make the restored node ``target_id`` the master: the service rolled back to
+        its backup. The old master goes read-only at once; it and every slave lose
+        their role, and the controller copies the new master into each of them."""
+        if self.topology_lock.locked():
+            raise BusyError(detail="busy: a topology change is in progress")
+        async with self.topology_lock:
+            target = self.nodes.node(target_id)
+            restore = target.details.get("restore") or {}
+            if target.role is not Role.RESTORED or target.state is not NodeState.RUNNING \
+                    or restore.get("state") != "done":
+                raise WrongStateError(detail=f"node {target_id} is not a restored node "
+                                      "holding its backup")
+            master = self.nodes.master()
+            self.rt.store.set_service_state(ServiceState.ADAPTING,
+                                            f"rollback to the data of node {target_id}")
+            if master is not None and master.state is NodeState.RUNNING:
+                await self.rt.agents.set_read_only(master, ReadOnlyRequest(read_only=True),
+                                                   timeout=10)
+            await self._make_master(target, semi_sync=False)
+            others = [n for n in self.nodes.live_nodes()
+                      if n.id != target_id and n.role in (Role.MASTER, Role.SLAVE)]
+            for node in others:
+                self.rt.store.update_node(node.id, role=Role.NONE)
+            self.rt.store.update_node(target_id, role=Role.MASTER)
+            self.rt.store.record_event(
+                f"rollback: node {target_id} is the master, holding backup "
+                f"{restore.get('backup')}; node(s) {', '.join(str(n.id) for n in others) or '-'}"
+                " are copied from it anew", target_id)
+            self.nodes.refresh_service_state("rollback done")
+            return {"master": target_id, "previous": master.id if master else None,
+                    "recopied": [n.id for n in others]}
 
     def reseed(self, node_id: int) -> dict[str, Any]:
         """Make ``node_id`` a slave of the master from a fresh copy of it."""

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from conpaassql.cloud.base import NodeRequest
@@ -59,6 +60,7 @@ class Runtime:
     secrets: ServiceSecrets
     manager_url: str  # where agents call the manager (its TLS port for agents)
     authority: Authority
+    state_dir: Path = Path(".")  # the manager's (the file store's default is under it)
 
 
 class NodeService:
@@ -144,7 +146,8 @@ class NodeService:
 
     # -- add --------------------------------------------------------------
 
-    async def add_nodes(self, count: int, cloud: str | None = None) -> list[Node]:
+    async def add_nodes(self, count: int, cloud: str | None = None,
+                        role: Role = Role.NONE) -> list[Node]:
         state, _ = self.rt.store.service_state()
         if state not in ADD_STATES:
             raise WrongStateError(detail=f"cannot add nodes while the service is {state}")
@@ -160,16 +163,18 @@ class NodeService:
             self.rt.store.set_service_state(ServiceState.INIT, "nodes added after shutdown")
         created = []
         for _ in range(count):
-            created.append(await self._create_one(cloud))
+            created.append(await self._create_one(cloud, role))
         self.refresh_service_state(f"{count} node(s) added")
         return created
 
-    async def _create_one(self, cloud: str) -> Node:
+    async def _create_one(self, cloud: str, role: Role = Role.NONE) -> Node:
         # Every node starts without a role; the replication controller makes the
-        # first healthy one the master and copies it into the others.
+        # first healthy one the master and copies it into the others. A node to be
+        # restored from a backup is ``restored`` from the start: the controller leaves
+        # it alone.
         node = self.rt.store.new_node(NODE_NAME_PREFIX, cloud,
                                       self.rt.config.agent_port, self.rt.config.mysql_port,
-                                      Role.NONE)
+                                      role)
         context = NodeContext(
             manager_url=self.rt.manager_url,
             service_id=self.rt.store.service_id,

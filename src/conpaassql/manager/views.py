@@ -66,6 +66,8 @@ def node_details(node: Node, report: StateReport | None, answering: bool) -> dic
         "created_at": node.created_at,
         "registered_at": node.registered_at,
         "last_seen": node.details.get("last_seen"),
+        # A node made by restore_node: its backup and how its restore goes.
+        **({"restore": node.details["restore"]} if "restore" in node.details else {}),
     }
 
 

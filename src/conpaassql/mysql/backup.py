@@ -340,7 +340,9 @@ def from_chunks(chunks: AsyncIterator[bytes], parallel: int | None = None) -> Re
 async def restore(paths: ServerPaths, receive: Receive, *,
                   run_as: str | None = None,
                   use_memory: str = PREPARE_MEMORY,
-                  swap: SwapRunner | None = None) -> RestoreResult:
+                  swap: SwapRunner | None = None,
+                  prepare_copy: Callable[[Path], Awaitable[None]] | None = None
+                  ) -> RestoreResult:
     """Make a copy streamed by ``Backup`` the server's datadir; its GTID position.
 
     ``receive(directory)`` extracts the copy into the (empty) directory and
@@ -358,7 +360,8 @@ async def restore(paths: ServerPaths, receive: Receive, *,
 
     On any failure the old datadir stays (or is put back) in place, the
     staging directory is removed and the error (``MySQLError``, or whatever
-    ``chunks`` raised) goes on.
+    ``chunks`` raised) goes on. ``prepare_copy`` replaces ``prepare`` (a backup and
+    its incrementals).
     """
     started = time.monotonic()
     owner = resolve_run_as(run_as)
@@ -373,7 +376,7 @@ async def restore(paths: ServerPaths, receive: Receive, *,
         copy.mkdir(mode=0o700)
         received = await receive(copy)
         received_at = time.monotonic()
-        await prepare(copy, use_memory)
+        await (prepare_copy(copy) if prepare_copy else prepare(copy, use_memory))
         prepared_at = time.monotonic()
         binlog_file, offset, gtid = read_binlog_info(copy)
         _drop_backup_metadata(copy)

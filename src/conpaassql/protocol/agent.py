@@ -223,6 +223,42 @@ class SeedRequest(Request):
     grant: Text | None = None  # the manager's grant to copy the source (shown to it)
 
 
+class StoreSettings(Request):
+    """Where the service's backups are and their key (``[backup]`` and the key of
+    ``ServiceSecrets``): sent over the mutual-TLS agent RPC only, never logged."""
+
+    path: Text | None = None  # a directory (the file store) the node can reach
+    bucket: Text | None = None
+    prefix: Text = ""
+    endpoint_url: Text | None = None
+    region: Text | None = None
+    access_key_id: Text | None = None
+    secret_access_key: Text | None = Field(default=None, repr=False)
+    session_token: Text | None = Field(default=None, repr=False)
+    addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    part_size: PositiveInt = 8 * 1024 * 1024
+    key: Annotated[str, Field(min_length=43, max_length=44, pattern=r"^[A-Za-z0-9_=-]+$",
+                              repr=False)]
+
+
+class BackupToStoreRequest(Request):
+    """A physical backup of this node's server into ``object`` of the store; an
+    incremental from ``incremental_lsn`` (its parent's ``to_lsn``)."""
+
+    store: StoreSettings
+    object: Annotated[str, Field(min_length=1, max_length=900)]
+    incremental_lsn: Annotated[int, Field(ge=0)] | None = None
+
+
+class RestoreFromStoreRequest(Request):
+    """Replace this node's data by the backup in ``objects`` (the full backup's
+    object, then its incrementals' in order); the server stays read-only."""
+
+    store: StoreSettings
+    objects: Annotated[list[Annotated[str, Field(min_length=1, max_length=900)]],
+                       Field(min_length=1, max_length=1000)]
+
+
 #: A PEM certificate or key: printable ASCII lines, bounded.
 Pem = Annotated[str, Field(min_length=1, max_length=16384, pattern=r"^[\x20-\x7e\r\n]+$")]
 
@@ -390,6 +426,19 @@ class BackupPushed(OkReply):
     seconds: float
 
 
+class BackupTaken(Reply):
+    gtid: str = ""
+    from_lsn: int = 0
+    to_lsn: int = 0
+    bytes: int = 0  # stored (compressed, encrypted)
+    seconds: float = 0.0
+
+
+class RestoredFromStore(OpenReply):
+    gtid_position: str = ""
+    seconds: float = 0.0
+
+
 class Seeded(OpenReply):
     """The copy: where it stands, its size, and how it came (a physical copy adds its
     own figures: binlog file, prepare and swap times...)."""
@@ -506,6 +555,9 @@ BACKUP_PUSH = _method("backup_push", "POST", PushRequest, BackupPushed, access="
 COPY_DUMP: AgentMethod[GrantRequest, Reply] = _method(
     "copy_dump", "GET", GrantRequest, None, access="peer")
 SEED_FROM = _method("seed_from", "POST", SeedRequest, Seeded)
+BACKUP_TO_STORE = _method("backup_to_store", "POST", BackupToStoreRequest, BackupTaken)
+RESTORE_FROM_STORE = _method("restore_from_store", "POST", RestoreFromStoreRequest,
+                             RestoredFromStore)
 
 METHODS: tuple[AgentMethod[Any, Any], ...] = (
     GET_SERVER_STATE, START_SERVER, STOP_SERVER, RESTART_SERVER, SET_SERVER_CONFIGURATION,
@@ -514,7 +566,8 @@ METHODS: tuple[AgentMethod[Any, Any], ...] = (
     SQLDUMP, SET_UP_REPLICA_MASTER, SET_UP_REPLICA_SLAVE, SET_READ_ONLY, SOURCE_ADDRESS,
     SET_REPLICA_HOSTS, WAIT_FOR_GTID, DRAIN_RELAY_LOG, FENCE, GET_REPLICATION_STATUS,
     BACKUP_STREAM, BACKUP_PUSH, COPY_DUMP, SEED_FROM, INSTALL_CERTIFICATE,
-    SET_SERVICE_OPTIONS, GET_SERVICE_OPTIONS, RESTART_FOR_OPTIONS,
+    SET_SERVICE_OPTIONS, GET_SERVICE_OPTIONS, RESTART_FOR_OPTIONS, BACKUP_TO_STORE,
+    RESTORE_FROM_STORE,
 )
 
 

@@ -1,0 +1,64 @@
+"""The manager's backup methods: ``backup``, ``list_backups``, ``delete_backup`` and
+``restore_node``."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from conpaassql.errors import InvalidArgumentError, MissingArgumentError
+from conpaassql.manager import views
+from conpaassql.manager.backups import Backups
+from conpaassql.manager.service import NodeService
+from conpaassql.rpc.registry import CallContext, Registry
+from conpaassql.rpc.types import Flag, NoParams, Params, Text
+
+
+class BackupParams(Params):
+    kind: Literal["full", "incremental"] = "full"
+
+
+class DeleteBackupParams(Params):
+    id: Text
+    with_incrementals: Flag = False  # delete the incrementals built on it too
+
+
+class RestoreNodeParams(Params):
+    backup: Text | None = None
+    time: Text | float | int | None = None  # a point in time: with the binlog archive
+    cloud: Text | None = None
+
+
+class BackupApi:
+    def __init__(self, nodes: NodeService) -> None:
+        self.backups = Backups(nodes)
+
+    def register(self, registry: Registry) -> None:
+        registry.add("backup", "POST", self.backup, BackupParams)
+        registry.add("list_backups", "GET", self.list_backups, NoParams)
+        registry.add("delete_backup", "POST", self.delete_backup, DeleteBackupParams)
+        registry.add("restore_node", "POST", self.restore_node, RestoreNodeParams)
+
+    async def backup(self, params: BackupParams, ctx: CallContext) -> dict[str, Any]:
+        """Start a backup; it goes on in the background (``list_backups`` follows it)."""
+        record = await self.backups.start(params.kind)
+        return {"id": record.id, "kind": record.kind, "state": record.state,
+                "node": record.node, "parent": record.parent}
+
+    async def list_backups(self, params: NoParams, ctx: CallContext) -> dict[str, Any]:
+        return await self.backups.listing()
+
+    async def delete_backup(self, params: DeleteBackupParams,
+                            ctx: CallContext) -> dict[str, Any]:
+        deleted = await self.backups.delete(params.id, params.with_incrementals)
+        return {"result": "OK", "deleted": deleted}
+
+    async def restore_node(self, params: RestoreNodeParams, ctx: CallContext) -> dict[str, Any]:
+        """A new node holding a backup's data, apart from replication."""
+        if params.time is not None:
+            raise InvalidArgumentError("time", detail="not yet: a point in time needs the "
+                                       "binlog archive; give a backup id (list_backups)")
+        if params.backup is None:
+            raise MissingArgumentError("backup")
+        node = await self.backups.restore_node(params.backup, params.cloud)
+        shown = views.node_summary(node)
+        return {"serviceNode": shown, "nodes": [shown], "backup": params.backup}

@@ -1,0 +1,300 @@
+"""Backups of the service: taken by an agent into the store, listed, deleted, and
+restored into a new node.
+
+A backup is taken from a running slave when there is one (the master keeps its
+full speed), from the master otherwise. The manager writes the catalog record
+(``running``, then ``done`` or ``failed``) and the agent streams mariabackup's
+copy into the store itself; the store's settings and key travel in the request
+over the mutual-TLS agent RPC. A restored node is made with role ``restored``:
+the replication controller leaves it alone, and once its agent runs, the agent
+replaces its data by the backup (and the incrementals before it) and stays
+read-only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from conpaassql.backup import BackupStore, open_store
+from conpaassql.backup.catalog import BackupRecord, Catalog, new_backup_id
+from conpaassql.domain.node import Node
+from conpaassql.domain.states import NodeState, Role
+from conpaassql.errors import (
+    BusyError,
+    ConpaasSQLError,
+    NotFoundError,
+    WrongStateError,
+)
+from conpaassql.manager.service import NodeService
+from conpaassql.protocol.agent import BackupToStoreRequest, RestoreFromStoreRequest, StoreSettings
+
+log = logging.getLogger(__name__)
+
+#: Longest a backup or a restore may take (the agent's call).
+BACKUP_TIMEOUT = 12 * 3600.0
+#: Longest wait for a new node's agent to run its server before its restore starts.
+BOOT_TIMEOUT = 900.0
+POLL = 0.5
+SHOWN = ("id", "kind", "state", "started", "finished", "gtid", "bytes", "node", "parent")
+INTERRUPTED = "interrupted: the manager stopped while it ran"
+RESTORE_INTERRUPTED = ("interrupted: the manager stopped while the node restored it; remove "
+                       "the node and restore again")
+RESUMED = ("waiting", "running")
+
+
+def object_key(backup_id: str) -> str:
+    return f"backups/{backup_id}.xbstream"
+
+
+class Backups:
+    """The backup use cases over the service's store."""
+
+    def __init__(self, nodes: NodeService) -> None:
+        self.nodes = nodes
+        self.rt = nodes.rt
+        self._store: BackupStore | None = None
+        self._running: str | None = None  # the id of the backup being taken
+
+    # -- the store --------------------------------------------------------------
+
+    @property
+    def store(self) -> BackupStore:
+        if self._store is None:
+            self._store = open_store(self.rt.config.backup, self.rt.secrets.backup_key,
+                                     self.rt.state_dir)
+        return self._store
+
+    @property
+    def catalog(self) -> Catalog:
+        return Catalog(self.store)
+
+    def settings(self) -> StoreSettings:
+        """The store as an agent opens it (a file store's directory made absolute)."""
+        config = self.rt.config.backup
+        path = None
+        if config.bucket is None:
+            path = str(config.directory(self.rt.state_dir).resolve())
+        return StoreSettings(
+            path=path, bucket=config.bucket, prefix=config.prefix,
+            endpoint_url=config.endpoint_url, region=config.region,
+            access_key_id=config.access_key_id, secret_access_key=config.secret_access_key,
+            session_token=config.session_token,
+            addressing_style=config.addressing_style,  # type: ignore[arg-type]
+            part_size=config.part_size, key=self.rt.secrets.backup_key.to_text())
+
+    async def close(self) -> None:
+        if self._store is not None:
+            await self._store.close()
+
+    # -- taking one -------------------------------------------------------------
+
+    def source(self, parent: BackupRecord | None = None) -> Node:
+        """A running slave (the newest), else the running master; for an incremental,
+        its parent's node (LSNs are a server's own: another node's pages would not
+        follow from the parent's)."""
+        running = [n for n in self.nodes.live_nodes() if n.state is NodeState.RUNNING]
+        if parent is not None:
+            node = next((n for n in running if str(n.id) == parent.node
+                         and n.role in (Role.SLAVE, Role.MASTER)), None)
+            if node is None:
+                raise WrongStateError(detail=f"node {parent.node}, which took backup "
+                                      f"{parent.id}, is not running: take a full backup")
+            return node
+        for role in (Role.SLAVE, Role.MASTER):
+            found = sorted((n for n in running if n.role is role), key=lambda n: -n.id)
+            if found:
+                return found[0]
+        raise WrongStateError(detail="no running master or slave to take a backup from")
+
+    async def start(self, kind: str) -> BackupRecord:
+        """Start a backup in the background; its record (``running``)."""
+        if self._running is not None:
+            raise BusyError(detail=f"busy: backup {self._running} is running")
+        self._running = "starting"
+        try:
+            parent = await self._parent() if kind == "incremental" else None
+            node = self.source(parent)
+            backup_id = new_backup_id(kind)
+            record = BackupRecord(backup_id, kind, started=time.time(), node=str(node.id),
+                                  parent=parent.id if parent else None,
+                                  objects=[object_key(backup_id)])
+            self._running = backup_id  # before its record shows it running
+            await self.catalog.save(record)
+        except BaseException:
+            self._running = None
+            raise
+        self.rt.store.record_event(f"backup {record.id} ({kind}) started on node {node.id}",
+                                   node.id)
+        self.nodes.spawn(self._take(record, node, parent), f"backup {record.id}")
+        return record
+
+    async def _parent(self) -> BackupRecord:
+        done = [r for r in await self.catalog.records() if r.state == "done"]
+        if not done:
+            raise WrongStateError(detail="no backup to take an incremental from: take a "
+                                  "full backup first")
+        return done[-1]
+
+    async def _take(self, record: BackupRecord, node: Node, parent: BackupRecord | None) -> None:
+        request = BackupToStoreRequest(
+            store=self.settings(), object=record.objects[0],
+            incremental_lsn=parent.lsn["to"] if parent is not None else None)
+        try:
+            taken = await self.rt.agents.backup_to_store(node, request, timeout=BACKUP_TIMEOUT)
+        except ConpaasSQLError as exc:
+            record.state, record.error = "failed", str(exc)
+        else:
+            record.state, record.gtid, record.bytes = "done", taken.gtid, taken.bytes
+            record.lsn = {"from": taken.from_lsn, "to": taken.to_lsn}
+        finally:
+            record.finished = time.time()
+            try:
+                await self.catalog.save(record)
+            finally:
+                self._running = None
+        if record.state == "done":
+            self.rt.store.record_event(
+                f"backup {record.id} done: {record.bytes} bytes from node {node.id}, "
+                f"GTID position {record.gtid or 'empty'}", node.id)
+        else:
+            self.rt.store.record_event(f"backup {record.id} failed: {record.error}", node.id)
+
+    # -- listing and deleting ---------------------------------------------------
+
+    async def records(self) -> list[BackupRecord]:
+        """The catalog, a ``running`` record this manager is not taking shown failed."""
+        found = await self.catalog.records()
+        for record in found:
+            if record.state == "running" and record.id != self._running:
+                record.state, record.error = "failed", INTERRUPTED
+        return found
+
+    async def listing(self) -> dict[str, Any]:
+        records = await self.records()
+        done = [r for r in records if r.state == "done" and r.finished is not None]
+        restorable = {"from": min((r.finished for r in done), default=None),  # type: ignore
+                      "to": max((r.finished for r in done), default=None)}  # type: ignore
+        return {"backups": [{name: getattr(r, name) for name in SHOWN} for r in records],
+                "restorable": restorable}
+
+    async def delete(self, backup_id: str, with_incrementals: bool = False) -> list[str]:
+        """Delete a backup (objects, then record); the ids deleted, newest first."""
+        records = await self.records()
+        by_id = {r.id: r for r in records}
+        if backup_id not in by_id:
+            raise NotFoundError("id", detail=f"no backup {backup_id}")
+        if backup_id == self._running:
+            raise BusyError(detail=f"busy: backup {backup_id} is running")
+        dependents = _descendants(backup_id, records)
+        if dependents and not with_incrementals:
+            raise WrongStateError(detail=f"backup {backup_id} is needed by incremental(s) "
+                                  f"{', '.join(dependents)}: delete them first, or with it "
+                                  "(with_incrementals)")
+        doomed = [*reversed(dependents), backup_id]
+        for victim in doomed:
+            for key in by_id[victim].objects:
+                await self.store.delete(key)
+            await self.catalog.delete(victim)
+        self.rt.store.record_event(f"backup(s) {', '.join(doomed)} deleted")
+        return doomed
+
+    async def chain(self, backup_id: str) -> list[BackupRecord]:
+        """The full backup and the incrementals up to ``backup_id``, oldest first."""
+        by_id = {r.id: r for r in await self.records()}
+        chain: list[BackupRecord] = []
+        current: str | None = backup_id
+        while current is not None:
+            record = by_id.get(current)
+            if record is None:
+                what = "no backup" if current == backup_id else "its chain lacks backup"
+                raise NotFoundError("backup", detail=f"{what} {current}")
+            if record.state != "done":
+                raise WrongStateError(detail=f"backup {record.id} is {record.state}")
+            chain.append(record)
+            current = record.parent
+        return list(reversed(chain))
+
+    # -- restoring --------------------------------------------------------------
+
+    async def restore_node(self, backup_id: str, cloud: str | None = None) -> Node:
+        """A new node (role ``restored``) that takes the backup's data once it runs."""
+        chain = await self.chain(backup_id)
+        node = (await self.nodes.add_nodes(1, cloud, role=Role.RESTORED))[0]
+        node = self.rt.store.update_node(node.id, details={
+            **node.details, "restore": {"backup": backup_id, "state": "waiting"}})
+        self.rt.store.record_event(f"node {node.id} added to hold backup {backup_id}", node.id)
+        self.nodes.spawn(self._restore(node.id, chain), f"restore node {node.id}")
+        return node
+
+    async def resume(self) -> None:
+        """After a manager restart: a restore not begun is begun; one its agent was
+        doing when the manager stopped is marked failed (its outcome is unknown)."""
+        for node in self.nodes.live_nodes():
+            restore = node.details.get("restore") or {}
+            if node.role is not Role.RESTORED or restore.get("state") not in RESUMED:
+                continue
+            if restore["state"] == "running":
+                self._note(node.id, state="failed", error=RESTORE_INTERRUPTED)
+                continue
+            try:
+                chain = await self.chain(str(restore.get("backup")))
+            except ConpaasSQLError as exc:
+                self._note(node.id, state="failed", error=str(exc))
+                continue
+            self.nodes.spawn(self._restore(node.id, chain), f"restore node {node.id}")
+
+    def _note(self, node_id: int, **restore: Any) -> None:
+        node = self.rt.store.get_node(node_id)
+        if node is not None:
+            details = {**node.details}
+            details["restore"] = {**details.get("restore", {}), **restore}
+            self.rt.store.update_node(node_id, details=details)
+
+    async def _running_node(self, node_id: int) -> Node | None:
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while time.monotonic() < deadline:
+            node = self.rt.store.get_node(node_id)
+            if node is None or not node.state.is_live:
+                return None
+            if node.state is NodeState.RUNNING:
+                return node
+            await asyncio.sleep(POLL)
+        return None
+
+    async def _restore(self, node_id: int, chain: list[BackupRecord]) -> None:
+        backup_id = chain[-1].id
+        node = await self._running_node(node_id)
+        if node is None:
+            self._note(node_id, state="failed", error="the node did not come up")
+            self.rt.store.record_event(f"restoring node {node_id} from backup {backup_id} "
+                                       "failed: the node did not come up", node_id)
+            return
+        self._note(node_id, state="running")
+        request = RestoreFromStoreRequest(
+            store=self.settings(), objects=[key for r in chain for key in r.objects])
+        try:
+            done = await self.rt.agents.restore_from_store(node, request,
+                                                           timeout=BACKUP_TIMEOUT)
+        except ConpaasSQLError as exc:
+            self._note(node_id, state="failed", error=str(exc))
+            self.rt.store.record_event(f"restoring node {node_id} from backup {backup_id} "
+                                       f"failed: {exc}", node_id)
+            return
+        self._note(node_id, state="done", gtid=done.gtid_position)
+        self.rt.store.record_event(
+            f"node {node_id} restored from backup {backup_id} (GTID position "
+            f"{done.gtid_position or 'empty'}), read-only, apart from replication", node_id)
+
+
+def _descendants(backup_id: str, records: list[BackupRecord]) -> list[str]:
+    """The incrementals built on ``backup_id``, directly or not, oldest first."""
+    found: list[str] = []
+    wanted = {backup_id}
+    for record in records:  # oldest first: a parent comes before its children
+        if record.parent in wanted:
+            found.append(record.id)
+            wanted.add(record.id)
+    return found
