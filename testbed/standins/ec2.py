@@ -32,12 +32,17 @@ import requests
 os.environ.setdefault("MOTO_ENABLE_AMI_VALIDATION", "true")
 os.environ.setdefault("MOTO_EC2_ENABLE_INSTANCE_TYPE_VALIDATION", "true")
 
+from moto import settings as moto_settings
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
     create_backend_app,
 )
 from werkzeug.serving import make_server
+
+# And if moto was imported first (another stand-in, the S3 tests'), set them there.
+moto_settings.ENABLE_AMI_VALIDATION = True
+moto_settings.EC2_ENABLE_INSTANCE_TYPE_VALIDATION = True
 
 MOTO_NAMESPACE = b'xmlns="http://ec2.amazonaws.com/doc/2016-11-15"'
 AWS_NAMESPACE = b'xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"'
