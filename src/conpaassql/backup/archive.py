@@ -1,0 +1,225 @@
+"""Continuous binlog archiving: the master's own binlog files, cut at transactions,
+uploaded to the store every interval.
+
+The archiver runs beside the master's mariadbd (in its agent). Each pass lists
+the binlog files (``SHOW BINARY LOGS``: a file's size, the active one's included,
+is at a group-commit boundary), reads what is new since the last pass straight
+from the datadir and uploads it as one object per file touched:
+``binlogs/<server_id>/<file>.<start>-<end>``, a standalone binlog (the file's
+header, then whole transactions) whose metadata holds the GTIDs and the commit
+times it covers. Where to begin is a GTID position, not a file name: the first
+transaction after ``since`` in this server's binlogs, so that a new master
+continues where the old one stopped with no gap and no duplicate. If this
+server's binlogs no longer reach back to ``since`` (purged before they were
+archived), the gap is kept in the state and archiving goes on from the oldest
+file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from conpaassql.backup import binlog_events as ev
+from conpaassql.backup.store import BackupStore, StoredObject
+from conpaassql.domain.gtid import Gtid, GtidPosition
+from conpaassql.mysql import ConnectInfo, execute
+
+log = logging.getLogger(__name__)
+
+PREFIX = "binlogs/"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One archived object, read back from its metadata."""
+
+    key: str
+    server_id: int
+    file: str
+    start: int
+    end: int
+    first: GtidPosition
+    last: GtidPosition
+    first_time: int
+    last_time: int
+    count: int
+    created: float
+
+    @classmethod
+    def from_object(cls, item: StoredObject) -> Segment:
+        meta = item.metadata
+        return cls(item.key, int(meta["server_id"]), meta["file"], int(meta["start"]),
+                   int(meta["end"]), GtidPosition.parse(meta["gtid_first"]),
+                   GtidPosition.parse(meta["gtid_last"]), int(meta["time_first"]),
+                   int(meta["time_last"]), int(meta["count"]), item.created)
+
+    @property
+    def order(self) -> tuple[int, int]:
+        return (self.last.total(), self.last_time)
+
+
+async def archived(store: BackupStore) -> list[Segment]:
+    """Every archived segment, in transaction order."""
+    return sorted((Segment.from_object(item) for item in await store.list(PREFIX)),
+                  key=lambda segment: segment.order)
+
+
+def position_of(segments: list[Segment]) -> GtidPosition:
+    """How far ``segments`` reach: the last GTID of each domain."""
+    last: dict[int, Gtid] = {}
+    for segment in segments:
+        for gtid in segment.last.last:
+            if gtid.domain not in last or gtid.sequence > last[gtid.domain].sequence:
+                last[gtid.domain] = gtid
+    return GtidPosition(tuple(sorted(last.values())))
+
+
+def gaps(segments: list[Segment], since: GtidPosition | None = None) -> list[dict[str, str]]:
+    """Where consecutive segments (in order) skip sequence numbers of a domain."""
+    reached = dict((g.domain, g.sequence) for g in since.last) if since else {}
+    found = []
+    for segment in segments:
+        for gtid in segment.first.last:
+            before = reached.get(gtid.domain)
+            if before is not None and gtid.sequence > before + 1:
+                found.append({"after": f"{gtid.domain}-{before}", "next": str(gtid),
+                              "segment": segment.key})
+        for gtid in segment.last.last:
+            reached[gtid.domain] = max(reached.get(gtid.domain, 0), gtid.sequence)
+    return found
+
+
+@dataclass
+class ArchiveState:
+    """What the archiver reports (``archive_status``)."""
+
+    since: str
+    archived_to: str = ""
+    archived_time: int | None = None  # commit time of the last archived transaction
+    caught_up_at: float | None = None  # every commit before this is in the store
+    segments: int = 0
+    gap: dict[str, str] | None = None
+    error: str | None = None
+    cursor: dict[str, Any] = field(default_factory=dict)
+
+
+class Archiver:
+    """Uploads this server's new binlog transactions to ``store`` every ``interval``."""
+
+    def __init__(self, store: BackupStore, info: ConnectInfo, datadir: Path,
+                 since: GtidPosition, interval: float = 5.0) -> None:
+        self.store, self.info, self.datadir, self.interval = store, info, datadir, interval
+        self.since = since
+        self.state = ArchiveState(since=str(since), archived_to=str(since))
+        self._file: str | None = None
+        self._pos = 4
+        self._server_id: int | None = None
+        self.paused = False  # (tests) passes are skipped while set
+
+    async def run(self) -> None:
+        """Pass after pass until cancelled; an error is kept in the state and retried."""
+        while True:
+            started = time.monotonic()
+            if not self.paused:
+                try:
+                    await self.archive_once()
+                    self.state.error = None
+                except (OSError, ev.BinlogFormatError, ValueError) as exc:
+                    self.state.error = str(exc)[:300]
+                    log.warning("binlog archiving: %s", self.state.error)
+                except Exception as exc:  # noqa: BLE001 (MySQL and store errors alike)
+                    self.state.error = f"{type(exc).__name__}: {exc}"[:300]
+                    log.warning("binlog archiving: %s", self.state.error)
+            await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+
+    async def archive_once(self) -> int:
+        """One pass: everything committed before it begins is uploaded. Returns the
+        number of objects uploaded."""
+        began = time.time()
+        files = await self._binlogs()
+        if self._server_id is None:
+            rows = await execute(self.info, "SELECT @@server_id AS id")
+            self._server_id = int(rows[0]["id"])
+        if self._file is None or self._file not in files:
+            await self._locate(list(files))
+        assert self._file is not None
+        uploaded = 0
+        names = list(files)
+        for name in names[names.index(self._file):]:
+            if name != self._file:
+                self._file, self._pos = name, 4
+            if files[name] > self._pos:
+                uploaded += await self._upload(name, self._pos, files[name])
+                self._pos = files[name]
+        self.state.caught_up_at = began
+        self.state.cursor = {"file": self._file, "pos": self._pos}
+        return uploaded
+
+    async def _binlogs(self) -> dict[str, int]:
+        rows = await execute(self.info, "SHOW BINARY LOGS")
+        return {str(row["Log_name"]): int(row["File_size"]) for row in rows}
+
+    async def _locate(self, names: list[str]) -> None:
+        """The newest file whose starting state is within ``since``; a gap if none."""
+        if not names:
+            raise ValueError("the server has no binary log")
+        chosen = None
+        for name in names:
+            head = await asyncio.to_thread(self._read, name, 0, 64 * 1024)
+            before = ev.gtid_list(head) or GtidPosition()
+            if self.since.contains(before):
+                chosen = name
+            elif chosen is None:
+                self.state.gap = {"archived_to": str(self.since), "binlogs_from": str(before),
+                                  "file": name, "detected": str(int(time.time()))}
+                log.warning("binlog archive gap: archived to %s, binlogs start after %s",
+                            self.since, before)
+                chosen = name
+                break
+            else:
+                break
+        self._file, self._pos = chosen, 4
+
+    def _read(self, name: str, start: int, end: int) -> bytes:
+        with open(self.datadir / name, "rb") as handle:
+            handle.seek(start)
+            return handle.read(end - start)
+
+    async def _upload(self, name: str, start: int, end: int) -> int:
+        header_bytes = await asyncio.to_thread(self._read, name, 0, 4096)
+        size = ev.header_size(header_bytes)
+        header = header_bytes[:size]
+        body = await asyncio.to_thread(self._read, name, max(start, size), end)
+        data = ev.standalone(header, body)
+        found = [tx for tx in ev.transactions(data, size)
+                 if tx.gtid.sequence > self.since.sequence(tx.gtid.domain)]
+        if not found:
+            return 0
+        cut = found[0].offset
+        first_in_file = cut - size + max(start, size)
+        last = ev.last_gtids(found)
+        metadata = {"server_id": str(self._server_id), "file": name,
+                    "start": str(first_in_file), "end": str(end),
+                    "gtid_first": str(ev.first_gtids(found)), "gtid_last": str(last),
+                    "time_first": str(found[0].timestamp),
+                    "time_last": str(found[-1].timestamp), "count": str(len(found))}
+        key = f"{PREFIX}{self._server_id}/{name}.{first_in_file}-{end}"
+        await self.store.put_bytes(key, ev.standalone(header, data[cut:]), metadata)
+        self.since = _merge(self.since, last)
+        self.state.archived_to = str(self.since)
+        self.state.archived_time = found[-1].timestamp
+        self.state.segments += 1
+        return 1
+
+
+def _merge(position: GtidPosition, later: GtidPosition) -> GtidPosition:
+    by_domain = {g.domain: g for g in position.last}
+    for gtid in later.last:
+        if gtid.sequence > by_domain.get(gtid.domain, Gtid(gtid.domain, 0, 0)).sequence:
+            by_domain[gtid.domain] = gtid
+    return GtidPosition(tuple(sorted(by_domain.values())))
