@@ -132,6 +132,9 @@ CASES = [
     node("node {node.id} refused the service's server configuration: {str(exc)[:300]}",
          "node 4 refused the service's server configuration: Invalid argument: options",
          "event"),
+    # binlog archiving
+    node("binlog archiving from {since or 'the start'}", "binlog archiving from 0-1-57",
+         "event"),
 ]
 
 #: The kind of a node's move to each state (the reconcile loop's moves).

@@ -112,8 +112,12 @@ class Archiver:
     """Uploads this server's new binlog transactions to ``store`` every ``interval``."""
 
     def __init__(self, store: BackupStore, info: ConnectInfo, datadir: Path,
-                 since: GtidPosition, interval: float = 5.0) -> None:
+                 since: GtidPosition, interval: float = 5.0, *,
+                 only_writable: bool = False) -> None:
+        """``only_writable``: pass while the server is read-only (a master that lost
+        its role, now fenced or a slave: what it logs now is another master's)."""
         self.store, self.info, self.datadir, self.interval = store, info, datadir, interval
+        self.only_writable = only_writable
         self.since = since
         self.state = ArchiveState(since=str(since), archived_to=str(since))
         self._file: str | None = None
@@ -141,10 +145,11 @@ class Archiver:
         """One pass: everything committed before it begins is uploaded. Returns the
         number of objects uploaded."""
         began = time.time()
+        rows = await execute(self.info, "SELECT @@server_id AS id, @@read_only AS ro")
+        if self.only_writable and int(rows[0]["ro"]):
+            return 0
+        self._server_id = int(rows[0]["id"])
         files = await self._binlogs()
-        if self._server_id is None:
-            rows = await execute(self.info, "SELECT @@server_id AS id")
-            self._server_id = int(rows[0]["id"])
         if self._file is None or self._file not in files:
             await self._locate(list(files))
         assert self._file is not None

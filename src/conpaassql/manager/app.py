@@ -18,6 +18,7 @@ from conpaassql.logs import setup_logging
 from conpaassql.manager.agents import AgentLink
 from conpaassql.manager.api import ManagerApi
 from conpaassql.manager.api_security import secure_api
+from conpaassql.manager.archiving import BinlogArchiving
 from conpaassql.manager.authority import Authority
 from conpaassql.manager.configuration import ServiceConfiguration
 from conpaassql.manager.credentials import ServiceSecrets
@@ -102,7 +103,8 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
     nodes = NodeService(runtime)
     replication = Replication(nodes)
     configuration = ServiceConfiguration(nodes, replication)
-    reconciler = Reconciler(runtime, nodes, replication, configuration)
+    reconciler = Reconciler(runtime, nodes, replication, configuration,
+                            BinlogArchiving(nodes, state_dir))
     monitor = LoopMonitor()
     api = ManagerApi(nodes, reconciler, replication, log_file, monitor)
     registry = api.registry()
