@@ -32,6 +32,7 @@ from conpaassql.mysql import ConnectInfo, execute
 log = logging.getLogger(__name__)
 
 PREFIX = "binlogs/"
+PASS_MARGIN = 1.5  # the next pass's time, as a multiple of the last one's
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,11 @@ class Archiver:
                 except Exception as exc:  # noqa: BLE001 (MySQL and store errors alike)
                     self.state.error = f"{type(exc).__name__}: {exc}"[:300]
                     log.warning("binlog archiving: %s", self.state.error)
-            await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+            # A commit just after this pass's cut is stored by the end of the next:
+            # start it early by this pass's time (and a margin), so that it ends
+            # within ``interval`` of this cut.
+            took = time.monotonic() - started
+            await asyncio.sleep(max(0.0, self.interval - PASS_MARGIN * took - took))
 
     async def archive_once(self) -> int:
         """One pass: everything committed before it begins is uploaded. Returns the
