@@ -18,7 +18,7 @@ from conpaassql.backup import FileStore, load_or_create_key
 from conpaassql.backup.archive import Archiver, archived, gaps, position_of
 from conpaassql.backup.replay import Target, replay
 from conpaassql.domain.gtid import GtidPosition
-from conpaassql.mysql import execute, initialise_datadir, prepare_template
+from conpaassql.mysql import ServerSettings, execute, initialise_datadir, prepare_template
 from tests.integration.test_mysql_server import Lab, Node, net
 
 pytestmark = pytest.mark.integration
@@ -160,5 +160,46 @@ def test_a_binlog_purged_before_it_was_archived_is_a_gap(lab: Lab, template: Pat
         assert len(found) == 1 and found[0]["after"] == f"0-{archived_to.sequence(0)}"
         # what is left is archived all the same
         assert position_of(segments) == await gtid(source)
+
+    asyncio.run(scenario())
+
+
+def test_an_archived_tail_the_new_master_never_had_is_set_aside(lab: Lab,
+                                                                 template: Path) -> None:
+    """A master archived transactions no slave received, then died: the new master's
+    archiver keeps the shared part, sets the rest aside, and goes on from there."""
+    async def scenario() -> None:
+        old = await boot(lab, template, "old", f"{net()}.44")
+        store = store_in(lab.root)
+        await execute(old.info, "CREATE DATABASE pitr")
+        await execute(old.info, "CREATE TABLE pitr.t (id INT AUTO_INCREMENT PRIMARY KEY,"
+                      " at BIGINT NOT NULL) ENGINE=InnoDB")
+        await write_rows(old, 3)
+        shared = await gtid(old)
+        archiver = Archiver(store, old.info, old.paths.datadir, GtidPosition())
+        await archiver.archive_once()
+        await write_rows(old, 3)  # committed and archived, never replicated
+        await archiver.archive_once()
+        lost = await gtid(old)
+
+        new = lab.node("new", f"{net()}.45", password=PASSWORD)
+        new.settings = ServerSettings(bind_address=f"{net()}.45", server_id=2)
+        new.write_cnf()
+        await initialise_datadir(new.paths, PASSWORD, template)
+        await lab.start(new, use_init_file=True)
+        await execute(new.info, "RESET MASTER")
+        await replay(store, new.paths, GtidPosition(), Target(gtid=shared))
+        assert await gtid(new) == shared
+        await write_rows(new, 4)
+        resumed = Archiver(store, new.info, new.paths.datadir, position_of(
+            await archived(store)))
+        assert str(resumed.since) == str(lost)
+        await resumed.archive_once()
+        assert resumed.state.diverged is not None
+        assert resumed.state.diverged["kept_to"] == str(shared)
+        segments = await archived(store)
+        assert gaps(segments) == [] and position_of(segments) == await gtid(new)
+        assert sum(s.count for s in segments) == (await gtid(new)).sequence(0)
+        assert [item.key for item in await store.list("diverged/")]
 
     asyncio.run(scenario())

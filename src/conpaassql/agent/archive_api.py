@@ -88,7 +88,8 @@ class ArchiveApi:
         return ArchiveStatus(archiving=archiving, since=state.since,
                              archived_to=state.archived_to, archived_time=state.archived_time,
                              caught_up_at=state.caught_up_at, segments=state.segments,
-                             gap=state.gap, error=state.error).wire()
+                             gap=state.gap, diverged=state.diverged,
+                             error=state.error).wire()
 
     async def _stop(self) -> None:
         if self._task is not None:

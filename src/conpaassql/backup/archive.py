@@ -25,74 +25,18 @@ from pathlib import Path
 from typing import Any
 
 from conpaassql.backup import binlog_events as ev
-from conpaassql.backup.store import BackupStore, StoredObject
+from conpaassql.backup.lineage import align, own_gtids
+from conpaassql.backup.segments import PREFIX, Segment, archived, gaps, position_of
+from conpaassql.backup.store import BackupStore
 from conpaassql.domain.gtid import Gtid, GtidPosition
 from conpaassql.mysql import ConnectInfo, execute
 
 log = logging.getLogger(__name__)
 
-PREFIX = "binlogs/"
+__all__ = ["PREFIX", "ArchiveState", "Archiver", "Segment", "archived", "gaps", "position_of"]
+
 PASS_MARGIN = 1.5  # the next pass's time, as a multiple of the last one's
-
-
-@dataclass(frozen=True)
-class Segment:
-    """One archived object, read back from its metadata."""
-
-    key: str
-    server_id: int
-    file: str
-    start: int
-    end: int
-    first: GtidPosition
-    last: GtidPosition
-    first_time: int
-    last_time: int
-    count: int
-    created: float
-
-    @classmethod
-    def from_object(cls, item: StoredObject) -> Segment:
-        meta = item.metadata
-        return cls(item.key, int(meta["server_id"]), meta["file"], int(meta["start"]),
-                   int(meta["end"]), GtidPosition.parse(meta["gtid_first"]),
-                   GtidPosition.parse(meta["gtid_last"]), int(meta["time_first"]),
-                   int(meta["time_last"]), int(meta["count"]), item.created)
-
-    @property
-    def order(self) -> tuple[int, int]:
-        return (self.last.total(), self.last_time)
-
-
-async def archived(store: BackupStore) -> list[Segment]:
-    """Every archived segment, in transaction order."""
-    return sorted((Segment.from_object(item) for item in await store.list(PREFIX)),
-                  key=lambda segment: segment.order)
-
-
-def position_of(segments: list[Segment]) -> GtidPosition:
-    """How far ``segments`` reach: the last GTID of each domain."""
-    last: dict[int, Gtid] = {}
-    for segment in segments:
-        for gtid in segment.last.last:
-            if gtid.domain not in last or gtid.sequence > last[gtid.domain].sequence:
-                last[gtid.domain] = gtid
-    return GtidPosition(tuple(sorted(last.values())))
-
-
-def gaps(segments: list[Segment], since: GtidPosition | None = None) -> list[dict[str, str]]:
-    """Where consecutive segments (in order) skip sequence numbers of a domain."""
-    reached = dict((g.domain, g.sequence) for g in since.last) if since else {}
-    found = []
-    for segment in segments:
-        for gtid in segment.first.last:
-            before = reached.get(gtid.domain)
-            if before is not None and gtid.sequence > before + 1:
-                found.append({"after": f"{gtid.domain}-{before}", "next": str(gtid),
-                              "segment": segment.key})
-        for gtid in segment.last.last:
-            reached[gtid.domain] = max(reached.get(gtid.domain, 0), gtid.sequence)
-    return found
+EARLY = 0.05  # and a share of the interval, for the scheduler's jitter
 
 
 @dataclass
@@ -105,6 +49,7 @@ class ArchiveState:
     caught_up_at: float | None = None  # every commit before this is in the store
     segments: int = 0
     gap: dict[str, str] | None = None
+    diverged: dict[str, str] | None = None  # the archive's tail was another history
     error: str | None = None
     cursor: dict[str, Any] = field(default_factory=dict)
 
@@ -144,7 +89,7 @@ class Archiver:
             # start it early by this pass's time (and a margin), so that it ends
             # within ``interval`` of this cut.
             took = time.monotonic() - started
-            await asyncio.sleep(max(0.0, self.interval - PASS_MARGIN * took - took))
+            await asyncio.sleep(max(0.0, self.interval * (1 - EARLY) - (1 + PASS_MARGIN) * took))
 
     async def archive_once(self) -> int:
         """One pass: everything committed before it begins is uploaded. Returns the
@@ -193,7 +138,25 @@ class Archiver:
                 break
             else:
                 break
+        assert chosen is not None
         self._file, self._pos = chosen, 4
+        if self.state.gap is None and self.since.last:
+            await self._align(names[names.index(chosen):])
+
+    async def _align(self, names: list[str]) -> None:
+        """Archive from the last transaction the archive and this server share."""
+        head = await asyncio.to_thread(self._read, names[0], 0, 64 * 1024)
+        base = ev.gtid_list(head) or GtidPosition()
+        ours = await own_gtids(self.datadir, names)
+        for gtid in base.last:
+            ours[(gtid.domain, gtid.sequence)] = gtid
+        lineage = await align(self.store, ours, base)
+        if lineage.moved:
+            self.state.diverged = {"archived_to": str(self.since),
+                                   "kept_to": str(lineage.since),
+                                   "set_aside": str(len(lineage.moved))}
+            self.since = lineage.since
+            self.state.archived_to = str(lineage.since)
 
     def _read(self, name: str, start: int, end: int) -> bytes:
         with open(self.datadir / name, "rb") as handle:

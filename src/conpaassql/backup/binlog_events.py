@@ -10,9 +10,11 @@ whole transactions, so that ``mariadb-binlog`` reads each one alone.
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from conpaassql.domain.gtid import Gtid, GtidPosition
 
@@ -115,3 +117,24 @@ def first_gtids(found: list[Transaction]) -> GtidPosition:
     for item in found:
         by_domain.setdefault(item.gtid.domain, item.gtid)
     return GtidPosition(tuple(sorted(by_domain.values())))
+
+
+def file_transactions(path: Path, end: int | None = None) -> list[Transaction]:
+    """The transactions of a binlog file up to ``end``, reading event headers only."""
+    found = []
+    with open(path, "rb") as handle:
+        if handle.read(4) != MAGIC:
+            raise BinlogFormatError(f"no binlog magic in {path.name}")
+        size = os.fstat(handle.fileno()).st_size if end is None else end
+        offset = 4
+        while offset + HEADER <= size:
+            handle.seek(offset)
+            head = handle.read(HEADER + 12)
+            timestamp, kind, server_id, length, _, _ = _HEAD.unpack_from(head)
+            if length < HEADER or offset + length > size:
+                break
+            if kind == GTID_EVENT and len(head) == HEADER + 12:
+                sequence, domain = struct.unpack_from("<QI", head, HEADER)
+                found.append(Transaction(offset, Gtid(domain, server_id, sequence), timestamp))
+            offset += length
+    return found

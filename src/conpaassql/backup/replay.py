@@ -17,8 +17,8 @@ import logging
 from dataclasses import dataclass
 
 from conpaassql.backup import binlog_events as ev
-from conpaassql.backup.archive import Segment, archived, gaps
 from conpaassql.backup.errors import BackupStoreError
+from conpaassql.backup.segments import Segment, archived, gaps
 from conpaassql.backup.store import BackupStore
 from conpaassql.domain.gtid import Gtid, GtidPosition
 from conpaassql.mysql import ServerPaths

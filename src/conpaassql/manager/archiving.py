@@ -127,6 +127,11 @@ class BinlogArchiving:
             interval=config.archive_interval)
 
     def _note(self, master: Node, status: ArchiveStatus) -> None:
+        if status.diverged is not None and (self.status is None
+                                            or self.status.diverged != status.diverged):
+            self.rt.store.record_event(
+                f"binlog archive: {status.diverged.get('set_aside')} segment(s) past "
+                f"{status.diverged.get('kept_to')} were another history, set aside", master.id)
         self.status = status
         if status.gap is not None and status.gap not in self.gaps:
             self.gaps.append(status.gap)

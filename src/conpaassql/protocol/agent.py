@@ -424,7 +424,7 @@ class Seeded(OpenReply):
 class ArchiveStatus(Reply):
     """The node's binlog archiver: how far the store holds its transactions."""
 
-    omitted_if_none: ClassVar[frozenset[str]] = frozenset({"gap", "error"})
+    omitted_if_none: ClassVar[frozenset[str]] = frozenset({"gap", "diverged", "error"})
 
     archiving: bool
     since: str = ""  # where this archiver began
@@ -433,6 +433,9 @@ class ArchiveStatus(Reply):
     caught_up_at: float | None = None  # every commit before this is in the store
     segments: int = 0
     gap: dict[str, str] | None = None
+    #: The archive's tail held transactions this node never had (a lost master's):
+    #: set aside, and archiving went on from the last one both share.
+    diverged: dict[str, str] | None = None
     error: str | None = None
 
 
