@@ -84,6 +84,7 @@ def test_archive_across_files_then_replay_to_a_second(lab: Lab, template: Path) 
         copied = await execute(source.info, "SELECT id, at FROM pitr.t ORDER BY id")
 
         archiver = Archiver(store, source.info, source.paths.datadir, GtidPosition())
+        archiver.max_segment = 1000  # segments of a few transactions each
         arrivals: list[float] = []
         for round_ in range(6):
             await write_rows(source, 8, pause=0.12)
@@ -96,8 +97,10 @@ def test_archive_across_files_then_replay_to_a_second(lab: Lab, template: Path) 
                 # a new archiver (a new master) continues from the archived GTIDs
                 archiver = Archiver(store, source.info, source.paths.datadir,
                                     position_of(await archived(store)))
+                archiver.max_segment = 1000
         segments = await archived(store)
         assert len({s.file for s in segments}) >= 2
+        assert len(segments) > 12 and max(s.count for s in segments) < 8
         assert gaps(segments) == []
         assert position_of(segments) == await gtid(source)
         assert sum(s.count for s in segments) == (await gtid(source)).sequence(0)

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 __all__ = ["PREFIX", "ArchiveState", "Archiver", "Segment", "archived", "gaps", "position_of"]
 
 PASS_MARGIN = 1.5  # the next pass's time, as a multiple of the last one's
+MAX_SEGMENT = 64 << 20  # bytes read and uploaded at once, cut at a transaction
 EARLY = 0.05  # and a share of the interval, for the scheduler's jitter
 
 
@@ -64,6 +65,7 @@ class Archiver:
         its role, now fenced or a slave: what it logs now is another master's)."""
         self.store, self.info, self.datadir, self.interval = store, info, datadir, interval
         self.only_writable = only_writable
+        self.max_segment = MAX_SEGMENT
         self.since = since
         self.state = ArchiveState(since=str(since), archived_to=str(since))
         self._file: str | None = None
@@ -108,9 +110,10 @@ class Archiver:
         for name in names[names.index(self._file):]:
             if name != self._file:
                 self._file, self._pos = name, 4
-            if files[name] > self._pos:
-                uploaded += await self._upload(name, self._pos, files[name])
-                self._pos = files[name]
+            while files[name] > self._pos:
+                stop = await asyncio.to_thread(self._boundary, name, self._pos, files[name])
+                uploaded += await self._upload(name, self._pos, stop)
+                self._pos = stop
         self.state.caught_up_at = began
         self.state.cursor = {"file": self._file, "pos": self._pos}
         return uploaded
@@ -157,6 +160,16 @@ class Archiver:
                                    "set_aside": str(len(lineage.moved))}
             self.since = lineage.since
             self.state.archived_to = str(lineage.since)
+
+    def _boundary(self, name: str, start: int, end: int) -> int:
+        """Where a segment from ``start`` ends: ``end``, or a transaction's start
+        ``max_segment`` bytes on at most (past it if one transaction is larger)."""
+        if end - start <= self.max_segment:
+            return end
+        offsets = [tx.offset for tx in ev.file_transactions(self.datadir / name, end)
+                   if tx.offset > start]
+        within = [offset for offset in offsets if offset <= start + self.max_segment]
+        return within[-1] if within else (offsets[0] if offsets else end)
 
     def _read(self, name: str, start: int, end: int) -> bytes:
         with open(self.datadir / name, "rb") as handle:
