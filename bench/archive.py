@@ -31,7 +31,7 @@ from rich.table import Table
 
 from benchlib import median, run_measured, verdict
 from conpaassql.backup import FileStore, load_or_create_key
-from conpaassql.backup.archive import Archiver, Segment, archived
+from conpaassql.backup.segments import Segment, archived
 from conpaassql.domain.gtid import GtidPosition
 from conpaassql.mysql import (
     ConnectInfo,
@@ -43,6 +43,7 @@ from conpaassql.mysql import (
     prepare_template,
     render_my_cnf,
 )
+from conpaassql.mysql.binlog_archive import Archiver
 from conpaassql.mysql.connection import Session
 from testbed.manager import SubnetClaim
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from conpaassql.backup import FileStore
-from conpaassql.backup.archive import Segment, archived, gaps, position_of
 from conpaassql.backup.keys import BackupKey
+from conpaassql.backup.segments import Segment, archived, gaps, position_of
 from conpaassql.domain.gtid import GtidPosition
 from tests.integration import workload
 from tests.integration.harness import Manager, wait_until

@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from conpaassql.backup import FileStore, load_or_create_key
-from conpaassql.backup.archive import Archiver, archived, gaps, position_of
-from conpaassql.backup.replay import Target, replay
+from conpaassql.backup.segments import archived, gaps, position_of
 from conpaassql.domain.gtid import GtidPosition
 from conpaassql.mysql import ServerSettings, execute, initialise_datadir, prepare_template
+from conpaassql.mysql.binlog_archive import Archiver
+from conpaassql.mysql.binlog_replay import Target, replay
 from tests.integration.test_mysql_server import Lab, Node, net
 
 pytestmark = pytest.mark.integration

@@ -8,9 +8,9 @@ import struct
 import pytest
 
 from conpaassql.backup import binlog_events as ev
-from conpaassql.backup.replay import Replayed, ReplayError, Target, _cut, plan
 from conpaassql.backup.segments import Segment, gaps, position_of
 from conpaassql.domain.gtid import GtidPosition
+from conpaassql.mysql.binlog_replay import Replayed, ReplayError, Target, _cut, plan
 
 QUERY = 2
 

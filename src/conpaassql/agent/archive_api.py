@@ -14,9 +14,9 @@ from typing import Any
 from conpaassql.agent.settings import AgentSettings
 from conpaassql.agent.supervisor import Supervisor
 from conpaassql.backup import BackupConfig, BackupKey, BackupStore, open_store
-from conpaassql.backup.archive import Archiver
 from conpaassql.domain.gtid import GtidPosition
 from conpaassql.errors import ConfigError, InvalidArgumentError
+from conpaassql.mysql.binlog_archive import Archiver
 from conpaassql.protocol import agent as protocol
 from conpaassql.protocol.agent import ArchiveRequest, ArchiveStatus, NoRequest
 from conpaassql.rpc.registry import CallContext, Registry

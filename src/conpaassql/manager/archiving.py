@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from conpaassql.backup import BackupStore, open_store
-from conpaassql.backup.archive import archived, position_of
+from conpaassql.backup.segments import archived, position_of
 from conpaassql.domain.gtid import GtidPosition
 from conpaassql.domain.node import Node
 from conpaassql.errors import ConpaasSQLError

@@ -21,8 +21,8 @@ from conpaassql.backup.errors import BackupStoreError
 from conpaassql.backup.segments import Segment, archived, gaps
 from conpaassql.backup.store import BackupStore
 from conpaassql.domain.gtid import Gtid, GtidPosition
-from conpaassql.mysql import ServerPaths
 from conpaassql.mysql.binaries import CLIENT, find_binary
+from conpaassql.mysql.paths import ServerPaths
 from conpaassql.mysql.pipes import collect, kill, write
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from conpaassql.backup.lineage import align, own_gtids
 from conpaassql.backup.segments import PREFIX, Segment, archived, gaps, position_of
 from conpaassql.backup.store import BackupStore
 from conpaassql.domain.gtid import Gtid, GtidPosition
-from conpaassql.mysql import ConnectInfo, execute
+from conpaassql.mysql.connection import ConnectInfo, execute
 
 log = logging.getLogger(__name__)
 
