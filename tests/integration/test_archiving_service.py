@@ -144,6 +144,23 @@ def test_archiving_survives_switchover_kill_and_restart_and_finds_a_gap(pair: Ma
                       ["archived_gtid"] == str(end) and found, 30, what="archived_gtid shown")
     assert info["gap"] is None and info["archive_lag_seconds"] is not None
 
+    # The manager killed and started again while the master archives and writes go on.
+    writer = workload.writer(manager).start()
+    try:
+        wait_until(lambda: len(writer.acked) > 50, 30, what="writes flowing again")
+        manager.kill()
+        count = len(writer.acked)
+        wait_until(lambda: len(writer.acked) > count + 50, 30, what="writes, no manager")
+        manager.start()
+        count = len(writer.acked)
+        wait_until(lambda: len(writer.acked) > count + 50, 30, what="writes, manager back")
+    finally:
+        writer.stop()
+    end = position(manager, master)
+    wait_until(lambda: position_of(segments_of(manager)).contains(end), 60,
+               what="the archive holding the last write")
+    assert_once_in_order(segments_of(manager), end)
+
     # The manager killed; archiving paused; a binlog purged before it was archived.
     manager.agent_url(master)  # (known before the manager goes)
     manager.kill()

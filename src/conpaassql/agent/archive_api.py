@@ -23,6 +23,8 @@ from conpaassql.rpc.registry import CallContext, Registry
 
 log = logging.getLogger(__name__)
 
+STOP_TIMEOUT = 20.0  # seconds a pass under way may take to end
+
 
 def store_config(params: ArchiveRequest) -> BackupConfig:
     return BackupConfig(
@@ -57,7 +59,13 @@ class ArchiveApi:
         if params.bucket is None and not self.settings.shares_machine:
             raise InvalidArgumentError("path", detail="a file store is on the manager's "
                                        "machine: this node needs an S3 store")
+        running = self.archiver
         await self._stop()
+        previous = running.since if running is not None else None
+        if previous is not None and previous.contains(since):
+            # What the running archiver stored since the manager read the store
+            # (a restarted manager) is not archived twice.
+            since = previous
         self._store = open_store(store_config(params), key, self.settings.paths.base)
         self.archiver = Archiver(self._store, self.supervisor.info, self.settings.paths.datadir,
                                  since, params.interval, only_writable=True)
@@ -68,9 +76,7 @@ class ArchiveApi:
     async def stop_archiving(self, params: NoRequest, ctx: CallContext) -> dict[str, Any]:
         """Stop archiving after one last pass (what is committed so far goes too)."""
         if self.archiver is not None and self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._finish()
             with contextlib.suppress(Exception):
                 await self.archiver.archive_once()
         status = self._status()
@@ -91,11 +97,16 @@ class ArchiveApi:
                              gap=state.gap, diverged=state.diverged,
                              error=state.error).wire()
 
-    async def _stop(self) -> None:
+    async def _finish(self) -> None:
+        """Let the pass under way end, then the archiver (cut if it takes too long)."""
+        if self.archiver is not None:
+            self.archiver.request_stop()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._task, STOP_TIMEOUT)
+
+    async def _stop(self) -> None:
+        await self._finish()
         if self._store is not None:
             await self._store.close()
         self._task = self._store = self.archiver = None

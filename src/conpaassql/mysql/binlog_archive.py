@@ -18,6 +18,7 @@ file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -71,27 +72,33 @@ class Archiver:
         self._file: str | None = None
         self._pos = 4
         self._server_id: int | None = None
-        self.paused = False  # (tests) passes are skipped while set
+        self._stopping = asyncio.Event()
+
+    def request_stop(self) -> None:
+        """End ``run`` after the pass under way (an upload is not cut in the middle:
+        what it stored is in ``since``)."""
+        self._stopping.set()
 
     async def run(self) -> None:
-        """Pass after pass until cancelled; an error is kept in the state and retried."""
-        while True:
+        """Pass after pass until stopped; an error is kept in the state and retried."""
+        while not self._stopping.is_set():
             started = time.monotonic()
-            if not self.paused:
-                try:
-                    await self.archive_once()
-                    self.state.error = None
-                except (OSError, ev.BinlogFormatError, ValueError) as exc:
-                    self.state.error = str(exc)[:300]
-                    log.warning("binlog archiving: %s", self.state.error)
-                except Exception as exc:  # noqa: BLE001 (MySQL and store errors alike)
-                    self.state.error = f"{type(exc).__name__}: {exc}"[:300]
-                    log.warning("binlog archiving: %s", self.state.error)
+            try:
+                await self.archive_once()
+                self.state.error = None
+            except (OSError, ev.BinlogFormatError, ValueError) as exc:
+                self.state.error = str(exc)[:300]
+                log.warning("binlog archiving: %s", self.state.error)
+            except Exception as exc:  # noqa: BLE001 (MySQL and store errors alike)
+                self.state.error = f"{type(exc).__name__}: {exc}"[:300]
+                log.warning("binlog archiving: %s", self.state.error)
             # A commit just after this pass's cut is stored by the end of the next:
             # start it early by this pass's time (and a margin), so that it ends
             # within ``interval`` of this cut.
             took = time.monotonic() - started
-            await asyncio.sleep(max(0.0, self.interval * (1 - EARLY) - (1 + PASS_MARGIN) * took))
+            pause = max(0.0, self.interval * (1 - EARLY) - (1 + PASS_MARGIN) * took)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), pause)
 
     async def archive_once(self) -> int:
         """One pass: everything committed before it begins is uploaded. Returns the
