@@ -287,7 +287,7 @@ def _router(ini: IniFile) -> RouterConfig | None:
 #: The keys of ``[backup]``.
 BACKUP_KEYS = frozenset({
     "STORE", "ENDPOINT_URL", "REGION", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "SESSION_TOKEN",
-    "ADDRESSING_STYLE", "PART_SIZE"})
+    "ADDRESSING_STYLE", "PART_SIZE", "ARCHIVE_INTERVAL"})
 ADDRESSING_STYLES = ("auto", "path", "virtual")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 MIB = 1 << 20
@@ -310,6 +310,7 @@ class BackupConfig:
     session_token: str | None = field(default=None, repr=False)
     addressing_style: str = "auto"
     part_size: int = 8 * MIB  # bytes of each part of a multipart upload
+    archive_interval: float = 5.0  # seconds between binlog archive passes (the RPO)
 
     @property
     def url(self) -> str:
@@ -350,7 +351,8 @@ class BackupConfig:
                    region=section.get("region"), access_key_id=access,
                    secret_access_key=secret, session_token=section.get("session_token"),
                    addressing_style=style,
-                   part_size=section.integer("part_size", 8, 5, 5120) * MIB)
+                   part_size=section.integer("part_size", 8, 5, 5120) * MIB,
+                   archive_interval=section.number("archive_interval", 5.0, 0.1))
 
 
 def _backup_store(section: Section) -> tuple[Path | None, str | None, str]:

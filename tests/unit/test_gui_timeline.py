@@ -165,6 +165,12 @@ CASES = [
          "come up", "event"),
     node("restoring node {node_id} from backup {backup_id} failed: {exc}",
          "restoring node 4 from backup 20261207T103000Z-full-3fa2c1 failed: MySQL error", "event"),
+    # binlog archiving
+    node("binlog archiving from {since or 'the start'}", "binlog archiving from 0-1-57",
+         "event"),
+    node("binlog archive: {status.diverged.get('set_aside')} segment(s) past "
+         "{status.diverged.get('kept_to')} were another history, set aside",
+         "binlog archive: 1 segment(s) past 0-1-41 were another history, set aside", "event"),
 ]
 
 #: The kind of a node's move to each state (the reconcile loop's moves).

@@ -34,7 +34,7 @@ ALLOWED: dict[str, frozenset[str] | None] = {
     # imports neither of them.
     "protocol": frozenset({"rpc", "errors", "names", "domain"}),
     # The backup stores: a library the manager and the agents both use.
-    "backup": frozenset({"errors", "files", "config"}),
+    "backup": frozenset({"errors", "files", "config", "domain"}),
     **{shared: frozenset({"errors"}) for shared in SHARED},
 }
 # part -> the parts of ours it must not import.

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from conpaassql.agent.admin_api import AdminApi
+from conpaassql.agent.archive_api import ArchiveApi
 from conpaassql.agent.cert_api import CertificateApi
 from conpaassql.agent.data_api import DataApi
 from conpaassql.agent.options_api import OptionsApi
@@ -49,6 +50,7 @@ class AgentApi:
         self.replication = ReplicationApi(settings, supervisor)
         self.certificates = CertificateApi(settings, supervisor)
         self.options = OptionsApi(settings, supervisor)
+        self.archive = ArchiveApi(settings, supervisor)
 
     def registry(self) -> Registry:
         registry = Registry()
@@ -67,6 +69,7 @@ class AgentApi:
         self.replication.register(registry)
         self.certificates.register(registry)
         self.options.register(registry)
+        self.archive.register(registry)
         add_discovery(registry, "conpaassql agent", access="manager")
         return registry
 

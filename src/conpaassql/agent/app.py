@@ -80,6 +80,7 @@ async def serve(settings: AgentSettings) -> None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConpaasSQLError):
                 await task
+        await web.api.archive.close()
         with contextlib.suppress(ConpaasSQLError):
             await supervisor.stop()
         supervisor.session.close()

@@ -19,6 +19,8 @@ from conpaassql.errors import RemoteError, UnreachableError
 from conpaassql.protocol import agent as protocol
 from conpaassql.protocol.agent import (
     AgentMethod,
+    ArchiveRequest,
+    ArchiveStatus,
     BackupTaken,
     BackupToStoreRequest,
     CertificateInstalled,
@@ -260,6 +262,21 @@ class AgentLink:
                                   timeout: float | None = None) -> CertificateInstalled:
         """The node's certificate issued again: the agent serves it at once."""
         return await self._call(node, protocol.INSTALL_CERTIFICATE, request, timeout)
+
+    # -- binlog archiving -------------------------------------------------------
+
+    async def archive_binlogs(self, node: Node, request: ArchiveRequest, *,
+                              timeout: float | None = None) -> ArchiveStatus:
+        """The node (the master) archives its binlogs to the store from a GTID on."""
+        return await self._call(node, protocol.ARCHIVE_BINLOGS, request, timeout)
+
+    async def stop_archiving(self, node: Node, *, timeout: float | None = None
+                             ) -> ArchiveStatus:
+        return await self._call(node, protocol.STOP_ARCHIVING, None, timeout)
+
+    async def get_archive_status(self, node: Node, *, timeout: float | None = None
+                                 ) -> ArchiveStatus:
+        return await self._call(node, protocol.GET_ARCHIVE_STATUS, None, timeout)
 
     # -- connections ------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from conpaassql.logs import setup_logging
 from conpaassql.manager.agents import AgentLink
 from conpaassql.manager.api import ManagerApi
 from conpaassql.manager.api_security import secure_api
+from conpaassql.manager.archiving import BinlogArchiving
 from conpaassql.manager.authority import Authority
 from conpaassql.manager.configuration import ServiceConfiguration
 from conpaassql.manager.credentials import ServiceSecrets
@@ -103,9 +104,14 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
     nodes = NodeService(runtime)
     replication = Replication(nodes)
     configuration = ServiceConfiguration(nodes, replication)
-    reconciler = Reconciler(runtime, nodes, replication, configuration)
+    archiving = BinlogArchiving(nodes, state_dir)
+    reconciler = Reconciler(runtime, nodes, replication, configuration, archiving)
     monitor = LoopMonitor()
     api = ManagerApi(nodes, reconciler, replication, log_file, monitor)
+    backups = api.backups.backups
+    # A gap in the binlog archive: a new full backup starts on its own.
+    archiving.request_full_backup = lambda reason: nodes.spawn(
+        backups.start("full"), f"full backup after a gap in the binlog archive ({reason})")
     registry = api.registry()
     authorizer, gate, api_tls, scheme = secure_api(config, authority,
                                                    TokenStore(state_dir / "secrets"), bind)
@@ -125,7 +131,7 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
     monitor.start()
     prepare = asyncio.create_task(clouds.prepare(), name="prepare clouds")
     await reconciler.start()
-    await api.backups.backups.resume()
+    await backups.resume()
     loop_task = asyncio.create_task(reconciler.run(), name="reconcile")
     agents_task = asyncio.create_task(agents_server.serve(), name="agents port")
     log.info("manager of service %s listening on %s://%s:%d/, agents on https://%s:%d/ "

@@ -105,6 +105,12 @@ FAMILIES = (
     Family("node_threads_running", "gauge", "Statements running now (the agent's left out)",
            NODE),
     Family("node_slow_queries", "counter", "Queries the server counted as slow", NODE),
+    Family("binlog_archive_lag_seconds", "gauge",
+           "Time since the master's last binlog archive pass that caught up"),
+    Family("binlog_archived_timestamp_seconds", "gauge",
+           "Commit time of the last transaction in the binlog archive"),
+    Family("binlog_archive_gap", "gauge",
+           "1 when the binlog archive has a gap that no binlog can fill"),
 )
 
 
@@ -187,7 +193,8 @@ class ServiceCollector(Collector):
 
     def __init__(self, nodes: NodeService, reports: Callable[[], Mapping[int, StateReport]],
                  copying: Callable[[], frozenset[int]], performance: PerformanceCache,
-                 tally: Tally, loop_lag: Callable[[], dict[str, Any]] | None = None) -> None:
+                 tally: Tally, loop_lag: Callable[[], dict[str, Any]] | None = None,
+                 archive: Callable[[], dict[str, Any] | None] | None = None) -> None:
         self._nodes = nodes
         self._store = nodes.rt.store
         self._reports = reports
@@ -195,6 +202,7 @@ class ServiceCollector(Collector):
         self._performance = performance
         self._tally = tally
         self._loop_lag = loop_lag
+        self._archive = archive
 
     def describe(self) -> Iterable[Metric]:
         return [family.empty() for family in FAMILIES]
@@ -232,10 +240,21 @@ class ServiceCollector(Collector):
             _add(out, "last_failover_duration_seconds", [], self._tally.failover_seconds)
         if self._tally.failover_at is not None:
             _add(out, "last_failover_timestamp_seconds", [], self._tally.failover_at)
+        self._archived(out)
         figures = self._loop_lag() if self._loop_lag is not None else {}
         for quantile, key in (("0.99", "loop_lag_p99_ms"), ("1", "loop_lag_max_ms")):
             if isinstance(figures.get(key), int | float):
                 _add(out, "manager_loop_lag_seconds", [quantile], figures[key] / 1000)
+
+    def _archived(self, out: dict[str, Metric]) -> None:
+        shown = self._archive() if self._archive is not None else None
+        if shown is None:
+            return
+        if shown.get("archive_lag_seconds") is not None:
+            _add(out, "binlog_archive_lag_seconds", [], shown["archive_lag_seconds"])
+        if shown.get("archived_to") is not None:
+            _add(out, "binlog_archived_timestamp_seconds", [], shown["archived_to"])
+        _add(out, "binlog_archive_gap", [], shown.get("gap") is not None)
 
     def _node(self, out: dict[str, Metric], node: Node, labels: list[str],
               report: StateReport | None, copying: bool) -> None:
@@ -307,7 +326,9 @@ class ManagerMetrics:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(ServiceCollector(
             nodes, lambda: latest_reports(reconciler), lambda: replication.seeding,
-            self.performance, self.tally, monitor.figures if monitor is not None else None))
+            self.performance, self.tally, monitor.figures if monitor is not None else None,
+            lambda: (None if reconciler.archiving is None
+                     else reconciler.archiving.service_info())))
 
     async def serve(self, request: Request) -> Response:
         """``GET /metrics``: the text format (OpenMetrics when the scraper asks for it)."""

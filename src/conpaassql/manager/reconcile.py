@@ -23,6 +23,7 @@ from conpaassql.domain.diagnosis import TARGET, Observation, Situation, Threshol
 from conpaassql.domain.node import Node
 from conpaassql.domain.states import NodeState
 from conpaassql.errors import ConpaasSQLError, IllegalMoveError
+from conpaassql.manager.archiving import BinlogArchiving
 from conpaassql.manager.cloud_watch import CloudWatch, in_cloud_since
 from conpaassql.manager.configuration import ServiceConfiguration
 from conpaassql.manager.cycle import Act, CycleResult, Outcome, Snapshot, frozen, tally
@@ -38,12 +39,14 @@ PROBED_STATES = frozenset({NodeState.PENDING, NodeState.BOOTING, NodeState.RUNNI
 
 class Reconciler:
     def __init__(self, runtime: Runtime, nodes: NodeService, replication: Replication,
-                 configuration: ServiceConfiguration | None = None) -> None:
+                 configuration: ServiceConfiguration | None = None,
+                 archiving: BinlogArchiving | None = None) -> None:
         self.rt = runtime
         self.nodes = nodes
         nodes.wake_loop = self.wake
         self.replication = replication
         self.configuration = configuration or ServiceConfiguration(nodes, replication)
+        self.archiving = archiving
         self.limits = Thresholds(failure_threshold=runtime.config.failure_threshold,
                                  boot_timeout=runtime.config.boot_timeout)
         self.failures: dict[int, int] = {}
@@ -68,6 +71,8 @@ class Reconciler:
 
     async def close(self) -> None:
         await self.watch.close()
+        if self.archiving is not None:
+            await self.archiving.close()
 
     async def run(self) -> None:
         logged = ""
@@ -132,6 +137,8 @@ class Reconciler:
         # gets its role in the same cycle.
         outcomes += await self.replication.reconcile(snapshot.with_nodes(changed))
         outcomes += await self.configuration.reconcile(snapshot)
+        if self.archiving is not None:
+            outcomes += self.archiving.reconcile(snapshot.with_nodes(changed))
         done = [o.message for o in outcomes if o.action.shown]
         self.nodes.refresh_service_state(done[0] if done else "reconcile")
         state, _ = self.rt.store.service_state()

@@ -270,6 +270,25 @@ class CertificateRequest(Request):
     key: Pem = Field(repr=False)
 
 
+class ArchiveRequest(Request):
+    """Archive this node's binlogs to a backup store (the master's agent): the store
+    as ``[backup]`` names it, the service's backup key, and the GTID position the
+    store already holds (archiving begins with the transaction after it)."""
+
+    path: Text | None = None  # a file store's directory (on a machine the node shares)
+    bucket: Text | None = None
+    prefix: Text = ""
+    endpoint_url: Text | None = None
+    region: Text | None = None
+    access_key_id: Text | None = None
+    secret_access_key: Text | None = Field(default=None, repr=False)
+    session_token: Text | None = Field(default=None, repr=False)
+    addressing_style: Literal["auto", "path", "virtual"] = "auto"
+    key: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{43}=?$", repr=False)]
+    since: Text = ""
+    interval: Annotated[float, Field(gt=0, le=3600)] = 5.0
+
+
 # -- replies --------------------------------------------------------------------
 
 
@@ -451,6 +470,24 @@ class Seeded(OpenReply):
     transport: str = "http"
 
 
+class ArchiveStatus(Reply):
+    """The node's binlog archiver: how far the store holds its transactions."""
+
+    omitted_if_none: ClassVar[frozenset[str]] = frozenset({"gap", "diverged", "error"})
+
+    archiving: bool
+    since: str = ""  # where this archiver began
+    archived_to: str = ""  # the GTID position the store holds (as far as it knows)
+    archived_time: int | None = None  # commit time of the last archived transaction
+    caught_up_at: float | None = None  # every commit before this is in the store
+    segments: int = 0
+    gap: dict[str, str] | None = None
+    #: The archive's tail held transactions this node never had (a lost master's):
+    #: set aside, and archiving went on from the last one both share.
+    diverged: dict[str, str] | None = None
+    error: str | None = None
+
+
 class ServiceOptionsSet(Reply):
     """The options as this server spells them, which took effect at once (``SET GLOBAL``)
     and which wait for a restart."""
@@ -558,6 +595,9 @@ SEED_FROM = _method("seed_from", "POST", SeedRequest, Seeded)
 BACKUP_TO_STORE = _method("backup_to_store", "POST", BackupToStoreRequest, BackupTaken)
 RESTORE_FROM_STORE = _method("restore_from_store", "POST", RestoreFromStoreRequest,
                              RestoredFromStore)
+ARCHIVE_BINLOGS = _method("archive_binlogs", "POST", ArchiveRequest, ArchiveStatus)
+STOP_ARCHIVING = _method("stop_archiving", "POST", NoRequest, ArchiveStatus)
+GET_ARCHIVE_STATUS = _method("get_archive_status", "GET", NoRequest, ArchiveStatus)
 
 METHODS: tuple[AgentMethod[Any, Any], ...] = (
     GET_SERVER_STATE, START_SERVER, STOP_SERVER, RESTART_SERVER, SET_SERVER_CONFIGURATION,
@@ -567,7 +607,7 @@ METHODS: tuple[AgentMethod[Any, Any], ...] = (
     SET_REPLICA_HOSTS, WAIT_FOR_GTID, DRAIN_RELAY_LOG, FENCE, GET_REPLICATION_STATUS,
     BACKUP_STREAM, BACKUP_PUSH, COPY_DUMP, SEED_FROM, INSTALL_CERTIFICATE,
     SET_SERVICE_OPTIONS, GET_SERVICE_OPTIONS, RESTART_FOR_OPTIONS, BACKUP_TO_STORE,
-    RESTORE_FROM_STORE,
+    RESTORE_FROM_STORE, ARCHIVE_BINLOGS, STOP_ARCHIVING, GET_ARCHIVE_STATUS,
 )
 
 
