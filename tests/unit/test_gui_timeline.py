@@ -154,12 +154,20 @@ CASES = [
          "backup 20261207T103000Z-full-3fa2c1 failed: Agent unreachable", "event"),
     service("backup(s) {', '.join(doomed)} deleted",
             "backup(s) 20261207T103000Z-full-3fa2c1 deleted", None, "event"),
-    node("node {node.id} added to hold backup {backup_id}",
+    node("node {node.id} added to hold {what}",
          "node 4 added to hold backup 20261207T103000Z-full-3fa2c1", "event"),
-    node("node {node_id} restored from backup {backup_id} (GTID position "
+    node("node {node.id} added to hold {what}",
+         "node 4 added to hold the data of 2026-12-07 10:00:00 UTC (from backup "
+         "20261207T103000Z-full-3fa2c1)", "event"),
+    node("node {node_id} restored from backup {backup_id}{upto} (GTID position "
          "{done.gtid_position or 'empty'}), read-only, apart from replication",
          "node 4 restored from backup 20261207T103000Z-full-3fa2c1 (GTID position 0-1-57), "
          "read-only, apart from replication", "event"),
+    node("node {node_id} restored from backup {backup_id}{upto} (GTID position "
+         "{done.gtid_position or 'empty'}), read-only, apart from replication",
+         "node 4 restored from backup 20261207T103000Z-full-3fa2c1 and the binlogs to "
+         "2026-12-07 10:00:00 UTC (GTID position 0-1-57), read-only, apart from "
+         "replication", "event"),
     node("restoring node {node_id} from backup {backup_id} failed: the node did not come up",
          "restoring node 4 from backup 20261207T103000Z-full-3fa2c1 failed: the node did not "
          "come up", "event"),

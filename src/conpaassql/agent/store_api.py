@@ -8,6 +8,7 @@ One backup or restore at a time on a node.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -17,9 +18,11 @@ from conpaassql.agent.settings import AgentSettings
 from conpaassql.agent.supervisor import Supervisor
 from conpaassql.backup import BackupKey, BackupStore, open_store
 from conpaassql.config import BackupConfig
+from conpaassql.domain.gtid import GtidPosition
 from conpaassql.domain.states import AgentState
 from conpaassql.errors import BusyError, ConpaasSQLError, WrongStateError
 from conpaassql.mysql.backup import adopt_gtid_position
+from conpaassql.mysql.binlog_replay import Replayed, Target, replay
 from conpaassql.mysql.store_backup import ReplayHook, restore_chain, take_backup
 from conpaassql.protocol import agent as protocol
 from conpaassql.protocol.agent import (
@@ -108,7 +111,10 @@ class StoreApi:
                 run_as=self.settings.server_settings().run_as,
                 swap=self.supervisor.replace_data)
             await adopt_gtid_position(self.supervisor.session, result.gtid_position)
-            if self.replay is not None:
+            if params.target_time is not None:
+                replayed = await self._replay(store, result.gtid_position, params.target_time)
+                result = dataclasses.replace(result, gtid_position=str(replayed.position))
+            elif self.replay is not None:
                 await self.replay(self.supervisor.session, result.gtid_position)
         except ConpaasSQLError as exc:
             log.error("node %d: restore failed: %s", node, exc)
@@ -122,3 +128,18 @@ class StoreApi:
                                  f"{result.gtid_position or 'empty'})")
         return RestoredFromStore.model_validate(
             {**result.as_dict(), "seconds": round(time.monotonic() - started, 3)}).wire()
+
+    async def _replay(self, store: BackupStore, gtid_position: str,
+                      target_time: float) -> Replayed:
+        """The archived binlogs applied from ``gtid_position`` up to ``target_time``
+        (the server's own binlog emptied first: under ``gtid_strict_mode`` the
+        replayed GTIDs must follow nothing of its own)."""
+        session = self.supervisor.session
+        await session.execute("RESET MASTER", idempotent=True)
+        start = GtidPosition.parse(gtid_position)
+        replayed = await replay(store, self.settings.paths, start, Target(time=target_time))
+        await adopt_gtid_position(session, str(replayed.position))
+        log.info("node %d: %d archived transaction(s) replayed to %s (last committed at %s)",
+                 self.settings.node_id, replayed.transactions, replayed.position,
+                 replayed.last_time)
+        return replayed

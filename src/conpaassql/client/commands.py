@@ -439,11 +439,11 @@ def _delete_backup(values: Values) -> dict[str, Any]:
 
 
 def _restore_node(values: Values) -> dict[str, Any]:
-    backup = values.get("backup")
-    if backup is None:
-        raise ArgumentError("give --backup ID (list_backups shows them)")
-    params: dict[str, Any] = {"backup": parse_name(backup, "--backup")}
-    return _optional(params, values, {"cloud": "cloud"})
+    backup, when = values.get("backup"), values.get("time")
+    if (backup is None) == (when is None):
+        raise ArgumentError("give --backup ID (list_backups shows them) or --time TIME")
+    params: dict[str, Any] = {}
+    return _optional(params, values, {"backup": "backup", "time": "time", "cloud": "cloud"})
 
 
 _CLOUD = Opt("cloud", "NAME", "Create the node(s) in this cloud (as the manager names it).")
@@ -590,11 +590,18 @@ COMMANDS: tuple[Command, ...] = (
                  flag=True),),
             details="A backup an incremental still needs is refused unless "
                     "--with-incrementals deletes them with it."),
-    Command("restore_node", "restore_node", "POST", "Add a node holding backup ID's data.",
+    Command("restore_node", "restore_node", "POST",
+            "Add a node holding a backup's data, or TIME's.",
             _restore_node, (), (Opt("backup", "ID", "The backup to restore (its incrementals' "
-                                    "full backup first)."), _CLOUD),
-            details="The new node (role restored) stands apart from replication, read-only: "
-                    "read or dump what was lost, then remove it."),
+                                    "full backup first)."),
+                                Opt("time", "TIME", "The second to restore: ISO 8601 "
+                                    "('2026-12-07 10:00:00' is UTC; or with a zone, "
+                                    "'2026-12-07T10:00:00+01:00') or epoch seconds."),
+                                _CLOUD),
+            details="With --time, the latest backup at or before TIME is restored, then the "
+                    "archived binlogs replayed up to that second; list_backups shows the "
+                    "restorable window. The new node (role restored) stands apart from "
+                    "replication, read-only: read or dump what was lost, then remove it."),
     Command("restart_nodes", "restart_nodes", "POST",
             "Restart the nodes (or node ID), rolling.",
             _optional_node, _NODE_ARG,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from conpaassql.errors import InvalidArgumentError, MissingArgumentError
-from conpaassql.manager import views
+from conpaassql.manager import point_in_time, views
 from conpaassql.manager.backups import Backups
 from conpaassql.manager.service import NodeService
 from conpaassql.rpc.registry import CallContext, Registry
@@ -24,7 +24,7 @@ class DeleteBackupParams(Params):
 
 class RestoreNodeParams(Params):
     backup: Text | None = None
-    time: Text | float | int | None = None  # a point in time: with the binlog archive
+    time: Text | float | int | None = None  # ISO 8601 (UTC when naive) or epoch seconds
     cloud: Text | None = None
 
 
@@ -55,10 +55,16 @@ class BackupApi:
     async def restore_node(self, params: RestoreNodeParams, ctx: CallContext) -> dict[str, Any]:
         """A new node holding a backup's data, apart from replication."""
         if params.time is not None:
-            raise InvalidArgumentError("time", detail="not yet: a point in time needs the "
-                                       "binlog archive; give a backup id (list_backups)")
-        if params.backup is None:
-            raise MissingArgumentError("backup")
-        node = await self.backups.restore_node(params.backup, params.cloud)
+            if params.backup is not None:
+                raise InvalidArgumentError("backup", detail="give a backup or a time, not both")
+            target = point_in_time.parse_time(params.time)
+            node = await self.backups.restore_node_at(target, params.cloud)
+        elif params.backup is None:
+            raise MissingArgumentError("backup", detail="give a backup id (list_backups) or "
+                                       "a time (ISO 8601, UTC when no zone is given, or "
+                                       "epoch seconds)")
+        else:
+            node = await self.backups.restore_node(params.backup, params.cloud)
         shown = views.node_summary(node)
-        return {"serviceNode": shown, "nodes": [shown], "backup": params.backup}
+        return {"serviceNode": shown, "nodes": [shown],
+                "backup": node.details["restore"]["backup"]}

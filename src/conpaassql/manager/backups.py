@@ -20,6 +20,7 @@ from typing import Any
 
 from conpaassql.backup import BackupStore, open_store
 from conpaassql.backup.catalog import BackupRecord, Catalog, new_backup_id
+from conpaassql.backup.segments import archived
 from conpaassql.domain.node import Node
 from conpaassql.domain.states import NodeState, Role
 from conpaassql.errors import (
@@ -28,6 +29,7 @@ from conpaassql.errors import (
     NotFoundError,
     WrongStateError,
 )
+from conpaassql.manager import point_in_time
 from conpaassql.manager.service import NodeService
 from conpaassql.protocol.agent import BackupToStoreRequest, RestoreFromStoreRequest, StoreSettings
 
@@ -174,11 +176,9 @@ class Backups:
 
     async def listing(self) -> dict[str, Any]:
         records = await self.records()
-        done = [r for r in records if r.state == "done" and r.finished is not None]
-        restorable = {"from": min((r.finished for r in done), default=None),  # type: ignore
-                      "to": max((r.finished for r in done), default=None)}  # type: ignore
+        start, end = point_in_time.window(records, await archived(self.store))
         return {"backups": [{name: getattr(r, name) for name in SHOWN} for r in records],
-                "restorable": restorable}
+                "restorable": {"from": start, "to": end}}
 
     async def delete(self, backup_id: str, with_incrementals: bool = False) -> list[str]:
         """Delete a backup (objects, then record); the ids deleted, newest first."""
@@ -221,12 +221,27 @@ class Backups:
 
     async def restore_node(self, backup_id: str, cloud: str | None = None) -> Node:
         """A new node (role ``restored``) that takes the backup's data once it runs."""
-        chain = await self.chain(backup_id)
+        return await self._restore_node(await self.chain(backup_id), cloud, None)
+
+    async def restore_node_at(self, target: float, cloud: str | None = None) -> Node:
+        """A new node (role ``restored``) holding the data as it was at the second
+        ``target``: the latest backup at or before it, then the archived binlogs."""
+        records = await self.records()
+        chosen = point_in_time.choose(records, await archived(self.store), target)
+        return await self._restore_node(await self.chain(chosen.id), cloud, target)
+
+    async def _restore_node(self, chain: list[BackupRecord], cloud: str | None,
+                            target: float | None) -> Node:
+        backup_id = chain[-1].id
         node = (await self.nodes.add_nodes(1, cloud, role=Role.RESTORED))[0]
-        node = self.rt.store.update_node(node.id, details={
-            **node.details, "restore": {"backup": backup_id, "state": "waiting"}})
-        self.rt.store.record_event(f"node {node.id} added to hold backup {backup_id}", node.id)
-        self.nodes.spawn(self._restore(node.id, chain), f"restore node {node.id}")
+        restore: dict[str, Any] = {"backup": backup_id, "state": "waiting"}
+        what = f"backup {backup_id}"
+        if target is not None:
+            restore["time"] = target
+            what = f"the data of {point_in_time.shown(target)} (from {what})"
+        node = self.rt.store.update_node(node.id, details={**node.details, "restore": restore})
+        self.rt.store.record_event(f"node {node.id} added to hold {what}", node.id)
+        self.nodes.spawn(self._restore(node.id, chain, target), f"restore node {node.id}")
         return node
 
     async def resume(self) -> None:
@@ -244,7 +259,8 @@ class Backups:
             except ConpaasSQLError as exc:
                 self._note(node.id, state="failed", error=str(exc))
                 continue
-            self.nodes.spawn(self._restore(node.id, chain), f"restore node {node.id}")
+            self.nodes.spawn(self._restore(node.id, chain, restore.get("time")),
+                             f"restore node {node.id}")
 
     def _note(self, node_id: int, **restore: Any) -> None:
         node = self.rt.store.get_node(node_id)
@@ -264,7 +280,8 @@ class Backups:
             await asyncio.sleep(POLL)
         return None
 
-    async def _restore(self, node_id: int, chain: list[BackupRecord]) -> None:
+    async def _restore(self, node_id: int, chain: list[BackupRecord],
+                       target: float | None = None) -> None:
         backup_id = chain[-1].id
         node = await self._running_node(node_id)
         if node is None:
@@ -274,7 +291,8 @@ class Backups:
             return
         self._note(node_id, state="running")
         request = RestoreFromStoreRequest(
-            store=self.settings(), objects=[key for r in chain for key in r.objects])
+            store=self.settings(), objects=[key for r in chain for key in r.objects],
+            target_time=target)
         try:
             done = await self.rt.agents.restore_from_store(node, request,
                                                            timeout=BACKUP_TIMEOUT)
@@ -284,8 +302,9 @@ class Backups:
                                        f"failed: {exc}", node_id)
             return
         self._note(node_id, state="done", gtid=done.gtid_position)
+        upto = "" if target is None else f" and the binlogs to {point_in_time.shown(target)}"
         self.rt.store.record_event(
-            f"node {node_id} restored from backup {backup_id} (GTID position "
+            f"node {node_id} restored from backup {backup_id}{upto} (GTID position "
             f"{done.gtid_position or 'empty'}), read-only, apart from replication", node_id)
 
 

@@ -252,11 +252,14 @@ class BackupToStoreRequest(Request):
 
 class RestoreFromStoreRequest(Request):
     """Replace this node's data by the backup in ``objects`` (the full backup's
-    object, then its incrementals' in order); the server stays read-only."""
+    object, then its incrementals' in order); the server stays read-only. With
+    ``target_time`` (epoch seconds), the archived binlogs are then replayed from the
+    backup's GTID position up to that second."""
 
     store: StoreSettings
     objects: Annotated[list[Annotated[str, Field(min_length=1, max_length=900)]],
                        Field(min_length=1, max_length=1000)]
+    target_time: Annotated[float, Field(ge=0)] | None = None
 
 
 #: A PEM certificate or key: printable ASCII lines, bounded.
