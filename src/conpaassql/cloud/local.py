@@ -227,20 +227,19 @@ def port_free(ip: str, port: int) -> bool:
     return True
 
 
-def stop_node_processes(directory: Path, grace: float = 15.0) -> None:
-    """Stop a node's agent (its whole process group) and its mariadbd."""
+def _node_processes(directory: Path) -> tuple[list[int], set[int]]:
+    """The node's agent and mariadbd pids, and their process groups."""
     pids = [pid for pid in (read_pid(directory / AGENT_PID_FILE),
                             read_pid(directory / MYSQLD_PID_FILE)) if pid]
     groups = set()
     for pid in pids:
         with contextlib.suppress(OSError):
             groups.add(os.getpgid(pid))
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and any(pid_alive(pid) for pid in pids):
-        time.sleep(0.05)
+    return pids, groups
+
+
+def _kill(pids: list[int], groups: set[int]) -> None:
+    """SIGKILL the groups (never ours) and whatever of ``pids`` is left."""
     for group in groups:
         if group > 1 and group != os.getpgrp():
             with contextlib.suppress(OSError):
@@ -251,24 +250,27 @@ def stop_node_processes(directory: Path, grace: float = 15.0) -> None:
                 os.kill(pid, signal.SIGKILL)
 
 
+def _wait_gone(pids: list[int], seconds: float, step: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(pid_alive(pid) for pid in pids):
+        time.sleep(step)
+
+
+def stop_node_processes(directory: Path, grace: float = 15.0) -> None:
+    """Stop a node's agent (its whole process group) and its mariadbd."""
+    pids, groups = _node_processes(directory)
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+    _wait_gone(pids, grace, 0.05)
+    _kill(pids, groups)
+
+
 def kill_node_processes(directory: Path, wait: float = KILL_WAIT) -> None:
     """Kill a node's agent and mariadbd at once (SIGKILL, their process group too)
     and wait, ``wait`` seconds at most, until they are gone: for a node whose data
     is thrown away, which needs neither mariadbd's shutdown nor the agent's.
     """
-    pids = [pid for pid in (read_pid(directory / AGENT_PID_FILE),
-                            read_pid(directory / MYSQLD_PID_FILE)) if pid]
-    groups = set()
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            groups.add(os.getpgid(pid))
-    for group in groups:
-        if group > 1 and group != os.getpgrp():
-            with contextlib.suppress(OSError):
-                os.killpg(group, signal.SIGKILL)
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline and any(pid_alive(pid) for pid in pids):
-        time.sleep(0.01)
+    pids, groups = _node_processes(directory)
+    _kill(pids, groups)
+    _wait_gone(pids, wait, 0.01)
