@@ -11,7 +11,7 @@ ROUTER_HOST ?= 127.0.0.2
 CONFIG ?= etc/manager-local.cnf
 PYTEST_ARGS ?=
 
-.PHONY: run test fuzz bench bench-dump bench-replication bench-restart bench-clouds bench-gui bench-core bench-router lint typecheck deps clean
+.PHONY: run test fuzz bench bench-dump bench-replication bench-restart bench-clouds bench-gui bench-core bench-router bench-backup-store bench-archive lint typecheck deps clean
 
 deps:
 	@PYTHON=$(PYTHON) scripts/bootstrap.sh $(VENV)
@@ -44,6 +44,8 @@ bench: deps
 	$(VENV)/bin/python bench/gui.py
 	$(VENV)/bin/python bench/core.py
 	$(VENV)/bin/python bench/router.py
+	$(VENV)/bin/python bench/backup_store.py
+	$(VENV)/bin/python bench/archive.py
 
 bench-dump: deps
 	$(VENV)/bin/python bench/dump.py
@@ -68,3 +70,9 @@ bench-router: deps
 
 clean:
 	rm -rf build dist .mypy_cache .ruff_cache .pytest_cache
+
+bench-backup-store: deps
+	$(VENV)/bin/python bench/backup_store.py
+
+bench-archive: deps
+	$(VENV)/bin/python bench/archive.py
