@@ -244,7 +244,8 @@ class Manager:
                 with open(path, "rb") as handle:
                     started = time.perf_counter()
                     reply = await transfer.upload(client, method, params, field, path.name,
-                                                  read_chunks(handle), direct=direct)
+                                                  read_chunks(handle), direct=direct,
+                                                  size=path.stat().st_size)
                     return reply, time.perf_counter() - started
 
         result: tuple[Any, float] = asyncio.run(

@@ -17,10 +17,16 @@ import pytest
 import uvicorn
 
 from conpaassql.agent.web import TransferGrants, manager_gate, manager_only
-from conpaassql.errors import ForbiddenError, InvalidArgumentError, MySQLError, RemoteError
+from conpaassql.errors import (
+    ForbiddenError,
+    InvalidArgumentError,
+    MySQLError,
+    RemoteError,
+    UnreachableError,
+)
 from conpaassql.manager.authority import Authority
-from conpaassql.rpc import transfer
-from conpaassql.rpc.client import RpcClient
+from conpaassql.rpc import bulk, transfer
+from conpaassql.rpc.client import RpcClient, form_fields
 from conpaassql.rpc.grants import make_transfer_grant
 from conpaassql.rpc.registry import CallContext, Registry
 from conpaassql.rpc.server import RpcApp
@@ -52,6 +58,8 @@ def agent_registry(seen: Seen) -> Registry:
         size = 0
         async for chunk in ctx.files["mysqldump_file"].chunks():
             size += len(chunk)
+            if params.database == "early" and size >= 2 * len(BLOCK):
+                raise MySQLError("ERROR 1064 (42000) at line 1")
         seen.agent.append(("load_dump", ctx.principal, params.database))
         if params.database == "broken":
             raise RemoteError("MySQL reported an error: ERROR 1064 (42000) at line 3")
@@ -182,17 +190,20 @@ def manager_of(world: World) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}/"
 
 
-async def chunks(count: int) -> AsyncIterator[bytes]:
+async def chunks(count: int, taken: list[int] | None = None) -> AsyncIterator[bytes]:
     for _ in range(count):
+        if taken is not None:
+            taken.append(len(BLOCK))
         yield BLOCK
 
 
-def load(url: str, database: str | None = None) -> Any:
+def load(url: str, database: str | None = None, *, count: int = 10,
+         size: int | None = None) -> Any:
     async def once() -> Any:
         params = {} if database is None else {"database": database}
         async with RpcClient(url) as manager:
             return await transfer.upload(manager, "load_dump", params, "mysqldump_file",
-                                         "d.sql", chunks(10))
+                                         "d.sql", chunks(count), size=size)
 
     return asyncio.run(once())
 
@@ -217,6 +228,43 @@ def test_a_dump_goes_straight_to_the_node(world: World) -> None:
     assert disposition == 'attachment; filename="x.sql"'
     assert world.seen.agent == [("load_dump", "granted", "db1"), ("sqldump", "granted", "src")]
     assert world.seen.manager == []
+
+
+@pytest.mark.parametrize("known", [True, False])
+def test_a_dump_of_known_or_unknown_size(world: World, known: bool) -> None:
+    count = 100  # 6.4 MB: many blocks of the sender
+    with manager_of(world) as url:
+        reply = load(url, "db2", count=count, size=count * len(BLOCK) if known else None)
+    assert reply["bytes"] == count * len(BLOCK)
+    assert world.seen.agent == [("load_dump", "granted", "db2")]
+    assert world.seen.manager == []
+
+
+def test_an_error_of_the_node_mid_upload_is_its_own(world: World) -> None:
+    with manager_of(world) as url, pytest.raises(RemoteError) as raised:
+        load(url, "early", count=400)
+    assert str(raised.value) == f"MySQL reported an error: ERROR 1064 (42000) at line 1 " \
+                                f"(node {NODE})"
+    assert world.seen.manager == []
+
+
+@pytest.mark.parametrize("known", [True, False])
+def test_a_refusal_before_the_body_stops_the_sending(world: World, known: bool) -> None:
+    link, taken = world.link("load_dump"), []
+    size = 4000 * len(BLOCK)  # 256 MiB, if it were all sent
+
+    async def once() -> Any:
+        return await bulk.post_form(
+            link["url"], form_fields("load_dump", 1, {}), "mysqldump_file", "d.sql",
+            chunks(4000, taken), size=size if known else None, token="forged",
+            verify=transfer._tls(link), server_name=link["server_name"])
+
+    # The agent answers 401 and hangs up on the body: its reply, or the reset of a
+    # connection closed on unread bytes (as with httpx), whichever the client meets first.
+    with pytest.raises((RemoteError, UnreachableError)):
+        asyncio.run(once())
+    assert sum(taken) < size
+    assert world.seen.agent == []
 
 
 def test_the_nodes_error_names_the_node(world: World) -> None:

@@ -211,9 +211,11 @@ async def send_upload(settings: Settings, call: RpcCall, upload: UploadFile, fil
                       token: str | None, meter: Meter) -> Any:
     """Upload ``file`` with the call's params, counting what is read into ``meter``."""
     async with _client(settings, token) as client:
+        size = size_of(file)
         return await transfer.upload(client, call.method, call.params, upload.field,
                                      upload.filename, read_chunks(file, meter.advance),
-                                     timeout=settings.timeout)
+                                     timeout=settings.timeout,
+                                     size=None if size is None else size - file.tell())
 
 
 async def receive(settings: Settings, call: RpcCall, token: str | None, out: BinaryIO,

@@ -114,9 +114,7 @@ class RpcClient:
         Without ``timeout`` the call waits as long as the peer keeps reading and
         then answering: loading a dump takes the time it takes.
         """
-        fields = {"method": method, "id": str(self._new_id())}
-        for key, value in params.items():
-            fields[key] = value if isinstance(value, str) else json.dumps(value)
+        fields = form_fields(method, self._new_id(), params)
         content_type, body = encode_form(fields, field, filename, chunks)
         try:
             response = await self._http.post(
@@ -219,6 +217,15 @@ class ByteStream:
         except httpx.HTTPError as exc:
             raise RemoteError(f"the stream from {self._url} was cut short: "
                               f"{_describe(exc)}") from None
+
+
+def form_fields(method: str, request_id: int, params: Mapping[str, Any]) -> dict[str, str]:
+    """The plain fields of an upload's form: the method, the id, the params (JSON
+    unless text)."""
+    fields = {"method": method, "id": str(request_id)}
+    for key, value in params.items():
+        fields[key] = value if isinstance(value, str) else json.dumps(value)
+    return fields
 
 
 async def read_chunks(file: BinaryIO, progress: Callable[[int], None] | None = None,

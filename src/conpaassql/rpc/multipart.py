@@ -217,23 +217,32 @@ def _quote(value: str) -> str:
     return value
 
 
+def form_parts(fields: Mapping[str, str], file_field: str,
+               filename: str) -> tuple[str, bytes, bytes]:
+    """The content type of a form ending in a file, and what comes before and after
+    the file's bytes."""
+    boundary = f"conpaassql-{secrets.token_hex(16)}"
+    head = bytearray()
+    for name, value in fields.items():
+        head += (f'--{boundary}\r\nContent-Disposition: form-data; name="{_quote(name)}"'
+                 f"\r\n\r\n").encode() + value.encode("utf-8") + b"\r\n"
+    head += (f'--{boundary}\r\nContent-Disposition: form-data; name="{_quote(file_field)}";'
+             f' filename="{_quote(filename)}"\r\n'
+             "Content-Type: application/octet-stream\r\n\r\n").encode()
+    return (f"multipart/form-data; boundary={boundary}", bytes(head),
+            f"\r\n--{boundary}--\r\n".encode())
+
+
 def encode_form(fields: Mapping[str, str], file_field: str, filename: str,
                 chunks: AsyncIterable[bytes]) -> tuple[str, AsyncIterator[bytes]]:
     """The content type and the lazily produced body of a form ending in a file."""
-    boundary = f"conpaassql-{secrets.token_hex(16)}"
+    content_type, head, tail = form_parts(fields, file_field, filename)
 
     async def body() -> AsyncIterator[bytes]:
-        head = bytearray()
-        for name, value in fields.items():
-            head += (f'--{boundary}\r\nContent-Disposition: form-data; name="{_quote(name)}"'
-                     f"\r\n\r\n").encode() + value.encode("utf-8") + b"\r\n"
-        head += (f'--{boundary}\r\nContent-Disposition: form-data; name="{_quote(file_field)}";'
-                 f' filename="{_quote(filename)}"\r\n'
-                 "Content-Type: application/octet-stream\r\n\r\n").encode()
-        yield bytes(head)
+        yield head
         async for chunk in chunks:
             if chunk:
                 yield chunk
-        yield f"\r\n--{boundary}--\r\n".encode()
+        yield tail
 
-    return f"multipart/form-data; boundary={boundary}", body()
+    return content_type, body()

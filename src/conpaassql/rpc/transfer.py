@@ -4,11 +4,11 @@ The manager answers ``grant_load`` and ``grant_sqldump`` with the node's agent (
 URL, the name its certificate bears, the service's CA) and a grant to call the
 agent's own method once, within a minute. The client then calls that agent over
 TLS verified with that CA, showing the grant: the bytes go through no other
-process, the manager's included (an export is read with ``rpc.bulk``, which
-costs the client far less than httpx). The call otherwise goes through the manager as
-before: when the manager grants nothing (one that predates grants, or a refusal,
-which the call itself then meets), or when the agent cannot be reached from here
-(a private address) before the first byte.
+process, the manager's included (a dump is sent and an export read with
+``rpc.bulk``, which costs the client far less than httpx). The call otherwise
+goes through the manager as before: when the manager grants nothing (one that
+predates grants, or a refusal, which the call itself then meets), or when the
+agent cannot be reached from here (a private address) before the first byte.
 
 What the caller sees is the same either way: the load's reply as the manager
 gives it (``nodes``, ``bytes``, ``sql_bytes``, ``gzip``, ``seconds``), an agent's
@@ -25,7 +25,7 @@ from typing import Any
 
 from conpaassql.errors import RemoteError, UnreachableError
 from conpaassql.rpc import bulk
-from conpaassql.rpc.client import ByteStream, ClientVerb, RpcClient
+from conpaassql.rpc.client import ByteStream, ClientVerb, RpcClient, form_fields
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +87,12 @@ def _agent_params(params: Mapping[str, Any]) -> dict[str, Any]:
 
 async def upload(manager: RpcClient, method: str, params: Mapping[str, Any], field: str,
                  filename: str, chunks: AsyncIterable[bytes], *,
-                 timeout: float | None = None, direct: bool = True) -> Any:
+                 timeout: float | None = None, direct: bool = True,
+                 size: int | None = None) -> Any:
     """``manager.upload(...)``; a dump (``DIRECT_UPLOADS``) is sent straight to the
-    node that loads it when the manager grants it (and ``direct``)."""
+    node that loads it when the manager grants it (and ``direct``), with ``rpc.bulk``
+    (announcing ``size`` bytes of file when it is given: ``chunks`` must hold as
+    many)."""
     link = None
     if direct and method in DIRECT_UPLOADS:
         link = await _grant(manager, "grant_load", {**params, "method": method}, "POST")
@@ -98,9 +101,11 @@ async def upload(manager: RpcClient, method: str, params: Mapping[str, Any], fie
     node = link.get("node")
     watched = _Watched(chunks)
     try:
-        async with agent_client(link) as agent:
-            answer = await agent.upload(method, _agent_params(params), field, filename,
-                                        watched, timeout=timeout)
+        answer = await bulk.post_form(
+            link["url"], form_fields(method, 1, _agent_params(params)), field, filename,
+            watched, size=size, token=link["grant"], verify=_tls(link),
+            server_name=link["server_name"], connect_timeout=CONNECT_TIMEOUT,
+            timeout=timeout)
     except UnreachableError as exc:
         if watched.started:
             raise
