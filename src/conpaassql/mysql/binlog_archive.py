@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 __all__ = ["PREFIX", "ArchiveState", "Archiver", "Segment", "archived", "gaps", "position_of"]
 
 PASS_MARGIN = 1.5  # the next pass's time, as a multiple of the last one's
-MAX_SEGMENT = 64 << 20  # bytes read and uploaded at once, cut at a transaction
+MAX_SEGMENT = 8 << 20  # bytes read and uploaded at once, cut at a transaction (memory)
 EARLY = 0.05  # and a share of the interval, for the scheduler's jitter
 
 
