@@ -68,7 +68,7 @@ from benchlib import (
     table_arguments,
 )
 from conpaassql.mysql.dump import EXPORT_OPTIONS
-from testbed.manager import SubnetClaim, write_defaults
+from testbed.manager import SubnetClaim, wait_until, write_defaults
 
 DEFAULT_ROWS = 1_000_000  # about 200 MB of dump (some 204 bytes a row)
 LOAD_TARGET = 1.05  # service / baseline
@@ -110,6 +110,16 @@ def _peaks(into: dict[str, float], watch: Watch) -> None:
         into[name] = max(into.get(name, 0.0), value)
 
 
+def archive_settled(manager: ManagerProcess, native: Native, timeout: float) -> None:
+    """Wait until the binlog archive holds all the master logged: the archiver compresses
+    and encrypts what a load wrote, and would otherwise take CPU from the next run."""
+    def settled() -> bool:
+        logged = native.sql("SELECT @@global.gtid_binlog_pos")[0][0]
+        backup = manager.get("get_service_info").get("backup") or {}
+        return not backup.get("archiving") or backup.get("archived_gtid") == logged
+    wait_until(settled, timeout, 0.2, "the binlog archive to catch up")
+
+
 def measure_loads(args: argparse.Namespace, manager: ManagerProcess, native: Native,
                   node_id: int, dump: Path, source: tuple[str, str], results: Results) -> None:
     pids = {"manager": manager.pid, "agent": manager.agent_pid(node_id),
@@ -118,6 +128,7 @@ def measure_loads(args: argparse.Namespace, manager: ManagerProcess, native: Nat
         for kind in order(("base", "service"), round_index):
             database = f"load_{kind}_{round_index + 1}"
             native.sql(f"CREATE DATABASE `{database}`")
+            archive_settled(manager, native, float(args.timeout))
             native.settle()
             if kind == "base":
                 with Watch(pids) as watch:
@@ -151,6 +162,7 @@ def measure_exports(args: argparse.Namespace, manager: ManagerProcess, native: N
     for round_index in range(args.repeat):
         for kind in order(("base", "service", "options"), round_index):
             out = root / f"export-{kind}.sql"
+            archive_settled(manager, native, float(args.timeout))
             native.settle()
             if kind == "options":
                 seconds = native.dump(SOURCE_DB, out, EXPORT_OPTIONS)
