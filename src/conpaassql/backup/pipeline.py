@@ -58,15 +58,24 @@ async def _zstd_result(process: asyncio.subprocess.Process, what: str) -> str | 
     return f"zstd {what} failed ({code}): {text.splitlines()[0] if text else 'no message'}"
 
 
+#: Seconds a pipe to a stopped tool may take to close: its end is then dropped.
+CLOSE_WAIT = 5.0
+
+
 async def _feed(stdin: asyncio.StreamWriter, chunks: AsyncIterable[bytes]) -> None:
+    finished = False
     try:
         async for chunk in chunks:
             stdin.write(chunk)
             await stdin.drain()
+        finished = True
     finally:
-        stdin.close()
-        with contextlib.suppress(ConnectionError):
-            await stdin.wait_closed()
+        if finished:
+            stdin.close()
+        else:  # cut short: what is buffered for the tool is dropped, not flushed
+            stdin.transport.abort()
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            await asyncio.wait_for(stdin.wait_closed(), CLOSE_WAIT)
 
 
 def _descriptor(source: Source) -> int | None:
@@ -114,7 +123,7 @@ async def encode(source: Source, key: BackupKey, name: str,
         await _stop(process)
         if feeder is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await feeder
+                await asyncio.wait_for(feeder, CLOSE_WAIT)
 
 
 async def _decrypt_into(stdin: asyncio.StreamWriter, stored: AsyncGenerator[bytes, None],
