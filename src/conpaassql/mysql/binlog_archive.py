@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,8 @@ log = logging.getLogger(__name__)
 __all__ = ["PREFIX", "ArchiveState", "Archiver", "Segment", "archived", "gaps", "position_of"]
 
 PASS_MARGIN = 1.5  # the next pass's time, as a multiple of the last one's
-MAX_SEGMENT = 8 << 20  # bytes read and uploaded at once, cut at a transaction (memory)
+MAX_SEGMENT = 64 << 20  # bytes of one segment at most, cut at a transaction
+READ_BLOCK = 1 << 20  # a segment is streamed from its file in blocks of this size
 EARLY = 0.05  # and a share of the interval, for the scheduler's jitter
 
 
@@ -184,17 +186,18 @@ class Archiver:
             return handle.read(end - start)
 
     async def _upload(self, name: str, start: int, end: int) -> int:
+        """Store the transactions of ``name`` between ``start`` and ``end`` not archived
+        yet, as a standalone binlog streamed from the file (never read whole)."""
         header_bytes = await asyncio.to_thread(self._read, name, 0, 4096)
         size = ev.header_size(header_bytes)
         header = header_bytes[:size]
-        body = await asyncio.to_thread(self._read, name, max(start, size), end)
-        data = ev.standalone(header, body)
-        found = [tx for tx in ev.transactions(data, size)
-                 if tx.gtid.sequence > self.since.sequence(tx.gtid.domain)]
+        begin = max(start, size)
+        listed = await asyncio.to_thread(ev.file_transactions, self.datadir / name, end)
+        found = [tx for tx in listed if tx.offset >= begin
+                 and tx.gtid.sequence > self.since.sequence(tx.gtid.domain)]
         if not found:
             return 0
-        cut = found[0].offset
-        first_in_file = cut - size + max(start, size)
+        first_in_file = found[0].offset
         last = ev.last_gtids(found)
         metadata = {"server_id": str(self._server_id), "file": name,
                     "start": str(first_in_file), "end": str(end),
@@ -202,12 +205,22 @@ class Archiver:
                     "time_first": str(found[0].timestamp),
                     "time_last": str(found[-1].timestamp), "count": str(len(found))}
         key = f"{PREFIX}{self._server_id}/{name}.{first_in_file}-{end}"
-        await self.store.put_bytes(key, ev.standalone(header, data[cut:]), metadata)
+        await self.store.put(key, self._segment(name, header, first_in_file, end), metadata)
         self.since = _merge(self.since, last)
         self.state.archived_to = str(self.since)
         self.state.archived_time = found[-1].timestamp
         self.state.segments += 1
         return 1
+
+    async def _segment(self, name: str, header: bytes, start: int,
+                       end: int) -> AsyncIterator[bytes]:
+        """The file's header, then its bytes from ``start`` to ``end``, a block at a time."""
+        yield header
+        offset = start
+        while offset < end:
+            step = min(READ_BLOCK, end - offset)
+            yield await asyncio.to_thread(self._read, name, offset, offset + step)
+            offset += step
 
 
 def _merge(position: GtidPosition, later: GtidPosition) -> GtidPosition:
