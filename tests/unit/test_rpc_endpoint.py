@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from conpaassql.rpc.endpoint import MAX_TOKEN_LENGTH, base_url, check_host, check_token
+from conpaassql.rpc.endpoint import (
+    MAX_TOKEN_LENGTH,
+    TOKEN_ENV,
+    base_url,
+    check_host,
+    check_token,
+    load_token,
+)
 
 
 @pytest.mark.parametrize("host", ["localhost", "10.0.0.1", "::1", "[::1]",
@@ -48,3 +57,19 @@ def test_what_is_not_a_token_is_named_by_its_origin_only(text: str, said: str) -
     with pytest.raises(ValueError) as raised:
         check_token(text, "the token file t")
     assert str(raised.value) == said
+
+
+def test_load_token_from_a_file_the_environment_or_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    assert load_token(None) is None
+    monkeypatch.setenv(TOKEN_ENV, "  from-env\n")
+    assert load_token(None) == "from-env"
+    token_file = tmp_path / "token"
+    token_file.write_text("from-file\n")
+    assert load_token(token_file) == "from-file"  # the file wins
+    with pytest.raises(ValueError, match="cannot read the token file"):
+        load_token(tmp_path / "absent")
+    token_file.write_text("two words")
+    with pytest.raises(ValueError, match="the token file"):
+        load_token(str(token_file))

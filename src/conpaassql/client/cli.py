@@ -52,7 +52,7 @@ from conpaassql.rpc.endpoint import base_url
 T = TypeVar("T")
 
 PROG_NAME = "conpaassql-client"
-TOKEN_ENV = "CONPAASSQL_TOKEN"
+TOKEN_ENV = endpoint.TOKEN_ENV
 CA_ENV = "CONPAASSQL_CA_FILE"
 CERT_ENV = "CONPAASSQL_CERT_FILE"
 KEY_ENV = "CONPAASSQL_KEY_FILE"
@@ -109,19 +109,8 @@ def check_host(host: str) -> str:
 
 def read_token(settings: Settings) -> str | None:
     """The bearer token: from ``--token-file``, else from ``$CONPAASSQL_TOKEN``."""
-    if settings.token_file is not None:
-        try:
-            text = settings.token_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise click.UsageError(f"cannot read the token file: {exc}") from None
-        origin = f"the token file {settings.token_file}"
-    else:
-        text = os.environ.get(TOKEN_ENV, "")
-        origin = f"${TOKEN_ENV}"
-        if not text.strip():
-            return None
     try:
-        return endpoint.check_token(text, origin)
+        return endpoint.load_token(settings.token_file)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import os
 import ssl
-from pathlib import Path
 
 from conpaassql.errors import ConfigError
 from conpaassql.router.settings import Address
 from conpaassql.rpc import endpoint
 
-TOKEN_ENV = "CONPAASSQL_TOKEN"
+TOKEN_ENV = endpoint.TOKEN_ENV
 CA_ENV = "CONPAASSQL_CA_FILE"
 CERT_ENV = "CONPAASSQL_CERT_FILE"
 KEY_ENV = "CONPAASSQL_KEY_FILE"
@@ -31,19 +30,8 @@ def address(text: str, option: str) -> Address:
 
 def token(token_file: str | None) -> str | None:
     """From ``--token-file``, else ``$CONPAASSQL_TOKEN``, else none."""
-    if token_file is not None:
-        try:
-            text = Path(token_file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise OptionError(f"cannot read the token file: {exc}") from None
-        origin = f"the token file {token_file}"
-    else:
-        text = os.environ.get(TOKEN_ENV, "")
-        origin = f"${TOKEN_ENV}"
-        if not text.strip():
-            return None
     try:
-        return endpoint.check_token(text, origin)
+        return endpoint.load_token(token_file)
     except ValueError as exc:
         raise OptionError(str(exc)) from None
 

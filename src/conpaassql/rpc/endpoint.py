@@ -6,6 +6,9 @@ never quote a token."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from conpaassql.net import is_loopback
 
 __all__ = ["HOST_FORBIDDEN", "MAX_TOKEN_LENGTH", "base_url", "check_host", "check_token",
@@ -14,6 +17,8 @@ __all__ = ["HOST_FORBIDDEN", "MAX_TOKEN_LENGTH", "base_url", "check_host", "chec
 #: Characters no host name or address holds, and that would change a URL's meaning.
 HOST_FORBIDDEN = frozenset(" \t\r\n/\\?#@'\"")
 MAX_TOKEN_LENGTH = 512
+#: Where the client and the router take the manager's token from, without a file.
+TOKEN_ENV = "CONPAASSQL_TOKEN"
 
 
 def check_host(host: str) -> str:
@@ -42,3 +47,20 @@ def check_token(text: str, origin: str) -> str:
     if not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
         raise ValueError(f"{origin} holds spaces or control characters, not a token")
     return token
+
+
+def load_token(token_file: str | Path | None) -> str | None:
+    """The bearer token from ``token_file``, else from ``$CONPAASSQL_TOKEN``, else none;
+    ``ValueError`` saying why when the file cannot be read or holds no token."""
+    if token_file is not None:
+        try:
+            text = Path(token_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read the token file: {exc}") from None
+        origin = f"the token file {token_file}"
+    else:
+        text = os.environ.get(TOKEN_ENV, "")
+        origin = f"${TOKEN_ENV}"
+        if not text.strip():
+            return None
+    return check_token(text, origin)
