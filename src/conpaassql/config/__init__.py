@@ -1,4 +1,4 @@
-"""Configuration files in the seed's INI format, read into typed objects.
+"""The configuration files of the manager, read into typed objects.
 
 Keys are case-insensitive (``OPENNEBULA_URL`` and ``opennebula_url`` alike).
 ``$NAME`` and ``${NAME}`` in a value are filled from the environment or from
@@ -7,161 +7,33 @@ error naming the file, section and key. Sections that are templates for the
 cloud (``[onevm_agent_template]``) keep unknown references for the cloud to fill.
 """
 
+
 from __future__ import annotations
 
-import configparser
 import ipaddress
-import math
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
+from conpaassql.config.backup import BackupConfig
+from conpaassql.config.ini import (
+    FALSE_WORDS,
+    TEMPLATE_SECTION,
+    TRUE_WORDS,
+    IniFile,
+    Section,
+    relative_path,
+)
+from conpaassql.config.router import RouterConfig, parse_host_port, router_from_ini
 from conpaassql.errors import ConfigError
 
-_REFERENCE = re.compile(r"\$(\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
-#: Sections that are templates for the cloud: unknown references are the cloud's.
-TEMPLATE_SECTION = "onevm_agent_template"
-TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
-FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+__all__ = ["FALSE_WORDS", "TEMPLATE_SECTION", "TRUE_WORDS", "BackupConfig", "IniFile",
+           "RouterConfig", "Section", "parse_host_port"]
+
 FIRST_LOCAL_ADDRESS = ipaddress.IPv4Address("127.0.0.10")
 LAST_LOCAL_ADDRESS = ipaddress.IPv4Address("127.0.0.250")
 
-
-def _join_continued_lines(text: str) -> str:
-    """Lines ending with a backslash go on on the next line (the seed's CONTEXT does)."""
-    return re.sub(r"\\[ \t]*\r?\n[ \t]*", "", text)
-
-
-def _expand_section(raw: dict[str, str], env: Mapping[str, str], strict: bool,
-                    where: str) -> dict[str, str]:
-    """Fill references from the section's other keys (which may refer further)
-    and from the environment; what is filled in is not scanned again."""
-    resolved: dict[str, str] = {}
-
-    def resolve(key: str, chain: tuple[str, ...]) -> str:
-        if key in resolved:
-            return resolved[key]
-        if key in chain:
-            raise ConfigError(f"{where} {key}", detail="references form a cycle: "
-                              + " -> ".join((*chain, key)))
-
-        def fill(match: re.Match[str]) -> str:
-            name = match.group(2) or match.group(3)
-            if name in raw and name != key:
-                return resolve(name, (*chain, key))
-            if name in env:
-                return env[name]
-            if strict:
-                raise ConfigError(f"{where} {key}",
-                                  detail=f"${name} is not set in the environment")
-            return match.group(0)
-
-        resolved[key] = _REFERENCE.sub(fill, raw[key])
-        return resolved[key]
-
-    return {key: resolve(key, ()) for key in raw}
-
-
-class IniFile:
-    """A parsed INI file whose values have their references filled."""
-
-    def __init__(self, sections: dict[str, dict[str, str]], path: str) -> None:
-        self.sections = sections
-        self.path = path
-
-    @classmethod
-    def read(cls, path: str | Path, env: Mapping[str, str] | None = None) -> IniFile:
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(str(path), detail=exc.strerror or str(exc)) from None
-        except UnicodeDecodeError:
-            raise ConfigError(str(path), detail="not UTF-8 text") from None
-        return cls.from_text(text, env, str(path))
-
-    @classmethod
-    def from_text(cls, text: str, env: Mapping[str, str] | None = None,
-                  name: str = "<text>") -> IniFile:
-        parser = configparser.ConfigParser(interpolation=None, strict=False)
-        parser.optionxform = str.upper  # type: ignore[assignment,method-assign]
-        try:
-            parser.read_string(_join_continued_lines(text), source=name)
-        except configparser.Error as exc:
-            raise ConfigError(name, detail=str(exc).splitlines()[0]) from None
-        return cls.from_parser(parser, name, os.environ if env is None else env)
-
-    @classmethod
-    def from_parser(cls, parser: configparser.ConfigParser, path: str,
-                    env: Mapping[str, str]) -> IniFile:
-        sections: dict[str, dict[str, str]] = {}
-        for section in parser.sections():
-            raw = dict(parser.items(section))
-            strict = not section.lower().startswith(TEMPLATE_SECTION)
-            sections[section.lower()] = _expand_section(raw, env, strict, f"{path} [{section}]")
-        return cls(sections, path)
-
-    def section(self, name: str) -> Section:
-        return Section(self, name.lower(), self.sections.get(name.lower(), {}))
-
-
-@dataclass
-class Section:
-    ini: IniFile
-    name: str
-    values: dict[str, str]
-
-    def where(self, key: str) -> str:
-        return f"{self.ini.path} [{self.name}] {key.upper()}"
-
-    def get(self, key: str, default: str | None = None) -> str | None:
-        value = self.values.get(key.upper())
-        if value is None or value.strip() == "":
-            return default
-        return value.strip()
-
-    def require(self, key: str) -> str:
-        value = self.get(key)
-        if value is None:
-            raise ConfigError(self.where(key), detail="missing")
-        return value
-
-    def integer(self, key: str, default: int, minimum: int = 0,
-                maximum: int = 2**31 - 1) -> int:
-        text = self.get(key)
-        if text is None:
-            return default
-        try:
-            value = int(text)
-        except ValueError:
-            raise ConfigError(self.where(key), detail=f"{text!r} is not an integer") from None
-        if not minimum <= value <= maximum:
-            raise ConfigError(self.where(key), detail=f"must be between {minimum} and {maximum}")
-        return value
-
-    def number(self, key: str, default: float, minimum: float = 0.0) -> float:
-        text = self.get(key)
-        if text is None:
-            return default
-        try:
-            value = float(text)
-        except ValueError:
-            raise ConfigError(self.where(key), detail=f"{text!r} is not a number") from None
-        if not math.isfinite(value) or value < minimum:
-            raise ConfigError(self.where(key), detail=f"must be a number of at least {minimum}")
-        return value
-
-    def boolean(self, key: str, default: bool) -> bool:
-        text = self.get(key)
-        if text is None:
-            return default
-        if text.lower() in TRUE_WORDS:
-            return True
-        if text.lower() in FALSE_WORDS:
-            return False
-        raise ConfigError(self.where(key), detail=f"{text!r} is not true or false")
 
 
 def parse_address_range(text: str, where: str) -> tuple[ipaddress.IPv4Address,
@@ -247,138 +119,6 @@ class CloudConfig:
     settings: CloudSettings
 
 
-_HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}|[0-9A-Fa-f:.]{2,45}")
-
-
-@dataclass(frozen=True)
-class RouterConfig:
-    """A router the configuration names (``[router]``): where applications connect."""
-
-    writer: tuple[str, int]
-    readers: tuple[str, int]
-    name: str = "configured"
-    hosts: tuple[str, ...] = ()  # more names and addresses its certificates must hold
-
-
-def parse_host_port(text: str, where: str) -> tuple[str, int]:
-    """``host:port`` or ``[v6 address]:port``."""
-    host, sep, port = text.strip().rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not _HOST.fullmatch(host) or not port.isdigit() \
-            or not 1 <= int(port) <= 65535:
-        raise ConfigError(where, detail=f"{text!r} is not host:port")
-    return host, int(port)
-
-
-def _router(ini: IniFile) -> RouterConfig | None:
-    section = ini.section("router")
-    writer, readers = section.get("writer"), section.get("readers")
-    if writer is None and readers is None:
-        return None
-    hosts = tuple(h.strip() for h in (section.get("hosts") or "").split(",") if h.strip())
-    for host in hosts:
-        if not _HOST.fullmatch(host):
-            raise ConfigError(section.where("hosts"), detail=f"{host!r} is not a host")
-    return RouterConfig(parse_host_port(section.require("writer"), section.where("writer")),
-                        parse_host_port(section.require("readers"), section.where("readers")),
-                        section.get("name") or "configured", hosts)
-
-
-#: The keys of ``[backup]``.
-BACKUP_KEYS = frozenset({
-    "STORE", "ENDPOINT_URL", "REGION", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "SESSION_TOKEN",
-    "ADDRESSING_STYLE", "PART_SIZE", "ARCHIVE_INTERVAL"})
-ADDRESSING_STYLES = ("auto", "path", "virtual")
-_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-MIB = 1 << 20
-
-
-@dataclass(frozen=True)
-class BackupConfig:
-    """``[backup]``: where backups are kept. ``path`` for a local directory (None: the
-    embedded default, ``<state dir>/backups``), or ``bucket`` (and ``prefix``) of an
-    S3-compatible store. S3 credentials None: boto3's own (the environment's
-    ``AWS_ACCESS_KEY_ID``..., a profile, an instance role)."""
-
-    path: Path | None = None
-    bucket: str | None = None
-    prefix: str = ""
-    endpoint_url: str | None = None
-    region: str | None = None
-    access_key_id: str | None = None
-    secret_access_key: str | None = field(default=None, repr=False)
-    session_token: str | None = field(default=None, repr=False)
-    addressing_style: str = "auto"
-    part_size: int = 8 * MIB  # bytes of each part of a multipart upload
-    archive_interval: float = 5.0  # seconds between binlog archive passes (the RPO)
-
-    @property
-    def url(self) -> str:
-        """The store, as configured (no secret): ``s3://bucket/prefix`` or ``file://``."""
-        if self.bucket:
-            return f"s3://{self.bucket}/{self.prefix}"
-        return self.path.as_uri() if self.path else "file://<state dir>/backups"
-
-    def directory(self, state_dir: Path) -> Path:
-        """The file store's directory (for an S3 store too: its default would be)."""
-        return self.path if self.path is not None else state_dir / "backups"
-
-    @classmethod
-    def from_section(cls, section: Section) -> BackupConfig:
-        unknown = sorted(set(section.values) - BACKUP_KEYS)
-        if unknown:
-            raise ConfigError(section.where(unknown[0]), detail=f"unknown key(s) "
-                              f"{', '.join(unknown)} (known: {', '.join(sorted(BACKUP_KEYS))})")
-        style = (section.get("addressing_style", "auto") or "auto").lower()
-        if style not in ADDRESSING_STYLES:
-            raise ConfigError(section.where("addressing_style"),
-                              detail=f"{style!r} is not one of {', '.join(ADDRESSING_STYLES)}")
-        endpoint = section.get("endpoint_url")
-        if endpoint and (urlsplit(endpoint).username or urlsplit(endpoint).password):
-            raise ConfigError(section.where("endpoint_url"), detail="credentials go in "
-                              "access_key_id and secret_access_key, not in the URL")
-        if endpoint and urlsplit(endpoint).scheme not in ("http", "https"):
-            raise ConfigError(section.where("endpoint_url"),
-                              detail=f"{endpoint!r} is not an http:// or https:// URL")
-        access, secret = section.get("access_key_id"), section.get("secret_access_key")
-        if bool(access) != bool(secret):
-            raise ConfigError(section.where("secret_access_key" if access else "access_key_id"),
-                              detail="access_key_id and secret_access_key go together")
-        path, bucket, prefix = _backup_store(section)
-        if bucket is None and endpoint:
-            raise ConfigError(section.where("endpoint_url"), detail="only for an s3:// store")
-        return cls(path=path, bucket=bucket, prefix=prefix, endpoint_url=endpoint,
-                   region=section.get("region"), access_key_id=access,
-                   secret_access_key=secret, session_token=section.get("session_token"),
-                   addressing_style=style,
-                   part_size=section.integer("part_size", 8, 5, 5120) * MIB,
-                   archive_interval=section.number("archive_interval", 5.0, 0.1))
-
-
-def _backup_store(section: Section) -> tuple[Path | None, str | None, str]:
-    """``file:///path``, a bare path (relative to the file), or ``s3://bucket/prefix``."""
-    text = section.get("store")
-    if text is None:
-        return None, None, ""
-    where = section.where("store")
-    parts = urlsplit(text)
-    if parts.scheme == "s3":
-        if not _BUCKET.fullmatch(parts.netloc) or ".." in parts.netloc:
-            raise ConfigError(where, detail=f"{parts.netloc!r} is not a bucket name "
-                              "(3 to 63 of a-z, 0-9, . and -)")
-        if parts.query or parts.fragment:
-            raise ConfigError(where, detail="an s3:// URL has no ?query or #fragment")
-        return None, parts.netloc, parts.path.strip("/")
-    if parts.scheme == "file":
-        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
-            raise ConfigError(where, detail="a file URL is file:///absolute/path")
-        return Path(unquote(parts.path)), None, ""
-    if parts.scheme:
-        raise ConfigError(where, detail=f"{text!r}: a store is file:///path or "
-                          "s3://bucket/prefix")
-    return _relative_path(text, section.ini.path), None, ""
-
-
 @dataclass(frozen=True)
 class ManagerConfig:
     path: str | None = None
@@ -461,7 +201,7 @@ class ManagerConfig:
             auto_failover=manager.boolean("auto_failover", True),
             max_reader_lag=manager.number("max_reader_lag", 30.0, 0.0),
             seed_method=_seed_method(manager),
-            router=_router(ini),
+            router=router_from_ini(ini),
             backup=BackupConfig.from_section(ini.section("backup")),
             ini=ini,
         )
@@ -518,17 +258,9 @@ def _required(section: Section, *keys: str) -> str:
     raise ConfigError(section.where(keys[0]), detail="missing")
 
 
-def _relative_path(text: str, path: str | None) -> Path:
-    """A file named in the configuration, relative to the configuration file."""
-    file = Path(text)
-    if not file.is_absolute() and path:
-        file = Path(path).parent / file
-    return file
-
-
 def _opennebula(iaas: Section, template: Section, path: str | None) -> OpenNebulaConfig:
     """The seed's keys, user and password each read as what they are named."""
-    filename = _relative_path(_required(template, "FILENAME"), path)
+    filename = relative_path(_required(template, "FILENAME"), path)
     values = {key.upper(): value for key, value in template.values.items()
               if key.upper() != "FILENAME"}
     return OpenNebulaConfig(
@@ -594,7 +326,7 @@ def _libcloud(iaas: Section, path: str | None) -> LibcloudConfig:
         key_name=iaas.get("KEY_NAME"),
         location=iaas.get("LOCATION"),
         address=address,
-        user_data=_relative_path(user_data, path) if user_data else None,
+        user_data=relative_path(user_data, path) if user_data else None,
         name=name,
         origin=f"{iaas.ini.path} [{iaas.name}]",
     )
