@@ -9,7 +9,7 @@ from pathlib import Path
 from conpaassql.domain.gtid import GtidPosition
 from conpaassql.manager.archiving import BinlogArchiving
 from conpaassql.manager.metrics import ManagerMetrics
-from conpaassql.protocol.agent import ArchiveStatus
+from conpaassql.protocol.backup import ArchiveStatus
 from tests.unit.test_metrics import a_service, samples, scrape, value
 
 

@@ -25,7 +25,7 @@ from conpaassql.manager.backups import (
     object_key,
 )
 from conpaassql.mysql.store_backup import read_checkpoints, read_gtid
-from conpaassql.protocol.agent import StoreSettings
+from conpaassql.protocol.backup import StoreSettings
 
 KEY = BackupKey.generate()
 FULL = "20261207T100000Z-full-aaaaaa"

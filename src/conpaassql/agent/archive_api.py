@@ -18,7 +18,8 @@ from conpaassql.domain.gtid import GtidPosition
 from conpaassql.errors import ConfigError, InvalidArgumentError
 from conpaassql.mysql.binlog_archive import Archiver
 from conpaassql.protocol import agent as protocol
-from conpaassql.protocol.agent import ArchiveRequest, ArchiveStatus, NoRequest
+from conpaassql.protocol.agent import NoRequest
+from conpaassql.protocol.backup import ArchiveRequest, ArchiveStatus
 from conpaassql.rpc.registry import CallContext, Registry
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from conpaassql.mysql.backup import adopt_gtid_position
 from conpaassql.mysql.binlog_replay import Replayed, Target, replay
 from conpaassql.mysql.store_backup import ReplayHook, restore_chain, take_backup
 from conpaassql.protocol import agent as protocol
-from conpaassql.protocol.agent import (
+from conpaassql.protocol.backup import (
     BackupTaken,
     BackupToStoreRequest,
     RestoredFromStore,

@@ -19,10 +19,6 @@ from conpaassql.errors import RemoteError, UnreachableError
 from conpaassql.protocol import agent as protocol
 from conpaassql.protocol.agent import (
     AgentMethod,
-    ArchiveRequest,
-    ArchiveStatus,
-    BackupTaken,
-    BackupToStoreRequest,
     CertificateInstalled,
     CertificateRequest,
     ConfigurationRequest,
@@ -51,8 +47,6 @@ from conpaassql.protocol.agent import (
     ReplicaHostsRequest,
     ReplicaHostsSet,
     ReplicationReply,
-    RestoredFromStore,
-    RestoreFromStoreRequest,
     Seeded,
     SeedRequest,
     ServiceOptionsRequest,
@@ -66,6 +60,14 @@ from conpaassql.protocol.agent import (
     UserRequest,
     UsersReply,
     WaitRequest,
+)
+from conpaassql.protocol.backup import (
+    ArchiveRequest,
+    ArchiveStatus,
+    BackupTaken,
+    BackupToStoreRequest,
+    RestoredFromStore,
+    RestoreFromStoreRequest,
 )
 from conpaassql.protocol.base import Reply, Request
 from conpaassql.protocol.report import ReplicationStatus, StateReport

@@ -28,7 +28,7 @@ from conpaassql.domain.node import Node
 from conpaassql.errors import ConpaasSQLError
 from conpaassql.manager.cycle import Act, Outcome, Snapshot
 from conpaassql.manager.service import NodeService
-from conpaassql.protocol.agent import ArchiveRequest, ArchiveStatus
+from conpaassql.protocol.backup import ArchiveRequest, ArchiveStatus
 from conpaassql.protocol.report import mysqld_answering
 
 log = logging.getLogger(__name__)

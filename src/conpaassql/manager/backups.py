@@ -31,7 +31,7 @@ from conpaassql.errors import (
 )
 from conpaassql.manager import point_in_time
 from conpaassql.manager.service import NodeService
-from conpaassql.protocol.agent import BackupToStoreRequest, RestoreFromStoreRequest, StoreSettings
+from conpaassql.protocol.backup import BackupToStoreRequest, RestoreFromStoreRequest, StoreSettings
 
 log = logging.getLogger(__name__)
 
