@@ -470,10 +470,12 @@ def is_node_process(pid: int, state_dir: Path) -> bool:
 
 
 class Native:
-    """``mariadb`` and ``mariadb-dump`` as root on one node's unix socket."""
+    """``mariadb`` and ``mariadb-dump`` as root on one node's unix socket, or as the
+    account and over the connection (TCP, TLS) that ``defaults`` names when
+    ``socket_path`` is None."""
 
-    def __init__(self, socket_path: Path, defaults: Path, timeout: float) -> None:
-        self.socket = socket_path
+    def __init__(self, socket_path: Path | None, defaults: Path, timeout: float) -> None:
+        self.connection = ["-S", str(socket_path)] if socket_path is not None else []
         self.defaults = defaults
         self.timeout = timeout
         self.client = find_binary(*CLIENT)
@@ -497,7 +499,7 @@ class Native:
 
     def sql(self, statements: str) -> list[list[str]]:
         """Run ``statements``; the rows they printed, tab-separated fields."""
-        args = [self.client, f"--defaults-file={self.defaults}", "-S", str(self.socket),
+        args = [self.client, f"--defaults-file={self.defaults}", *self.connection,
                 "--batch", "--skip-column-names", "-e", statements]
         process = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True,
                                  timeout=self.timeout, check=False)
@@ -509,7 +511,7 @@ class Native:
 
     def load(self, dump: Path, database: str) -> float:
         """``mariadb DATABASE < dump``; its seconds."""
-        args = [self.client, f"--defaults-file={self.defaults}", "-S", str(self.socket),
+        args = [self.client, f"--defaults-file={self.defaults}", *self.connection,
                 database]
         with open(dump, "rb") as source:
             started = time.perf_counter()
@@ -520,7 +522,7 @@ class Native:
              options: tuple[str, ...] = ("--single-transaction",)) -> float:
         """``mariadb-dump OPTIONS -- DATABASE > out`` (by default the plain
         ``--single-transaction`` a user would run); its seconds."""
-        args = [self.dumper, f"--defaults-file={self.defaults}", "-S", str(self.socket),
+        args = [self.dumper, f"--defaults-file={self.defaults}", *self.connection,
                 *options, "--", database]
         with open(out, "wb") as sink:
             started = time.perf_counter()

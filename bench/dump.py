@@ -9,17 +9,20 @@ One manager (local cloud) with one node; on it a sysbench-like table filled
 from MariaDB's SEQUENCE engine, dumped with the real ``mariadb-dump``. Then,
 over ``--repeat`` rounds whose order alternates:
 
-1. load: ``mariadb DB < dump.sql`` on the node's socket (the baseline) against
+1. load: ``mariadb DB < dump.sql`` on the node's socket (the baseline), the same
+   over TCP and verified TLS to the node's address as an account of the service
+   (what a user away from the node runs instead), against
    ``load_dump`` as conpaassql-client sends it (the service: straight to the node's
    agent with the manager's grant; ``--through-manager``: relayed by the manager),
    each into a fresh database,
    checked afterwards (row count and ``CHECKSUM TABLE`` equal to the source's);
    while the service loads, the resident memory of the manager and of the node's
    agent is sampled every 50 ms;
-2. export: ``mariadb-dump --single-transaction DB > file`` on the node's socket
-   against ``sqldump`` as conpaassql-client takes it, streamed to a file; and, to tell the
-   cost of the service's dump options from that of the transfer, the native
-   ``mariadb-dump`` with the options the service uses.
+2. export: ``mariadb-dump --single-transaction DB > file`` on the node's socket,
+   and over TLS as above, against ``sqldump`` as conpaassql-client takes it,
+   streamed to a file; and, to tell the cost of the service's dump options from
+   that of the transfer, the native ``mariadb-dump`` with the options the service
+   uses.
 
 Before every timed run the server is settled (dirty pages flushed, undo purged,
 the OS's write-back done), so that no run pays for the one before. Each run also
@@ -40,6 +43,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import statistics
 import sys
 import time
@@ -73,7 +77,8 @@ from testbed.manager import SubnetClaim, wait_until, write_defaults
 DEFAULT_ROWS = 1_000_000  # about 200 MB of dump (some 204 bytes a row)
 LOAD_TARGET = 1.05  # service / baseline
 EXPORT_TARGET = 1.05  # service / baseline
-RSS_TARGET_MB = 100.0  # peak resident memory of the manager and of the agent
+RSS_TARGET_MB = 100.0
+TLS_USER = "bench_tls"  # peak resident memory of the manager and of the agent
 CPU_NAMES = ("mariadbd", "client tool", "manager", "agent", "bench",
              "other processes")
 
@@ -90,6 +95,8 @@ class Results:
     load_base: list[float] = field(default_factory=list)
     load_service: list[float] = field(default_factory=list)
     load_service_reported: list[float] = field(default_factory=list)  # the reply's seconds
+    load_tls: list[float] = field(default_factory=list)  # native, over TCP and TLS
+    export_tls: list[float] = field(default_factory=list)
     export_base: list[float] = field(default_factory=list)
     export_service: list[float] = field(default_factory=list)
     export_options: list[float] = field(default_factory=list)  # native, the service's options
@@ -120,17 +127,20 @@ def archive_settled(manager: ManagerProcess, native: Native, timeout: float) -> 
     wait_until(settled, timeout, 0.2, "the binlog archive to catch up")
 
 
-def measure_loads(args: argparse.Namespace, manager: ManagerProcess, native: Native,
+def measure_loads(args: argparse.Namespace, manager: ManagerProcess, natives: Natives,
                   node_id: int, dump: Path, source: tuple[str, str], results: Results) -> None:
+    native = natives.socket
     pids = {"manager": manager.pid, "agent": manager.agent_pid(node_id),
             "mariadbd": manager.mysqld_pid(node_id)}
     for round_index in range(args.repeat):
-        for kind in order(("base", "service"), round_index):
+        for kind in order(("base", "service", "tls"), round_index):
             database = f"load_{kind}_{round_index + 1}"
             native.sql(f"CREATE DATABASE `{database}`")
             archive_settled(manager, native, float(args.timeout))
             native.settle()
-            if kind == "base":
+            if kind == "tls":
+                results.load_tls.append(natives.tls.load(dump, database))
+            elif kind == "base":
                 with Watch(pids) as watch:
                     seconds = native.load(dump, database)
                 results.load_base.append(seconds)
@@ -155,16 +165,21 @@ def measure_loads(args: argparse.Namespace, manager: ManagerProcess, native: Nat
                       f"{seconds:.2f}s (verified {got[0]} rows, checksum {got[1]})")
 
 
-def measure_exports(args: argparse.Namespace, manager: ManagerProcess, native: Native,
+def measure_exports(args: argparse.Namespace, manager: ManagerProcess, natives: Natives,
                     node_id: int, root: Path, results: Results) -> None:
+    native = natives.socket
     pids = {"manager": manager.pid, "agent": manager.agent_pid(node_id),
             "mariadbd": manager.mysqld_pid(node_id)}
     for round_index in range(args.repeat):
-        for kind in order(("base", "service", "options"), round_index):
+        for kind in order(("base", "service", "options", "tls"), round_index):
             out = root / f"export-{kind}.sql"
             archive_settled(manager, native, float(args.timeout))
             native.settle()
-            if kind == "options":
+            if kind == "tls":
+                seconds = natives.tls.dump(SOURCE_DB, out)
+                size = out.stat().st_size
+                results.export_tls.append(seconds)
+            elif kind == "options":
                 seconds = native.dump(SOURCE_DB, out, EXPORT_OPTIONS)
                 size = out.stat().st_size
                 results.export_options.append(seconds)
@@ -195,6 +210,26 @@ def measure_exports(args: argparse.Namespace, manager: ManagerProcess, native: N
             out.unlink()
 
 
+@dataclass(frozen=True)
+class Natives:
+    socket: Native  # root on the node's unix socket
+    tls: Native  # an account of the service over TCP and verified TLS
+
+
+def tls_native(manager: ManagerProcess, node_id: int, root: Path, timeout: float) -> Native:
+    """The native tools as a user away from the node runs them: an account the service
+    made (``configure_user``), TCP to the node's address, TLS verified with the
+    service's CA (the password in a 0600 option file, never on a command line)."""
+    password = secrets.token_urlsafe(18)
+    manager.post("configure_user", username=TLS_USER, password=password)
+    address = manager.node(node_id)["ip"]
+    defaults = write_defaults(root / "tls-client.cnf", password, TLS_USER)
+    with open(defaults, "a", encoding="utf-8") as extra:
+        extra.write(f"host={address}\nport=3306\nssl-ca={manager.ca_file}\n"
+                    "ssl-verify-server-cert\n")
+    return Native(None, defaults, timeout)
+
+
 def measure(args: argparse.Namespace, root: Path, subnet: int, results: Results) -> None:
     timeout = float(args.timeout)
     manager = ManagerProcess(root, subnet, args.buffer_pool)
@@ -206,6 +241,7 @@ def measure(args: argparse.Namespace, root: Path, subnet: int, results: Results)
         defaults = root / "client.cnf"
         write_defaults(defaults, manager.root_password)
         native = Native(manager.socket_of(node_id), defaults, timeout)
+        natives = Natives(native, tls_native(manager, node_id, root, timeout))
 
         started = time.perf_counter()
         fill_source(native, args.rows)
@@ -220,8 +256,8 @@ def measure(args: argparse.Namespace, root: Path, subnet: int, results: Results)
         err.print(f"source: {args.rows} rows in {results.fill_s:.1f}s; mariadb-dump "
                   f"{mib(results.dump_bytes)} in {results.dump_s:.1f}s")
 
-        measure_loads(args, manager, native, node_id, dump, source, results)
-        measure_exports(args, manager, native, node_id, root, results)
+        measure_loads(args, manager, natives, node_id, dump, source, results)
+        measure_exports(args, manager, natives, node_id, root, results)
 
         err.print("shutting the service down...")
         manager.shutdown(timeout)
@@ -265,6 +301,10 @@ def summary(results: Results) -> dict[str, Any]:
         "export_base_s": round(export_base, 3),
         "export_service_s": round(export_service, 3),
         "export_ratio": round(export_service / export_base, 4),
+        "load_tls_s": round(median(results.load_tls), 3),
+        "load_tls_ratio": round(load_service / median(results.load_tls), 4),
+        "export_tls_s": round(median(results.export_tls), 3),
+        "export_tls_ratio": round(export_service / median(results.export_tls), 4),
         "export_options_s": round(median(results.export_options), 3),
         "export_options_ratio": round(median(results.export_options) / export_base, 4),
         "export_base_bytes": results.export_base_bytes[0],
@@ -282,6 +322,8 @@ def summary(results: Results) -> dict[str, Any]:
             "export_base_s": [round(v, 3) for v in results.export_base],
             "export_service_s": [round(v, 3) for v in results.export_service],
             "export_options_s": [round(v, 3) for v in results.export_options],
+            "load_tls_s": [round(v, 3) for v in results.load_tls],
+            "export_tls_s": [round(v, 3) for v in results.export_tls],
         },
         "targets": {"load_ratio": LOAD_TARGET, "export_ratio": EXPORT_TARGET,
                     "rss_peak_mb": RSS_TARGET_MB},
@@ -319,11 +361,17 @@ def render(figures: dict[str, Any]) -> None:
                   f"{load_ratio:.3f}", f"≤ {LOAD_TARGET} {verdict(load_ratio <= LOAD_TARGET)}")
     table.add_row("  load_dump as the manager timed it", "", "",
                   runs_of(runs["load_service_reported_s"]), "", "")
+    table.add_row("  against mariadb < dump over TLS to the node", f"{figures['load_tls_s']:.2f} s",
+                  f"{figures['load_service_s']:.2f} s", runs_of(runs["load_tls_s"]),
+                  f"{figures['load_tls_ratio']:.3f}", "")
     table.add_row("export: mariadb-dump | sqldump", f"{figures['export_base_s']:.2f} s",
                   f"{figures['export_service_s']:.2f} s",
                   f"{runs_of(runs['export_base_s'])} | {runs_of(runs['export_service_s'])}",
                   f"{export_ratio:.3f}",
                   f"≤ {EXPORT_TARGET} {verdict(export_ratio <= EXPORT_TARGET)}")
+    table.add_row("  against mariadb-dump over TLS to the node",
+                  f"{figures['export_tls_s']:.2f} s", f"{figures['export_service_s']:.2f} s",
+                  runs_of(runs["export_tls_s"]), f"{figures['export_tls_ratio']:.3f}", "")
     table.add_row("  mariadb-dump with the service's options",
                   f"{figures['export_options_s']:.2f} s", "",
                   runs_of(runs["export_options_s"]), f"{figures['export_options_ratio']:.3f}",
