@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import resource
 import shutil
@@ -26,7 +27,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from rich.console import Console
 from rich.table import Table
@@ -613,6 +614,25 @@ def run_measured(prefix: str, measure: Callable[[Path], None]) -> bool:
         quiet_signals()
         shutil.rmtree(root, ignore_errors=True)
     return True
+
+
+class Timed(Protocol):
+    """A benchmark's results: its whole time and the load average at its start and end."""
+
+    total_s: float
+    load: list[float]
+
+
+def report(results: Timed, started: float, summarize: Callable[[Any], dict[str, Any]],
+           render: Callable[[dict[str, Any]], None], **extra: Any) -> int:
+    """A run's end: its time and the load average into ``results``, then its figures
+    (``summarize(results)`` and ``extra``) as a table and as one JSON line; 0."""
+    results.total_s = time.perf_counter() - started
+    results.load.append(os.getloadavg()[0])
+    figures = {**summarize(results), **extra}
+    render(figures)
+    print(json.dumps(figures, sort_keys=True), flush=True)
+    return 0
 
 
 def print_with_machine_rows(table: Table, figures: dict[str, Any], width: int = 160) -> None:

@@ -46,7 +46,6 @@ import argparse
 import asyncio
 import contextlib
 import functools
-import json
 import math
 import multiprocessing
 import os
@@ -72,6 +71,7 @@ from benchlib import (
     mib,
     print_with_machine_rows,
     quiet_signals,
+    report,
     run_measured,
     verdict,
 )
@@ -472,12 +472,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if not run_measured("cqc-", run):
         return 1
-    results.total_s = time.perf_counter() - started
-    results.load.append(os.getloadavg()[0])
-    figures = summary(results)
-    render(figures)
-    print(json.dumps(figures, sort_keys=True), flush=True)
-    return 0
+    return report(results, started, summary, render)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,6 @@ wait has a deadline.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 import statistics
@@ -68,6 +67,7 @@ from benchlib import (
     parse_table_arguments,
     print_with_machine_rows,
     quiet_signals,
+    report,
     run_measured,
     table_arguments,
 )
@@ -419,13 +419,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if not run_measured("cqd-", run):
         return 1
-    results.total_s = time.perf_counter() - started
-    results.load.append(os.getloadavg()[0])
-    figures = summary(results)
-    figures["path"] = "through the manager" if args.through_manager else "straight to the node"
-    render(figures)
-    print(json.dumps(figures, sort_keys=True), flush=True)
-    return 0
+    return report(results, started, summary, render,
+                  path="through the manager" if args.through_manager else "straight to the node")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,6 @@ removed, also on failure or interruption; every wait has a deadline.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import statistics
@@ -68,6 +67,7 @@ from benchlib import (
     parse_table_arguments,
     print_with_machine_rows,
     quiet_signals,
+    report,
     run_measured,
     run_within,
     runs_of,
@@ -522,12 +522,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if not run_measured("cqg-", run):
         return 1
-    results.total_s = time.perf_counter() - started
-    results.load.append(os.getloadavg()[0])
-    figures = summary(results)
-    render(figures)
-    print(json.dumps(figures, sort_keys=True), flush=True)
-    return 0
+    return report(results, started, summary, render)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -45,6 +44,7 @@ from benchlib import (
     ManagerProcess,
     median,
     quiet_signals,
+    report,
     signals_raise,
     vmrss_mb,
 )
@@ -424,12 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         quiet_signals()
         shutil.rmtree(root, ignore_errors=True)
-    results.total_s = time.perf_counter() - started
-    results.load.append(os.getloadavg()[0])
-    figures = summary(results)
-    render(figures)
-    print(json.dumps(figures, sort_keys=True), flush=True)
-    return 0
+    return report(results, started, summary, render)
 
 
 if __name__ == "__main__":
