@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,27 +22,6 @@ pytestmark = pytest.mark.integration
 HTML = {"accept": "text/html"}
 
 
-@pytest.fixture
-def solo(template_cache: Path) -> Iterator[Manager]:
-    manager = Manager(template_cache).start()
-    try:
-        manager.post("add_nodes", count=1)
-        manager.wait_topology(1)
-        yield manager
-    finally:
-        manager.close()
-
-
-@pytest.fixture
-def trio(template_cache: Path) -> Iterator[Manager]:
-    manager = Manager(template_cache).start()
-    try:
-        manager.post("add_nodes", count=3)
-        manager.wait_topology(3)
-        workload.prepare(manager)
-        yield manager
-    finally:
-        manager.close()
 
 
 def variable(manager: Manager, node: int, name: str) -> str:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,17 +14,6 @@ from tests.integration.harness import Manager, wait_until
 
 pytestmark = pytest.mark.integration
 
-
-@pytest.fixture
-def pair(template_cache: Path) -> Iterator[Manager]:
-    """A manager with a master and a slave replicating from it."""
-    manager = Manager(template_cache).start()
-    try:
-        manager.post("add_nodes", count=2)
-        manager.wait_topology(2)
-        yield manager
-    finally:
-        manager.close()
 
 
 def check(node: dict[str, Any], path: str) -> tuple[int, dict[str, Any]]:

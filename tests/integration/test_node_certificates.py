@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,18 +17,6 @@ from tests.integration.harness import Manager, rpc_error, wait_until
 
 pytestmark = pytest.mark.integration
 
-
-@pytest.fixture
-def pair(template_cache: Path) -> Iterator[Manager]:
-    """A master and a slave, and the application's account (over TCP)."""
-    manager = Manager(template_cache).start()
-    try:
-        manager.post("add_nodes", count=2)
-        manager.wait_topology(2)
-        workload.prepare(manager)
-        yield manager
-    finally:
-        manager.close()
 
 
 def verified_sql(manager: Manager, ip: str, port: int) -> subprocess.CompletedProcess[str]:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
-from pathlib import Path
 
 import pymysql
 import pytest
@@ -24,18 +22,6 @@ from tests.integration.harness import (
 
 pytestmark = pytest.mark.integration
 
-
-@pytest.fixture
-def trio(template_cache: Path) -> Iterator[Manager]:
-    """A manager with a master and two slaves replicating, and the app's table."""
-    manager = Manager(template_cache).start()
-    try:
-        manager.post("add_nodes", count=3)
-        manager.wait_topology(3)
-        workload.prepare(manager)
-        yield manager
-    finally:
-        manager.close()
 
 
 def sql_value(manager: Manager, node: int, statement: str) -> str:
