@@ -24,6 +24,7 @@ from starlette.testclient import TestClient
 from conpaassql.domain.node import Node
 from conpaassql.domain.states import NodeState, Role
 from conpaassql.errors import UnreachableError
+from conpaassql.manager import events
 from conpaassql.manager.api_security import token_gate
 from conpaassql.manager.loop_monitor import LoopMonitor
 from conpaassql.manager.metrics import (
@@ -178,10 +179,8 @@ def test_failovers_and_switchovers_are_counted_from_the_history(tmp_path: Path) 
     nodes, reconciler, replication = a_service(tmp_path)
     store = nodes.rt.store
     store.record_event("failover: node 1 fenced (stopped)", 1)
-    store.record_event("failover: node 2 is the master (was node 1: master lost); "
-                       "writes resumed after 1.37 s", 2)
-    store.record_event("switchover: node 1 is the master (was node 2); "
-                       "writes blocked for 0.210 s", 1)
+    store.record_event(events.failover_done(2, 1, "master lost", 1.37), 2)
+    store.record_event(events.switchover_done(1, 2, 0.21), 1)
     store.record_event("switchover to node 3 abandoned")
     store.flush()  # counted once committed
     _, found = samples(scrape(ManagerMetrics(nodes, reconciler, replication, None)).text)
@@ -198,8 +197,7 @@ def test_failovers_and_switchovers_are_counted_from_the_history(tmp_path: Path) 
     metrics = ManagerMetrics(again, reconciler, replication, None)
     _, found = samples(scrape(metrics).text)
     assert value(found, "conpaassql_failovers_total") == 1
-    again.rt.store.record_event("failover: node 1 is the master (was node 2: mysqld "
-                                "down); writes resumed after 0.52 s", 1)
+    again.rt.store.record_event(events.failover_done(1, 2, "mysqld down", 0.52), 1)
     again.rt.store.flush()
     _, found = samples(scrape(metrics).text)
     assert value(found, "conpaassql_failovers_total") == 2

@@ -18,7 +18,6 @@ read-only token will do).
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from conpaassql.domain.gtid import GtidPosition
 from conpaassql.domain.node import Node
 from conpaassql.domain.states import AgentState, NodeState, Role, ServiceState
 from conpaassql.errors import AuthError
+from conpaassql.manager import events
 from conpaassql.manager.agents import AgentLink
 from conpaassql.manager.loop_monitor import LoopMonitor
 from conpaassql.manager.reconcile import Reconciler
@@ -46,10 +46,6 @@ from conpaassql.rpc.server import Gate
 
 PREFIX = "conpaassql_"
 NODE = ("node", "cloud")
-#: How ``manager.replication`` records a failover and a switchover once done (``LIKE``).
-FAILOVER_DONE = "failover: node % is the master (was node %"
-SWITCHOVER_DONE = "switchover: node % is the master (was node %"
-_RESUMED = re.compile(r"writes resumed after ([0-9.]+) s")
 #: Longest wait for a node's figures at a scrape; figures younger than MAX_AGE are reused.
 PERFORMANCE_TIMEOUT = 2.0
 PERFORMANCE_MAX_AGE = 1.0
@@ -136,19 +132,18 @@ class Tally:
 
     async def update(self, store: Store) -> None:
         """Count the entries committed since the last update (read in a thread)."""
-        self.add(await asyncio.to_thread(store.events_since, self.seq, FAILOVER_DONE,
-                                         SWITCHOVER_DONE))
+        self.add(await asyncio.to_thread(store.events_since, self.seq,
+                                         events.FAILOVER_DONE, events.SWITCHOVER_DONE))
 
     def add(self, entries: list[HistoryEntry]) -> None:
         for entry in entries:
             if entry.seq <= self.seq:
                 continue  # counted already, by a scrape that read at the same time
             self.seq = entry.seq
-            if entry.message.startswith("failover"):
+            if events.is_failover(entry.message):
                 self.failovers += 1
                 self.failover_at = entry.at
-                found = _RESUMED.search(entry.message)
-                self.failover_seconds = float(found.group(1)) if found else None
+                self.failover_seconds = events.failover_seconds(entry.message)
             else:
                 self.switchovers += 1
 

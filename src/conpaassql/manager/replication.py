@@ -27,6 +27,7 @@ from conpaassql.domain.topology import (
     promotion_candidate,
 )
 from conpaassql.errors import BusyError, ConpaasSQLError, WrongStateError
+from conpaassql.manager import events
 from conpaassql.manager.cycle import Act, Outcome, Snapshot
 from conpaassql.manager.service import NodeService
 from conpaassql.protocol.agent import (
@@ -321,9 +322,8 @@ class Replication:
         elapsed = time.monotonic() - started
         self.last_failover = {"from": dead_id, "to": candidate_id, "reason": reason,
                               "seconds": round(elapsed, 3), "at": time.time()}
-        self.rt.store.record_event(
-            f"failover: node {candidate_id} is the master (was node {dead_id}: {reason}); "
-            f"writes resumed after {elapsed:.2f} s", candidate_id)
+        self.rt.store.record_event(events.failover_done(candidate_id, dead_id, reason, elapsed),
+                                   candidate_id)
         await self._repoint_all(snapshot.live, candidate, exclude={candidate_id, dead_id})
         self.nodes.refresh_service_state("failover done")
         return f"failover: node {dead_id} -> node {candidate_id} in {elapsed:.2f} s"
@@ -497,9 +497,8 @@ class Replication:
             blocked = time.monotonic() - blocked_at
             self.rt.store.update_node(master.id, role=Role.SLAVE)
             self.rt.store.update_node(target.id, role=Role.MASTER)
-            self.rt.store.record_event(
-                f"switchover: node {target_id} is the master (was node {master.id}); "
-                f"writes blocked for {blocked:.3f} s", target_id)
+            self.rt.store.record_event(events.switchover_done(target_id, master.id, blocked),
+                                       target_id)
             await self._repoint_all(self.nodes.live_nodes(), None, exclude={target_id})
             self.nodes.refresh_service_state("switchover done")
             return {"master": target_id, "previous": master.id,
