@@ -10,7 +10,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from tests.browser.harness import BrowserManager, Gui, screenshot
 from tests.integration.harness import wait_until
@@ -35,11 +35,11 @@ def rows(manager: BrowserManager, node: int, statement: str) -> str:
     return done.stdout.strip()
 
 
-def flash_ok(page: Page) -> object:
+def flash_ok(page: Page) -> Locator:
     return page.locator("[data-testid=flash-ok] span").first
 
 
-def flash_error(page: Page) -> object:
+def flash_error(page: Page) -> Locator:
     return page.locator("[data-testid=flash-error] span").first
 
 
@@ -85,6 +85,12 @@ def test_restore_to_a_second_through_the_form(manager: BrowserManager, gui: Gui,
     page.goto(gui.url + "/backups")
     picker = page.get_by_test_id("restore-time")
     expect(picker).to_have_attribute("type", "datetime-local")
+    before = manager.get("list_backups")["restorable"]["from"] - 3600
+    page.evaluate("document.getElementById('restore-time').removeAttribute('min')")
+    picker.fill(picker_value(before))
+    page.get_by_test_id("restore-time-submit").click()  # the manager's words shown
+    expect(flash_error(page)).to_contain_text("restorable from")
+    assert not any(n["role"] == "restored" for n in manager.nodes())
     picker.fill(picker_value(target))
     page.get_by_test_id("restore-time-submit").click()
     shown = picker_value(target).replace("T", " ")
