@@ -31,7 +31,7 @@ from typing import Any, BinaryIO, NoReturn, TextIO, TypeVar
 import click
 from rich.console import Console
 
-from conpaassql.client import certificates
+from conpaassql.client import certificates, waiting
 from conpaassql.client.commands import (
     COMMANDS,
     ArgumentError,
@@ -337,7 +337,33 @@ def run(build: Callable[[dict[str, Any]], RpcCall], values: dict[str, Any]) -> N
         result = run_upload(settings, call, call.upload, token)
     else:
         result = _outcome(settings, call, lambda: send(settings, call, token))
+    if values.get("wait"):
+        result = run_wait(settings, call, result, token)
     show(call.method, result, table=settings.table)
+
+
+async def _follow(settings: Settings, token: str | None, look: waiting.Look,
+                  display: waiting.Display) -> waiting.Seen:
+    async with _client(settings, token) as client:
+        return await waiting.follow(client, look, display)
+
+
+def run_wait(settings: Settings, call: RpcCall, started: Any, token: str | None) -> Any:
+    """``--wait``: follow what ``call`` started until it is over, a spinner on a
+    terminal, plain lines on stderr otherwise; its last record (printed, then exit 1
+    when it failed)."""
+    found = waiting.look_for(call.method, started)
+    if found is None:
+        return started
+    label, look = found
+    console = progress_console()
+    with waiting.Display(label, console, None if console else sys.stderr) as display:
+        seen = _outcome(settings, call, lambda: _follow(settings, token, look, display))
+    if not seen.ok:
+        if seen.record is not None:
+            show(call.method, seen.record, table=False)
+        raise click.exceptions.Exit(EXIT_REMOTE)
+    return seen.record if seen.record is not None else started
 
 
 def shared_options(*, on_command: bool) -> list[click.Parameter]:

@@ -576,10 +576,14 @@ COMMANDS: tuple[Command, ...] = (
             details=_RESTART_DETAILS),
     Command("backup", "backup", "POST", "Start a backup of the service (--kind).",
             _backup, (), (Opt("kind", "KIND", "full (the default) or incremental (the "
-                              "pages changed since the last backup)."),),
+                              "pages changed since the last backup)."),
+                          Opt("wait", "", "Wait until the backup is done or failed.",
+                              flag=True)),
             details="Taken by a slave's agent (the master's when there is no slave) and "
                     "streamed into the backup store; the answer comes at once with the "
-                    "backup's id, list_backups follows it."),
+                    "backup's id, list_backups follows it. With --wait, the client "
+                    "follows it (a spinner on a terminal, a line per state on stderr "
+                    "otherwise) and prints its list_backups entry; exit 1 if it failed."),
     Command("list_backups", "list_backups", "GET", "List the backups and the restorable "
             "window.", _no_params,
             details="With --table, one row per backup: kind, state, times, GTID position, "
@@ -597,11 +601,16 @@ COMMANDS: tuple[Command, ...] = (
                                 Opt("time", "TIME", "The second to restore: ISO 8601 "
                                     "('2026-12-07 10:00:00' is UTC; or with a zone, "
                                     "'2026-12-07T10:00:00+01:00') or epoch seconds."),
-                                _CLOUD),
+                                _CLOUD,
+                                Opt("wait", "", "Wait until the node holds the data "
+                                    "(RUNNING, restored) or failed.", flag=True)),
             details="With --time, the latest backup at or before TIME is restored, then the "
                     "archived binlogs replayed up to that second; list_backups shows the "
                     "restorable window. The new node (role restored) stands apart from "
-                    "replication, read-only: read or dump what was lost, then remove it."),
+                    "replication, read-only: read or dump what was lost, then remove it. "
+                    "With --wait, the client follows the restore (a spinner on a "
+                    "terminal, a line per state on stderr otherwise) and prints the "
+                    "node's get_node_info record; exit 1 if it failed."),
     Command("restart_nodes", "restart_nodes", "POST",
             "Restart the nodes (or node ID), rolling.",
             _optional_node, _NODE_ARG,

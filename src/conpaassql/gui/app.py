@@ -17,7 +17,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from conpaassql.errors import ConfigError
-from conpaassql.gui import actions, configuration, login, pages, transfer
+from conpaassql.gui import actions, backups, configuration, login, pages, transfer
 from conpaassql.gui.config import GuiConfig
 from conpaassql.gui.context import STATIC, Gui
 from conpaassql.gui.security import Guard, GuardMiddleware
@@ -63,7 +63,7 @@ def create_app(config: GuiConfig, bind: str = "127.0.0.1", *, tls: bool = False)
 
     routes: list[Route | Mount] = [
         *pages.routes(), *actions.routes(), *configuration.routes(), *transfer.routes(),
-        *login.routes(),
+        *backups.routes(), *login.routes(),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(routes=routes, middleware=[Middleware(GuardMiddleware, guard=guard)],

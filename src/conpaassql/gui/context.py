@@ -31,6 +31,7 @@ TEMPLATES = HERE / "templates"
 STATIC = HERE / "static"
 PAGES = (("overview", "/", "Overview"), ("nodes", "/nodes", "Nodes"),
          ("users", "/users", "Users & databases"), ("data", "/data", "Data"),
+         ("backups", "/backups", "Backups"),
          ("configuration", "/configuration", "Configuration"))
 
 Loader = Callable[[RpcClient], Awaitable[Mapping[str, Any]]]

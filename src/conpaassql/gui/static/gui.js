@@ -238,6 +238,32 @@
     for (const node of outcome.failed) flash("error", "Node " + node.id + " failed: " + (node.reason || "see its history"));
   }
 
+  // A follow polls its url (JSON: settled, ok, text) until the thing is settled: a
+  // backup done or failed, a restored node holding its data or failed.
+  async function follow(what, indicator) {
+    const refreshParts = () => refreshAll(["#backups", "#nodes", "#service-state"]);
+    const until = Date.now() + WATCH_LIMIT_MS;
+    if (what.busy) indicator.update(what.busy);
+    let last = null;
+    while (Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 1500));
+      try { last = await getJson(what.url); } catch (e) {
+        indicator.update("waiting for the manager: " + e.message);
+        continue;
+      }
+      indicator.update(last.text);
+      refreshParts();
+      if (last.settled) break;
+    }
+    indicator.end();
+    refreshParts();
+    if (!last || !last.settled) {
+      flash("error", "Stopped watching after " + WATCH_LIMIT_MS / 60000 + " min" + (last ? ": " + last.text : ""));
+      return;
+    }
+    flash(last.ok ? "ok" : "error", last.text.charAt(0).toUpperCase() + last.text.slice(1));
+  }
+
   // -- actions --------------------------------------------------------------
 
   function paramsOf(element) {
@@ -263,7 +289,8 @@
     if (answer.secret) showSecret(answer.secret);
     if (options.refresh) refreshAll(options.refresh.split(","));
     if (answer.watch) watch(answer.watch, indicator);
-    else { indicator.end(); refreshAll(["#nodes", "#summary", "#service-state", "#users", "#databases", "#timeline"]); }
+    else if (answer.follow) follow(answer.follow, indicator);
+    else { indicator.end(); refreshAll(["#nodes", "#summary", "#service-state", "#users", "#databases", "#timeline", "#backups"]); }
     return true;
   }
 

@@ -1,0 +1,70 @@
+"""``conpaassql-client backup --wait`` and ``restore_node --wait`` against a real
+manager with a real node: the client follows the backup until it is done and the
+restored node until it holds the data, writing one plain line per state on stderr
+(not a terminal), and prints the final record as JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import Manager
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def single(template_cache: Path) -> Iterator[Manager]:
+    """A master alone, with a table of three rows."""
+    manager = Manager(template_cache).start()
+    try:
+        manager.post("add_nodes", count=1)
+        master, _ = manager.wait_topology(1)
+        done = manager.sql(master, "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY "
+                           "KEY); INSERT INTO app.t VALUES (1), (2), (3)")
+        assert done.returncode == 0, done.stderr
+        yield manager
+    finally:
+        manager.close()
+
+
+def client(manager: Manager, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "conpaassql.client", "127.0.0.1",
+                           str(manager.port), *args],
+                          capture_output=True, text=True, timeout=600, check=False)
+
+
+def test_backup_and_restore_wait_until_done(single: Manager) -> None:
+    manager = single
+    master, _ = manager.wait_topology(1)
+    taken = client(manager, "backup", "--wait")
+    assert taken.returncode == 0, taken.stderr
+    entry = json.loads(taken.stdout)
+    assert entry["state"] == "done" and entry["kind"] == "full"
+    assert entry["node"] == str(master) and entry["bytes"] > 0
+    lines = taken.stderr.splitlines()
+    label = f"backup {entry['id']}: "
+    assert lines[0] == f"{label}running on node {master}", taken.stderr
+    assert lines[-1].startswith(f"{label}done, ") and lines[-1].endswith(" s)"), lines
+    assert "\x1b[" not in taken.stderr  # no bar: stderr is not a terminal
+    listed = {b["id"]: b for b in manager.get("list_backups")["backups"]}
+    assert listed[entry["id"]]["state"] == "done"
+
+    plain = client(manager, "backup", "--kind", "incremental")  # the seed-style call
+    assert plain.returncode == 0, plain.stderr
+    assert json.loads(plain.stdout)["state"] == "running" and plain.stderr == ""
+
+    restored = client(manager, "restore_node", "--backup", entry["id"], "--wait")
+    assert restored.returncode == 0, restored.stderr
+    node = json.loads(restored.stdout)
+    assert node["state"] == "RUNNING" and node["role"] == "restored"
+    assert node["restore"]["state"] == "done" and node["restore"]["backup"] == entry["id"]
+    assert restored.stderr.splitlines()[-1].startswith(
+        f"restored node {node['id']}: RUNNING, restored"), restored.stderr
+    rows = manager.sql(node["id"], "SELECT COUNT(*) FROM app.t")
+    assert rows.returncode == 0 and rows.stdout.strip() == "3", rows.stderr

@@ -1,0 +1,116 @@
+"""``--wait``'s progress without a manager: the states of a backup and of a restored
+node in words, and what is written where (plain lines off a terminal, a spinner
+then one line on it)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from rich.console import Console
+
+from conpaassql.client.waiting import (
+    Display,
+    Seen,
+    backup_seen,
+    follow,
+    look_for,
+    restore_seen,
+)
+from conpaassql.rpc.client import RpcClient
+from tests.unit.clock import Clock
+
+
+def listed(state: str, **more: Any) -> dict[str, Any]:
+    return {"backups": [{"id": "b9", "kind": "full", "state": state, "node": "2",
+                         "bytes": None, **more}], "restorable": {"from": None, "to": None}}
+
+
+def test_a_backups_states_in_words() -> None:
+    assert backup_seen("b9", listed("running")) == Seen("running on node 2")
+    assert backup_seen("b9", listed("running", bytes=3_000_000)).text == \
+        "running on node 2, 3.0 MB so far"
+    done = backup_seen("b9", listed("done", bytes=5_000_000))
+    assert (done.text, done.settled, done.ok) == ("done, 5.0 MB on node 2", True, True)
+    assert done.record is not None and done.record["id"] == "b9"
+    failed = backup_seen("b9", listed("failed", error="disk full"))
+    assert (failed.text, failed.settled, failed.ok) == ("failed: disk full", True, False)
+    assert backup_seen("other", listed("done")).text == "backup other is no longer listed"
+
+
+def test_a_restored_nodes_states_in_words() -> None:
+    def node(node_state: str, **restore: Any) -> dict[str, Any]:
+        return {"id": 5, "state": node_state, "role": "restored", "restore": restore}
+
+    assert restore_seen(node("PENDING", state="waiting")).text == \
+        "node PENDING, waiting for the node to run"
+    assert restore_seen(node("RUNNING", state="running", phase="prepare")).text == \
+        "node RUNNING, restoring (prepare)"
+    done = restore_seen(node("RUNNING", state="done", gtid="0-1-7"))
+    assert (done.text, done.ok) == ("RUNNING, restored to GTID position 0-1-7", True)
+    assert restore_seen(node("RUNNING", state="failed", error="bad checksum")) == \
+        Seen("restore failed: bad checksum", settled=True,
+             record=node("RUNNING", state="failed", error="bad checksum"))
+    # its server is down while the data is replaced: not over yet
+    assert restore_seen(node("FAILED", state="running")) == Seen("node FAILED, restoring")
+    assert restore_seen(node("RUNNING", state="done")).ok
+    assert restore_seen(node("TERMINATED", state="running")).settled
+
+
+def test_what_is_followed_after_which_call() -> None:
+    assert look_for("backup", {"id": "b9", "state": "running"}) is not None
+    assert look_for("restore_node", {"serviceNode": {"id": 5}}) is not None
+    assert look_for("backup", {"error": "busy"}) is None
+    assert look_for("list_backups", {"backups": []}) is None
+
+
+class Scripted:
+    """Answers ``list_backups`` from a script, one answer per call."""
+
+    def __init__(self, answers: list[dict[str, Any]]) -> None:
+        self.answers: Iterator[dict[str, Any]] = iter(answers)
+
+    async def get(self, method: str, **params: Any) -> dict[str, Any]:
+        assert method == "list_backups"
+        return next(self.answers)
+
+
+def test_off_a_terminal_one_plain_line_per_state() -> None:
+    out = io.StringIO()
+    clock = Clock()
+    client: Any = Scripted([listed("running"), listed("running"),
+                            listed("running", bytes=1_000_000), listed("done", bytes=2_000_000)])
+
+    async def look(rpc: RpcClient) -> Seen:
+        clock.now += 1.5
+        return backup_seen("b9", await rpc.get("list_backups"))
+
+    with Display("backup b9", None, out, clock=clock) as display:
+        seen = asyncio.run(follow(client, look, display, poll=0))
+    assert seen.ok
+    assert out.getvalue().splitlines() == [
+        "backup b9: running on node 2",
+        "backup b9: running on node 2, 1.0 MB so far",
+        "backup b9: done, 2.0 MB on node 2 (6.0 s)",
+    ]
+
+
+def test_on_a_terminal_a_spinner_then_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=100)
+    client: Any = Scripted([listed("running"), listed("failed", error="no slave")])
+
+    async def look(rpc: RpcClient) -> Seen:
+        return backup_seen("b9", await rpc.get("list_backups"))
+
+    with Display("backup b9", console, None, clock=Clock()) as display:
+        seen = asyncio.run(follow(client, look, display, poll=0))
+    assert not seen.ok
+    shown = buffer.getvalue()
+    assert "backup b9: running on node 2" in shown  # the spinner's line
+    # the spinner taken away, then the one line
+    assert shown.rstrip().splitlines()[-1].endswith("backup b9: failed: no slave (0.0 s)")
+    assert capsys.readouterr() == ("", "")

@@ -1,0 +1,148 @@
+"""The Backups page without a manager: ``list_backups`` shaped into the timeline's
+shapes, the part rendered from them, the archive's status, a restore's progress,
+and the restore form's time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conpaassql.gui import backup_view
+from conpaassql.gui.backups import restore_time
+from conpaassql.gui.config import GuiConfig
+from conpaassql.gui.context import Gui, InputError
+from conpaassql.gui.security import Guard
+from conpaassql.gui.sessions import Sessions
+
+NOW = 1_800_000_000.0  # 2027-01-15 08:00:00 UTC
+
+
+def listing() -> dict[str, Any]:
+    """A full backup an hour ago, an incremental on it, a full one running, one failed,
+    and fields this page does not know (a newer manager's)."""
+    return {"backups": [
+        {"id": "f1", "kind": "full", "state": "done", "started": NOW - 3600,
+         "finished": NOW - 3400, "gtid": "0-1-5", "bytes": 5_000_000, "node": "2",
+         "parent": None, "verified": {"ok": True, "at": NOW - 3000}},
+        {"id": "i1", "kind": "incremental", "state": "done", "started": NOW - 1800,
+         "finished": NOW - 1790, "gtid": "0-1-9", "bytes": 40_000, "node": "2",
+         "parent": "f1"},
+        {"id": "x1", "kind": "full", "state": "failed", "started": NOW - 900,
+         "finished": NOW - 899, "gtid": None, "bytes": None, "node": "2", "parent": None},
+        {"id": "f2", "kind": "full", "state": "running", "started": NOW - 360,
+         "finished": None, "gtid": None, "bytes": None, "node": "3", "parent": None},
+    ], "restorable": {"from": NOW - 3400, "to": NOW - 4}}
+
+
+def test_the_timeline_places_each_backup_on_its_lane_and_links_its_parent() -> None:
+    records = backup_view.backups(listing())
+    assert [b.id for b in records] == ["f1", "i1", "x1", "f2"]
+    assert records[0].children == ["i1"] and records[0].extra == {"verified":
+                                                                  f"ok yes, at {NOW - 3000}"}
+    picture = backup_view.timeline(records, listing()["restorable"], now=NOW)
+    assert picture is not None
+    bars = {bar.id: bar for bar in picture.bars}
+    # the axis runs from the first backup's start (x 0) to now (x 1000)
+    assert bars["f1"].x == 0.0 and bars["f1"].width == pytest.approx(200 / 3600 * 1000, 0.01)
+    assert bars["i1"].x == 500.0 and bars["i1"].width == backup_view.MIN_BAR
+    assert bars["f2"].x + bars["f2"].width == pytest.approx(1000.0)  # running: up to now
+    full_top, incremental_top = backup_view.LANES["full"][0], backup_view.LANES["incremental"][0]
+    assert {bars["f1"].y, bars["f2"].y, bars["x1"].y} == {full_top}
+    assert bars["i1"].y == incremental_top
+    assert (bars["x1"].state, bars["f2"].state) == ("failed", "running")
+    [link] = picture.links
+    assert (link.x1, link.x2) == (bars["f1"].x + bars["f1"].width, bars["i1"].x)
+    assert link.title == "i1 is built on f1"
+    assert picture.window is not None
+    assert picture.window[0] == bars["f1"].x + bars["f1"].width
+    assert picture.window_title == ("restorable from 2027-01-15 07:03:20 to "
+                                    "2027-01-15 07:59:56 UTC")
+    assert (picture.start, picture.end) == ("2027-01-15 07:00:00", "2027-01-15 08:00:00")
+
+
+def test_no_backup_draws_nothing_and_a_window_without_backups_is_none() -> None:
+    assert backup_view.timeline([], {"from": None, "to": None}, now=NOW) is None
+    records = backup_view.backups({"backups": [listing()["backups"][3]],
+                                   "restorable": {"from": None, "to": None}})
+    picture = backup_view.timeline(records, {"from": None, "to": None}, now=NOW)
+    assert picture is not None and picture.window is None
+    assert picture.window_title == "nothing restorable yet"
+
+
+def test_descendants_are_found_through_every_generation() -> None:
+    rows = listing()["backups"] + [
+        {"id": "i2", "kind": "incremental", "state": "done", "started": NOW - 1000,
+         "parent": "i1"}]
+    records = backup_view.backups({"backups": rows})
+    assert backup_view.descendants("f1", records) == ["i1", "i2"]
+    assert backup_view.descendants("i2", records) == []
+
+
+def render_part(**context: Any) -> str:
+    gui = Gui(GuiConfig(manager_host="127.0.0.1", manager_port=1),
+              Guard(login=False, tls=False, bind="127.0.0.1", sessions=Sessions(idle=60)))
+    return gui.templates.env.get_template("_backups.html").render(**context)
+
+
+def test_the_part_draws_the_svg_and_the_table_with_unknown_fields() -> None:
+    records = backup_view.backups(listing())
+    info = {"backup": {"archiving": True, "archived_to": NOW - 4, "archive_lag_seconds": 2.4,
+                       "gap": {"archived_to": "0-1-9", "binlogs_from": "0-1-12"},
+                       "schedule": {"full_every_hours": 24}, "next_full": None}}
+    html = render_part(
+        backups=list(reversed(records)),
+        dependents={b.id: backup_view.descendants(b.id, records) for b in records},
+        picture=backup_view.timeline(records, listing()["restorable"], now=NOW),
+        window_from=backup_view.utc(NOW - 3400), window_to=backup_view.utc(NOW - 4),
+        archive=backup_view.archive(info), restores=[])
+    assert '<svg class="backups"' in html
+    assert 'class="bk kind-incremental bk-done" data-backup="i1"' in html
+    assert 'class="bk kind-full bk-running" data-backup="f2"' in html
+    assert 'class="parent-link"' in html and 'data-testid="window-band"' in html
+    assert "2027-01-15 07:03:20 UTC" in html and "caught up 2 s ago" in html
+    assert "archived to 0-1-9, the binlogs start after 0-1-12" in html
+    assert "full every hours 24" in html and "next full" not in html
+    assert "verified: ok yes" in html
+    # f1 has an incremental: deleting it alone or with it; a running one has no delete
+    assert html.count('data-p-id="f1"') == 2 and 'data-p-with_incrementals="true"' in html
+    assert 'data-p-id="f2"' not in html
+    assert 'data-p-backup="f1"' in html and 'data-p-backup="x1"' not in html
+
+
+def test_an_empty_service_says_so() -> None:
+    html = render_part(backups=[], dependents={}, picture=None, window_from="",
+                       window_to="", archive=None, restores=[])
+    assert "No backups yet" in html and "nothing restorable yet" in html
+    assert "No restored node" in html and "<svg" not in html
+
+
+@pytest.mark.parametrize(("node", "expected"), [
+    ({"id": 4, "state": "BOOTING", "restore": {"backup": "f1", "state": "waiting"}},
+     (False, False, "node 4 BOOTING: waiting for the node to run")),
+    ({"id": 4, "state": "RUNNING", "restore": {"backup": "f1", "state": "running",
+                                               "time": NOW - 60, "phase": "replaying"}},
+     (False, False, "node 4 RUNNING: restoring (replaying)")),
+    ({"id": 4, "state": "RUNNING", "restore": {"backup": "f1", "state": "done"}},
+     (True, True, "node 4 holds backup f1: read-only, apart from replication")),
+    ({"id": 4, "state": "RUNNING", "restore": {"backup": "f1", "state": "failed",
+                                               "time": NOW - 60, "error": "no space"}},
+     (True, False, "restoring node 4 to 2027-01-15 07:59:00 UTC (from backup f1) "
+                   "failed: no space")),
+    ({"id": 4, "state": "FAILED", "restore": {"backup": "f1", "state": "running"}},
+     (False, False, "node 4 FAILED: restoring")),  # its server is down meanwhile
+    ({"id": 4, "state": "TERMINATED", "restore": {"backup": "f1", "state": "waiting"}},
+     (True, False, "node 4 is TERMINATED: its restore of backup f1 ended")),
+])
+def test_a_restores_progress_in_words(node: dict[str, Any],
+                                      expected: tuple[bool, bool, str]) -> None:
+    assert backup_view.restore_text(node) == expected
+
+
+def test_the_pickers_time_is_utc() -> None:
+    assert restore_time("2026-12-07T10:00:05") == "2026-12-07T10:00:05+00:00"
+    assert restore_time(" 2026-12-07T10:00 ") == "2026-12-07T10:00:00+00:00"
+    assert backup_view.picker(NOW) == "2027-01-15T08:00:00"
+    for wrong in ("", "yesterday", "2026-12-07 10:00:05+01:00", "1700000000"):
+        with pytest.raises(InputError):
+            restore_time(wrong)
