@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from conpaassql.client.commands import BY_NAME, ArgumentError, RpcCall, parse_list
+from conpaassql.client.arguments import ArgumentError, RpcCall, parse_list
+from conpaassql.client.commands import BY_NAME
 from conpaassql.client.transfer import Meter, PartialFile, size_of
 from conpaassql.rpc.units import human_bytes
 from tests.unit.clock import Clock

@@ -32,8 +32,7 @@ import click
 from rich.console import Console
 
 from conpaassql.client import certificates, waiting
-from conpaassql.client.commands import (
-    COMMANDS,
+from conpaassql.client.arguments import (
     ArgumentError,
     Command,
     Opt,
@@ -42,6 +41,7 @@ from conpaassql.client.commands import (
     Verb,
     generic_call,
 )
+from conpaassql.client.commands import COMMANDS
 from conpaassql.client.render import LOG_METHODS, format_json, log_text, tables_for
 from conpaassql.client.transfer import Meter, PartialFile, size_of
 from conpaassql.errors import RemoteError, UnreachableError
