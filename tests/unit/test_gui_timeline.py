@@ -173,6 +173,17 @@ CASES = [
          "come up", "event"),
     node("restoring node {node_id} from backup {backup_id} failed: {exc}",
          "restoring node 4 from backup 20261207T103000Z-full-3fa2c1 failed: MySQL error", "event"),
+    # verification
+    node("verification of backup {backup_id} started on node {node.id}",
+         "verification of backup 20261207T103000Z-full-3fa2c1 started on node 2", "event"),
+    node("backup {backup_id} verified on node {node.id}: {result['tables']} table(s) sound",
+         "backup 20261207T103000Z-full-3fa2c1 verified on node 2: 3 table(s) sound", "event"),
+    node("verification of backup {backup_id} failed: {result['error']}",
+         "verification of backup 20261207T103000Z-full-3fa2c1 failed: Corrupt backup object: "
+         "backups/20261207T103000Z-full-3fa2c1.xbstream", "event"),
+    service("backup {record.id} not verified: {exc}",
+            "backup 20261207T103000Z-full-3fa2c1 not verified: busy: backup x is running",
+            None, "event"),
     # binlog archiving
     node("binlog archiving from {since or 'the start'}", "binlog archiving from 0-1-57",
          "event"),

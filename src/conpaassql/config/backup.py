@@ -13,8 +13,10 @@ from conpaassql.errors import ConfigError
 #: The keys of ``[backup]``.
 BACKUP_KEYS = frozenset({
     "STORE", "ENDPOINT_URL", "REGION", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "SESSION_TOKEN",
-    "ADDRESSING_STYLE", "PART_SIZE", "ARCHIVE_INTERVAL"})
+    "ADDRESSING_STYLE", "PART_SIZE", "ARCHIVE_INTERVAL", "VERIFY"})
 ADDRESSING_STYLES = ("auto", "path", "virtual")
+#: ``verify``: which backups are verified (``verify_backup``) once done.
+VERIFY_CHOICES = ("never", "after_full", "after_each")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 MIB = 1 << 20
 
@@ -37,6 +39,7 @@ class BackupConfig:
     addressing_style: str = "auto"
     part_size: int = 8 * MIB  # bytes of each part of a multipart upload
     archive_interval: float = 5.0  # seconds between binlog archive passes (the RPO)
+    verify: str = "never"  # one of VERIFY_CHOICES
 
     @property
     def url(self) -> str:
@@ -70,6 +73,10 @@ class BackupConfig:
         if bool(access) != bool(secret):
             raise ConfigError(section.where("secret_access_key" if access else "access_key_id"),
                               detail="access_key_id and secret_access_key go together")
+        verify = (section.get("verify", "never") or "never").lower()
+        if verify not in VERIFY_CHOICES:
+            raise ConfigError(section.where("verify"),
+                              detail=f"{verify!r} is not one of {', '.join(VERIFY_CHOICES)}")
         path, bucket, prefix = _backup_store(section)
         if bucket is None and endpoint:
             raise ConfigError(section.where("endpoint_url"), detail="only for an s3:// store")
@@ -78,7 +85,8 @@ class BackupConfig:
                    secret_access_key=secret, session_token=section.get("session_token"),
                    addressing_style=style,
                    part_size=section.integer("part_size", 8, 5, 5120) * MIB,
-                   archive_interval=section.number("archive_interval", 5.0, 0.1))
+                   archive_interval=section.number("archive_interval", 5.0, 0.1),
+                   verify=verify)
 
 
 def _backup_store(section: Section) -> tuple[Path | None, str | None, str]:

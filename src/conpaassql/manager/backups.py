@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from conpaassql.backup import BackupStore, open_store
@@ -59,6 +60,10 @@ class Backups:
         self.rt = nodes.rt
         self._store: BackupStore | None = None
         self._running: str | None = None  # the id of the backup being taken
+        #: Called with each backup's record once it is done or failed.
+        self.after_backup: list[Callable[[BackupRecord], Awaitable[None]]] = []
+        #: More fields of ``list_backups``' entries: name -> its value for a record.
+        self.listed: dict[str, Callable[[BackupRecord], Any]] = {}
 
     # -- the store --------------------------------------------------------------
 
@@ -163,6 +168,8 @@ class Backups:
                 f"GTID position {record.gtid or 'empty'}", node.id)
         else:
             self.rt.store.record_event(f"backup {record.id} failed: {record.error}", node.id)
+        for hook in self.after_backup:
+            await hook(record)
 
     # -- listing and deleting ---------------------------------------------------
 
@@ -177,7 +184,9 @@ class Backups:
     async def listing(self) -> dict[str, Any]:
         records = await self.records()
         start, end = point_in_time.window(records, await archived(self.store))
-        return {"backups": [{name: getattr(r, name) for name in SHOWN} for r in records],
+        return {"backups": [{**{name: getattr(r, name) for name in SHOWN},
+                             **{name: value(r) for name, value in self.listed.items()}}
+                            for r in records],
                 "restorable": {"from": start, "to": end}}
 
     async def delete(self, backup_id: str, with_incrementals: bool = False) -> list[str]:

@@ -98,3 +98,19 @@ class ArchiveStatus(Reply):
     #: set aside, and archiving went on from the last one both share.
     diverged: dict[str, str] | None = None
     error: str | None = None
+
+
+class VerifyFromStoreRequest(Request):
+    """Restore the backup in ``objects`` (as ``RestoreFromStoreRequest``) into a scratch
+    directory, start a server of its own on it and check every user table; the
+    node's own server and data are left alone."""
+
+    store: StoreSettings
+    objects: Annotated[list[Annotated[str, Field(min_length=1, max_length=900)]],
+                       Field(min_length=1, max_length=1000)]
+
+
+class VerifiedFromStore(Reply):
+    tables: int = 0  # user tables checked, all sound
+    gtid_position: str = ""
+    seconds: float = 0.0
