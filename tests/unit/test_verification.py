@@ -18,7 +18,7 @@ from conpaassql.errors import BusyError, MySQLError, NotFoundError, WrongStateEr
 from conpaassql.manager.backup_api import VerifyBackupParams
 from conpaassql.manager.backups import Backups
 from conpaassql.manager.verification import Verifications
-from conpaassql.mysql.scratch_server import scratch_cnf
+from conpaassql.mysql.scratch_server import copy_layout, scratch_cnf
 from conpaassql.protocol.backup import VerifiedFromStore, VerifyFromStoreRequest
 from tests.unit.test_backups import FULL, INC1, backups_of, node, record, stored
 
@@ -142,3 +142,14 @@ def test_the_scratch_server_reaches_nothing(tmp_path: Path) -> None:
                  f"datadir={tmp_path / 'data'}", "socket=/tmp/s/mysqld.sock"):
         assert line in text.splitlines()
     assert "log-bin" not in text and "port" not in text
+
+
+def test_the_scratch_server_takes_the_copys_innodb_layout(tmp_path: Path) -> None:
+    (tmp_path / "backup-my.cnf").write_text(
+        "[mysqld]\ninnodb_checksum_algorithm=crc32\ninnodb_data_file_path=ibdata1:12M:autoextend\n"
+        "innodb_log_file_size=100663296\ninnodb_page_size=16384\ninnodb_undo_tablespaces=0\n")
+    layout = copy_layout(tmp_path)
+    assert layout == ["innodb_data_file_path=ibdata1:12M:autoextend", "innodb_page_size=16384",
+                      "innodb_undo_tablespaces=0"]
+    assert "innodb_page_size=16384" in scratch_cnf(tmp_path, tmp_path / "s", "m", layout)
+    assert copy_layout(tmp_path / "none") == []

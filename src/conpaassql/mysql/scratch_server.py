@@ -45,6 +45,9 @@ SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
 #: What ``CHECK TABLE`` answers for a sound table.
 SOUND = ("OK", "Table is already up to date")
 SHOWN_PROBLEMS = 5
+#: The copy's InnoDB layout, which the server it was taken from may have set apart
+#: from the defaults: read from its ``backup-my.cnf``.
+LAYOUT = ("innodb_page_size", "innodb_data_file_path", "innodb_undo_tablespaces")
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,21 @@ class Verified:
     seconds: float
 
 
-def scratch_cnf(base: Path, socket: Path, run_as: str) -> str:
+def copy_layout(copy: Path) -> list[str]:
+    """``name=value`` of the ``LAYOUT`` options the copy's ``backup-my.cnf`` names."""
+    try:
+        text = (copy / "backup-my.cnf").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    found = []
+    for line in text.splitlines():
+        name, _, value = line.partition("=")
+        if name.strip() in LAYOUT and value.strip() and "\n" not in value:
+            found.append(f"{name.strip()}={value.strip()}")
+    return found
+
+
+def scratch_cnf(base: Path, socket: Path, run_as: str, layout: Sequence[str] = ()) -> str:
     """The scratch server's options: only what it needs, and nothing it could reach."""
     lines = [
         "[mariadbd]",
@@ -71,6 +88,7 @@ def scratch_cnf(base: Path, socket: Path, run_as: str) -> str:
         "skip-slave-start",
         "event-scheduler=DISABLED",
         "innodb-buffer-pool-size=64M",
+        *layout,
         "",
     ]
     return "\n".join(lines)
@@ -124,7 +142,8 @@ def _gtid_of(copy: Path) -> str:
 
 async def _check_on_server(base: Path, socket: Path, run_as: str) -> int:
     cnf = base / "my.cnf"
-    cnf.write_text(scratch_cnf(base, socket, run_as), encoding="utf-8")
+    layout = copy_layout(base / "data")
+    cnf.write_text(scratch_cnf(base, socket, run_as, layout), encoding="utf-8")
     os.chmod(cnf, 0o644)
     log_fd = os.open(base / "error.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
