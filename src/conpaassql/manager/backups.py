@@ -212,19 +212,7 @@ class Backups:
 
     async def chain(self, backup_id: str) -> list[BackupRecord]:
         """The full backup and the incrementals up to ``backup_id``, oldest first."""
-        by_id = {r.id: r for r in await self.records()}
-        chain: list[BackupRecord] = []
-        current: str | None = backup_id
-        while current is not None:
-            record = by_id.get(current)
-            if record is None:
-                what = "no backup" if current == backup_id else "its chain lacks backup"
-                raise NotFoundError("backup", detail=f"{what} {current}")
-            if record.state != "done":
-                raise WrongStateError(detail=f"backup {record.id} is {record.state}")
-            chain.append(record)
-            current = record.parent
-        return list(reversed(chain))
+        return chain_of(await self.records(), backup_id)
 
     # -- restoring --------------------------------------------------------------
 
@@ -258,7 +246,8 @@ class Backups:
         doing when the manager stopped is marked failed (its outcome is unknown)."""
         for node in self.nodes.live_nodes():
             restore = node.details.get("restore") or {}
-            if node.role is not Role.RESTORED or restore.get("state") not in RESUMED:
+            if node.role is not Role.RESTORED or restore.get("state") not in RESUMED \
+                    or restore.get("source"):  # restore_from's (manager.restore_from)
                 continue
             if restore["state"] == "running":
                 self._note(node.id, state="failed", error=RESTORE_INTERRUPTED)
@@ -315,6 +304,23 @@ class Backups:
         self.rt.store.record_event(
             f"node {node_id} restored from backup {backup_id}{upto} (GTID position "
             f"{done.gtid_position or 'empty'}), read-only, apart from replication", node_id)
+
+
+def chain_of(records: list[BackupRecord], backup_id: str) -> list[BackupRecord]:
+    """The full backup and the incrementals up to ``backup_id``, oldest first."""
+    by_id = {r.id: r for r in records}
+    chain: list[BackupRecord] = []
+    current: str | None = backup_id
+    while current is not None:
+        record = by_id.get(current)
+        if record is None:
+            what = "no backup" if current == backup_id else "its chain lacks backup"
+            raise NotFoundError("backup", detail=f"{what} {current}")
+        if record.state != "done":
+            raise WrongStateError(detail=f"backup {record.id} is {record.state}")
+        chain.append(record)
+        current = record.parent
+    return list(reversed(chain))
 
 
 def _descendants(backup_id: str, records: list[BackupRecord]) -> list[str]:

@@ -48,6 +48,9 @@ class RestoreFromStoreRequest(Request):
     objects: Annotated[list[Annotated[str, Field(min_length=1, max_length=900)]],
                        Field(min_length=1, max_length=1000)]
     target_time: Annotated[float, Field(ge=0)] | None = None
+    #: The backup is another service's (``restore_from``): root takes this service's
+    #: password and that service's replication accounts are dropped.
+    foreign: bool = False
 
 
 class ArchiveRequest(Request):
