@@ -96,3 +96,56 @@ def test_verify_backup(pair: Manager) -> None:
     failure = history_line(manager, broken, f"restoring node {broken} from backup")
     assert key in failure, failure
     assert manager.node(broken)["restore"]["state"] == "failed"
+
+
+def test_s3_verify_and_a_new_service_from_the_s3_store(template_cache: Path) -> None:
+    """Through moto's S3 server: a backup of the master (no slave) verified on it; a
+    second service restores it from the first one's prefix; a byte changed in the
+    object makes the verification fail, naming it."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    key_id, secret, bucket = "AKIDVERIFYSTANDIN003", "verify-standin-Secret-3", "verify-bk"
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
+                      aws_access_key_id=key_id, aws_secret_access_key=secret)
+    s3.create_bucket(Bucket=bucket)
+    common = (f"endpoint_url = {url}\nregion = us-east-1\naccess_key_id = {key_id}\n"
+              f"secret_access_key = {secret}\naddressing_style = path\n")
+    first = Manager(template_cache, sections=f"[backup]\nstore = s3://{bucket}/one\n{common}")
+    second = None
+    try:
+        first.start()
+        first.post("add_nodes", count=1)
+        master, _ = first.wait_topology(1)
+        value(first, master, "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY)")
+        insert(first, master, 1, 5)
+        full = backed_up(first, "full")
+        assert first.post("verify_backup", id=full["id"])["node"] == str(master)
+        result = verified(first, full["id"])
+        assert result["ok"] is True and result["tables"] == 1, result
+
+        second = Manager(template_cache, sections=(
+            f"[backup]\nstore = s3://{bucket}/two\n{common}restore_from = "
+            f"s3://{bucket}/one#{full['id']}\nrestore_key = {first.secret('backup_key')}\n"))
+        second.start()
+        second.post("add_nodes", count=1)
+        node, _ = second.wait_topology(1, timeout=300)
+        assert value(second, node, "SELECT COUNT(*) FROM app.t") == "5"
+        assert second.get("get_service_info")["restore_from"]["state"] == "done"
+
+        key = f"backups/{full['id']}.xbstream"
+        data = bytearray(s3.get_object(Bucket=bucket, Key=f"one/{key}")["Body"].read())
+        data[len(data) // 2] ^= 0x01
+        s3.put_object(Bucket=bucket, Key=f"one/{key}", Body=bytes(data))
+        first.post("verify_backup", id=full["id"])
+        failed = verified(first, full["id"])
+        assert failed["ok"] is False and key in failed["error"], failed
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
+        server.stop()

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from conpaassql.backup import BackupKey, open_store
 from conpaassql.backup.catalog import BackupRecord, Catalog
+from conpaassql.backup.errors import BackupStoreError
 from conpaassql.backup.segments import archived
 from conpaassql.config.restore_from import RestoreSource
 from conpaassql.domain.node import Node
@@ -148,6 +149,8 @@ class FirstRestore:
                                      bucket=source.bucket, prefix=source.prefix,
                                      restore_from=None)
         key = self._key(source)
+        if source.path is not None and not source.path.is_dir():
+            raise BackupStoreError(source.store, detail="no such directory")
         store = open_store(config, key, self.rt.state_dir)
         try:
             records = await Catalog(store).records()
