@@ -14,7 +14,8 @@ from tests.integration.harness import Manager, rpc_error, wait_until
 
 pytestmark = pytest.mark.integration
 
-SHOWN = {"id", "kind", "state", "started", "finished", "gtid", "bytes", "node", "parent"}
+SHOWN = {"id", "kind", "state", "started", "finished", "gtid", "bytes", "node", "parent",
+         "verified"}
 
 
 @pytest.fixture

@@ -107,10 +107,13 @@ BACKUPS = {
     "backups": [
         {"id": "20261207T103000Z-full-3fa2c1", "kind": "full", "state": "done",
          "started": 1796639400.0, "finished": 1796639460.5, "gtid": "0-1-57",
-         "bytes": 12_300_000, "node": "2", "parent": None},
+         "bytes": 12_300_000, "node": "2", "parent": None,
+         "verified": {"at": 1796639500.0, "ok": True, "tables": 17, "seconds": 9.5,
+                      "error": None, "node": "2"}},
         {"id": "20261207T110000Z-incremental-0b1c2d", "kind": "incremental",
          "state": "running", "started": 1796641200.0, "finished": None, "gtid": "",
-         "bytes": 0, "node": "2", "parent": "20261207T103000Z-full-3fa2c1"},
+         "bytes": 0, "node": "2", "parent": "20261207T103000Z-full-3fa2c1",
+         "verified": None},
     ],
     "restorable": {"from": 1796639460.5, "to": 1796639460.5},
 }
@@ -158,7 +161,7 @@ class FakeManager:
         registry.add("get_password", "GET", self.get_password)
         registry.add("get_server_configuration", "GET", self.get_server_configuration)
         registry.add("list_backups", "GET", self.list_backups)
-        for name in ("backup", "delete_backup", "restore_node"):
+        for name in ("backup", "delete_backup", "restore_node", "verify_backup"):
             registry.add(name, "POST", self.echo, AnyParams)
         registry.add("list_databases", "GET", self.list_databases, AnyParams)
         registry.add("get_agent_log", "GET", self.get_agent_log, AnyParams)
@@ -514,6 +517,8 @@ def test_script_reports_the_error_exit_code(live: Live) -> None:
         (["delete_backup", "20261207T103000Z-full-3fa2c1", "--with-incrementals"],
          ("POST", "delete_backup", {"id": "20261207T103000Z-full-3fa2c1",
                                     "with_incrementals": True})),
+        (["verify_backup", "20261207T103000Z-full-3fa2c1"],
+         ("POST", "verify_backup", {"id": "20261207T103000Z-full-3fa2c1"})),
         (["restore_node", "--backup", "20261207T103000Z-full-3fa2c1"],
          ("POST", "restore_node", {"backup": "20261207T103000Z-full-3fa2c1"})),
         (["restore_node", "--time", "2026-12-07 10:00:00"],
@@ -651,6 +656,7 @@ def test_https_to_a_plain_http_manager_exits_3(live: Live) -> None:
         (["restart_nodes", "1", "2"], "unexpected extra argument"),
         (["backup", "--kind", "differential"], "--kind must be one of full, incremental"),
         (["delete_backup"], "Missing argument 'ID'"),
+        (["verify_backup"], "Missing argument 'ID'"),
         (["restore_node"], "give --backup ID"),
         (["restore_node", "--backup", "x", "--time", "1796637600"], "or --time TIME"),
         (["restore_node", "--time", ""], "--time must not be empty"),
@@ -1152,7 +1158,8 @@ def test_backups_table(live: Live) -> None:
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert any("full-3fa2c1" in line and "done" in line and "0-1-57" in line
-               and "12.3 MB" in line and "2026-12-07" in line for line in lines), lines
+               and "12.3 MB" in line and "2026-12-07" in line
+               and "ok, 17 tables" in line for line in lines), lines
     assert any("incremental-0b1c2d" in line and "running" in line for line in lines)
     assert sum("restorable" in line for line in lines) == 1
     assert backups_tables({"backups": "none"}) is None

@@ -173,6 +173,32 @@ CASES = [
          "come up", "event"),
     node("restoring node {node_id} from backup {backup_id} failed: {exc}",
          "restoring node 4 from backup 20261207T103000Z-full-3fa2c1 failed: MySQL error", "event"),
+    # verification
+    node("verification of backup {backup_id} started on node {node.id}",
+         "verification of backup 20261207T103000Z-full-3fa2c1 started on node 2", "event"),
+    node("backup {backup_id} verified on node {node.id}: {result['tables']} table(s) sound",
+         "backup 20261207T103000Z-full-3fa2c1 verified on node 2: 3 table(s) sound", "event"),
+    node("verification of backup {backup_id} failed: {result['error']}",
+         "verification of backup 20261207T103000Z-full-3fa2c1 failed: Corrupt backup object: "
+         "backups/20261207T103000Z-full-3fa2c1.xbstream", "event"),
+    service("backup {record.id} not verified: {exc}",
+            "backup 20261207T103000Z-full-3fa2c1 not verified: busy: backup x is running",
+            None, "event"),
+    # restore_from
+    node("node {first.id} added to be the first node, holding {self.source.what} (backup "
+         "{backup_id}) of {self.source.store} (restore_from)",
+         "node 1 added to be the first node, holding backup 20261207T103000Z-full-3fa2c1 "
+         "(backup 20261207T103000Z-full-3fa2c1) of s3://svc1/backups (restore_from)", "event"),
+    node("restore_from {source} failed: {error}",
+         "restore_from s3://svc1/backups#20261207T103000Z-full-3fa2c1 failed: no backup",
+         "event"),
+    node("restore_from done: node {node_id} holds backup {backup}{upto} of {store} (GTID "
+         "position {gtid}) and is the master",
+         "restore_from done: node 1 holds backup 20261207T103000Z-full-3fa2c1 of "
+         "s3://svc1/backups (GTID position 0-1-57) and is the master", "event"),
+    service("restore_from {self.source.text} ignored: the service already had nodes",
+            "restore_from s3://svc1/backups@latest ignored: the service already had nodes",
+            None, "event"),
     # binlog archiving
     node("binlog archiving from {since or 'the start'}", "binlog archiving from 0-1-57",
          "event"),

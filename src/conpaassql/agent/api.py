@@ -18,6 +18,7 @@ from conpaassql.agent.seed_api import SeedApi
 from conpaassql.agent.settings import AgentSettings
 from conpaassql.agent.store_api import StoreApi
 from conpaassql.agent.supervisor import Supervisor
+from conpaassql.agent.verify_api import VerifyApi
 from conpaassql.domain.states import AgentState
 from conpaassql.errors import ConpaasSQLError, InvalidArgumentError
 from conpaassql.mysql.config import PROTECTED_OPTIONS, normalise_option, validate_option_value
@@ -65,7 +66,9 @@ class AgentApi:
         DataApi(self.settings, self.supervisor).register(registry)
         AdminApi(self.settings, self.supervisor).register(registry)
         SeedApi(self.settings, self.supervisor).register(registry)
-        StoreApi(self.settings, self.supervisor).register(registry)
+        store = StoreApi(self.settings, self.supervisor)
+        store.register(registry)
+        VerifyApi(store).register(registry)
         self.replication.register(registry)
         self.certificates.register(registry)
         self.options.register(registry)

@@ -21,8 +21,9 @@ from conpaassql.config import BackupConfig
 from conpaassql.domain.gtid import GtidPosition
 from conpaassql.domain.states import AgentState
 from conpaassql.errors import BusyError, ConpaasSQLError, WrongStateError
-from conpaassql.mysql.backup import adopt_gtid_position
+from conpaassql.mysql.backup import SwapRunner, adopt_gtid_position
 from conpaassql.mysql.binlog_replay import Replayed, Target, replay
+from conpaassql.mysql.foreign_copy import adopting
 from conpaassql.mysql.store_backup import ReplayHook, restore_chain, take_backup
 from conpaassql.protocol import agent as protocol
 from conpaassql.protocol.backup import (
@@ -106,10 +107,13 @@ class StoreApi:
             store = store_of(params.store)
             log.info("node %d: restoring %s from %s", node, ", ".join(params.objects),
                      store.url)
-            result = await restore_chain(
-                self.settings.paths, store, params.objects,
-                run_as=self.settings.server_settings().run_as,
-                swap=self.supervisor.replace_data)
+            run_as = self.settings.server_settings().run_as
+            swap: SwapRunner = self.supervisor.replace_data
+            if params.foreign:
+                swap = adopting(self.settings.paths, self.settings.context.root_password,
+                                run_as, swap)
+            result = await restore_chain(self.settings.paths, store, params.objects,
+                                         run_as=run_as, swap=swap)
             await adopt_gtid_position(self.supervisor.session, result.gtid_position)
             if params.target_time is not None:
                 replayed = await self._replay(store, result.gtid_position, params.target_time)

@@ -214,6 +214,10 @@ def _delete_backup(values: Values) -> dict[str, Any]:
     return params
 
 
+def _verify_backup(values: Values) -> dict[str, Any]:
+    return {"id": parse_name(values["backup_id"], "ID")}
+
+
 def _restore_node(values: Values) -> dict[str, Any]:
     backup, when = values.get("backup"), values.get("time")
     if (backup is None) == (when is None):
@@ -363,7 +367,15 @@ COMMANDS: tuple[Command, ...] = (
     Command("list_backups", "list_backups", "GET", "List the backups and the restorable "
             "window.", _no_params,
             details="With --table, one row per backup: kind, state, times, GTID position, "
-                    "bytes, node and parent."),
+                    "bytes, node, parent and its last verification."),
+    Command("verify_backup", "verify_backup", "POST",
+            "Restore backup ID aside and check its tables.",
+            _verify_backup, (Arg("backup_id", "ID"),),
+            details="A slave's agent (the master's when there is no slave) fetches the "
+                    "backup (and the incrementals before it) into a scratch directory, "
+                    "prepares it, starts a server of its own on it and runs CHECK TABLE "
+                    "on every user table; the answer comes at once, list_backups shows the "
+                    "result (verified)."),
     Command("delete_backup", "delete_backup", "POST", "Delete backup ID from the store.",
             _delete_backup, (Arg("backup_id", "ID"),),
             (Opt("with_incrementals", "", "Delete the incrementals built on it too.",

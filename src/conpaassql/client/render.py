@@ -353,7 +353,19 @@ def configuration_tables(result: Any) -> list[Table] | None:
 
 
 BACKUP_COLUMNS = ("id", "kind", "state", "started", "finished", "gtid", "size", "node",
-                  "parent")
+                  "parent", "verified")
+
+
+def _verified(verified: Any) -> Any:
+    """A backup's ``verified``: ``ok, 12 tables``, ``FAILED: ...``, ``running`` or nothing
+    (``list_backups`` without ``--table`` has the time and the whole error)."""
+    if not isinstance(verified, Mapping):
+        return verified
+    if verified.get("state") == "running":
+        return "running"
+    if verified.get("ok"):
+        return f"ok, {verified.get('tables')} tables"
+    return f"FAILED: {verified.get('error')}"[:60]
 
 
 def _utc(at: Any) -> Any:
@@ -375,7 +387,8 @@ def backups_tables(result: Any) -> list[Table] | None:
         size = backup.get("bytes")
         rows.append({**backup, "started": _utc(backup.get("started")),
                      "finished": _utc(backup.get("finished")),
-                     "size": human_bytes(size) if isinstance(size, int) else size})
+                     "size": human_bytes(size) if isinstance(size, int) else size,
+                     "verified": _verified(backup.get("verified"))})
     tables = [records_table("backups (UTC)", rows, BACKUP_COLUMNS)]
     window = result.get("restorable")
     if isinstance(window, Mapping):

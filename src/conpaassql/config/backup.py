@@ -8,13 +8,17 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from conpaassql.config.ini import Section, relative_path
+from conpaassql.config.restore_from import RestoreSource, restore_source
 from conpaassql.errors import ConfigError
 
 #: The keys of ``[backup]``.
 BACKUP_KEYS = frozenset({
     "STORE", "ENDPOINT_URL", "REGION", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "SESSION_TOKEN",
-    "ADDRESSING_STYLE", "PART_SIZE", "ARCHIVE_INTERVAL"})
+    "ADDRESSING_STYLE", "PART_SIZE", "ARCHIVE_INTERVAL", "VERIFY",
+    "RESTORE_FROM", "RESTORE_KEY", "RESTORE_KEY_FILE"})
 ADDRESSING_STYLES = ("auto", "path", "virtual")
+#: ``verify``: which backups are verified (``verify_backup``) once done.
+VERIFY_CHOICES = ("never", "after_full", "after_each")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 MIB = 1 << 20
 
@@ -37,6 +41,9 @@ class BackupConfig:
     addressing_style: str = "auto"
     part_size: int = 8 * MIB  # bytes of each part of a multipart upload
     archive_interval: float = 5.0  # seconds between binlog archive passes (the RPO)
+    verify: str = "never"  # one of VERIFY_CHOICES
+    #: A new service's first node restored from there (``config.restore_from``).
+    restore_from: RestoreSource | None = None
 
     @property
     def url(self) -> str:
@@ -70,15 +77,22 @@ class BackupConfig:
         if bool(access) != bool(secret):
             raise ConfigError(section.where("secret_access_key" if access else "access_key_id"),
                               detail="access_key_id and secret_access_key go together")
+        verify = (section.get("verify", "never") or "never").lower()
+        if verify not in VERIFY_CHOICES:
+            raise ConfigError(section.where("verify"),
+                              detail=f"{verify!r} is not one of {', '.join(VERIFY_CHOICES)}")
         path, bucket, prefix = _backup_store(section)
-        if bucket is None and endpoint:
+        restore_from = restore_source(
+            section, lambda text, where: _parse_store(text, where, section.ini.path))
+        if bucket is None and endpoint and (restore_from is None or not restore_from.bucket):
             raise ConfigError(section.where("endpoint_url"), detail="only for an s3:// store")
         return cls(path=path, bucket=bucket, prefix=prefix, endpoint_url=endpoint,
                    region=section.get("region"), access_key_id=access,
                    secret_access_key=secret, session_token=section.get("session_token"),
                    addressing_style=style,
                    part_size=section.integer("part_size", 8, 5, 5120) * MIB,
-                   archive_interval=section.number("archive_interval", 5.0, 0.1))
+                   archive_interval=section.number("archive_interval", 5.0, 0.1),
+                   verify=verify, restore_from=restore_from)
 
 
 def _backup_store(section: Section) -> tuple[Path | None, str | None, str]:
@@ -86,7 +100,11 @@ def _backup_store(section: Section) -> tuple[Path | None, str | None, str]:
     text = section.get("store")
     if text is None:
         return None, None, ""
-    where = section.where("store")
+    return _parse_store(text, section.where("store"), section.ini.path)
+
+
+def _parse_store(text: str, where: str,
+                 ini_path: str | None) -> tuple[Path | None, str | None, str]:
     parts = urlsplit(text)
     if parts.scheme == "s3":
         if not _BUCKET.fullmatch(parts.netloc) or ".." in parts.netloc:
@@ -102,4 +120,4 @@ def _backup_store(section: Section) -> tuple[Path | None, str | None, str]:
     if parts.scheme:
         raise ConfigError(where, detail=f"{text!r}: a store is file:///path or "
                           "s3://bucket/prefix")
-    return relative_path(text, section.ini.path), None, ""
+    return relative_path(text, ini_path), None, ""

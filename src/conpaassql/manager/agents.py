@@ -68,6 +68,8 @@ from conpaassql.protocol.backup import (
     BackupToStoreRequest,
     RestoredFromStore,
     RestoreFromStoreRequest,
+    VerifiedFromStore,
+    VerifyFromStoreRequest,
 )
 from conpaassql.protocol.base import Reply, Request
 from conpaassql.protocol.report import ReplicationStatus, StateReport
@@ -259,6 +261,11 @@ class AgentLink:
                                  timeout: float | None = None) -> RestoredFromStore:
         """Replace the node's data by a backup out of the service's store."""
         return await self._call(node, protocol.RESTORE_FROM_STORE, request, timeout)
+
+    async def verify_from_store(self, node: Node, request: VerifyFromStoreRequest, *,
+                                timeout: float | None = None) -> VerifiedFromStore:
+        """A backup restored on a scratch server of the node and its tables checked."""
+        return await self._call(node, protocol.VERIFY_FROM_STORE, request, timeout)
 
     async def install_certificate(self, node: Node, request: CertificateRequest, *,
                                   timeout: float | None = None) -> CertificateInstalled:

@@ -21,6 +21,7 @@ from conpaassql.manager.data_api import DataApi
 from conpaassql.manager.loop_monitor import LoopMonitor
 from conpaassql.manager.reconcile import Reconciler
 from conpaassql.manager.replication import Replication
+from conpaassql.manager.restore_from import FirstRestore
 from conpaassql.manager.router_api import RouterApi
 from conpaassql.manager.service import NodeService
 from conpaassql.manager.targets import NODE_ID_ALIASES
@@ -101,6 +102,7 @@ class ManagerApi:
         self.rt = nodes.rt
         self.routers = RouterApi(nodes)
         self.backups = BackupApi(nodes)
+        self.first_restore = FirstRestore(self.backups.backups, replication)
 
     def registry(self) -> Registry:
         registry = Registry()
@@ -132,7 +134,7 @@ class ManagerApi:
         if params.function is not None and params.count is not None:
             raise InvalidArgumentError("count", detail="give either function or count")
         count = params.count or 1
-        created = await self.nodes.add_nodes(count, params.cloud)
+        created = await self.first_restore.add_nodes(count, params.cloud)
         shown = [views.node_summary(node) for node in created]
         return {"serviceNode": shown[0] if len(shown) == 1 else shown, "nodes": shown}
 
@@ -232,6 +234,7 @@ class ManagerApi:
             "backup": (None if self.reconciler.archiving is None
                        else self.reconciler.archiving.service_info()),
             **self.routers.service_info(),
+            **({"restore_from": restore} if (restore := self.first_restore.info()) else {}),
         }
 
     async def get_service_history(self, params: HistoryParams,

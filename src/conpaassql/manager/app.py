@@ -132,6 +132,7 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
     prepare = asyncio.create_task(clouds.prepare(), name="prepare clouds")
     await reconciler.start()
     await backups.resume()
+    await api.first_restore.resume()
     loop_task = asyncio.create_task(reconciler.run(), name="reconcile")
     agents_task = asyncio.create_task(agents_server.serve(), name="agents port")
     log.info("manager of service %s listening on %s://%s:%d/, agents on https://%s:%d/ "

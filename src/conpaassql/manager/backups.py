@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from conpaassql.backup import BackupStore, open_store
@@ -59,6 +60,10 @@ class Backups:
         self.rt = nodes.rt
         self._store: BackupStore | None = None
         self._running: str | None = None  # the id of the backup being taken
+        #: Called with each backup's record once it is done or failed.
+        self.after_backup: list[Callable[[BackupRecord], Awaitable[None]]] = []
+        #: More fields of ``list_backups``' entries: name -> its value for a record.
+        self.listed: dict[str, Callable[[BackupRecord], Any]] = {}
 
     # -- the store --------------------------------------------------------------
 
@@ -163,6 +168,8 @@ class Backups:
                 f"GTID position {record.gtid or 'empty'}", node.id)
         else:
             self.rt.store.record_event(f"backup {record.id} failed: {record.error}", node.id)
+        for hook in self.after_backup:
+            await hook(record)
 
     # -- listing and deleting ---------------------------------------------------
 
@@ -177,7 +184,9 @@ class Backups:
     async def listing(self) -> dict[str, Any]:
         records = await self.records()
         start, end = point_in_time.window(records, await archived(self.store))
-        return {"backups": [{name: getattr(r, name) for name in SHOWN} for r in records],
+        return {"backups": [{**{name: getattr(r, name) for name in SHOWN},
+                             **{name: value(r) for name, value in self.listed.items()}}
+                            for r in records],
                 "restorable": {"from": start, "to": end}}
 
     async def delete(self, backup_id: str, with_incrementals: bool = False) -> list[str]:
@@ -203,19 +212,7 @@ class Backups:
 
     async def chain(self, backup_id: str) -> list[BackupRecord]:
         """The full backup and the incrementals up to ``backup_id``, oldest first."""
-        by_id = {r.id: r for r in await self.records()}
-        chain: list[BackupRecord] = []
-        current: str | None = backup_id
-        while current is not None:
-            record = by_id.get(current)
-            if record is None:
-                what = "no backup" if current == backup_id else "its chain lacks backup"
-                raise NotFoundError("backup", detail=f"{what} {current}")
-            if record.state != "done":
-                raise WrongStateError(detail=f"backup {record.id} is {record.state}")
-            chain.append(record)
-            current = record.parent
-        return list(reversed(chain))
+        return chain_of(await self.records(), backup_id)
 
     # -- restoring --------------------------------------------------------------
 
@@ -249,7 +246,8 @@ class Backups:
         doing when the manager stopped is marked failed (its outcome is unknown)."""
         for node in self.nodes.live_nodes():
             restore = node.details.get("restore") or {}
-            if node.role is not Role.RESTORED or restore.get("state") not in RESUMED:
+            if node.role is not Role.RESTORED or restore.get("state") not in RESUMED \
+                    or restore.get("source"):  # restore_from's (manager.restore_from)
                 continue
             if restore["state"] == "running":
                 self._note(node.id, state="failed", error=RESTORE_INTERRUPTED)
@@ -306,6 +304,23 @@ class Backups:
         self.rt.store.record_event(
             f"node {node_id} restored from backup {backup_id}{upto} (GTID position "
             f"{done.gtid_position or 'empty'}), read-only, apart from replication", node_id)
+
+
+def chain_of(records: list[BackupRecord], backup_id: str) -> list[BackupRecord]:
+    """The full backup and the incrementals up to ``backup_id``, oldest first."""
+    by_id = {r.id: r for r in records}
+    chain: list[BackupRecord] = []
+    current: str | None = backup_id
+    while current is not None:
+        record = by_id.get(current)
+        if record is None:
+            what = "no backup" if current == backup_id else "its chain lacks backup"
+            raise NotFoundError("backup", detail=f"{what} {current}")
+        if record.state != "done":
+            raise WrongStateError(detail=f"backup {record.id} is {record.state}")
+        chain.append(record)
+        current = record.parent
+    return list(reversed(chain))
 
 
 def _descendants(backup_id: str, records: list[BackupRecord]) -> list[str]:

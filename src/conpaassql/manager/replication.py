@@ -27,7 +27,7 @@ from conpaassql.domain.topology import (
     promotion_candidate,
 )
 from conpaassql.errors import BusyError, ConpaasSQLError, WrongStateError
-from conpaassql.manager import events
+from conpaassql.manager import events, restore_from
 from conpaassql.manager.cycle import Act, Outcome, Snapshot
 from conpaassql.manager.service import NodeService
 from conpaassql.protocol.agent import (
@@ -265,6 +265,9 @@ class Replication:
         until it is destroyed.
         """
         situation = finding.situation
+        if restore_from.pending(self.rt):
+            return Outcome.held(situation, None, "restore_from: the first node is the one "
+                                "restored from the backup; no other is elected")
         leaving = snapshot.in_state(NodeState.TERMINATING)
         if leaving:
             return Outcome.held(situation, None, f"no election while node {leaving[0].id} "

@@ -32,6 +32,8 @@ from conpaassql.protocol.backup import (
     BackupToStoreRequest,
     RestoredFromStore,
     RestoreFromStoreRequest,
+    VerifiedFromStore,
+    VerifyFromStoreRequest,
 )
 from conpaassql.protocol.base import OpenReply, Reply, Request
 from conpaassql.protocol.report import ReplicationStatus, StateReport
@@ -527,6 +529,8 @@ RESTORE_FROM_STORE = _method("restore_from_store", "POST", RestoreFromStoreReque
 ARCHIVE_BINLOGS = _method("archive_binlogs", "POST", ArchiveRequest, ArchiveStatus)
 STOP_ARCHIVING = _method("stop_archiving", "POST", NoRequest, ArchiveStatus)
 GET_ARCHIVE_STATUS = _method("get_archive_status", "GET", NoRequest, ArchiveStatus)
+VERIFY_FROM_STORE = _method("verify_from_store", "POST", VerifyFromStoreRequest,
+                            VerifiedFromStore)
 
 METHODS: tuple[AgentMethod[Any, Any], ...] = (
     GET_SERVER_STATE, START_SERVER, STOP_SERVER, RESTART_SERVER, SET_SERVER_CONFIGURATION,
@@ -537,6 +541,7 @@ METHODS: tuple[AgentMethod[Any, Any], ...] = (
     BACKUP_STREAM, BACKUP_PUSH, COPY_DUMP, SEED_FROM, INSTALL_CERTIFICATE,
     SET_SERVICE_OPTIONS, GET_SERVICE_OPTIONS, RESTART_FOR_OPTIONS, BACKUP_TO_STORE,
     RESTORE_FROM_STORE, ARCHIVE_BINLOGS, STOP_ARCHIVING, GET_ARCHIVE_STATUS,
+    VERIFY_FROM_STORE,
 )
 
 

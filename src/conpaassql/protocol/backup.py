@@ -48,6 +48,9 @@ class RestoreFromStoreRequest(Request):
     objects: Annotated[list[Annotated[str, Field(min_length=1, max_length=900)]],
                        Field(min_length=1, max_length=1000)]
     target_time: Annotated[float, Field(ge=0)] | None = None
+    #: The backup is another service's (``restore_from``): root takes this service's
+    #: password and that service's replication accounts are dropped.
+    foreign: bool = False
 
 
 class ArchiveRequest(Request):
@@ -98,3 +101,19 @@ class ArchiveStatus(Reply):
     #: set aside, and archiving went on from the last one both share.
     diverged: dict[str, str] | None = None
     error: str | None = None
+
+
+class VerifyFromStoreRequest(Request):
+    """Restore the backup in ``objects`` (as ``RestoreFromStoreRequest``) into a scratch
+    directory, start a server of its own on it and check every user table; the
+    node's own server and data are left alone."""
+
+    store: StoreSettings
+    objects: Annotated[list[Annotated[str, Field(min_length=1, max_length=900)]],
+                       Field(min_length=1, max_length=1000)]
+
+
+class VerifiedFromStore(Reply):
+    tables: int = 0  # user tables checked, all sound
+    gtid_position: str = ""
+    seconds: float = 0.0
