@@ -70,11 +70,11 @@ CASES = [
     # events (record_event)
     node("failover: node {dead_id} fenced ({fencing})",
          "failover: node 1 fenced (its node destroyed)", "failover"),
-    node("failover: node {candidate_id} is the master (was node {dead_id}: {reason}); "
-         "writes resumed after {elapsed} s",
+    node("failover: node {master} is the master (was node {lost}: {reason}); "
+         "writes resumed after {seconds} s",
          "failover: node 2 is the master (was node 1: dead master); writes resumed "
          "after 0.52 s", "failover"),
-    node("switchover: node {target_id} is the master (was node {master.id}); "
+    node("switchover: node {master} is the master (was node {previous}); "
          "writes blocked for {blocked} s",
          "switchover: node 2 is the master (was node 1); writes blocked for 0.012 s",
          "switchover"),
@@ -261,12 +261,17 @@ def templates_of(node: ast.expr) -> list[str]:
 
 
 def manager_templates() -> set[str]:
+    """The messages given to the history's writers, and those ``manager.events``
+    builds for them."""
     found: set[str] = set()
     for path in sorted(MANAGER.glob("*.py")):
         for call in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) \
                     and call.func.attr in WRITERS and len(call.args) > WRITERS[call.func.attr]:
                 found.update(templates_of(call.args[WRITERS[call.func.attr]]))
+    for node in ast.walk(ast.parse((MANAGER / "events.py").read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Return) and node.value is not None:
+            found.update(templates_of(node.value))
     return found
 
 
