@@ -9,7 +9,7 @@ from pathlib import Path
 from conpaassql.domain.states import NodeState, Role
 from conpaassql.domain.topology import Topology
 from conpaassql.manager.cycle import Act, Snapshot, frozen
-from conpaassql.manager.replication import FIRST_MASTER_GRACE
+from conpaassql.manager.replicas import FIRST_MASTER_GRACE
 from conpaassql.protocol.report import StateReport
 from tests.unit.ha_world import World, make_world, report
 

@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, cast
 
-from conpaassql.domain.gtid import GtidPosition
 from conpaassql.domain.node import Node
 from conpaassql.domain.states import NodeState, Role, ServiceState
 from conpaassql.domain.topology import (
@@ -29,6 +28,7 @@ from conpaassql.domain.topology import (
 from conpaassql.errors import BusyError, ConpaasSQLError, WrongStateError
 from conpaassql.manager import events, restore_from
 from conpaassql.manager.cycle import Act, Outcome, Snapshot
+from conpaassql.manager.replicas import first_master_wait, replica_of
 from conpaassql.manager.service import NodeService
 from conpaassql.protocol.agent import (
     CopyMethod,
@@ -49,40 +49,6 @@ log = logging.getLogger(__name__)
 
 APPLY_TIMEOUT = 30.0  # seconds a candidate may take to apply what it received
 SEED_TIMEOUT = 3600.0
-FIRST_MASTER_GRACE = 8.0  # seconds a new service's election waits for a lower node id
-
-
-def _position(text: str | None) -> GtidPosition:
-    try:
-        return GtidPosition.parse(text)
-    except ValueError:
-        return GtidPosition()
-
-
-def replica_of(node: Node, report: StateReport | None, failures: int,
-               crashed: bool, busy: bool) -> Replica:
-    """What one node's latest probe says, as the topology diagnosis wants it."""
-    if report is None:
-        return Replica(node.id, node.state, node.role, reachable=False, answering=False,
-                       failures=failures, ip=node.ip, busy=busy)
-    status = report.replication
-    slave = report.slave
-    return Replica(
-        id=node.id, state=node.state, role=node.role, reachable=True,
-        answering=report.mysqld_answering, failures=failures,
-        read_only=status.read_only if status is not None else None,
-        position=_position(status.gtid_current_pos if status is not None else None),
-        received=_position(slave.gtid_io_pos) if slave else None,
-        master_host=slave.master_host if slave else None,
-        io_running=slave.io_running if slave else None,
-        sql_running=slave.sql_running if slave else None,
-        io_errno=(slave.last_io_errno or 0) if slave else 0,
-        sql_errno=(slave.last_sql_errno or 0) if slave else 0,
-        seconds_behind=slave.seconds_behind_master if slave else None,
-        crashed=crashed,
-        mysqld_stopped=report.state == "STOPPED",
-        ip=node.ip, busy=busy,
-    )
 
 
 class Replication:
@@ -278,7 +244,7 @@ class Replication:
         if any(r.role is Role.SLAVE for r in replicas):
             candidates = await self._drain(slaves, snapshot) if slaves else []
         else:
-            waiting = _first_master_wait(snapshot, healthy)
+            waiting = first_master_wait(snapshot, healthy)
             if waiting is not None:
                 return Outcome.held(situation, None, waiting)
             candidates = [_as_slave(r) for r in healthy]
@@ -561,27 +527,6 @@ class Replication:
     @property
     def seeding(self) -> frozenset[int]:
         return frozenset(self._seeding)
-
-
-def _first_master_wait(snapshot: Snapshot, healthy: Sequence[Replica]) -> str | None:
-    """Why a new service's first election waits, if it does: the first master is the
-    lowest-numbered node (node 1 of ``add_nodes 3``, whatever boots first), so it
-    waits, up to ``FIRST_MASTER_GRACE`` seconds after a node is ready, for a node with
-    a lower id that is not ready yet (and has not failed)."""
-    if not healthy:
-        return None
-    lowest = min(r.id for r in healthy)
-    # A lower node not healthy yet: asked of its cloud, booting, or running but not
-    # seen answering by this cycle's probe (its heartbeat moved it).
-    booting = [n for n in snapshot.live if n.id < lowest and n.state is not NodeState.FAILED]
-    if not booting:
-        return None
-    ready_since = min(node.state_since for r in healthy
-                      if (node := snapshot.node(r.id)) is not None)
-    if snapshot.at - ready_since >= FIRST_MASTER_GRACE:
-        return None
-    return (f"the first master is the lowest-numbered node: waiting up to "
-            f"{FIRST_MASTER_GRACE:.0f} s for node {booting[0].id} to be ready")
 
 
 def _as_slave(replica: Replica) -> Replica:
