@@ -8,12 +8,13 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from conpaassql.config.ini import Section, relative_path
+from conpaassql.config.schedule import Schedule, ScheduleError, parse_schedule
 from conpaassql.errors import ConfigError
 
 #: The keys of ``[backup]``.
 BACKUP_KEYS = frozenset({
     "STORE", "ENDPOINT_URL", "REGION", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "SESSION_TOKEN",
-    "ADDRESSING_STYLE", "PART_SIZE", "ARCHIVE_INTERVAL"})
+    "ADDRESSING_STYLE", "PART_SIZE", "ARCHIVE_INTERVAL", "SCHEDULE", "RETENTION_DAYS"})
 ADDRESSING_STYLES = ("auto", "path", "virtual")
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 MIB = 1 << 20
@@ -37,6 +38,8 @@ class BackupConfig:
     addressing_style: str = "auto"
     part_size: int = 8 * MIB  # bytes of each part of a multipart upload
     archive_interval: float = 5.0  # seconds between binlog archive passes (the RPO)
+    schedule: Schedule | None = None  # None: backups only when asked
+    retention_days: float | None = None  # None: everything kept
 
     @property
     def url(self) -> str:
@@ -78,7 +81,29 @@ class BackupConfig:
                    secret_access_key=secret, session_token=section.get("session_token"),
                    addressing_style=style,
                    part_size=section.integer("part_size", 8, 5, 5120) * MIB,
-                   archive_interval=section.number("archive_interval", 5.0, 0.1))
+                   archive_interval=section.number("archive_interval", 5.0, 0.1),
+                   schedule=_schedule(section), retention_days=_retention(section))
+
+
+def _schedule(section: Section) -> Schedule | None:
+    text = section.get("schedule")
+    if text is None or text.lower() == "none":
+        return None
+    try:
+        return parse_schedule(text)
+    except ScheduleError as exc:
+        raise ConfigError(section.where("schedule"), detail=str(exc)) from None
+
+
+def _retention(section: Section) -> float | None:
+    text = section.get("retention_days")
+    if text is None or text.lower() == "none":
+        return None
+    days = section.number("retention_days", 0.0, 0.0)
+    if days <= 0:
+        raise ConfigError(section.where("retention_days"),
+                          detail="must be more than 0 days (leave it out to keep everything)")
+    return days
 
 
 def _backup_store(section: Section) -> tuple[Path | None, str | None, str]:
