@@ -8,6 +8,7 @@ from typing import Any, Literal
 from conpaassql.errors import InvalidArgumentError, MissingArgumentError
 from conpaassql.manager import point_in_time, views
 from conpaassql.manager.backups import Backups
+from conpaassql.manager.schedule import BackupScheduler
 from conpaassql.manager.service import NodeService
 from conpaassql.rpc.registry import CallContext, Registry
 from conpaassql.rpc.types import Flag, NoParams, Params, Text
@@ -31,6 +32,16 @@ class RestoreNodeParams(Params):
 class BackupApi:
     def __init__(self, nodes: NodeService) -> None:
         self.backups = Backups(nodes)
+        self.scheduler = BackupScheduler(self.backups)
+
+    async def start(self) -> None:
+        """After the manager's start: restores resumed, the scheduler running."""
+        await self.backups.resume()
+        self.scheduler.start()
+
+    async def close(self) -> None:
+        await self.scheduler.stop()
+        await self.backups.close()
 
     def register(self, registry: Registry) -> None:
         registry.add("backup", "POST", self.backup, BackupParams)
