@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
+from conpaassql.backup.catalog import BackupRecord, Catalog
 from conpaassql.config import IniFile
 from conpaassql.config.backup import BackupConfig
 from conpaassql.config.schedule import RETRY, Rule, Schedule, ScheduleError, parse_schedule
 from conpaassql.errors import ConfigError
+from conpaassql.manager.schedule import TURN, BackupScheduler
+from tests.unit.test_retention import runtime_backups
 
 H = 3600.0
 MIDNIGHT = 1796601600.0  # 2026-12-07 00:00:00 UTC
@@ -121,3 +126,43 @@ DAILY = parse_schedule("full daily 03:00, incremental every 1h")
 def test_the_next_backup(schedule: Schedule, taken: list[Taken], now: float,
                          expected: tuple[str, float]) -> None:
     assert schedule.next(taken, now) == expected
+
+
+def test_a_scheduler_turn_decides_from_the_catalog(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        backups, events = runtime_backups(tmp_path, None)
+        backups.rt.config.backup = BackupConfig(schedule=EVERY)
+        scheduler = BackupScheduler(backups)
+        # no backup yet: a full one is due, and refused (no node) once in the history
+        await scheduler.turn(now=MIDNIGHT)
+        await scheduler.turn(now=MIDNIGHT + 60)
+        assert scheduler.next == ("full", MIDNIGHT + 60)
+        assert events == ["scheduled full backup not started: Service in wrong state "
+                          "DETAIL:no running master or slave to take a backup from"]
+        # one running: skipped, nothing recorded
+        backups._running = "starting"
+        await scheduler.turn(now=MIDNIGHT + 120)
+        assert len(events) == 1
+        backups._running = None
+        # a new scheduler (a restarted manager) reads the catalog: an incremental next
+        full = record(f"{FULL_ID}", MIDNIGHT - 600)
+        await Catalog(backups.store).save(full)
+        fresh = BackupScheduler(backups)
+        pause = await fresh.turn(now=MIDNIGHT + 10)
+        assert fresh.next == ("incremental", MIDNIGHT - 600 + H)
+        assert pause == TURN  # the due time is further: the next turn in a minute
+        shown = fresh.service_info()
+        assert shown["schedule"] == "full every 1d, incremental every 1h"
+        assert shown["next_backup"] == {"kind": "incremental", "at": MIDNIGHT - 600 + H}
+        assert shown["last_backup"] == MIDNIGHT - 540
+        assert shown["backups_by_state"] == {"running": 0, "done": 1, "failed": 0}
+
+    asyncio.run(scenario())
+
+
+FULL_ID = "20261206T235000Z-full-aaaaaa"
+
+
+def record(backup_id: str, started: float) -> BackupRecord:
+    return BackupRecord(backup_id, "full", state="done", started=started,
+                        finished=started + 60, gtid="0-1-5")
