@@ -156,6 +156,10 @@ def test_a_scheduler_turn_decides_from_the_catalog(tmp_path: Path) -> None:
         assert shown["next_backup"] == {"kind": "incremental", "at": MIDNIGHT - 600 + H}
         assert shown["last_backup"] == MIDNIGHT - 540
         assert shown["backups_by_state"] == {"running": 0, "done": 1, "failed": 0}
+        # the incremental due, its parent's node gone: a full backup is tried instead
+        await fresh.turn(now=MIDNIGHT - 600 + H + 1)
+        assert events[1:] == ["scheduled full backup not started: Service in wrong state "
+                              "DETAIL:no running master or slave to take a backup from"]
 
     asyncio.run(scenario())
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from conpaassql.backup.catalog import STATES, BackupRecord
 from conpaassql.config.backup import BackupConfig
-from conpaassql.errors import BusyError, ConpaasSQLError
+from conpaassql.errors import BusyError, ConpaasSQLError, WrongStateError
 from conpaassql.manager.backups import Backups
 from conpaassql.manager.retention import Retention
 
@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 #: Longest pause between two turns (seconds); shorter when a backup is due sooner.
 TURN = 60.0
+#: Between two turns without a schedule (they only refresh the summary; a backup's
+#: end refreshes it too).
+IDLE_TURN = 600.0
 #: Seconds between two periodic retention passes.
 RETENTION_EVERY = 3600.0
 
@@ -74,7 +77,7 @@ class BackupScheduler:
 
     async def run(self) -> None:
         while True:
-            pause = TURN
+            pause = TURN if self.config.schedule is not None else IDLE_TURN
             try:
                 pause = await self.turn()
             except (ConpaasSQLError, OSError) as exc:
@@ -93,9 +96,9 @@ class BackupScheduler:
         if self.config.retention_days is not None and now - self._pruned_at >= RETENTION_EVERY:
             self._pruned_at = now
             await self.retention.prune_quietly()
-        if self.next is None or self.next[1] <= now:
-            return TURN
-        return min(TURN, max(1.0, self.next[1] - now))
+        if self.next is None:
+            return IDLE_TURN if schedule is None else TURN
+        return TURN if self.next[1] <= now else min(TURN, max(1.0, self.next[1] - now))
 
     async def _start(self, kind: str) -> None:
         try:
@@ -103,19 +106,31 @@ class BackupScheduler:
             self._refused = None
         except BusyError:
             log.info("scheduled %s backup waits: another one runs", kind)
+        except WrongStateError as exc:
+            if kind == "incremental":  # its parent's node is gone: a full one instead
+                log.info("scheduled incremental backup impossible (%s): a full one", exc)
+                await self._start("full")
+            else:
+                self._refuse(kind, exc)
         except ConpaasSQLError as exc:
-            if str(exc) != self._refused:  # once in the history, not every turn
-                self._refused = str(exc)
-                self.backups.rt.store.record_event(f"scheduled {kind} backup not started: "
-                                                   f"{exc}")
+            self._refuse(kind, exc)
+
+    def _refuse(self, kind: str, exc: ConpaasSQLError) -> None:
+        if str(exc) != self._refused:  # once in the history, not every turn
+            self._refused = str(exc)
+            self.backups.rt.store.record_event(f"scheduled {kind} backup not started: {exc}")
 
     def _finished(self, record: BackupRecord) -> None:
-        """A backup ended: the summary follows, and retention runs after a done one."""
-        if self.summary is not None and record.state == "done":
-            self.summary.newest_done = max(self.summary.newest_done or 0.0,
-                                           record.finished or 0.0)
+        """A backup ended: retention runs after a done one, then the summary is read."""
+        self.backups.nodes.spawn(self._after(record), f"after backup {record.id}")
+
+    async def _after(self, record: BackupRecord) -> None:
         if record.state == "done" and self.config.retention_days is not None:
-            self.backups.nodes.spawn(self.retention.prune_quietly(), "retention after a backup")
+            await self.retention.prune_quietly()
+        try:
+            self.summary = Summary.of(await self.backups.records())
+        except (ConpaasSQLError, OSError) as exc:
+            log.warning("backup catalog unread: %s", exc)
 
     def service_info(self) -> dict[str, Any]:
         """``get_service_info``'s ``backup`` part from the scheduler."""
