@@ -81,6 +81,9 @@ SEGMENTS = [segment(1, 10, 9.5), segment(11, 20, 7.5), segment(21, 30, 5.5),
     # a failed full backup is no anchor
     ([("a", 8, 15, None, "done"), ("b", 6, 25, None, "failed"), ("c", 3, 38, None, "done")],
      5, ["b"], ["b.000001.1-10"], "a"),
+    # an incremental newer than the anchor built on an older chain: that chain stays
+    ([("a", 8, 15, None, "done"), ("b", 7, 20, None, "done"), ("c", 1, 50, "a", "done")],
+     5, [], ["b.000001.1-10", "b.000001.11-20"], "b"),
     # nothing backed up: nothing to start a restore from, nothing deleted
     ([], 5, [], [], None),
     # a long window: nothing is old enough

@@ -8,7 +8,8 @@ incrementals), every failed backup started before the window, and every archived
 segment whose transactions are all in the anchor's position. Without an anchor
 (no done full backup yet as old as the window), the backups are all kept, and
 only the segments wholly before the oldest done full backup's position, and
-older than the window, go. A running backup is never touched.
+older than the window, go. A running backup is never touched, nor one a kept
+backup is built on.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ def decide(records: list[BackupRecord], segments: list[Segment], now: float,
                   and r.state != "running"]
     doomed += [r.id for r in records if r.state == "failed" and r.started < cutoff
                and r.id not in doomed]
+    _spare_ancestors(records, doomed)
     base = anchor if anchor is not None else (min(fulls, key=_finish) if fulls else None)
     gone: list[str] = []
     if base is not None:
@@ -70,6 +72,19 @@ def decide(records: list[BackupRecord], segments: list[Segment], now: float,
     order = {r.id: i for i, r in enumerate(records)}
     return Pruning(sorted(doomed, key=lambda i: -order[i]), gone,
                    anchor.id if anchor else None, cutoff)
+
+
+def _spare_ancestors(records: list[BackupRecord], doomed: list[str]) -> None:
+    """Keep (take out of ``doomed``) every backup a kept one is built on."""
+    parents = {r.id: r.parent for r in records}
+    for record in records:
+        if record.id in doomed:
+            continue
+        parent = record.parent
+        while parent is not None:
+            if parent in doomed:
+                doomed.remove(parent)
+            parent = parents.get(parent)
 
 
 def _finish(record: BackupRecord) -> float:
