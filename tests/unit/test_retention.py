@@ -156,6 +156,21 @@ def test_a_pass_deletes_objects_records_and_segments_and_says_so(tmp_path: Path)
     asyncio.run(scenario())
 
 
+def test_segments_set_aside_go_once_older_than_the_window(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        backups, events = runtime_backups(tmp_path, 5)
+        key = "diverged/binlogs/1/b.000001.1-10"
+        await backups.store.put_bytes(key, b"another history")
+        created = (await backups.store.head(key)).created
+        assert not await Retention(backups).prune(now=created + 4 * DAY)
+        assert await backups.store.exists(key)
+        pruning = await Retention(backups).prune(now=created + 6 * DAY)
+        assert pruning.set_aside == [key] and not await backups.store.exists(key)
+        assert "1 set-aside segment(s) of another history" in events[-1]
+
+    asyncio.run(scenario())
+
+
 def test_without_retention_nothing_is_deleted(tmp_path: Path) -> None:
     async def scenario() -> None:
         backups, events = runtime_backups(tmp_path, None)

@@ -8,7 +8,8 @@ incrementals), every failed backup started before the window, and every archived
 segment whose transactions are all in the anchor's position. Without an anchor
 (no done full backup yet as old as the window), the backups are all kept, and
 only the segments wholly before the oldest done full backup's position, and
-older than the window, go. A running backup is never touched, nor one a kept
+older than the window, go, and the segments set aside under ``diverged/`` (another
+history, after a failover) older than the window. A running backup is never touched, nor one a kept
 backup is built on.
 """
 
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 
 from conpaassql.backup import index
 from conpaassql.backup.catalog import BackupRecord
+from conpaassql.backup.lineage import DIVERGED
 from conpaassql.backup.segments import Segment, archived
 from conpaassql.domain.gtid import GtidPosition
 from conpaassql.errors import ConpaasSQLError
@@ -38,11 +40,12 @@ class Pruning:
 
     backups: list[str] = field(default_factory=list)  # ids, newest first
     segments: list[str] = field(default_factory=list)  # keys
+    set_aside: list[str] = field(default_factory=list)  # keys under diverged/
     anchor: str | None = None  # the full backup the window starts from
     cutoff: float = 0.0
 
     def __bool__(self) -> bool:
-        return bool(self.backups or self.segments)
+        return bool(self.backups or self.segments or self.set_aside)
 
 
 def decide(records: list[BackupRecord], segments: list[Segment], now: float,
@@ -71,7 +74,7 @@ def decide(records: list[BackupRecord], segments: list[Segment], now: float,
                 and s.last_time < cutoff]
     order = {r.id: i for i, r in enumerate(records)}
     return Pruning(sorted(doomed, key=lambda i: -order[i]), gone,
-                   anchor.id if anchor else None, cutoff)
+                   anchor=anchor.id if anchor else None, cutoff=cutoff)
 
 
 def _spare_ancestors(records: list[BackupRecord], doomed: list[str]) -> None:
@@ -124,6 +127,10 @@ class Retention:
             await index.rebuild(store, [s for s in segments if s.key not in doomed])
             for key in pruning.segments:
                 await store.delete(key)
+            pruning.set_aside = [item.key for item in await store.list(DIVERGED)
+                                 if item.created < pruning.cutoff]
+            for key in pruning.set_aside:
+                await store.delete(key)
             self.last = pruning
             if pruning:
                 self._report(pruning, days, segments)
@@ -138,6 +145,8 @@ class Retention:
             upto = max(doomed, key=lambda s: s.order)
             parts.append(f"{len(doomed)} archived binlog segment(s) (up to GTID "
                          f"{upto.last}, committed by {point_in_time.shown(upto.last_time)})")
+        if pruning.set_aside:
+            parts.append(f"{len(pruning.set_aside)} set-aside segment(s) of another history")
         message = (f"retention ({days:g} days): deleted {' and '.join(parts)}; the window "
                    f"starts from backup {pruning.anchor or 'the oldest kept'}")
         log.info("%s", message)
