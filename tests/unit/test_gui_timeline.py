@@ -144,8 +144,13 @@ CASES = [
          "node(s) {', '.join((str(n.id) for n in others)) or '-'} are copied from it anew",
          "rollback: node 4 is the master, holding backup 20261207T103000Z-full-3fa2c1; "
          "node(s) 1, 2 are copied from it anew", "event"),
-    node("backup {record.id} ({kind}) started on node {node.id}",
+    node("backup {record.id} ({how}) started on node {node.id}",
          "backup 20261207T103000Z-full-3fa2c1 (full) started on node 2", "event"),
+    node("backup {record.id} ({how}) started on node {node.id}",
+         "backup 20261207T103000Z-full-3fa2c1 (full, scheduled) started on node 2", "event"),
+    service("scheduled {kind} backup not started: {exc}",
+            "scheduled full backup not started: no running master or slave to take a backup "
+            "from", None, "event"),
     node("backup {record.id} done: {record.bytes} bytes from node {node.id}, GTID position "
          "{record.gtid or 'empty'}",
          "backup 20261207T103000Z-full-3fa2c1 done: 5242880 bytes from node 2, GTID position "

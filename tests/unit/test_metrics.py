@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -272,3 +273,20 @@ def test_the_shipped_rules_and_dashboard_name_real_metrics(path: str) -> None:
         json.loads(text)
     used = set(re.findall(r"conpaassql_[a-z_]+", text))
     assert used and used <= exposed_names(), used - exposed_names()
+
+
+def test_the_last_backup_age_and_the_backups_by_state(tmp_path: Path) -> None:
+    nodes, reconciler, replication = a_service(tmp_path)
+    shown: dict[str, Any] = {"last_backup": None, "backups_by_state": None}
+    metrics = ManagerMetrics(nodes, reconciler, replication, None,
+                             schedule=lambda: shown)
+    _, found = samples(scrape(metrics).text)
+    assert value(found, "conpaassql_last_backup_age_seconds") is None  # none yet: absent
+    assert value(found, "conpaassql_backups", state="done") is None
+    shown.update(last_backup=time.time() - 3600,
+                 backups_by_state={"running": 1, "done": 4, "failed": 0})
+    _, found = samples(scrape(metrics).text)
+    age = value(found, "conpaassql_last_backup_age_seconds")
+    assert age is not None and 3600 <= age < 3600 + 600
+    assert [value(found, "conpaassql_backups", state=state)
+            for state in ("running", "done", "failed")] == [1, 4, 0]

@@ -29,11 +29,13 @@ class Agents:
     def __init__(self, reply: VerifiedFromStore | Exception) -> None:
         self.reply = reply
         self.calls: list[tuple[int, VerifyFromStoreRequest]] = []
+        self.release = asyncio.Event()  # the answer waits for it
+        self.release.set()
 
     async def verify_from_store(self, target: Any, request: VerifyFromStoreRequest,
                                 **_: Any) -> VerifiedFromStore:
         self.calls.append((target.id, request))
-        await asyncio.sleep(0)
+        await self.release.wait()
         if isinstance(self.reply, Exception):
             raise self.reply
         return self.reply
@@ -65,6 +67,7 @@ def test_a_verification_runs_on_a_slave_and_is_kept_with_the_backup(tmp_path: Pa
         checks, agents, tasks = verifications(tmp_path, VerifiedFromStore(tables=4))
         backups = checks.backups
         await stored(backups, record(FULL), record(INC1, FULL))
+        agents.release.clear()  # the verification runs until the checks below are done
         job = await checks.start(INC1)
         assert job["node"] == "2" and job["verified"]["state"] == "running"
         listed = {b["id"]: b for b in (await backups.listing())["backups"]}
@@ -74,6 +77,7 @@ def test_a_verification_runs_on_a_slave_and_is_kept_with_the_backup(tmp_path: Pa
             await checks.start(FULL)
         with pytest.raises(BusyError, match="busy"):
             await backups.start("full")
+        agents.release.set()
         await asyncio.gather(*tasks)
         assert agents.calls[0][0] == 2
         assert agents.calls[0][1].objects == [f"backups/{FULL}.xbstream",

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conpaassql.backup import binlog_events as ev
+from conpaassql.backup import index
 from conpaassql.backup.segments import PREFIX, Segment, archived, position_of
 from conpaassql.backup.store import BackupStore
 from conpaassql.domain.gtid import Gtid, GtidPosition
@@ -56,6 +57,7 @@ async def align(store: BackupStore, ours: dict[tuple[int, int], Gtid],
         log.warning("archived binlog segments not in this server's history set aside: %s",
                     ", ".join(moved))
         segments = await archived(store)
+        await index.rebuild(store, segments)
     return Lineage(position_of(segments), moved)
 
 

@@ -9,13 +9,14 @@ from urllib.parse import unquote, urlsplit
 
 from conpaassql.config.ini import Section, relative_path
 from conpaassql.config.restore_from import RestoreSource, restore_source
+from conpaassql.config.schedule import Schedule, ScheduleError, parse_schedule
 from conpaassql.errors import ConfigError
 
 #: The keys of ``[backup]``.
 BACKUP_KEYS = frozenset({
     "STORE", "ENDPOINT_URL", "REGION", "ACCESS_KEY_ID", "SECRET_ACCESS_KEY", "SESSION_TOKEN",
     "ADDRESSING_STYLE", "PART_SIZE", "ARCHIVE_INTERVAL", "VERIFY",
-    "RESTORE_FROM", "RESTORE_KEY", "RESTORE_KEY_FILE"})
+    "RESTORE_FROM", "RESTORE_KEY", "RESTORE_KEY_FILE", "SCHEDULE", "RETENTION_DAYS"})
 ADDRESSING_STYLES = ("auto", "path", "virtual")
 #: ``verify``: which backups are verified (``verify_backup``) once done.
 VERIFY_CHOICES = ("never", "after_full", "after_each")
@@ -44,6 +45,8 @@ class BackupConfig:
     verify: str = "never"  # one of VERIFY_CHOICES
     #: A new service's first node restored from there (``config.restore_from``).
     restore_from: RestoreSource | None = None
+    schedule: Schedule | None = None  # None: backups only when asked
+    retention_days: float | None = None  # None: everything kept
 
     @property
     def url(self) -> str:
@@ -92,7 +95,29 @@ class BackupConfig:
                    addressing_style=style,
                    part_size=section.integer("part_size", 8, 5, 5120) * MIB,
                    archive_interval=section.number("archive_interval", 5.0, 0.1),
-                   verify=verify, restore_from=restore_from)
+                   verify=verify, restore_from=restore_from,
+                   schedule=_schedule(section), retention_days=_retention(section))
+
+
+def _schedule(section: Section) -> Schedule | None:
+    text = section.get("schedule")
+    if text is None or text.lower() == "none":
+        return None
+    try:
+        return parse_schedule(text)
+    except ScheduleError as exc:
+        raise ConfigError(section.where("schedule"), detail=str(exc)) from None
+
+
+def _retention(section: Section) -> float | None:
+    text = section.get("retention_days")
+    if text is None or text.lower() == "none":
+        return None
+    days = section.number("retention_days", 0.0, 0.0)
+    if days <= 0:
+        raise ConfigError(section.where("retention_days"),
+                          detail="must be more than 0 days (leave it out to keep everything)")
+    return days
 
 
 def _backup_store(section: Section) -> tuple[Path | None, str | None, str]:

@@ -231,8 +231,9 @@ class ManagerApi:
             "last_failover": self.replication.last_failover,
             "last_cycle": self.reconciler.last_result,
             "transitions": [entry.as_dict() for entry in self.rt.store.history(limit=30)],
-            "backup": (None if self.reconciler.archiving is None
-                       else self.reconciler.archiving.service_info()),
+            "backup": {**({} if self.reconciler.archiving is None
+                          else self.reconciler.archiving.service_info()),
+                       **self.backups.scheduler.service_info()},
             **self.routers.service_info(),
             **({"restore_from": restore} if (restore := self.first_restore.info()) else {}),
         }

@@ -115,7 +115,8 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
     registry = api.registry()
     authorizer, gate, api_tls, scheme = secure_api(config, authority,
                                                    TokenStore(state_dir / "secrets"), bind)
-    metrics = ManagerMetrics(nodes, reconciler, replication, gate, monitor)
+    metrics = ManagerMetrics(nodes, reconciler, replication, gate, monitor,
+                             schedule=api.backups.scheduler.service_info)
     app = RpcApp(registry, authorizer=authorizer, gate=gate, max_body=config.max_request_bytes,
                  max_upload=config.max_upload_bytes, max_active=config.max_requests,
                  body_timeout=config.request_timeout).asgi(
@@ -131,7 +132,7 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
     monitor.start()
     prepare = asyncio.create_task(clouds.prepare(), name="prepare clouds")
     await reconciler.start()
-    await backups.resume()
+    await api.backups.start()
     await api.first_restore.resume()
     loop_task = asyncio.create_task(reconciler.run(), name="reconcile")
     agents_task = asyncio.create_task(agents_server.serve(), name="agents port")
@@ -149,7 +150,7 @@ async def serve(config: ManagerConfig, state_dir: Path, bind: str, port: int) ->
         await monitor.stop()
         await reconciler.close()
         await nodes.close()
-        await api.backups.backups.close()
+        await api.backups.close()
         await runtime.agents.aclose()
         await asyncio.to_thread(store.close)  # the last changes committed
         log.info("manager stopped; nodes keep running")

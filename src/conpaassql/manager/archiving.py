@@ -21,8 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from conpaassql.backup import BackupStore, open_store
-from conpaassql.backup.segments import archived, position_of
+from conpaassql.backup import BackupStore, index, open_store
 from conpaassql.domain.gtid import GtidPosition
 from conpaassql.domain.node import Node
 from conpaassql.errors import ConpaasSQLError
@@ -108,7 +107,7 @@ class BinlogArchiving:
                 await self.rt.agents.stop_archiving(previous, timeout=CALL_TIMEOUT)
             except ConpaasSQLError as exc:
                 log.info("node %d did not stop archiving: %s", previous.id, exc)
-        since = position_of(await archived(self.store))
+        since = (await index.current(self.store)).position
         status = await self.rt.agents.archive_binlogs(master, self._request(since),
                                                       timeout=CALL_TIMEOUT)
         self.node = master.id

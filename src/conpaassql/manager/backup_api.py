@@ -10,6 +10,7 @@ from pydantic import Field
 from conpaassql.errors import InvalidArgumentError, MissingArgumentError
 from conpaassql.manager import point_in_time, views
 from conpaassql.manager.backups import Backups
+from conpaassql.manager.schedule import BackupScheduler
 from conpaassql.manager.service import NodeService
 from conpaassql.manager.verification import Verifications
 from conpaassql.rpc.registry import CallContext, Registry
@@ -43,6 +44,16 @@ class BackupApi:
     def __init__(self, nodes: NodeService) -> None:
         self.backups = Backups(nodes)
         self.verifications = Verifications(self.backups)
+        self.scheduler = BackupScheduler(self.backups)
+
+    async def start(self) -> None:
+        """After the manager's start: restores resumed, the scheduler running."""
+        await self.backups.resume()
+        self.scheduler.start()
+
+    async def close(self) -> None:
+        await self.scheduler.stop()
+        await self.backups.close()
 
     def register(self, registry: Registry) -> None:
         registry.add("backup", "POST", self.backup, BackupParams)

@@ -19,9 +19,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from conpaassql.backup import BackupStore, open_store
+from conpaassql.backup import BackupStore, index, open_store
 from conpaassql.backup.catalog import BackupRecord, Catalog, new_backup_id
-from conpaassql.backup.segments import archived
 from conpaassql.domain.node import Node
 from conpaassql.domain.states import NodeState, Role
 from conpaassql.errors import (
@@ -64,6 +63,8 @@ class Backups:
         self.after_backup: list[Callable[[BackupRecord], Awaitable[None]]] = []
         #: More fields of ``list_backups``' entries: name -> its value for a record.
         self.listed: dict[str, Callable[[BackupRecord], Any]] = {}
+        #: Told of each backup taken, done or failed (the scheduler's retention).
+        self.on_finished: Callable[[BackupRecord], None] | None = None
 
     # -- the store --------------------------------------------------------------
 
@@ -116,7 +117,7 @@ class Backups:
                 return found[0]
         raise WrongStateError(detail="no running master or slave to take a backup from")
 
-    async def start(self, kind: str) -> BackupRecord:
+    async def start(self, kind: str, scheduled: bool = False) -> BackupRecord:
         """Start a backup in the background; its record (``running``)."""
         if self._running is not None:
             raise BusyError(detail=f"busy: backup {self._running} is running")
@@ -133,7 +134,8 @@ class Backups:
         except BaseException:
             self._running = None
             raise
-        self.rt.store.record_event(f"backup {record.id} ({kind}) started on node {node.id}",
+        how = f"{kind}, scheduled" if scheduled else kind
+        self.rt.store.record_event(f"backup {record.id} ({how}) started on node {node.id}",
                                    node.id)
         self.nodes.spawn(self._take(record, node, parent), f"backup {record.id}")
         return record
@@ -168,6 +170,8 @@ class Backups:
                 f"GTID position {record.gtid or 'empty'}", node.id)
         else:
             self.rt.store.record_event(f"backup {record.id} failed: {record.error}", node.id)
+        if self.on_finished is not None:
+            self.on_finished(record)
         for hook in self.after_backup:
             await hook(record)
 
@@ -182,8 +186,9 @@ class Backups:
         return found
 
     async def listing(self) -> dict[str, Any]:
-        records = await self.records()
-        start, end = point_in_time.window(records, await archived(self.store))
+        archive = await index.current(self.store)
+        records = await self.records()  # read last, with what is running at this moment
+        start, end = point_in_time.window(records, [], archive.last_time)
         return {"backups": [{**{name: getattr(r, name) for name in SHOWN},
                              **{name: value(r) for name, value in self.listed.items()}}
                             for r in records],
@@ -224,7 +229,8 @@ class Backups:
         """A new node (role ``restored``) holding the data as it was at the second
         ``target``: the latest backup at or before it, then the archived binlogs."""
         records = await self.records()
-        chosen = point_in_time.choose(records, await archived(self.store), target)
+        archive = await index.current(self.store)
+        chosen = point_in_time.choose(records, [], target, archive.last_time)
         return await self._restore_node(await self.chain(chosen.id), cloud, target)
 
     async def _restore_node(self, chain: list[BackupRecord], cloud: str | None,

@@ -107,6 +107,9 @@ FAMILIES = (
            "Commit time of the last transaction in the binlog archive"),
     Family("binlog_archive_gap", "gauge",
            "1 when the binlog archive has a gap that no binlog can fill"),
+    Family("last_backup_age_seconds", "gauge",
+           "Time since the newest done backup finished (absent when there is none)"),
+    Family("backups", "gauge", "Backups in the catalog by state", ("state",)),
 )
 
 
@@ -250,6 +253,11 @@ class ServiceCollector(Collector):
         if shown.get("archived_to") is not None:
             _add(out, "binlog_archived_timestamp_seconds", [], shown["archived_to"])
         _add(out, "binlog_archive_gap", [], shown.get("gap") is not None)
+        if shown.get("last_backup") is not None:
+            _add(out, "last_backup_age_seconds", [],
+                 max(0.0, time.time() - shown["last_backup"]))
+        for state, count in (shown.get("backups_by_state") or {}).items():
+            _add(out, "backups", [state], count)
 
     def _node(self, out: dict[str, Metric], node: Node, labels: list[str],
               report: StateReport | None, copying: bool) -> None:
@@ -312,7 +320,8 @@ class ManagerMetrics:
 
     def __init__(self, nodes: NodeService, reconciler: Reconciler, replication: Replication,
                  gate: Gate | None, monitor: LoopMonitor | None = None,
-                 performance: PerformanceCache | None = None) -> None:
+                 performance: PerformanceCache | None = None,
+                 schedule: Callable[[], dict[str, Any]] | None = None) -> None:
         self._nodes = nodes
         self._gate = gate
         self.performance = performance or PerformanceCache(
@@ -322,8 +331,9 @@ class ManagerMetrics:
         self.registry.register(ServiceCollector(
             nodes, lambda: latest_reports(reconciler), lambda: replication.seeding,
             self.performance, self.tally, monitor.figures if monitor is not None else None,
-            lambda: (None if reconciler.archiving is None
-                     else reconciler.archiving.service_info())))
+            lambda: {**({} if reconciler.archiving is None
+                        else reconciler.archiving.service_info()),
+                     **(schedule() if schedule is not None else {})}))
 
     async def serve(self, request: Request) -> Response:
         """``GET /metrics``: the text format (OpenMetrics when the scraper asks for it)."""

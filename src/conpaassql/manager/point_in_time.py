@@ -51,21 +51,25 @@ def shown(seconds: float | None) -> str:
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def window(records: list[BackupRecord],
-           segments: list[Segment]) -> tuple[float | None, float | None]:
-    """The restorable window, epoch seconds (None, None without a done backup)."""
+def window(records: list[BackupRecord], segments: list[Segment],
+           archived_time: float | None = None) -> tuple[float | None, float | None]:
+    """The restorable window, epoch seconds (None, None without a done backup);
+    ``archived_time``: the last archived commit's, if ``segments`` are not given."""
     finished = [r.finished for r in records if r.state == "done" and r.finished is not None]
     if not finished:
         return None, None
-    latest = max([*finished, *(float(s.last_time) for s in segments)])
+    archived = [float(s.last_time) for s in segments]
+    if archived_time is not None:
+        archived.append(archived_time)
+    latest = max([*finished, *archived])
     return math.floor(min(finished)), math.floor(latest)
 
 
 def choose(records: list[BackupRecord], segments: list[Segment],
-           target: float) -> BackupRecord:
+           target: float, archived_time: float | None = None) -> BackupRecord:
     """The latest done backup whose data is at or before ``target``; refused with
     the window when ``target`` is outside it."""
-    start, end = window(records, segments)
+    start, end = window(records, segments, archived_time)
     if start is None or end is None or not start <= target < end + 1:
         raise InvalidArgumentError("time", detail=f"{shown(target)} is outside the "
                                    f"restorable window: restorable from {shown(start)} to "

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from conpaassql.backup import binlog_events as ev
+from conpaassql.backup import index
 from conpaassql.backup.lineage import align, own_gtids
 from conpaassql.backup.segments import PREFIX, Segment, archived, gaps, position_of
 from conpaassql.backup.store import BackupStore
@@ -210,6 +211,7 @@ class Archiver:
         self.state.archived_to = str(self.since)
         self.state.archived_time = found[-1].timestamp
         self.state.segments += 1
+        await index.note(self.store, self.since, found[0].timestamp, found[-1].timestamp)
         return 1
 
     async def _segment(self, name: str, header: bytes, start: int,

@@ -1,0 +1,160 @@
+"""Retention: ``[backup] retention_days``, what falls out of the window deleted.
+
+The restorable window must stay [now - retention, now]. A restore to its first
+second starts from the newest done full backup at or before it (the *anchor*),
+its incrementals, then the archived binlogs from the anchor's GTID position. So
+what goes: every backup started before the anchor (a full one with its
+incrementals), every failed backup started before the window, and every archived
+segment whose transactions are all in the anchor's position. Without an anchor
+(no done full backup yet as old as the window), the backups are all kept, and
+only the segments wholly before the oldest done full backup's position, and
+older than the window, go, and the segments set aside under ``diverged/`` (another
+history, after a failover) older than the window. A running backup is never touched, nor one a kept
+backup is built on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+from conpaassql.backup import index
+from conpaassql.backup.catalog import BackupRecord
+from conpaassql.backup.lineage import DIVERGED
+from conpaassql.backup.segments import Segment, archived
+from conpaassql.domain.gtid import GtidPosition
+from conpaassql.errors import ConpaasSQLError
+from conpaassql.manager import point_in_time
+from conpaassql.manager.backups import Backups
+
+log = logging.getLogger(__name__)
+
+DAY = 86400.0
+
+
+@dataclass
+class Pruning:
+    """What a retention pass deletes."""
+
+    backups: list[str] = field(default_factory=list)  # ids, newest first
+    segments: list[str] = field(default_factory=list)  # keys
+    set_aside: list[str] = field(default_factory=list)  # keys under diverged/
+    anchor: str | None = None  # the full backup the window starts from
+    cutoff: float = 0.0
+
+    def __bool__(self) -> bool:
+        return bool(self.backups or self.segments or self.set_aside)
+
+
+def decide(records: list[BackupRecord], segments: list[Segment], now: float,
+           days: float) -> Pruning:
+    """What falls out of a window of ``days`` ending at ``now`` (records oldest first)."""
+    cutoff = now - days * DAY
+    fulls = [r for r in records if r.kind == "full" and r.state == "done"
+             and r.finished is not None]
+    before = [r for r in fulls if r.finished is not None and r.finished <= cutoff]
+    anchor = max(before, key=_finish) if before else None
+    doomed: list[str] = []
+    if anchor is not None:
+        doomed = [r.id for r in records if (r.started, r.id) < (anchor.started, anchor.id)
+                  and r.state != "running"]
+    doomed += [r.id for r in records if r.state == "failed" and r.started < cutoff
+               and r.id not in doomed]
+    _spare_ancestors(records, doomed)
+    base = anchor if anchor is not None else (min(fulls, key=_finish) if fulls else None)
+    gone: list[str] = []
+    if base is not None:
+        try:
+            reached = GtidPosition.parse(base.gtid)
+        except ValueError:
+            reached = GtidPosition()
+        gone = [s.key for s in segments if s.last.last and reached.contains(s.last)
+                and s.last_time < cutoff]
+    order = {r.id: i for i, r in enumerate(records)}
+    return Pruning(sorted(doomed, key=lambda i: -order[i]), gone,
+                   anchor=anchor.id if anchor else None, cutoff=cutoff)
+
+
+def _spare_ancestors(records: list[BackupRecord], doomed: list[str]) -> None:
+    """Keep (take out of ``doomed``) every backup a kept one is built on."""
+    parents = {r.id: r.parent for r in records}
+    for record in records:
+        if record.id in doomed:
+            continue
+        parent = record.parent
+        while parent is not None:
+            if parent in doomed:
+                doomed.remove(parent)
+            parent = parents.get(parent)
+
+
+def _finish(record: BackupRecord) -> float:
+    return record.finished or 0.0
+
+
+class Retention:
+    """Runs ``decide`` on the store and deletes what it names; one pass at a time."""
+
+    def __init__(self, backups: Backups) -> None:
+        self.backups = backups
+        self.last: Pruning | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def days(self) -> float | None:
+        return self.backups.rt.config.backup.retention_days
+
+    async def prune(self, now: float | None = None) -> Pruning:
+        """One pass (nothing without ``retention_days``); the archive's index is
+        rebuilt from the listing it reads."""
+        async with self._lock:
+            store = self.backups.store
+            segments = await archived(store)
+            days = self.days
+            if days is None:
+                await index.rebuild(store, segments)
+                return Pruning()
+            records = await self.backups.records()
+            pruning = decide(records, segments, time.time() if now is None else now, days)
+            by_id = {r.id: r for r in records}
+            for backup_id in pruning.backups:
+                for key in by_id[backup_id].objects:
+                    await store.delete(key)
+                await self.backups.catalog.delete(backup_id)
+            doomed = set(pruning.segments)
+            await index.rebuild(store, [s for s in segments if s.key not in doomed])
+            for key in pruning.segments:
+                await store.delete(key)
+            pruning.set_aside = [item.key for item in await store.list(DIVERGED)
+                                 if item.created < pruning.cutoff]
+            for key in pruning.set_aside:
+                await store.delete(key)
+            self.last = pruning
+            if pruning:
+                self._report(pruning, days, segments)
+            return pruning
+
+    def _report(self, pruning: Pruning, days: float, segments: list[Segment]) -> None:
+        doomed = [s for s in segments if s.key in set(pruning.segments)]
+        parts = []
+        if pruning.backups:
+            parts.append(f"backup(s) {', '.join(pruning.backups)}")
+        if doomed:
+            upto = max(doomed, key=lambda s: s.order)
+            parts.append(f"{len(doomed)} archived binlog segment(s) (up to GTID "
+                         f"{upto.last}, committed by {point_in_time.shown(upto.last_time)})")
+        if pruning.set_aside:
+            parts.append(f"{len(pruning.set_aside)} set-aside segment(s) of another history")
+        message = (f"retention ({days:g} days): deleted {' and '.join(parts)}; the window "
+                   f"starts from backup {pruning.anchor or 'the oldest kept'}")
+        log.info("%s", message)
+        self.backups.rt.store.record_event(message)
+
+    async def prune_quietly(self) -> None:
+        """A pass whose failure is logged, not raised (after a backup, periodically)."""
+        try:
+            await self.prune()
+        except (ConpaasSQLError, OSError) as exc:
+            log.warning("retention pass failed: %s", exc)
