@@ -48,7 +48,7 @@ from rich.table import Table
 
 import archive
 from backup_store import S3Server
-from benchlib import BenchError, ManagerProcess, err, run_measured, verdict
+from benchlib import BenchError, ManagerProcess, Native, err, run_measured, verdict
 from conpaassql.backup import BackupKey, FileStore
 from conpaassql.backup.segments import archived, position_of
 from conpaassql.domain.gtid import GtidPosition
@@ -187,11 +187,14 @@ class Bench:
         write_private(config, "".join(f"{key}={value}\n" for key, value in (
             ("db-driver", "mysql"), ("mysql-host", ip), ("mysql-port", 3306),
             ("mysql-user", USER), ("mysql-password", self.password), ("mysql-db", DB),
-            ("mysql-ssl", "on"), ("tables", self.args.tables),
-            ("table-size", self.args.table_size), ("threads", 2), ("time", seconds),
-            ("db-ps-mode", "disable"))))
-        done = subprocess.run(["sysbench", f"--config-file={config.name}", "oltp_write_only",
-                               command], cwd=self.sysbench_dir, capture_output=True,
+            ("mysql-ssl", "on"), ("db-ps-mode", "disable"))))
+        # The test's own options on the command line: sysbench 1.0 takes only its
+        # general options from a configuration file.
+        done = subprocess.run(["sysbench", f"--config-file={config.name}", "--threads=2",
+                               f"--time={seconds}", "oltp_write_only",
+                               f"--tables={self.args.tables}",
+                               f"--table-size={self.args.table_size}", command],
+                              cwd=self.sysbench_dir, capture_output=True,
                               text=True, timeout=seconds + self.args.timeout, check=False)
         if done.returncode != 0:
             raise BenchError(f"sysbench {command}: {(done.stdout + done.stderr)[-600:]}")
@@ -341,6 +344,9 @@ class Bench:
             await session.execute("RESET MASTER")
             await adopt_gtid_position(session, start)
             session.close()
+            # Both from a quiet server: the restore's own flushing and purge done.
+            await asyncio.to_thread(Native(scratch.paths.socket, scratch.paths.client_cnf,
+                                           self.args.timeout).settle)
         started = time.perf_counter()
         await asyncio.to_thread(
             shell, f"mariadb-binlog {' '.join(str(f) for f in files)} | mariadb "
