@@ -36,6 +36,7 @@ import asyncio
 import json
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 import threading
@@ -48,7 +49,15 @@ from rich.table import Table
 
 import archive
 from backup_store import S3Server
-from benchlib import BenchError, ManagerProcess, Native, err, run_measured, verdict
+from benchlib import (
+    BenchError,
+    ManagerProcess,
+    Native,
+    err,
+    median,
+    run_measured,
+    verdict,
+)
 from conpaassql.backup import BackupKey, FileStore
 from conpaassql.backup.segments import archived, position_of
 from conpaassql.domain.gtid import GtidPosition
@@ -57,7 +66,7 @@ from conpaassql.layout import SERVER_DIR
 from conpaassql.manager.authority import Authority
 from conpaassql.mysql import ConnectInfo, MariaDBProcess, ServerPaths, ServerSettings, render_my_cnf
 from conpaassql.mysql.backup import adopt_gtid_position, backup_cnf
-from conpaassql.mysql.binlog_replay import Replayed, Target, _cut, plan, replay
+from conpaassql.mysql.binlog_replay import Replayed, Target, _cut, _decode, plan, replay
 from conpaassql.mysql.config import render_client_cnf
 from conpaassql.mysql.connection import Session
 from conpaassql.mysql.store_backup import restore_chain, take_backup
@@ -226,21 +235,35 @@ class Bench:
         slave = self.paths(self.slave)
         shell(f"cat {slave.datadir}/*/* {slave.datadir}/ib* > /dev/null 2>&1 || true", 600)
         bare_file = self.root / "bare.xbstream.zst"
-        target = self.root / "bare-target"
-        target.mkdir()
         # mariabackup's own defaults file on the node (0600, written by the service's
         # backup): no password on a command line.
         self.service_backup()  # writes it; also warms what the first backup warms
-        bare = shell(f"mariabackup --defaults-file={backup_cnf(slave)} --backup "
-                     f"--stream=xbstream --target-dir={target} 2>{self.root}/bare.err "
-                     f"| zstd -3 -q -c > {bare_file}", self.args.timeout)
-        entry, service = self.service_backup()
-        self.fig["backup"] = {"bare_s": round(bare, 2), "service_s": round(service, 2),
-                              "agent_s": round(entry["finished"] - entry["started"], 2),
-                              "bare_bytes": bare_file.stat().st_size,
-                              "stored_bytes": entry["bytes"]}
+        runs: dict[str, list[float]] = {"bare": [], "service": [], "agent": []}
+        entry: dict[str, Any] = {}
+        for turn in range(self.args.repeat):
+            for way in ("bare", "service") if turn % 2 == 0 else ("service", "bare"):
+                if way == "bare":
+                    runs["bare"].append(self.bare_backup(bare_file))
+                    continue
+                entry, seconds = self.service_backup()
+                runs["service"].append(seconds)
+                runs["agent"].append(entry["finished"] - entry["started"])
+        self.fig["backup"] = {f"{way}_s": round(median(values), 2)
+                              for way, values in runs.items()}
+        self.fig["backup"].update(runs={way: [round(v, 2) for v in values]
+                                        for way, values in runs.items()},
+                                  bare_bytes=bare_file.stat().st_size,
+                                  stored_bytes=entry["bytes"])
         self.fig["backup"]["s3_s"] = round(asyncio.run(self.s3_backup()), 2)
         return entry
+
+    def bare_backup(self, out: Path) -> float:
+        target = self.root / "bare-target"
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir()
+        return shell(f"mariabackup --defaults-file={backup_cnf(self.paths(self.slave))} "
+                     f"--backup --stream=xbstream --target-dir={target} "
+                     f"2>{self.root}/bare.err | zstd -3 -q -c > {out}", self.args.timeout)
 
     async def s3_backup(self) -> float:
         server = S3Server()
@@ -356,12 +379,34 @@ class Bench:
         done = await replay(store, mine.paths, begin, Target(gtid=end))
         service_s = time.perf_counter() - started
         self.fig["replay"] = {"transactions": done.transactions, "bare_s": round(bare_s, 2),
-                              "service_s": round(service_s, 2), "segments": len(files)}
+                              "service_s": round(service_s, 2), "segments": len(files),
+                              "decode_bare_s": round(await self.decode_bare(files), 2),
+                              "decode_service_s": round(await self.decode(store, begin, end),
+                                                        2)}
         for scratch in (bare, mine):
             found = (await Session(scratch.info).execute(
                 "SELECT @@global.gtid_binlog_pos AS p"))[0]["p"]
             if GtidPosition.parse(found).sequence(0) != end.sequence(0):
                 raise BenchError(f"a replay ended at {found}, not {end}")
+
+    async def decode_bare(self, files: list[Path]) -> float:
+        """Seconds of ``mariadb-binlog FILES > /dev/null``: the bare replay's decoding."""
+        return await asyncio.to_thread(
+            shell, f"mariadb-binlog {' '.join(str(f) for f in files)} > /dev/null",
+            self.args.timeout)
+
+    async def decode(self, store: FileStore, begin: GtidPosition, end: GtidPosition) -> float:
+        """Seconds of the service's replay without the server: each segment fetched,
+        decrypted, cut and decoded by ``mariadb-binlog``."""
+        started = time.perf_counter()
+        done = Replayed(begin)
+        for segment in plan(await archived(store), begin):
+            chunk, finished = _cut(await store.get_bytes(segment.key), done, Target(gtid=end))
+            if chunk is not None:
+                await _decode(chunk)
+            if finished:
+                break
+        return time.perf_counter() - started
 
     async def _archived_to(self, end: GtidPosition) -> bool:
         return position_of(await archived(self.file_store())).contains(end)
@@ -414,7 +459,8 @@ def render(fig: dict[str, Any]) -> None:
     for column in ("what", "bare (s)", "service (s)", "ratio", "target"):
         table.add_column(column, justify="left" if column == "what" else "right")
     backup = fig["backup"]
-    ratio_row(table, "full backup, file store (call to done)", backup["bare_s"],
+    ratio_row(table, f"full backup, file store (call to done; median of "
+              f"{len(backup['runs']['bare'])})", backup["bare_s"],
               backup["service_s"], TARGETS["backup"])
     ratio_row(table, "  the agent's own time (list_backups)", backup["bare_s"],
               backup["agent_s"], None)
@@ -436,6 +482,8 @@ def render(fig: dict[str, Any]) -> None:
     ratio_row(table, f"binlog replay, {replayed['transactions']} transactions in "
               f"{replayed['segments']} segments", replayed["bare_s"], replayed["service_s"],
               TARGETS["replay"])
+    ratio_row(table, "  decoding alone (service: fetch, decrypt, cut, mariadb-binlog)",
+              replayed["decode_bare_s"], replayed["decode_service_s"], None)
     written = fig["throughput"]
     ratio_row(table, f"master's oltp_write_only tps, without / during a backup from the "
               f"slave ({written['backup_s']:.0f} s)", written["alone_tps"],
@@ -461,13 +509,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds of each oltp_write_only run (default %(default)s)")
     parser.add_argument("--rpo-time", type=float, default=30.0,
                         help="seconds of the recovery point's write load (default %(default)s)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="rounds of the backup comparison, order alternating "
+                             "(default %(default)s)")
     parser.add_argument("--buffer-pool", default="256M",
                         help="innodb_buffer_pool_size of every server (default %(default)s)")
     parser.add_argument("--timeout", type=float, default=1800.0,
                         help="limit of every single wait, in seconds (default %(default)s)")
     args = parser.parse_args(argv)
-    if min(args.tables, args.table_size, args.write_time) < 1 or args.rpo_time <= 0:
-        parser.error("--tables, --table-size, --write-time and --rpo-time must be positive")
+    if min(args.tables, args.table_size, args.write_time, args.repeat) < 1 \
+            or args.rpo_time <= 0:
+        parser.error("--tables, --table-size, --write-time, --repeat and --rpo-time must be "
+                     "positive")
     holder: list[dict[str, Any]] = []
 
     def measure(root: Path) -> None:
