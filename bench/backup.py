@@ -146,8 +146,10 @@ class Bench:
         self.sysbench("prepare", 0)
         self.sync()
         self.fig["prepare_s"] = round(time.perf_counter() - started, 1)
-        self.fig["datadir_bytes"] = sum(p.stat().st_size for p in
-                                        self.datadir(self.slave).rglob("*") if p.is_file())
+        datadir = self.datadir(self.slave)
+        self.fig["data_bytes"] = sum(p.stat().st_size for p in (datadir / DB).glob("*.ibd"))
+        self.fig["datadir_bytes"] = sum(p.stat().st_size for p in datadir.rglob("*")
+                                        if p.is_file())
 
     def topology(self) -> tuple[int, int]:
         def check() -> tuple[int, int] | None:
@@ -453,9 +455,9 @@ def ratio_row(table: Table, what: str, bare: float, service: float,
 
 
 def render(fig: dict[str, Any]) -> None:
-    size = fig["datadir_bytes"] / 1e6
     table = Table(title=f"backups and point in time: sysbench {fig['tables']} x "
-                        f"{fig['table_size']} rows, slave datadir {size:.0f} MB")
+                        f"{fig['table_size']} rows: tables {fig['data_bytes'] / 1e6:.0f} MB, "
+                        f"slave's datadir {fig['datadir_bytes'] / 1e6:.0f} MB (with its logs)")
     for column in ("what", "bare (s)", "service (s)", "ratio", "target"):
         table.add_column(column, justify="left" if column == "what" else "right")
     backup = fig["backup"]
