@@ -11,8 +11,9 @@ with a baseline run in the same process on the same data:
 
 - full backup: the service's ``backup`` (it runs from the slave; timed from the call to
   ``done`` in ``list_backups``) against ``mariabackup --backup --stream=xbstream |
-  zstd -3 > file`` on the slave's datadir (the page cache warmed first); the same
-  backup into S3 (moto's server, the agent's code ``take_backup`` run here) is shown;
+  zstd -3 > file`` on the slave's datadir (the page cache warmed first), medians of
+  ``--repeat`` rounds of alternating order; the same backup into S3 (moto's server,
+  the agent's code ``take_backup`` run here) is shown;
 - restore of that backup: the service's ``restore_chain`` (fetch, decrypt, zstd -d,
   mbstream -x, ``--prepare``) into a scratch server's directory, then the server
   started, against ``zstd -d | mbstream -x``, ``mariabackup --prepare`` and mariadbd
