@@ -11,7 +11,7 @@ ROUTER_HOST ?= 127.0.0.2
 CONFIG ?= etc/manager-local.cnf
 PYTEST_ARGS ?=
 
-.PHONY: run test fuzz bench bench-dump bench-replication bench-restart bench-clouds bench-gui bench-core bench-router bench-backup-store bench-archive lint typecheck deps clean
+.PHONY: run test fuzz bench bench-dump bench-replication bench-restart bench-clouds bench-gui bench-core bench-router bench-backup-store bench-archive bench-backup lint typecheck deps clean
 
 deps:
 	@PYTHON=$(PYTHON) scripts/bootstrap.sh $(VENV)
@@ -46,6 +46,7 @@ bench: deps
 	$(VENV)/bin/python bench/router.py
 	$(VENV)/bin/python bench/backup_store.py
 	$(VENV)/bin/python bench/archive.py
+	$(VENV)/bin/python bench/backup.py
 
 bench-dump: deps
 	$(VENV)/bin/python bench/dump.py
@@ -73,6 +74,9 @@ clean:
 
 bench-backup-store: deps
 	$(VENV)/bin/python bench/backup_store.py
+
+bench-backup: deps
+	$(VENV)/bin/python bench/backup.py
 
 bench-archive: deps
 	$(VENV)/bin/python bench/archive.py

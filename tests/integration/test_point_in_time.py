@@ -1,12 +1,15 @@
-"""Point-in-time restore through a real manager and its agents, on the file store:
-rows written with their commit times around a full backup, an incremental and a
-switchover, then a ``DROP TABLE``; ``restore_node --time`` a second before the drop
-holds exactly the rows committed up to that second; a time before the first
-backup is refused with the window."""
+"""Point-in-time restore through a real manager and its agents, on the file store
+and on S3 (moto's server): rows written with their commit times around a full
+backup, an incremental, a switchover and a failover (the master's node killed),
+then a ``DROP TABLE``; ``restore_node --time`` a second before the drop holds
+exactly the rows committed up to that second; a time before the first backup is
+refused with the window."""
 
 from __future__ import annotations
 
 import math
+import os
+import signal
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -14,15 +17,42 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import Manager, rpc_error, wait_until
+from conpaassql.layout import AGENT_PID_FILE, MYSQLD_PID_FILE
+from tests.integration.harness import Manager, process_alive, rpc_error, wait_until
 from tests.integration.test_backups import backed_up, history_line, value
 
 pytestmark = pytest.mark.integration
 
+KEY_ID, SECRET, BUCKET = "AKIDBACKUPSTANDIN003", "backup-standin-Secret-3", "pitr-backups"
 
-@pytest.fixture
-def pair(template_cache: Path) -> Iterator[Manager]:
-    manager = Manager(template_cache, sections="[backup]\narchive_interval = 1\n").start()
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server on a loopback port, with the service's bucket."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id=KEY_ID,
+                 aws_secret_access_key=SECRET).create_bucket(Bucket=BUCKET)
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["file", "s3"])
+def pair(template_cache: Path, request: pytest.FixtureRequest) -> Iterator[Manager]:
+    sections = "[backup]\narchive_interval = 1\n"
+    if request.param == "s3":
+        url = request.getfixturevalue("s3_endpoint")
+        sections += (f"store = s3://{BUCKET}/svc\nendpoint_url = {url}\nregion = us-east-1\n"
+                     f"access_key_id = {KEY_ID}\nsecret_access_key = {SECRET}\n"
+                     "addressing_style = path\n")
+    manager = Manager(template_cache, sections=sections).start()
     try:
         manager.post("add_nodes", count=2)
         master, _ = manager.wait_topology(2)
@@ -47,6 +77,15 @@ def master_of(manager: Manager) -> int:
     return int(manager.get("get_service_info")["master"]["id"])
 
 
+def kill_node(manager: Manager, node: int) -> None:
+    """The node's agent and server SIGKILLed at once, as in a crash of its machine."""
+    pids = [int((manager.node_dir(node) / name).read_text())
+            for name in (AGENT_PID_FILE, MYSQLD_PID_FILE)]
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not any(process_alive(pid) for pid in pids), 30, what="node dead")
+
+
 def test_restore_to_a_second_before_a_drop(pair: Manager) -> None:
     manager = pair
     master, slaves = manager.wait_topology(2)
@@ -61,6 +100,14 @@ def test_restore_to_a_second_before_a_drop(pair: Manager) -> None:
 
     manager.post("set_up_replica_master", id=slaves[0])
     wait_until(lambda: master_of(manager) == slaves[0], 120, 0.5, what="the switchover")
+    master, slaves = manager.wait_topology(2)
+    write(manager, master, 5)
+    manager.sync_slaves(master, slaves)
+
+    before_failover = max(i for i, _ in rows_of(manager, master))
+    kill_node(manager, master)  # a failover: the other node takes over
+    wait_until(lambda: manager.get("list_nodes")["masters"] == slaves, 120, 0.5,
+               what="the failover")
     master = slaves[0]
     write(manager, master, 10)  # about two seconds of writes on the new master
     rows = rows_of(manager, master)
@@ -70,6 +117,7 @@ def test_restore_to_a_second_before_a_drop(pair: Manager) -> None:
     target = seconds[-2]  # rows after it exist, written before the drop
     expected = [i for i, at in rows if math.floor(at) <= target]
     assert 0 < len(expected) < len(rows)
+    assert max(expected) > before_failover  # rows the new master archived after it
     wait_until(lambda: (manager.get("list_backups")["restorable"]["to"] or 0) > target, 60,
                0.5, what="the archive past the target")
     listed = manager.get("list_backups")["restorable"]

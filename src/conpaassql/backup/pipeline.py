@@ -42,10 +42,21 @@ async def _start_zstd(args: list[str], stdin: Any, stdout: Any) -> asyncio.subpr
 
 
 async def _stop(process: asyncio.subprocess.Process) -> None:
+    """Kill zstd and reap it. ``wait()`` returns only once each of its pipes is seen
+    closed, and a stdout nobody reads any more (a failed upload) stops being read when
+    its buffer is full: it would never see the end. What is left is read and dropped."""
     if process.returncode is None:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
+    if process.stdout is not None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(_drain(process.stdout), CLOSE_WAIT)
     await process.wait()
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.read(PIPE_LIMIT):
+        pass
 
 
 async def _zstd_result(process: asyncio.subprocess.Process, what: str) -> str | None:

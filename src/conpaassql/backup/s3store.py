@@ -128,8 +128,8 @@ class _UploadWriter(RawWriter):
                               Body=record.to_json(), ContentType="application/json")
 
     async def abort(self) -> None:
-        for task in self.running:
-            task.cancel()
+        # Not cancelled: a part's upload goes on in its worker thread whatever its task
+        # does, and a part that lands after the abort may be kept by S3 (and billed).
         await asyncio.gather(*self.running, return_exceptions=True)
         self.running.clear()
         self.blocks.clear()
