@@ -123,6 +123,9 @@ def gui(config_file: str | None, bind: str, port: int, insecure_http: bool) -> N
                    "nodes are kept.")
 @click.option("--max-lag", default=10.0, show_default=True, type=click.FloatRange(0),
               help="Seconds a slave may be behind and still take readers.")
+@click.option("--max-lag-tx", type=click.IntRange(0),
+              help="Transactions a slave may have received but not applied and still take "
+                   "readers (default: no limit).")
 @click.option("--no-reader-fallback", is_flag=True,
               help="Refuse readers when no slave qualifies (default: send them to the master).")
 @click.option("--check-interval", default=300, show_default=True,
@@ -139,9 +142,9 @@ def gui(config_file: str | None, bind: str, port: int, insecure_http: bool) -> N
               help="The HAProxy program.")
 def router(manager: str, https: bool, token_file: str | None, ca_file: str | None,
            writer: str, readers: str, name: str | None, hosts: tuple[str, ...],
-           state_dir: str, max_lag: float, no_reader_fallback: bool, check_interval: int,
-           fall: int, rise: int, poll_interval: float, slots: int,
-           haproxy_binary: str) -> None:
+           state_dir: str, max_lag: float, max_lag_tx: int | None,
+           no_reader_fallback: bool, check_interval: int, fall: int, rise: int,
+           poll_interval: float, slots: int, haproxy_binary: str) -> None:
     """Run a router (foreground): HAProxy on a writer and a readers address, following
     the service's master and slaves."""
     import logging
@@ -165,7 +168,7 @@ def router(manager: str, https: bool, token_file: str | None, ca_file: str | Non
             https=https,
             token=options.token(token_file),
             verify=options.verify(ca_file),
-            checks=Checks(check_interval, fall, rise, max_lag),
+            checks=Checks(check_interval, fall, rise, max_lag, max_lag_tx),
             reader_fallback=not no_reader_fallback,
             poll_interval=poll_interval,
             slots=slots,

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import pytest
 
@@ -97,24 +98,33 @@ def test_the_configuration_is_valid(tmp_path: Path, fallback: bool) -> None:
     chosen = settings(tmp_path, reader_fallback=fallback)
     HAProxy(chosen).write_config()  # runs haproxy -c
     text = config_text(chosen, tmp_path / "s")
-    assert "option httpchk GET /replica?max_lag=5" in text
+    assert "option httpchk GET /replica?max_lag=5\n" in text
+    limited = settings(tmp_path, checks=Checks(100, 1, 1, 2.5, 40))
+    assert "option httpchk GET /replica?max_lag=2.5&max_lag_tx=40\n" in \
+        config_text(limited, tmp_path / "s")
+    HAProxy(limited).write_config()
     assert "on-marked-down shutdown-sessions" in text
     assert ("server m4 127.0.0.1:1 backup track writer/w4" in text) is fallback
 
 
 class Stand:
     """A stand-in node: a TCP server that sends its name, and a health port whose
-    ``/primary`` and ``/replica`` answers the test sets."""
+    ``/primary`` and ``/replica`` answers the test sets (``/replica`` also 503 when
+    ``lag_tx`` is above the check's ``max_lag_tx``)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.primary = self.replica = False
+        self.lag_tx = 0
         self.listener = socket.create_server(("127.0.0.1", 0))
         stand = self
 
         class Health(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                up = stand.primary if self.path == "/primary" else stand.replica
+                path, _, query = self.path.partition("?")
+                limit = dict(parse_qsl(query)).get("max_lag_tx")
+                up = stand.primary if path == "/primary" else stand.replica and (
+                    limit is None or stand.lag_tx <= int(limit))
                 self.send_response(200 if up else 503)
                 self.end_headers()
 
@@ -205,6 +215,31 @@ def test_haproxy_follows_roles_and_nodes(tmp_path: Path, stands: list[Stand]) ->
 
     asyncio.run(scenario())
     assert (tmp_path / "nodes.json").exists()
+
+
+@needs_haproxy
+def test_a_slave_too_many_transactions_behind_leaves_the_readers(
+        tmp_path: Path, stands: list[Stand]) -> None:
+    a, b, _ = stands
+    a.primary, b.replica, b.lag_tx = True, True, 100
+    chosen = settings(tmp_path, checks=Checks(100, 1, 1, 5, 10))  # --max-lag-tx 10
+    router = Router(chosen)
+
+    async def scenario() -> None:
+        router.haproxy.start()
+        try:
+            await router.follow({1: a.target(1), 2: b.target(2)})
+            await until(lambda: reached(chosen.writer) == "a", "writes on a")
+            await until(lambda: reached(chosen.readers) == "a", "reads on the master")
+            b.lag_tx = 3
+            await until(lambda: reached(chosen.readers) == "b", "reads on b")
+            b.lag_tx = 11
+            await until(lambda: reached(chosen.readers) == "a", "reads on the master again")
+        finally:
+            router.haproxy.stop()
+            await router.client.aclose()
+
+    asyncio.run(scenario())
 
 
 def test_the_front_end_shows_the_endpoints_with_a_line_to_copy() -> None:

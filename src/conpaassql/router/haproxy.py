@@ -3,8 +3,9 @@ mode) and its runtime API (the admin socket).
 
 Each backend has ``slots`` server lines, all in maintenance at start: the
 writer's ``w<N>`` checked on ``/primary``, the readers' ``r<N>`` on
-``/replica?max_lag=S`` and, as the readers' fallback, ``m<N>``, a backup server
-that tracks ``writer/w<N>``. Slot N of each holds the same node.
+``/replica?max_lag=S`` (``&max_lag_tx=N`` if given) and, as the readers'
+fallback, ``m<N>``, a backup server that tracks ``writer/w<N>``. Slot N of each
+holds the same node.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def config_text(settings: RouterSettings, admin_socket: Path) -> str:
         *(f"    server w{n} {PLACEHOLDER} check port 1" for n in slot_numbers(settings)),
         "backend readers",
         "    balance leastconn",
-        f"    option httpchk GET /replica?max_lag={checks.max_lag:g}",
+        f"    option httpchk GET {checks.replica_path}",
         "    http-check expect status 200",
         f"    default-server {timing} on-marked-down shutdown-sessions disabled",
     ]

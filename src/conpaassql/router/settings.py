@@ -53,6 +53,14 @@ class Checks:
     rise: int = 2
     max_lag: float = 10.0
     """The most seconds a slave may be behind and still take readers."""
+    max_lag_tx: int | None = None
+    """The most transactions a slave may have received but not applied (none: no limit)."""
+
+    @property
+    def replica_path(self) -> str:
+        """The readers' health check: ``/replica`` with the limits."""
+        path = f"/replica?max_lag={self.max_lag:g}"
+        return path if self.max_lag_tx is None else f"{path}&max_lag_tx={self.max_lag_tx}"
 
     @property
     def settle(self) -> float:
