@@ -137,7 +137,8 @@ def gui(config_file: str | None, bind: str, port: int, insecure_http: bool) -> N
 @click.option("--poll-interval", default=1.0, show_default=True,
               type=click.FloatRange(0.1, 3600), help="Seconds between two asks for the nodes.")
 @click.option("--slots", default=32, show_default=True, type=click.IntRange(1, 1000),
-              help="The most nodes routed to.")
+              help="Nodes HAProxy has room for at start (it is reloaded with twice as "
+                   "many when more come).")
 @click.option("--haproxy", "haproxy_binary", default="haproxy", show_default=True,
               help="The HAProxy program.")
 def router(manager: str, https: bool, token_file: str | None, ca_file: str | None,

@@ -242,6 +242,45 @@ def test_a_slave_too_many_transactions_behind_leaves_the_readers(
     asyncio.run(scenario())
 
 
+@needs_haproxy
+def test_more_nodes_than_slots_grow_haproxy_by_a_seamless_reload(
+        tmp_path: Path, stands: list[Stand]) -> None:
+    a, b, c = stands
+    a.primary, b.replica, c.replica = True, True, True
+    chosen = settings(tmp_path, slots=2)
+    router = Router(chosen)
+
+    async def scenario() -> None:
+        router.haproxy.start()
+        try:
+            await router.follow({1: a.target(1), 2: b.target(2)})
+            await until(lambda: reached(chosen.writer) == "a", "writes on a")
+            await until(lambda: reached(chosen.readers) == "b", "reads on b")
+            worker = await router.haproxy.worker_pid()
+            await router.follow({1: a.target(1), 2: b.target(2), 3: c.target(3)})
+            assert await router.haproxy.worker_pid() != worker
+            assert router.slots.count == 4 and router.slots.held[3] == c.target(3)
+            # The new worker took the slots over as they were: no wait for checks.
+            assert reached(chosen.writer) == "a"
+            assert reached(chosen.readers) in ("b", "c")
+            await until(lambda: {reached(chosen.readers) for _ in range(6)} == {"b", "c"},
+                        "reads on b and c")
+            # Started again after a crash, HAProxy keeps the slots it grew to.
+            assert router.haproxy.process is not None
+            router.haproxy.process.kill()
+            router.haproxy.process.wait()
+            await router.turn()
+            await until(lambda: reached(chosen.readers) == "c" and reached(chosen.writer) == "a",
+                        "writes on a and reads on c after the restart")
+        finally:
+            router.haproxy.stop()
+            await router.client.aclose()
+
+    asyncio.run(scenario())
+    assert "server r4 " in (tmp_path / "haproxy.cfg").read_text()
+    assert not (tmp_path / "haproxy.state").exists()
+
+
 def test_the_front_end_shows_the_endpoints_with_a_line_to_copy() -> None:
     endpoints = {"writer": {"host": "127.0.0.2", "port": 3306},
                  "readers": {"host": "127.0.0.2", "port": 3307}}

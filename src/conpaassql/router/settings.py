@@ -84,7 +84,7 @@ class RouterSettings:
     """The master takes the readers' connections when no slave qualifies."""
     poll_interval: float = 1.0
     slots: int = 32
-    """The most nodes routed to (HAProxy's server slots per backend)."""
+    """HAProxy's server slots per backend at start (doubled by a reload when too few)."""
     haproxy: str = "haproxy"
     hosts: tuple[str, ...] = ()
     """Names the router is reached by, told to the manager when it registers."""
