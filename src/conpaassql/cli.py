@@ -141,11 +141,14 @@ def gui(config_file: str | None, bind: str, port: int, insecure_http: bool) -> N
                    "many when more come).")
 @click.option("--haproxy", "haproxy_binary", default="haproxy", show_default=True,
               help="The HAProxy program.")
+@click.option("--haproxy-threads", default=1, show_default=True, type=click.IntRange(0, 64),
+              help="HAProxy's threads (0: one per CPU).")
 def router(manager: str, https: bool, token_file: str | None, ca_file: str | None,
            writer: str, readers: str, name: str | None, hosts: tuple[str, ...],
            state_dir: str, max_lag: float, max_lag_tx: int | None,
            no_reader_fallback: bool, check_interval: int, fall: int, rise: int,
-           poll_interval: float, slots: int, haproxy_binary: str) -> None:
+           poll_interval: float, slots: int, haproxy_binary: str,
+           haproxy_threads: int) -> None:
     """Run a router (foreground): HAProxy on a writer and a readers address, following
     the service's master and slaves."""
     import logging
@@ -174,6 +177,7 @@ def router(manager: str, https: bool, token_file: str | None, ca_file: str | Non
             poll_interval=poll_interval,
             slots=slots,
             haproxy=haproxy_binary,
+            threads=haproxy_threads,
             hosts=hosts,
         )
         run(settings)

@@ -105,6 +105,8 @@ def test_the_configuration_is_valid(tmp_path: Path, fallback: bool) -> None:
     HAProxy(limited).write_config()
     assert "on-marked-down shutdown-sessions" in text
     assert ("server m4 127.0.0.1:1 backup track writer/w4" in text) is fallback
+    assert "    nbthread 1\n" in text
+    assert "nbthread" not in config_text(settings(tmp_path, threads=0), tmp_path / "s")
 
 
 class Stand:

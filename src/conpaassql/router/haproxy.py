@@ -63,6 +63,7 @@ def config_text(settings: RouterSettings, admin_socket: Path, slots: int | None 
         "global",
         f"    stats socket {admin_socket} mode 600 level admin expose-fd listeners",
         "    stats timeout 30s",
+        *([f"    nbthread {settings.threads}"] if settings.threads else []),
         *([f"    server-state-file {state_file}"] if state_file else []),
         "defaults",
         *(["    load-server-state-from-file global"] if state_file else []),

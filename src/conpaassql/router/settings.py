@@ -86,6 +86,10 @@ class RouterSettings:
     slots: int = 32
     """HAProxy's server slots per backend at start (doubled by a reload when too few)."""
     haproxy: str = "haproxy"
+    threads: int = 1
+    """HAProxy's threads (0: one per CPU, its default). One forwards some 30,000
+    small queries a second and spends less CPU on each than two on 2 CPUs
+    (bench/router.py), where it competes with the servers it routes to."""
     hosts: tuple[str, ...] = ()
     """Names the router is reached by, told to the manager when it registers."""
 
