@@ -18,6 +18,7 @@ import pytest
 
 from conpaassql.errors import RemoteError, UnreachableError
 from conpaassql.gui.views import endpoint_commands
+from conpaassql.router import haproxy
 from conpaassql.router.app import Router, StartError, describe_failure
 from conpaassql.router.haproxy import HAProxy, config_text
 from conpaassql.router.settings import Address, Checks, RouterSettings
@@ -118,6 +119,8 @@ class Stand:
         self.name = name
         self.primary = self.replica = False
         self.lag_tx = 0
+        self.hold = False  # keep connections open after the name
+        self.held: list[socket.socket] = []
         self.listener = socket.create_server(("127.0.0.1", 0))
         stand = self
 
@@ -143,14 +146,19 @@ class Stand:
                 connection, _ = self.listener.accept()
             except OSError:
                 return
-            with connection:
-                connection.sendall(self.name.encode())
+            connection.sendall(self.name.encode())
+            if self.hold:
+                self.held.append(connection)  # open until the other side closes it
+            else:
+                connection.close()
 
     def target(self, node_id: int) -> Target:
         return Target(node_id, "127.0.0.1", self.listener.getsockname()[1],
                       self.health.server_address[1])
 
     def close(self) -> None:
+        for connection in self.held:
+            connection.close()
         self.listener.close()
         self.health.shutdown()
 
@@ -244,11 +252,19 @@ def test_a_slave_too_many_transactions_behind_leaves_the_readers(
     asyncio.run(scenario())
 
 
+def closed(client: socket.socket) -> bool:
+    try:
+        return client.recv(16) == b""
+    except TimeoutError:
+        return False
+
+
 @needs_haproxy
 def test_more_nodes_than_slots_grow_haproxy_by_a_seamless_reload(
-        tmp_path: Path, stands: list[Stand]) -> None:
+        tmp_path: Path, stands: list[Stand], monkeypatch: pytest.MonkeyPatch) -> None:
     a, b, c = stands
-    a.primary, b.replica, c.replica = True, True, True
+    a.primary, b.replica, c.replica, a.hold = True, True, True, True
+    monkeypatch.setattr(haproxy, "OLD_WORKER_GRACE", 1)
     chosen = settings(tmp_path, slots=2)
     router = Router(chosen)
 
@@ -259,6 +275,8 @@ def test_more_nodes_than_slots_grow_haproxy_by_a_seamless_reload(
             await until(lambda: reached(chosen.writer) == "a", "writes on a")
             await until(lambda: reached(chosen.readers) == "b", "reads on b")
             worker = await router.haproxy.worker_pid()
+            session = socket.create_connection((chosen.writer.host, chosen.writer.port), 5)
+            assert session.recv(16) == b"a"
             await router.follow({1: a.target(1), 2: b.target(2), 3: c.target(3)})
             assert await router.haproxy.worker_pid() != worker
             assert router.slots.count == 4 and router.slots.held[3] == c.target(3)
@@ -267,6 +285,10 @@ def test_more_nodes_than_slots_grow_haproxy_by_a_seamless_reload(
             assert reached(chosen.readers) in ("b", "c")
             await until(lambda: {reached(chosen.readers) for _ in range(6)} == {"b", "c"},
                         "reads on b and c")
+            # The old worker, which checks nothing any more, ends its sessions.
+            session.settimeout(0.2)
+            await until(lambda: closed(session), "the old worker's session closed")
+            session.close()
             # Started again after a crash, HAProxy keeps the slots it grew to.
             assert router.haproxy.process is not None
             router.haproxy.process.kill()

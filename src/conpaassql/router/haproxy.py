@@ -10,7 +10,8 @@ holds the same node.
 More nodes than slots: ``grow`` writes the configuration again with more slots
 and reloads HAProxy seamlessly (master-worker mode): the new worker takes the
 listeners and, from a server-state file, every slot's address and state; the old
-one serves its connections until they end.
+one serves its connections for ``OLD_WORKER_GRACE`` seconds at most, as it no
+longer checks the nodes (a node losing its role would not have them cut).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 #: A slot's address while it holds no node (it is in maintenance then).
 PLACEHOLDER = "127.0.0.1:1"
 PR_SET_PDEATHSIG = 1
+#: Seconds a worker replaced by a reload keeps its connections.
+OLD_WORKER_GRACE = 30
 
 
 class HAProxyError(ConpaasSQLError):
@@ -63,6 +66,7 @@ def config_text(settings: RouterSettings, admin_socket: Path, slots: int | None 
         "global",
         f"    stats socket {admin_socket} mode 600 level admin expose-fd listeners",
         "    stats timeout 30s",
+        f"    hard-stop-after {OLD_WORKER_GRACE}s",
         *([f"    nbthread {settings.threads}"] if settings.threads else []),
         *([f"    server-state-file {state_file}"] if state_file else []),
         "defaults",
