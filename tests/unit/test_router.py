@@ -146,7 +146,11 @@ class Stand:
                 connection, _ = self.listener.accept()
             except OSError:
                 return
-            connection.sendall(self.name.encode())
+            try:
+                connection.sendall(self.name.encode())
+            except OSError:  # the client went away first (HAProxy reset it)
+                connection.close()
+                continue
             if self.hold:
                 self.held.append(connection)  # open until the other side closes it
             else:
