@@ -59,6 +59,7 @@ class Router:
         self.registered = False
         self.known: dict[int, Target] = {}
         self._readying: set[asyncio.Task[None]] = set()
+        self._settling: set[int] = set()  # slots drained until their first checks
         self._stop = asyncio.Event()
 
     @property
@@ -205,6 +206,14 @@ class Router:
             return
         log.info("HAProxy reloaded with %d slots (was %d)", count, self.slots.count)
         self.slots.count = count
+        # A slot made ready between the state's snapshot and the reload is ready in
+        # the old worker only: every settled slot is made ready again.
+        try:
+            for slot in sorted(set(self.slots.held) - self._settling):
+                for server in self._servers(slot):
+                    await self.haproxy.command(f"set server {server} state ready")
+        except (HAProxyError, OSError) as exc:
+            log.error("could not open the nodes to connections after a reload: %s", exc)
 
     def _servers(self, slot: int) -> list[str]:
         servers = [f"writer/w{slot}", f"readers/r{slot}"]
@@ -223,12 +232,16 @@ class Router:
                                            f"{target.health_port}")
         for server in self._servers(slot):
             await self.haproxy.command(f"set server {server} state drain")
+        self._settling.add(slot)
         task = asyncio.create_task(self._ready_later(slot, target))
         self._readying.add(task)
         task.add_done_callback(self._readying.discard)
 
     async def _ready_later(self, slot: int, target: Target) -> None:
-        await asyncio.sleep(self.settings.checks.settle)
+        try:
+            await asyncio.sleep(self.settings.checks.settle)
+        finally:
+            self._settling.discard(slot)
         if self.slots.held.get(slot) != target:
             return
         try:
