@@ -15,16 +15,19 @@ own, and ``conpaassql router`` (HAProxy) with its writer on 127.0.N.2:3306.
    to the master, ``--repeat`` rounds in alternating order: the throughput ratio
    (target at least 0.9; of the medians, and the median of each round's ratio,
    which a load that comes and goes on a shared machine sways less) and the 95th
-   percentile latency of each. During the
-   runs through the router, the resident memory (peak) and the CPU time of the
-   router's process and of HAProxy's. Each test first runs once each way
-   untimed (``--warmup`` seconds). Every timed run also records where the CPU
-   went (share of one CPU): sysbench, HAProxy, the router's process, the
-   master's and the slaves' mariadbd, the agents, the manager and everything
-   else on the machine. ``--pin`` puts sysbench (and HAProxy and the router,
-   the client's side) on CPU 0 and the master's mariadbd on CPU 1 for both ways,
-   so that the server's share of the machine is the same through the router as
-   straight to it; the output says whether the runs were pinned.
+   percentile latency of each. During the runs through the router, the
+   resident memory (peak) and the CPU time of the router's process and of
+   HAProxy's, and HAProxy's CPU per transaction (which a busy machine sways
+   less than the throughput). Each test first runs once each way untimed
+   (``--warmup`` seconds). Every timed run also records where the CPU went
+   (share of one CPU): sysbench, HAProxy, the router's process, the master's
+   and the slaves' mariadbd, the agents, the manager and everything else on the
+   machine. ``--pin`` puts sysbench (and HAProxy and the router, the client's
+   side) on CPU 0 and the master's mariadbd on CPU 1 for both ways, so that the
+   server's share of the machine is the same through the router as straight to
+   it; the output says whether the runs were pinned. ``--router-option`` passes
+   options to the router (``--router-option=--haproxy-threads=0`` for HAProxy's
+   default of one thread per CPU).
 2. the client-visible write outage, ``--outages`` times each: single-row
    autocommit INSERTs, each on a new connection to the writer address (retrying
    at once on any error), while the master's mariadbd is SIGKILLed, while the
