@@ -13,9 +13,21 @@ own, and ``conpaassql router`` (HAProxy) with its writer on 127.0.N.2:3306.
    clients, ``--time`` seconds, TLS with a client certificate of the service's
    CA, as sysbench 1.0 wants one) through the writer address against straight
    to the master, ``--repeat`` rounds in alternating order: the throughput ratio
-   (target at least 0.9) and the 95th percentile latency of each. During the
-   runs through the router, the resident memory (peak) and the CPU time of the
-   router's process and of HAProxy's.
+   (target at least 0.9; of the medians, and the median of each round's ratio,
+   which a load that comes and goes on a shared machine sways less) and the 95th
+   percentile latency of each. During the runs through the router, the
+   resident memory (peak) and the CPU time of the router's process and of
+   HAProxy's, and HAProxy's CPU per transaction (which a busy machine sways
+   less than the throughput). Each test first runs once each way untimed
+   (``--warmup`` seconds). Every timed run also records where the CPU went
+   (share of one CPU): sysbench, HAProxy, the router's process, the master's
+   and the slaves' mariadbd, the agents, the manager and everything else on the
+   machine. ``--pin`` puts sysbench (and HAProxy and the router, the client's
+   side) on CPU 0 and the master's mariadbd on CPU 1 for both ways, so that the
+   server's share of the machine is the same through the router as straight to
+   it; the output says whether the runs were pinned. ``--router-option`` passes
+   options to the router (``--router-option=--haproxy-threads=0`` for HAProxy's
+   default of one thread per CPU).
 2. the client-visible write outage, ``--outages`` times each: single-row
    autocommit INSERTs, each on a new connection to the writer address (retrying
    at once on any error), while the master's mariadbd is SIGKILLed, while the
@@ -61,6 +73,7 @@ from benchlib import (
     QuietMachine,
     cpu_times,
     err,
+    machine_busy_seconds,
     median,
     other_share,
     run_measured,
@@ -97,8 +110,42 @@ class Results:
     lost: int = 0
     acked: int = 0
     busy: list[tuple[float, float]] = field(default_factory=list)  # run's s, others' CPU s
+    cpu: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # "test, way" -> who
+    haproxy_us_per_tx: dict[str, list[float]] = field(default_factory=dict)  # test -> runs
+    pinned: bool = False
+    router_options: list[str] = field(default_factory=list)
     load: list[float] = field(default_factory=list)  # 1-minute load average, start and end
     total_s: float = 0.0
+
+
+class CpuSplit:
+    """The CPU time of some groups of processes during a block, as shares of one CPU:
+    ``sysbench`` (this process's reaped children), the groups given, and ``others``
+    (the rest of the machine, this process included)."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = groups
+        self.shares: dict[str, float] = {}
+
+    def _now(self) -> dict[str, float]:
+        found = {who: sum((cpu_times(pid) or (0.0, 0.0))[0] for pid in pids)
+                 for who, pids in self.groups.items()}
+        found["sysbench"] = (cpu_times(os.getpid()) or (0.0, 0.0))[1]
+        found["machine"] = machine_busy_seconds()
+        return found
+
+    def __enter__(self) -> CpuSplit:
+        self._started = time.monotonic()
+        self._before = self._now()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        after = self._now()
+        seconds = time.monotonic() - self._started
+        spent = {who: after[who] - self._before[who] for who in after}
+        machine = spent.pop("machine")
+        spent["others"] = max(0.0, machine - sum(spent.values()))
+        self.shares = {who: value / seconds for who, value in spent.items()}
 
 
 class Bench:
@@ -107,7 +154,7 @@ class Bench:
         self.root = root
         self.results = Results()
         self.manager = ManagerProcess(root, subnet, args.buffer_pool)
-        self.router = Router(self.manager, subnet)
+        self.router = Router(self.manager, subnet, *args.router_option)
         self.password = secrets.token_urlsafe(18)
         self.sysbench_dir = root / "sysbench"
         self.quiet = QuietMachine(limit=args.quiet_wait)
@@ -180,15 +227,18 @@ class Bench:
         write_private(self.sysbench_dir / "client-cert.pem", issued.cert_pem)
         write_private(self.sysbench_dir / "client-key.pem", issued.key_pem)
 
-    def sysbench(self, test: str, where: tuple[str, int], command: str) -> str:
+    def sysbench(self, test: str, where: tuple[str, int], command: str,
+                 seconds: int | None = None) -> str:
         config = self.sysbench_dir / f"{where[0]}-{where[1]}.cfg"
         write_private(config, "".join(f"{key}={value}\n" for key, value in (
             ("db-driver", "mysql"), ("mysql-host", where[0]), ("mysql-port", where[1]),
             ("mysql-user", USER), ("mysql-password", self.password), ("mysql-db", DB),
             ("mysql-ssl", "on"), ("tables", self.args.tables),
             ("table-size", self.args.table_size), ("threads", self.args.threads),
-            ("time", self.args.time), ("percentile", 95), ("db-ps-mode", "disable"))))
-        done = subprocess.run(["sysbench", f"--config-file={config.name}", test, command],
+            ("time", seconds or self.args.time), ("percentile", 95),
+            ("db-ps-mode", "disable"))))
+        pin = ["taskset", "-c", "0"] if self.args.pin and command == "run" else []
+        done = subprocess.run([*pin, "sysbench", f"--config-file={config.name}", test, command],
                               cwd=self.sysbench_dir, capture_output=True, text=True,
                               timeout=self.args.time + self.args.timeout, check=False)
         if done.returncode != 0:
@@ -198,29 +248,74 @@ class Bench:
     # -- 1. throughput -----------------------------------------------------
 
     def throughput(self) -> None:
-        master, _ = self.topology()
+        master, slaves = self.topology()
         direct = (self.manager.node(master)["ip"], 3306)
         ways: dict[str, tuple[str, int]] = {"direct": direct, "router": self.router.writer}
-        for round_index in range(self.args.repeat):
-            for test in TESTS:
-                names = list(ways) if round_index % 2 == 0 else list(ways)[::-1]
-                for way in names:
-                    self.quiet.wait(f"{test} {way}")
-                    err.print(f"sysbench {test} {way} ({self.args.time} s)...")
-                    with MachineShare(self.root) as share:
-                        if way == "router":
-                            output = self._watched(lambda t=test, w=ways[way]: self.sysbench(
-                                t, w, "run"))
-                        else:
-                            output = self.sysbench(test, ways[way], "run")
-                    self.results.busy.append((share.seconds, share.other))
-                    tps, p95 = _TPS.search(output), _P95.search(output)
-                    if tps is None or p95 is None:
-                        raise BenchError(f"no figures in sysbench's output: {output[-400:]}")
-                    self.results.tps.setdefault(test, {}).setdefault(way, []).append(
-                        float(tps.group(1)))
-                    self.results.p95.setdefault(test, {}).setdefault(way, []).append(
-                        float(p95.group(1)))
+        self.results.pinned = self.args.pin
+        self.results.router_options = list(self.args.router_option)
+        if self.args.pin:
+            self._pin(master)
+        try:
+            if self.args.warmup:
+                for test in TESTS:
+                    for way, where in ways.items():
+                        err.print(f"warm-up: sysbench {test} {way} ({self.args.warmup} s)...")
+                        self.sysbench(test, where, "run", self.args.warmup)
+            for round_index in range(self.args.repeat):
+                for test in TESTS:
+                    names = list(ways) if round_index % 2 == 0 else list(ways)[::-1]
+                    for way in names:
+                        self._timed(test, way, ways[way], master, slaves)
+        finally:
+            if self.args.pin:
+                self._pin(master, undo=True)
+
+    def _timed(self, test: str, way: str, where: tuple[str, int], master: int,
+               slaves: list[int]) -> None:
+        self.quiet.wait(f"{test} {way}")
+        err.print(f"sysbench {test} {way} ({self.args.time} s)...")
+        split = CpuSplit(self._who(master, slaves))
+        with MachineShare(self.root) as share, split:
+            if way == "router":
+                output = self._watched(lambda: self.sysbench(test, where, "run"))
+            else:
+                output = self.sysbench(test, where, "run")
+        self.results.busy.append((share.seconds, share.other))
+        for who, value in split.shares.items():
+            self.results.cpu.setdefault(f"{test}, {way}", {}).setdefault(who, []).append(value)
+        tps, p95 = _TPS.search(output), _P95.search(output)
+        if tps is None or p95 is None:
+            raise BenchError(f"no figures in sysbench's output: {output[-400:]}")
+        if way == "router" and float(tps.group(1)) > 0:
+            self.results.haproxy_us_per_tx.setdefault(test, []).append(
+                split.shares["HAProxy"] * 1e6 / float(tps.group(1)))
+        self.results.tps.setdefault(test, {}).setdefault(way, []).append(float(tps.group(1)))
+        self.results.p95.setdefault(test, {}).setdefault(way, []).append(float(p95.group(1)))
+
+    def _who(self, master: int, slaves: list[int]) -> dict[str, list[int]]:
+        """The processes whose CPU time each run records, by group."""
+        pids = self.router.pids()
+
+        def known(found: list[int | None]) -> list[int]:
+            return [pid for pid in found if pid is not None]
+
+        return {"HAProxy": pids[1:], "router process": pids[:1],
+                "mariadbd, master": known([self.manager.mysqld_pid(master)]),
+                "mariadbd, slaves": known([self.manager.mysqld_pid(n) for n in slaves]),
+                "agents": known([self.manager.agent_pid(n) for n in (master, *slaves)]),
+                "manager": known([self.manager.pid])}
+
+    def _pin(self, master: int, undo: bool = False) -> None:
+        """The client's side (HAProxy, the router) on CPU 0, the master's mariadbd on
+        CPU 1; every CPU again with ``undo``."""
+        every = f"0-{(os.cpu_count() or 2) - 1}"
+        mariadbd = self.manager.mysqld_pid(master)
+        plan = [(pid, every if undo else "0") for pid in self.router.pids()]
+        if mariadbd is not None:
+            plan.append((mariadbd, every if undo else "1"))
+        for pid, cpus in plan:
+            subprocess.run(["taskset", "-a", "-p", "-c", cpus, str(pid)],
+                           capture_output=True, timeout=30, check=False)
 
     def _watched(self, work: Callable[[], str]) -> str:
         """``work()``, with the router's and HAProxy's memory and CPU measured."""
@@ -327,8 +422,15 @@ def render(results: Results) -> None:
         table.add_row(f"{test}: tx/s direct / router", f"{median(tps['direct']):.0f} / "
                       f"{median(tps['router']):.0f}",
                       f"{runs_of(tps['direct'])} / {runs_of(tps['router'])}", "")
-        table.add_row(f"{test}: throughput ratio", f"{ratio:.3f}", "",
+        table.add_row(f"{test}: throughput ratio (of the medians)", f"{ratio:.3f}", "",
                       f">= {THROUGHPUT_TARGET} {verdict(ratio >= THROUGHPUT_TARGET)}")
+        paired = [r / d for r, d in zip(tps["router"], tps["direct"], strict=False)]
+        table.add_row(f"{test}: throughput ratio (median of each round's)",
+                      f"{median(paired):.3f}", runs_of(paired), "")
+        per_tx = results.haproxy_us_per_tx.get(test, [])
+        if per_tx:
+            table.add_row(f"{test}: HAProxy CPU per transaction", f"{median(per_tx):.0f} µs",
+                          runs_of(per_tx), "")
         table.add_row(f"{test}: p95 ms direct / router", f"{median(p95['direct']):.2f} / "
                       f"{median(p95['router']):.2f}",
                       f"{runs_of(p95['direct'])} / {runs_of(p95['router'])}", "")
@@ -354,8 +456,32 @@ def render(results: Results) -> None:
     share = other_share(results.busy)
     table.add_row("other processes' share of the CPUs during the sysbench runs",
                   f"{share:.0%}", "", f"< {BUSY_SHARE:.0%} {verdict(share < BUSY_SHARE)}")
+    table.add_row("CPU pinning", "sysbench, HAProxy, router on CPU 0; master's mariadbd "
+                  "on CPU 1" if results.pinned else "none", "", "")
+    if results.router_options:
+        table.add_row("router options", " ".join(results.router_options), "", "")
     Console(width=160).print(table)
+    render_cpu(results)
     print(json.dumps({"bench": "router", **results.__dict__}))
+
+
+def render_cpu(results: Results) -> None:
+    """Where the CPU went during the timed runs, median share of one CPU by group."""
+    if not results.cpu:
+        return
+    table = Table(title="where the CPU went during the sysbench runs (share of one CPU, "
+                  f"median; {os.cpu_count()} CPUs; sysbench: its own and its children's)")
+    ways = list(results.cpu)
+    table.add_column("process")
+    for way in ways:
+        table.add_column(way)
+    groups = list(results.cpu[ways[0]])
+    for who in groups:
+        table.add_row(who, *(f"{median(results.cpu[way].get(who, [0.0])):.0%}"
+                             for way in ways))
+    table.add_row("total", *(f"{sum(median(v) for v in results.cpu[way].values()):.0%}"
+                             for way in ways))
+    Console(width=160).print(table)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -366,6 +492,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time", type=int, default=20, help="seconds of each sysbench run")
     parser.add_argument("--repeat", type=int, default=2, help="rounds of the comparison")
     parser.add_argument("--outages", type=int, default=5, help="runs of each outage")
+    parser.add_argument("--warmup", type=int, default=5,
+                        help="seconds of an untimed run of each test each way first")
+    parser.add_argument("--pin", action="store_true",
+                        help="sysbench, HAProxy and the router on CPU 0, the master's "
+                             "mariadbd on CPU 1")
+    parser.add_argument("--router-option", action="append", default=[],
+                        help="an option for conpaassql router (repeatable), e.g. "
+                             "--router-option=--check-interval=1000")
     parser.add_argument("--buffer-pool", default="128M")
     parser.add_argument("--subnet", type=int, default=None)
     parser.add_argument("--timeout", type=float, default=300.0,

@@ -123,6 +123,9 @@ def gui(config_file: str | None, bind: str, port: int, insecure_http: bool) -> N
                    "nodes are kept.")
 @click.option("--max-lag", default=10.0, show_default=True, type=click.FloatRange(0),
               help="Seconds a slave may be behind and still take readers.")
+@click.option("--max-lag-tx", type=click.IntRange(0),
+              help="Transactions a slave may have received but not applied and still take "
+                   "readers (default: no limit).")
 @click.option("--no-reader-fallback", is_flag=True,
               help="Refuse readers when no slave qualifies (default: send them to the master).")
 @click.option("--check-interval", default=300, show_default=True,
@@ -134,14 +137,18 @@ def gui(config_file: str | None, bind: str, port: int, insecure_http: bool) -> N
 @click.option("--poll-interval", default=1.0, show_default=True,
               type=click.FloatRange(0.1, 3600), help="Seconds between two asks for the nodes.")
 @click.option("--slots", default=32, show_default=True, type=click.IntRange(1, 1000),
-              help="The most nodes routed to.")
+              help="Nodes HAProxy has room for at start (it is reloaded with twice as "
+                   "many when more come).")
 @click.option("--haproxy", "haproxy_binary", default="haproxy", show_default=True,
               help="The HAProxy program.")
+@click.option("--haproxy-threads", default=1, show_default=True, type=click.IntRange(0, 64),
+              help="HAProxy's threads (0: one per CPU).")
 def router(manager: str, https: bool, token_file: str | None, ca_file: str | None,
            writer: str, readers: str, name: str | None, hosts: tuple[str, ...],
-           state_dir: str, max_lag: float, no_reader_fallback: bool, check_interval: int,
-           fall: int, rise: int, poll_interval: float, slots: int,
-           haproxy_binary: str) -> None:
+           state_dir: str, max_lag: float, max_lag_tx: int | None,
+           no_reader_fallback: bool, check_interval: int, fall: int, rise: int,
+           poll_interval: float, slots: int, haproxy_binary: str,
+           haproxy_threads: int) -> None:
     """Run a router (foreground): HAProxy on a writer and a readers address, following
     the service's master and slaves."""
     import logging
@@ -165,11 +172,12 @@ def router(manager: str, https: bool, token_file: str | None, ca_file: str | Non
             https=https,
             token=options.token(token_file),
             verify=options.verify(ca_file),
-            checks=Checks(check_interval, fall, rise, max_lag),
+            checks=Checks(check_interval, fall, rise, max_lag, max_lag_tx),
             reader_fallback=not no_reader_fallback,
             poll_interval=poll_interval,
             slots=slots,
             haproxy=haproxy_binary,
+            threads=haproxy_threads,
             hosts=hosts,
         )
         run(settings)

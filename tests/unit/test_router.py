@@ -12,11 +12,13 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import pytest
 
 from conpaassql.errors import RemoteError, UnreachableError
 from conpaassql.gui.views import endpoint_commands
+from conpaassql.router import haproxy
 from conpaassql.router.app import Router, StartError, describe_failure
 from conpaassql.router.haproxy import HAProxy, config_text
 from conpaassql.router.settings import Address, Checks, RouterSettings
@@ -97,24 +99,37 @@ def test_the_configuration_is_valid(tmp_path: Path, fallback: bool) -> None:
     chosen = settings(tmp_path, reader_fallback=fallback)
     HAProxy(chosen).write_config()  # runs haproxy -c
     text = config_text(chosen, tmp_path / "s")
-    assert "option httpchk GET /replica?max_lag=5" in text
+    assert "option httpchk GET /replica?max_lag=5\n" in text
+    limited = settings(tmp_path, checks=Checks(100, 1, 1, 2.5, 40))
+    assert "option httpchk GET /replica?max_lag=2.5&max_lag_tx=40\n" in \
+        config_text(limited, tmp_path / "s")
+    HAProxy(limited).write_config()
     assert "on-marked-down shutdown-sessions" in text
     assert ("server m4 127.0.0.1:1 backup track writer/w4" in text) is fallback
+    assert "    nbthread 1\n" in text
+    assert "nbthread" not in config_text(settings(tmp_path, threads=0), tmp_path / "s")
 
 
 class Stand:
     """A stand-in node: a TCP server that sends its name, and a health port whose
-    ``/primary`` and ``/replica`` answers the test sets."""
+    ``/primary`` and ``/replica`` answers the test sets (``/replica`` also 503 when
+    ``lag_tx`` is above the check's ``max_lag_tx``)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.primary = self.replica = False
+        self.lag_tx = 0
+        self.hold = False  # keep connections open after the name
+        self.held: list[socket.socket] = []
         self.listener = socket.create_server(("127.0.0.1", 0))
         stand = self
 
         class Health(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                up = stand.primary if self.path == "/primary" else stand.replica
+                path, _, query = self.path.partition("?")
+                limit = dict(parse_qsl(query)).get("max_lag_tx")
+                up = stand.primary if path == "/primary" else stand.replica and (
+                    limit is None or stand.lag_tx <= int(limit))
                 self.send_response(200 if up else 503)
                 self.end_headers()
 
@@ -131,14 +146,23 @@ class Stand:
                 connection, _ = self.listener.accept()
             except OSError:
                 return
-            with connection:
+            try:
                 connection.sendall(self.name.encode())
+            except OSError:  # the client went away first (HAProxy reset it)
+                connection.close()
+                continue
+            if self.hold:
+                self.held.append(connection)  # open until the other side closes it
+            else:
+                connection.close()
 
     def target(self, node_id: int) -> Target:
         return Target(node_id, "127.0.0.1", self.listener.getsockname()[1],
                       self.health.server_address[1])
 
     def close(self) -> None:
+        for connection in self.held:
+            connection.close()
         self.listener.close()
         self.health.shutdown()
 
@@ -205,6 +229,84 @@ def test_haproxy_follows_roles_and_nodes(tmp_path: Path, stands: list[Stand]) ->
 
     asyncio.run(scenario())
     assert (tmp_path / "nodes.json").exists()
+
+
+@needs_haproxy
+def test_a_slave_too_many_transactions_behind_leaves_the_readers(
+        tmp_path: Path, stands: list[Stand]) -> None:
+    a, b, _ = stands
+    a.primary, b.replica, b.lag_tx = True, True, 100
+    chosen = settings(tmp_path, checks=Checks(100, 1, 1, 5, 10))  # --max-lag-tx 10
+    router = Router(chosen)
+
+    async def scenario() -> None:
+        router.haproxy.start()
+        try:
+            await router.follow({1: a.target(1), 2: b.target(2)})
+            await until(lambda: reached(chosen.writer) == "a", "writes on a")
+            await until(lambda: reached(chosen.readers) == "a", "reads on the master")
+            b.lag_tx = 3
+            await until(lambda: reached(chosen.readers) == "b", "reads on b")
+            b.lag_tx = 11
+            await until(lambda: reached(chosen.readers) == "a", "reads on the master again")
+        finally:
+            router.haproxy.stop()
+            await router.client.aclose()
+
+    asyncio.run(scenario())
+
+
+def closed(client: socket.socket) -> bool:
+    try:
+        return client.recv(16) == b""
+    except TimeoutError:
+        return False
+
+
+@needs_haproxy
+def test_more_nodes_than_slots_grow_haproxy_by_a_seamless_reload(
+        tmp_path: Path, stands: list[Stand], monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b, c = stands
+    a.primary, b.replica, c.replica, a.hold = True, True, True, True
+    monkeypatch.setattr(haproxy, "OLD_WORKER_GRACE", 1)
+    chosen = settings(tmp_path, slots=2)
+    router = Router(chosen)
+
+    async def scenario() -> None:
+        router.haproxy.start()
+        try:
+            await router.follow({1: a.target(1), 2: b.target(2)})
+            await until(lambda: reached(chosen.writer) == "a", "writes on a")
+            await until(lambda: reached(chosen.readers) == "b", "reads on b")
+            worker = await router.haproxy.worker_pid()
+            session = socket.create_connection((chosen.writer.host, chosen.writer.port), 5)
+            assert session.recv(16) == b"a"
+            await router.follow({1: a.target(1), 2: b.target(2), 3: c.target(3)})
+            assert await router.haproxy.worker_pid() != worker
+            assert router.slots.count == 4 and router.slots.held[3] == c.target(3)
+            # The new worker took the slots over as they were: no wait for checks.
+            assert reached(chosen.writer) == "a"
+            assert reached(chosen.readers) in ("b", "c")
+            await until(lambda: {reached(chosen.readers) for _ in range(6)} == {"b", "c"},
+                        "reads on b and c")
+            # The old worker, which checks nothing any more, ends its sessions.
+            session.settimeout(0.2)
+            await until(lambda: closed(session), "the old worker's session closed")
+            session.close()
+            # Started again after a crash, HAProxy keeps the slots it grew to.
+            assert router.haproxy.process is not None
+            router.haproxy.process.kill()
+            router.haproxy.process.wait()
+            await router.turn()
+            await until(lambda: reached(chosen.readers) == "c" and reached(chosen.writer) == "a",
+                        "writes on a and reads on c after the restart")
+        finally:
+            router.haproxy.stop()
+            await router.client.aclose()
+
+    asyncio.run(scenario())
+    assert "server r4 " in (tmp_path / "haproxy.cfg").read_text()
+    assert not (tmp_path / "haproxy.state").exists()
 
 
 def test_the_front_end_shows_the_endpoints_with_a_line_to_copy() -> None:

@@ -59,6 +59,7 @@ class Router:
         self.registered = False
         self.known: dict[int, Target] = {}
         self._readying: set[asyncio.Task[None]] = set()
+        self._settling: set[int] = set()  # slots drained until their first checks
         self._stop = asyncio.Event()
 
     @property
@@ -120,7 +121,7 @@ class Router:
         """Restart HAProxy if it died, ask the manager for the nodes, follow them."""
         if not self.haproxy.running():
             log.error("HAProxy exited; starting it again")
-            self.slots.clear()
+            self.slots.clear()  # its slots are as many as before, all empty
             try:
                 self.haproxy.start()
             except HAProxyError as exc:
@@ -164,8 +165,12 @@ class Router:
         self.registered = True
 
     async def follow(self, targets: dict[int, Target]) -> None:
-        """Point HAProxy's slots at ``targets``."""
+        """Point HAProxy's slots at ``targets``, with more slots if they are too few."""
         plan = self.slots.plan(targets)
+        if plan.left_out:
+            await self._grow(len(self.slots.held) - len(plan.freed) + len(plan.filled)
+                             + len(plan.left_out))
+            plan = self.slots.plan(targets)
         if plan.freed or plan.filled or plan.left_out:
             try:
                 await self._apply(plan)
@@ -187,8 +192,28 @@ class Router:
             await self._fill(slot, target)
             self.slots.apply(Plan([], [(slot, target)], []))
         for target in plan.left_out:
-            log.warning("no free slot for node %d (--slots %d)", target.node_id,
-                        self.settings.slots)
+            log.warning("no free slot for node %d (%d slots)", target.node_id,
+                        self.slots.count)
+
+    async def _grow(self, needed: int) -> None:
+        """At least ``needed`` slots (twice as many as now, or more), by a seamless
+        reload of HAProxy; logged and left as it was if HAProxy refuses."""
+        count = max(needed, 2 * self.slots.count)
+        try:
+            await self.haproxy.grow(count, set(self.slots.held))
+        except (HAProxyError, OSError) as exc:
+            log.error("could not grow HAProxy to %d slots: %s", count, exc)
+            return
+        log.info("HAProxy reloaded with %d slots (was %d)", count, self.slots.count)
+        self.slots.count = count
+        # A slot made ready between the state's snapshot and the reload is ready in
+        # the old worker only: every settled slot is made ready again.
+        try:
+            for slot in sorted(set(self.slots.held) - self._settling):
+                for server in self._servers(slot):
+                    await self.haproxy.command(f"set server {server} state ready")
+        except (HAProxyError, OSError) as exc:
+            log.error("could not open the nodes to connections after a reload: %s", exc)
 
     def _servers(self, slot: int) -> list[str]:
         servers = [f"writer/w{slot}", f"readers/r{slot}"]
@@ -207,12 +232,16 @@ class Router:
                                            f"{target.health_port}")
         for server in self._servers(slot):
             await self.haproxy.command(f"set server {server} state drain")
+        self._settling.add(slot)
         task = asyncio.create_task(self._ready_later(slot, target))
         self._readying.add(task)
         task.add_done_callback(self._readying.discard)
 
     async def _ready_later(self, slot: int, target: Target) -> None:
-        await asyncio.sleep(self.settings.checks.settle)
+        try:
+            await asyncio.sleep(self.settings.checks.settle)
+        finally:
+            self._settling.discard(slot)
         if self.slots.held.get(slot) != target:
             return
         try:

@@ -53,6 +53,14 @@ class Checks:
     rise: int = 2
     max_lag: float = 10.0
     """The most seconds a slave may be behind and still take readers."""
+    max_lag_tx: int | None = None
+    """The most transactions a slave may have received but not applied (none: no limit)."""
+
+    @property
+    def replica_path(self) -> str:
+        """The readers' health check: ``/replica`` with the limits."""
+        path = f"/replica?max_lag={self.max_lag:g}"
+        return path if self.max_lag_tx is None else f"{path}&max_lag_tx={self.max_lag_tx}"
 
     @property
     def settle(self) -> float:
@@ -76,8 +84,12 @@ class RouterSettings:
     """The master takes the readers' connections when no slave qualifies."""
     poll_interval: float = 1.0
     slots: int = 32
-    """The most nodes routed to (HAProxy's server slots per backend)."""
+    """HAProxy's server slots per backend at start (doubled by a reload when too few)."""
     haproxy: str = "haproxy"
+    threads: int = 1
+    """HAProxy's threads (0: one per CPU, its default). One forwards some 30,000
+    small queries a second and spends less CPU on each than two on 2 CPUs
+    (bench/router.py), where it competes with the servers it routes to."""
     hosts: tuple[str, ...] = ()
     """Names the router is reached by, told to the manager when it registers."""
 
