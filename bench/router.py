@@ -233,12 +233,15 @@ class Bench:
         write_private(config, "".join(f"{key}={value}\n" for key, value in (
             ("db-driver", "mysql"), ("mysql-host", where[0]), ("mysql-port", where[1]),
             ("mysql-user", USER), ("mysql-password", self.password), ("mysql-db", DB),
-            ("mysql-ssl", "on"), ("tables", self.args.tables),
-            ("table-size", self.args.table_size), ("threads", self.args.threads),
+            ("mysql-ssl", "on"), ("threads", self.args.threads),
             ("time", seconds or self.args.time), ("percentile", 95),
             ("db-ps-mode", "disable"))))
         pin = ["taskset", "-c", "0"] if self.args.pin and command == "run" else []
-        done = subprocess.run([*pin, "sysbench", f"--config-file={config.name}", test, command],
+        # sysbench 1.0 takes the test's own options (tables, table-size) from its
+        # command line only: in the config file they are silently ignored.
+        sizes = [f"--tables={self.args.tables}", f"--table-size={self.args.table_size}"]
+        done = subprocess.run([*pin, "sysbench", f"--config-file={config.name}", *sizes, test,
+                               command],
                               cwd=self.sysbench_dir, capture_output=True, text=True,
                               timeout=self.args.time + self.args.timeout, check=False)
         if done.returncode != 0:
