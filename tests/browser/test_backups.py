@@ -1,7 +1,8 @@
 """The Backups page in Chromium against a real manager with a real node: a backup
 taken from the page and seen on the timeline, a restore to a second through the
-form reaching a restored node that holds exactly the rows of that second, then
-deletions (refused while an incremental needs the backup, then with it)."""
+form reaching a restored node that holds exactly the rows of that second, a
+verification started from the page, then deletions (refused while an incremental
+needs the backup, then with it)."""
 
 from __future__ import annotations
 
@@ -69,6 +70,22 @@ def test_back_up_from_the_page_and_see_it_on_the_timeline(manager: BrowserManage
     expect(row.locator("td[data-label=node]")).to_have_text(str(master))
     expect(page.get_by_test_id("window-band")).to_be_visible()
     expect(page.get_by_test_id("window-to")).to_contain_text("UTC")
+
+
+def test_verify_a_backup_from_the_page(manager: BrowserManager, gui: Gui, page: Page,
+                                      master: int) -> None:
+    [backup] = manager.get("list_backups")["backups"]
+    page.goto(gui.url + "/backups")
+    row = page.locator(f'tr[data-backup="{backup["id"]}"]')
+    expect(row.get_by_test_id("backup-verified")).to_have_text("not verified")
+    row.get_by_test_id("verify-backup").click()
+    expect(flash_ok(page)).to_contain_text(f"started on node {master}")
+    expect(flash_ok(page)).to_contain_text(f"Backup {backup['id']}: ok: 1 table sound",
+                                           timeout=SLOW)
+    expect(row.get_by_test_id("backup-verified")).to_have_attribute("data-verified", "ok")
+    expect(row.get_by_test_id("backup-verified")).to_contain_text(f"on node {master}")
+    [verified] = manager.get("list_backups")["backups"]
+    assert verified["verified"]["ok"] is True and verified["verified"]["tables"] == 1
 
 
 def test_restore_to_a_second_through_the_form(manager: BrowserManager, gui: Gui,

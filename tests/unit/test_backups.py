@@ -158,6 +158,10 @@ def test_restores_after_a_manager_restart(tmp_path: Path) -> None:
         await stored(backups, record(FULL), record(INC1, FULL))
         await backups.resume()
 
+        # the resumed restore holds its chain; the others hold nothing
+        assert backups.held() == {FULL: ["the restore of node 3 (from backup " + INC1 + ")"],
+                                  INC1: ["the restore of node 3 (from backup " + INC1 + ")"]}
+
     asyncio.run(scenario())
     assert spawned == ["restore node 3"]
     assert nodes[4].details["restore"] == {"backup": INC1, "state": "failed",
@@ -165,6 +169,58 @@ def test_restores_after_a_manager_restart(tmp_path: Path) -> None:
     assert nodes[5].details["restore"]["state"] == "failed"
     assert OTHER in nodes[5].details["restore"]["error"]
     assert nodes[6].details["restore"]["state"] == "done"
+
+
+RESTORING = f"the restore of node 5 (from backup {INC1})"
+VERIFYING = f"the verification of backup {FULL} on node 2"
+
+
+@pytest.mark.parametrize(("uses", "deleted", "with_incrementals", "refused"), [
+    # a backup in the chain of a restore, its own or an ancestor's
+    ([([FULL, INC1], RESTORING)], INC1, False, f"busy: backup {INC1} is in use by {RESTORING}"),
+    ([([FULL, INC1], RESTORING)], FULL, True, f"busy: backup {FULL} is in use by {RESTORING}"),
+    # an incremental deleted with its full backup
+    ([([FULL, INC1], RESTORING)], FULL, False, f"busy: backup {FULL} is in use"),
+    # two at once, both named
+    ([([FULL], VERIFYING), ([FULL, INC1], RESTORING)], FULL, True,
+     f"busy: backup {FULL} is in use by {VERIFYING} and {RESTORING}"),
+    # a backup after the chain in use, or one in no chain, goes
+    ([([FULL, INC1], RESTORING)], INC2, False, None),
+    ([([FULL], VERIFYING)], OTHER, False, None),
+    # the restore ended: nothing in use
+    ([], FULL, True, None),
+])
+def test_a_backup_in_use_is_not_deleted(tmp_path: Path, uses: list[tuple[list[str], str]],
+                                        deleted: str, with_incrementals: bool,
+                                        refused: str | None) -> None:
+    async def scenario() -> None:
+        backups = backups_of(tmp_path)
+        records = [record(FULL), record(INC1, FULL), record(INC2, INC1), record(OTHER)]
+        await stored(backups, *records)
+        by_id = {r.id: r for r in records}
+        for ids, what in uses:
+            backups.hold([by_id[i] for i in ids], what)
+        if refused is None:
+            assert deleted in await backups.delete(deleted, with_incrementals)
+            return
+        with pytest.raises(BusyError) as raised:
+            await backups.delete(deleted, with_incrementals)
+        assert refused in str(raised.value) and "Service in wrong state" in str(raised.value)
+        assert len(await backups.records()) == 4  # nothing deleted, not even an incremental
+
+    asyncio.run(scenario())
+
+
+def test_a_hold_ends_with_its_release(tmp_path: Path) -> None:
+    backups = backups_of(tmp_path)
+    first = backups.hold([record(FULL)], VERIFYING)
+    second = backups.hold([record(FULL), record(INC1, FULL)], RESTORING)
+    assert backups.users(FULL) == [VERIFYING, RESTORING] and backups.users(INC2) == []
+    backups.release(first)
+    backups.release(first)  # twice: no harm
+    assert backups.held() == {FULL: [RESTORING], INC1: [RESTORING]}
+    backups.release(second)
+    assert backups.held() == {}
 
 
 def test_one_backup_at_a_time(tmp_path: Path) -> None:

@@ -24,7 +24,9 @@ def listing() -> dict[str, Any]:
     return {"backups": [
         {"id": "f1", "kind": "full", "state": "done", "started": NOW - 3600,
          "finished": NOW - 3400, "gtid": "0-1-5", "bytes": 5_000_000, "node": "2",
-         "parent": None, "verified": {"ok": True, "at": NOW - 3000}},
+         "parent": None, "verified": {"ok": True, "at": NOW - 3000, "tables": 12,
+                                      "seconds": 14.2, "error": None, "node": "2"},
+         "comment": {"by": "a newer manager"}},
         {"id": "i1", "kind": "incremental", "state": "done", "started": NOW - 1800,
          "finished": NOW - 1790, "gtid": "0-1-9", "bytes": 40_000, "node": "2",
          "parent": "f1"},
@@ -38,8 +40,8 @@ def listing() -> dict[str, Any]:
 def test_the_timeline_places_each_backup_on_its_lane_and_links_its_parent() -> None:
     records = backup_view.backups(listing())
     assert [b.id for b in records] == ["f1", "i1", "x1", "f2"]
-    assert records[0].children == ["i1"] and records[0].extra == {"verified":
-                                                                  f"ok yes, at {NOW - 3000}"}
+    assert records[0].children == ["i1"]
+    assert records[0].extra == {"comment": "by a newer manager"}
     picture = backup_view.timeline(records, listing()["restorable"], now=NOW)
     assert picture is not None
     bars = {bar.id: bar for bar in picture.bars}
@@ -103,9 +105,17 @@ def test_the_part_draws_the_svg_and_the_table_with_unknown_fields() -> None:
     assert "2027-01-15 07:03:20 UTC" in html and "caught up 2 s ago" in html
     assert "archived to 0-1-9, the binlogs start after 0-1-12" in html
     assert "full every hours 24" in html and "next full" not in html
-    assert "verified: ok yes" in html
+    assert "comment: by a newer manager" in html
+    # each row's verification; a Verify button on each done backup not being verified
+    assert 'data-verified="ok"' in html and "ok: 12 tables sound, verified 2027-01-15 " \
+        "07:10:00 UTC on node 2 in 14 s" in html
+    assert html.count('data-verified="none"') == 3 and "not verified" in html
+    assert 'data-action="/act/verify_backup" data-p-id="f1"' in html
+    assert 'data-action="/act/verify_backup" data-p-id="i1"' in html
+    assert html.count("/act/verify_backup") == 2  # not the failed nor the running one
     # f1 has an incremental: deleting it alone or with it; a running one has no delete
-    assert html.count('data-p-id="f1"') == 2 and 'data-p-with_incrementals="true"' in html
+    assert html.count('data-action="/act/delete_backup" data-p-id="f1"') == 2
+    assert 'data-p-with_incrementals="true"' in html
     assert 'data-p-id="f2"' not in html
     assert 'data-p-backup="f1"' in html and 'data-p-backup="x1"' not in html
 
@@ -115,6 +125,40 @@ def test_an_empty_service_says_so() -> None:
                        window_to="", archive=None, restores=[])
     assert "No backups yet" in html and "nothing restorable yet" in html
     assert "No restored node" in html and "<svg" not in html
+
+
+@pytest.mark.parametrize(("verified", "state", "text"), [
+    (None, "none", "not verified"),
+    ("garbage", "none", "not verified"),
+    ({"state": "running", "node": "3", "at": NOW - 5}, "running",
+     "verifying on node 3 since 2027-01-15 07:59:55 UTC"),
+    ({"ok": True, "tables": 1, "at": NOW, "seconds": 75, "node": "2"}, "ok",
+     "ok: 1 table sound, verified 2027-01-15 08:00:00 UTC on node 2 in 1 min 15 s"),
+    ({"ok": True, "tables": 0, "at": NOW}, "ok",
+     "ok: 0 tables sound, verified 2027-01-15 08:00:00 UTC"),
+    ({"ok": False, "tables": 0, "at": NOW, "node": "2",
+      "error": "Corrupt backup object: backups/f1.xbstream\n  checksum differs"}, "failed",
+     "failed 2027-01-15 08:00:00 UTC on node 2: Corrupt backup object: "
+     "backups/f1.xbstream checksum differs"),
+    ({"ok": False}, "failed", "failed: no reason given"),
+])
+def test_a_verification_in_words(verified: object, state: str, text: str) -> None:
+    shown = backup_view.verification(verified)
+    assert (shown.state, shown.text) == (state, text)
+    assert shown.settled is (state != "running")
+    [record] = backup_view.backups({"backups": [{"id": "f1", "state": "done",
+                                                 "verified": verified}]})
+    assert record.verified == shown and "verified" not in record.extra
+
+
+def test_a_running_verification_has_no_verify_button() -> None:
+    entry = {**listing()["backups"][0], "verified": {"state": "running", "node": "2",
+                                                      "at": NOW}}
+    records = backup_view.backups({"backups": [entry]})
+    html = render_part(backups=records, dependents={"f1": []}, picture=None,
+                       window_from="", window_to="", archive=None, restores=[])
+    assert 'data-verified="running"' in html and "verifying on node 2" in html
+    assert "/act/verify_backup" not in html and 'data-p-backup="f1"' in html
 
 
 @pytest.mark.parametrize(("node", "expected"), [

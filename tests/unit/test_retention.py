@@ -212,3 +212,87 @@ def test_the_index_is_rebuilt_when_absent_or_unreadable_and_follows_the_archiver
         assert index.KEY not in {s.key for s in await archived(store)}
 
     asyncio.run(scenario())
+
+
+RESTORE = "the restore of node 5"
+
+
+@pytest.mark.parametrize(("made", "held", "gone", "segments_gone"), [
+    # the anchor's window would drop a and its incremental: b, in use, keeps a with it
+    ([("a", 8, 15, None, "done"), ("b", 7.9, 16, "a", "done"), ("c", 6, 25, None, "done")],
+     ["a", "b"], [], ["b.000001.1-10"]),
+    # only the full backup in use: its incremental still goes
+    ([("a", 8, 15, None, "done"), ("b", 7.9, 16, "a", "done"), ("c", 6, 25, None, "done")],
+     ["a"], ["b"], ["b.000001.1-10"]),
+    # a backup in use newer than the anchor changes nothing
+    ([("a", 8, 15, None, "done"), ("c", 6, 25, None, "done"), ("d", 1, 45, "c", "done")],
+     ["c", "d"], ["a"], ["b.000001.1-10", "b.000001.11-20"]),
+    # a failed backup is never in use: it goes as before
+    ([("a", 9, 10, None, "done"), ("f", 8.5, 0, None, "failed")], [], ["f"],
+     ["b.000001.1-10"]),
+    # the oldest backup in use keeps the segments after its position
+    ([("a", 9, 5, None, "done"), ("c", 6, 25, None, "done")], ["a"], [], []),
+])
+def test_a_backup_in_use_is_kept_this_pass(made: list[tuple[Any, ...]], held: list[str],
+                                           gone: list[str], segments_gone: list[str]) -> None:
+    records = chain(*made)
+    in_use = {ids[name]: [RESTORE] for name in held}
+    pruning = decide(records, SEGMENTS, NOW, 5, in_use)
+    assert pruning.backups == [ids[name] for name in gone]
+    assert pruning.segments == [f"binlogs/1/{name}" for name in segments_gone]
+    assert set(pruning.held) <= set(in_use)
+    assert not set(pruning.backups) & set(in_use)
+    # without them in use, they would have gone
+    assert set(decide(records, SEGMENTS, NOW, 5).backups) >= set(pruning.held)
+
+
+def test_a_pass_keeps_the_chain_of_a_restore_under_way_and_says_so(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        backups, events = runtime_backups(tmp_path, 5)
+        records = chain(("a", 8, 15, None, "done"), ("b", 7.9, 16, "a", "done"),
+                        ("c", 6, 25, None, "done"), ("d", 1, 45, "c", "done"))
+        for record in records:
+            await backups.store.put_bytes(record.objects[0], b"xbstream")
+            await Catalog(backups.store).save(record)
+        use = backups.hold(records[:2], RESTORE)
+        pruning = await Retention(backups).prune(now=NOW)
+        assert pruning.backups == [] and set(pruning.held) == {ids["a"], ids["b"]}
+        assert [r.id for r in await backups.catalog.records()] == [r.id for r in records]
+        assert not events  # nothing deleted, nothing in the history
+        # the segments after b's position (0-1-16) stay too; those before it go
+        for item in SEGMENTS[:2]:
+            await archive(backups.store, item)  # type: ignore[arg-type]
+        assert (await Retention(backups).prune(now=NOW)).segments == [SEGMENTS[0].key]
+        assert events[-1].endswith(f"kept this pass, in use: backup {ids['a']} ({RESTORE}), "
+                                   f"backup {ids['b']} ({RESTORE})")
+        backups.release(use)  # the restore ended: the next pass deletes them
+        pruning = await Retention(backups).prune(now=NOW)
+        assert pruning.backups == [ids["b"], ids["a"]] and not pruning.held
+        assert pruning.segments == [SEGMENTS[1].key]
+
+    asyncio.run(scenario())
+
+
+def test_a_restore_begun_during_a_pass_keeps_its_chain(tmp_path: Path) -> None:
+    """The decision is made on what was in use when the pass began; each backup is
+    looked at again just before it is deleted."""
+    async def scenario() -> None:
+        backups, _ = runtime_backups(tmp_path, 5)
+        records = chain(("a", 8, 15, None, "done"), ("c", 6, 25, None, "done"))
+        for record in records:
+            await backups.store.put_bytes(record.objects[0], b"xbstream")
+            await Catalog(backups.store).save(record)
+        retention = Retention(backups)
+        held = backups.held
+
+        def held_then_used() -> dict[str, list[str]]:
+            found = held()
+            backups.hold(records[:1], RESTORE)  # just after the decision's snapshot
+            return found
+
+        backups.held = held_then_used  # type: ignore[method-assign]
+        pruning = await retention.prune(now=NOW)
+        assert pruning.backups == [] and pruning.held == {ids["a"]: [RESTORE]}
+        assert await backups.store.exists(records[0].objects[0])
+
+    asyncio.run(scenario())

@@ -77,6 +77,10 @@ def test_a_verification_runs_on_a_slave_and_is_kept_with_the_backup(tmp_path: Pa
             await checks.start(FULL)
         with pytest.raises(BusyError, match="busy"):
             await backups.start("full")
+        # the chain verified is not deleted under it
+        with pytest.raises(BusyError, match=f"busy: backup {FULL} is in use by the "
+                           f"verification of backup {INC1} on node 2"):
+            await backups.delete(FULL, with_incrementals=True)
         agents.release.set()
         await asyncio.gather(*tasks)
         assert agents.calls[0][0] == 2
@@ -88,7 +92,7 @@ def test_a_verification_runs_on_a_slave_and_is_kept_with_the_backup(tmp_path: Pa
                                                      "error", "node"}
         listed = {b["id"]: b for b in (await backups.listing())["backups"]}
         assert listed[INC1]["verified"] == kept
-        assert backups._running is None
+        assert backups._running is None and backups.held() == {}
         assert backups.rt.store.events[-1] == f"backup {INC1} verified on node 2: 4 " \
                                               "table(s) sound"
         with pytest.raises(NotFoundError, match="no backup"):

@@ -4,8 +4,9 @@ form takes them.
 
 The timeline is drawn server-side as a small SVG: each backup a bar from its start
 to its end (full backups on the upper lane, incrementals below), a line from each
-incremental to its parent, and the restorable window as a band under them. Fields
-a newer manager adds to a backup (``verified``...) are kept in ``extra``.
+incremental to its parent, and the restorable window as a band under them. Each
+backup's ``verified`` (``verify_backup``'s result) is put in words; fields a newer
+manager adds to a backup are kept in ``extra``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ LANES = {"full": (8.0, 30.0), "incremental": (50.0, 18.0)}
 WINDOW_Y, WINDOW_H = 80.0, 10.0
 HEIGHT = 96.0
 MIN_BAR = 3.0
-KNOWN = ("id", "kind", "state", "started", "finished", "gtid", "bytes", "node", "parent")
+KNOWN = ("id", "kind", "state", "started", "finished", "gtid", "bytes", "node", "parent",
+         "verified")
 
 
 def utc(at: object, *, seconds: bool = True) -> str:
@@ -54,6 +56,45 @@ def duration(seconds: object) -> str:
     return f"{whole // 3600} h {whole % 3600 // 60} min"
 
 
+@dataclass(frozen=True)
+class Verification:
+    """A backup's verification in words: ``state`` is ``none``, ``running``, ``ok`` or
+    ``failed``."""
+
+    state: str
+    text: str
+
+    @property
+    def settled(self) -> bool:
+        return self.state != "running"
+
+
+NOT_VERIFIED = Verification("none", "not verified")
+
+
+def verification(value: object) -> Verification:
+    """``list_backups``' ``verified`` (None, running, or the result kept)."""
+    if not isinstance(value, Mapping):
+        return NOT_VERIFIED
+    node = value.get("node")
+    on = f" on node {node}" if node else ""
+    when = utc(value.get("at"))
+    if value.get("state") == "running":
+        return Verification("running", f"verifying{on}" + (f" since {when} UTC" if when
+                                                             else ""))
+    at = f" {when} UTC" if when else ""
+    if value.get("ok") is True:
+        took = duration(value.get("seconds"))
+        tables = value.get("tables")
+        count = "sound"
+        if isinstance(tables, int):
+            count = f"{tables} table{'' if tables == 1 else 's'} sound"
+        return Verification("ok", f"ok: {count}, verified{at}{on}"
+                                  + (f" in {took}" if took else ""))
+    error = " ".join(str(value.get("error") or "no reason given").split())
+    return Verification("failed", f"failed{at}{on}: {error}")
+
+
 @dataclass
 class Backup:
     """One backup as the page shows it."""
@@ -69,6 +110,7 @@ class Backup:
     parent: str | None
     extra: dict[str, Any] = field(default_factory=dict)
     children: list[str] = field(default_factory=list)
+    verified: Verification = NOT_VERIFIED
 
     @property
     def size(self) -> str:
@@ -133,7 +175,8 @@ def backups(listed: Mapping[str, Any]) -> list[Backup]:
             bytes=size if isinstance(size, int) and not isinstance(size, bool) else None,
             node=str(entry.get("node") or ""), parent=str(parent) if parent else None,
             extra={k: plain(v) for k, v in entry.items()
-                   if k not in KNOWN and v not in (None, "", [], {})}))
+                   if k not in KNOWN and v not in (None, "", [], {})},
+            verified=verification(entry.get("verified"))))
     found.sort(key=lambda b: (b.started or 0.0, b.id))
     by_id = {b.id: b for b in found}
     for backup in found:

@@ -1,7 +1,8 @@
 """The Backups page: the backups on a timeline, the restorable window, and its
-actions (back up now, delete, restore to a time or a backup), each one call of the
-manager's API. A started backup or restore is followed by the page's script through
-``/api/backup`` and ``/api/restore`` until it is done or failed."""
+actions (back up now, verify, delete, restore to a time or a backup), each one call
+of the manager's API. A started backup, verification or restore is followed by the
+page's script through ``/api/backup``, ``/api/verify`` and ``/api/restore`` until it
+is done or failed."""
 
 from __future__ import annotations
 
@@ -101,6 +102,22 @@ async def follow_backup(request: Request) -> Response:
     return await gui_of(request).data(request, load)
 
 
+async def follow_verify(request: Request) -> Response:
+    """How a backup's verification goes: ``settled`` once it is ok or failed."""
+    backup_id = request.query_params.get("id", "")
+
+    async def load(client: RpcClient) -> Mapping[str, Any]:
+        listed = backup_view.backups(await client.get("list_backups"))
+        found = next((b for b in listed if b.id == backup_id), None)
+        if found is None:
+            return {"settled": True, "ok": False, "text": f"backup {backup_id} is gone"}
+        shown = found.verified
+        return {"settled": shown.settled, "ok": shown.state == "ok",
+                "text": f"backup {found.id}: {shown.text}"}
+
+    return await gui_of(request).data(request, load)
+
+
 async def follow_restore(request: Request) -> Response:
     """How a restored node's restore goes: ``settled`` once done or failed."""
     try:
@@ -154,6 +171,17 @@ async def backup(client: RpcClient, fields: Fields) -> Mapping[str, Any]:
                        "busy": f"Backing up ({kind}) into the store"}}
 
 
+async def verify_backup(client: RpcClient, fields: Fields) -> Mapping[str, Any]:
+    backup_id = fields.get("id", "").strip()
+    if not backup_id:
+        raise InputError("id is empty")
+    answer = await client.post("verify_backup", id=backup_id)
+    return {"message": f"verification of backup {backup_id} started on node "
+                       f"{answer.get('node')}",
+            "follow": {"url": f"/api/verify?id={backup_id}",
+                       "busy": f"Verifying backup {backup_id}"}}
+
+
 async def delete_backup(client: RpcClient, fields: Fields) -> Mapping[str, Any]:
     backup_id = fields.get("id", "").strip()
     if not backup_id:
@@ -183,7 +211,8 @@ async def restore_node(client: RpcClient, fields: Fields) -> Mapping[str, Any]:
                        "busy": f"Restoring node {node_id} to {what}"}}
 
 
-ACTIONS = {"backup": backup, "delete_backup": delete_backup, "restore_node": restore_node}
+ACTIONS = {"backup": backup, "verify_backup": verify_backup, "delete_backup": delete_backup,
+           "restore_node": restore_node}
 
 
 def _action(name: str) -> Any:
@@ -198,6 +227,7 @@ def routes() -> list[Route]:
         Route("/backups", page),
         Route("/part/backups", part),
         Route("/api/backup", follow_backup),
+        Route("/api/verify", follow_verify),
         Route("/api/restore", follow_restore),
         *(Route(f"/act/{name}", _action(name), methods=["POST"]) for name in ACTIONS),
     ]

@@ -8,7 +8,8 @@ copy into the store itself; the store's settings and key travel in the request
 over the mutual-TLS agent RPC. A restored node is made with role ``restored``:
 the replication controller leaves it alone, and once its agent runs, the agent
 replaces its data by the backup (and the incrementals before it) and stays
-read-only.
+read-only. The chain a restore or a verification reads is *held* while it runs:
+``delete_backup`` refuses such a backup (``busy: ...``) and retention keeps it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from conpaassql.backup import BackupStore, index, open_store
@@ -51,6 +53,14 @@ def object_key(backup_id: str) -> str:
     return f"backups/{backup_id}.xbstream"
 
 
+@dataclass(eq=False)
+class Use:
+    """A restore or a verification under way: the backups of its chain, in use."""
+
+    ids: frozenset[str]
+    what: str  # "the restore of node 5 (from backup ...)"
+
+
 class Backups:
     """The backup use cases over the service's store."""
 
@@ -65,6 +75,7 @@ class Backups:
         self.listed: dict[str, Callable[[BackupRecord], Any]] = {}
         #: Told of each backup taken, done or failed (the scheduler's retention).
         self.on_finished: Callable[[BackupRecord], None] | None = None
+        self._uses: list[Use] = []  # the restores and verifications under way
 
     # -- the store --------------------------------------------------------------
 
@@ -175,6 +186,34 @@ class Backups:
         for hook in self.after_backup:
             await hook(record)
 
+    # -- backups in use ----------------------------------------------------------
+
+    def hold(self, chain: list[BackupRecord], what: str) -> Use:
+        """``chain`` in use by ``what`` until ``release``: not deleted meanwhile."""
+        use = Use(frozenset(r.id for r in chain), what)
+        self._uses.append(use)
+        return use
+
+    def release(self, use: Use) -> None:
+        if use in self._uses:
+            self._uses.remove(use)
+
+    def users(self, backup_id: str) -> list[str]:
+        """What uses ``backup_id`` now (restores, verifications)."""
+        return [use.what for use in self._uses if backup_id in use.ids]
+
+    def held(self) -> dict[str, list[str]]:
+        """Every backup in use: its id -> what uses it."""
+        return {backup_id: self.users(backup_id)
+                for backup_id in sorted({i for use in self._uses for i in use.ids})}
+
+    def _refuse_if_held(self, backup_ids: list[str]) -> None:
+        for backup_id in backup_ids:
+            users = self.users(backup_id)
+            if users:
+                raise BusyError(detail=f"busy: backup {backup_id} is in use by "
+                                f"{' and '.join(users)}")
+
     # -- listing and deleting ---------------------------------------------------
 
     async def records(self) -> list[BackupRecord]:
@@ -202,12 +241,14 @@ class Backups:
             raise NotFoundError("id", detail=f"no backup {backup_id}")
         if backup_id == self._running:
             raise BusyError(detail=f"busy: backup {backup_id} is running")
+        self._refuse_if_held([backup_id])
         dependents = _descendants(backup_id, records)
         if dependents and not with_incrementals:
             raise WrongStateError(detail=f"backup {backup_id} is needed by incremental(s) "
                                   f"{', '.join(dependents)}: delete them first, or with it "
                                   "(with_incrementals)")
         doomed = [*reversed(dependents), backup_id]
+        self._refuse_if_held(doomed)
         for victim in doomed:
             for key in by_id[victim].objects:
                 await self.store.delete(key)
@@ -236,7 +277,13 @@ class Backups:
     async def _restore_node(self, chain: list[BackupRecord], cloud: str | None,
                             target: float | None) -> Node:
         backup_id = chain[-1].id
-        node = (await self.nodes.add_nodes(1, cloud, role=Role.RESTORED))[0]
+        use = self.hold(chain, f"a restore being started (from backup {backup_id})")
+        try:
+            node = (await self.nodes.add_nodes(1, cloud, role=Role.RESTORED))[0]
+        except BaseException:
+            self.release(use)
+            raise
+        use.what = _restore_of(node.id, backup_id)
         restore: dict[str, Any] = {"backup": backup_id, "state": "waiting"}
         what = f"backup {backup_id}"
         if target is not None:
@@ -244,7 +291,7 @@ class Backups:
             what = f"the data of {point_in_time.shown(target)} (from {what})"
         node = self.rt.store.update_node(node.id, details={**node.details, "restore": restore})
         self.rt.store.record_event(f"node {node.id} added to hold {what}", node.id)
-        self.nodes.spawn(self._restore(node.id, chain, target), f"restore node {node.id}")
+        self.nodes.spawn(self._restore(node.id, chain, target, use), f"restore node {node.id}")
         return node
 
     async def resume(self) -> None:
@@ -263,7 +310,8 @@ class Backups:
             except ConpaasSQLError as exc:
                 self._note(node.id, state="failed", error=str(exc))
                 continue
-            self.nodes.spawn(self._restore(node.id, chain, restore.get("time")),
+            use = self.hold(chain, _restore_of(node.id, chain[-1].id))
+            self.nodes.spawn(self._restore(node.id, chain, restore.get("time"), use),
                              f"restore node {node.id}")
 
     def _note(self, node_id: int, **restore: Any) -> None:
@@ -284,8 +332,15 @@ class Backups:
             await asyncio.sleep(POLL)
         return None
 
-    async def _restore(self, node_id: int, chain: list[BackupRecord],
-                       target: float | None = None) -> None:
+    async def _restore(self, node_id: int, chain: list[BackupRecord], target: float | None,
+                       use: Use) -> None:
+        try:
+            await self._restore_chain(node_id, chain, target)
+        finally:
+            self.release(use)
+
+    async def _restore_chain(self, node_id: int, chain: list[BackupRecord],
+                             target: float | None) -> None:
         backup_id = chain[-1].id
         node = await self._running_node(node_id)
         if node is None:
@@ -310,6 +365,10 @@ class Backups:
         self.rt.store.record_event(
             f"node {node_id} restored from backup {backup_id}{upto} (GTID position "
             f"{done.gtid_position or 'empty'}), read-only, apart from replication", node_id)
+
+
+def _restore_of(node_id: int, backup_id: str) -> str:
+    return f"the restore of node {node_id} (from backup {backup_id})"
 
 
 def chain_of(records: list[BackupRecord], backup_id: str) -> list[BackupRecord]:

@@ -17,7 +17,8 @@ restores again once done. A manager started with ``restore_from`` on a service
 that already had nodes ignores it (and says so). Errors (no such backup, a time
 outside the source's window, an unreadable store or a wrong key) refuse the
 ``add_nodes`` and are in ``get_service_info``'s ``restore_from`` and the history;
-after a failed restore, remove the node and add one again to retry.
+after a failed restore, remove the node and add one again to retry. The chain is
+held while it is restored (a source that is this service's own store keeps it).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from conpaassql.manager.backups import (
     POLL,
     RESTORE_INTERRUPTED,
     Backups,
+    Use,
     chain_of,
 )
 from conpaassql.manager.service import Runtime
@@ -138,7 +140,8 @@ class FirstRestore:
         self.rt.store.record_event(
             f"node {first.id} added to be the first node, holding {self.source.what} "
             f"(backup {backup_id}) of {self.source.store} (restore_from)", first.id)
-        self.nodes.spawn(self._restore(first.id, plan), f"restore_from into node {first.id}")
+        self.nodes.spawn(self._restore(first.id, plan, self._hold(first.id, plan)),
+                         f"restore_from into node {first.id}")
         rest = await self.nodes.add_nodes(count - 1, cloud) if count > 1 else []
         return [first, *rest]
 
@@ -198,7 +201,17 @@ class FirstRestore:
         source = self.source.text if self.source else "?"
         self.rt.store.record_event(f"restore_from {source} failed: {error}", node_id)
 
-    async def _restore(self, node_id: int, plan: Plan) -> None:
+    def _hold(self, node_id: int, plan: Plan) -> Use:
+        return self.backups.hold(plan.chain, f"restore_from into node {node_id} (backup "
+                                 f"{plan.chain[-1].id})")
+
+    async def _restore(self, node_id: int, plan: Plan, use: Use) -> None:
+        try:
+            await self._restore_plan(node_id, plan)
+        finally:
+            self.backups.release(use)
+
+    async def _restore_plan(self, node_id: int, plan: Plan) -> None:
         node = await self.backups._running_node(node_id)
         if node is None:
             self._failed(node_id, "the node did not come up")
@@ -275,4 +288,5 @@ class FirstRestore:
             except ConpaasSQLError as exc:
                 self._failed(node.id, str(exc))
                 return
-            self.nodes.spawn(self._restore(node.id, plan), f"restore_from into node {node.id}")
+            self.nodes.spawn(self._restore(node.id, plan, self._hold(node.id, plan)),
+                             f"restore_from into node {node.id}")

@@ -10,7 +10,8 @@ segment whose transactions are all in the anchor's position. Without an anchor
 only the segments wholly before the oldest done full backup's position, and
 older than the window, go, and the segments set aside under ``diverged/`` (another
 history, after a failover) older than the window. A running backup is never touched, nor one a kept
-backup is built on.
+backup is built on, nor (this pass) one in the chain of a restore or a verification
+under way; the segments after such a backup's position stay with it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from conpaassql.backup import index
@@ -43,14 +45,17 @@ class Pruning:
     set_aside: list[str] = field(default_factory=list)  # keys under diverged/
     anchor: str | None = None  # the full backup the window starts from
     cutoff: float = 0.0
+    held: dict[str, list[str]] = field(default_factory=dict)  # kept, in use: id -> by what
 
     def __bool__(self) -> bool:
         return bool(self.backups or self.segments or self.set_aside)
 
 
-def decide(records: list[BackupRecord], segments: list[Segment], now: float,
-           days: float) -> Pruning:
-    """What falls out of a window of ``days`` ending at ``now`` (records oldest first)."""
+def decide(records: list[BackupRecord], segments: list[Segment], now: float, days: float,
+           held: Mapping[str, Sequence[str]] | None = None) -> Pruning:
+    """What falls out of a window of ``days`` ending at ``now`` (records oldest first);
+    ``held``: the backups in use (id -> what uses them), kept."""
+    held = held or {}
     cutoff = now - days * DAY
     fulls = [r for r in records if r.kind == "full" and r.state == "done"
              and r.finished is not None]
@@ -62,19 +67,26 @@ def decide(records: list[BackupRecord], segments: list[Segment], now: float,
                   and r.state != "running"]
     doomed += [r.id for r in records if r.state == "failed" and r.started < cutoff
                and r.id not in doomed]
+    kept = {i: list(held[i]) for i in doomed if i in held}
+    doomed = [i for i in doomed if i not in kept]
     _spare_ancestors(records, doomed)
     base = anchor if anchor is not None else (min(fulls, key=_finish) if fulls else None)
     gone: list[str] = []
     if base is not None:
-        try:
-            reached = GtidPosition.parse(base.gtid)
-        except ValueError:
-            reached = GtidPosition()
+        reached = _position(base)
+        needed = [_position(r) for r in records if r.id in kept]
         gone = [s.key for s in segments if s.last.last and reached.contains(s.last)
-                and s.last_time < cutoff]
+                and s.last_time < cutoff and all(p.contains(s.last) for p in needed)]
     order = {r.id: i for i, r in enumerate(records)}
     return Pruning(sorted(doomed, key=lambda i: -order[i]), gone,
-                   anchor=anchor.id if anchor else None, cutoff=cutoff)
+                   anchor=anchor.id if anchor else None, cutoff=cutoff, held=kept)
+
+
+def _position(record: BackupRecord) -> GtidPosition:
+    try:
+        return GtidPosition.parse(record.gtid)
+    except ValueError:
+        return GtidPosition()
 
 
 def _spare_ancestors(records: list[BackupRecord], doomed: list[str]) -> None:
@@ -117,9 +129,15 @@ class Retention:
                 await index.rebuild(store, segments)
                 return Pruning()
             records = await self.backups.records()
-            pruning = decide(records, segments, time.time() if now is None else now, days)
+            pruning = decide(records, segments, time.time() if now is None else now, days,
+                             self.backups.held())
             by_id = {r.id: r for r in records}
-            for backup_id in pruning.backups:
+            for backup_id in list(pruning.backups):
+                users = self.backups.users(backup_id)  # a restore begun since
+                if users:
+                    pruning.backups.remove(backup_id)
+                    pruning.held[backup_id] = users
+                    continue
                 for key in by_id[backup_id].objects:
                     await store.delete(key)
                 await self.backups.catalog.delete(backup_id)
@@ -132,6 +150,8 @@ class Retention:
             for key in pruning.set_aside:
                 await store.delete(key)
             self.last = pruning
+            if pruning.held:
+                log.info("retention keeps backup(s) in use this pass: %s", _in_use(pruning))
             if pruning:
                 self._report(pruning, days, segments)
             return pruning
@@ -149,6 +169,8 @@ class Retention:
             parts.append(f"{len(pruning.set_aside)} set-aside segment(s) of another history")
         message = (f"retention ({days:g} days): deleted {' and '.join(parts)}; the window "
                    f"starts from backup {pruning.anchor or 'the oldest kept'}")
+        if pruning.held:
+            message += f"; kept this pass, in use: {_in_use(pruning)}"
         log.info("%s", message)
         self.backups.rt.store.record_event(message)
 
@@ -158,3 +180,8 @@ class Retention:
             await self.prune()
         except (ConpaasSQLError, OSError) as exc:
             log.warning("retention pass failed: %s", exc)
+
+
+def _in_use(pruning: Pruning) -> str:
+    return ", ".join(f"backup {backup_id} ({' and '.join(users)})"
+                     for backup_id, users in pruning.held.items())

@@ -5,7 +5,8 @@ agent fetches the backup's chain into a scratch directory beside its server,
 prepares it, starts a second mariadbd of its own on it, runs ``CHECK TABLE`` on
 every user table, then stops it and removes the directory. The node's own server
 goes on serving meanwhile (it only shares the machine's disk and CPU). One
-backup or verification at a time in the service (``busy: ...`` otherwise).
+backup or verification at a time in the service (``busy: ...`` otherwise); the
+chain verified is held (not deleted) until it ends.
 
 The result is kept in the backup's catalog record, as ``verified``: ``{"at",
 "ok", "tables", "seconds", "error", "node"}``; ``list_backups`` shows it (and
@@ -24,7 +25,7 @@ from conpaassql.backup.catalog import BackupRecord
 from conpaassql.domain.node import Node
 from conpaassql.domain.states import NodeState, Role
 from conpaassql.errors import BusyError, ConpaasSQLError, WrongStateError
-from conpaassql.manager.backups import BACKUP_TIMEOUT, Backups
+from conpaassql.manager.backups import BACKUP_TIMEOUT, Backups, Use
 from conpaassql.protocol.backup import VerifyFromStoreRequest
 
 log = logging.getLogger(__name__)
@@ -70,12 +71,13 @@ class Verifications:
             backups._running = None
             raise
         self._current = {"id": backup_id, "node": str(node.id), "at": time.time()}
+        use = backups.hold(chain, f"the verification of backup {backup_id} on node {node.id}")
         self.rt.store.record_event(f"verification of backup {backup_id} started on node "
                                    f"{node.id}", node.id)
-        backups.nodes.spawn(self._verify(chain, node), f"verify backup {backup_id}")
+        backups.nodes.spawn(self._verify(chain, node, use), f"verify backup {backup_id}")
         return {"id": backup_id, "verified": self.shown(chain[-1]), "node": str(node.id)}
 
-    async def _verify(self, chain: list[BackupRecord], node: Node) -> None:
+    async def _verify(self, chain: list[BackupRecord], node: Node, use: Use) -> None:
         backup_id = chain[-1].id
         started = time.monotonic()
         request = VerifyFromStoreRequest(store=self.backups.settings(),
@@ -95,6 +97,7 @@ class Verifications:
             finally:
                 self._current = None
                 self.backups._running = None
+                self.backups.release(use)
         if result["ok"]:
             self.rt.store.record_event(f"backup {backup_id} verified on node {node.id}: "
                                        f"{result['tables']} table(s) sound", node.id)
