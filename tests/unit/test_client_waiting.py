@@ -15,6 +15,7 @@ from rich.console import Console
 from conpaassql.client.waiting import (
     Display,
     Seen,
+    amounts,
     backup_seen,
     follow,
     look_for,
@@ -114,3 +115,51 @@ def test_on_a_terminal_a_spinner_then_one_line(capsys: pytest.CaptureFixture[str
     # the spinner taken away, then the one line
     assert shown.rstrip().splitlines()[-1].endswith("backup b9: failed: no slave (0.0 s)")
     assert capsys.readouterr() == ("", "")
+
+
+def running_with(phase: str, done: int, expected: int | None) -> dict[str, Any]:
+    return listed("running", progress={"phase": phase, "bytes": done, "expected": expected})
+
+
+def test_the_agents_progress_read() -> None:
+    seen = backup_seen("b9", running_with("copy", 300, 1000))
+    assert seen.text == "running on node 2, copy"
+    assert seen.progress == {"phase": "copy", "bytes": 300, "expected": 1000}
+    assert amounts(seen.progress) == (300, 1000)
+    assert amounts({"phase": "copy", "bytes": 300, "expected": None}) == (300, None)
+    assert amounts({"bytes": 1200, "expected": 1000}) == (1200, 1200)  # an estimate passed
+    assert amounts(None) == (0, None)
+    restoring = restore_seen({"id": 5, "state": "FAILED", "restore": {
+        "state": "running", "progress": {"phase": "fetch", "bytes": 5, "expected": 10}}})
+    assert restoring.text == "node FAILED, restoring (fetch)"
+    assert amounts(restoring.progress) == (5, 10)
+
+
+def test_on_a_terminal_a_bar_with_bytes_and_percent() -> None:
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=120)
+    with Display("backup b9", console, None, clock=Clock()) as display:
+        display.show("running on node 2, copy", {"phase": "copy", "bytes": 500_000,
+                                                 "expected": 2_000_000})
+        assert display._progress is not None
+        display._progress.refresh()
+        shown = buffer.getvalue()
+        display.show("running on node 2, copy", {"phase": "copy", "bytes": 700_000,
+                                                 "expected": None})
+        display._progress.refresh()
+        unknown = buffer.getvalue()[len(shown):]
+    assert "25%" in shown and "0.5/2.0 MB" in shown
+    assert "%" not in unknown and "MB" not in unknown  # the spinner alone again
+
+
+def test_off_a_terminal_one_line_per_phase_not_per_byte() -> None:
+    out = io.StringIO()
+    client: Any = Scripted([running_with("copy", 1, 10), running_with("copy", 5, 10),
+                            listed("done", bytes=2_000_000)])
+
+    async def look(rpc: RpcClient) -> Seen:
+        return backup_seen("b9", await rpc.get("list_backups"))
+
+    with Display("backup b9", None, out, clock=Clock()) as display:
+        asyncio.run(follow(client, look, display, poll=0))
+    assert out.getvalue().splitlines()[:-1] == ["backup b9: running on node 2, copy"]

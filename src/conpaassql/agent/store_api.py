@@ -17,6 +17,7 @@ from typing import Any
 from conpaassql.agent.settings import AgentSettings
 from conpaassql.agent.supervisor import Supervisor
 from conpaassql.backup import BackupKey, BackupStore, open_store
+from conpaassql.backup.progress import JobProgress
 from conpaassql.config import BackupConfig
 from conpaassql.domain.gtid import GtidPosition
 from conpaassql.domain.states import AgentState
@@ -29,6 +30,7 @@ from conpaassql.protocol import agent as protocol
 from conpaassql.protocol.backup import (
     BackupTaken,
     BackupToStoreRequest,
+    JobProgressReply,
     RestoredFromStore,
     RestoreFromStoreRequest,
     StoreSettings,
@@ -57,6 +59,7 @@ class StoreApi:
         self.settings = settings
         self.supervisor = supervisor
         self._busy: str | None = None
+        self._progress: JobProgress | None = None  # the job under way's
         #: The point-in-time part's replay of archived binlogs after a restore (None:
         #: the backup's own position is where the restored node stays).
         self.replay: ReplayHook | None = None
@@ -64,6 +67,14 @@ class StoreApi:
     def register(self, registry: Registry) -> None:
         protocol.register(registry, protocol.BACKUP_TO_STORE, self.backup_to_store)
         protocol.register(registry, protocol.RESTORE_FROM_STORE, self.restore_from_store)
+        protocol.register(registry, protocol.GET_JOB_PROGRESS, self.get_job_progress)
+
+    async def get_job_progress(self, params: protocol.NoRequest,
+                               ctx: CallContext) -> dict[str, Any]:
+        """How far the backup or restore under way has got (``{}`` when none runs)."""
+        if self._progress is None:
+            return JobProgressReply().wire()
+        return JobProgressReply.model_validate(self._progress.snapshot()).wire()
 
     def _claim(self, what: str) -> None:
         if self._busy is not None:
@@ -81,14 +92,17 @@ class StoreApi:
         try:
             store = store_of(params.store)
             log.info("node %d: backup into %s %s", node, store.url, params.object)
+            self._progress = JobProgress("backup", "copy")
             taken = await take_backup(
                 self.settings.paths, self.settings.context.root_password, store,
-                params.object, incremental_lsn=params.incremental_lsn)
+                params.object, incremental_lsn=params.incremental_lsn,
+                progress=self._progress)
         except ConpaasSQLError as exc:
             log.error("node %d: backup %s failed: %s", node, params.object, exc)
             raise
         finally:
             self._busy = None
+            self._progress = None
             if store is not None:
                 await store.close()
         log.info("node %d: backup %s: %d bytes stored in %.2f s, GTID %r, LSN %d..%d", node,
@@ -112,9 +126,12 @@ class StoreApi:
             if params.foreign:
                 swap = adopting(self.settings.paths, self.settings.context.root_password,
                                 run_as, swap)
+            progress = self._progress = JobProgress("restore", "fetch")
             result = await restore_chain(self.settings.paths, store, params.objects,
-                                         run_as=run_as, swap=swap)
+                                         run_as=run_as, swap=swap, progress=progress)
             await adopt_gtid_position(self.supervisor.session, result.gtid_position)
+            if params.target_time is not None or self.replay is not None:
+                progress.phase = "replay"
             if params.target_time is not None:
                 replayed = await self._replay(store, result.gtid_position, params.target_time)
                 result = dataclasses.replace(result, gtid_position=str(replayed.position))
@@ -126,6 +143,7 @@ class StoreApi:
             raise
         finally:
             self._busy = None
+            self._progress = None
             if store is not None:
                 await store.close()
         self.supervisor.on_event(f"data replaced by a backup from the store (GTID position "

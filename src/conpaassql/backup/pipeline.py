@@ -19,6 +19,7 @@ from typing import IO, Any
 from conpaassql.backup.errors import BackupStoreError, CorruptObjectError
 from conpaassql.backup.format import FRAME_SIZE, FrameDecoder, FrameEncoder
 from conpaassql.backup.keys import BackupKey
+from conpaassql.backup.progress import JobProgress, bytes_read
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +74,13 @@ async def _zstd_result(process: asyncio.subprocess.Process, what: str) -> str | 
 CLOSE_WAIT = 5.0
 
 
-async def _feed(stdin: asyncio.StreamWriter, chunks: AsyncIterable[bytes]) -> None:
+async def _feed(stdin: asyncio.StreamWriter, chunks: AsyncIterable[bytes],
+                progress: JobProgress | None = None) -> None:
     finished = False
     try:
         async for chunk in chunks:
+            if progress is not None:
+                progress.bytes += len(chunk)
             stdin.write(chunk)
             await stdin.drain()
         finished = True
@@ -96,10 +100,12 @@ def _descriptor(source: Source) -> int | None:
     return fileno() if callable(fileno) else None
 
 
-async def encode(source: Source, key: BackupKey, name: str,
-                 level: int = ZSTD_LEVEL) -> AsyncGenerator[tuple[bytes, FrameEncoder], None]:
+async def encode(source: Source, key: BackupKey, name: str, level: int = ZSTD_LEVEL,
+                 progress: JobProgress | None = None
+                 ) -> AsyncGenerator[tuple[bytes, FrameEncoder], None]:
     """The stored bytes of ``source`` in blocks of about a frame, each with the encoder
-    (its ``digest`` and ``size`` are complete after the last block)."""
+    (its ``digest`` and ``size`` are complete after the last block). ``progress``
+    counts the bytes read of ``source`` and the stored bytes yielded."""
     descriptor = _descriptor(source)
     process = await _start_zstd([f"-{level}"],
                                 descriptor if descriptor is not None else asyncio.subprocess.PIPE,
@@ -107,9 +113,14 @@ async def encode(source: Source, key: BackupKey, name: str,
     feeder = None
     if descriptor is None:
         assert process.stdin is not None and not isinstance(source, int)
-        feeder = asyncio.create_task(_feed(process.stdin, source))  # type: ignore[arg-type]
+        feeder = asyncio.create_task(
+            _feed(process.stdin, source, progress))  # type: ignore[arg-type]
+    elif progress is not None:  # zstd reads the descriptor itself
+        progress.sampler = lambda: bytes_read(process.pid)
     encoder = FrameEncoder(key, name)
     try:
+        if progress is not None:
+            progress.stored += len(encoder.header)
         yield encoder.header, encoder
         assert process.stdout is not None
         pending = bytearray()
@@ -118,7 +129,10 @@ async def encode(source: Source, key: BackupKey, name: str,
             if len(pending) > FRAME_SIZE:
                 block = bytes(pending)
                 pending.clear()
-                yield await asyncio.to_thread(encoder.update, block), encoder
+                out = await asyncio.to_thread(encoder.update, block)
+                if progress is not None:
+                    progress.stored += len(out)
+                yield out, encoder
             if feeder is not None and feeder.done() and feeder.exception():
                 break
         if feeder is not None:
@@ -127,8 +141,15 @@ async def encode(source: Source, key: BackupKey, name: str,
         if failure:
             raise BackupStoreError(name, detail=failure)
         block = bytes(pending)
-        yield await asyncio.to_thread(lambda: encoder.update(block) + encoder.finish()), encoder
+        out = await asyncio.to_thread(lambda: encoder.update(block) + encoder.finish())
+        if progress is not None:
+            progress.sample()
+            progress.sampler = None
+            progress.stored += len(out)
+        yield out, encoder
     finally:
+        if progress is not None:
+            progress.sampler = None
         if feeder is not None and not feeder.done():
             feeder.cancel()
         await _stop(process)
@@ -138,12 +159,15 @@ async def encode(source: Source, key: BackupKey, name: str,
 
 
 async def _decrypt_into(stdin: asyncio.StreamWriter, stored: AsyncGenerator[bytes, None],
-                        decoder: FrameDecoder, sha256: str, size: int) -> None:
+                        decoder: FrameDecoder, sha256: str, size: int,
+                        progress: JobProgress | None) -> None:
     """Authenticated bytes only go on to zstd; the whole object's checksum is checked
-    at its end."""
+    at its end. ``progress`` counts the stored bytes read."""
     try:
         async with contextlib.aclosing(stored) as blocks:
             async for block in blocks:
+                if progress is not None:
+                    progress.bytes += len(block)
                 plain = await asyncio.to_thread(decoder.update, block)
                 if plain:
                     stdin.write(plain)
@@ -168,8 +192,9 @@ class Decoding:
     """One object read back: ``chunks()`` yields its bytes, or ``into`` a descriptor."""
 
     def __init__(self, stored: AsyncGenerator[bytes, None], key: BackupKey, name: str,
-                 sha256: str, size: int) -> None:
+                 sha256: str, size: int, progress: JobProgress | None = None) -> None:
         self._stored = stored
+        self._progress = progress
         self._decoder = FrameDecoder(key, name)
         self._sha256 = sha256
         self._size = size
@@ -183,7 +208,8 @@ class Decoding:
                                     into if into is not None else asyncio.subprocess.PIPE)
         assert process.stdin is not None
         feeder = asyncio.create_task(_decrypt_into(process.stdin, self._stored,
-                                                   self._decoder, self._sha256, self._size))
+                                                   self._decoder, self._sha256, self._size,
+                                                   self._progress))
         feeder.add_done_callback(lambda task: _kill_on_failure(task, process))
         try:
             if process.stdout is not None:

@@ -22,6 +22,7 @@ from conpaassql.backup.errors import BackupStoreError, CorruptObjectError, Missi
 from conpaassql.backup.format import VERSION, FrameDecoder
 from conpaassql.backup.keys import BackupKey
 from conpaassql.backup.pipeline import Decoding, Source, check_whole, encode
+from conpaassql.backup.progress import JobProgress
 
 SIDECAR = ".meta"
 _COMPONENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._@:+=-]{0,199}")
@@ -95,15 +96,17 @@ class BackupStore(abc.ABC):
     def url(self) -> str:
         """Where the store is (``file:///...``, ``s3://bucket/prefix``), without secrets."""
 
-    async def put(self, key: str, source: Source,
-                  metadata: Mapping[str, str] | None = None) -> StoredObject:
+    async def put(self, key: str, source: Source, metadata: Mapping[str, str] | None = None,
+                  progress: JobProgress | None = None) -> StoredObject:
         """Stream ``source`` (chunks, or a readable descriptor such as a pipe from
-        ``mariabackup --stream=xbstream``) into the object ``key``, replacing any."""
+        ``mariabackup --stream=xbstream``) into the object ``key``, replacing any;
+        ``progress`` counts the bytes read and stored as they go."""
         check_key(key)
         writer = await self._writer(key)
         try:
             encoder = None
-            async with contextlib.aclosing(encode(source, self.key, key)) as blocks:
+            async with contextlib.aclosing(encode(source, self.key, key,
+                                                         progress=progress)) as blocks:
                 async for block, encoder in blocks:  # noqa: B007 (complete after the last)
                     if block:
                         await writer.write(block)
@@ -122,13 +125,15 @@ class BackupStore(abc.ABC):
             yield data
         return await self.put(key, once(), metadata)
 
-    async def get(self, key: str) -> AsyncGenerator[bytes, None]:
+    async def get(self, key: str, progress: JobProgress | None = None
+                  ) -> AsyncGenerator[bytes, None]:
         """The original bytes of ``key``, streamed. Each frame is authenticated before
         its bytes go on; a corrupt object raises ``CorruptObjectError`` naming ``key``
         (at the end for a cut or a checksum mismatch: the caller must not trust what it
         received before the iterator ended normally)."""
         record = await self.head(key)
-        decoding = Decoding(self._read(key), self.key, key, record.sha256, record.size)
+        decoding = Decoding(self._read(key), self.key, key, record.sha256, record.size,
+                            progress)
         async with contextlib.aclosing(decoding.chunks()) as chunks:
             async for chunk in chunks:
                 yield chunk

@@ -4,8 +4,10 @@ it is done or failed, polling the manager.
 A backup is followed through ``list_backups`` (its state, and its bytes when the
 manager reports them while it runs), a restored node through ``get_node_info``
 (its state and its restore's phase) until it holds its data. On a terminal a
-spinner shows the state and the time so far, then one summary line; elsewhere a
-plain line is written each time the state changes, so that logs stay short.
+spinner shows the state and the time so far, and a bar with the bytes and the
+percent done while the manager knows how many to expect (the agent's ``progress``),
+then one summary line; elsewhere a plain line is written each time the state or
+the phase changes, so that logs stay short.
 """
 
 from __future__ import annotations
@@ -18,7 +20,18 @@ from types import TracebackType
 from typing import Any, TextIO
 
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.text import Text
 
 from conpaassql.rpc.client import RpcClient
@@ -39,6 +52,29 @@ class Seen:
     settled: bool = False
     ok: bool = False
     record: Mapping[str, Any] | None = None
+    progress: Mapping[str, Any] | None = None  # the manager's {"phase", "bytes", "expected"}
+
+
+class Known(ProgressColumn):
+    """``column`` while the total is known; nothing otherwise (the spinner alone)."""
+
+    def __init__(self, column: ProgressColumn) -> None:
+        super().__init__()
+        self.column = column
+
+    def render(self, task: Task) -> Any:
+        return self.column.render(task) if task.total is not None else Text("")
+
+
+def amounts(progress: Mapping[str, Any] | None) -> tuple[int, int | None]:
+    """The bytes done and the total expected (None: unknown) of ``progress``."""
+    progress = progress or {}
+    done = progress.get("bytes")
+    done = done if isinstance(done, int) and done > 0 else 0
+    expected = progress.get("expected")
+    if not isinstance(expected, int) or expected <= 0:
+        return done, None
+    return done, max(done, expected)
 
 
 class Display:
@@ -58,9 +94,10 @@ class Display:
 
     def __enter__(self) -> Display:
         if self.console is not None:
-            self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"),
-                                      TimeElapsedColumn(), console=self.console,
-                                      transient=True)
+            self._progress = Progress(
+                SpinnerColumn(), TextColumn("{task.description}"), Known(BarColumn()),
+                Known(DownloadColumn()), Known(TaskProgressColumn()), TimeElapsedColumn(),
+                console=self.console, transient=True)
             self._progress.start()
             self._task = self._progress.add_task(self.label, total=None)
         return self
@@ -73,9 +110,16 @@ class Display:
     def elapsed(self) -> float:
         return self._clock() - self._started
 
-    def show(self, text: str) -> None:
+    def show(self, text: str, progress: Mapping[str, Any] | None = None) -> None:
+        """``text``; on a console, with a bar when ``progress`` tells the bytes expected."""
         if self._progress is not None and self._task is not None:
-            self._progress.update(self._task, description=f"{self.label}: {text}")
+            done, total = amounts(progress)
+            self._progress.update(self._task, description=f"{self.label}: {text}",
+                                  total=total, completed=done)
+            if total is None:  # update() keeps a total it is not given
+                for task in self._progress.tasks:
+                    if task.id == self._task:
+                        task.total = None
         elif self.plain is not None and text != self._last:
             self.plain.write(f"{self.label}: {text}\n")
             self.plain.flush()
@@ -108,7 +152,7 @@ async def follow(client: RpcClient, look: Look, display: Display,
         if seen.settled:
             display.finish(seen.text)
             return seen
-        display.show(seen.text)
+        display.show(seen.text, seen.progress)
         await asyncio.sleep(poll)
 
 
@@ -123,7 +167,11 @@ def backup_seen(backup_id: str, listed: Mapping[str, Any]) -> Seen:
     amount = human_bytes(size) if isinstance(size, int) and size > 0 else ""
     where = f" on node {entry['node']}" if entry.get("node") else ""
     if state == "running":
-        return Seen(f"running{where}" + (f", {amount} so far" if amount else ""))
+        progress = entry.get("progress")
+        progress = progress if isinstance(progress, Mapping) else None
+        phase = f", {progress['phase']}" if progress and progress.get("phase") else ""
+        return Seen(f"running{where}{phase}" + (f", {amount} so far" if amount else ""),
+                    progress=progress)
     if state == "done":
         return Seen(f"done, {amount or '0 B'}{where}", settled=True, ok=True, record=entry)
     error = entry.get("error")
@@ -145,10 +193,12 @@ def restore_seen(node: Mapping[str, Any]) -> Seen:
         gtid = restore.get("gtid")
         return Seen("RUNNING, restored" + (f" to GTID position {gtid}" if gtid else ""),
                     settled=True, ok=True, record=node)
-    step = restore.get("phase") or restore.get("step")
+    progress = restore.get("progress")
+    progress = progress if isinstance(progress, Mapping) else None
+    step = (progress or {}).get("phase") or restore.get("phase") or restore.get("step")
     doing = {"waiting": "waiting for the node to run", "running": "restoring",
              "done": "restored, its server starting"}.get(phase, phase)
-    return Seen(f"node {state}, {doing}" + (f" ({step})" if step else ""))
+    return Seen(f"node {state}, {doing}" + (f" ({step})" if step else ""), progress=progress)
 
 
 def backup_look(backup_id: str) -> Look:

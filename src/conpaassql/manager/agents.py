@@ -66,6 +66,7 @@ from conpaassql.protocol.backup import (
     ArchiveStatus,
     BackupTaken,
     BackupToStoreRequest,
+    JobProgressReply,
     RestoredFromStore,
     RestoreFromStoreRequest,
     VerifiedFromStore,
@@ -261,6 +262,11 @@ class AgentLink:
                                  timeout: float | None = None) -> RestoredFromStore:
         """Replace the node's data by a backup out of the service's store."""
         return await self._call(node, protocol.RESTORE_FROM_STORE, request, timeout)
+
+    async def get_job_progress(self, node: Node, *, timeout: float | None = None
+                               ) -> JobProgressReply:
+        """How far the node's backup or restore in the store has got."""
+        return await self._call(node, protocol.GET_JOB_PROGRESS, None, timeout)
 
     async def verify_from_store(self, node: Node, request: VerifyFromStoreRequest, *,
                                 timeout: float | None = None) -> VerifiedFromStore:

@@ -169,6 +169,9 @@ class ManagerApi:
             self.reconciler.note_report(node, report)
         answering = mysqld_answering(report)
         info = views.node_details(node, report, answering)
+        progress = await self.backups.backups.restore_progress(node)
+        if progress is not None:
+            info["restore"] = {**info["restore"], "progress": progress}
         master_report = self._master_report(node)
         info["replication"] = views.replication_of(node, report, master_report,
                                                    node.id in self.replication.seeding)

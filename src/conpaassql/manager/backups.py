@@ -32,6 +32,7 @@ from conpaassql.errors import (
     WrongStateError,
 )
 from conpaassql.manager import point_in_time
+from conpaassql.manager.job_progress import ProgressProbe
 from conpaassql.manager.service import NodeService
 from conpaassql.protocol.backup import BackupToStoreRequest, RestoreFromStoreRequest, StoreSettings
 
@@ -69,6 +70,9 @@ class Backups:
         self.rt = nodes.rt
         self._store: BackupStore | None = None
         self._running: str | None = None  # the id of the backup being taken
+        self._source: Node | None = None  # the node taking it
+        #: How far the agents' backups and restores have got.
+        self.probe = ProgressProbe(lambda: self.rt.agents)
         #: Called with each backup's record once it is done or failed.
         self.after_backup: list[Callable[[BackupRecord], Awaitable[None]]] = []
         #: More fields of ``list_backups``' entries: name -> its value for a record.
@@ -162,6 +166,7 @@ class Backups:
         request = BackupToStoreRequest(
             store=self.settings(), object=record.objects[0],
             incremental_lsn=parent.lsn["to"] if parent is not None else None)
+        self._source = node
         try:
             taken = await self.rt.agents.backup_to_store(node, request, timeout=BACKUP_TIMEOUT)
         except ConpaasSQLError as exc:
@@ -174,7 +179,7 @@ class Backups:
             try:
                 await self.catalog.save(record)
             finally:
-                self._running = None
+                self._running = self._source = None
         if record.state == "done":
             self.rt.store.record_event(
                 f"backup {record.id} done: {record.bytes} bytes from node {node.id}, "
@@ -228,10 +233,23 @@ class Backups:
         archive = await index.current(self.store)
         records = await self.records()  # read last, with what is running at this moment
         start, end = point_in_time.window(records, [], archive.last_time)
-        return {"backups": [{**{name: getattr(r, name) for name in SHOWN},
-                             **{name: value(r) for name, value in self.listed.items()}}
-                            for r in records],
-                "restorable": {"from": start, "to": end}}
+        shown = [{**{name: getattr(r, name) for name in SHOWN},
+                  **{name: value(r) for name, value in self.listed.items()}}
+                 for r in records]
+        running, source = self._running, self._source
+        for entry in shown:
+            if entry["id"] == running and entry["state"] == "running" and source is not None:
+                progress = await self.probe.of(source, "backup")
+                if progress is not None:
+                    entry["progress"] = progress
+        return {"backups": shown, "restorable": {"from": start, "to": end}}
+
+    async def restore_progress(self, node: Node) -> dict[str, Any] | None:
+        """How far the restore running on ``node`` has got (None: none known)."""
+        restore = node.details.get("restore") or {}
+        if restore.get("state") != "running" or restore.get("source"):
+            return None
+        return await self.probe.of(node, "restore")
 
     async def delete(self, backup_id: str, with_incrementals: bool = False) -> list[str]:
         """Delete a backup (objects, then record); the ids deleted, newest first."""

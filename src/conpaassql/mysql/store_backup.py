@@ -35,6 +35,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from conpaassql.backup.progress import JobProgress, datadir_size
 from conpaassql.backup.store import BackupStore
 from conpaassql.errors import MySQLError
 from conpaassql.files import write_private
@@ -114,15 +115,19 @@ def read_gtid(directory: Path) -> str:
 
 async def take_backup(paths: ServerPaths, password: str, store: BackupStore, key: str, *,
                       incremental_lsn: int | None = None,
-                      metadata: dict[str, str] | None = None) -> TakenBackup:
+                      metadata: dict[str, str] | None = None,
+                      progress: JobProgress | None = None) -> TakenBackup:
     """Stream a backup of the running server into ``key`` of ``store``.
 
     An incremental copies the pages changed since ``incremental_lsn`` (its
     parent's ``to_lsn``). If mariabackup fails, the object is deleted and its
-    error raised.
+    error raised. ``progress`` counts the bytes as they go; a full backup expects
+    the datadir's size.
     """
     started = time.monotonic()
     await asyncio.to_thread(remove_leftovers, paths.base, WORK_PREFIX)
+    if progress is not None and incremental_lsn is None:
+        progress.expected = await asyncio.to_thread(datadir_size, paths.datadir)
     write_private(backup_cnf(paths), render_backup_cnf(paths, password))
     work = Path(tempfile.mkdtemp(prefix=WORK_PREFIX, dir=paths.base))
     target, lsndir = work / "target", work / "lsn"
@@ -146,7 +151,7 @@ async def take_backup(paths: ServerPaths, password: str, store: BackupStore, key
     errors = asyncio.create_task(collect(process.stderr))
     try:
         try:
-            stored = await store.put(key, reader, metadata)
+            stored = await store.put(key, reader, metadata, progress)
         finally:
             os.close(reader)
         status = await process.wait()
@@ -184,28 +189,37 @@ async def apply_incremental(base: Path, increment: Path,
 
 
 async def restore_chain(paths: ServerPaths, store: BackupStore, keys: Sequence[str], *,
-                        run_as: str | None = None,
-                        swap: SwapRunner | None = None) -> RestoreResult:
+                        run_as: str | None = None, swap: SwapRunner | None = None,
+                        progress: JobProgress | None = None) -> RestoreResult:
     """Make the backup in ``keys`` (a full backup's object, then its incrementals'
-    in order) the server's datadir; ``RestoreResult`` as ``restore`` gives it."""
+    in order) the server's datadir; ``RestoreResult`` as ``restore`` gives it.
+    ``progress`` counts the stored bytes fetched of the chain's, then names the
+    phase: ``fetch``, ``prepare``, ``start`` (the swap and the server's start)."""
     if not keys:
         raise MySQLError("no backup to restore")
     increments: list[Path] = []
+    if progress is not None:
+        progress.phase = "fetch"
+        progress.expected = sum([(await store.head(key)).size for key in keys])
 
     async def receive(copy: Path) -> int:
-        received = await extract(copy, store.get(keys[0]))
+        received = await extract(copy, store.get(keys[0], progress))
         for number, key in enumerate(keys[1:], 1):
             directory = copy.parent / f"increment-{number}"
             directory.mkdir(mode=0o700)
-            received += await extract(directory, store.get(key))
+            received += await extract(directory, store.get(key, progress))
             increments.append(directory)
         return received
 
     async def prepare_all(copy: Path) -> None:
+        if progress is not None:
+            progress.phase = "prepare"
         await prepare(copy)
         for directory in increments:
             await apply_incremental(copy, directory)
             with contextlib.suppress(OSError):
                 await asyncio.to_thread(shutil.rmtree, directory)
+        if progress is not None:
+            progress.phase = "start"
 
     return await restore(paths, receive, run_as=run_as, swap=swap, prepare_copy=prepare_all)

@@ -30,6 +30,7 @@ from conpaassql.protocol.backup import (
     ArchiveStatus,
     BackupTaken,
     BackupToStoreRequest,
+    JobProgressReply,
     RestoredFromStore,
     RestoreFromStoreRequest,
     VerifiedFromStore,
@@ -531,6 +532,7 @@ STOP_ARCHIVING = _method("stop_archiving", "POST", NoRequest, ArchiveStatus)
 GET_ARCHIVE_STATUS = _method("get_archive_status", "GET", NoRequest, ArchiveStatus)
 VERIFY_FROM_STORE = _method("verify_from_store", "POST", VerifyFromStoreRequest,
                             VerifiedFromStore)
+GET_JOB_PROGRESS = _method("get_job_progress", "GET", NoRequest, JobProgressReply)
 
 METHODS: tuple[AgentMethod[Any, Any], ...] = (
     GET_SERVER_STATE, START_SERVER, STOP_SERVER, RESTART_SERVER, SET_SERVER_CONFIGURATION,
@@ -541,7 +543,7 @@ METHODS: tuple[AgentMethod[Any, Any], ...] = (
     BACKUP_STREAM, BACKUP_PUSH, COPY_DUMP, SEED_FROM, INSTALL_CERTIFICATE,
     SET_SERVICE_OPTIONS, GET_SERVICE_OPTIONS, RESTART_FOR_OPTIONS, BACKUP_TO_STORE,
     RESTORE_FROM_STORE, ARCHIVE_BINLOGS, STOP_ARCHIVING, GET_ARCHIVE_STATUS,
-    VERIFY_FROM_STORE,
+    VERIFY_FROM_STORE, GET_JOB_PROGRESS,
 )
 
 

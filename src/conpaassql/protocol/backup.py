@@ -117,3 +117,21 @@ class VerifiedFromStore(Reply):
     tables: int = 0  # user tables checked, all sound
     gtid_position: str = ""
     seconds: float = 0.0
+
+
+class JobProgressReply(Reply):
+    """The node's backup or restore under way (every field None when it runs none):
+    ``bytes`` done of ``expected`` (None: unknown); for a backup, the bytes its copy
+    produced and ``stored`` those written to the store, for a restore the stored bytes
+    fetched. ``phase``: a backup's ``copy``; a restore's ``fetch``, ``prepare``,
+    ``start``, ``replay``."""
+
+    omitted_if_none: ClassVar[frozenset[str]] = frozenset(
+        {"kind", "phase", "bytes", "stored", "expected", "started"})
+
+    kind: Literal["backup", "restore"] | None = None
+    phase: str | None = None
+    bytes: int | None = None
+    stored: int | None = None
+    expected: int | None = None
+    started: float | None = None  # epoch seconds
