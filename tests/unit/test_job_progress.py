@@ -81,7 +81,8 @@ def test_a_datadirs_expected_size_leaves_the_binlogs_out(tmp_path: Path) -> None
     (tmp_path / "db" / "t.ibd").write_bytes(b"x" * 300)
     (tmp_path / "ibdata1").write_bytes(b"x" * 1000)
     (tmp_path / "aria_log.00000001").write_bytes(b"x" * 20)
-    for name in ("binlog.000001", "binlog.index", "relay-bin.000002", "relay-bin.index"):
+    for name in ("binlog.000001", "binlog.index", "relay-bin.000002", "relay-bin.index",
+                 "ib_logfile0", "ibtmp1"):
         (tmp_path / name).write_bytes(b"y" * 5000)
     assert datadir_size(tmp_path) == 1320
 

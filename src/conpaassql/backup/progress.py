@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: Files of a datadir that are not in a physical backup: binlogs, relay logs.
-_NOT_COPIED = re.compile(r"^(binlog|relay-bin)\.(\d+|index)$|\.(pid|sock)$")
+#: Files of a datadir that are not in a physical backup: binlogs, relay logs, the
+#: temporary tablespace, and the redo log (only what is written meanwhile is copied).
+_NOT_COPIED = re.compile(r"^(binlog|relay-bin)\.(\d+|index)$|^ib_logfile\d+$|^ibtmp\d+$"
+                         r"|\.(pid|sock)$")
 
 
 @dataclass
@@ -60,8 +62,9 @@ def bytes_read(pid: int) -> int | None:
 
 
 def datadir_size(datadir: Path) -> int:
-    """The bytes of a datadir's files a full backup copies (binlogs, relay logs and
-    runtime files left out): what the backup's stream should come to, roughly."""
+    """The bytes of a datadir's files a full backup copies (binlogs, relay logs, the
+    redo log and runtime files left out): what the backup's stream should come to,
+    roughly (the stream adds its chunk headers and the redo written meanwhile)."""
     total = 0
     for root, _dirs, files in os.walk(datadir):
         for name in files:
