@@ -175,6 +175,9 @@ def test_a_running_verification_has_no_verify_button() -> None:
                    "failed: no space")),
     ({"id": 4, "state": "FAILED", "restore": {"backup": "f1", "state": "running"}},
      (False, False, "node 4 FAILED: restoring")),  # its server is down meanwhile
+    ({"id": 4, "state": "FAILED", "restore": {"backup": "f1", "state": "running", "progress": {
+        "phase": "fetch", "bytes": 2_500_000, "expected": 10_000_000}}},
+     (False, False, "node 4 FAILED: restoring (fetch, 2.5 MB of 10.0 MB (25%))")),
     ({"id": 4, "state": "TERMINATED", "restore": {"backup": "f1", "state": "waiting"}},
      (True, False, "node 4 is TERMINATED: its restore of backup f1 ended")),
 ])
@@ -190,3 +193,25 @@ def test_the_pickers_time_is_utc() -> None:
     for wrong in ("", "yesterday", "2026-12-07 10:00:05+01:00", "1700000000"):
         with pytest.raises(InputError):
             restore_time(wrong)
+
+
+def test_a_running_backups_progress_on_the_page() -> None:
+    entries = listing()
+    entries["backups"][3]["progress"] = {"phase": "copy", "bytes": 3_000_000,
+                                         "expected": 4_000_000}
+    records = backup_view.backups(entries)
+    running = records[-1]
+    assert running.progress is not None and running.progress.percent == 75
+    assert running.extra == {}  # not shown twice, as an unknown field
+    html = render_part(backups=list(reversed(records)),
+                       dependents={b.id: backup_view.descendants(b.id, records)
+                                   for b in records},
+                       picture=None, window_from="", window_to="", archive=None, restores=[])
+    assert 'data-testid="backup-progress">copy, 3.0 MB of 4.0 MB (75%)</span>' in html
+    unknown = backup_view.progress_of({"phase": "copy", "bytes": 7_000, "expected": None})
+    assert unknown is not None and (unknown.percent, unknown.text()) == (None, "copy, 7.0 kB")
+    passed = backup_view.progress_of({"phase": "copy", "bytes": 5_000_000,
+                                      "expected": 4_000_000})
+    assert passed is not None and passed.percent == 100
+    assert passed.text() == "copy, 5.0 MB of 5.0 MB (100%)"
+    assert backup_view.progress_of(None) is None

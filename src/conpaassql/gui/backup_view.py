@@ -26,7 +26,38 @@ WINDOW_Y, WINDOW_H = 80.0, 10.0
 HEIGHT = 96.0
 MIN_BAR = 3.0
 KNOWN = ("id", "kind", "state", "started", "finished", "gtid", "bytes", "node", "parent",
-         "verified")
+         "verified", "progress")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a running backup or restore has got (the manager's ``progress``)."""
+
+    phase: str
+    done: int
+    expected: int | None  # None: unknown (an incremental backup)
+
+    @property
+    def percent(self) -> int | None:
+        if not self.expected:
+            return None
+        return min(100, self.done * 100 // self.expected)
+
+    def text(self) -> str:
+        amount = human_bytes(self.done)
+        if self.expected:
+            amount += f" of {human_bytes(max(self.done, self.expected))} ({self.percent}%)"
+        return f"{self.phase}, {amount}" if self.phase else amount
+
+
+def progress_of(value: object) -> Progress | None:
+    """``progress`` as ``list_backups`` or ``get_node_info`` shows it, or None."""
+    if not isinstance(value, Mapping):
+        return None
+    done, expected = value.get("bytes"), value.get("expected")
+    return Progress(str(value.get("phase") or ""),
+                    done if isinstance(done, int) and done > 0 else 0,
+                    expected if isinstance(expected, int) and expected > 0 else None)
 
 
 def utc(at: object, *, seconds: bool = True) -> str:
@@ -111,6 +142,7 @@ class Backup:
     extra: dict[str, Any] = field(default_factory=dict)
     children: list[str] = field(default_factory=list)
     verified: Verification = NOT_VERIFIED
+    progress: Progress | None = None  # while it runs, when its agent told
 
     @property
     def size(self) -> str:
@@ -176,7 +208,8 @@ def backups(listed: Mapping[str, Any]) -> list[Backup]:
             node=str(entry.get("node") or ""), parent=str(parent) if parent else None,
             extra={k: plain(v) for k, v in entry.items()
                    if k not in KNOWN and v not in (None, "", [], {})},
-            verified=verification(entry.get("verified"))))
+            verified=verification(entry.get("verified")),
+            progress=progress_of(entry.get("progress"))))
     found.sort(key=lambda b: (b.started or 0.0, b.id))
     by_id = {b.id: b for b in found}
     for backup in found:
@@ -340,7 +373,8 @@ def restore_text(node: Mapping[str, Any]) -> tuple[bool, bool, str]:
     if phase == "done" and state == "RUNNING":
         return True, True, f"node {node_id} holds {source}: read-only, apart from " \
                            "replication"
-    step = restore.get("phase") or restore.get("step")
+    progress = progress_of(restore.get("progress"))
+    step = progress.text() if progress else restore.get("phase") or restore.get("step")
     doing = {"waiting": "waiting for the node to run", "running": "restoring",
              "done": "restored, its server starting"}.get(phase, phase)
     return False, False, f"node {node_id} {state}: {doing}" + (f" ({step})" if step else "")

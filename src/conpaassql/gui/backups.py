@@ -89,9 +89,11 @@ async def follow_backup(request: Request) -> Response:
         if found is None:
             return {"settled": True, "ok": False, "text": f"backup {backup_id} is gone"}
         if found.state == "running":
+            progress = found.progress
             return {"settled": False, "ok": False,
                     "text": f"{found.kind} backup {found.id} running on node {found.node} "
-                            f"for {found.took}"}
+                            f"for {found.took}" + (f": {progress.text()}" if progress else ""),
+                    "percent": progress.percent if progress else None}
         ok = found.state == "done"
         error = found.extra.get("error")
         text = (f"{found.kind.capitalize()} backup {found.id} done: {found.size} from node "
@@ -132,8 +134,12 @@ async def follow_restore(request: Request) -> Response:
             if exc.http_status in (401, 403):
                 raise
             return {"settled": True, "ok": False, "text": f"node {node_id}: {exc}"}
-        settled, ok, text = backup_view.restore_text(dict(answer.get("serviceNode") or {}))
-        return {"settled": settled, "ok": ok, "text": text}
+        node = dict(answer.get("serviceNode") or {})
+        settled, ok, text = backup_view.restore_text(node)
+        restore = node.get("restore") if isinstance(node.get("restore"), Mapping) else {}
+        progress = backup_view.progress_of((restore or {}).get("progress"))
+        return {"settled": settled, "ok": ok, "text": text,
+                "percent": progress.percent if progress and not settled else None}
 
     return await gui_of(request).data(request, load)
 

@@ -34,14 +34,25 @@
   function busy(text) {
     const box = $("#busy");
     busyCount += 1;
+    const bar = $(".busy-bar", box);
     $(".busy-text", box).textContent = text;
+    if (bar) bar.hidden = true;
     box.hidden = false;
     let done = false;
     return {
-      update(more) { if (!done) $(".busy-text", box).textContent = more; },
+      // percent: a number shows the bar (the bytes done of those expected), else none
+      update(more, percent) {
+        if (done) return;
+        $(".busy-text", box).textContent = more;
+        if (bar) {
+          bar.hidden = typeof percent !== "number";
+          if (!bar.hidden) bar.value = percent;
+        }
+      },
       end() {
         if (done) return;
         done = true;
+        if (bar) bar.hidden = true;
         busyCount -= 1;
         if (busyCount <= 0) { busyCount = 0; box.hidden = true; }
       },
@@ -238,7 +249,7 @@
     for (const node of outcome.failed) flash("error", "Node " + node.id + " failed: " + (node.reason || "see its history"));
   }
 
-  // A follow polls its url (JSON: settled, ok, text) until the thing is settled: a
+  // A follow polls its url (JSON: settled, ok, text, percent) until the thing is settled: a
   // backup done or failed, a restored node holding its data or failed.
   async function follow(what, indicator) {
     const refreshParts = () => refreshAll(["#backups", "#nodes", "#service-state"]);
@@ -251,7 +262,7 @@
         indicator.update("waiting for the manager: " + e.message);
         continue;
       }
-      indicator.update(last.text);
+      indicator.update(last.text, last.percent);
       refreshParts();
       if (last.settled) break;
     }
