@@ -80,7 +80,8 @@ HANG = 900.0
 
 def test_list_backups_shows_a_running_backups_progress(single: Manager) -> None:
     """While the backup runs, ``list_backups`` shows the agent's bytes growing towards
-    the datadir's size; the samples are taken as fast as the manager answers."""
+    the datadir's size, and while it is restored ``get_node_info`` shows the restore's;
+    the samples are taken as fast as the manager answers."""
     manager = single
     master, _ = manager.wait_topology(1)
     fill = ["CREATE TABLE app.big (id INT AUTO_INCREMENT PRIMARY KEY, pad VARCHAR(400)) "
@@ -108,3 +109,18 @@ def test_list_backups_shows_a_running_backups_progress(single: Manager) -> None:
     assert all(s["phase"] == "copy" for s in samples), samples
     expected = growing[-1]["expected"]
     assert isinstance(expected, int) and expected > 2 ** DOUBLINGS * 400
+
+    # its restore: get_node_info shows the bytes fetched, then the later phases
+    node_id = manager.post("restore_node", backup=backup_id)["serviceNode"]["id"]
+    phases: list[dict[str, Any]] = []
+    restore: dict[str, Any] = {}
+    deadline = time.monotonic() + HANG
+    while time.monotonic() < deadline and restore.get("state") not in ("done", "failed"):
+        time.sleep(0.05)
+        restore = manager.get("get_node_info", serviceNodeId=node_id)["serviceNode"]["restore"]
+        if "progress" in restore:
+            phases.append(restore["progress"])
+    assert restore["state"] == "done", restore
+    assert phases, restore
+    assert {p["phase"] for p in phases} <= {"fetch", "prepare", "start", "replay"}, phases
+    assert all(p["expected"] > 0 and p["bytes"] <= p["expected"] for p in phases), phases
