@@ -86,20 +86,26 @@ class Catalog:
         self.store = store
 
     async def save(self, record: BackupRecord) -> None:
-        await self.store.put_bytes(record.key, record.to_json(),
-                                   {"kind": record.kind, "state": record.state})
+        async with self.store.catalog_lock:
+            await self.store.put_bytes(record.key, record.to_json(),
+                                       {"kind": record.kind, "state": record.state})
 
     async def load(self, backup_id: str) -> BackupRecord:
         key = f"{PREFIX}{backup_id}.json"
-        return BackupRecord.from_json(await self.store.get_bytes(key), key)
+        async with self.store.catalog_lock:
+            return BackupRecord.from_json(await self.store.get_bytes(key), key)
 
     async def records(self) -> list[BackupRecord]:
-        """Every record, oldest first."""
+        """Every record, oldest first (none missing while another is saved: the
+        records of one store object are read and written one call at a time)."""
         found = []
-        for item in await self.store.list(PREFIX):
-            found.append(BackupRecord.from_json(await self.store.get_bytes(item.key), item.key))
+        async with self.store.catalog_lock:
+            for item in await self.store.list(PREFIX):
+                found.append(BackupRecord.from_json(await self.store.get_bytes(item.key),
+                                                    item.key))
         return sorted(found, key=lambda record: (record.started, record.id))
 
     async def delete(self, backup_id: str) -> None:
         """The record only: its objects are the caller's to delete first."""
-        await self.store.delete(f"{PREFIX}{backup_id}.json")
+        async with self.store.catalog_lock:
+            await self.store.delete(f"{PREFIX}{backup_id}.json")

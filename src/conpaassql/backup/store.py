@@ -90,6 +90,9 @@ class BackupStore(abc.ABC):
 
     def __init__(self, key: BackupKey) -> None:
         self.key = key
+        #: Held by ``Catalog`` while it writes or reads records: a record replaced
+        #: (running, then done) is briefly absent from a listing of the store.
+        self.catalog_lock = asyncio.Lock()
 
     @property
     @abc.abstractmethod
