@@ -50,7 +50,7 @@ async def _stop(process: asyncio.subprocess.Process) -> None:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
     if process.stdout is not None:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(TimeoutError, OSError):
             await asyncio.wait_for(_drain(process.stdout), CLOSE_WAIT)
     await process.wait()
 

@@ -200,11 +200,11 @@ class HAProxy:
         ``HAProxyError`` if the new worker does not take over in ``timeout`` s."""
         old_worker = await self.worker_pid()
         state = await self.command("show servers state")
-        self.paths.state.write_text(state + "\n", encoding="utf-8")
+        await asyncio.to_thread(self.paths.state.write_text, state + "\n", encoding="utf-8")
         before = self.slots
         self.slots = slots
         try:
-            self.write_config(held)
+            await asyncio.to_thread(self.write_config, held)  # it runs haproxy -c
             await self._master_command("reload")
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
