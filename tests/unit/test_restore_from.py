@@ -197,6 +197,21 @@ def test_the_first_node_added_is_the_restored_one(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+def test_two_add_nodes_at_once_restore_one_node(tmp_path: Path) -> None:
+    """The second call waits for the first to choose its node, then adds a plain one
+    (copied from the restored node once it is the master), rather than restoring twice."""
+    async def scenario() -> None:
+        url = await a_store_with_one_backup(tmp_path)
+        restore = first_restore(tmp_path, f"{url}#{BACKUP}")
+        one, two = await asyncio.gather(restore.add_nodes(1, None),
+                                        restore.add_nodes(1, None))
+        assert [n.role for n in one + two] == [Role.RESTORED, Role.NONE]
+        assert restore.nodes.spawned == ["restore_from into node 1"]  # type: ignore[attr-defined]
+        assert len(restore.rt.store.all) == 2
+
+    asyncio.run(scenario())
+
+
 @pytest.mark.parametrize(("suffix", "error"), [
     (f"#{BACKUP[:-6]}000000", f"no backup {BACKUP[:-6]}000000"),
     ("@1", "outside the restorable window"),

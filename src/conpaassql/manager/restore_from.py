@@ -92,6 +92,9 @@ class FirstRestore:
         self.replication = replication
         self.nodes = backups.nodes
         self.rt = backups.rt
+        #: Held while the first node is chosen: a second ``add_nodes`` meanwhile waits
+        #: for it, then adds plain nodes.
+        self._first = asyncio.Lock()
 
     @property
     def source(self) -> RestoreSource | None:
@@ -121,6 +124,12 @@ class FirstRestore:
         """``add_nodes``: the first one restored from the source when it is due."""
         if not pending(self.rt) or self._restoring() is not None:
             return await self.nodes.add_nodes(count, cloud)
+        async with self._first:
+            if not pending(self.rt) or self._restoring() is not None:
+                return await self.nodes.add_nodes(count, cloud)
+            return await self._add_first(count, cloud)
+
+    async def _add_first(self, count: int, cloud: str | None) -> list[Node]:
         assert self.source is not None
         try:
             plan = await self.plan(self.source)
