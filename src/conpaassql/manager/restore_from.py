@@ -160,8 +160,8 @@ class FirstRestore:
         config = dataclasses.replace(self.rt.config.backup, path=source.path,
                                      bucket=source.bucket, prefix=source.prefix,
                                      restore_from=None)
-        key = self._key(source)
-        if source.path is not None and not source.path.is_dir():
+        key = await asyncio.to_thread(self._key, source)
+        if source.path is not None and not await asyncio.to_thread(source.path.is_dir):
             raise BackupStoreError(source.store, detail="no such directory")
         store = open_store(config, key, self.rt.state_dir)
         try:
@@ -179,7 +179,7 @@ class FirstRestore:
                 chain = chain_of(records, point_in_time.choose(records, segments, target).id)
         finally:
             await store.close()
-        path = None if source.path is None else str(source.path.resolve())
+        path = None if source.path is None else str(await asyncio.to_thread(source.path.resolve))
         settings = self.backups.settings().model_copy(update={
             "path": path, "bucket": source.bucket, "prefix": source.prefix,
             "key": key.to_text()})
