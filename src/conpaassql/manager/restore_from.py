@@ -35,10 +35,10 @@ from conpaassql.backup import BackupKey, open_store
 from conpaassql.backup.catalog import BackupRecord, Catalog
 from conpaassql.backup.errors import BackupStoreError
 from conpaassql.backup.segments import archived
-from conpaassql.config.restore_from import RestoreSource
+from conpaassql.config.restore_from import RestoreSource, read_key_file
 from conpaassql.domain.node import Node
 from conpaassql.domain.states import Role
-from conpaassql.errors import BusyError, ConfigError, ConpaasSQLError, WrongStateError
+from conpaassql.errors import BusyError, ConpaasSQLError, WrongStateError
 from conpaassql.manager import point_in_time
 from conpaassql.manager.backups import (
     BACKUP_TIMEOUT,
@@ -190,11 +190,7 @@ class FirstRestore:
         if source.key is not None:
             return BackupKey.from_text(source.key, "[backup] restore_key")
         if source.key_file is not None:
-            try:
-                text = Path(source.key_file).read_text(encoding="utf-8")
-            except OSError as exc:
-                raise ConfigError(f"[backup] restore_key_file {source.key_file}",
-                                  detail=f"unreadable: {exc.strerror}") from None
+            text = read_key_file(Path(source.key_file))
             return BackupKey.from_text(text, f"[backup] restore_key_file {source.key_file}")
         return self.rt.secrets.backup_key
 
