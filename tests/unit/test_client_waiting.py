@@ -13,6 +13,7 @@ import pytest
 from rich.console import Console
 
 from conpaassql.client.waiting import (
+    UNREACHABLE_TRIES,
     Display,
     Seen,
     amounts,
@@ -21,6 +22,7 @@ from conpaassql.client.waiting import (
     look_for,
     restore_seen,
 )
+from conpaassql.errors import UnreachableError
 from conpaassql.rpc.client import RpcClient
 from tests.unit.clock import Clock
 
@@ -115,6 +117,53 @@ def test_on_a_terminal_a_spinner_then_one_line(capsys: pytest.CaptureFixture[str
     # the spinner taken away, then the one line
     assert shown.rstrip().splitlines()[-1].endswith("backup b9: failed: no slave (0.0 s)")
     assert capsys.readouterr() == ("", "")
+
+
+class Restarting:
+    """A manager that cannot be reached ``missed`` times in a row before each answer."""
+
+    def __init__(self, answers: list[dict[str, Any]], missed: int) -> None:
+        self.answers = iter(answers)
+        self.missed = missed
+        self.left = missed
+        self.calls = 0
+
+    async def get(self, method: str, **params: Any) -> dict[str, Any]:
+        self.calls += 1
+        if self.left > 0:
+            self.left -= 1
+            raise UnreachableError("http://manager:50000", detail="Connection refused")
+        self.left = self.missed
+        return next(self.answers)
+
+
+async def _backup_b9(rpc: RpcClient) -> Seen:
+    return backup_seen("b9", await rpc.get("list_backups"))
+
+
+def test_a_manager_restarting_is_asked_again() -> None:
+    out = io.StringIO()
+    client: Any = Restarting([listed("running"), listed("done", bytes=10)],
+                             missed=UNREACHABLE_TRIES - 1)
+    with Display("backup b9", None, out, clock=Clock()) as display:
+        seen = asyncio.run(follow(client, _backup_b9, display, poll=0))
+    assert seen.ok and client.calls == 2 * UNREACHABLE_TRIES
+    assert out.getvalue().splitlines() == [
+        "backup b9: Cannot reach http://manager:50000 DETAIL:Connection refused; "
+        "trying again",
+        "backup b9: running on node 2",
+        "backup b9: Cannot reach http://manager:50000 DETAIL:Connection refused; "
+        "trying again",
+        "backup b9: done, 10 B on node 2 (0.0 s)",
+    ]
+
+
+def test_a_manager_gone_for_good_ends_the_wait() -> None:
+    client: Any = Restarting([listed("done")], missed=UNREACHABLE_TRIES)
+    with Display("backup b9", None, io.StringIO(), clock=Clock()) as display, \
+            pytest.raises(UnreachableError, match="Connection refused"):
+        asyncio.run(follow(client, _backup_b9, display, poll=0))
+    assert client.calls == UNREACHABLE_TRIES
 
 
 def running_with(phase: str, done: int, expected: int | None) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import pytest
 from conpaassql.backup import BackupKey, FileStore
 from conpaassql.backup.catalog import BackupRecord, Catalog
 from conpaassql.config import BackupConfig, IniFile, ManagerConfig
-from conpaassql.config.restore_from import parse_moment, split_source
+from conpaassql.config.restore_from import parse_moment, read_key_file, split_source
 from conpaassql.domain.node import Node
 from conpaassql.domain.states import NodeState, Role
 from conpaassql.errors import ConfigError, ConpaasSQLError
@@ -197,6 +197,21 @@ def test_the_first_node_added_is_the_restored_one(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+def test_two_add_nodes_at_once_restore_one_node(tmp_path: Path) -> None:
+    """The second call waits for the first to choose its node, then adds a plain one
+    (copied from the restored node once it is the master), rather than restoring twice."""
+    async def scenario() -> None:
+        url = await a_store_with_one_backup(tmp_path)
+        restore = first_restore(tmp_path, f"{url}#{BACKUP}")
+        one, two = await asyncio.gather(restore.add_nodes(1, None),
+                                        restore.add_nodes(1, None))
+        assert [n.role for n in one + two] == [Role.RESTORED, Role.NONE]
+        assert restore.nodes.spawned == ["restore_from into node 1"]  # type: ignore[attr-defined]
+        assert len(restore.rt.store.all) == 2
+
+    asyncio.run(scenario())
+
+
 @pytest.mark.parametrize(("suffix", "error"), [
     (f"#{BACKUP[:-6]}000000", f"no backup {BACKUP[:-6]}000000"),
     ("@1", "outside the restorable window"),
@@ -228,6 +243,35 @@ def test_a_missing_store_and_a_wrong_key(tmp_path: Path) -> None:
             await wrong.add_nodes(1, None)
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
+def test_a_key_file_others_may_read_is_refused(tmp_path: Path, mode: int) -> None:
+    key_file = tmp_path / "svc1.key"
+    key_file.write_text(KEY.to_text())
+    key_file.chmod(mode)
+    with pytest.raises(ConfigError, match=f"restore_key_file {key_file}.*mode {mode:04o}"):
+        read_key_file(key_file)
+
+    async def scenario() -> None:
+        url = await a_store_with_one_backup(tmp_path)
+        restore = first_restore(tmp_path, f"{url}#{BACKUP}\nrestore_key_file = {key_file}")
+        with pytest.raises(ConfigError, match="chmod 600"):
+            await restore.add_nodes(1, None)
+        assert restore.rt.store.all == {}
+        key_file.chmod(0o600)
+        assert [n.role for n in await restore.add_nodes(1, None)] == [Role.RESTORED]
+
+    asyncio.run(scenario())
+
+
+def test_a_key_file_of_the_owner_only_is_read(tmp_path: Path) -> None:
+    key_file = tmp_path / "svc1.key"
+    key_file.write_text(KEY.to_text())
+    key_file.chmod(0o600)
+    assert read_key_file(key_file) == KEY.to_text()
+    with pytest.raises(ConfigError, match="unreadable"):
+        read_key_file(tmp_path / "none.key")
 
 
 def test_a_service_that_had_nodes_ignores_it(tmp_path: Path) -> None:

@@ -7,7 +7,9 @@ manager reports them while it runs), a restored node through ``get_node_info``
 spinner shows the state and the time so far, and a bar with the bytes and the
 percent done while the manager knows how many to expect (the agent's ``progress``),
 then one summary line; elsewhere a plain line is written each time the state or
-the phase changes, so that logs stay short.
+the phase changes, so that logs stay short. A manager that cannot be reached (it
+restarting) is asked again, one poll apart, up to ``UNREACHABLE_TRIES`` times in a
+row before the wait gives up.
 """
 
 from __future__ import annotations
@@ -34,10 +36,13 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from conpaassql.errors import UnreachableError
 from conpaassql.rpc.client import RpcClient
 from conpaassql.rpc.units import human_bytes
 
 POLL = 1.0
+#: How many looks in a row may fail to reach the manager before the wait ends.
+UNREACHABLE_TRIES = 30
 #: A restored node's states that end its restore; FAILED does not: its server is down
 #: while its agent replaces the data, and it comes back RUNNING after.
 ENDED = ("TERMINATING", "TERMINATED")
@@ -146,9 +151,20 @@ Look = Callable[[RpcClient], Awaitable[Seen]]
 
 async def follow(client: RpcClient, look: Look, display: Display,
                  poll: float = POLL) -> Seen:
-    """Look until settled, showing each state."""
+    """Look until settled, showing each state; ``UnreachableError`` once the manager
+    could not be reached ``UNREACHABLE_TRIES`` times in a row."""
+    missed = 0
     while True:
-        seen = await look(client)
+        try:
+            seen = await look(client)
+        except UnreachableError as exc:
+            missed += 1
+            if missed >= UNREACHABLE_TRIES:
+                raise
+            display.show(f"{exc.message}; trying again")
+            await asyncio.sleep(poll)
+            continue
+        missed = 0
         if seen.settled:
             display.finish(seen.text)
             return seen

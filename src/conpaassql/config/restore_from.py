@@ -8,13 +8,16 @@ at that second (ISO 8601, UTC when no zone is given, or epoch seconds), or
 reached with this section's ``endpoint_url``, ``region``, credentials and
 ``addressing_style``. The store's objects are read with ``restore_key`` (the
 other service's backup key, its text) or ``restore_key_file`` (a file holding
-it); with neither, with this service's own key.
+it, readable by its owner only, as the service's own key file is); with neither,
+with this service's own key.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -87,6 +90,25 @@ def parse_moment(text: str) -> float:
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"{text[:60]!r} is not a time")
     return seconds
+
+
+def read_key_file(path: Path) -> str:
+    """The text of ``restore_key_file``; ``ConfigError`` naming it when it cannot be
+    read or when its group or others may read or write it (mode not 0600)."""
+    where = f"[backup] restore_key_file {path}"
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise ConfigError(where, detail=f"unreadable: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as stream:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if mode & 0o077:
+            raise ConfigError(where, detail=f"mode {mode:04o}: group or others may read "
+                              f"it; make it the owner's only (chmod 600 {path})")
+        try:
+            return stream.read().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(where, detail=f"unreadable: {exc}") from None
 
 
 #: Reads a store as ``[backup] store`` is read: ``(text, where) -> (path, bucket, prefix)``.

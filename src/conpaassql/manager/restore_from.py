@@ -35,10 +35,10 @@ from conpaassql.backup import BackupKey, open_store
 from conpaassql.backup.catalog import BackupRecord, Catalog
 from conpaassql.backup.errors import BackupStoreError
 from conpaassql.backup.segments import archived
-from conpaassql.config.restore_from import RestoreSource
+from conpaassql.config.restore_from import RestoreSource, read_key_file
 from conpaassql.domain.node import Node
 from conpaassql.domain.states import Role
-from conpaassql.errors import BusyError, ConfigError, ConpaasSQLError, WrongStateError
+from conpaassql.errors import BusyError, ConpaasSQLError, WrongStateError
 from conpaassql.manager import point_in_time
 from conpaassql.manager.backups import (
     BACKUP_TIMEOUT,
@@ -92,6 +92,9 @@ class FirstRestore:
         self.replication = replication
         self.nodes = backups.nodes
         self.rt = backups.rt
+        #: Held while the first node is chosen: a second ``add_nodes`` meanwhile waits
+        #: for it, then adds plain nodes.
+        self._first = asyncio.Lock()
 
     @property
     def source(self) -> RestoreSource | None:
@@ -121,6 +124,12 @@ class FirstRestore:
         """``add_nodes``: the first one restored from the source when it is due."""
         if not pending(self.rt) or self._restoring() is not None:
             return await self.nodes.add_nodes(count, cloud)
+        async with self._first:
+            if not pending(self.rt) or self._restoring() is not None:
+                return await self.nodes.add_nodes(count, cloud)
+            return await self._add_first(count, cloud)
+
+    async def _add_first(self, count: int, cloud: str | None) -> list[Node]:
         assert self.source is not None
         try:
             plan = await self.plan(self.source)
@@ -151,8 +160,8 @@ class FirstRestore:
         config = dataclasses.replace(self.rt.config.backup, path=source.path,
                                      bucket=source.bucket, prefix=source.prefix,
                                      restore_from=None)
-        key = self._key(source)
-        if source.path is not None and not source.path.is_dir():
+        key = await asyncio.to_thread(self._key, source)
+        if source.path is not None and not await asyncio.to_thread(source.path.is_dir):
             raise BackupStoreError(source.store, detail="no such directory")
         store = open_store(config, key, self.rt.state_dir)
         try:
@@ -170,7 +179,7 @@ class FirstRestore:
                 chain = chain_of(records, point_in_time.choose(records, segments, target).id)
         finally:
             await store.close()
-        path = None if source.path is None else str(source.path.resolve())
+        path = None if source.path is None else str(await asyncio.to_thread(source.path.resolve))
         settings = self.backups.settings().model_copy(update={
             "path": path, "bucket": source.bucket, "prefix": source.prefix,
             "key": key.to_text()})
@@ -181,11 +190,7 @@ class FirstRestore:
         if source.key is not None:
             return BackupKey.from_text(source.key, "[backup] restore_key")
         if source.key_file is not None:
-            try:
-                text = Path(source.key_file).read_text(encoding="utf-8")
-            except OSError as exc:
-                raise ConfigError(f"[backup] restore_key_file {source.key_file}",
-                                  detail=f"unreadable: {exc.strerror}") from None
+            text = read_key_file(Path(source.key_file))
             return BackupKey.from_text(text, f"[backup] restore_key_file {source.key_file}")
         return self.rt.secrets.backup_key
 

@@ -11,6 +11,9 @@ service's own), nothing of it in the binlog.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 from collections.abc import Callable
 
 from conpaassql.files import write_private
@@ -42,21 +45,36 @@ def render_adopt_sql(password_hash: str) -> str:
 
 def adopting(paths: ServerPaths, root_password: str, run_as: str | None,
              swap: SwapRunner) -> SwapRunner:
-    """``swap`` with the init file written once the copy is in place (and removed if
-    the old datadir is put back)."""
+    """``swap`` with the init file put in place once the copy is (and removed if the
+    old datadir is put back).
+
+    The file is written and synced beside it before the swap; the swap only renames
+    it into place, and if that fails the old datadir is put back at once, so the
+    server never starts on the copy without it.
+    """
     owner = resolve_run_as(run_as)
     ids = uid_gid(owner) if _needs_chown(owner) else None
     sql = render_adopt_sql(mysql_native_password_hash(root_password))
+    ready = paths.init_file.with_name(f".{paths.init_file.name}.adopt")
 
     async def run(install: Callable[[], None], undo: Callable[[], None]) -> None:
         def install_and_adopt() -> None:
             install()
-            write_private(paths.init_file, sql, owner=ids)
+            try:
+                os.replace(ready, paths.init_file)
+            except BaseException:
+                undo()
+                raise
 
         def undo_all() -> None:
             remove_init_file(paths)
             undo()
 
-        await swap(install_and_adopt, undo_all)
+        await asyncio.to_thread(write_private, ready, sql, owner=ids)
+        try:
+            await swap(install_and_adopt, undo_all)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                ready.unlink()
 
     return run

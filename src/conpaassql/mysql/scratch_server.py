@@ -8,16 +8,22 @@ copy: its own socket, no TCP port (``skip-networking``), no grant tables
 no replication. Every user table is checked with ``CHECK TABLE``; then the server
 is stopped and the scratch directory removed, whatever happened.
 
-A corrupt object fails the fetch with ``CorruptObjectError`` naming it.
+A corrupt object fails the fetch with ``CorruptObjectError`` naming it. The
+server gets SIGTERM if the agent dies (unless it changed user: the kernel then
+drops the request); a scratch directory left by a dead agent is cleaned at the
+next verification, its server killed first (found by its pid file, and checked
+to be running in that directory) and its socket directory removed with it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Sequence
@@ -26,7 +32,7 @@ from pathlib import Path
 
 from conpaassql.backup.store import BackupStore
 from conpaassql.errors import MySQLError
-from conpaassql.mysql.backup import extract, prepare, read_binlog_info
+from conpaassql.mysql.backup import extract, prepare, read_binlog_info, tree_size
 from conpaassql.mysql.binaries import SERVER, find_binary, tail
 from conpaassql.mysql.config import resolve_run_as
 from conpaassql.mysql.connection import ConnectInfo, execute
@@ -41,6 +47,15 @@ SCRATCH_PREFIX = ".verify-"
 SOCKET_PREFIX = "conpaassql-verify-"
 START_TIMEOUT = 300.0
 STOP_TIMEOUT = 120.0
+#: The longest one ``CHECK TABLE`` may take: an hour, more for a big copy (read at
+#: ``CHECK_RATE`` bytes a second), never more than the manager waits for the whole.
+CHECK_TIMEOUT = 3600.0
+CHECK_RATE = 16 * 1024 * 1024
+MAX_CHECK_TIMEOUT = 12 * 3600.0
+#: The file in a scratch directory that names its socket directory.
+SOCKETS_NOTE = "sockets"
+PID_NAME = "mariadbd.pid"
+PR_SET_PDEATHSIG = 1
 SYSTEM_SCHEMAS = ("mysql", "information_schema", "performance_schema", "sys")
 #: What ``CHECK TABLE`` answers for a sound table.
 SOUND = ("OK", "Table is already up to date")
@@ -79,7 +94,7 @@ def scratch_cnf(base: Path, socket: Path, run_as: str, layout: Sequence[str] = (
         "[mariadbd]",
         f"datadir={base / 'data'}",
         f"socket={socket}",
-        f"pid-file={base / 'mariadbd.pid'}",
+        f"pid-file={base / PID_NAME}",
         f"log-error={base / 'error.log'}",
         f"tmpdir={base / 'tmp'}",
         f"user={run_as}",
@@ -103,34 +118,86 @@ async def verify_chain(paths: ServerPaths, store: BackupStore, keys: Sequence[st
         raise MySQLError("no backup to verify")
     started = time.monotonic()
     owner = resolve_run_as(run_as)
-    await asyncio.to_thread(remove_leftovers, paths.base, SCRATCH_PREFIX)
-    base = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=paths.base))
-    # The socket's path is short whatever the node's directory (a unix socket's is not).
-    sockets = Path(tempfile.mkdtemp(prefix=SOCKET_PREFIX))
+    await asyncio.to_thread(remove_scratch_leftovers, paths.base)
+    made: list[Path] = []
     try:
+        base, sockets = await asyncio.to_thread(_make_scratch, paths.base)
+        made += [base, sockets]
         copy = base / "data"
-        copy.mkdir(mode=0o700)
-        (base / "tmp").mkdir(mode=0o700)
         await extract(copy, store.get(keys[0]))
         increments = []
         for number, key in enumerate(keys[1:], 1):
             directory = base / f"increment-{number}"
-            directory.mkdir(mode=0o700)
+            await asyncio.to_thread(directory.mkdir, mode=0o700)
             await extract(directory, store.get(key))
             increments.append(directory)
         await prepare(copy)
         for directory in increments:
             await apply_incremental(copy, directory)
             await asyncio.to_thread(shutil.rmtree, directory, True)
-        gtid = _gtid_of(copy)
+        gtid = await asyncio.to_thread(_gtid_of, copy)
         if _needs_chown(owner):
             await asyncio.to_thread(_chown_tree, base, owner)
             await asyncio.to_thread(_chown_tree, sockets, owner)
         tables = await _check_on_server(base, sockets / "mysqld.sock", owner)
     finally:
-        await asyncio.to_thread(shutil.rmtree, base, True)
-        await asyncio.to_thread(shutil.rmtree, sockets, True)
+        for directory in made:
+            await asyncio.to_thread(shutil.rmtree, directory, True)
     return Verified(tables=tables, gtid_position=gtid, seconds=time.monotonic() - started)
+
+
+def _make_scratch(parent: Path) -> tuple[Path, Path]:
+    """A scratch directory under ``parent`` (its ``data`` and ``tmp`` made) and a
+    socket directory, named in it; the first is removed if the second fails."""
+    base = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=parent))
+    try:
+        # The socket's path is short whatever the node's directory (a unix socket's is not).
+        sockets = Path(tempfile.mkdtemp(prefix=SOCKET_PREFIX))
+        (base / SOCKETS_NOTE).write_text(str(sockets), encoding="utf-8")
+        (base / "data").mkdir(mode=0o700)
+        (base / "tmp").mkdir(mode=0o700)
+    except BaseException:
+        shutil.rmtree(base, ignore_errors=True)
+        raise
+    return base, sockets
+
+
+def remove_scratch_leftovers(parent: Path) -> None:
+    """Scratch directories of a verification cut short (the agent died): their
+    server killed, their socket directory and themselves removed."""
+    for leftover in parent.glob(f"{SCRATCH_PREFIX}*"):
+        _kill_leftover_server(leftover)
+        with contextlib.suppress(OSError, ValueError):
+            sockets = Path((leftover / SOCKETS_NOTE).read_text(encoding="utf-8").strip())
+            if sockets.name.startswith(SOCKET_PREFIX) and sockets.is_dir():
+                shutil.rmtree(sockets, ignore_errors=True)
+    remove_leftovers(parent, SCRATCH_PREFIX)
+
+
+def _kill_leftover_server(leftover: Path) -> None:
+    """SIGKILL the server named by ``leftover``'s pid file, if it still runs in it
+    (a pid reused by another process is left alone)."""
+    try:
+        pid = int((leftover / PID_NAME).read_text(encoding="utf-8").strip())
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except (OSError, ValueError):
+        return
+    if pid <= 1 or (cwd != leftover and leftover not in cwd.parents):
+        return
+    log.warning("killing the leftover scratch server pid %d in %s", pid, leftover)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: the scratch server gets SIGTERM if the agent dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def check_timeout(data_bytes: int) -> float:
+    """The read timeout of the scratch server's statements for a copy this big."""
+    return min(MAX_CHECK_TIMEOUT, max(CHECK_TIMEOUT, data_bytes / CHECK_RATE))
 
 
 def _gtid_of(copy: Path) -> str:
@@ -142,22 +209,28 @@ def _gtid_of(copy: Path) -> str:
 
 async def _check_on_server(base: Path, socket: Path, run_as: str) -> int:
     cnf = base / "my.cnf"
-    layout = copy_layout(base / "data")
-    cnf.write_text(scratch_cnf(base, socket, run_as, layout), encoding="utf-8")
-    os.chmod(cnf, 0o644)
+    layout = await asyncio.to_thread(copy_layout, base / "data")
+    await asyncio.to_thread(_write_cnf, cnf, scratch_cnf(base, socket, run_as, layout))
+    timeout = check_timeout(await asyncio.to_thread(tree_size, base / "data"))
     log_fd = os.open(base / "error.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         process = await asyncio.create_subprocess_exec(
             find_binary(*SERVER), f"--defaults-file={cnf}", stdin=asyncio.subprocess.DEVNULL,
-            stdout=log_fd, stderr=log_fd, cwd=base)
+            stdout=log_fd, stderr=log_fd, cwd=base,
+            preexec_fn=_die_with_parent)
     finally:
         os.close(log_fd)
     try:
-        info = ConnectInfo(socket=socket, user="root", password="", read_timeout=None)
+        info = ConnectInfo(socket=socket, user="root", password="", read_timeout=timeout)
         await _wait_ready(process, info, base)
         return await check_tables(info)
     finally:
         await _stop(process)
+
+
+def _write_cnf(cnf: Path, text: str) -> None:
+    cnf.write_text(text, encoding="utf-8")
+    os.chmod(cnf, 0o644)
 
 
 async def _wait_ready(process: asyncio.subprocess.Process, info: ConnectInfo,
