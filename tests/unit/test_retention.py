@@ -273,26 +273,54 @@ def test_a_pass_keeps_the_chain_of_a_restore_under_way_and_says_so(tmp_path: Pat
     asyncio.run(scenario())
 
 
-def test_a_restore_begun_during_a_pass_keeps_its_chain(tmp_path: Path) -> None:
+def test_a_restore_begun_during_a_pass_keeps_its_chain_and_segments(tmp_path: Path) -> None:
     """The decision is made on what was in use when the pass began; each backup is
-    looked at again just before it is deleted."""
+    looked at again just before it is deleted, and the segments decided anew."""
     async def scenario() -> None:
         backups, _ = runtime_backups(tmp_path, 5)
         records = chain(("a", 8, 15, None, "done"), ("c", 6, 25, None, "done"))
         for record in records:
             await backups.store.put_bytes(record.objects[0], b"xbstream")
             await Catalog(backups.store).save(record)
+        for item in SEGMENTS:
+            await archive(backups.store, item)  # type: ignore[arg-type]
         retention = Retention(backups)
         held = backups.held
 
         def held_then_used() -> dict[str, list[str]]:
             found = held()
-            backups.hold(records[:1], RESTORE)  # just after the decision's snapshot
+            if not found:
+                backups.hold(records[:1], RESTORE)  # just after the decision's snapshot
             return found
 
         backups.held = held_then_used  # type: ignore[method-assign]
         pruning = await retention.prune(now=NOW)
         assert pruning.backups == [] and pruning.held == {ids["a"]: [RESTORE]}
         assert await backups.store.exists(records[0].objects[0])
+        # a's position is 0-1-15: the segment 11-20 is needed to replay from it
+        assert pruning.segments == [SEGMENTS[0].key]
+        assert [s.key for s in await archived(backups.store)] == [s.key for s in SEGMENTS[1:]]
+
+    asyncio.run(scenario())
+
+
+def test_no_chain_is_chosen_while_a_pass_deletes_backups(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        backups, _ = runtime_backups(tmp_path, 5)
+        records = chain(("a", 8, 15, None, "done"), ("c", 6, 25, None, "done"))
+        for record in records:
+            await backups.store.put_bytes(record.objects[0], b"xbstream")
+            await Catalog(backups.store).save(record)
+        delete = backups.store.delete
+        locked: list[bool] = []
+
+        async def watched(key: str) -> None:
+            locked.append(backups.choosing.locked())
+            await delete(key)
+
+        backups.store.delete = watched  # type: ignore[method-assign]
+        pruning = await Retention(backups).prune(now=NOW)
+        assert pruning.backups == [ids["a"]] and locked and all(locked)  # objects, record
+        assert not backups.choosing.locked()
 
     asyncio.run(scenario())

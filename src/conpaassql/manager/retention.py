@@ -11,7 +11,9 @@ only the segments wholly before the oldest done full backup's position, and
 older than the window, go, and the segments set aside under ``diverged/`` (another
 history, after a failover) older than the window. A running backup is never touched, nor one a kept
 backup is built on, nor (this pass) one in the chain of a restore or a verification
-under way; the segments after such a backup's position stay with it.
+under way; the segments after such a backup's position stay with it. A chain is
+chosen and held under ``Backups.choosing``, which a pass holds while it decides and
+deletes backups; a hold taken after (a restore resumed) has the segments decided anew.
 """
 
 from __future__ import annotations
@@ -128,22 +130,24 @@ class Retention:
             if days is None:
                 await index.rebuild(store, segments)
                 return Pruning()
-            records = await self.backups.records()
-            pruning = decide(records, segments, time.time() if now is None else now, days,
-                             self.backups.held())
-            by_id = {r.id: r for r in records}
-            for backup_id in list(pruning.backups):
-                users = self.backups.users(backup_id)  # a restore begun since
-                if users:
-                    pruning.backups.remove(backup_id)
-                    pruning.held[backup_id] = users
-                    continue
-                for key in by_id[backup_id].objects:
-                    await store.delete(key)
-                await self.backups.catalog.delete(backup_id)
+            now = time.time() if now is None else now
+            async with self.backups.choosing:  # no chain is chosen while backups go
+                records = await self.backups.records()
+                held = self.backups.held()
+                pruning = decide(records, segments, now, days, held)
+                await self._delete_backups(pruning, records)
+            kept = [r for r in records if r.id not in set(pruning.backups)]
+            if self.backups.held() != held:  # a hold taken since: decided anew
+                held = self.backups.held()
+                pruning.segments = self._redecided(pruning, kept, segments, now, days)
             doomed = set(pruning.segments)
             await index.rebuild(store, [s for s in segments if s.key not in doomed])
-            for key in pruning.segments:
+            for key in list(pruning.segments):
+                if self.backups.held() != held:
+                    held = self.backups.held()
+                    pruning.segments = self._redecided(pruning, kept, segments, now, days)
+                    if key not in pruning.segments:
+                        continue
                 await store.delete(key)
             pruning.set_aside = [item.key for item in await store.list(DIVERGED)
                                  if item.created < pruning.cutoff]
@@ -155,6 +159,27 @@ class Retention:
             if pruning:
                 self._report(pruning, days, segments)
             return pruning
+
+    async def _delete_backups(self, pruning: Pruning, records: list[BackupRecord]) -> None:
+        """The backups ``pruning`` names, each unless in use by now (kept, then)."""
+        by_id = {r.id: r for r in records}
+        for backup_id in list(pruning.backups):
+            users = self.backups.users(backup_id)  # a hold taken since
+            if users:
+                pruning.backups.remove(backup_id)
+                pruning.held[backup_id] = users
+                continue
+            for key in by_id[backup_id].objects:
+                await self.backups.store.delete(key)
+            await self.backups.catalog.delete(backup_id)
+
+    def _redecided(self, pruning: Pruning, kept: list[BackupRecord], segments: list[Segment],
+                   now: float, days: float) -> list[str]:
+        """The segments still to delete now that more backups are held: only those no
+        backup in use needs (its position onwards stays)."""
+        again = decide(kept, segments, now, days, self.backups.held())
+        pruning.held.update(again.held)
+        return [key for key in pruning.segments if key in set(again.segments)]
 
     def _report(self, pruning: Pruning, days: float, segments: list[Segment]) -> None:
         doomed = [s for s in segments if s.key in set(pruning.segments)]
