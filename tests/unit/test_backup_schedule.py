@@ -13,7 +13,7 @@ from conpaassql.config import IniFile
 from conpaassql.config.backup import BackupConfig
 from conpaassql.config.schedule import RETRY, Rule, Schedule, ScheduleError, parse_schedule
 from conpaassql.errors import ConfigError
-from conpaassql.manager.schedule import TURN, BackupScheduler
+from conpaassql.manager.schedule import IDLE_TURN, TURN, BackupScheduler
 from tests.unit.test_retention import runtime_backups
 
 H = 3600.0
@@ -170,3 +170,58 @@ FULL_ID = "20261206T235000Z-full-aaaaaa"
 def record(backup_id: str, started: float) -> BackupRecord:
     return BackupRecord(backup_id, "full", state="done", started=started,
                         finished=started + 60, gtid="0-1-5")
+
+
+def test_a_turn_that_fails_is_logged_and_the_next_one_comes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        backups, _ = runtime_backups(tmp_path, None)
+        scheduler = BackupScheduler(backups)
+        turns: list[int] = []
+        pauses: list[float] = []
+        second = asyncio.Event()
+        sleep = asyncio.sleep
+
+        async def turn(now: float | None = None) -> float:
+            turns.append(len(turns))
+            if len(turns) == 1:
+                raise ValueError("a bug in a turn")
+            second.set()
+            return TURN
+
+        async def pause(seconds: float) -> None:
+            pauses.append(seconds)
+            await sleep(0)
+
+        scheduler.turn = turn  # type: ignore[method-assign]
+        monkeypatch.setattr("conpaassql.manager.schedule.asyncio.sleep", pause)
+        scheduler.start()
+        assert scheduler._task is not None
+        waiting = asyncio.create_task(second.wait())
+        await asyncio.wait([scheduler._task, waiting], return_when=asyncio.FIRST_COMPLETED)
+        assert not scheduler._task.done()  # the error did not end the scheduler
+        assert turns[:2] == [0, 1] and pauses[0] == IDLE_TURN  # the loop's usual pause
+        await scheduler.stop()
+        assert "backup scheduler: a turn failed" in caplog.text
+        assert "ValueError: a bug in a turn" in caplog.text
+
+    asyncio.run(scenario())
+
+
+def test_stop_logs_an_error_the_task_ended_with(tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        backups, _ = runtime_backups(tmp_path, None)
+        scheduler = BackupScheduler(backups)
+
+        async def broken() -> None:
+            raise RuntimeError("the task's end")
+
+        scheduler._task = asyncio.create_task(broken())
+        await asyncio.sleep(0)
+        await scheduler.stop()  # logged, not raised
+        assert "backup scheduler ended by an error" in caplog.text
+        assert "RuntimeError: the task's end" in caplog.text
+
+    asyncio.run(scenario())

@@ -12,7 +12,6 @@ restarted manager goes on where the last one was. The catalog it read is kept fo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -70,18 +69,27 @@ class BackupScheduler:
         self._task = asyncio.create_task(self.run(), name="backup scheduler")
 
     async def stop(self) -> None:
+        """Cancel the task; an error it ended with is logged, not raised (the manager's
+        other parts still close)."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._task
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("backup scheduler ended by an error")
 
     async def run(self) -> None:
+        """Turns until cancelled; a turn's error is logged and the next turn comes."""
         while True:
             pause = TURN if self.config.schedule is not None else IDLE_TURN
             try:
                 pause = await self.turn()
             except (ConpaasSQLError, OSError) as exc:
                 log.warning("backup scheduler: %s", exc)
+            except Exception:
+                log.exception("backup scheduler: a turn failed")
             await asyncio.sleep(pause)
 
     async def turn(self, now: float | None = None) -> float:
