@@ -105,6 +105,36 @@ def test_what_falls_out_of_the_window(made: list[tuple[Any, ...]], days: float,
             assert record.parent in kept
 
 
+@pytest.mark.parametrize(("made", "bad", "gone", "segments_gone", "anchor"), [
+    # the newest full backup before the window failed its verification: the one
+    # before it anchors the window, and only what is older goes
+    ([("a", 8, 15, None, "done"), ("b", 6, 25, None, "done"), ("e", 2, 45, None, "done")],
+     ["b"], [], ["b.000001.1-10"], "a"),
+    ([("z", 9, 8, None, "done"), ("a", 8, 15, None, "done"), ("b", 6, 25, None, "done")],
+     ["b"], ["z"], ["b.000001.1-10"], "a"),
+    # a failed one older than the anchor goes by age, as any other
+    ([("a", 8, 15, None, "done"), ("b", 6, 25, None, "done")], ["a"], ["a"],
+     ["b.000001.1-10", "b.000001.11-20"], "b"),
+    # every full one failed: no anchor, everything kept, and no segment goes
+    ([("a", 8, 15, None, "done"), ("b", 6, 25, None, "done")], ["a", "b"], [], [], None),
+    # a verification that passed, or none yet, changes nothing
+    ([("a", 8, 15, None, "done"), ("b", 6, 25, None, "done")], [], ["a"],
+     ["b.000001.1-10", "b.000001.11-20"], "b"),
+])
+def test_a_full_backup_that_failed_its_verification_is_no_anchor(
+        made: list[tuple[Any, ...]], bad: list[str], gone: list[str],
+        segments_gone: list[str], anchor: str | None) -> None:
+    records = chain(*made)
+    for number, record in enumerate(records):
+        failed = record.id in {ids[name] for name in bad}
+        if failed or number % 2:  # the others: one verified, one never verified
+            record.extra["verified"] = {"ok": not failed, "error": "bad" if failed else None}
+    pruning = decide(records, SEGMENTS, NOW, 5)
+    assert pruning.backups == [ids[name] for name in gone]
+    assert pruning.segments == [f"binlogs/1/{name}" for name in segments_gone]
+    assert pruning.anchor == (None if anchor is None else ids[anchor])
+
+
 def runtime_backups(tmp_path: Path, days: float | None) -> tuple[Backups, list[str]]:
     events: list[str] = []
     history = SimpleNamespace(record_event=lambda message, *_: events.append(message))

@@ -1,8 +1,9 @@
 """Retention: ``[backup] retention_days``, what falls out of the window deleted.
 
 The restorable window must stay [now - retention, now]. A restore to its first
-second starts from the newest done full backup at or before it (the *anchor*),
-its incrementals, then the archived binlogs from the anchor's GTID position. So
+second starts from the newest done full backup at or before it whose verification
+did not fail (the *anchor*), its incrementals, then the archived binlogs from the
+anchor's GTID position. So
 what goes: every backup started before the anchor (a full one with its
 incrementals), every failed backup started before the window, and every archived
 segment whose transactions are all in the anchor's position. Without an anchor
@@ -60,7 +61,7 @@ def decide(records: list[BackupRecord], segments: list[Segment], now: float, day
     held = held or {}
     cutoff = now - days * DAY
     fulls = [r for r in records if r.kind == "full" and r.state == "done"
-             and r.finished is not None]
+             and r.finished is not None and not _failed_verification(r)]
     before = [r for r in fulls if r.finished is not None and r.finished <= cutoff]
     anchor = max(before, key=_finish) if before else None
     doomed: list[str] = []
@@ -82,6 +83,12 @@ def decide(records: list[BackupRecord], segments: list[Segment], now: float, day
     order = {r.id: i for i, r in enumerate(records)}
     return Pruning(sorted(doomed, key=lambda i: -order[i]), gone,
                    anchor=anchor.id if anchor else None, cutoff=cutoff, held=kept)
+
+
+def _failed_verification(record: BackupRecord) -> bool:
+    """A verification of it failed: no anchor (kept or deleted by age only)."""
+    verified = record.extra.get("verified")
+    return isinstance(verified, dict) and verified.get("ok") is False
 
 
 def _position(record: BackupRecord) -> GtidPosition:
