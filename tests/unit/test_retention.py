@@ -244,6 +244,36 @@ def test_the_index_is_rebuilt_when_absent_or_unreadable_and_follows_the_archiver
     asyncio.run(scenario())
 
 
+def test_the_index_keeps_what_the_archiver_noted_during_a_pass(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        backups, _ = runtime_backups(tmp_path, 5)
+        store = backups.store
+        records = chain(("a", 8, 15, None, "done"), ("c", 6, 25, None, "done"))
+        for record in records:
+            await store.put_bytes(record.objects[0], b"xbstream")
+            await Catalog(store).save(record)
+        for item in SEGMENTS[:-1]:
+            await archive(store, item)
+        await index.rebuild(store)
+        delete, newest = store.delete, SEGMENTS[-1]
+
+        async def archiving_meanwhile(key: str) -> None:
+            if key == records[0].objects[0]:  # the archiver stores a segment mid-pass
+                await archive(store, newest)
+                await index.note(store, newest.last, newest.first_time, newest.last_time)
+            await delete(key)
+
+        store.delete = archiving_meanwhile  # type: ignore[method-assign]
+        pruning = await Retention(backups).prune(now=NOW)
+        assert pruning.backups == [ids["a"]]
+        stored = await index.read(store)
+        assert stored is not None and stored.position == newest.last
+        assert stored.last_time == newest.last_time
+        assert stored.first_time == SEGMENTS[2].first_time
+
+    asyncio.run(scenario())
+
+
 RESTORE = "the restore of node 5"
 
 

@@ -147,8 +147,8 @@ class Retention:
             if self.backups.held() != held:  # a hold taken since: decided anew
                 held = self.backups.held()
                 pruning.segments = self._redecided(pruning, kept, segments, now, days)
-            doomed = set(pruning.segments)
-            await index.rebuild(store, [s for s in segments if s.key not in doomed])
+            doomed = set(pruning.segments)  # listed anew: the archiver's notes since stay
+            await index.rebuild(store, [s for s in await archived(store) if s.key not in doomed])
             for key in list(pruning.segments):
                 if self.backups.held() != held:
                     held = self.backups.held()
