@@ -81,6 +81,21 @@ def test_the_backup_section_names_the_file_section_and_key_of_a_bad_value() -> N
         config("[backup]\nretention_days = a week\n")
 
 
+@pytest.mark.parametrize(("text", "days"), [
+    ("0.0001", None), ("0.0003", None), ("0", None),  # 9 s, 26 s: a slip
+    ("0.000347", None),  # just under 30 seconds
+    ("0.00035", 0.00035), ("0.000462963", 0.000462963),  # 30.24 s; 40 s (the tests')
+    ("0.5", 0.5), ("7", 7.0),
+])
+def test_retention_days_has_a_minimum(text: str, days: float | None) -> None:
+    if days is None:
+        with pytest.raises(ConfigError, match=r"manager\.ini \[backup\] RETENTION_DAYS.*"
+                                              r"at least 30 seconds"):
+            config(f"[backup]\nretention_days = {text}\n")
+    else:
+        assert config(f"[backup]\nretention_days = {text}\n").retention_days == days
+
+
 def test_by_default_nothing_is_scheduled_nor_deleted() -> None:
     assert config("[backup]\n") == BackupConfig()
     assert BackupConfig().schedule is None and BackupConfig().retention_days is None
