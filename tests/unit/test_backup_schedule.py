@@ -13,7 +13,7 @@ from conpaassql.config import IniFile
 from conpaassql.config.backup import BackupConfig
 from conpaassql.config.schedule import RETRY, Rule, Schedule, ScheduleError, parse_schedule
 from conpaassql.errors import ConfigError
-from conpaassql.manager.schedule import IDLE_TURN, TURN, BackupScheduler
+from conpaassql.manager.schedule import IDLE_TURN, REREAD, TURN, BackupScheduler
 from tests.unit.test_retention import runtime_backups
 
 H = 3600.0
@@ -238,5 +238,40 @@ def test_stop_logs_an_error_the_task_ended_with(tmp_path: Path,
         await scheduler.stop()  # logged, not raised
         assert "backup scheduler ended by an error" in caplog.text
         assert "RuntimeError: the task's end" in caplog.text
+
+    asyncio.run(scenario())
+
+
+def test_the_catalog_is_read_anew_when_backups_change_or_the_copy_is_old(
+        tmp_path: Path) -> None:
+    async def scenario() -> None:
+        backups, _ = runtime_backups(tmp_path, None)
+        backups.rt.config.backup = BackupConfig(schedule=EVERY)
+        await Catalog(backups.store).save(record(FULL_ID, MIDNIGHT - 600))
+        reads: list[int] = []
+        records = backups.records
+
+        async def counted() -> list[BackupRecord]:
+            reads.append(1)
+            return await records()
+
+        backups.records = counted  # type: ignore[method-assign]
+        scheduler = BackupScheduler(backups)
+        await scheduler.turn(now=MIDNIGHT)  # the first turn reads (a restarted manager)
+        await scheduler.turn(now=MIDNIGHT + 60)
+        assert len(reads) == 1 and scheduler.next == ("incremental", MIDNIGHT - 600 + H)
+        # a backup deleted: read anew, and the schedule follows
+        await backups.delete(FULL_ID)
+        await scheduler.turn(now=MIDNIGHT + 120)
+        assert len(reads) == 3  # delete's own read, then the turn's
+        assert scheduler.next == ("full", MIDNIGHT + 120)
+        # one saved behind this manager's back: seen once the copy is REREAD old
+        await Catalog(backups.store).save(record(FULL_ID, MIDNIGHT + 100))
+        await scheduler.turn(now=MIDNIGHT + 180)
+        assert len(reads) == 3 and scheduler.next == ("full", MIDNIGHT + 180)
+        generation, at = scheduler._read
+        scheduler._read = (generation, at - REREAD)
+        await scheduler.turn(now=MIDNIGHT + 240)
+        assert len(reads) == 4 and scheduler.next == ("incremental", MIDNIGHT + 100 + H)
 
     asyncio.run(scenario())

@@ -83,6 +83,9 @@ class Backups:
         #: Held while a chain is chosen and its hold taken, and by a retention pass
         #: while it decides and deletes backups: no pass deletes a chain being chosen.
         self.choosing = asyncio.Lock()
+        #: Bumped when a backup of this manager starts or ends or one is deleted (the
+        #: scheduler's copy of the catalog is read anew then).
+        self.generation = 0
 
     # -- the store --------------------------------------------------------------
 
@@ -149,6 +152,7 @@ class Backups:
                                   objects=[object_key(backup_id)])
             self._running = backup_id  # before its record shows it running
             await self.catalog.save(record)
+            self.generation += 1
         except BaseException:
             self._running = None
             raise
@@ -183,6 +187,7 @@ class Backups:
                 await self.catalog.save(record)
             finally:
                 self._running = self._source = None
+                self.generation += 1
         if record.state == "done":
             self.rt.store.record_event(
                 f"backup {record.id} done: {record.bytes} bytes from node {node.id}, "
@@ -274,6 +279,7 @@ class Backups:
             for key in by_id[victim].objects:
                 await self.store.delete(key)
             await self.catalog.delete(victim)
+        self.generation += 1
         self.rt.store.record_event(f"backup(s) {', '.join(doomed)} deleted")
         return doomed
 

@@ -179,6 +179,7 @@ class Retention:
             for key in by_id[backup_id].objects:
                 await self.backups.store.delete(key)
             await self.backups.catalog.delete(backup_id)
+            self.backups.generation += 1
 
     def _redecided(self, pruning: Pruning, kept: list[BackupRecord], segments: list[Segment],
                    now: float, days: float) -> list[str]:
