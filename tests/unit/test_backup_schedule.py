@@ -13,7 +13,7 @@ from conpaassql.config import IniFile
 from conpaassql.config.backup import BackupConfig
 from conpaassql.config.schedule import RETRY, Rule, Schedule, ScheduleError, parse_schedule
 from conpaassql.errors import ConfigError
-from conpaassql.manager.schedule import TURN, BackupScheduler
+from conpaassql.manager.schedule import IDLE_TURN, REREAD, TURN, BackupScheduler
 from tests.unit.test_retention import runtime_backups
 
 H = 3600.0
@@ -79,6 +79,21 @@ def test_the_backup_section_names_the_file_section_and_key_of_a_bad_value() -> N
         config("[backup]\nretention_days = 0\n")
     with pytest.raises(ConfigError, match=r"RETENTION_DAYS.*not a number"):
         config("[backup]\nretention_days = a week\n")
+
+
+@pytest.mark.parametrize(("text", "days"), [
+    ("0.0001", None), ("0.0003", None), ("0", None),  # 9 s, 26 s: a slip
+    ("0.000347", None),  # just under 30 seconds
+    ("0.00035", 0.00035), ("0.000462963", 0.000462963),  # 30.24 s; 40 s (the tests')
+    ("0.5", 0.5), ("7", 7.0),
+])
+def test_retention_days_has_a_minimum(text: str, days: float | None) -> None:
+    if days is None:
+        with pytest.raises(ConfigError, match=r"manager\.ini \[backup\] RETENTION_DAYS.*"
+                                              r"at least 30 seconds"):
+            config(f"[backup]\nretention_days = {text}\n")
+    else:
+        assert config(f"[backup]\nretention_days = {text}\n").retention_days == days
 
 
 def test_by_default_nothing_is_scheduled_nor_deleted() -> None:
@@ -170,3 +185,93 @@ FULL_ID = "20261206T235000Z-full-aaaaaa"
 def record(backup_id: str, started: float) -> BackupRecord:
     return BackupRecord(backup_id, "full", state="done", started=started,
                         finished=started + 60, gtid="0-1-5")
+
+
+def test_a_turn_that_fails_is_logged_and_the_next_one_comes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        backups, _ = runtime_backups(tmp_path, None)
+        scheduler = BackupScheduler(backups)
+        turns: list[int] = []
+        pauses: list[float] = []
+        second = asyncio.Event()
+        sleep = asyncio.sleep
+
+        async def turn(now: float | None = None) -> float:
+            turns.append(len(turns))
+            if len(turns) == 1:
+                raise ValueError("a bug in a turn")
+            second.set()
+            return TURN
+
+        async def pause(seconds: float) -> None:
+            pauses.append(seconds)
+            await sleep(0)
+
+        scheduler.turn = turn  # type: ignore[method-assign]
+        monkeypatch.setattr("conpaassql.manager.schedule.asyncio.sleep", pause)
+        scheduler.start()
+        assert scheduler._task is not None
+        waiting = asyncio.create_task(second.wait())
+        await asyncio.wait([scheduler._task, waiting], return_when=asyncio.FIRST_COMPLETED)
+        assert not scheduler._task.done()  # the error did not end the scheduler
+        assert turns[:2] == [0, 1] and pauses[0] == IDLE_TURN  # the loop's usual pause
+        await scheduler.stop()
+        assert "backup scheduler: a turn failed" in caplog.text
+        assert "ValueError: a bug in a turn" in caplog.text
+
+    asyncio.run(scenario())
+
+
+def test_stop_logs_an_error_the_task_ended_with(tmp_path: Path,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    async def scenario() -> None:
+        backups, _ = runtime_backups(tmp_path, None)
+        scheduler = BackupScheduler(backups)
+
+        async def broken() -> None:
+            raise RuntimeError("the task's end")
+
+        scheduler._task = asyncio.create_task(broken())
+        await asyncio.sleep(0)
+        await scheduler.stop()  # logged, not raised
+        assert "backup scheduler ended by an error" in caplog.text
+        assert "RuntimeError: the task's end" in caplog.text
+
+    asyncio.run(scenario())
+
+
+def test_the_catalog_is_read_anew_when_backups_change_or_the_copy_is_old(
+        tmp_path: Path) -> None:
+    async def scenario() -> None:
+        backups, _ = runtime_backups(tmp_path, None)
+        backups.rt.config.backup = BackupConfig(schedule=EVERY)
+        await Catalog(backups.store).save(record(FULL_ID, MIDNIGHT - 600))
+        reads: list[int] = []
+        records = backups.records
+
+        async def counted() -> list[BackupRecord]:
+            reads.append(1)
+            return await records()
+
+        backups.records = counted  # type: ignore[method-assign]
+        scheduler = BackupScheduler(backups)
+        await scheduler.turn(now=MIDNIGHT)  # the first turn reads (a restarted manager)
+        await scheduler.turn(now=MIDNIGHT + 60)
+        assert len(reads) == 1 and scheduler.next == ("incremental", MIDNIGHT - 600 + H)
+        # a backup deleted: read anew, and the schedule follows
+        await backups.delete(FULL_ID)
+        await scheduler.turn(now=MIDNIGHT + 120)
+        assert len(reads) == 3  # delete's own read, then the turn's
+        assert scheduler.next == ("full", MIDNIGHT + 120)
+        # one saved behind this manager's back: seen once the copy is REREAD old
+        await Catalog(backups.store).save(record(FULL_ID, MIDNIGHT + 100))
+        await scheduler.turn(now=MIDNIGHT + 180)
+        assert len(reads) == 3 and scheduler.next == ("full", MIDNIGHT + 180)
+        generation, at = scheduler._read
+        scheduler._read = (generation, at - REREAD)
+        await scheduler.turn(now=MIDNIGHT + 240)
+        assert len(reads) == 4 and scheduler.next == ("incremental", MIDNIGHT + 100 + H)
+
+    asyncio.run(scenario())

@@ -105,6 +105,36 @@ def test_what_falls_out_of_the_window(made: list[tuple[Any, ...]], days: float,
             assert record.parent in kept
 
 
+@pytest.mark.parametrize(("made", "bad", "gone", "segments_gone", "anchor"), [
+    # the newest full backup before the window failed its verification: the one
+    # before it anchors the window, and only what is older goes
+    ([("a", 8, 15, None, "done"), ("b", 6, 25, None, "done"), ("e", 2, 45, None, "done")],
+     ["b"], [], ["b.000001.1-10"], "a"),
+    ([("z", 9, 8, None, "done"), ("a", 8, 15, None, "done"), ("b", 6, 25, None, "done")],
+     ["b"], ["z"], ["b.000001.1-10"], "a"),
+    # a failed one older than the anchor goes by age, as any other
+    ([("a", 8, 15, None, "done"), ("b", 6, 25, None, "done")], ["a"], ["a"],
+     ["b.000001.1-10", "b.000001.11-20"], "b"),
+    # every full one failed: no anchor, everything kept, and no segment goes
+    ([("a", 8, 15, None, "done"), ("b", 6, 25, None, "done")], ["a", "b"], [], [], None),
+    # a verification that passed, or none yet, changes nothing
+    ([("a", 8, 15, None, "done"), ("b", 6, 25, None, "done")], [], ["a"],
+     ["b.000001.1-10", "b.000001.11-20"], "b"),
+])
+def test_a_full_backup_that_failed_its_verification_is_no_anchor(
+        made: list[tuple[Any, ...]], bad: list[str], gone: list[str],
+        segments_gone: list[str], anchor: str | None) -> None:
+    records = chain(*made)
+    for number, record in enumerate(records):
+        failed = record.id in {ids[name] for name in bad}
+        if failed or number % 2:  # the others: one verified, one never verified
+            record.extra["verified"] = {"ok": not failed, "error": "bad" if failed else None}
+    pruning = decide(records, SEGMENTS, NOW, 5)
+    assert pruning.backups == [ids[name] for name in gone]
+    assert pruning.segments == [f"binlogs/1/{name}" for name in segments_gone]
+    assert pruning.anchor == (None if anchor is None else ids[anchor])
+
+
 def runtime_backups(tmp_path: Path, days: float | None) -> tuple[Backups, list[str]]:
     events: list[str] = []
     history = SimpleNamespace(record_event=lambda message, *_: events.append(message))
@@ -214,6 +244,36 @@ def test_the_index_is_rebuilt_when_absent_or_unreadable_and_follows_the_archiver
     asyncio.run(scenario())
 
 
+def test_the_index_keeps_what_the_archiver_noted_during_a_pass(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        backups, _ = runtime_backups(tmp_path, 5)
+        store = backups.store
+        records = chain(("a", 8, 15, None, "done"), ("c", 6, 25, None, "done"))
+        for record in records:
+            await store.put_bytes(record.objects[0], b"xbstream")
+            await Catalog(store).save(record)
+        for item in SEGMENTS[:-1]:
+            await archive(store, item)
+        await index.rebuild(store)
+        delete, newest = store.delete, SEGMENTS[-1]
+
+        async def archiving_meanwhile(key: str) -> None:
+            if key == records[0].objects[0]:  # the archiver stores a segment mid-pass
+                await archive(store, newest)
+                await index.note(store, newest.last, newest.first_time, newest.last_time)
+            await delete(key)
+
+        store.delete = archiving_meanwhile  # type: ignore[method-assign]
+        pruning = await Retention(backups).prune(now=NOW)
+        assert pruning.backups == [ids["a"]]
+        stored = await index.read(store)
+        assert stored is not None and stored.position == newest.last
+        assert stored.last_time == newest.last_time
+        assert stored.first_time == SEGMENTS[2].first_time
+
+    asyncio.run(scenario())
+
+
 RESTORE = "the restore of node 5"
 
 
@@ -273,26 +333,54 @@ def test_a_pass_keeps_the_chain_of_a_restore_under_way_and_says_so(tmp_path: Pat
     asyncio.run(scenario())
 
 
-def test_a_restore_begun_during_a_pass_keeps_its_chain(tmp_path: Path) -> None:
+def test_a_restore_begun_during_a_pass_keeps_its_chain_and_segments(tmp_path: Path) -> None:
     """The decision is made on what was in use when the pass began; each backup is
-    looked at again just before it is deleted."""
+    looked at again just before it is deleted, and the segments decided anew."""
     async def scenario() -> None:
         backups, _ = runtime_backups(tmp_path, 5)
         records = chain(("a", 8, 15, None, "done"), ("c", 6, 25, None, "done"))
         for record in records:
             await backups.store.put_bytes(record.objects[0], b"xbstream")
             await Catalog(backups.store).save(record)
+        for item in SEGMENTS:
+            await archive(backups.store, item)  # type: ignore[arg-type]
         retention = Retention(backups)
         held = backups.held
 
         def held_then_used() -> dict[str, list[str]]:
             found = held()
-            backups.hold(records[:1], RESTORE)  # just after the decision's snapshot
+            if not found:
+                backups.hold(records[:1], RESTORE)  # just after the decision's snapshot
             return found
 
         backups.held = held_then_used  # type: ignore[method-assign]
         pruning = await retention.prune(now=NOW)
         assert pruning.backups == [] and pruning.held == {ids["a"]: [RESTORE]}
         assert await backups.store.exists(records[0].objects[0])
+        # a's position is 0-1-15: the segment 11-20 is needed to replay from it
+        assert pruning.segments == [SEGMENTS[0].key]
+        assert [s.key for s in await archived(backups.store)] == [s.key for s in SEGMENTS[1:]]
+
+    asyncio.run(scenario())
+
+
+def test_no_chain_is_chosen_while_a_pass_deletes_backups(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        backups, _ = runtime_backups(tmp_path, 5)
+        records = chain(("a", 8, 15, None, "done"), ("c", 6, 25, None, "done"))
+        for record in records:
+            await backups.store.put_bytes(record.objects[0], b"xbstream")
+            await Catalog(backups.store).save(record)
+        delete = backups.store.delete
+        locked: list[bool] = []
+
+        async def watched(key: str) -> None:
+            locked.append(backups.choosing.locked())
+            await delete(key)
+
+        backups.store.delete = watched  # type: ignore[method-assign]
+        pruning = await Retention(backups).prune(now=NOW)
+        assert pruning.backups == [ids["a"]] and locked and all(locked)  # objects, record
+        assert not backups.choosing.locked()
 
     asyncio.run(scenario())

@@ -109,14 +109,20 @@ def _schedule(section: Section) -> Schedule | None:
         raise ConfigError(section.where("schedule"), detail=str(exc)) from None
 
 
+#: The shortest ``retention_days``: 30 seconds, so a slip (``0.0001``, 9 s) is refused
+#: while a trial or a test can still watch a short window go (real ones are days).
+MIN_RETENTION_DAYS = 30 / 86400
+
+
 def _retention(section: Section) -> float | None:
     text = section.get("retention_days")
     if text is None or text.lower() == "none":
         return None
     days = section.number("retention_days", 0.0, 0.0)
-    if days <= 0:
+    if days < MIN_RETENTION_DAYS:
         raise ConfigError(section.where("retention_days"),
-                          detail="must be more than 0 days (leave it out to keep everything)")
+                          detail="must be at least 30 seconds (more than 0.000347 days; "
+                          "leave it out to keep everything)")
     return days
 
 

@@ -80,6 +80,12 @@ class Backups:
         #: Told of each backup taken, done or failed (the scheduler's retention).
         self.on_finished: Callable[[BackupRecord], None] | None = None
         self._uses: list[Use] = []  # the restores and verifications under way
+        #: Held while a chain is chosen and its hold taken, and by a retention pass
+        #: while it decides and deletes backups: no pass deletes a chain being chosen.
+        self.choosing = asyncio.Lock()
+        #: Bumped when a backup of this manager starts or ends or one is deleted (the
+        #: scheduler's copy of the catalog is read anew then).
+        self.generation = 0
 
     # -- the store --------------------------------------------------------------
 
@@ -146,6 +152,7 @@ class Backups:
                                   objects=[object_key(backup_id)])
             self._running = backup_id  # before its record shows it running
             await self.catalog.save(record)
+            self.generation += 1
         except BaseException:
             self._running = None
             raise
@@ -180,6 +187,7 @@ class Backups:
                 await self.catalog.save(record)
             finally:
                 self._running = self._source = None
+                self.generation += 1
         if record.state == "done":
             self.rt.store.record_event(
                 f"backup {record.id} done: {record.bytes} bytes from node {node.id}, "
@@ -271,6 +279,7 @@ class Backups:
             for key in by_id[victim].objects:
                 await self.store.delete(key)
             await self.catalog.delete(victim)
+        self.generation += 1
         self.rt.store.record_event(f"backup(s) {', '.join(doomed)} deleted")
         return doomed
 
@@ -282,20 +291,27 @@ class Backups:
 
     async def restore_node(self, backup_id: str, cloud: str | None = None) -> Node:
         """A new node (role ``restored``) that takes the backup's data once it runs."""
-        return await self._restore_node(await self.chain(backup_id), cloud, None)
+        async with self.choosing:
+            started = self._starting(await self.chain(backup_id))
+        return await self._restore_node(started, cloud, None)
 
     async def restore_node_at(self, target: float, cloud: str | None = None) -> Node:
         """A new node (role ``restored``) holding the data as it was at the second
         ``target``: the latest backup at or before it, then the archived binlogs."""
-        records = await self.records()
-        archive = await index.current(self.store)
-        chosen = point_in_time.choose(records, [], target, archive.last_time)
-        return await self._restore_node(await self.chain(chosen.id), cloud, target)
+        async with self.choosing:
+            records = await self.records()
+            archive = await index.current(self.store)
+            chosen = point_in_time.choose(records, [], target, archive.last_time)
+            started = self._starting(chain_of(records, chosen.id))
+        return await self._restore_node(started, cloud, target)
 
-    async def _restore_node(self, chain: list[BackupRecord], cloud: str | None,
+    def _starting(self, chain: list[BackupRecord]) -> tuple[list[BackupRecord], Use]:
+        return chain, self.hold(chain, f"a restore being started (from backup {chain[-1].id})")
+
+    async def _restore_node(self, held: tuple[list[BackupRecord], Use], cloud: str | None,
                             target: float | None) -> Node:
+        chain, use = held
         backup_id = chain[-1].id
-        use = self.hold(chain, f"a restore being started (from backup {backup_id})")
         try:
             node = (await self.nodes.add_nodes(1, cloud, role=Role.RESTORED))[0]
         except BaseException:
@@ -324,11 +340,12 @@ class Backups:
                 self._note(node.id, state="failed", error=RESTORE_INTERRUPTED)
                 continue
             try:
-                chain = await self.chain(str(restore.get("backup")))
+                async with self.choosing:
+                    chain = await self.chain(str(restore.get("backup")))
+                    use = self.hold(chain, _restore_of(node.id, chain[-1].id))
             except ConpaasSQLError as exc:
                 self._note(node.id, state="failed", error=str(exc))
                 continue
-            use = self.hold(chain, _restore_of(node.id, chain[-1].id))
             self.nodes.spawn(self._restore(node.id, chain, restore.get("time"), use),
                              f"restore node {node.id}")
 

@@ -132,11 +132,18 @@ class FirstRestore:
     async def _add_first(self, count: int, cloud: str | None) -> list[Node]:
         assert self.source is not None
         try:
-            plan = await self.plan(self.source)
+            async with self.backups.choosing:
+                plan = await self.plan(self.source)
+                use = self._hold(None, plan)
         except ConpaasSQLError as exc:
             self._failed(None, str(exc))
             raise
-        first = (await self.nodes.add_nodes(1, cloud, role=Role.RESTORED))[0]
+        try:
+            first = (await self.nodes.add_nodes(1, cloud, role=Role.RESTORED))[0]
+        except BaseException:
+            self.backups.release(use)
+            raise
+        use.what = self._hold_text(first.id, plan)
         backup_id = plan.chain[-1].id
         restore: dict[str, Any] = {"backup": backup_id, "state": "waiting",
                                    "source": self.source.text}
@@ -149,8 +156,7 @@ class FirstRestore:
         self.rt.store.record_event(
             f"node {first.id} added to be the first node, holding {self.source.what} "
             f"(backup {backup_id}) of {self.source.store} (restore_from)", first.id)
-        self.nodes.spawn(self._restore(first.id, plan, self._hold(first.id, plan)),
-                         f"restore_from into node {first.id}")
+        self.nodes.spawn(self._restore(first.id, plan, use), f"restore_from into node {first.id}")
         rest = await self.nodes.add_nodes(count - 1, cloud) if count > 1 else []
         return [first, *rest]
 
@@ -206,9 +212,13 @@ class FirstRestore:
         source = self.source.text if self.source else "?"
         self.rt.store.record_event(f"restore_from {source} failed: {error}", node_id)
 
-    def _hold(self, node_id: int, plan: Plan) -> Use:
-        return self.backups.hold(plan.chain, f"restore_from into node {node_id} (backup "
-                                 f"{plan.chain[-1].id})")
+    def _hold(self, node_id: int | None, plan: Plan) -> Use:
+        return self.backups.hold(plan.chain, self._hold_text(node_id, plan))
+
+    @staticmethod
+    def _hold_text(node_id: int | None, plan: Plan) -> str:
+        into = "a new node" if node_id is None else f"node {node_id}"
+        return f"restore_from into {into} (backup {plan.chain[-1].id})"
 
     async def _restore(self, node_id: int, plan: Plan, use: Use) -> None:
         try:
@@ -289,9 +299,11 @@ class FirstRestore:
             self.nodes.spawn(self._promote(node.id), f"restore_from: promote node {node.id}")
         else:
             try:
-                plan = await self.plan(self.source)
+                async with self.backups.choosing:
+                    plan = await self.plan(self.source)
+                    use = self._hold(node.id, plan)
             except ConpaasSQLError as exc:
                 self._failed(node.id, str(exc))
                 return
-            self.nodes.spawn(self._restore(node.id, plan, self._hold(node.id, plan)),
+            self.nodes.spawn(self._restore(node.id, plan, use),
                              f"restore_from into node {node.id}")

@@ -1,8 +1,9 @@
 """Retention: ``[backup] retention_days``, what falls out of the window deleted.
 
 The restorable window must stay [now - retention, now]. A restore to its first
-second starts from the newest done full backup at or before it (the *anchor*),
-its incrementals, then the archived binlogs from the anchor's GTID position. So
+second starts from the newest done full backup at or before it whose verification
+did not fail (the *anchor*), its incrementals, then the archived binlogs from the
+anchor's GTID position. So
 what goes: every backup started before the anchor (a full one with its
 incrementals), every failed backup started before the window, and every archived
 segment whose transactions are all in the anchor's position. Without an anchor
@@ -11,7 +12,9 @@ only the segments wholly before the oldest done full backup's position, and
 older than the window, go, and the segments set aside under ``diverged/`` (another
 history, after a failover) older than the window. A running backup is never touched, nor one a kept
 backup is built on, nor (this pass) one in the chain of a restore or a verification
-under way; the segments after such a backup's position stay with it.
+under way; the segments after such a backup's position stay with it. A chain is
+chosen and held under ``Backups.choosing``, which a pass holds while it decides and
+deletes backups; a hold taken after (a restore resumed) has the segments decided anew.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ def decide(records: list[BackupRecord], segments: list[Segment], now: float, day
     held = held or {}
     cutoff = now - days * DAY
     fulls = [r for r in records if r.kind == "full" and r.state == "done"
-             and r.finished is not None]
+             and r.finished is not None and not _failed_verification(r)]
     before = [r for r in fulls if r.finished is not None and r.finished <= cutoff]
     anchor = max(before, key=_finish) if before else None
     doomed: list[str] = []
@@ -80,6 +83,12 @@ def decide(records: list[BackupRecord], segments: list[Segment], now: float, day
     order = {r.id: i for i, r in enumerate(records)}
     return Pruning(sorted(doomed, key=lambda i: -order[i]), gone,
                    anchor=anchor.id if anchor else None, cutoff=cutoff, held=kept)
+
+
+def _failed_verification(record: BackupRecord) -> bool:
+    """A verification of it failed: no anchor (kept or deleted by age only)."""
+    verified = record.extra.get("verified")
+    return isinstance(verified, dict) and verified.get("ok") is False
 
 
 def _position(record: BackupRecord) -> GtidPosition:
@@ -128,22 +137,24 @@ class Retention:
             if days is None:
                 await index.rebuild(store, segments)
                 return Pruning()
-            records = await self.backups.records()
-            pruning = decide(records, segments, time.time() if now is None else now, days,
-                             self.backups.held())
-            by_id = {r.id: r for r in records}
-            for backup_id in list(pruning.backups):
-                users = self.backups.users(backup_id)  # a restore begun since
-                if users:
-                    pruning.backups.remove(backup_id)
-                    pruning.held[backup_id] = users
-                    continue
-                for key in by_id[backup_id].objects:
-                    await store.delete(key)
-                await self.backups.catalog.delete(backup_id)
-            doomed = set(pruning.segments)
-            await index.rebuild(store, [s for s in segments if s.key not in doomed])
-            for key in pruning.segments:
+            now = time.time() if now is None else now
+            async with self.backups.choosing:  # no chain is chosen while backups go
+                records = await self.backups.records()
+                held = self.backups.held()
+                pruning = decide(records, segments, now, days, held)
+                await self._delete_backups(pruning, records)
+            kept = [r for r in records if r.id not in set(pruning.backups)]
+            if self.backups.held() != held:  # a hold taken since: decided anew
+                held = self.backups.held()
+                pruning.segments = self._redecided(pruning, kept, segments, now, days)
+            doomed = set(pruning.segments)  # listed anew: the archiver's notes since stay
+            await index.rebuild(store, [s for s in await archived(store) if s.key not in doomed])
+            for key in list(pruning.segments):
+                if self.backups.held() != held:
+                    held = self.backups.held()
+                    pruning.segments = self._redecided(pruning, kept, segments, now, days)
+                    if key not in pruning.segments:
+                        continue
                 await store.delete(key)
             pruning.set_aside = [item.key for item in await store.list(DIVERGED)
                                  if item.created < pruning.cutoff]
@@ -155,6 +166,28 @@ class Retention:
             if pruning:
                 self._report(pruning, days, segments)
             return pruning
+
+    async def _delete_backups(self, pruning: Pruning, records: list[BackupRecord]) -> None:
+        """The backups ``pruning`` names, each unless in use by now (kept, then)."""
+        by_id = {r.id: r for r in records}
+        for backup_id in list(pruning.backups):
+            users = self.backups.users(backup_id)  # a hold taken since
+            if users:
+                pruning.backups.remove(backup_id)
+                pruning.held[backup_id] = users
+                continue
+            for key in by_id[backup_id].objects:
+                await self.backups.store.delete(key)
+            await self.backups.catalog.delete(backup_id)
+            self.backups.generation += 1
+
+    def _redecided(self, pruning: Pruning, kept: list[BackupRecord], segments: list[Segment],
+                   now: float, days: float) -> list[str]:
+        """The segments still to delete now that more backups are held: only those no
+        backup in use needs (its position onwards stays)."""
+        again = decide(kept, segments, now, days, self.backups.held())
+        pruning.held.update(again.held)
+        return [key for key in pruning.segments if key in set(again.segments)]
 
     def _report(self, pruning: Pruning, days: float, segments: list[Segment]) -> None:
         doomed = [s for s in segments if s.key in set(pruning.segments)]

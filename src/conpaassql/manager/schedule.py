@@ -1,7 +1,8 @@
 """The backup scheduler: ``[backup] schedule`` and ``retention_days`` kept, as a task
 of the manager.
 
-Each turn reads the catalog (off the event loop, as every store call), starts the
+Each turn reads the catalog (off the event loop, as every store call; a copy kept
+while no backup starts, ends or is deleted, ``REREAD`` seconds at most), starts the
 backup the schedule says is due (none while one runs: ``busy`` is a skip, the
 next turn tries again) and, every ``RETENTION_EVERY`` seconds and after each
 backup, runs a retention pass. It decides from the catalog's times only, so a
@@ -12,7 +13,6 @@ restarted manager goes on where the last one was. The catalog it read is kept fo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -33,6 +33,9 @@ TURN = 60.0
 IDLE_TURN = 600.0
 #: Seconds between two periodic retention passes.
 RETENTION_EVERY = 3600.0
+#: Longest the scheduler goes on from its copy of the catalog (seconds): it is read
+#: anew sooner when a backup of this manager starts or ends or one is deleted.
+REREAD = 600.0
 
 
 @dataclass
@@ -60,6 +63,8 @@ class BackupScheduler:
         self._pruned_at = 0.0
         self._refused: str | None = None  # the last reason a scheduled start was refused
         self._task: asyncio.Task[None] | None = None
+        self._records: list[BackupRecord] | None = None  # the catalog as last read
+        self._read = (0, 0.0)  # then: the backups' generation, time.monotonic()
         backups.on_finished = self._finished
 
     @property
@@ -70,24 +75,33 @@ class BackupScheduler:
         self._task = asyncio.create_task(self.run(), name="backup scheduler")
 
     async def stop(self) -> None:
+        """Cancel the task; an error it ended with is logged, not raised (the manager's
+        other parts still close)."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._task
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("backup scheduler ended by an error")
 
     async def run(self) -> None:
+        """Turns until cancelled; a turn's error is logged and the next turn comes."""
         while True:
             pause = TURN if self.config.schedule is not None else IDLE_TURN
             try:
                 pause = await self.turn()
             except (ConpaasSQLError, OSError) as exc:
                 log.warning("backup scheduler: %s", exc)
+            except Exception:
+                log.exception("backup scheduler: a turn failed")
             await asyncio.sleep(pause)
 
     async def turn(self, now: float | None = None) -> float:
         """One turn; the seconds until the next."""
         now = time.time() if now is None else now
-        records = await self.backups.records()
+        records = await self._catalog()
         self.summary = Summary.of(records)
         schedule = self.config.schedule
         self.next = schedule.next(records, now) if schedule is not None else None
@@ -99,6 +113,17 @@ class BackupScheduler:
         if self.next is None:
             return IDLE_TURN if schedule is None else TURN
         return TURN if self.next[1] <= now else min(TURN, max(1.0, self.next[1] - now))
+
+    async def _catalog(self) -> list[BackupRecord]:
+        """The catalog: the copy of the last read unless a backup started or ended or
+        one was deleted since, or it is ``REREAD`` seconds old (the first turn reads)."""
+        generation, at = self._read
+        if (self._records is None or generation != self.backups.generation
+                or time.monotonic() - at >= REREAD):
+            generation = self.backups.generation
+            self._records = await self.backups.records()
+            self._read = (generation, time.monotonic())
+        return self._records
 
     async def _start(self, kind: str) -> None:
         try:
@@ -128,7 +153,7 @@ class BackupScheduler:
         if record.state == "done" and self.config.retention_days is not None:
             await self.retention.prune_quietly()
         try:
-            self.summary = Summary.of(await self.backups.records())
+            self.summary = Summary.of(await self._catalog())
         except (ConpaasSQLError, OSError) as exc:
             log.warning("backup catalog unread: %s", exc)
 

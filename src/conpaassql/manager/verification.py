@@ -65,13 +65,15 @@ class Verifications:
             raise BusyError(detail=f"busy: backup {backups._running} is running")
         backups._running = f"{backup_id} (verification)"
         try:
-            chain = await backups.chain(backup_id)
-            node = self.node()
+            async with backups.choosing:
+                chain = await backups.chain(backup_id)
+                node = self.node()
+                use = backups.hold(chain, f"the verification of backup {backup_id} on node "
+                                   f"{node.id}")
         except BaseException:
             backups._running = None
             raise
         self._current = {"id": backup_id, "node": str(node.id), "at": time.time()}
-        use = backups.hold(chain, f"the verification of backup {backup_id} on node {node.id}")
         self.rt.store.record_event(f"verification of backup {backup_id} started on node "
                                    f"{node.id}", node.id)
         backups.nodes.spawn(self._verify(chain, node, use), f"verify backup {backup_id}")
