@@ -124,7 +124,7 @@ def scheduled(manager: Manager, kind: str, after: float = 0.0) -> dict[str, Any]
     return wait_until(done, 180, 1.0, f"a scheduled {kind} backup")
 
 
-@pytest.mark.parametrize("single", ["schedule = full every 1d, incremental every 20s"],
+@pytest.mark.parametrize("single", ["schedule = full every 1d, incremental every 10s"],
                          indirect=True)
 def test_scheduled_backups_start_on_their_own(single: Manager) -> None:
     manager = single
@@ -133,9 +133,9 @@ def test_scheduled_backups_start_on_their_own(single: Manager) -> None:
     event(manager, f"backup {full['id']} (full, scheduled) started")
     incremental = scheduled(manager, "incremental")
     assert incremental["parent"] == full["id"]
-    assert incremental["started"] >= full["started"] + 20
+    assert incremental["started"] >= full["started"] + 10
     shown = manager.get("get_service_info")["backup"]
-    assert shown["schedule"] == "full every 1d, incremental every 20s"
+    assert shown["schedule"] == "full every 1d, incremental every 10s"
     assert shown["retention_days"] is None
     assert shown["next_backup"]["kind"] == "incremental"
     metrics = httpx.get(f"{manager.url}metrics", timeout=10).text

@@ -90,6 +90,11 @@ class Backups:
     # -- the store --------------------------------------------------------------
 
     @property
+    def busy(self) -> bool:
+        """A backup (or a verification) is being taken."""
+        return self._running is not None
+
+    @property
     def store(self) -> BackupStore:
         if self._store is None:
             self._store = open_store(self.rt.config.backup, self.rt.secrets.backup_key,

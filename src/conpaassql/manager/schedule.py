@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 #: Longest pause between two turns (seconds); shorter when a backup is due sooner.
 TURN = 60.0
+#: Seconds between turns while a backup runs.
+SOON = 5.0
 #: Between two turns without a schedule (they only refresh the summary; a backup's
 #: end refreshes it too).
 IDLE_TURN = 600.0
@@ -112,6 +114,8 @@ class BackupScheduler:
             await self.retention.prune_quietly()
         if self.next is None:
             return IDLE_TURN if schedule is None else TURN
+        if self.backups.busy:  # the next may fall due as soon as this one ends
+            return SOON
         return TURN if self.next[1] <= now else min(TURN, max(1.0, self.next[1] - now))
 
     async def _catalog(self) -> list[BackupRecord]:
