@@ -17,7 +17,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from conpaassql.backup import (
     BackupKey,
@@ -30,6 +29,7 @@ from conpaassql.backup import (
 from conpaassql.backup.catalog import BackupRecord, Catalog, new_backup_id
 from conpaassql.backup.s3store import S3Settings, S3Store
 from conpaassql.config import IniFile, ManagerConfig
+from testbed.standins.s3 import s3_server
 from testbed.streams import MIB, Generated, read_back, read_back_from_pipe
 
 KEY_ID, SECRET = "AKIDBACKUPSTANDIN001", "backup-standin-Secret-9"
@@ -39,16 +39,8 @@ KEY = BackupKey.generate()
 
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id=KEY_ID,
-                 aws_secret_access_key=SECRET).create_bucket(Bucket=BUCKET)
-    try:
+    with s3_server(BUCKET, KEY_ID, SECRET) as (url, _):
         yield url
-    finally:
-        server.stop()
 
 
 @pytest.fixture

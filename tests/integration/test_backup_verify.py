@@ -5,12 +5,14 @@ verification fail, naming the object, and a restore refuse it."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from testbed.standins.s3 import s3_server
 from tests.integration.harness import Manager, rpc_error, wait_until
 from tests.integration.test_backups import backed_up, history_line, insert, value
 
@@ -102,17 +104,9 @@ def test_s3_verify_and_a_new_service_from_the_s3_store(template_cache: Path) -> 
     """Through moto's S3 server: a backup of the master (no slave) verified on it; a
     second service restores it from the first one's prefix; a byte changed in the
     object makes the verification fail, naming it."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
     key_id, secret, bucket = "AKIDVERIFYSTANDIN003", "verify-standin-Secret-3", "verify-bk"
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
-                      aws_access_key_id=key_id, aws_secret_access_key=secret)
-    s3.create_bucket(Bucket=bucket)
+    moto = contextlib.ExitStack()
+    url, s3 = moto.enter_context(s3_server(bucket, key_id, secret))
     common = (f"endpoint_url = {url}\nregion = us-east-1\naccess_key_id = {key_id}\n"
               f"secret_access_key = {secret}\naddressing_style = path\n")
     first = Manager(template_cache, sections=f"[backup]\nstore = s3://{bucket}/one\n{common}")
@@ -148,4 +142,4 @@ def test_s3_verify_and_a_new_service_from_the_s3_store(template_cache: Path) -> 
         first.close()
         if second is not None:
             second.close()
-        server.stop()
+        moto.close()

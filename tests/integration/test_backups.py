@@ -4,12 +4,14 @@ from replication, the catalog's shapes, deletions refused, a corrupted object.""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from testbed.standins.s3 import s3_server
 from tests.integration.harness import Manager, rpc_error, wait_until
 
 pytestmark = pytest.mark.integration
@@ -143,17 +145,9 @@ def test_s3_store_backup_from_the_master_and_restore(template_cache: Path) -> No
     """Through moto's S3 server: with no slave the master is backed up, the node
     restored from S3 holds its rows, promoted it becomes the master and the old one
     a copy of it; neither key nor secret is in any log."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
     key_id, secret, bucket = "AKIDBACKUPSTANDIN002", "backup-standin-Secret-7", "svc-backups"
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    s3 = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
-                      aws_access_key_id=key_id, aws_secret_access_key=secret)
-    s3.create_bucket(Bucket=bucket)
+    moto = contextlib.ExitStack()
+    url, s3 = moto.enter_context(s3_server(bucket, key_id, secret))
     manager = Manager(template_cache, sections=(
         f"[backup]\nstore = s3://{bucket}/svc\nendpoint_url = {url}\nregion = us-east-1\n"
         f"access_key_id = {key_id}\nsecret_access_key = {secret}\naddressing_style = path\n"))
@@ -193,4 +187,4 @@ def test_s3_store_backup_from_the_master_and_restore(template_cache: Path) -> No
             assert secret not in text and backup_key not in text, log
     finally:
         manager.close()
-        server.stop()
+        moto.close()

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from conpaassql.layout import AGENT_PID_FILE, MYSQLD_PID_FILE
+from testbed.standins.s3 import s3_server
 from tests.integration.harness import Manager, process_alive, rpc_error, wait_until
 from tests.integration.test_backups import backed_up, history_line, value
 
@@ -29,19 +30,8 @@ KEY_ID, SECRET, BUCKET = "AKIDBACKUPSTANDIN003", "backup-standin-Secret-3", "pit
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
     """moto's S3 server on a loopback port, with the service's bucket."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    boto3.client("s3", endpoint_url=url, region_name="us-east-1", aws_access_key_id=KEY_ID,
-                 aws_secret_access_key=SECRET).create_bucket(Bucket=BUCKET)
-    try:
+    with s3_server(BUCKET, KEY_ID, SECRET) as (url, _):
         yield url
-    finally:
-        server.stop()
 
 
 @pytest.fixture(params=["file", "s3"])
