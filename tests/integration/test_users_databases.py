@@ -177,6 +177,11 @@ def test_users_privileges_and_logins(pair: Pair) -> None:
     assert users[("root", "localhost")]["reserved"] is True
     assert not any(name == "mariadb.sys" for name, _ in users)
     assert users_of(manager, slave) == users  # the same accounts and grants, replicated
+    root_sql(manager, master, "ALTER USER 'writer'@'%' ACCOUNT LOCK")
+    writer = users_of(manager, master)[("writer", "%")]
+    assert writer["locked"] and not writer["can_login"]
+    root_sql(manager, master, "ALTER USER 'writer'@'%' ACCOUNT UNLOCK")
+    pair.sync()
     seen = manager.call("get_users", "GET")
     assert [n["id"] for n in seen["nodes"]] == [master, slave]  # reads: every node
     assert [n["role"] for n in seen["nodes"]] == ["master", "slave"]

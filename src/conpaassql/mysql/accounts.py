@@ -51,10 +51,10 @@ _LIST_USERS = (
     " COALESCE(JSON_VALUE(Priv, '$.plugin'), 'mysql_native_password') AS plugin,"
     " COALESCE(JSON_VALUE(Priv, '$.authentication_string'), '') <> '' AS password_set,"
     " COALESCE(JSON_VALUE(Priv, '$.authentication_string'), '') = 'invalid' AS invalid,"
-    " COALESCE(JSON_VALUE(Priv, '$.account_locked'), 'false') = 'true' AS locked,"
+    " COALESCE(JSON_EXTRACT(Priv, '$.account_locked'), 'false') = 'true' AS locked,"
     " COALESCE(JSON_VALUE(Priv, '$.password_last_changed'), 1) = 0 AS password_expired"
     " FROM mysql.global_priv"
-    " WHERE Host <> '' AND COALESCE(JSON_VALUE(Priv, '$.is_role'), 'false') <> 'true'"
+    " WHERE Host <> '' AND COALESCE(JSON_EXTRACT(Priv, '$.is_role'), 'false') <> 'true'"
     " AND User <> 'mariadb.sys' ORDER BY User, Host"
 )
 
