@@ -19,10 +19,12 @@ over ``--repeat`` rounds whose order alternates:
    while the service loads, the resident memory of the manager and of the node's
    agent is sampled every 50 ms;
 2. export: ``mariadb-dump --single-transaction DB > file`` on the node's socket,
-   and over TLS as above, against ``sqldump`` as conpaassql-client takes it,
-   streamed to a file; and, to tell the cost of the service's dump options from
-   that of the transfer, the native ``mariadb-dump`` with the options the service
-   uses.
+   and over TLS as above, against ``sqldump`` as conpaassql-client takes it (made
+   by this host's ``mariadb-dump`` with a dump account the manager grants;
+   ``--through-manager``: relayed by the manager), into a file; the same streamed
+   from the node's agent (what a host without ``mariadb-dump`` gets); and, to tell
+   the cost of the service's dump options from that of the transfer, the native
+   ``mariadb-dump`` with the options the service uses.
 
 Before every timed run the server is settled (dirty pages flushed, undo purged,
 the OS's write-back done), so that no run pays for the one before. Each run also
@@ -100,6 +102,7 @@ class Results:
     export_base: list[float] = field(default_factory=list)
     export_service: list[float] = field(default_factory=list)
     export_options: list[float] = field(default_factory=list)  # native, the service's options
+    export_stream: list[float] = field(default_factory=list)  # from the agent, no tool here
     export_base_bytes: list[int] = field(default_factory=list)
     export_service_bytes: list[int] = field(default_factory=list)
     rss_load: dict[str, float] = field(default_factory=dict)  # peaks over every round
@@ -171,7 +174,9 @@ def measure_exports(args: argparse.Namespace, manager: ManagerProcess, natives: 
     pids = {"manager": manager.pid, "agent": manager.agent_pid(node_id),
             "mariadbd": manager.mysqld_pid(node_id)}
     for round_index in range(args.repeat):
-        for kind in order(("base", "service", "options", "tls"), round_index):
+        kinds = ("base", "service", "options", "tls") if args.through_manager \
+            else ("base", "service", "options", "tls", "stream")
+        for kind in order(kinds, round_index):
             out = root / f"export-{kind}.sql"
             archive_settled(manager, native, float(args.timeout))
             native.settle()
@@ -179,6 +184,10 @@ def measure_exports(args: argparse.Namespace, manager: ManagerProcess, natives: 
                 seconds = natives.tls.dump(SOURCE_DB, out)
                 size = out.stat().st_size
                 results.export_tls.append(seconds)
+            elif kind == "stream":
+                size, seconds = manager.timed_download("sqldump", out, database=SOURCE_DB,
+                                                       direct=True)
+                results.export_stream.append(seconds)
             elif kind == "options":
                 seconds = native.dump(SOURCE_DB, out, EXPORT_OPTIONS)
                 size = out.stat().st_size
@@ -192,8 +201,9 @@ def measure_exports(args: argparse.Namespace, manager: ManagerProcess, natives: 
                 results.cpu_export_base.append(watch.cpu)
             else:
                 with Watch(pids, rss=("manager", "agent")) as watch:
-                    size, seconds = manager.timed_download("sqldump", out, database=SOURCE_DB,
-                                                           direct=not args.through_manager)
+                    size, seconds = manager.timed_download(
+                        "sqldump", out, database=SOURCE_DB, direct=not args.through_manager,
+                        native=not args.through_manager)
                 if size != out.stat().st_size:
                     raise BenchError(f"sqldump: {size} bytes received, "
                                      f"{out.stat().st_size} written")
@@ -307,6 +317,10 @@ def summary(results: Results) -> dict[str, Any]:
         "export_tls_ratio": round(export_service / median(results.export_tls), 4),
         "export_options_s": round(median(results.export_options), 3),
         "export_options_ratio": round(median(results.export_options) / export_base, 4),
+        "export_stream_s": round(median(results.export_stream), 3)
+        if results.export_stream else None,
+        "export_stream_ratio": round(median(results.export_stream) / export_base, 4)
+        if results.export_stream else None,
         "export_base_bytes": results.export_base_bytes[0],
         "export_service_bytes": results.export_service_bytes[0],
         "rss_peak_mb": {"load": {k: round(v, 1) for k, v in results.rss_load.items()},
@@ -322,6 +336,7 @@ def summary(results: Results) -> dict[str, Any]:
             "export_base_s": [round(v, 3) for v in results.export_base],
             "export_service_s": [round(v, 3) for v in results.export_service],
             "export_options_s": [round(v, 3) for v in results.export_options],
+            "export_stream_s": [round(v, 3) for v in results.export_stream],
             "load_tls_s": [round(v, 3) for v in results.load_tls],
             "export_tls_s": [round(v, 3) for v in results.export_tls],
         },
@@ -372,6 +387,11 @@ def render(figures: dict[str, Any]) -> None:
     table.add_row("  against mariadb-dump over TLS to the node",
                   f"{figures['export_tls_s']:.2f} s", f"{figures['export_service_s']:.2f} s",
                   runs_of(runs["export_tls_s"]), f"{figures['export_tls_ratio']:.3f}", "")
+    if figures["export_stream_s"] is not None:
+        table.add_row("  sqldump streamed from the node's agent (no mariadb-dump here)",
+                      f"{figures['export_base_s']:.2f} s", f"{figures['export_stream_s']:.2f} s",
+                      runs_of(runs["export_stream_s"]), f"{figures['export_stream_ratio']:.3f}",
+                      "")
     table.add_row("  mariadb-dump with the service's options",
                   f"{figures['export_options_s']:.2f} s", "",
                   runs_of(runs["export_options_s"]), f"{figures['export_options_ratio']:.3f}",
@@ -420,7 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     if not run_measured("cqd-", run):
         return 1
     return report(results, started, summary, render,
-                  path="through the manager" if args.through_manager else "straight to the node")
+                  path="through the manager" if args.through_manager
+                  else "straight to the node; sqldump by mariadb-dump here")
 
 
 if __name__ == "__main__":

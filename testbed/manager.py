@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
+from conpaassql.client import native_dump
 from conpaassql.cloud.local import port_free, read_pid, stop_node_processes
 from conpaassql.files import write_private
 from conpaassql.layout import AGENT_PID_FILE, MYSQLD_PID_FILE, MYSQLD_SOCKET_FILE
@@ -253,14 +254,22 @@ class Manager:
         return result
 
     def timed_download(self, method: str, path: Path, *, deadline: float | None = None,
-                       direct: bool = False, **params: Any) -> tuple[int, float]:
+                       direct: bool = False, native: bool = False,
+                       **params: Any) -> tuple[int, float]:
         """``download``, and its seconds (``HarnessError`` past ``deadline`` seconds);
-        ``direct`` as in ``timed_upload``."""
+        ``direct`` as in ``timed_upload``; ``native``: an ``sqldump`` made by this
+        host's ``mariadb-dump`` as ``conpaassql-client`` makes it."""
 
         async def fetch() -> tuple[int, float]:
             async with RpcClient(self.url, token=self.api_token) as client:
                 with open(path, "wb") as handle:
                     started = time.perf_counter()
+                    if native:
+                        made = await native_dump.dump_into(client, params, handle,
+                                                           lambda _: None)
+                        if made is None:
+                            raise HarnessError("no dump made by mariadb-dump here")
+                        return made, time.perf_counter() - started
                     size = 0
                     async with transfer.stream(client, method, params,
                                                direct=direct) as stream:

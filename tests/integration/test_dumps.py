@@ -382,3 +382,121 @@ def test_exports_at_once_are_bounded(pair: Pair) -> None:
     assert refused.startswith(f"Service in wrong state DETAIL:busy: {MAX_EXPORTS} dumps"), \
         refused
     assert size > 0
+
+
+# -- sqldump made by the client's own mariadb-dump ---------------------------------------
+
+
+def dump_accounts(manager: Manager, node_id: int) -> list[str]:
+    """The short-lived dump accounts on the node, and whether each is locked."""
+    answer = manager.sql(node_id, "SELECT User,"
+                                  " COALESCE(JSON_EXTRACT(Priv, '$.account_locked'), 'false')"
+                                  " FROM mysql.global_priv"
+                                  " WHERE LEFT(User, 16) = 'conpaassql_dump_' ORDER BY User")
+    assert answer.returncode == 0, answer.stderr
+    return [line for line in answer.stdout.splitlines() if line]
+
+
+def gtid_binlog_pos(manager: Manager, node_id: int) -> str:
+    return manager.sql(node_id, "SELECT @@global.gtid_binlog_pos").stdout.strip()
+
+
+def test_a_dump_account_serves_one_login_over_tls_on_its_node_only(pair: Pair) -> None:
+    """``grant_sqldump_login``: an account on the master alone (nothing replicated, no
+    GTID spent), refused without TLS, locked once its one session is open, refused a
+    second login, and dropped when that session ends."""
+    manager, master, slave = pair.manager, pair.master, pair.slave
+    before = gtid_binlog_pos(manager, master)
+    login = manager.get("grant_sqldump_login", database="src", serviceNodeId=master)
+    assert (login["node"], login["host"]) == (master, manager.node(master)["ip"])
+    assert login["args"][-2:] == ["--", "src"] and "--master-data=2" in login["args"]
+    user, password, where = login["user"], login["password"], (login["host"], login["port"])
+    assert f"{user}\tfalse" in dump_accounts(manager, master)
+    pair.sync()
+    assert dump_accounts(manager, slave) == []
+    assert gtid_binlog_pos(manager, master) == before
+
+    plain = subprocess.run(
+        ["mariadb", f"--defaults-file={manager.defaults_file(user, password)}",
+         "-h", where[0], "-P", str(where[1]), "--skip-ssl", "-e", "SELECT 1"],
+        capture_output=True, text=True, timeout=30, check=False)
+    assert plain.returncode != 0 and "Access denied" in plain.stderr
+    session = subprocess.Popen(
+        ["mariadb", f"--defaults-file={manager.defaults_file(user, password)}",
+         "-h", where[0], "-P", str(where[1]), "--ssl", f"--ssl-ca={manager.ca_file}",
+         "--ssl-verify-server-cert", "--batch", "--skip-column-names",
+         "-e", "SELECT SLEEP(3); SELECT COUNT(*) FROM src.t"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_until(lambda: f"{user}\ttrue" in dump_accounts(manager, master)
+                   or session.poll() is not None, 10, 0.1,
+                   "the account locked once its session is open")
+        assert session.poll() is None, session.communicate()
+        again = manager.sql(master, "SELECT 1", user=user, password=password, tcp=where)
+        assert again.returncode != 0
+        assert "locked" in again.stderr or "max_connections_per_hour" in again.stderr
+        out, err = session.communicate(timeout=30)
+    finally:
+        if session.poll() is None:
+            session.kill()
+            session.wait()
+    assert session.returncode == 0, err
+    assert out.split() == ["0", str(ROWS)]  # the locked account's session went on
+    wait_until(lambda: not any(line.startswith(user) for line in dump_accounts(manager, master)),
+               15, 0.2, "the account dropped once its session ended")
+    assert gtid_binlog_pos(manager, master) == before
+
+
+def test_sqldump_by_this_hosts_mariadb_dump_is_whole_and_leaves_no_account(
+        pair: Pair, tmp_path: Path) -> None:
+    """``conpaassql-client sqldump`` runs mariadb-dump here against the node: routines,
+    triggers, events and views come along, the dump loads back to the same rows, and
+    the account is gone afterwards."""
+    manager, master, slave = pair.manager, pair.master, pair.slave
+    made = manager.sql(master, (
+        "CREATE DATABASE kit; CREATE TABLE kit.t (id INT PRIMARY KEY, v INT);"
+        " INSERT INTO kit.t SELECT seq, seq * 3 FROM kit.seq_1_to_2000;"
+        " CREATE VIEW kit.big AS SELECT * FROM kit.t WHERE v > 3000;"
+        " CREATE PROCEDURE kit.triple(IN x INT) SELECT x * 3;"
+        " USE kit; CREATE TRIGGER keep BEFORE INSERT ON t FOR EACH ROW SET NEW.v = NEW.id * 3;"
+        " CREATE EVENT kit.tick ON SCHEDULE EVERY 1 DAY DISABLE DO SELECT 1;"))
+    assert made.returncode == 0, made.stderr
+    pair.sync()
+    client = [sys.executable, "-m", "conpaassql.client", "127.0.0.1", str(manager.port)]
+    out = tmp_path / "kit.sql"
+    done = subprocess.run([*client, "sqldump", "kit", "--node", str(slave), "-o", str(out)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    text = out.read_text()
+    for made_here in ("PROCEDURE `triple`", "TRIGGER keep", "EVENT `tick`",
+                      "VIEW `big`", "INSERT INTO `t` VALUES"):
+        assert made_here in text, made_here
+    assert f"-- Host: {manager.node(slave)['ip']}" in text  # made over TCP, not by the agent
+    history = [e["message"] for e in manager.get("get_service_history", limit=50)["history"]]
+    assert any(m.startswith("dump account conpaassql_dump_") and
+               m.endswith(f"opened on node {slave}") for m in history)
+    assert manager.sql(master, "CREATE DATABASE kit_copy").returncode == 0
+    reply = manager.upload("load_dump", "mysqldump_file", out, database="kit_copy")
+    assert reply["nodes"] == [master]
+    assert checksum(manager, master, "kit_copy.t") == checksum(manager, master, "kit.t")
+    wait_until(lambda: dump_accounts(manager, slave) == [], 15, 0.2, "no dump account left")
+
+
+def test_sqldump_without_mariadb_dump_here_comes_from_the_agent(
+        pair: Pair, tmp_path: Path) -> None:
+    """A host without the tool takes the dump from the node's agent, as before."""
+    manager = pair.manager
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    client = [sys.executable, "-m", "conpaassql.client", "127.0.0.1", str(manager.port)]
+    opened = len([e for e in manager.get("get_service_history", limit=300)["history"]
+                  if e["message"].startswith("dump account ")])
+    out = tmp_path / "src.sql"
+    done = subprocess.run([*client, "sqldump", "src", "-o", str(out)], capture_output=True,
+                          text=True, timeout=120, check=False,
+                          env={**os.environ, "PATH": str(empty)})
+    assert done.returncode == 0, done.stderr
+    text = out.read_text()
+    assert "-- Host: localhost" in text and "-- Dump completed on" in text[-100:]
+    assert opened == len([e for e in manager.get("get_service_history", limit=300)["history"]
+                          if e["message"].startswith("dump account ")])

@@ -92,6 +92,8 @@ CASES = [
     node("node {node.id} is the master", "node 1 is the master", "master"),
     node("dump of {answer.bytes} bytes loaded into node {node.id}",
          "dump of 3145728 bytes loaded into node 1", "data"),
+    node("dump account {login.user} opened on node {node.id}",
+         "dump account conpaassql_dump_0a1b2c3d4e5f opened on node 2", "data"),
     node("{method.name} into node {node.id} failed: {str(exc)[:300]}",
          "load_dump into node 1 failed: MySQL error 1064 DETAIL:syntax error", "data"),
     node("{method.name} into node {node.id} failed: {str(exc)[:300]}",

@@ -12,6 +12,7 @@ from conpaassql.agent.admin_api import AdminApi
 from conpaassql.agent.archive_api import ArchiveApi
 from conpaassql.agent.cert_api import CertificateApi
 from conpaassql.agent.data_api import DataApi
+from conpaassql.agent.dump_logins import DumpLogins
 from conpaassql.agent.options_api import OptionsApi
 from conpaassql.agent.replication_api import ReplicationApi
 from conpaassql.agent.seed_api import SeedApi
@@ -52,6 +53,7 @@ class AgentApi:
         self.certificates = CertificateApi(settings, supervisor)
         self.options = OptionsApi(settings, supervisor)
         self.archive = ArchiveApi(settings, supervisor)
+        self.dump_logins = DumpLogins(supervisor)
 
     def registry(self) -> Registry:
         registry = Registry()
@@ -63,7 +65,7 @@ class AgentApi:
                           self.set_server_configuration)
         protocol.register(registry, protocol.GET_SERVER_PERFORMANCE,
                           self.get_server_performance)
-        DataApi(self.settings, self.supervisor).register(registry)
+        DataApi(self.settings, self.supervisor, self.dump_logins).register(registry)
         AdminApi(self.settings, self.supervisor).register(registry)
         SeedApi(self.settings, self.supervisor).register(registry)
         store = StoreApi(self.settings, self.supervisor)

@@ -81,6 +81,7 @@ async def serve(settings: AgentSettings) -> None:
             with contextlib.suppress(asyncio.CancelledError, ConpaasSQLError):
                 await task
         await web.api.archive.close()
+        await web.api.dump_logins.close()
         with contextlib.suppress(ConpaasSQLError):
             await supervisor.stop()
         supervisor.session.close()

@@ -12,16 +12,24 @@ import asyncio
 import logging
 from typing import Any
 
+from conpaassql.agent.dump_logins import DumpLogins
 from conpaassql.agent.settings import AgentSettings
 from conpaassql.agent.supervisor import Supervisor
 from conpaassql.domain.states import AgentState
 from conpaassql.errors import BusyError, ConpaasSQLError, InvalidArgumentError, WrongStateError
-from conpaassql.mysql.dump import SQL_MEDIA_TYPE, Export, load_sql
+from conpaassql.mysql.dump import SQL_MEDIA_TYPE, Export, dump_arguments, load_sql
+from conpaassql.mysql.dump_logins import user_databases
 from conpaassql.mysql.guards import ensure_writable
 from conpaassql.mysql.schemas import database_exists
 from conpaassql.names import check_user_database
 from conpaassql.protocol import agent as protocol
-from conpaassql.protocol.agent import DumpLoaded, DumpRequest
+from conpaassql.protocol.agent import (
+    DumpLoaded,
+    DumpLoginReply,
+    DumpLoginRequest,
+    DumpRequest,
+    OkReply,
+)
 from conpaassql.rpc.grants import GRANTED
 from conpaassql.rpc.multipart import UploadStream
 from conpaassql.rpc.registry import CallContext, Registry
@@ -32,9 +40,11 @@ log = logging.getLogger(__name__)
 MAX_GRANTED_EXPORTS = 4
 
 class DataApi:
-    def __init__(self, settings: AgentSettings, supervisor: Supervisor) -> None:
+    def __init__(self, settings: AgentSettings, supervisor: Supervisor,
+                 dump_logins: DumpLogins) -> None:
         self.settings = settings
         self.supervisor = supervisor
+        self.dump_logins = dump_logins
         self._loading = asyncio.Lock()
         self._granted_exports = 0
 
@@ -42,6 +52,8 @@ class DataApi:
         protocol.register(registry, protocol.SEND_MYSQLDUMP, self.send_mysqldump)
         protocol.register(registry, protocol.LOAD_DUMP, self.load_dump)
         protocol.register(registry, protocol.SQLDUMP, self.sqldump)
+        protocol.register(registry, protocol.OPEN_DUMP_LOGIN, self.open_dump_login)
+        protocol.register(registry, protocol.CLOSE_DUMP_LOGIN, self.close_dump_login)
 
     def _ensure_running(self) -> None:
         if self.supervisor.state is not AgentState.RUNNING:
@@ -109,6 +121,26 @@ class DataApi:
         return ByteStreamResponse(export.chunks(), media_type=SQL_MEDIA_TYPE,
                                   cleanup=export.close, failure_line=sql_failure_line,
                                   ended=self._granted_export_ended)
+
+    async def open_dump_login(self, params: DumpRequest, ctx: CallContext) -> dict[str, Any]:
+        """An account for one ``mariadb-dump`` of this server over TLS (``sqldump``'s
+        options), and the tool's arguments; the manager hands it to a client."""
+        self._ensure_running()
+        if params.database is not None:
+            databases = [await self._existing(params.database)]
+            args = dump_arguments(databases)
+        else:
+            databases = await user_databases(self.supervisor.session)
+            args = dump_arguments(None)
+        login = await self.dump_logins.open(databases)
+        return DumpLoginReply(user=login.user, password=login.password,
+                              port=self.settings.mysql_port, args=args).wire()
+
+    async def close_dump_login(self, params: DumpLoginRequest,
+                               ctx: CallContext) -> dict[str, Any]:
+        """The client is done with the account: it goes as soon as it has no session."""
+        self.dump_logins.release(params.user)
+        return OkReply().wire()
 
     def _granted_export_ended(self) -> None:
         self._granted_exports -= 1

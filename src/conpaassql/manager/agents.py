@@ -30,6 +30,8 @@ from conpaassql.protocol.agent import (
     DatabasesReply,
     DrainRequest,
     DumpLoaded,
+    DumpLoginReply,
+    DumpLoginRequest,
     DumpRequest,
     Fenced,
     GtidWaited,
@@ -209,6 +211,15 @@ class AgentLink:
                 ) -> AbstractAsyncContextManager[ByteStream]:
         """A dump of the node's server, read as the agent makes it."""
         return self._client(node).stream(protocol.SQLDUMP.name, request.wire())
+
+    async def open_dump_login(self, node: Node, request: DumpRequest, *,
+                              timeout: float | None = None) -> DumpLoginReply:
+        """A short-lived account on the node for one ``mariadb-dump`` over TLS."""
+        return await self._call(node, protocol.OPEN_DUMP_LOGIN, request, timeout)
+
+    async def close_dump_login(self, node: Node, request: DumpLoginRequest, *,
+                               timeout: float | None = None) -> OkReply:
+        return await self._call(node, protocol.CLOSE_DUMP_LOGIN, request, timeout)
 
     # -- replication ----------------------------------------------------------
 

@@ -7,7 +7,10 @@ straight into the caller's; the manager holds a few chunks at most.
 A client may instead ask for a transfer grant (``grant_load``, ``grant_sqldump``):
 the node's agent, where to reach it and how to know it, and the manager's signed
 leave to call its method once. The bytes then go from the client to the agent
-and back through no other process (``rpc.transfer``).
+and back through no other process (``rpc.transfer``). A client that has
+``mariadb-dump`` may ask for more (``grant_sqldump_login``): a short-lived account
+on the node, made for one dump, to run the export itself over TLS; the bytes then
+go through no process of ours at all.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from conpaassql.domain.node import Node
 from conpaassql.errors import (
     BusyError,
     ConpaasSQLError,
+    InvalidArgumentError,
     UnexpectedArgumentsError,
     UnreachableError,
 )
@@ -31,7 +35,7 @@ from conpaassql.manager.outcomes import nodes_failed
 from conpaassql.manager.service import NodeService
 from conpaassql.names import check_user_database
 from conpaassql.protocol import agent as protocol
-from conpaassql.protocol.agent import AgentMethod, DumpLoaded, DumpRequest
+from conpaassql.protocol.agent import AgentMethod, DumpLoaded, DumpLoginRequest, DumpRequest
 from conpaassql.rpc.grants import make_transfer_grant
 from conpaassql.rpc.multipart import UploadStream
 from conpaassql.rpc.protocol import ProtocolError
@@ -61,6 +65,10 @@ class ExportParams(Params):
     serviceNodeId: NodeId | None = Field(default=None, validation_alias=targets.NODE_ID_ALIASES)
 
 
+class ReleaseLoginParams(Params):
+    user: Text
+
+
 class GrantLoadParams(SendDumpParams):
     method: Literal["load_dump", "send_mysqldump"] = "load_dump"
 
@@ -71,6 +79,7 @@ class DataApi:
         self.rt = nodes.rt
         self._loading: str | None = None
         self._exports = 0  # sqldump streams going on
+        self._logins: dict[str, int] = {}  # dump accounts given out: their nodes
 
     def register(self, registry: Registry) -> None:
         registry.add("send_mysqldump", "UPLOAD", self.send_mysqldump, SendDumpParams,
@@ -80,6 +89,9 @@ class DataApi:
         registry.add("sqldump", "GET", self.sqldump, ExportParams)
         registry.add("grant_load", "POST", self.grant_load, GrantLoadParams)
         registry.add("grant_sqldump", "GET", self.grant_sqldump, ExportParams)
+        registry.add("grant_sqldump_login", "GET", self.grant_sqldump_login, ExportParams)
+        registry.add("release_sqldump_login", "GET", self.release_sqldump_login,
+                     ReleaseLoginParams)
 
     # -- in ---------------------------------------------------------------
 
@@ -185,6 +197,43 @@ class DataApi:
         database = None if params.database is None else check_user_database(params.database)
         return {**self._transfer(node, "sqldump"),
                 "headers": self._export_headers(node, database)}
+
+    async def grant_sqldump_login(self, params: ExportParams,
+                                  ctx: CallContext) -> dict[str, Any]:
+        """An account for one ``mariadb-dump`` against the node ``sqldump`` would come
+        from, over TLS verified with the service's CA: the node's address and port,
+        the account (one login, dropped when its connection ends or after a minute
+        unused), the CA, and the tool's arguments but the login."""
+        node = targets.source(self.nodes.live_nodes(), params.serviceNodeId)
+        database = None if params.database is None else check_user_database(params.database)
+        if not node.ip:
+            raise UnreachableError(f"node {node.id}", detail="its address is not known yet")
+        try:
+            login = await self.rt.agents.open_dump_login(node, DumpRequest(database=database))
+        except ConpaasSQLError as exc:
+            raise nodes_failed([(node, exc)], []) from None
+        self.rt.store.record_event(f"dump account {login.user} opened on node {node.id}",
+                                   node.id)
+        self._logins[login.user] = node.id
+        return {"node": node.id, "host": node.ip, "port": login.port, "user": login.user,
+                "password": login.password, "ca": self.rt.authority.ca_pem,
+                "args": login.args, "headers": self._export_headers(node, database)}
+
+    async def release_sqldump_login(self, params: ReleaseLoginParams,
+                                    ctx: CallContext) -> dict[str, Any]:
+        """The client is done with its dump account: the node drops it as soon as it
+        has no session (else it goes when its session ends, or a minute unused)."""
+        node_id = self._logins.get(params.user)
+        node = next((n for n in self.nodes.live_nodes() if n.id == node_id), None)
+        if node is None:
+            raise InvalidArgumentError("user", detail=f"no dump account {params.user[:80]!r} "
+                                       "given out by this manager is left")
+        try:
+            await self.rt.agents.close_dump_login(node, DumpLoginRequest(user=params.user))
+        except ConpaasSQLError as exc:
+            raise nodes_failed([(node, exc)], []) from None
+        del self._logins[params.user]
+        return {"user": params.user, "node": node.id, "released": True}
 
     def _transfer(self, node: Node, method: str) -> dict[str, Any]:
         """Where node ``node``'s agent is, the name and CA its certificate shows, and

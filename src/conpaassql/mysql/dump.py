@@ -97,13 +97,20 @@ def client_command(paths: ServerPaths, database: str | None = None) -> list[str]
     return args
 
 
-def dump_command(paths: ServerPaths, databases: Sequence[str] | None) -> list[str]:
-    """``mariadb-dump`` of one database (its tables, loadable into any database), or of
-    every database but the system ones (with their ``CREATE DATABASE``)."""
-    args = [find_binary(*DUMPER), f"--defaults-file={paths.client_cnf}", *EXPORT_OPTIONS]
+def dump_arguments(databases: Sequence[str] | None) -> list[str]:
+    """The export's arguments but the login: one database (its tables, loadable into
+    any database), or every database but the system ones (with their ``CREATE
+    DATABASE``)."""
     if databases:
-        return [*args, "--", *databases]
-    return [*args, "--all-databases", "--ignore-database=mysql", "--ignore-database=sys"]
+        return [*EXPORT_OPTIONS, "--", *databases]
+    return [*EXPORT_OPTIONS, "--all-databases", "--ignore-database=mysql",
+            "--ignore-database=sys"]
+
+
+def dump_command(paths: ServerPaths, databases: Sequence[str] | None) -> list[str]:
+    """``mariadb-dump`` logged in as root over the socket, with ``dump_arguments``."""
+    return [find_binary(*DUMPER), f"--defaults-file={paths.client_cnf}",
+            *dump_arguments(databases)]
 
 
 def client_error(text: str, what: str) -> MySQLError:

@@ -180,6 +180,12 @@ class DumpRequest(Request):
     database: Text | None = None
 
 
+class DumpLoginRequest(Request):
+    """One of the node's dump accounts (``open_dump_login``)."""
+
+    user: Annotated[str, Field(pattern=r"^conpaassql_dump_[0-9a-f]{12}$")]
+
+
 class MasterRequest(Request):
     replication_password: Text
     semi_sync: Flag = True
@@ -364,6 +370,17 @@ class DumpLoaded(OkReply):
     gzip: bool | None = None
 
 
+class DumpLoginReply(OkReply):
+    """A short-lived account to run ``mariadb-dump`` with against the node, over TLS:
+    its name and password, the server's port, and the tool's arguments but the login
+    (the export's options, then the databases)."""
+
+    user: str
+    password: str = Field(repr=False)
+    port: int
+    args: list[str]
+
+
 class ReplicationReply(OkReply):
     """A change of role, and the server's replication state after it."""
 
@@ -503,6 +520,8 @@ LOAD_DUMP = _method("load_dump", "UPLOAD", DumpRequest, DumpLoaded, file="mysqld
                     access="granted")
 SQLDUMP: AgentMethod[DumpRequest, Reply] = _method("sqldump", "GET", DumpRequest,
                                                   None, access="granted")
+OPEN_DUMP_LOGIN = _method("open_dump_login", "POST", DumpRequest, DumpLoginReply)
+CLOSE_DUMP_LOGIN = _method("close_dump_login", "POST", DumpLoginRequest, OkReply)
 
 SET_UP_REPLICA_MASTER = _method("set_up_replica_master", "POST", MasterRequest,
                                 ReplicationReply)
@@ -537,13 +556,13 @@ GET_JOB_PROGRESS = _method("get_job_progress", "GET", NoRequest, JobProgressRepl
 METHODS: tuple[AgentMethod[Any, Any], ...] = (
     GET_SERVER_STATE, START_SERVER, STOP_SERVER, RESTART_SERVER, SET_SERVER_CONFIGURATION,
     GET_SERVER_PERFORMANCE, CONFIGURE_USER, DELETE_USER, SET_PASSWORD, GET_ALL_USERS,
-    CREATE_DATABASE, DROP_DATABASE, LIST_DATABASES, GET_LOG, SEND_MYSQLDUMP, LOAD_DUMP,
-    SQLDUMP, SET_UP_REPLICA_MASTER, SET_UP_REPLICA_SLAVE, SET_READ_ONLY, SOURCE_ADDRESS,
-    SET_REPLICA_HOSTS, WAIT_FOR_GTID, DRAIN_RELAY_LOG, FENCE, GET_REPLICATION_STATUS,
-    BACKUP_STREAM, BACKUP_PUSH, COPY_DUMP, SEED_FROM, INSTALL_CERTIFICATE,
+    CREATE_DATABASE, DROP_DATABASE, LIST_DATABASES, GET_LOG, SEND_MYSQLDUMP, LOAD_DUMP, SQLDUMP,
+    OPEN_DUMP_LOGIN, CLOSE_DUMP_LOGIN, SET_UP_REPLICA_MASTER, SET_UP_REPLICA_SLAVE, SET_READ_ONLY,
+    SOURCE_ADDRESS, SET_REPLICA_HOSTS, WAIT_FOR_GTID, DRAIN_RELAY_LOG, FENCE,
+    GET_REPLICATION_STATUS, BACKUP_STREAM, BACKUP_PUSH, COPY_DUMP, SEED_FROM, INSTALL_CERTIFICATE,
     SET_SERVICE_OPTIONS, GET_SERVICE_OPTIONS, RESTART_FOR_OPTIONS, BACKUP_TO_STORE,
-    RESTORE_FROM_STORE, ARCHIVE_BINLOGS, STOP_ARCHIVING, GET_ARCHIVE_STATUS,
-    VERIFY_FROM_STORE, GET_JOB_PROGRESS,
+    RESTORE_FROM_STORE, ARCHIVE_BINLOGS, STOP_ARCHIVING, GET_ARCHIVE_STATUS, VERIFY_FROM_STORE,
+    GET_JOB_PROGRESS,
 )
 
 
