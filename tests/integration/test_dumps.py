@@ -244,6 +244,21 @@ def test_dumps_straight_to_and_from_the_node(pair: Pair, tmp_path: Path) -> None
         assert text.startswith(expected), (params, text)
     assert rpc_error(lambda: manager.get("grant_sqldump", serviceNodeId=99)).startswith(
         "Invalid argument: serviceNodeId")
+    # The same for an account to run mariadb-dump with; and nothing is made.
+    for method, params, expected in [
+            ("grant_sqldump_login", {"serviceNodeId": 99}, "Invalid argument: serviceNodeId"),
+            ("grant_sqldump_login", {"database": "mysql"}, "Invalid argument: database"),
+            ("grant_sqldump_login", {"database": "no_such_db"},
+             "Invalid argument: database DETAIL:no database 'no_such_db'"),
+            ("grant_sqldump_login", {"database": "src", "user": "x"},
+             "Unexpected arguments ['user']"),
+            ("release_sqldump_login", {}, "Missing argument: user"),
+            ("release_sqldump_login", {"user": "conpaassql_dump_000000000000"},
+             "Invalid argument: user"),
+            ("release_sqldump_login", {"user": ["x"]}, "Invalid argument: user")]:
+        text = rpc_error(lambda m=method, p=params: manager.get(m, **p))
+        assert text.startswith(expected), (method, params, text)
+    assert dump_accounts(manager, master) == dump_accounts(manager, slave) == []
 
 
 def test_dump_with_an_error_in_the_middle(pair: Pair, tmp_path: Path) -> None:
