@@ -515,3 +515,21 @@ def test_sqldump_without_mariadb_dump_here_comes_from_the_agent(
     assert "-- Host: localhost" in text and "-- Dump completed on" in text[-100:]
     assert opened == len([e for e in manager.get("get_service_history", limit=300)["history"]
                           if e["message"].startswith("dump account ")])
+
+
+def test_a_dump_account_nobody_watches_is_dropped(pair: Pair) -> None:
+    """One left by an earlier agent (or copied in with another node's data) goes when
+    the node next opens one; one in use stays."""
+    manager, slave = pair.manager, pair.slave
+    leftover = "conpaassql_dump_0123456789ab"
+    made = manager.sql(slave, f"SET STATEMENT sql_log_bin=0 FOR CREATE USER '{leftover}'@'%'")
+    assert made.returncode == 0, made.stderr
+    assert f"{leftover}\tfalse" in dump_accounts(manager, slave)
+    login = manager.get("grant_sqldump_login", database="src", serviceNodeId=slave)
+    assert dump_accounts(manager, slave) == [f"{login['user']}\tfalse"]
+    assert manager.get("release_sqldump_login", user=login["user"]) == {
+        "user": login["user"], "node": slave, "released": True}
+    wait_until(lambda: dump_accounts(manager, slave) == [], 10, 0.1,
+               "the released account dropped")
+    assert "Invalid argument: user" in rpc_error(
+        lambda: manager.get("release_sqldump_login", user=login["user"]))

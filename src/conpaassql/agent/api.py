@@ -177,6 +177,7 @@ class AgentApi:
         while True:
             if self.supervisor.state is AgentState.RUNNING:
                 await self._sample()
+                await self.dump_logins.sweep_now_and_then()
                 if self.version is None:
                     with contextlib.suppress(ConpaasSQLError):
                         found = await read_variables(self.supervisor.session, ["version"])

@@ -4,7 +4,8 @@ Each account is watched by a task: locked once its one connection is seen, dropp
 once that connection has ended or its client says it is done, or dropped unused
 after ``CONNECT_WINDOW`` seconds.
 Accounts left by an earlier agent, or copied in with another node's data, are
-dropped when the next one is opened and when the agent stops.
+dropped once the server answers, every few minutes after, when the next one is
+opened, and when the agent stops.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ WAITING_POLL = 0.25
 DUMPING_POLL = 1.0
 #: Dump accounts open at once on one node.
 MAX_LOGINS = 4
+#: Seconds between two looks for dump accounts nobody watches (the first look comes
+#: once the server answers).
+SWEEP_INTERVAL = 300.0
 
 
 class DumpLogins:
@@ -38,6 +42,7 @@ class DumpLogins:
         self.supervisor = supervisor
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._released: dict[str, asyncio.Event] = {}
+        self._swept_at: float | None = None
 
     @property
     def session(self) -> Session:
@@ -109,6 +114,20 @@ class DumpLogins:
             log.warning("dump account %s not dropped: %s", user, exc)
         else:
             log.info("dump account %s dropped", user)
+
+    async def sweep_now_and_then(self) -> None:
+        """``_sweep`` if the last was ``SWEEP_INTERVAL`` ago (or never): the agent's
+        sampler calls this while the server runs, so that an account that came with a
+        copy of another node's data does not wait for the next dump."""
+        now = time.monotonic()
+        if self._swept_at is not None and now - self._swept_at < SWEEP_INTERVAL:
+            return
+        try:
+            await self._sweep()
+        except ConpaasSQLError as exc:
+            log.debug("dump accounts not swept: %s", exc)
+            return
+        self._swept_at = now
 
     async def _sweep(self) -> None:
         """Drop the dump accounts this agent does not watch and nobody uses."""

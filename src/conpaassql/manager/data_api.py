@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 
 #: sqldump streams at once per service (each holds a mariadb-dump on a node).
 MAX_EXPORTS = 4
+#: Seconds a dump account given out may still be released here (its node drops it
+#: on its own anyway).
+LOGIN_MEMORY = 86400.0
 
 
 
@@ -79,7 +82,7 @@ class DataApi:
         self.rt = nodes.rt
         self._loading: str | None = None
         self._exports = 0  # sqldump streams going on
-        self._logins: dict[str, int] = {}  # dump accounts given out: their nodes
+        self._logins: dict[str, tuple[int, float]] = {}  # dump accounts given: node, when
 
     def register(self, registry: Registry) -> None:
         registry.add("send_mysqldump", "UPLOAD", self.send_mysqldump, SendDumpParams,
@@ -214,7 +217,10 @@ class DataApi:
             raise nodes_failed([(node, exc)], []) from None
         self.rt.store.record_event(f"dump account {login.user} opened on node {node.id}",
                                    node.id)
-        self._logins[login.user] = node.id
+        now = time.monotonic()
+        self._logins = {user: given for user, given in self._logins.items()
+                        if now - given[1] < LOGIN_MEMORY}
+        self._logins[login.user] = (node.id, now)
         return {"node": node.id, "host": node.ip, "port": login.port, "user": login.user,
                 "password": login.password, "ca": self.rt.authority.ca_pem,
                 "args": login.args, "headers": self._export_headers(node, database)}
@@ -223,7 +229,7 @@ class DataApi:
                                     ctx: CallContext) -> dict[str, Any]:
         """The client is done with its dump account: the node drops it as soon as it
         has no session (else it goes when its session ends, or a minute unused)."""
-        node_id = self._logins.get(params.user)
+        node_id = self._logins.get(params.user, (None, 0.0))[0]
         node = next((n for n in self.nodes.live_nodes() if n.id == node_id), None)
         if node is None:
             raise InvalidArgumentError("user", detail=f"no dump account {params.user[:80]!r} "
