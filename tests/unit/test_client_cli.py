@@ -386,6 +386,8 @@ def server() -> Iterator[Live]:
 def live(server: Live, monkeypatch: pytest.MonkeyPatch) -> Live:
     monkeypatch.delenv("CONPAASSQL_TOKEN", raising=False)
     monkeypatch.delenv("CONPAASSQL_PASSWORD", raising=False)
+    # As if mariadb-dump were not here (tests/unit/test_native_dump.py tests that way).
+    monkeypatch.setattr(native_dump, "find_dumper", lambda: None)
     server.recorder.received.clear()
     server.manager.nodes = [1792]
     server.manager.uploads.clear()
@@ -435,12 +437,9 @@ def test_script_reports_the_error_exit_code(live: Live) -> None:
 
 
 def sqldump_asks(params: dict[str, Any]) -> list[tuple[str, str, Any]]:
-    """What the client asks for one sqldump of a manager that grants nothing: an account
-    to run mariadb-dump with (when that tool is here), a grant, then the stream."""
-    asked = [("GET", "grant_sqldump", params), ("GET", "sqldump", params)]
-    if native_dump.find_dumper() is not None:
-        asked.insert(0, ("GET", "grant_sqldump_login", params))
-    return asked
+    """What the client asks for one sqldump of a manager that grants nothing (with no
+    mariadb-dump on this host, as the ``live`` fixture has it): a grant, then the stream."""
+    return [("GET", "grant_sqldump", params), ("GET", "sqldump", params)]
 
 
 @pytest.mark.parametrize(

@@ -3,13 +3,22 @@ and how the tool's output reaches the file."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conpaassql.client.native_dump import ALLOWED_OPTIONS, DumpLogin, _pump, _write_defaults
+from conpaassql.client.native_dump import (
+    ALLOWED_OPTIONS,
+    DumpLogin,
+    _pump,
+    _write_defaults,
+    dump_into,
+)
 from conpaassql.errors import RemoteError
 from conpaassql.mysql.dump import dump_arguments
 
@@ -113,3 +122,114 @@ def test_the_output_is_moved_whole_and_counted(tmp_path: Path, into: str) -> Non
     os.waitpid(writer, 0)
     assert moved == len(data) == sum(counted)
     assert target_path.read_bytes() == data
+
+
+# -- dump_into: the whole way, with a stand-in for the tool and the manager ---------------
+# (tests/integration/test_dumps.py runs the real mariadb-dump against real nodes)
+
+TOOL = """#!/bin/sh
+# Stands in for mariadb-dump: its behaviour is chosen by the file beside it.
+read -r behaviour < "${0%/*}/behaviour"
+case "$behaviour" in
+  ok) printf -- '-- MariaDB dump\\nINSERT INTO t VALUES (1);\\n-- Dump completed\\n';;
+  refused) echo 'mariadb-dump: Got error: 2003: "Can'"'"'t connect" when trying to connect' >&2
+           exit 2;;
+  broken) printf 'INSERT INTO t VALUES (1);\\n'; echo 'mariadb-dump: Error 2013: Lost' >&2
+          exit 2;;
+esac
+"""
+
+
+class StandInManager:
+    """Answers grant_sqldump_login with an account on ``port``; records every call."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    async def call(self, method: str, params: dict[str, Any], verb: str = "POST") -> Any:
+        self.calls.append((method, params))
+        if method == "grant_sqldump_login":
+            return answer(host="127.0.0.1", port=self.port, args=dump_arguments(["shop"]))
+        return {"released": True}
+
+
+@pytest.fixture
+def tool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    directory = tmp_path / "bin"
+    directory.mkdir()
+    script = directory / "mariadb-dump"
+    script.write_text(TOOL)
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", str(directory))
+    return directory / "behaviour"
+
+
+def run_dump(behaviour: Path, what: str, port: int, out: Path,
+             mode: str = "wb") -> tuple[int | None, StandInManager, list[int]]:
+    behaviour.write_text(what)
+    manager = StandInManager(port)
+    counted: list[int] = []
+
+    async def go() -> int | None:
+        with open(out, mode) as handle:
+            return await dump_into(manager, {"database": "shop"}, handle,  # type: ignore[arg-type]
+                                   counted.append)
+
+    return asyncio.run(go()), manager, counted
+
+
+@pytest.fixture
+def listening() -> Iterator[int]:
+    """A port that accepts connections (the node's MySQL port, as far as a probe sees)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def test_the_tool_writes_the_file_and_the_account_is_released(
+        tool: Path, listening: int, tmp_path: Path) -> None:
+    out = tmp_path / "out.sql"
+    out.write_bytes(b"kept\n")
+    made, manager, counted = run_dump(tool, "ok", listening, out, "ab")
+    assert out.read_bytes().startswith(b"kept\n-- MariaDB dump\n")
+    assert made == sum(counted) == out.stat().st_size - len(b"kept\n")
+    assert [method for method, _ in manager.calls] == ["grant_sqldump_login",
+                                                       "release_sqldump_login"]
+    assert manager.calls[1][1] == {"user": "conpaassql_dump_0a1b2c3d4e5f"}
+
+
+def test_a_node_the_tool_cannot_reach_leaves_the_way_to_the_agent(
+        tool: Path, listening: int, tmp_path: Path) -> None:
+    out = tmp_path / "out.sql"
+    made, manager, _ = run_dump(tool, "refused", listening, out)
+    assert made is None and out.read_bytes() == b""
+    assert manager.calls[-1][0] == "release_sqldump_login"
+    with socket.socket() as sock:  # a port nobody listens on: not even tried
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    made, manager, _ = run_dump(tool, "ok", closed, out)
+    assert made is None and out.read_bytes() == b""
+    assert [method for method, _ in manager.calls] == ["grant_sqldump_login",
+                                                       "release_sqldump_login"]
+
+
+def test_a_tool_that_fails_midway_says_so_in_the_output_too(
+        tool: Path, listening: int, tmp_path: Path) -> None:
+    out = tmp_path / "out.sql"
+    with pytest.raises(RemoteError, match=r"mariadb-dump from node 2 failed: .*Lost"):
+        run_dump(tool, "broken", listening, out)
+    text = out.read_text()
+    assert text.startswith("INSERT INTO t VALUES (1);\n")
+    assert text.rstrip().splitlines()[-1].startswith(
+        "-- conpaassql: THE DUMP FAILED AND IS INCOMPLETE: mariadb-dump from node 2")
+
+
+def test_no_tool_here_asks_the_manager_nothing(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    manager = StandInManager(1)
+    with open(tmp_path / "out.sql", "wb") as handle:
+        assert asyncio.run(dump_into(manager, {}, handle, lambda _: None)) is None  # type: ignore[arg-type]
+    assert manager.calls == []

@@ -1,11 +1,13 @@
 """The node's short-lived dump accounts (``mysql.dump_logins``), watched to their end.
 
-Each account is watched by a task: locked once its one connection is seen, dropped
-once that connection has ended or its client says it is done, or dropped unused
-after ``CONNECT_WINDOW`` seconds.
-Accounts left by an earlier agent, or copied in with another node's data, are
-dropped once the server answers, every few minutes after, when the next one is
-opened, and when the agent stops.
+Each account is watched by a task in two steps: until its one connection is seen
+(then it is locked), and until that connection has ended (then it is dropped). It
+is dropped unused after ``CONNECT_WINDOW`` seconds, at once when its client says it
+is done and has no session, and with its session killed after ``MAX_LIFETIME``.
+Accounts nobody watches (left by an earlier agent, or copied in with another
+node's data) are dropped once the server answers, every few minutes after, when
+the next one is opened, and when the agent stops. One lock keeps the sweep from
+taking an account that is being made.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from conpaassql.agent.supervisor import Supervisor
 from conpaassql.errors import BusyError, ConpaasSQLError
 from conpaassql.mysql import dump_logins
 from conpaassql.mysql.connection import Session
-from conpaassql.mysql.dump_logins import DumpLogin
+from conpaassql.mysql.dump_logins import DumpAccount
 
 log = logging.getLogger(__name__)
 
 #: Seconds a client has to connect with its account.
 CONNECT_WINDOW = 60.0
+#: Seconds a dump may last: its session is killed after that.
+MAX_LIFETIME = 86400.0
 #: Seconds between looks at the account's connection: before it is seen (so that the
 #: lock comes soon after the login), and while it lasts.
 WAITING_POLL = 0.25
@@ -37,81 +41,104 @@ MAX_LOGINS = 4
 SWEEP_INTERVAL = 300.0
 
 
+class _Watched:
+    """One account's watch: when it was made, and whether its client is done."""
+
+    def __init__(self) -> None:
+        self.made = time.monotonic()
+        self.released = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+
 class DumpLogins:
+    """The dump accounts this agent made, each watched by a task."""
+
     def __init__(self, supervisor: Supervisor) -> None:
         self.supervisor = supervisor
-        self._watchers: dict[str, asyncio.Task[None]] = {}
-        self._released: dict[str, asyncio.Event] = {}
+        self._watched: dict[str, _Watched] = {}
+        self._lock = asyncio.Lock()
         self._swept_at: float | None = None
 
     @property
     def session(self) -> Session:
         return self.supervisor.session
 
-    @property
-    def active(self) -> list[str]:
-        return sorted(self._watchers)
-
-    async def open(self, databases: Sequence[str]) -> DumpLogin:
+    async def open(self, databases: Sequence[str]) -> DumpAccount:
         """A new account for one dump of ``databases``, watched from now on."""
-        if len(self._watchers) >= MAX_LOGINS:
-            raise BusyError(detail=f"busy: {len(self._watchers)} dumps are being made "
-                            "from this node; try again when one is done")
-        await self._sweep()
-        login = await dump_logins.create(self.session, databases)
-        self._released[login.user] = asyncio.Event()
-        self._watchers[login.user] = asyncio.create_task(
-            self._watch(login.user), name=f"dump login {login.user}")
-        log.info("dump account %s opened for %s", login.user, ", ".join(databases) or
-                 "no database")
-        return login
+        async with self._lock:
+            if len(self._watched) >= MAX_LOGINS:
+                raise BusyError(detail=f"busy: {len(self._watched)} dumps are being made "
+                                "from this node; try again when one is done")
+            await self._sweep()
+            account = await dump_logins.create(self.session, databases)
+            watched = self._watched[account.user] = _Watched()
+            watched.task = asyncio.create_task(self._watch(account.user, watched),
+                                               name=f"dump login {account.user}")
+        log.info("dump account %s opened for %d database(s)", account.user, len(databases))
+        return account
 
     def release(self, user: str) -> None:
         """Its client is done with ``user``: drop it once it has no session (a dump too
         short for the watcher to have seen its session would otherwise keep its
         unusable account for the rest of ``CONNECT_WINDOW``)."""
-        released = self._released.get(user)
-        if released is not None:
-            released.set()
+        watched = self._watched.get(user)
+        if watched is not None:
+            watched.released.set()
 
-    async def _watch(self, user: str) -> None:
+    async def _watch(self, user: str, watched: _Watched) -> None:
         try:
-            await self._follow(user)
+            if await self._until_connected(user, watched):
+                await self._until_ended(user, watched)
+            await self._drop(user)
         finally:
-            self._watchers.pop(user, None)
-            self._released.pop(user, None)
+            self._watched.pop(user, None)
 
-    async def _follow(self, user: str) -> None:
-        deadline = time.monotonic() + CONNECT_WINDOW
-        released = self._released[user]
-        locked = False
-        while True:
-            try:
-                connected = await dump_logins.sessions(self.session, user)
-                if connected and not locked:
+    async def _connected(self, user: str) -> int | None:
+        """How many sessions ``user`` has; None when the server cannot tell."""
+        try:
+            return await dump_logins.sessions(self.session, user)
+        except ConpaasSQLError as exc:
+            log.debug("dump account %s: %s", user, exc)
+            return None
+
+    async def _until_connected(self, user: str, watched: _Watched) -> bool:
+        """Wait for the account's session and lock the account; False if none came (in
+        ``CONNECT_WINDOW``, or before its client said it was done)."""
+        while time.monotonic() - watched.made < CONNECT_WINDOW:
+            connected = await self._connected(user)
+            if connected:
+                try:
                     await dump_logins.lock(self.session, user)
-                    locked = True
+                except ConpaasSQLError as exc:
+                    log.warning("dump account %s not locked: %s", user, exc)
+                else:
                     log.info("dump account %s connected: locked", user)
-                elif (locked or released.is_set()) and not connected:
-                    break
-                elif not locked and time.monotonic() > deadline:
-                    log.info("dump account %s unused for %.0f s", user, CONNECT_WINDOW)
-                    break
-            except ConpaasSQLError as exc:
-                log.warning("dump account %s: %s", user, exc)
-            if released.is_set():  # its session is ending: look again soon
-                await asyncio.sleep(WAITING_POLL)
-                continue
+                return True
+            if connected == 0 and watched.released.is_set():
+                return False
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(released.wait(),
-                                       DUMPING_POLL if locked else WAITING_POLL)
-        await self._drop(user)
+                await asyncio.wait_for(watched.released.wait(), WAITING_POLL)
+        log.info("dump account %s unused for %.0f s", user, CONNECT_WINDOW)
+        return False
+
+    async def _until_ended(self, user: str, watched: _Watched) -> None:
+        """Wait for the account's session to end (killed after ``MAX_LIFETIME``)."""
+        while True:
+            if time.monotonic() - watched.made > MAX_LIFETIME:
+                log.warning("dump account %s: its dump passed %.0f s; ended", user,
+                            MAX_LIFETIME)
+                with contextlib.suppress(ConpaasSQLError):
+                    await dump_logins.end_sessions(self.session, user)
+                return
+            if await self._connected(user) == 0:
+                return
+            await asyncio.sleep(WAITING_POLL if watched.released.is_set() else DUMPING_POLL)
 
     async def _drop(self, user: str) -> None:
         try:
             await dump_logins.drop(self.session, user)
         except ConpaasSQLError as exc:
-            log.warning("dump account %s not dropped: %s", user, exc)
+            log.warning("dump account %s not dropped (the next sweep will): %s", user, exc)
         else:
             log.info("dump account %s dropped", user)
 
@@ -123,26 +150,29 @@ class DumpLogins:
         if self._swept_at is not None and now - self._swept_at < SWEEP_INTERVAL:
             return
         try:
-            await self._sweep()
+            async with self._lock:
+                await self._sweep()
         except ConpaasSQLError as exc:
             log.debug("dump accounts not swept: %s", exc)
             return
         self._swept_at = now
 
     async def _sweep(self) -> None:
-        """Drop the dump accounts this agent does not watch and nobody uses."""
+        """Drop the dump accounts this agent does not watch and nobody uses (under
+        ``_lock``, so that none is being made meanwhile)."""
         for user in await dump_logins.existing(self.session):
-            if user not in self._watchers and not await dump_logins.sessions(self.session,
-                                                                             user):
+            if user not in self._watched and not await dump_logins.sessions(self.session,
+                                                                            user):
                 await self._drop(user)
 
     async def close(self) -> None:
         """Stop watching; drop every account not in use (the next agent drops the rest)."""
-        watchers = list(self._watchers.values())
-        for task in watchers:
+        tasks = [w.task for w in self._watched.values() if w.task is not None]
+        for task in tasks:
             task.cancel()
-        for task in watchers:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         with contextlib.suppress(ConpaasSQLError):
-            await self._sweep()
+            async with self._lock:
+                await self._sweep()

@@ -212,11 +212,9 @@ async def receive(settings: Settings, call: RpcCall, token: str | None, out: Bin
     """Write the streamed result of ``call`` into ``out``; ``RemoteError`` if it is cut
     short."""
     async with _client(settings, token) as client:
-        if call.method == "sqldump":  # made by mariadb-dump here, if it can be
-            meter.start(None)
-            if await native_dump.dump_into(client, call.params, out, meter.advance) \
-                    is not None:
-                return
+        if call.method == "sqldump" and await native_dump.dump_into(
+                client, call.params, out, meter.advance, lambda: meter.start(None)) is not None:
+            return  # made by mariadb-dump here
         async with transfer.stream(client, call.method, call.params, verb=_verb(call.verb),
                                    timeout=settings.timeout) as stream:
             meter.start(stream.length)

@@ -38,11 +38,14 @@ from typing import Any, BinaryIO
 
 from conpaassql.errors import RemoteError, UnreachableError
 from conpaassql.rpc.client import RpcClient
+from conpaassql.rpc.streams import sql_failure_line
 
 log = logging.getLogger(__name__)
 
 DUMPERS = ("mariadb-dump", "mysqldump")
 BLOCK = 1 << 20
+#: Seconds to reach the node's MySQL port before the dump comes from its agent instead.
+CONNECT_TIMEOUT = 5.0
 #: Seconds between two looks at the size of the file the tool writes.
 PROGRESS_INTERVAL = 0.2
 #: The export's options a manager may ask this client to run the tool with.
@@ -89,7 +92,7 @@ class DumpLogin:
             return "a bad address"
         if not _USER.match(self.user) or not _PASSWORD.match(self.password):
             return "a bad account"
-        if "-----BEGIN CERTIFICATE-----" not in self.ca:
+        if "-----BEGIN CERTIFICATE-----" not in self.ca or not self.ca.isascii():
             return "no CA certificate"
         options, databases = _split(self.args)
         if any(option not in ALLOWED_OPTIONS for option in options):
@@ -137,7 +140,7 @@ def _pump(source: int, target: int, advance: Callable[[int], None]) -> int:
             try:
                 moved = os.splice(source, target, BLOCK)
             except OSError as exc:
-                if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EBADF):
+                if exc.errno not in (errno.EINVAL, errno.ENOSYS):  # not spliceable
                     raise
                 splice = False
                 continue
@@ -188,6 +191,13 @@ class _Growth:
         return self.counted
 
 
+def _offset(target: int) -> int:
+    """Where the next write into the file ``target`` goes (its end, when appending)."""
+    if fcntl.fcntl(target, fcntl.F_GETFL) & os.O_APPEND:
+        return os.fstat(target).st_size
+    return os.lseek(target, 0, os.SEEK_CUR)
+
+
 async def _run(dumper: str, login: DumpLogin, target: int,
                advance: Callable[[int], None]) -> tuple[int, int, str]:
     """Run the tool into ``target``: (exit status, bytes written, what it said).
@@ -195,7 +205,7 @@ async def _run(dumper: str, login: DumpLogin, target: int,
     A regular file is the tool's own output (no copy of ours at all: its growth is
     counted); anything else gets what the tool writes through a pipe, spliced."""
     into_file = stat.S_ISREG(os.fstat(target).st_mode)
-    start = os.lseek(target, 0, os.SEEK_CUR) if into_file else 0
+    start = _offset(target) if into_file else 0
     with tempfile.TemporaryDirectory(prefix="conpaassql-dump-") as directory:
         defaults = _write_defaults(Path(directory), login)
         process = subprocess.Popen([dumper, f"--defaults-file={defaults}", *login.args],
@@ -233,22 +243,41 @@ async def _run(dumper: str, login: DumpLogin, target: int,
     return status, written, said.decode("utf-8", "replace").strip()
 
 
-async def _release(manager: RpcClient, login: DumpLogin) -> None:
+async def _release(manager: RpcClient, user: str) -> None:
     """Tell the manager the account is no longer needed (else it lingers, unusable, for
     a minute)."""
     try:
-        await manager.call("release_sqldump_login", {"user": login.user}, verb="GET")
+        await manager.call("release_sqldump_login", {"user": user}, verb="GET")
     except (RemoteError, UnreachableError) as exc:
-        log.debug("dump account %s not released: %s", login.user, exc)
+        log.debug("dump account %s not released: %s", user, exc)
+
+
+async def _reachable(login: DumpLogin) -> bool:
+    """Whether the node's MySQL port answers from here within ``CONNECT_TIMEOUT`` (the
+    tool has no connect timeout of its own: a filtered port would hold it minutes)."""
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT):
+            _, writer = await asyncio.open_connection(login.host, login.port)
+    except (OSError, TimeoutError) as exc:
+        log.info("node %d's MySQL port not reachable from here (%s): the dump comes from "
+                 "the node's agent", login.node, exc or type(exc).__name__)
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
 
 
 async def dump_into(manager: RpcClient, params: Mapping[str, Any], out: BinaryIO,
-                    advance: Callable[[int], None]) -> int | None:
+                    advance: Callable[[int], None],
+                    started: Callable[[], None] = lambda: None) -> int | None:
     """``sqldump`` with ``params`` written into ``out`` by this host's ``mariadb-dump``;
     the bytes written, or None when this way is not open and nothing was written.
+    ``started`` is called when the tool starts, ``advance`` with each count of bytes.
 
-    ``RemoteError`` when the tool fails once it has begun (its own message), or when
-    the manager's answer is not an account this client takes.
+    ``RemoteError`` when the tool fails once it has begun (its own message; what it
+    wrote then ends with the line that says the dump is incomplete), or when the
+    manager's answer is not an account this client takes.
     """
     dumper = find_dumper()
     if dumper is None:
@@ -259,12 +288,17 @@ async def dump_into(manager: RpcClient, params: Mapping[str, Any], out: BinaryIO
     except RemoteError as exc:
         log.debug("no dump account (%s): the dump comes from the node's agent", exc)
         return None
-    login = DumpLogin.parse(raw)
-    out.flush()
+    user = raw.get("user") if isinstance(raw, dict) else None
     try:
+        login = DumpLogin.parse(raw)
+        if not await _reachable(login):
+            return None
+        out.flush()
+        started()
         status, written, said = await _run(dumper, login, out.fileno(), advance)
     finally:
-        await _release(manager, login)
+        if isinstance(user, str) and _USER.match(user):
+            await _release(manager, user)
     if status == 0:
         return written
     last = said.splitlines()[-1] if said else f"exit status {status}"
@@ -272,4 +306,16 @@ async def dump_into(manager: RpcClient, params: Mapping[str, Any], out: BinaryIO
         log.info("node %d not reachable with mariadb-dump from here (%s): the dump comes "
                  "from the node's agent", login.node, last)
         return None
-    raise RemoteError(f"mariadb-dump from node {login.node} failed: {last[:500]}")
+    failure = f"mariadb-dump from node {login.node} failed: {last[:500]}"
+    if written:
+        _mark_incomplete(out.fileno(), failure)
+    raise RemoteError(failure)
+
+
+def _mark_incomplete(target: int, failure: str) -> None:
+    """End what was written with the line that says the dump is incomplete (the tool
+    may have written its own last line, ``-- Dump completed``, on some failures)."""
+    line = memoryview(sql_failure_line(failure))
+    with contextlib.suppress(OSError):
+        while line:
+            line = line[os.write(target, line):]

@@ -116,10 +116,10 @@ PATTERNS: tuple[Pattern, ...] = (
     Pattern("master", rf"{_NODE} is the master$"),
     # "dump of 3145728 bytes loaded into node 1", "load_dump into node 1 failed: ...";
     # a dump sent straight to the node is told by its agent: "node 1: dump of ...";
-    # "dump account conpaassql_dump_... opened on node 2" (for a client's mariadb-dump)
+    # "dump account opened on node 2 for shop" (for a client's own mariadb-dump)
     Pattern("data", rf"({_NODE}: )?(dump of \S+ bytes loaded into {_NODE}$|"
                     rf"(load_dump|send_mysqldump) into {_NODE} failed: |"
-                    rf"dump account \S+ opened on {_NODE}$)"),
+                    rf"dump account opened on {_NODE} for )"),
     Pattern("service", subject="service", to=ANY_STATE),
     Pattern("node", to=ANY_STATE),
 )

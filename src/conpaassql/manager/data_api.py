@@ -215,8 +215,10 @@ class DataApi:
             login = await self.rt.agents.open_dump_login(node, DumpRequest(database=database))
         except ConpaasSQLError as exc:
             raise nodes_failed([(node, exc)], []) from None
-        self.rt.store.record_event(f"dump account {login.user} opened on node {node.id}",
-                                   node.id)
+        # Not its name: whoever reads the history could release it before its client
+        # has connected.
+        self.rt.store.record_event(f"dump account opened on node {node.id} for "
+                                   f"{database or 'every database'}", node.id)
         now = time.monotonic()
         self._logins = {user: given for user, given in self._logins.items()
                         if now - given[1] < LOGIN_MEMORY}
@@ -229,7 +231,7 @@ class DataApi:
                                     ctx: CallContext) -> dict[str, Any]:
         """The client is done with its dump account: the node drops it as soon as it
         has no session (else it goes when its session ends, or a minute unused)."""
-        node_id = self._logins.get(params.user, (None, 0.0))[0]
+        node_id = self._logins.pop(params.user, (None, 0.0))[0]
         node = next((n for n in self.nodes.live_nodes() if n.id == node_id), None)
         if node is None:
             raise InvalidArgumentError("user", detail=f"no dump account {params.user[:80]!r} "
@@ -238,7 +240,6 @@ class DataApi:
             await self.rt.agents.close_dump_login(node, DumpLoginRequest(user=params.user))
         except ConpaasSQLError as exc:
             raise nodes_failed([(node, exc)], []) from None
-        del self._logins[params.user]
         return {"user": params.user, "node": node.id, "released": True}
 
     def _transfer(self, node: Node, method: str) -> dict[str, Any]:

@@ -7,9 +7,11 @@ for one dump:
 
 - one login (``MAX_CONNECTIONS_PER_HOUR 1``, ``MAX_USER_CONNECTIONS 1``), over TLS
   only (``REQUIRE SSL``);
-- read-only privileges on the databases to dump, and what the export's options need
-  (``RELOAD`` and ``BINLOG MONITOR`` for the dump's GTID position, ``SELECT`` on
-  ``mysql.proc`` for the routines' bodies);
+- read-only privileges on the databases to dump, and ``SELECT`` on ``mysql.proc``
+  (without which ``mariadb-dump`` leaves the routines out, silently). No more: with
+  ``--single-transaction`` the tool takes the dump's binlog and GTID position from
+  its snapshot (``binlog_snapshot_*``, ``BINLOG_GTID_POS``), with no ``RELOAD``,
+  ``LOCK TABLES`` or ``BINLOG MONITOR``;
 - local to this server: ``sql_log_bin=0``, so it neither replicates nor spends a
   GTID (a slave's own account leaves no errant transaction);
 - locked as soon as its connection is seen, and dropped once that connection has
@@ -21,10 +23,12 @@ The password goes to the server as its hash only.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from conpaassql.errors import ConpaasSQLError
 from conpaassql.mysql.connection import Session
 from conpaassql.mysql.datadir import mysql_native_password_hash
 from conpaassql.mysql.quoting import quote_grant_database
@@ -35,17 +39,16 @@ from conpaassql.names import SERVICE_USER_PREFIX, SYSTEM_DATABASES
 PREFIX = SERVICE_USER_PREFIX + "dump_"
 HOST = "%"
 #: What the account may do on each database it dumps.
-DATABASE_PRIVILEGES = "SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES"
-#: What ``--single-transaction --master-data=2 --gtid`` need on the server.
-GLOBAL_PRIVILEGES = "RELOAD, BINLOG MONITOR"
+DATABASE_PRIVILEGES = "SELECT, SHOW VIEW, TRIGGER, EVENT"
 _LOCAL = "SET STATEMENT sql_log_bin=0 FOR "
+#: A GRANT never makes an account (should the account be gone by then).
+_GRANT = "SET STATEMENT sql_log_bin=0, sql_mode='NO_AUTO_CREATE_USER' FOR GRANT "
 
 
 @dataclass(frozen=True)
-class DumpLogin:
+class DumpAccount:
     user: str
     password: str = field(repr=False)
-    databases: tuple[str, ...]  # what it may read (every user database when all)
 
 
 async def user_databases(session: Session) -> list[str]:
@@ -55,7 +58,7 @@ async def user_databases(session: Session) -> list[str]:
     return [name for name in names if name.lower() not in SYSTEM_DATABASES]
 
 
-async def create(session: Session, databases: Sequence[str]) -> DumpLogin:
+async def create(session: Session, databases: Sequence[str]) -> DumpAccount:
     """A new dump account that may read ``databases``."""
     user = PREFIX + secrets.token_hex(6)
     password = secrets.token_urlsafe(24)
@@ -65,15 +68,14 @@ async def create(session: Session, databases: Sequence[str]) -> DumpLogin:
                           (user, HOST, hashed))
     try:
         for database in databases:
-            await session.execute(_LOCAL + f"GRANT {DATABASE_PRIVILEGES} ON "
+            await session.execute(_GRANT + f"{DATABASE_PRIVILEGES} ON "
                                   f"{quote_grant_database(database)}.* TO %s@%s", (user, HOST))
-        await session.execute(_LOCAL + f"GRANT {GLOBAL_PRIVILEGES} ON *.* TO %s@%s",
-                              (user, HOST))
-        await session.execute(_LOCAL + "GRANT SELECT ON mysql.proc TO %s@%s", (user, HOST))
+        await session.execute(_GRANT + "SELECT ON mysql.proc TO %s@%s", (user, HOST))
     except BaseException:
-        await drop(session, user)
+        with contextlib.suppress(ConpaasSQLError):
+            await drop(session, user)
         raise
-    return DumpLogin(user, password, tuple(databases))
+    return DumpAccount(user, password)
 
 
 async def sessions(session: Session, user: str) -> int:
@@ -84,12 +86,22 @@ async def sessions(session: Session, user: str) -> int:
     return int(rows[0]["n"]) if rows else 0
 
 
+async def end_sessions(session: Session, user: str) -> None:
+    """Kill ``user``'s connections."""
+    rows = await session.execute(
+        "SELECT ID AS id FROM information_schema.PROCESSLIST WHERE USER = %s", (user,))
+    for row in rows:
+        with contextlib.suppress(ConpaasSQLError):  # it ended meanwhile
+            await session.execute("KILL CONNECTION %s", (int(row["id"]),))
+
+
 async def lock(session: Session, user: str) -> None:
     """No new login for ``user``; its open connection goes on."""
     await session.execute(_LOCAL + "ALTER USER IF EXISTS %s@%s ACCOUNT LOCK", (user, HOST))
 
 
 async def drop(session: Session, user: str) -> None:
+    """Drop ``user`` (its open connection, if any, loses its database privileges)."""
     await session.execute(_LOCAL + "DROP USER IF EXISTS %s@%s", (user, HOST))
 
 
@@ -97,6 +109,6 @@ async def existing(session: Session) -> list[str]:
     """Every dump account on the server (left by an agent that stopped, or copied in
     with the data from another node)."""
     rows = await session.execute(
-        "SELECT DISTINCT User AS user FROM mysql.global_priv WHERE User LIKE %s",
-        (PREFIX.replace("_", "\\_") + "%",), idempotent=True)
+        "SELECT DISTINCT User AS user FROM mysql.global_priv WHERE LEFT(User, %s) = %s",
+        (len(PREFIX), PREFIX), idempotent=True)
     return [str(row["user"]) for row in rows]

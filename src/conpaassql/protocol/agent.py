@@ -18,6 +18,7 @@ from pydantic import AfterValidator, Field
 
 from conpaassql.names import (
     DEFAULT_HOST,
+    SERVICE_USER_PREFIX,
     CharsetName,
     DatabaseName,
     Host,
@@ -183,7 +184,7 @@ class DumpRequest(Request):
 class DumpLoginRequest(Request):
     """One of the node's dump accounts (``open_dump_login``)."""
 
-    user: Annotated[str, Field(pattern=r"^conpaassql_dump_[0-9a-f]{12}$")]
+    user: Annotated[str, Field(pattern=rf"^{SERVICE_USER_PREFIX}dump_[0-9a-f]{{12}}$")]
 
 
 class MasterRequest(Request):
