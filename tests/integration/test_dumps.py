@@ -435,7 +435,7 @@ def test_a_dump_account_serves_one_login_over_tls_on_its_node_only(pair: Pair) -
     assert "REQUIRE SSL WITH MAX_CONNECTIONS_PER_HOUR 1 MAX_USER_CONNECTIONS 1" in grants[0]
     assert sorted(grants[1:]) == [
         f"GRANT SELECT ON `mysql`.`proc` TO `{user}`@`%`",
-        f"GRANT SELECT, SHOW VIEW, TRIGGER, EVENT ON `src`.* TO `{user}`@`%`"]
+        f"GRANT SELECT, SHOW VIEW, EVENT, TRIGGER ON `src`.* TO `{user}`@`%`"]
 
     plain = subprocess.run(
         ["mariadb", f"--defaults-file={manager.defaults_file(user, password)}",
