@@ -48,7 +48,7 @@ async def _start_health(settings: AgentSettings, supervisor: Supervisor) -> Heal
     return listener
 
 
-def _lease_keeper(supervisor: Supervisor) -> LeaseKeeper:
+def _lease_keeper(settings: AgentSettings, supervisor: Supervisor) -> LeaseKeeper:
     """Keeps the master's lease; sets its server read-only once the lease ran out."""
     from conpaassql.agent.lease import LeaseKeeper
     from conpaassql.domain.states import AgentState
@@ -66,7 +66,8 @@ def _lease_keeper(supervisor: Supervisor) -> LeaseKeeper:
         await replication.set_read_only(session, True)
         return True
 
-    return LeaseKeeper(intent.lease, lambda: intent.master, self_fence)
+    return LeaseKeeper(intent.lease, lambda: intent.master, self_fence,
+                       local_address=settings.bind)
 
 
 async def serve(settings: AgentSettings) -> None:
@@ -93,7 +94,7 @@ async def serve(settings: AgentSettings) -> None:
             log.error("mysqld did not start: %s", exc)
             web.heartbeat.push(f"mysqld did not start: {exc}")
         background = [asyncio.create_task(web.heartbeat.run(), name="heartbeat"),
-                      asyncio.create_task(_lease_keeper(supervisor).run(), name="lease"),
+                      asyncio.create_task(_lease_keeper(settings, supervisor).run(), name="lease"),
                       asyncio.create_task(web.api.sample_forever(), name="sampler")]
         await serving
     finally:

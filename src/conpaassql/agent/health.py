@@ -55,6 +55,14 @@ class ServerView:
 
 
 @dataclass(frozen=True)
+class LeaseState:
+    """The node's lease at one moment: held or not, and why."""
+
+    held: bool
+    why: str
+
+
+@dataclass(frozen=True)
 class Verdict:
     status: int
     body: dict[str, Any]
@@ -71,14 +79,14 @@ def _body(view: ServerView, master: bool, **extra: Any) -> dict[str, Any]:
             "lag": view.seconds_behind, "lag_transactions": view.lag_transactions, **extra}
 
 
-def primary(view: ServerView, master: bool, lease: str | None = None) -> Verdict:
-    """200 for the writable master the manager made this node; 503 otherwise.
-
-    ``lease``: None while the node holds its lease, else why it does not (then 503)."""
-    if master and lease is not None:
-        return Verdict(UNAVAILABLE, _body(view, False, lease=lease))
+def primary(view: ServerView, master: bool, lease: LeaseState | None = None) -> Verdict:
+    """200 for the writable master the manager made this node, holding its lease (if
+    one is given: the body says its state); 503 otherwise."""
+    extra = {"lease": lease.why} if master and lease is not None else {}
+    if master and lease is not None and not lease.held:
+        return Verdict(UNAVAILABLE, _body(view, False, **extra))
     ok = master and view.answering and view.read_only is False
-    return Verdict(OK if ok else UNAVAILABLE, _body(view, master))
+    return Verdict(OK if ok else UNAVAILABLE, _body(view, master, **extra))
 
 
 def source(view: ServerView, host: str, port: int) -> Verdict:
@@ -161,9 +169,9 @@ def parse_query(path: str, query: list[tuple[str, str]]) -> Query | None:
 
 
 def decide(query: Query, view: ServerView, master: bool, default_max_lag: float,
-           lease: str | None = None) -> Verdict:
-    """The answer to a checked query, from the server's view and the node's role
-    (``lease``: why the node holds no lease, None while it holds one)."""
+           lease: LeaseState | None = None) -> Verdict:
+    """The answer to a checked query, from the server's view, the node's role and its
+    lease."""
     if query.path == "/primary":
         return primary(view, master, lease)
     if query.path == "/source":
@@ -289,5 +297,6 @@ class HealthProbe:
         # The intent and lease are read after the view: a role or lease lost meanwhile
         # counts at once.
         lease = self.intent.lease
+        now = time.monotonic()
         return decide(query, view, self.intent.master, default_max_lag,
-                      None if lease.held() else lease.reason())
+                      LeaseState(lease.held(now), lease.reason(now)))

@@ -15,6 +15,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import httpx
+
 from conpaassql.agent.lease import ManagerWord
 from conpaassql.agent.role import MasterIntent
 from conpaassql.domain.lease import heartbeat_period
@@ -30,9 +32,14 @@ Reporter = Callable[[], Awaitable[StateReport]]
 class Heartbeat:
     def __init__(self, manager_url: str, secret: str, interval: float,
                  reporter: Reporter, *, verify: Any = True,
-                 server_name: str | None = None, intent: MasterIntent | None = None) -> None:
+                 server_name: str | None = None, intent: MasterIntent | None = None,
+                 local_address: str | None = None) -> None:
+        """``local_address``: the node's own address, which the beats leave from (on a
+        machine of several nodes, as from a VM of its own)."""
+        transport = httpx.AsyncHTTPTransport(verify=verify, local_address=local_address) \
+            if local_address else None
         self.client = RpcClient(manager_url, token=secret, timeout=10.0, verify=verify,
-                                server_name=server_name)
+                                server_name=server_name, transport=transport)
         self.interval = interval
         self.reporter = reporter
         self.events: list[str] = []

@@ -126,10 +126,14 @@ class Lease:
         return f"lease ran out {-left:.1f} s ago (last {self.why})"
 
 
-async def confirmations(slaves: tuple[str, ...], source: str, timeout: float) -> int:
-    """How many of ``slaves`` say they replicate from ``source`` with the IO thread running."""
+async def confirmations(slaves: tuple[str, ...], source: str, timeout: float,
+                        local_address: str | None = None) -> int:
+    """How many of ``slaves`` say they replicate from ``source`` with the IO thread running
+    (asked from ``local_address``, this node's own)."""
     host, _, port = source.rpartition(":")
-    async with httpx.AsyncClient(timeout=timeout) as client:
+    transport = httpx.AsyncHTTPTransport(local_address=local_address) if local_address \
+        else None
+    async with httpx.AsyncClient(timeout=timeout, transport=transport) as client:
         answers = await asyncio.gather(
             *(client.get(f"http://{slave}/source", params={"host": host, "port": port})
               for slave in slaves), return_exceptions=True)
@@ -142,9 +146,11 @@ class LeaseKeeper:
 
     def __init__(self, lease: Lease, is_master: Callable[[], bool],
                  self_fence: Callable[[], Awaitable[bool]],
-                 interval: float = CHECK_INTERVAL) -> None:
-        """``self_fence``: sets the server read-only; False if there was nothing to do."""
+                 interval: float = CHECK_INTERVAL, local_address: str | None = None) -> None:
+        """``self_fence``: sets the server read-only; False if there was nothing to do.
+        ``local_address``: the node's own, which questions to the slaves leave from."""
         self.lease = lease
+        self.local_address = local_address
         self.is_master = is_master
         self.self_fence = self_fence
         self.interval = interval
@@ -168,7 +174,7 @@ class LeaseKeeper:
                 and ask_slaves(lease.remaining(started), lease.seconds):
             known = len(lease.slaves)
             confirmed = 0 if known == 0 or lease.source is None else await confirmations(
-                lease.slaves, lease.source, timeout=max(lease.seconds / 4, 0.1))
+                lease.slaves, lease.source, max(lease.seconds / 4, 0.1), self.local_address)
             if slaves_renew(known, confirmed):
                 lease.renew(started, "renewed by the slaves" if known else
                             "kept: no slave could take over")

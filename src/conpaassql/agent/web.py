@@ -164,7 +164,7 @@ def build(settings: AgentSettings, supervisor: Supervisor) -> AgentWeb:
     heartbeat = Heartbeat(context.manager_url, context.secret, context.heartbeat_interval,
                           api.state_report, verify=client_context(files),
                           server_name=dns_name(context.service_id, MANAGER_NAME),
-                          intent=supervisor.intent)
+                          intent=supervisor.intent, local_address=settings.bind)
     supervisor.intent.on_change = heartbeat.nudge
     grants = TransferGrants(settings.node_id, context.grant_key)
     app = RpcApp(api.registry(),
