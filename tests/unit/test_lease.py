@@ -22,13 +22,13 @@ from conpaassql.agent.health import (
     source,
 )
 from conpaassql.agent.health_http import HealthListener
-from conpaassql.agent.lease import Lease, LeaseKeeper, ManagerWord
+from conpaassql.agent.lease import Confirmations, Lease, LeaseKeeper, ManagerWord, confirmations
 from conpaassql.agent.role import MasterIntent
 from conpaassql.config import ManagerConfig
 from conpaassql.domain import lease as rules
 from conpaassql.domain.states import AgentState, NodeState, Role
 from conpaassql.errors import WrongStateError
-from conpaassql.manager.leases import Leases
+from conpaassql.manager.leases import Leases, last_confirmations
 from tests.unit.ha_world import drained, make_world, report, slave, unreachable
 
 # -- the rules -------------------------------------------------------------------
@@ -320,18 +320,68 @@ def test_the_wait_runs_from_the_latest_renewal_or_refuses(tmp_path: Path) -> Non
     leases = Leases(2.0)
     leases.answer(master, nodes)
     granted = leases.last_grant(master.id)
-    assert leases.ends_by(master, {one.id}, granted - 5, nodes) == \
-        pytest.approx(rules.promote_after(granted, granted - 5, 2.0))
+    for stopped, start in [
+        ({one.id: granted - 5}, granted),  # confirmed before the manager's last answer
+        ({one.id: granted - 5, two.id: granted + 3}, granted + 3),  # a slave's, later
+        ({one.id: granted + 1, 9: granted + 7}, granted + 1),  # 9: never named to it
+    ]:
+        assert leases.ends_by(master, stopped, nodes) == \
+            pytest.approx(rules.promote_after(start, -math.inf, 2.0))
     with pytest.raises(WrongStateError, match=r"node\(s\) 2, 3 did not stop"):
-        leases.ends_by(master, set(), granted, nodes)
+        leases.ends_by(master, {}, nodes)
     alone = Leases(2.0)
     alone.answer(master, [master])
     with pytest.raises(WrongStateError, match="it knew no slave"):
-        alone.ends_by(master, {one.id, two.id}, granted, nodes)
+        alone.ends_by(master, {one.id: granted, two.id: granted}, nodes)
     # Not told by this manager (it started again): the store's slaves, from its start.
     fresh = Leases(2.0)
     assert fresh.slaves_told(master, nodes) == {one.id, two.id}
     assert fresh.last_grant(master.id) == fresh.started
+
+
+def test_a_slave_tells_when_it_last_confirmed(tmp_path: Path) -> None:
+    """A real health listener asked /source (a yes, a no), then /health, by the manager's
+    own reader of it."""
+    async def scenario() -> tuple[float, dict[int, float], dict[int, float]]:
+        listeners: list[HealthListener] = []
+        try:
+            ports = await slave_ports([following(), following(io="Connecting")], tmp_path,
+                                      listeners)
+            world = make_world(tmp_path / "manager")
+            nodes = []
+            for port in ports:
+                node = world.add(Role.SLAVE)
+                nodes.append(world.store.update_node(node.id, ip="127.0.0.1", details={
+                    "health_port": int(port.rpartition(":")[2])}))
+            before = time.monotonic()
+            confirmed = await confirmations(ports, "127.0.0.1:3306", 2.0)
+            assert confirmed == 1
+            later = time.monotonic() + 100
+            heard = await last_confirmations(nodes, later)
+            stopped_first = await last_confirmations(nodes, before - 100)
+            return before, heard, stopped_first
+        finally:
+            for listener in listeners:
+                await listener.close()
+
+    (tmp_path / "manager").mkdir()
+    before, heard, stopped_first = asyncio.run(scenario())
+    yes, no = heard[1], heard[2]
+    assert before - 0.01 <= yes <= time.monotonic()  # confirmed while asked
+    assert no < before  # never confirmed: its agent's start
+    assert stopped_first == {1: before - 100, 2: before - 100}  # never past the stop
+
+
+def test_confirmations_count_the_questions_under_way() -> None:
+    seen = Confirmations()
+    start = seen.last
+    seen.asked(start + 10)
+    assert seen.ago(start + 12) == pytest.approx(2)  # may yet be a yes
+    seen.answered(start + 10, False)
+    assert seen.ago(start + 12) == pytest.approx(12)
+    seen.asked(start + 11)
+    seen.answered(start + 11, True)
+    assert seen.ago(start + 12) == pytest.approx(1)
 
 
 HEALTHY = {1: report("0-1-10"), 2: report("0-1-10", slave=slave()),
@@ -340,10 +390,21 @@ LOST = {1: None, 2: report("0-1-10", slave=slave(io="Connecting")),
         3: report("0-1-12", slave=slave(io="Connecting", received="0-1-12"))}
 
 
-@pytest.mark.parametrize("agent_fences", [False, True])
+@pytest.mark.parametrize(("agent_fences", "slaves_confirmed"),
+                         [(False, True), (False, False), (True, True)])
 def test_a_failover_through_the_cloud_waits_out_the_lease_and_says_so(
-        tmp_path: Path, agent_fences: bool) -> None:
+        tmp_path: Path, agent_fences: bool, slaves_confirmed: bool) -> None:
+    """Through the cloud, the new master is made writable a lease after the later of
+    the manager's last answer to the old one and the slaves' last confirmation (until
+    the drain stopped them, or never); fenced by its agent, at once."""
     world = make_world(tmp_path, lease=0.3)
+    asked: list[float] = []
+
+    async def ask(nodes: Any, stopped_at: float) -> dict[int, float]:
+        asked.append(stopped_at)
+        return {node.id: stopped_at if slaves_confirmed else 0.0 for node in nodes}
+
+    world.replication.leases.ask = ask
     for role in (Role.MASTER, Role.SLAVE, Role.SLAVE):
         world.add(role)
     promoted: list[float] = []
@@ -374,5 +435,6 @@ def test_a_failover_through_the_cloud_waits_out_the_lease_and_says_so(
     assert len(waits) == 1 and waits[0].startswith("failover: waiting "), waits
     assert "s of it for node 1's lease)" in message
     # The new master made writable only once the old one's lease surely ran out.
-    assert promoted[-1] >= granted + 0.3 + rules.CHECK_INTERVAL + rules.MARGIN
+    start = max(granted, asked[0]) if slaves_confirmed else granted
+    assert promoted[-1] >= start + 0.3 + rules.CHECK_INTERVAL + rules.MARGIN
     assert leases.answer(world.nodes.node(1), world.store.nodes()) == {"lease": 0}

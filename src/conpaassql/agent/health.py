@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from conpaassql.agent.lease import Confirmations
 from conpaassql.agent.role import MasterIntent
 from conpaassql.agent.supervisor import Supervisor
 from conpaassql.domain.gtid import GtidPosition
@@ -236,6 +237,7 @@ class HealthProbe:
         self.intent = intent
         self.ttl = ttl
         self.reads = 0  # how many times the server was asked
+        self.confirmations = Confirmations()  # answers to /source
         self._view: ServerView | None = None
         self._at = 0.0
         self._changes = -1
@@ -291,12 +293,27 @@ class HealthProbe:
 
     async def answer(self, query: Query, default_max_lag: float) -> Verdict:
         if query.path == "/source":
-            view = await self.view_read_after(time.monotonic())
-        else:
-            view = await self.view()
+            return await self._source(query)
+        view = await self.view()
         # The intent and lease are read after the view: a role or lease lost meanwhile
         # counts at once.
         lease = self.intent.lease
         now = time.monotonic()
-        return decide(query, view, self.intent.master, default_max_lag,
-                      LeaseState(lease.held(now), lease.reason(now)))
+        verdict = decide(query, view, self.intent.master, default_max_lag,
+                         LeaseState(lease.held(now), lease.reason(now)))
+        if query.path == "/health":
+            verdict.body["confirmed_ago"] = round(self.confirmations.ago(), 3)
+        return verdict
+
+    async def _source(self, query: Query) -> Verdict:
+        """Whether this node replicates from the asking master, read afresh; a yes
+        counts from when it was asked."""
+        asked = time.monotonic()
+        self.confirmations.asked(asked)
+        confirmed = False
+        try:
+            verdict = decide(query, await self.view_read_after(asked), False, 0.0)
+            confirmed = verdict.status == OK
+            return verdict
+        finally:
+            self.confirmations.answered(asked, confirmed)

@@ -126,6 +126,31 @@ class Lease:
         return f"lease ran out {-left:.1f} s ago (last {self.why})"
 
 
+class Confirmations:
+    """A slave's side: the latest moment it told a master it replicates from it
+    (``/source`` 200, counted from when asked), questions under way included. From
+    the agent's start at first: one given before cannot be known. The manager reads
+    it (``/health``'s ``confirmed_ago``) to know until when a lost master's lease may
+    have been renewed."""
+
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+        self._asked: list[float] = []
+
+    def asked(self, at: float) -> None:
+        self._asked.append(at)
+
+    def answered(self, at: float, confirmed: bool) -> None:
+        self._asked.remove(at)
+        if confirmed:
+            self.last = max(self.last, at)
+
+    def ago(self, now: float | None = None) -> float:
+        """Seconds since the latest confirmation that may have been given."""
+        latest = max([self.last, *self._asked])
+        return max(0.0, (time.monotonic() if now is None else now) - latest)
+
+
 async def confirmations(slaves: tuple[str, ...], source: str, timeout: float,
                         local_address: str | None = None) -> int:
     """How many of ``slaves`` say they replicate from ``source`` with the IO thread running

@@ -4,14 +4,20 @@ Each heartbeat of the master is answered with a lease and the slaves that may
 renew it while the manager is away; any other node is told ``{"lease": 0}``. The
 manager remembers when it last gave each node a lease, and which slaves it named,
 so that a failover through the cloud can wait until the lost master's lease surely
-ran out.
+ran out: a lease after the later of its last answer to the master and the last
+confirmation any stopped slave may have given (each says on its health port how long
+ago that was; a slave stopped by the drain gives none after).
 """
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
+
+import httpx
 
 from conpaassql.domain.lease import bounded, promote_after
 from conpaassql.domain.node import Node
@@ -31,6 +37,9 @@ class Leases:
         #: A master's lease given by an earlier manager ran out at most a lease after
         #: this one started.
         self.started = time.monotonic()
+        #: How the stopped slaves are asked when they last confirmed a lease.
+        self.ask: Callable[[Sequence[Node], float], Awaitable[dict[int, float]]] = \
+            last_confirmations
 
     def may_hold(self, node: Node) -> bool:
         if node.id in self.revoked:
@@ -75,18 +84,49 @@ class Leases:
         return {n.id for n in nodes if n.id != node.id and n.role is Role.SLAVE
                 and n.state is NodeState.RUNNING}
 
-    def ends_by(self, old: Node, stopped: set[int], slaves_stopped: float,
+    def ends_by(self, old: Node, stopped: Mapping[int, float],
                 nodes: Iterable[Node]) -> float:
         """When (monotonic) the lease of the lost master ``old`` surely ran out: it could
         be renewed until the manager's last answer to it and, through its slaves, until
-        the slaves ``stopped`` stopped replicating (at ``slaves_stopped``).
-        ``WrongStateError`` when the slaves that did not stop could renew it on their own:
-        there is no end to wait for."""
+        the latest confirmation of the slaves ``stopped`` (node: when it may have given
+        its last). ``WrongStateError`` when the slaves that did not stop could renew it
+        on their own: there is no end to wait for."""
         told = self.slaves_told(old, nodes)
-        unconfirmed = told - stopped
+        unconfirmed = told - stopped.keys()
         if not bounded(len(told), len(unconfirmed)):
             why = (f"node(s) {', '.join(map(str, sorted(unconfirmed)))} did not stop "
                    "replicating from it") if told else "it knew no slave"
             raise WrongStateError(detail=f"node {old.id} may keep its lease while cut off "
                                   f"({why}): not promoting another")
-        return promote_after(self.last_grant(old.id), slaves_stopped, self.seconds)
+        latest = max((at for node, at in stopped.items() if node in told), default=-math.inf)
+        return promote_after(self.last_grant(old.id), latest, self.seconds)
+
+
+async def last_confirmations(nodes: Sequence[Node], stopped_at: float,
+                             timeout: float = 1.0) -> dict[int, float]:
+    """When (monotonic) each slave, stopped by ``stopped_at``, may have confirmed a
+    master's lease last, as its ``/health`` says; ``stopped_at`` for one that does not
+    say (after it, its IO thread stopped, it confirms nothing)."""
+    async with httpx.AsyncClient(timeout=timeout) as client:
+        answers = await asyncio.gather(
+            *(client.get(f"http://{node.ip}:{health_port(node)}/health") for node in nodes),
+            return_exceptions=True)
+    received = time.monotonic()  # no earlier than any answer
+    found = {}
+    for node, answer in zip(nodes, answers, strict=True):
+        ago = _confirmed_ago(answer)
+        found[node.id] = stopped_at if ago is None else min(stopped_at, received - ago)
+    return found
+
+
+def _confirmed_ago(answer: object) -> float | None:
+    if not isinstance(answer, httpx.Response):
+        return None
+    try:
+        value = answer.json().get("confirmed_ago")
+    except (ValueError, AttributeError):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value < 0:
+        return None
+    return float(value)

@@ -315,7 +315,10 @@ class Replication:
                              slaves_stopped: float, nodes: Sequence[Node]) -> float:
         """Wait until the lost master's lease surely ran out (its agent did not fence
         it, and the cloud's reboot may not have happened yet); the seconds waited."""
-        until = self.leases.ends_by(old, {r.id for r in drained}, slaves_stopped, nodes)
+        ids = {r.id for r in drained}
+        stopped = await self.leases.ask([n for n in nodes if n.id in ids and n.ip],
+                                        slaves_stopped)
+        until = self.leases.ends_by(old, stopped, nodes)
         wait = max(0.0, until - time.monotonic())
         self.rt.store.record_event(f"failover: waiting {wait:.2f} s for node {old.id}'s "
                                    "lease to run out (its agent could not fence it)", old.id)
