@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ConfigDict
 
 from conpaassql.agent.health import (
     BadQueryError,
@@ -22,6 +23,7 @@ from conpaassql.agent.health import (
     source,
 )
 from conpaassql.agent.health_http import HealthListener
+from conpaassql.agent.heartbeat import Heartbeat
 from conpaassql.agent.lease import Confirmations, Lease, LeaseKeeper, ManagerWord, confirmations
 from conpaassql.agent.role import MasterIntent
 from conpaassql.config import ManagerConfig
@@ -29,7 +31,11 @@ from conpaassql.domain import lease as rules
 from conpaassql.domain.states import AgentState, NodeState, Role
 from conpaassql.errors import WrongStateError
 from conpaassql.manager.leases import Leases, last_confirmations
+from conpaassql.protocol.report import StateReport
+from conpaassql.rpc.registry import Params, Registry
+from conpaassql.rpc.server import RpcApp
 from tests.unit.ha_world import drained, make_world, report, slave, unreachable
+from tests.unit.served import served
 
 # -- the rules -------------------------------------------------------------------
 
@@ -438,3 +444,62 @@ def test_a_failover_through_the_cloud_waits_out_the_lease_and_says_so(
     start = max(granted, asked[0]) if slaves_confirmed else granted
     assert promoted[-1] >= start + 0.3 + rules.CHECK_INTERVAL + rules.MARGIN
     assert leases.answer(world.nodes.node(1), world.store.nodes()) == {"lease": 0}
+
+
+# -- the heartbeat renews it, against a manager's RPC endpoint -------------------------
+
+
+class WordParams(Params):
+    model_config = ConfigDict(extra="allow")
+
+
+class LeasingManager:
+    """Answers register_node with ``word`` (the real RPC server and client between)."""
+
+    def __init__(self) -> None:
+        self.word: dict[str, Any] = {}
+        self.beats = 0
+
+    async def register_node(self, params: WordParams, ctx: Any) -> dict[str, Any]:
+        self.beats += 1
+        return {"result": "OK", **self.word}
+
+
+def test_the_heartbeat_renews_the_masters_lease_from_when_it_was_sent(
+        tmp_path: Path) -> None:
+    manager = LeasingManager()
+    registry = Registry()
+    registry.add("register_node", "POST", manager.register_node, WordParams)
+
+    async def report() -> StateReport:
+        return StateReport()
+
+    async def scenario(port: int) -> None:
+        intent = MasterIntent.in_dir(tmp_path)
+        beat = Heartbeat(f"http://127.0.0.1:{port}/", "secret", 5.0, report, intent=intent,
+                         local_address="127.0.0.1")
+        try:
+            assert beat.period == 5.0  # not the master
+            intent.set(True)
+            assert beat.period == pytest.approx(rules.DEFAULT_LEASE / 3)
+            intent.lease.drop("test")
+            manager.word = {"lease": 1.5, "slaves": ["127.0.0.1:1"], "source": "10.0.0.1:3306"}
+            before = time.monotonic()
+            await beat.beat()
+            assert before <= intent.lease.expires - 1.5 <= time.monotonic()
+            assert intent.lease.slaves == ("127.0.0.1:1",)
+            assert beat.period == pytest.approx(0.5)
+            manager.word = {"lease": 0}
+            await beat.beat()
+            assert not intent.lease.held() and intent.lease.denied
+            manager.word = {}  # says nothing of leases: nothing changes
+            intent.set(True)
+            expires = intent.lease.expires
+            await beat.beat()
+            assert intent.lease.expires == expires and not intent.lease.denied
+            assert manager.beats == 3
+        finally:
+            await beat.aclose()
+
+    with served(RpcApp(registry).asgi()) as port:
+        asyncio.run(scenario(port))

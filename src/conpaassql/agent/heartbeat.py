@@ -44,6 +44,7 @@ class Heartbeat:
         self.reporter = reporter
         self.events: list[str] = []
         self.registered = False
+        self.failing = False  # the last beat went unanswered
         self.intent = intent  # whose lease the manager's answers renew
         self._wake = asyncio.Event()
 
@@ -85,9 +86,14 @@ class Heartbeat:
             reply = await self.client.call("register_node", {"state": report.wire()},
                                            timeout=timeout)
         except ConpaasSQLError as exc:
-            if self.registered:
+            # Once per outage: a master beats three times a lease.
+            if self.registered and not self.failing:
                 log.warning("heartbeat to the manager failed: %s", exc)
+            self.failing = True
             return
+        if self.failing:
+            log.info("the manager answers heartbeats again")
+        self.failing = False
         word = ManagerWord.parse(reply)
         if intent is not None and word is not None and intent.changes == changes:
             intent.lease.heard(word, sent)  # not if the role changed meanwhile
