@@ -24,7 +24,14 @@ from conpaassql.agent.health import (
 )
 from conpaassql.agent.health_http import HealthListener
 from conpaassql.agent.heartbeat import Heartbeat
-from conpaassql.agent.lease import Confirmations, Lease, LeaseKeeper, ManagerWord, confirmations
+from conpaassql.agent.lease import (
+    Confirmations,
+    Lease,
+    LeaseKeeper,
+    ManagerWord,
+    confirmations,
+    leave_from,
+)
 from conpaassql.agent.role import MasterIntent
 from conpaassql.config import ManagerConfig
 from conpaassql.domain import lease as rules
@@ -129,6 +136,14 @@ def test_a_lease_runs_from_the_beat_and_the_slaves_are_kept(tmp_path: Path) -> N
     lease.heard(ManagerWord(0.0), time.monotonic())
     assert lease.denied and not lease.held()
     assert lease.reason() == "the manager says this node is not the master"
+
+
+@pytest.mark.parametrize(("bind", "source"), [
+    ("127.0.3.4", "127.0.3.4"), ("0.0.0.0", None), ("::", None), ("node.example", None),
+    ("fd00::5", "fd00::5"),
+])
+def test_calls_leave_from_the_nodes_own_address(bind: str, source: str | None) -> None:
+    assert leave_from(bind) == source
 
 
 def test_the_role_gives_and_takes_the_lease(tmp_path: Path) -> None:

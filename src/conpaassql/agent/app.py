@@ -50,7 +50,7 @@ async def _start_health(settings: AgentSettings, supervisor: Supervisor) -> Heal
 
 def _lease_keeper(settings: AgentSettings, supervisor: Supervisor) -> LeaseKeeper:
     """Keeps the master's lease; sets its server read-only once the lease ran out."""
-    from conpaassql.agent.lease import LeaseKeeper
+    from conpaassql.agent.lease import LeaseKeeper, leave_from
     from conpaassql.domain.states import AgentState
     from conpaassql.mysql import replication
 
@@ -67,7 +67,7 @@ def _lease_keeper(settings: AgentSettings, supervisor: Supervisor) -> LeaseKeepe
         return True
 
     return LeaseKeeper(intent.lease, lambda: intent.master, self_fence,
-                       local_address=settings.bind)
+                       local_address=leave_from(settings.bind))
 
 
 async def serve(settings: AgentSettings) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import math
@@ -124,6 +125,16 @@ class Lease:
         if left > 0 or self.denied or not math.isfinite(left):
             return self.why
         return f"lease ran out {-left:.1f} s ago (last {self.why})"
+
+
+def leave_from(bind: str) -> str | None:
+    """The address a node's own calls leave from: the one it serves on, unless that is
+    every address (or not an address)."""
+    try:
+        address = ipaddress.ip_address(bind)
+    except ValueError:
+        return None
+    return None if address.is_unspecified else str(address)
 
 
 class Confirmations:
