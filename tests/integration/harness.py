@@ -165,10 +165,12 @@ def rpc_error(call: Callable[[], Any]) -> str:
 
 class Partition:
     """Cuts a node's address off the network with nftables: every packet from or to
-    it is dropped (its unix sockets and its processes stay as they are)."""
+    it is dropped (its unix sockets and its processes stay as they are), but for TCP to
+    and from its port ``open_port`` if given (a health port its clients still reach)."""
 
-    def __init__(self, ip: str) -> None:
+    def __init__(self, ip: str, open_port: int | None = None) -> None:
         self.ip = ip
+        self.open_port = open_port
         self.table = f"cq_partition_{os.getpid()}_{ip.replace('.', '_')}"
         nft = shutil.which("nft")
         if nft is None:
@@ -186,6 +188,10 @@ class Partition:
             for hook in ("input", "output"):
                 self._run("add", "chain", "ip", self.table, hook,
                           f"{{ type filter hook {hook} priority 0 ; }}")
+                for where, port in (("daddr", "dport"), ("saddr", "sport")):
+                    if self.open_port is not None:
+                        self._run("add", "rule", "ip", self.table, hook, "ip", where, self.ip,
+                                  "tcp", port, str(self.open_port), "accept")
                 for where in ("saddr", "daddr"):
                     self._run("add", "rule", "ip", self.table, hook, "ip", where, self.ip,
                               "drop")

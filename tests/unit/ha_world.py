@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -174,6 +174,11 @@ class World:
             await asyncio.sleep(0)
 
 
+async def slaves_say_nothing(nodes: Sequence[Node], stopped_at: float) -> dict[int, float]:
+    """Slaves that do not say when they last confirmed a master's lease."""
+    return {node.id: stopped_at for node in nodes}
+
+
 def make_world(tmp_path: Path, **config: Any) -> World:
     store = Store(tmp_path / "manager.db")
     authority = Authority.load_or_create(tmp_path / "pki", store.service_id)
@@ -185,6 +190,7 @@ def make_world(tmp_path: Path, **config: Any) -> World:
         manager_url="https://127.0.0.1:50001/", authority=authority)
     nodes = NodeService(runtime)
     replication = Replication(nodes)
+    replication.leases.ask = slaves_say_nothing  # no health port to ask
     return World(nodes, replication, Reconciler(runtime, nodes, replication), agents, cloud)
 
 

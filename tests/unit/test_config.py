@@ -303,6 +303,8 @@ def test_unknown_driver_names_the_key() -> None:
     ("manager", "auto_failover", "sometimes"),
     ("manager", "max_reader_lag", "-3"),
     ("manager", "seed_method", "rsync"),
+    ("manager", "lease", "0.1"),
+    ("manager", "lease", "2s"),
 ])
 def test_bad_values_name_the_key(section: str, key: str, value: str) -> None:
     ini = IniFile.from_text(f"[{section}]\n{key} = {value}\n", env={}, name="m.cnf")
@@ -358,10 +360,11 @@ def test_malformed_range_is_refused(text: str) -> None:
 def test_replication_settings_are_read() -> None:
     ini = IniFile.from_text("[manager]\nsemi_sync = false\nsemi_sync_timeout = 250\n"
                             "auto_failover = no\nmax_reader_lag = 2.5\n"
-                            "seed_method = Logical\n", env={})
+                            "seed_method = Logical\nlease = 4.5\n", env={})
     config = ManagerConfig.from_ini(ini)
     assert (config.semi_sync, config.semi_sync_timeout, config.auto_failover,
-            config.max_reader_lag, config.seed_method) == (False, 250, False, 2.5, "logical")
+            config.max_reader_lag, config.seed_method, config.lease) == \
+        (False, 250, False, 2.5, "logical", 4.5)
     defaults = ManagerConfig()
     assert (defaults.semi_sync, defaults.semi_sync_timeout, defaults.auto_failover,
             defaults.seed_method) == (True, 5000, True, "auto")

@@ -70,6 +70,9 @@ CASES = [
     # events (record_event)
     node("failover: node {dead_id} fenced ({fencing})",
          "failover: node 1 fenced (its node destroyed)", "failover"),
+    node("failover: waiting {wait} s for node {old.id}'s lease to run out (its agent "
+         "could not fence it)", "failover: waiting 2.50 s for node 1's lease to run out "
+         "(its agent could not fence it)", "failover"),
     node("failover: node {master} is the master (was node {lost}: {reason}); "
          "writes resumed after {seconds} s",
          "failover: node 2 is the master (was node 1: dead master); writes resumed "

@@ -103,7 +103,7 @@ CASES = [
          Act.FAILOVER, Topology.MASTER_UNREACHABLE, master_after=3, failures={1: 3},
          replies={"fence": unreachable,
                   "drain_relay_log": drained({2: "0-1-10", 3: "0-1-12"})},
-         rebooted=("vm-1",)),
+         rebooted=("vm-1",), config={"lease": 0.3}),  # then waits out the lease
     Case("master hidden (unreachable from the manager only): nothing done",
          {**HEALTHY, 1: None}, [], Act.HOLD, Topology.MASTER_HIDDEN, failures={1: 3}),
     Case("master suspect (not enough failed probes): nothing done",

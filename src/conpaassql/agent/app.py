@@ -20,6 +20,7 @@ from conpaassql.logs import setup_logging
 
 if TYPE_CHECKING:
     from conpaassql.agent.health_http import HealthListener
+    from conpaassql.agent.lease import LeaseKeeper
     from conpaassql.agent.web import AgentWeb
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,28 @@ async def _start_health(settings: AgentSettings, supervisor: Supervisor) -> Heal
     return listener
 
 
+def _lease_keeper(settings: AgentSettings, supervisor: Supervisor) -> LeaseKeeper:
+    """Keeps the master's lease; sets its server read-only once the lease ran out."""
+    from conpaassql.agent.lease import LeaseKeeper, leave_from
+    from conpaassql.domain.states import AgentState
+    from conpaassql.mysql import replication
+
+    intent = supervisor.intent
+
+    async def self_fence() -> bool:
+        if supervisor.state is not AgentState.RUNNING:
+            return False  # it starts read-only
+        session = supervisor.session
+        rows = await session.execute("SELECT @@global.read_only AS read_only", idempotent=True)
+        if rows and int(rows[0]["read_only"] or 0):
+            return False
+        await replication.set_read_only(session, True)
+        return True
+
+    return LeaseKeeper(intent.lease, lambda: intent.master, self_fence,
+                       local_address=leave_from(settings.bind))
+
+
 async def serve(settings: AgentSettings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     settings.write_tls_files()  # before mariadbd starts: it serves TLS with them
@@ -71,6 +94,7 @@ async def serve(settings: AgentSettings) -> None:
             log.error("mysqld did not start: %s", exc)
             web.heartbeat.push(f"mysqld did not start: {exc}")
         background = [asyncio.create_task(web.heartbeat.run(), name="heartbeat"),
+                      asyncio.create_task(_lease_keeper(settings, supervisor).run(), name="lease"),
                       asyncio.create_task(web.api.sample_forever(), name="sampler")]
         await serving
     finally:

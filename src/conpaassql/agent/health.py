@@ -2,8 +2,10 @@
 
 A router (HAProxy) checks every node often; each answer comes from the agent's
 own view, so routing goes on while the manager is away. ``/primary`` is 200 only
-while this node is the writable master the manager made it (``role.MasterIntent``)
-and its server answers with ``read_only`` off; ``/replica`` only for a read-only
+while this node is the writable master the manager made it (``role.MasterIntent``),
+holds its lease (``agent.lease``) and its server answers with ``read_only`` off;
+``/source?host=H&port=P`` only while this node replicates from H:P with its IO
+thread running (a master renews its lease so, read afresh); ``/replica`` only for a read-only
 slave whose two threads run, at most ``max_lag`` seconds (and ``max_lag_tx``
 transactions) behind. What the server says is read at most once per ``CACHE_TTL``
 seconds, by one query at a time, and read again at once when the role changes.
@@ -18,6 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from conpaassql.agent.lease import Confirmations
 from conpaassql.agent.role import MasterIntent
 from conpaassql.agent.supervisor import Supervisor
 from conpaassql.domain.gtid import GtidPosition
@@ -45,10 +48,19 @@ class ServerView:
     answering: bool
     read_only: bool | None = None
     replicating_from: str | None = None  # the master's host, on a slave
+    replicating_port: int | None = None
     io_running: str | None = None
     sql_running: str | None = None
     seconds_behind: int | None = None
     lag_transactions: int | None = None  # received (gtid_io_pos) but not applied
+
+
+@dataclass(frozen=True)
+class LeaseState:
+    """The node's lease at one moment: held or not, and why."""
+
+    held: bool
+    why: str
 
 
 @dataclass(frozen=True)
@@ -68,10 +80,23 @@ def _body(view: ServerView, master: bool, **extra: Any) -> dict[str, Any]:
             "lag": view.seconds_behind, "lag_transactions": view.lag_transactions, **extra}
 
 
-def primary(view: ServerView, master: bool) -> Verdict:
-    """200 for the writable master the manager made this node; 503 otherwise."""
+def primary(view: ServerView, master: bool, lease: LeaseState | None = None) -> Verdict:
+    """200 for the writable master the manager made this node, holding its lease (if
+    one is given: the body says its state); 503 otherwise."""
+    extra = {"lease": lease.why} if master and lease is not None else {}
+    if master and lease is not None and not lease.held:
+        return Verdict(UNAVAILABLE, _body(view, False, **extra))
     ok = master and view.answering and view.read_only is False
-    return Verdict(OK if ok else UNAVAILABLE, _body(view, master))
+    return Verdict(OK if ok else UNAVAILABLE, _body(view, master, **extra))
+
+
+def source(view: ServerView, host: str, port: int) -> Verdict:
+    """200 while this node replicates from ``host:port`` with its IO thread running."""
+    ok = (view.answering and view.replicating_from == host
+          and view.replicating_port == port and view.io_running == "Yes")
+    return Verdict(OK if ok else UNAVAILABLE,
+                   {"source": f"{view.replicating_from}:{view.replicating_port}"
+                    if view.replicating_from else None, "io_running": view.io_running})
 
 
 def replica(view: ServerView, master: bool, max_lag: float,
@@ -110,10 +135,13 @@ class Query:
     path: str
     max_lag: float | None = None
     max_lag_tx: int | None = None
+    host: str | None = None  # /source
+    port: int | None = None
 
 
 ENDPOINTS = {"/primary": frozenset(), "/health": frozenset(),
-             "/replica": frozenset({"max_lag", "max_lag_tx"})}
+             "/replica": frozenset({"max_lag", "max_lag_tx"}),
+             "/source": frozenset({"host", "port"})}
 
 
 def parse_query(path: str, query: list[tuple[str, str]]) -> Query | None:
@@ -133,13 +161,22 @@ def parse_query(path: str, query: list[tuple[str, str]]) -> Query | None:
         if "max_lag" in values else None
     max_tx = int(_number("max_lag_tx", values["max_lag_tx"], integer=True)) \
         if "max_lag_tx" in values else None
+    if path == "/source":
+        if "host" not in values or "port" not in values:
+            raise BadQueryError("/source takes host and port")
+        return Query(path, host=values["host"][:255],
+                     port=int(_number("port", values["port"], integer=True)))
     return Query(path, max_lag, max_tx)
 
 
-def decide(query: Query, view: ServerView, master: bool, default_max_lag: float) -> Verdict:
-    """The answer to a checked query, from the server's view and the node's role."""
+def decide(query: Query, view: ServerView, master: bool, default_max_lag: float,
+           lease: LeaseState | None = None) -> Verdict:
+    """The answer to a checked query, from the server's view, the node's role and its
+    lease."""
     if query.path == "/primary":
-        return primary(view, master)
+        return primary(view, master, lease)
+    if query.path == "/source":
+        return source(view, query.host or "", query.port or 0)
     if query.path == "/replica":
         max_lag = default_max_lag if query.max_lag is None else query.max_lag
         return replica(view, master, max_lag, query.max_lag_tx)
@@ -174,8 +211,16 @@ async def read_view(supervisor: Supervisor) -> ServerView:
     return ServerView(
         answering=True, read_only=view.read_only,
         replicating_from=str(slave.get("Master_Host") or "") or None,
+        replicating_port=_port(slave.get("Master_Port")),
         io_running=slave.get("Slave_IO_Running"), sql_running=slave.get("Slave_SQL_Running"),
         seconds_behind=None if behind is None else int(behind), lag_transactions=lag_tx)
+
+
+def _port(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 class HealthProbe:
@@ -192,10 +237,11 @@ class HealthProbe:
         self.intent = intent
         self.ttl = ttl
         self.reads = 0  # how many times the server was asked
+        self.confirmations = Confirmations()  # answers to /source
         self._view: ServerView | None = None
         self._at = 0.0
         self._changes = -1
-        self._reading: asyncio.Task[tuple[ServerView, int]] | None = None
+        self._reading: asyncio.Task[tuple[ServerView, int, float]] | None = None
 
     def _fresh(self) -> ServerView | None:
         if self.supervisor.state is not AgentState.RUNNING:
@@ -205,30 +251,69 @@ class HealthProbe:
             return self._view
         return None
 
-    async def _read(self) -> tuple[ServerView, int]:
-        changes = self.intent.changes
+    async def _read(self) -> tuple[ServerView, int, float]:
+        changes, started = self.intent.changes, time.monotonic()
         view = await read_view(self.supervisor)
         self.reads += 1
         self._view, self._at, self._changes = view, time.monotonic(), changes
-        return view, changes
+        return view, changes, started
+
+    async def _reading_now(self) -> tuple[ServerView, int, float] | None:
+        """The read under way (one started if none is); None if it takes too long."""
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.create_task(self._read(), name="health read")
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._reading), READ_TIMEOUT)
+        except TimeoutError:
+            return None
 
     async def view(self) -> ServerView:
         while True:
             found = self._fresh()
             if found is not None:
                 return found
-            if self._reading is None or self._reading.done():
-                self._reading = asyncio.create_task(self._read(), name="health read")
-            try:
-                view, changes = await asyncio.wait_for(asyncio.shield(self._reading),
-                                                       READ_TIMEOUT)
-            except TimeoutError:
+            read = await self._reading_now()
+            if read is None:
                 return ServerView(answering=False)
+            view, changes, _ = read
             if changes == self.intent.changes:
                 return view
             # The role changed while the server was read: read it once more.
 
+    async def view_read_after(self, asked: float) -> ServerView:
+        """A view whose read began at ``asked`` or later: what a lease is renewed on
+        must not predate the question."""
+        while self.supervisor.state is AgentState.RUNNING:
+            read = await self._reading_now()
+            if read is None:
+                break
+            if read[2] >= asked:
+                return read[0]
+        return ServerView(answering=False)
+
     async def answer(self, query: Query, default_max_lag: float) -> Verdict:
+        if query.path == "/source":
+            return await self._source(query)
         view = await self.view()
-        # The intent is read after the view: a role given up meanwhile counts at once.
-        return decide(query, view, self.intent.master, default_max_lag)
+        # The intent and lease are read after the view: a role or lease lost meanwhile
+        # counts at once.
+        lease = self.intent.lease
+        now = time.monotonic()
+        verdict = decide(query, view, self.intent.master, default_max_lag,
+                         LeaseState(lease.held(now), lease.reason(now)))
+        if query.path == "/health":
+            verdict.body["confirmed_ago"] = round(self.confirmations.ago(), 3)
+        return verdict
+
+    async def _source(self, query: Query) -> Verdict:
+        """Whether this node replicates from the asking master, read afresh; a yes
+        counts from when it was asked."""
+        asked = time.monotonic()
+        self.confirmations.asked(asked)
+        confirmed = False
+        try:
+            verdict = decide(query, await self.view_read_after(asked), False, 0.0)
+            confirmed = verdict.status == OK
+            return verdict
+        finally:
+            self.confirmations.answered(asked, confirmed)

@@ -1,4 +1,5 @@
-"""The agent's plain-HTTP health port: ``GET /primary``, ``/replica``, ``/health``.
+"""The agent's plain-HTTP health port: ``GET /primary``, ``/replica``, ``/health``,
+``/source``.
 
 A minimal HTTP/1.x listener (one request per connection, then closed), as
 HAProxy's ``option httpchk`` speaks to it. It tells only the node's role and lag;
@@ -111,7 +112,7 @@ class HealthListener:
         except (BadRequestError, BadQueryError) as exc:
             return 400, {"error": str(exc)}, False
         if query is None:
-            return 404, {"error": "no such endpoint: /primary, /replica, /health"}, False
+            return 404, {"error": "no such endpoint: /primary, /replica, /health, /source"}, False
         if method not in ("GET", "HEAD"):
             return 405, {"error": "only GET and HEAD"}, False
         return await self._verdict(query) + (method == "HEAD",)

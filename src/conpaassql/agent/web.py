@@ -21,6 +21,7 @@ from starlette.requests import Request
 
 from conpaassql.agent.api import AgentApi
 from conpaassql.agent.heartbeat import Heartbeat
+from conpaassql.agent.lease import leave_from
 from conpaassql.agent.settings import AgentSettings
 from conpaassql.agent.supervisor import Supervisor
 from conpaassql.errors import AuthError, ForbiddenError
@@ -163,7 +164,9 @@ def build(settings: AgentSettings, supervisor: Supervisor) -> AgentWeb:
     api = AgentApi(settings, supervisor)
     heartbeat = Heartbeat(context.manager_url, context.secret, context.heartbeat_interval,
                           api.state_report, verify=client_context(files),
-                          server_name=dns_name(context.service_id, MANAGER_NAME))
+                          server_name=dns_name(context.service_id, MANAGER_NAME),
+                          intent=supervisor.intent, local_address=leave_from(settings.bind))
+    supervisor.intent.on_change = heartbeat.nudge
     grants = TransferGrants(settings.node_id, context.grant_key)
     app = RpcApp(api.registry(),
                  authorizer=manager_only(context.secret, context.service_id, grants),

@@ -290,4 +290,6 @@ class ManagerApi:
         node = self.nodes.register(report, node_of_name(ctx.principal))
         self.reconciler.note_report(node, report)
         self.routers.certificates.check(self.nodes.node(node.id), report)
-        return {"result": "OK"}
+        # The master's lease (agent.lease); "result" as the seed answered.
+        return {"result": "OK", **self.replication.leases.answer(
+            self.nodes.node(node.id), self.nodes.live_nodes())}

@@ -28,6 +28,7 @@ from conpaassql.domain.topology import (
 from conpaassql.errors import BusyError, ConpaasSQLError, WrongStateError
 from conpaassql.manager import events, restore_from
 from conpaassql.manager.cycle import Act, Outcome, Snapshot
+from conpaassql.manager.leases import Leases
 from conpaassql.manager.replicas import first_master_wait, replica_of
 from conpaassql.manager.service import NodeService
 from conpaassql.protocol.agent import (
@@ -65,6 +66,7 @@ class Replication:
         #: waits for a slave's acknowledgement only once a slave follows.
         self._semi_sync: dict[int, bool] = {}
         self.last_failover: dict[str, Any] | None = None
+        self.leases = Leases(self.rt.config.lease)
 
     # -- observing --------------------------------------------------------
 
@@ -213,12 +215,16 @@ class Replication:
     async def _make_master(self, node: Node, *, semi_sync: bool,
                            hosts: list[str] | None = None) -> None:
         hosts = self._replica_hosts() if hosts is None else hosts
-        await self.rt.agents.set_up_replica_master(node, MasterRequest(
-            replication_password=self.rt.secrets.replication_password,
-            semi_sync=semi_sync and self.rt.config.semi_sync,
-            semi_sync_timeout=self.rt.config.semi_sync_timeout,
-            replica_hosts=hosts,
-        ), timeout=30)
+        self.leases.making_master(node.id)
+        try:
+            await self.rt.agents.set_up_replica_master(node, MasterRequest(
+                replication_password=self.rt.secrets.replication_password,
+                semi_sync=semi_sync and self.rt.config.semi_sync,
+                semi_sync_timeout=self.rt.config.semi_sync_timeout,
+                replica_hosts=hosts,
+            ), timeout=30)
+        finally:  # the agent holds a lease from when it took the call
+            self.leases.note_grant(node.id)
         self._pushed_hosts = hosts
         self._semi_sync[node.id] = semi_sync and self.rt.config.semi_sync
 
@@ -271,18 +277,25 @@ class Replication:
 
     async def failover(self, old: Node, reason: str, replicas: Sequence[Replica],
                        snapshot: Snapshot) -> str:
-        """Fence the lost master, promote the slave that received the most, repoint the rest."""
+        """Fence the lost master, promote the slave that received the most, repoint the rest.
+
+        A master fenced by the cloud (its agent unreachable) may still hold its lease:
+        the new master takes writes only once that surely ran out."""
         started = time.monotonic()
         dead_id = old.id
         self.rt.store.set_service_state(ServiceState.ADAPTING,
                                         f"failover: master node {dead_id} lost ({reason})")
-        fencing = await self._fence(old)
+        self.leases.revoke(dead_id)
+        fencing, by_agent = await self._fence(old)
         self.rt.store.record_event(f"failover: node {dead_id} fenced ({fencing})", dead_id)
         drained = await self._drain([r for r in replicas if r.id != dead_id], snapshot)
+        slaves_stopped = time.monotonic()
         candidate = snapshot.node(promotion_candidate(drained))
         if candidate is None:
             raise WrongStateError(detail="no slave could take over")
         candidate_id = candidate.id
+        waited = 0.0 if by_agent else await self._outlive_lease(old, drained, slaves_stopped,
+                                                                snapshot.live)
         # Writable at once; semi-sync again once the other slaves follow it (before
         # that, a commit would wait for an acknowledgement nobody can send yet).
         await self._make_master(candidate, semi_sync=False, hosts=snapshot.replica_hosts)
@@ -295,7 +308,22 @@ class Replication:
                                    candidate_id)
         await self._repoint_all(snapshot.live, candidate, exclude={candidate_id, dead_id})
         self.nodes.refresh_service_state("failover done")
-        return f"failover: node {dead_id} -> node {candidate_id} in {elapsed:.2f} s"
+        lease = f" ({waited:.2f} s of it for node {dead_id}'s lease)" if not by_agent else ""
+        return f"failover: node {dead_id} -> node {candidate_id} in {elapsed:.2f} s{lease}"
+
+    async def _outlive_lease(self, old: Node, drained: Sequence[Replica],
+                             slaves_stopped: float, nodes: Sequence[Node]) -> float:
+        """Wait until the lost master's lease surely ran out (its agent did not fence
+        it, and the cloud's reboot may not have happened yet); the seconds waited."""
+        ids = {r.id for r in drained}
+        stopped = await self.leases.ask([n for n in nodes if n.id in ids and n.ip],
+                                        slaves_stopped)
+        until = self.leases.ends_by(old, stopped, nodes)
+        wait = max(0.0, until - time.monotonic())
+        self.rt.store.record_event(f"failover: waiting {wait:.2f} s for node {old.id}'s "
+                                   "lease to run out (its agent could not fence it)", old.id)
+        await asyncio.sleep(wait)
+        return wait
 
     async def _drain(self, replicas: Sequence[Replica], snapshot: Snapshot) -> list[Replica]:
         """Every healthy slave stops receiving and applies what it has; their views after."""
@@ -322,18 +350,19 @@ class Replication:
             views.append(replace(view, received=None))  # ranked by what it applied
         return views
 
-    async def _fence(self, node: Node) -> str:
+    async def _fence(self, node: Node) -> tuple[str, bool]:
         """Make sure the old master takes no write: its agent stops mysqld, or the
-        cloud powers the node off (and boots it again, read-only)."""
+        cloud powers the node off (and boots it again, read-only). Also whether its
+        agent did it."""
         try:
             await self.rt.agents.fence(node, timeout=self.rt.config.probe_timeout + 3)
-            return "mysqld stopped by its agent"
+            return "mysqld stopped by its agent", True
         except ConpaasSQLError as exc:
             log.warning("node %d's agent cannot fence: %s; powering it off", node.id, exc)
         if node.cloud_ref is None:
             raise WrongStateError(detail=f"cannot fence node {node.id}: no cloud reference")
         await self.rt.clouds.get(node.cloud).reboot_node(node.cloud_ref)
-        return "powered off and booted again by the cloud"
+        return "powered off and booted again by the cloud", False
 
     # -- slaves -----------------------------------------------------------
 

@@ -1,0 +1,226 @@
+"""The master's lease, as its agent holds it (the rules: ``domain.lease``).
+
+``/primary`` is 200 only while the lease is held. The manager renews it with each
+heartbeat it answers: ``{"lease": seconds, "slaves": ["host:health_port", ...],
+"source": "host:mysql_port"}`` for the master, ``{"lease": 0}`` for any other node.
+While the manager cannot be reached, ``LeaseKeeper`` asks the slaves it named, on
+their health ports (``GET /source?host=H&port=P``), whether they replicate from this
+node with the IO thread running; a majority renews it. When the lease runs out the
+keeper sets ``read_only`` itself; only the manager makes the server writable again
+(``set_up_replica_master``), which also gives a lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from conpaassql.domain.lease import CHECK_INTERVAL, DEFAULT_LEASE, ask_slaves, slaves_renew
+
+log = logging.getLogger(__name__)
+
+LEASE_FILE = "lease.json"
+
+
+@dataclass(frozen=True)
+class ManagerWord:
+    """What the manager's answer to a heartbeat says of the lease."""
+
+    seconds: float  # 0: this node is not the master
+    slaves: tuple[str, ...] = ()  # their health ports, host:port
+    source: str | None = None  # host:port the slaves replicate this node from
+
+    @classmethod
+    def parse(cls, reply: Any) -> ManagerWord | None:
+        """The word in a ``register_node`` answer; None when it says nothing of it."""
+        if not isinstance(reply, dict):
+            return None
+        seconds = reply.get("lease")
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) \
+                or not math.isfinite(seconds) or seconds < 0:
+            return None
+        slaves = reply.get("slaves")
+        source = reply.get("source")
+        return cls(float(seconds),
+                   tuple(s for s in slaves if isinstance(s, str)) if isinstance(slaves, list)
+                   else (),
+                   source if isinstance(source, str) else None)
+
+
+class Lease:
+    """Until when this node may say it is the master, and whom to ask meanwhile.
+
+    The slaves and source the manager last named are kept in a file beside the role,
+    so that an agent started again while its manager is away knows them.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.seconds = DEFAULT_LEASE
+        self.expires = -math.inf  # monotonic
+        self.why = "no lease yet"
+        self.denied = False  # the manager said this node is not the master
+        self.slaves: tuple[str, ...] | None = None  # None: never told
+        self.source: str | None = None
+        self._load()
+
+    def _load(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            word = ManagerWord.parse(data)
+            if word is not None and word.seconds > 0:
+                self.seconds, self.slaves, self.source = word.seconds, word.slaves, word.source
+
+    def _save(self) -> None:
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"lease": self.seconds, "slaves": list(self.slaves or ()),
+                                         "source": self.source}), encoding="utf-8")
+        os.replace(temporary, self.path)
+
+    def remaining(self, now: float | None = None) -> float:
+        return self.expires - (time.monotonic() if now is None else now)
+
+    def held(self, now: float | None = None) -> bool:
+        return self.remaining(now) > 0
+
+    def renew(self, since: float, why: str) -> None:
+        """Held until ``since`` + the lease (``since``: when the renewal was asked for)."""
+        self.expires = max(self.expires, since + self.seconds)
+        self.denied = False
+        self.why = why
+
+    def drop(self, why: str) -> None:
+        self.expires = -math.inf
+        self.why = why
+
+    def heard(self, word: ManagerWord, sent: float) -> None:
+        """The manager answered a heartbeat sent at ``sent`` with ``word``."""
+        if word.seconds <= 0:
+            self.denied = True
+            self.drop("the manager says this node is not the master")
+            return
+        if (word.seconds, word.slaves, word.source) != (self.seconds, self.slaves, self.source):
+            self.seconds, self.slaves, self.source = word.seconds, word.slaves, word.source
+            try:
+                self._save()
+            except OSError as exc:
+                log.warning("could not keep the lease's slaves in %s: %s", self.path, exc)
+        self.renew(sent, "renewed by the manager")
+
+    def reason(self, now: float | None = None) -> str:
+        """Why the lease is held, or why not."""
+        left = self.remaining(now)
+        if left > 0 or self.denied or not math.isfinite(left):
+            return self.why
+        return f"lease ran out {-left:.1f} s ago (last {self.why})"
+
+
+def leave_from(bind: str) -> str | None:
+    """The address a node's own calls leave from: the one it serves on, unless that is
+    every address (or not an address)."""
+    try:
+        address = ipaddress.ip_address(bind)
+    except ValueError:
+        return None
+    return None if address.is_unspecified else str(address)
+
+
+class Confirmations:
+    """A slave's side: the latest moment it told a master it replicates from it
+    (``/source`` 200, counted from when asked), questions under way included. From
+    the agent's start at first: one given before cannot be known. The manager reads
+    it (``/health``'s ``confirmed_ago``) to know until when a lost master's lease may
+    have been renewed."""
+
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+        self._asked: list[float] = []
+
+    def asked(self, at: float) -> None:
+        self._asked.append(at)
+
+    def answered(self, at: float, confirmed: bool) -> None:
+        self._asked.remove(at)
+        if confirmed:
+            self.last = max(self.last, at)
+
+    def ago(self, now: float | None = None) -> float:
+        """Seconds since the latest confirmation that may have been given."""
+        latest = max([self.last, *self._asked])
+        return max(0.0, (time.monotonic() if now is None else now) - latest)
+
+
+async def confirmations(slaves: tuple[str, ...], source: str, timeout: float,
+                        local_address: str | None = None) -> int:
+    """How many of ``slaves`` say they replicate from ``source`` with the IO thread running
+    (asked from ``local_address``, this node's own)."""
+    host, _, port = source.rpartition(":")
+    transport = httpx.AsyncHTTPTransport(local_address=local_address) if local_address \
+        else None
+    async with httpx.AsyncClient(timeout=timeout, transport=transport) as client:
+        answers = await asyncio.gather(
+            *(client.get(f"http://{slave}/source", params={"host": host, "port": port})
+              for slave in slaves), return_exceptions=True)
+    return sum(1 for a in answers if isinstance(a, httpx.Response) and a.status_code == 200)
+
+
+class LeaseKeeper:
+    """Renews the master's lease through its slaves while the manager is away, and sets
+    the server read-only once the lease runs out."""
+
+    def __init__(self, lease: Lease, is_master: Callable[[], bool],
+                 self_fence: Callable[[], Awaitable[bool]],
+                 interval: float = CHECK_INTERVAL, local_address: str | None = None) -> None:
+        """``self_fence``: sets the server read-only; False if there was nothing to do.
+        ``local_address``: the node's own, which questions to the slaves leave from."""
+        self.lease = lease
+        self.local_address = local_address
+        self.is_master = is_master
+        self.self_fence = self_fence
+        self.interval = interval
+        self._fenced = False  # once per lapse
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.look()
+            except Exception:  # the keeper must go on
+                log.exception("lease check failed")
+
+    async def look(self) -> None:
+        """One look at the lease: ask the slaves if it is time, fence if it ran out."""
+        lease = self.lease
+        if not self.is_master():
+            return
+        started = time.monotonic()
+        if not lease.denied and lease.slaves is not None \
+                and ask_slaves(lease.remaining(started), lease.seconds):
+            known = len(lease.slaves)
+            confirmed = 0 if known == 0 or lease.source is None else await confirmations(
+                lease.slaves, lease.source, max(lease.seconds / 4, 0.1), self.local_address)
+            if slaves_renew(known, confirmed):
+                lease.renew(started, "renewed by the slaves" if known else
+                            "kept: no slave could take over")
+            else:
+                log.debug("lease: %d of %d slaves confirm", confirmed, known)
+        if lease.held():
+            self._fenced = False
+            return
+        if self._fenced:
+            return
+        if await self.self_fence():
+            log.warning("%s: read_only set", lease.reason())
+        self._fenced = True

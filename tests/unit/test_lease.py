@@ -1,0 +1,520 @@
+"""The master's lease: its rules, the agent's lease and keeper (slaves asked on real
+health listeners), ``/primary`` and ``/source``, and the manager's side."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ConfigDict
+
+from conpaassql.agent.health import (
+    BadQueryError,
+    HealthProbe,
+    LeaseState,
+    Query,
+    ServerView,
+    parse_query,
+    primary,
+    source,
+)
+from conpaassql.agent.health_http import HealthListener
+from conpaassql.agent.heartbeat import Heartbeat
+from conpaassql.agent.lease import (
+    Confirmations,
+    Lease,
+    LeaseKeeper,
+    ManagerWord,
+    confirmations,
+    leave_from,
+)
+from conpaassql.agent.role import MasterIntent
+from conpaassql.config import ManagerConfig
+from conpaassql.domain import lease as rules
+from conpaassql.domain.states import AgentState, NodeState, Role
+from conpaassql.errors import WrongStateError
+from conpaassql.manager.leases import Leases, last_confirmations
+from conpaassql.protocol.report import StateReport
+from conpaassql.rpc.registry import Params, Registry
+from conpaassql.rpc.server import RpcApp
+from tests.unit.ha_world import drained, make_world, report, slave, unreachable
+from tests.unit.served import served
+
+# -- the rules -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("known", "confirmed", "renews"), [
+    (0, 0, True),  # no slave: nobody can be promoted over it
+    (1, 0, False), (1, 1, True),
+    (2, 1, False), (2, 2, True),
+    (3, 1, False), (3, 2, True),
+    (4, 2, False), (4, 3, True),
+])
+def test_a_majority_of_the_slaves_renews(known: int, confirmed: int, renews: bool) -> None:
+    assert rules.slaves_renew(known, confirmed) is renews
+
+
+@pytest.mark.parametrize(("known", "unconfirmed", "ends"), [
+    (0, 0, False),  # it knew no slave: it keeps its lease while cut off
+    (1, 0, True), (1, 1, False),
+    (2, 1, True), (2, 2, False),  # two undrained could renew it on their own
+    (3, 1, True), (3, 2, False),
+])
+def test_a_lost_masters_lease_ends_unless_undrained_slaves_could_renew_it(
+        known: int, unconfirmed: int, ends: bool) -> None:
+    assert rules.bounded(known, unconfirmed) is ends
+
+
+@pytest.mark.parametrize(("remaining", "lease", "ask"), [
+    (2.0, 2.0, False), (1.01, 2.0, False), (1.0, 2.0, True), (0.0, 2.0, True),
+    (-5.0, 2.0, True),
+])
+def test_the_slaves_are_asked_once_half_the_lease_went_unrenewed(
+        remaining: float, lease: float, ask: bool) -> None:
+    assert rules.ask_slaves(remaining, lease) is ask
+
+
+@pytest.mark.parametrize(("interval", "lease", "period"), [
+    (5.0, None, 5.0), (5.0, 0.0, 5.0), (5.0, 3.0, 1.0), (0.5, 3.0, 0.5),
+])
+def test_a_master_beats_three_times_a_lease(interval: float, lease: float | None,
+                                            period: float) -> None:
+    assert rules.heartbeat_period(interval, lease) == period
+
+
+@pytest.mark.parametrize(("grant", "stopped", "expected"), [
+    (10.0, 12.0, 12.0 + 2.0 + rules.CHECK_INTERVAL + rules.MARGIN),  # the slaves later
+    (15.0, 12.0, 15.0 + 2.0 + rules.CHECK_INTERVAL + rules.MARGIN),  # the manager later
+])
+def test_promotion_waits_a_lease_past_the_last_renewal_anyone_could_give(
+        grant: float, stopped: float, expected: float) -> None:
+    assert rules.promote_after(grant, stopped, 2.0) == pytest.approx(expected)
+
+
+def test_the_managers_default_is_the_rules_default() -> None:
+    assert ManagerConfig().lease == rules.DEFAULT_LEASE
+
+
+# -- the agent's lease -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("reply", "word"), [
+    ({"result": "OK"}, None),  # a manager that says nothing of leases
+    ("OK", None),
+    ({"lease": 0}, ManagerWord(0.0)),
+    ({"lease": 2, "slaves": ["10.0.0.2:60008", 5], "source": "10.0.0.1:3306"},
+     ManagerWord(2.0, ("10.0.0.2:60008",), "10.0.0.1:3306")),
+    ({"lease": -1}, None), ({"lease": True}, None), ({"lease": "2"}, None),
+    ({"lease": math.inf}, None),
+])
+def test_the_managers_word_is_read_with_care(reply: Any, word: ManagerWord | None) -> None:
+    assert ManagerWord.parse(reply) == word
+
+
+def test_a_lease_runs_from_the_beat_and_the_slaves_are_kept(tmp_path: Path) -> None:
+    lease = Lease(tmp_path / "lease.json")
+    assert not lease.held() and lease.reason() == "no lease yet"
+    sent = time.monotonic() - 1.5
+    lease.heard(ManagerWord(2.0, ("10.0.0.2:60008",), "10.0.0.1:3306"), sent)
+    assert lease.expires == pytest.approx(sent + 2.0)
+    assert lease.held() and lease.reason() == "renewed by the manager"
+    again = Lease(tmp_path / "lease.json")  # an agent started again knows whom to ask
+    assert (again.seconds, again.slaves, again.source) == \
+        (2.0, ("10.0.0.2:60008",), "10.0.0.1:3306")
+    assert not again.held()  # but holds no lease before anyone renews it
+    expires = lease.expires
+    lease.heard(ManagerWord(2.0, (), "10.0.0.1:3306"), time.monotonic() - 5)
+    assert lease.expires == expires  # an older beat answered late shortens nothing
+    again.renew(time.monotonic() - 5, "renewed by the slaves")
+    assert not again.held()
+    assert again.reason().startswith("lease ran out ")
+    assert again.reason().endswith("(last renewed by the slaves)")
+    lease.heard(ManagerWord(0.0), time.monotonic())
+    assert lease.denied and not lease.held()
+    assert lease.reason() == "the manager says this node is not the master"
+
+
+@pytest.mark.parametrize(("bind", "source"), [
+    ("127.0.3.4", "127.0.3.4"), ("0.0.0.0", None), ("::", None), ("node.example", None),
+    ("fd00::5", "fd00::5"),
+])
+def test_calls_leave_from_the_nodes_own_address(bind: str, source: str | None) -> None:
+    assert leave_from(bind) == source
+
+
+def test_the_role_gives_and_takes_the_lease(tmp_path: Path) -> None:
+    intent = MasterIntent.in_dir(tmp_path)
+    changes: list[bool] = []
+    intent.on_change = lambda: changes.append(intent.master)
+    assert not intent.lease.held()
+    intent.set(True)
+    assert intent.lease.held()
+    intent.set(False)
+    assert not intent.lease.held() and changes == [True, False]
+
+
+# -- /primary and /source ------------------------------------------------------------
+
+WRITABLE = ServerView(answering=True, read_only=False)
+
+
+@pytest.mark.parametrize(("view", "master", "lease", "status"), [
+    (WRITABLE, True, LeaseState(True, "renewed by the manager"), 200),
+    (WRITABLE, True, LeaseState(False, "lease ran out 0.1 s ago"), 503),
+    (WRITABLE, True, None, 200),
+    (WRITABLE, False, LeaseState(True, "made the master"), 503),
+    (ServerView(answering=True, read_only=True), True, LeaseState(True, "x"), 503),
+])
+def test_primary_needs_the_lease(view: ServerView, master: bool, lease: LeaseState | None,
+                                 status: int) -> None:
+    verdict = primary(view, master, lease)
+    assert verdict.status == status
+    if master and lease is not None:
+        assert verdict.body["lease"] == lease.why
+    if status == 503:
+        assert verdict.body["role"] != "master"
+
+
+FOLLOWING = ServerView(answering=True, read_only=True, replicating_from="10.0.0.1",
+                       replicating_port=3306, io_running="Yes", sql_running="Yes")
+
+
+@pytest.mark.parametrize(("view", "status"), [
+    (FOLLOWING, 200),
+    (ServerView(**{**FOLLOWING.__dict__, "io_running": "Connecting"}), 503),
+    (ServerView(**{**FOLLOWING.__dict__, "io_running": "No"}), 503),
+    (ServerView(**{**FOLLOWING.__dict__, "replicating_from": "10.0.0.9"}), 503),
+    (ServerView(**{**FOLLOWING.__dict__, "replicating_port": 3307}), 503),
+    (ServerView(answering=False), 503),
+])
+def test_source_confirms_only_a_running_io_thread_from_that_master(view: ServerView,
+                                                                   status: int) -> None:
+    assert source(view, "10.0.0.1", 3306).status == status
+
+
+def test_source_query() -> None:
+    assert parse_query("/source", [("host", "10.0.0.1"), ("port", "3306")]) == \
+        Query("/source", host="10.0.0.1", port=3306)
+    for pairs in ([("host", "10.0.0.1")], [("host", "h"), ("port", "x")],
+                  [("host", "h"), ("port", "1"), ("max_lag", "1")]):
+        with pytest.raises(BadQueryError):
+            parse_query("/source", pairs)
+
+
+# -- the keeper, asking slaves on real health listeners ------------------------------
+
+
+class SlaveSession:
+    """A slave's server: SHOW SLAVE STATUS from ``row`` (None: not a slave)."""
+
+    def __init__(self, row: dict[str, Any] | None) -> None:
+        self.row = row
+
+    async def execute(self, sql: str, args: Any = None, *,
+                      idempotent: bool = False) -> list[dict[str, Any]]:
+        if sql.startswith("SHOW SLAVE STATUS"):
+            return [] if self.row is None else [dict(self.row)]
+        return [{"read_only": 1, "slave_pos": ""}]
+
+
+class SlaveServer:
+    state = AgentState.RUNNING
+
+    def __init__(self, row: dict[str, Any] | None) -> None:
+        self.session = SlaveSession(row)
+
+
+def following(io: str = "Yes", host: str = "127.0.0.1", port: int = 3306) -> dict[str, Any]:
+    return {"Master_Host": host, "Master_Port": port, "Slave_IO_Running": io,
+            "Slave_SQL_Running": "Yes", "Seconds_Behind_Master": 0, "Gtid_IO_Pos": ""}
+
+
+async def slave_ports(rows: list[dict[str, Any] | None], tmp_path: Path,
+                      listeners: list[HealthListener]) -> tuple[str, ...]:
+    found = []
+    for n, row in enumerate(rows):
+        probe = HealthProbe(SlaveServer(row), MasterIntent.in_dir(tmp_path / str(n)))  # type: ignore[arg-type]
+        (tmp_path / str(n)).mkdir()
+        listener = HealthListener(probe, "127.0.0.1", 0, 30.0)
+        await listener.start()
+        listeners.append(listener)
+        assert listener.server is not None
+        found.append(f"127.0.0.1:{listener.server.sockets[0].getsockname()[1]}")
+    return tuple(found)
+
+
+KEEPER_CASES = [
+    # (slaves' rows, renewed, fenced)
+    ([following(), following(io="Connecting")], False, True),  # 1 of 2: no majority
+    ([following(), following()], True, False),
+    ([following(), following(), following(io="No")], True, False),
+    ([following(), following(host="127.0.0.9"), None], False, True),
+    ([], True, False),  # no slave: kept
+]
+
+
+@pytest.mark.parametrize(("rows", "renewed", "fenced"), KEEPER_CASES)
+def test_the_keeper_asks_the_slaves_then_fences(tmp_path: Path, rows: list[Any],
+                                                renewed: bool, fenced: bool) -> None:
+    async def scenario() -> tuple[bool, list[str]]:
+        listeners: list[HealthListener] = []
+        try:
+            slaves = await slave_ports(rows, tmp_path, listeners)
+            lease = Lease(tmp_path / "lease.json")
+            # The manager last renewed it longer than a lease ago.
+            lease.heard(ManagerWord(2.0, slaves, "127.0.0.1:3306"), time.monotonic() - 2.5)
+            fences: list[str] = []
+
+            async def self_fence() -> bool:
+                fences.append("read_only")
+                return True
+
+            keeper = LeaseKeeper(lease, lambda: True, self_fence)
+            await keeper.look()
+            held = lease.held()
+            if not held:
+                await keeper.look()  # fenced once per lapse
+            return held, fences
+        finally:
+            for listener in listeners:
+                await listener.close()
+
+    held, fences = asyncio.run(scenario())
+    assert held is renewed
+    assert fences == (["read_only"] if fenced else [])
+
+
+def test_the_keeper_leaves_alone_a_node_that_is_not_the_master_or_was_denied(
+        tmp_path: Path) -> None:
+    async def scenario() -> list[str]:
+        lease = Lease(tmp_path / "lease.json")
+        lease.heard(ManagerWord(2.0, (), "127.0.0.1:3306"), time.monotonic())
+        fences: list[str] = []
+
+        async def self_fence() -> bool:
+            fences.append("read_only")
+            return True
+
+        await LeaseKeeper(lease, lambda: False, self_fence).look()  # a slave
+        lease.heard(ManagerWord(0.0), time.monotonic())
+        await LeaseKeeper(lease, lambda: True, self_fence).look()  # denied: not renewed
+        return fences
+
+    assert asyncio.run(scenario()) == ["read_only"]
+
+
+# -- the manager's side --------------------------------------------------------------
+
+
+def test_the_manager_leases_only_to_its_master(tmp_path: Path) -> None:
+    world = make_world(tmp_path)
+    master, slave, other = (world.add(Role.MASTER), world.add(Role.SLAVE),
+                            world.add(Role.NONE))
+    failed = world.add(Role.SLAVE, NodeState.FAILED)
+    leases = Leases(2.0)
+    nodes = world.store.nodes()
+    answer = leases.answer(master, nodes)
+    assert answer == {"lease": 2.0, "slaves": [f"10.0.0.{slave.id}:60008"],
+                      "source": "10.0.0.1:3306"}
+    assert leases.told[master.id] == (slave.id,)  # not the failed one
+    assert failed.id not in leases.slaves_told(master, nodes)
+    assert leases.answer(slave, nodes) == {"lease": 0}
+    assert leases.answer(other, nodes) == {"lease": 0}
+    leases.making_master(slave.id)  # a switchover under way: only the new one
+    assert leases.answer(master, nodes) == {"lease": 0}
+    assert leases.answer(slave, nodes)["lease"] == 2.0
+    leases.making_master(master.id)
+    leases.revoke(master.id)  # a failover from it begins
+    assert leases.answer(master, nodes) == {"lease": 0}
+    leases.making_master(master.id)  # made the master again
+    assert leases.answer(master, nodes)["lease"] == 2.0
+
+
+def test_the_wait_runs_from_the_latest_renewal_or_refuses(tmp_path: Path) -> None:
+    world = make_world(tmp_path)
+    master, one, two = world.add(Role.MASTER), world.add(Role.SLAVE), world.add(Role.SLAVE)
+    nodes = world.store.nodes()
+    leases = Leases(2.0)
+    leases.answer(master, nodes)
+    granted = leases.last_grant(master.id)
+    for stopped, start in [
+        ({one.id: granted - 5}, granted),  # confirmed before the manager's last answer
+        ({one.id: granted - 5, two.id: granted + 3}, granted + 3),  # a slave's, later
+        ({one.id: granted + 1, 9: granted + 7}, granted + 1),  # 9: never named to it
+    ]:
+        assert leases.ends_by(master, stopped, nodes) == \
+            pytest.approx(rules.promote_after(start, -math.inf, 2.0))
+    with pytest.raises(WrongStateError, match=r"node\(s\) 2, 3 did not stop"):
+        leases.ends_by(master, {}, nodes)
+    alone = Leases(2.0)
+    alone.answer(master, [master])
+    with pytest.raises(WrongStateError, match="it knew no slave"):
+        alone.ends_by(master, {one.id: granted, two.id: granted}, nodes)
+    # Not told by this manager (it started again): the store's slaves, from its start.
+    fresh = Leases(2.0)
+    assert fresh.slaves_told(master, nodes) == {one.id, two.id}
+    assert fresh.last_grant(master.id) == fresh.started
+
+
+def test_a_slave_tells_when_it_last_confirmed(tmp_path: Path) -> None:
+    """A real health listener asked /source (a yes, a no), then /health, by the manager's
+    own reader of it."""
+    async def scenario() -> tuple[float, dict[int, float], dict[int, float]]:
+        listeners: list[HealthListener] = []
+        try:
+            ports = await slave_ports([following(), following(io="Connecting")], tmp_path,
+                                      listeners)
+            world = make_world(tmp_path / "manager")
+            nodes = []
+            for port in ports:
+                node = world.add(Role.SLAVE)
+                nodes.append(world.store.update_node(node.id, ip="127.0.0.1", details={
+                    "health_port": int(port.rpartition(":")[2])}))
+            before = time.monotonic()
+            confirmed = await confirmations(ports, "127.0.0.1:3306", 2.0)
+            assert confirmed == 1
+            later = time.monotonic() + 100
+            heard = await last_confirmations(nodes, later)
+            stopped_first = await last_confirmations(nodes, before - 100)
+            return before, heard, stopped_first
+        finally:
+            for listener in listeners:
+                await listener.close()
+
+    (tmp_path / "manager").mkdir()
+    before, heard, stopped_first = asyncio.run(scenario())
+    yes, no = heard[1], heard[2]
+    assert before - 0.01 <= yes <= time.monotonic()  # confirmed while asked
+    assert no < before  # never confirmed: its agent's start
+    assert stopped_first == {1: before - 100, 2: before - 100}  # never past the stop
+
+
+def test_confirmations_count_the_questions_under_way() -> None:
+    seen = Confirmations()
+    start = seen.last
+    seen.asked(start + 10)
+    assert seen.ago(start + 12) == pytest.approx(2)  # may yet be a yes
+    seen.answered(start + 10, False)
+    assert seen.ago(start + 12) == pytest.approx(12)
+    seen.asked(start + 11)
+    seen.answered(start + 11, True)
+    assert seen.ago(start + 12) == pytest.approx(1)
+
+
+HEALTHY = {1: report("0-1-10"), 2: report("0-1-10", slave=slave()),
+           3: report("0-1-10", slave=slave())}
+LOST = {1: None, 2: report("0-1-10", slave=slave(io="Connecting")),
+        3: report("0-1-12", slave=slave(io="Connecting", received="0-1-12"))}
+
+
+@pytest.mark.parametrize(("agent_fences", "slaves_confirmed"),
+                         [(False, True), (False, False), (True, True)])
+def test_a_failover_through_the_cloud_waits_out_the_lease_and_says_so(
+        tmp_path: Path, agent_fences: bool, slaves_confirmed: bool) -> None:
+    """Through the cloud, the new master is made writable a lease after the later of
+    the manager's last answer to the old one and the slaves' last confirmation (until
+    the drain stopped them, or never); fenced by its agent, at once."""
+    world = make_world(tmp_path, lease=0.3)
+    asked: list[float] = []
+
+    async def ask(nodes: Any, stopped_at: float) -> dict[int, float]:
+        asked.append(stopped_at)
+        return {node.id: stopped_at if slaves_confirmed else 0.0 for node in nodes}
+
+    world.replication.leases.ask = ask
+    for role in (Role.MASTER, Role.SLAVE, Role.SLAVE):
+        world.add(role)
+    promoted: list[float] = []
+
+    def promote(node: Any, request: Any) -> dict[str, Any]:
+        promoted.append(time.monotonic())
+        return {"replication": None}
+
+    world.agents.replies.update({"drain_relay_log": drained({2: "0-1-10", 3: "0-1-12"}),
+                                 "set_up_replica_master": promote})
+    if not agent_fences:
+        world.agents.replies["fence"] = unreachable
+    leases = world.replication.leases
+
+    async def run() -> str:
+        await world.replication.reconcile(world.snapshot(HEALTHY))
+        leases.answer(world.nodes.node(1), world.store.nodes())  # its last heartbeat
+        outcomes = await world.replication.reconcile(world.snapshot(LOST, {1: 3}))
+        return outcomes[0].message
+
+    message = world.run(run())
+    granted = leases.last_grant(1)
+    assert world.roles()[3] is Role.MASTER
+    waits = [e.message for e in world.store.history(limit=50) if "lease to run out" in e.message]
+    if agent_fences:  # mysqld stopped by its agent: nothing to wait for
+        assert waits == [] and "lease" not in message
+        return
+    assert len(waits) == 1 and waits[0].startswith("failover: waiting "), waits
+    assert "s of it for node 1's lease)" in message
+    # The new master made writable only once the old one's lease surely ran out.
+    start = max(granted, asked[0]) if slaves_confirmed else granted
+    assert promoted[-1] >= start + 0.3 + rules.CHECK_INTERVAL + rules.MARGIN
+    assert leases.answer(world.nodes.node(1), world.store.nodes()) == {"lease": 0}
+
+
+# -- the heartbeat renews it, against a manager's RPC endpoint -------------------------
+
+
+class WordParams(Params):
+    model_config = ConfigDict(extra="allow")
+
+
+class LeasingManager:
+    """Answers register_node with ``word`` (the real RPC server and client between)."""
+
+    def __init__(self) -> None:
+        self.word: dict[str, Any] = {}
+        self.beats = 0
+
+    async def register_node(self, params: WordParams, ctx: Any) -> dict[str, Any]:
+        self.beats += 1
+        return {"result": "OK", **self.word}
+
+
+def test_the_heartbeat_renews_the_masters_lease_from_when_it_was_sent(
+        tmp_path: Path) -> None:
+    manager = LeasingManager()
+    registry = Registry()
+    registry.add("register_node", "POST", manager.register_node, WordParams)
+
+    async def report() -> StateReport:
+        return StateReport()
+
+    async def scenario(port: int) -> None:
+        intent = MasterIntent.in_dir(tmp_path)
+        beat = Heartbeat(f"http://127.0.0.1:{port}/", "secret", 5.0, report, intent=intent,
+                         local_address="127.0.0.1")
+        try:
+            assert beat.period == 5.0  # not the master
+            intent.set(True)
+            assert beat.period == pytest.approx(rules.DEFAULT_LEASE / 3)
+            intent.lease.drop("test")
+            manager.word = {"lease": 1.5, "slaves": ["127.0.0.1:1"], "source": "10.0.0.1:3306"}
+            before = time.monotonic()
+            await beat.beat()
+            assert before <= intent.lease.expires - 1.5 <= time.monotonic()
+            assert intent.lease.slaves == ("127.0.0.1:1",)
+            assert beat.period == pytest.approx(0.5)
+            manager.word = {"lease": 0}
+            await beat.beat()
+            assert not intent.lease.held() and intent.lease.denied
+            manager.word = {}  # says nothing of leases: nothing changes
+            intent.set(True)
+            expires = intent.lease.expires
+            await beat.beat()
+            assert intent.lease.expires == expires and not intent.lease.denied
+            assert manager.beats == 3
+        finally:
+            await beat.aclose()
+
+    with served(RpcApp(registry).asgi()) as port:
+        asyncio.run(scenario(port))
