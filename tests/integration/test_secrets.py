@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,8 +51,9 @@ def secrets_of(manager: Manager) -> dict[str, str]:
     return found
 
 
-def work(manager: Manager, tmp: Path) -> list[str]:
-    """Real work, and failing calls that carry a password; the error replies."""
+def work(manager: Manager, tmp: Path) -> tuple[list[str], str]:
+    """Real work, and failing calls that carry a password; the error replies, and the
+    password of a dump account the manager gave out."""
     manager.post("create_database", database="shop")
     manager.post("configure_user", username="clerk", password=USER_PASSWORD,
                  database="shop")
@@ -64,7 +66,19 @@ def work(manager: Manager, tmp: Path) -> list[str]:
     login = manager.sql(master, "SELECT COUNT(*) FROM shop.t", user="clerk",
                         password=NEW_PASSWORD, tcp=(manager.node(master)["ip"], 3306))
     assert login.returncode == 0 and login.stdout.strip() == "2", login.stderr
+    # A dump account: used, released; and one that conpaassql-client takes and uses.
+    account = manager.get("grant_sqldump_login", database="shop")
+    used = manager.sql(account["node"], "SELECT COUNT(*) FROM shop.t", user=account["user"],
+                       password=account["password"], tcp=(account["host"], account["port"]))
+    assert used.returncode == 0 and used.stdout.strip() == "2", used.stderr
+    manager.get("release_sqldump_login", user=account["user"])
+    client = [sys.executable, "-m", "conpaassql.client", "127.0.0.1", str(manager.port)]
+    exported = subprocess.run([*client, "sqldump", "shop", "-o", str(tmp / "cli.sql")],
+                              capture_output=True, text=True, timeout=120, check=False)
+    assert exported.returncode == 0 and "INSERT INTO `t`" in (tmp / "cli.sql").read_text(), \
+        exported.stderr
     return [
+
         rpc_error(lambda: manager.post("configure_user", username="x\x00", host="bad host!",
                                        password=USER_PASSWORD)),
         rpc_error(lambda: manager.post("configure_user", username="root",
@@ -76,7 +90,7 @@ def work(manager: Manager, tmp: Path) -> list[str]:
         rpc_error(lambda: manager.post("configure_user", username="clerk",
                                        password=USER_PASSWORD, privileges=["DROP ALL"],
                                        database="shop")),
-    ]
+    ], account["password"]
 
 
 def service_pids(manager: Manager) -> list[int]:
@@ -89,8 +103,9 @@ def service_pids(manager: Manager) -> list[int]:
 
 def test_no_secret_where_it_does_not_belong(service: Manager, tmp_path: Path) -> None:
     manager = service
-    replies = work(manager, tmp_path)
+    replies, dump_password = work(manager, tmp_path)
     secrets = secrets_of(manager)
+    secrets["dump account password"] = dump_password
 
     # Error replies say what is wrong, never with the password in it.
     for reply in replies:
