@@ -4,6 +4,7 @@ health listeners), ``/primary`` and ``/source``, and the manager's side."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 from pydantic import ConfigDict
 
+from conpaassql.agent import lease as lease_module
 from conpaassql.agent.health import (
     BadQueryError,
     HealthProbe,
@@ -31,6 +33,7 @@ from conpaassql.agent.lease import (
     ManagerWord,
     confirmations,
     leave_from,
+    server_fence,
 )
 from conpaassql.agent.role import MasterIntent
 from conpaassql.config import ManagerConfig
@@ -38,6 +41,7 @@ from conpaassql.domain import lease as rules
 from conpaassql.domain.states import AgentState, NodeState, Role
 from conpaassql.errors import WrongStateError
 from conpaassql.manager.leases import Leases, last_confirmations
+from conpaassql.mysql.connection import ConnectInfo
 from conpaassql.protocol.report import StateReport
 from conpaassql.rpc.registry import Params, Registry
 from conpaassql.rpc.server import RpcApp
@@ -248,25 +252,25 @@ async def slave_ports(rows: list[dict[str, Any] | None], tmp_path: Path,
 
 
 KEEPER_CASES = [
-    # (slaves' rows, renewed, fenced)
-    ([following(), following(io="Connecting")], False, True),  # 1 of 2: no majority
-    ([following(), following()], True, False),
-    ([following(), following(), following(io="No")], True, False),
-    ([following(), following(host="127.0.0.9"), None], False, True),
-    ([], True, False),  # no slave: kept
+    # (slaves' rows, renewed)
+    ([following(), following(io="Connecting")], False),  # 1 of 2: no majority
+    ([following(), following()], True),
+    ([following(), following(), following(io="No")], True),
+    ([following(), following(host="127.0.0.9"), None], False),
+    ([], True),  # no slave: kept
 ]
 
 
-@pytest.mark.parametrize(("rows", "renewed", "fenced"), KEEPER_CASES)
-def test_the_keeper_asks_the_slaves_then_fences(tmp_path: Path, rows: list[Any],
-                                                renewed: bool, fenced: bool) -> None:
+@pytest.mark.parametrize(("rows", "renewed"), KEEPER_CASES)
+def test_the_keeper_asks_the_slaves_then_fences_once_the_lease_runs_out(
+        tmp_path: Path, rows: list[Any], renewed: bool) -> None:
     async def scenario() -> tuple[bool, list[str]]:
         listeners: list[HealthListener] = []
         try:
             slaves = await slave_ports(rows, tmp_path, listeners)
             lease = Lease(tmp_path / "lease.json")
-            # The manager last renewed it longer than a lease ago.
-            lease.heard(ManagerWord(2.0, slaves, "127.0.0.1:3306"), time.monotonic() - 2.5)
+            # Three quarters of the lease went unrenewed by the manager.
+            lease.heard(ManagerWord(2.0, slaves, "127.0.0.1:3306"), time.monotonic() - 1.5)
             fences: list[str] = []
 
             async def self_fence() -> bool:
@@ -275,9 +279,13 @@ def test_the_keeper_asks_the_slaves_then_fences(tmp_path: Path, rows: list[Any],
 
             keeper = LeaseKeeper(lease, lambda: True, self_fence)
             await keeper.look()
-            held = lease.held()
+            held = lease.expires > time.monotonic() + 1.0  # renewed from the round
+            assert fences == []  # the lease had not run out yet
             if not held:
-                await keeper.look()  # fenced once per lapse
+                while lease.held():  # the guard's own timer
+                    await asyncio.sleep(await keeper.guard_once())
+                await keeper.guard_once()
+                await keeper.guard_once()  # fenced once per lapse
             return held, fences
         finally:
             for listener in listeners:
@@ -285,7 +293,122 @@ def test_the_keeper_asks_the_slaves_then_fences(tmp_path: Path, rows: list[Any],
 
     held, fences = asyncio.run(scenario())
     assert held is renewed
-    assert fences == (["read_only"] if fenced else [])
+    assert fences == ([] if renewed else ["read_only"])
+
+
+def test_a_lapsed_lease_is_fenced_before_the_slaves_are_asked(tmp_path: Path) -> None:
+    async def scenario() -> tuple[list[bool], bool]:
+        listeners: list[HealthListener] = []
+        try:
+            slaves = await slave_ports([following(), following()], tmp_path, listeners)
+            lease = Lease(tmp_path / "lease.json")
+            lease.heard(ManagerWord(2.0, slaves, "127.0.0.1:3306"), time.monotonic() - 2.5)
+            held_at_fence: list[bool] = []
+
+            async def self_fence() -> bool:
+                held_at_fence.append(lease.held())
+                return True
+
+            await LeaseKeeper(lease, lambda: True, self_fence).look()
+            return held_at_fence, lease.held()
+        finally:
+            for listener in listeners:
+                await listener.close()
+
+    held_at_fence, renewed = asyncio.run(scenario())
+    assert held_at_fence == [False] and renewed  # fenced first, renewed by the round after
+
+
+def test_the_fence_does_not_wait_for_a_round_of_questions(tmp_path: Path) -> None:
+    """A round of questions that never ends: the guard fences on its own timer."""
+    async def scenario() -> bool:
+        lease = Lease(tmp_path / "lease.json")
+        lease.heard(ManagerWord(2.0, ("127.0.0.1:9",), "127.0.0.1:3306"),
+                    time.monotonic() - 1.8)
+        fenced = asyncio.Event()
+
+        async def self_fence() -> bool:
+            fenced.set()
+            return True
+
+        keeper = LeaseKeeper(lease, lambda: True, self_fence)
+
+        async def stuck() -> None:
+            await asyncio.Event().wait()
+
+        keeper.look = stuck  # type: ignore[method-assign]
+        running = asyncio.create_task(keeper.run())
+        try:
+            await asyncio.wait_for(fenced.wait(), 30)
+        finally:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+        return lease.held()
+
+    assert asyncio.run(scenario()) is False
+
+
+def test_a_round_of_questions_ends_with_the_lease(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slaves that never answer: the round is cut when the lease runs out."""
+    async def never(*args: Any) -> int:
+        await asyncio.Event().wait()
+        return 0
+
+    monkeypatch.setattr(lease_module, "confirmations", never)
+
+    async def scenario() -> tuple[bool, list[str]]:
+        lease = Lease(tmp_path / "lease.json")
+        lease.heard(ManagerWord(60.0, ("127.0.0.1:9",), "127.0.0.1:3306"),
+                    time.monotonic() - 59.7)
+        fences: list[str] = []
+
+        async def self_fence() -> bool:
+            fences.append("read_only")
+            return True
+
+        await asyncio.wait_for(LeaseKeeper(lease, lambda: True, self_fence).look(), 30)
+        return lease.held(), fences
+
+    assert asyncio.run(scenario()) == (False, ["read_only"])
+
+
+class StuckServer:
+    """A supervisor whose server accepts connections on a socket and never greets."""
+
+    def __init__(self, socket: Path, state: AgentState = AgentState.RUNNING) -> None:
+        self.state = state
+        self.info = ConnectInfo(socket=socket, user="root", password="x")
+        self.killed = 0
+
+    async def fence(self) -> None:
+        self.killed += 1
+
+
+@pytest.mark.parametrize(("state", "did", "killed"), [
+    (AgentState.RUNNING, True, 1),  # no answer within the bound: mysqld killed
+    (AgentState.STOPPED, False, 0),  # nothing to fence
+    (AgentState.STARTING, False, 0),  # it starts read-only
+])
+def test_a_self_fence_not_confirmed_in_time_kills_mysqld(
+        tmp_path: Path, state: AgentState, did: bool, killed: int) -> None:
+    async def scenario() -> tuple[bool, int]:
+        held: list[asyncio.StreamWriter] = []
+
+        async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            held.append(writer)
+
+        socket = tmp_path / "s.sock"
+        server = await asyncio.start_unix_server(mute, str(socket))
+        try:
+            stuck = StuckServer(socket, state)
+            answer = await server_fence(stuck, 0.2)()  # type: ignore[arg-type]
+            return answer, stuck.killed
+        finally:
+            server.close()
+
+    assert asyncio.run(scenario()) == (did, killed)
 
 
 def test_the_keeper_leaves_alone_a_node_that_is_not_the_master_or_was_denied(

@@ -50,23 +50,10 @@ async def _start_health(settings: AgentSettings, supervisor: Supervisor) -> Heal
 
 def _lease_keeper(settings: AgentSettings, supervisor: Supervisor) -> LeaseKeeper:
     """Keeps the master's lease; sets its server read-only once the lease ran out."""
-    from conpaassql.agent.lease import LeaseKeeper, leave_from
-    from conpaassql.domain.states import AgentState
-    from conpaassql.mysql import replication
+    from conpaassql.agent.lease import LeaseKeeper, leave_from, server_fence
 
     intent = supervisor.intent
-
-    async def self_fence() -> bool:
-        if supervisor.state is not AgentState.RUNNING:
-            return False  # it starts read-only
-        session = supervisor.session
-        rows = await session.execute("SELECT @@global.read_only AS read_only", idempotent=True)
-        if rows and int(rows[0]["read_only"] or 0):
-            return False
-        await replication.set_read_only(session, True)
-        return True
-
-    return LeaseKeeper(intent.lease, lambda: intent.master, self_fence,
+    return LeaseKeeper(intent.lease, lambda: intent.master, server_fence(supervisor),
                        local_address=leave_from(settings.bind))
 
 

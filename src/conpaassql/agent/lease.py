@@ -23,11 +23,15 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
 from conpaassql.domain.lease import CHECK_INTERVAL, DEFAULT_LEASE, ask_slaves, slaves_renew
+from conpaassql.domain.states import AgentState
+from conpaassql.errors import ConpaasSQLError
+from conpaassql.mysql import replication
+from conpaassql.mysql.connection import ConnectInfo
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +182,12 @@ async def confirmations(slaves: tuple[str, ...], source: str, timeout: float,
 
 class LeaseKeeper:
     """Renews the master's lease through its slaves while the manager is away, and sets
-    the server read-only once the lease runs out."""
+    the server read-only the moment the lease runs out.
+
+    The fence runs on a timer of its own (``guard``), not after a round of questions:
+    a slow slave or manager cannot delay it. Each round of questions is bounded as a
+    whole, by a quarter lease and by what is left of the lease.
+    """
 
     def __init__(self, lease: Lease, is_master: Callable[[], bool],
                  self_fence: Callable[[], Awaitable[bool]],
@@ -193,34 +202,99 @@ class LeaseKeeper:
         self._fenced = False  # once per lapse
 
     async def run(self) -> None:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._forever(self.guard_once), name="lease fence")
+            group.create_task(self._forever(self.look), name="lease renewal")
+
+    async def _forever(self, step: Callable[[], Awaitable[float | None]]) -> None:
         while True:
-            await asyncio.sleep(self.interval)
             try:
-                await self.look()
+                wait = await step()
             except Exception:  # the keeper must go on
                 log.exception("lease check failed")
+                wait = None
+            await asyncio.sleep(self.interval if wait is None else wait)
 
-    async def look(self) -> None:
-        """One look at the lease: ask the slaves if it is time, fence if it ran out."""
-        lease = self.lease
-        if not self.is_master():
-            return
-        started = time.monotonic()
-        if not lease.denied and lease.slaves is not None \
-                and ask_slaves(lease.remaining(started), lease.seconds):
-            known = len(lease.slaves)
-            confirmed = 0 if known == 0 or lease.source is None else await confirmations(
-                lease.slaves, lease.source, max(lease.seconds / 4, 0.1), self.local_address)
-            if slaves_renew(known, confirmed):
-                lease.renew(started, "renewed by the slaves" if known else
-                            "kept: no slave could take over")
-            else:
-                log.debug("lease: %d of %d slaves confirm", confirmed, known)
-        if lease.held():
+    async def guard_once(self) -> float:
+        """Fence if the lease ran out; the seconds until it may run out (at most
+        ``interval``: a renewal or a change of role is seen that late)."""
+        await self.fence_if_lapsed()
+        return max(0.0, min(self.interval, self.lease.remaining()))
+
+    async def fence_if_lapsed(self) -> None:
+        if not self.is_master() or self.lease.held():
             self._fenced = False
             return
         if self._fenced:
             return
-        if await self.self_fence():
-            log.warning("%s: read_only set", lease.reason())
         self._fenced = True
+        try:
+            if await self.self_fence():
+                log.warning("%s: read_only set", self.lease.reason())
+        except BaseException:
+            self._fenced = False  # tried again at the next look
+            raise
+
+    async def look(self) -> None:
+        """One round: if the lease ran out, fence first; ask the slaves if it is time
+        (within a quarter lease, and before the lease runs out if it still holds);
+        fence if it ran out."""
+        lease = self.lease
+        if not self.is_master():
+            return
+        started = time.monotonic()
+        remaining = lease.remaining(started)
+        if remaining <= 0:
+            await self.fence_if_lapsed()
+        if not lease.denied and lease.slaves is not None \
+                and ask_slaves(remaining, lease.seconds):
+            await self._ask(started, remaining)
+        await self.fence_if_lapsed()
+
+    async def _ask(self, started: float, remaining: float) -> None:
+        lease = self.lease
+        assert lease.slaves is not None
+        known = len(lease.slaves)
+        bound = lease.seconds / 4 if remaining <= 0 else min(lease.seconds / 4, remaining)
+        confirmed = 0
+        if known and lease.source is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(bound, 0.01)):
+                    confirmed = await confirmations(lease.slaves, lease.source,
+                                                    max(bound, 0.01), self.local_address)
+        if slaves_renew(known, confirmed):
+            lease.renew(started, "renewed by the slaves" if known else
+                        "kept: no slave could take over")
+        else:
+            log.debug("lease: %d of %d slaves confirm", confirmed, known)
+
+
+class FencingServer(Protocol):
+    """What the self-fence needs of the agent's supervisor."""
+
+    state: AgentState
+    info: ConnectInfo
+
+    async def fence(self) -> None: ...
+
+
+def server_fence(server: FencingServer, within: float = CHECK_INTERVAL
+                 ) -> Callable[[], Awaitable[bool]]:
+    """The master's self-fence: ``read_only`` set on a connection of its own; if that is
+    not confirmed within ``within`` seconds, mysqld killed at once (as ``fence`` does:
+    the server stays stopped until the manager starts it again, read-only)."""
+
+    async def self_fence() -> bool:
+        if server.state is not AgentState.RUNNING:
+            return False  # it starts read-only
+        try:
+            async with asyncio.timeout(within):
+                await replication.read_only_at_once(server.info, within)
+            return True
+        except (TimeoutError, ConpaasSQLError) as exc:
+            log.warning("read_only not confirmed within %.1f s (%s): mysqld killed",
+                        within, exc or "no answer")
+        await server.fence()
+        return True
+
+    return self_fence

@@ -80,6 +80,15 @@ async def set_read_only(session: Session, on: bool) -> None:
     await session.execute("SET GLOBAL read_only = %s", ("ON" if on else "OFF",))
 
 
+async def read_only_at_once(info: ConnectInfo, within: float) -> None:
+    """``read_only`` on, on a connection of its own (not one shared behind a lock),
+    giving up after ``within`` seconds, on the server too: its wait for running
+    statements and locks is cut by ``lock_wait_timeout`` (whole seconds, at least 1).
+    ``MySQLError`` when it could not be confirmed."""
+    quick = dataclasses.replace(info, connect_timeout=within, read_timeout=within)
+    await execute(quick, "SET STATEMENT lock_wait_timeout = 1 FOR SET GLOBAL read_only = ON")
+
+
 async def make_slave(session: Session, master: MasterAddress, *, semi_sync: bool,
                      gtid_position: str | None = None) -> None:
     """Replicate from ``master``: from ``gtid_position`` (a fresh copy) when given, else
