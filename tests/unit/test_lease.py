@@ -584,6 +584,42 @@ def test_a_failover_through_the_cloud_waits_out_the_lease_and_says_so(
     assert leases.answer(world.nodes.node(1), world.store.nodes()) == {"lease": 0}
 
 
+ABORTS = [
+    # (what goes wrong, said in the outcome, rebooted by the cloud)
+    ("no cloud reference", "no cloud reference", False),
+    ("it knew no slave", "it knew no slave", False),  # refused before the reboot
+    ("no slave drains", "no slave could take over", True),
+]
+
+
+@pytest.mark.parametrize(("wrong", "said", "rebooted"), ABORTS)
+def test_an_aborted_failover_gives_the_master_its_lease_back(
+        tmp_path: Path, wrong: str, said: str, rebooted: bool) -> None:
+    world = make_world(tmp_path)
+    master, _, _ = (world.add(Role.MASTER), world.add(Role.SLAVE), world.add(Role.SLAVE))
+    world.agents.replies["fence"] = unreachable
+    world.agents.replies["drain_relay_log"] = drained({2: "0-1-10", 3: "0-1-12"})
+    leases = world.replication.leases
+    if wrong == "no cloud reference":
+        world.store.update_node(master.id, cloud_ref=None)
+    elif wrong == "it knew no slave":
+        leases.answer(world.nodes.node(master.id), [world.nodes.node(master.id)])
+    else:
+        world.agents.replies["drain_relay_log"] = unreachable
+
+    async def run() -> list[str]:
+        await world.replication.reconcile(world.snapshot(HEALTHY))
+        outcomes = await world.replication.reconcile(world.snapshot(LOST, {1: 3}))
+        return [o.message for o in outcomes]
+
+    messages = world.run(run())
+    assert any(said in m for m in messages), messages
+    assert world.roles()[master.id] is Role.MASTER
+    assert (world.cloud.rebooted == [f"vm-{master.id}"]) is rebooted
+    answer = leases.answer(world.nodes.node(master.id), world.store.nodes())
+    assert answer["lease"] == leases.seconds  # not revoked: it renews its lease again
+
+
 # -- the heartbeat renews it, against a manager's RPC endpoint -------------------------
 
 

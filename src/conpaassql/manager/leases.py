@@ -54,11 +54,21 @@ class Leases:
     def note_grant(self, node_id: int) -> None:
         self.granted[node_id] = time.monotonic()
 
-    def revoke(self, node_id: int) -> None:
-        """A failover from ``node_id`` begins: its lease is not renewed any more."""
+    def revoke(self, node_id: int) -> int | None:
+        """A failover from ``node_id`` begins: its lease is not renewed any more. The
+        holder before, for ``restore``."""
+        holder = self.holder
         self.revoked.add(node_id)
         if self.holder == node_id:
             self.holder = None
+        return holder
+
+    def restore(self, node_id: int, holder: int | None) -> None:
+        """A failover from ``node_id`` aborted before another node was made the master:
+        its lease is renewed again (else it would fence itself for nothing)."""
+        self.revoked.discard(node_id)
+        if self.holder is None:
+            self.holder = holder
 
     def answer(self, node: Node, nodes: Iterable[Node]) -> dict[str, Any]:
         """The lease part of the answer to ``node``'s heartbeat."""
@@ -84,6 +94,19 @@ class Leases:
         return {n.id for n in nodes if n.id != node.id and n.role is Role.SLAVE
                 and n.state is NodeState.RUNNING}
 
+    def check_bounded(self, old: Node, stopping: Iterable[int], nodes: Iterable[Node],
+                      did: str = "did not stop") -> set[int]:
+        """The slaves ``old`` may ask; ``WrongStateError`` unless those of them that are
+        ``stopping`` (stopped, or to be drained) leave too few to renew its lease."""
+        told = self.slaves_told(old, nodes)
+        unconfirmed = told - set(stopping)
+        if not bounded(len(told), len(unconfirmed)):
+            why = (f"node(s) {', '.join(map(str, sorted(unconfirmed)))} {did} "
+                   "replicating from it") if told else "it knew no slave"
+            raise WrongStateError(detail=f"node {old.id} may keep its lease while cut off "
+                                  f"({why}): not promoting another")
+        return told
+
     def ends_by(self, old: Node, stopped: Mapping[int, float],
                 nodes: Iterable[Node]) -> float:
         """When (monotonic) the lease of the lost master ``old`` surely ran out: it could
@@ -91,13 +114,7 @@ class Leases:
         the latest confirmation of the slaves ``stopped`` (node: when it may have given
         its last). ``WrongStateError`` when the slaves that did not stop could renew it
         on their own: there is no end to wait for."""
-        told = self.slaves_told(old, nodes)
-        unconfirmed = told - stopped.keys()
-        if not bounded(len(told), len(unconfirmed)):
-            why = (f"node(s) {', '.join(map(str, sorted(unconfirmed)))} did not stop "
-                   "replicating from it") if told else "it knew no slave"
-            raise WrongStateError(detail=f"node {old.id} may keep its lease while cut off "
-                                  f"({why}): not promoting another")
+        told = self.check_bounded(old, stopped.keys(), nodes)
         latest = max((at for node, at in stopped.items() if node in told), default=-math.inf)
         return promote_after(self.last_grant(old.id), latest, self.seconds)
 

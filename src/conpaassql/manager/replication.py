@@ -280,22 +280,21 @@ class Replication:
         """Fence the lost master, promote the slave that received the most, repoint the rest.
 
         A master fenced by the cloud (its agent unreachable) may still hold its lease:
-        the new master takes writes only once that surely ran out."""
+        the new master takes writes only once that surely ran out. A failover that
+        aborts before another node is made the master gives the old one its lease back."""
         started = time.monotonic()
         dead_id = old.id
+        if promotion_candidate(replicas, exclude=dead_id) is None:
+            raise WrongStateError(detail="no slave could take over")
         self.rt.store.set_service_state(ServiceState.ADAPTING,
                                         f"failover: master node {dead_id} lost ({reason})")
-        self.leases.revoke(dead_id)
-        fencing, by_agent = await self._fence(old)
-        self.rt.store.record_event(f"failover: node {dead_id} fenced ({fencing})", dead_id)
-        drained = await self._drain([r for r in replicas if r.id != dead_id], snapshot)
-        slaves_stopped = time.monotonic()
-        candidate = snapshot.node(promotion_candidate(drained))
-        if candidate is None:
-            raise WrongStateError(detail="no slave could take over")
+        holder = self.leases.revoke(dead_id)
+        try:
+            candidate, by_agent, waited = await self._take_over(old, replicas, snapshot)
+        except BaseException:
+            self.leases.restore(dead_id, holder)
+            raise
         candidate_id = candidate.id
-        waited = 0.0 if by_agent else await self._outlive_lease(old, drained, slaves_stopped,
-                                                                snapshot.live)
         # Writable at once; semi-sync again once the other slaves follow it (before
         # that, a commit would wait for an acknowledgement nobody can send yet).
         await self._make_master(candidate, semi_sync=False, hosts=snapshot.replica_hosts)
@@ -311,6 +310,23 @@ class Replication:
         lease = f" ({waited:.2f} s of it for node {dead_id}'s lease)" if not by_agent else ""
         return f"failover: node {dead_id} -> node {candidate_id} in {elapsed:.2f} s{lease}"
 
+    async def _take_over(self, old: Node, replicas: Sequence[Replica],
+                         snapshot: Snapshot) -> tuple[Node, bool, float]:
+        """Fence ``old``, drain its slaves, wait out its lease if its agent did not fence
+        it: the candidate, whether its agent fenced it, the seconds waited."""
+        dead_id = old.id
+        others = [r for r in replicas if r.id != dead_id]
+        fencing, by_agent = await self._fence(old, self._drainable(others, snapshot))
+        self.rt.store.record_event(f"failover: node {dead_id} fenced ({fencing})", dead_id)
+        drained = await self._drain(others, snapshot)
+        slaves_stopped = time.monotonic()
+        candidate = snapshot.node(promotion_candidate(drained))
+        if candidate is None:
+            raise WrongStateError(detail="no slave could take over")
+        waited = 0.0 if by_agent else await self._outlive_lease(old, drained, slaves_stopped,
+                                                                snapshot.live)
+        return candidate, by_agent, waited
+
     async def _outlive_lease(self, old: Node, drained: Sequence[Replica],
                              slaves_stopped: float, nodes: Sequence[Node]) -> float:
         """Wait until the lost master's lease surely ran out (its agent did not fence
@@ -325,11 +341,16 @@ class Replication:
         await asyncio.sleep(wait)
         return wait
 
+    @staticmethod
+    def _drainable(replicas: Sequence[Replica],
+                   snapshot: Snapshot) -> list[tuple[Replica, Node]]:
+        return [(r, node) for r in replicas
+                if r.role is Role.SLAVE and r.healthy_server and not r.busy and not r.broken
+                and (node := snapshot.node(r.id)) is not None]
+
     async def _drain(self, replicas: Sequence[Replica], snapshot: Snapshot) -> list[Replica]:
         """Every healthy slave stops receiving and applies what it has; their views after."""
-        slaves = [(r, node) for r in replicas
-                  if r.role is Role.SLAVE and r.healthy_server and not r.busy and not r.broken
-                  and (node := snapshot.node(r.id)) is not None]
+        slaves = self._drainable(replicas, snapshot)
         answers = await asyncio.gather(
             *(self.rt.agents.drain_relay_log(node, DrainRequest(timeout=APPLY_TIMEOUT),
                                              timeout=APPLY_TIMEOUT + 10)
@@ -350,10 +371,12 @@ class Replication:
             views.append(replace(view, received=None))  # ranked by what it applied
         return views
 
-    async def _fence(self, node: Node) -> tuple[str, bool]:
+    async def _fence(self, node: Node,
+                     draining: Sequence[tuple[Replica, Node]] = ()) -> tuple[str, bool]:
         """Make sure the old master takes no write: its agent stops mysqld, or the
         cloud powers the node off (and boots it again, read-only). Also whether its
-        agent did it."""
+        agent did it. Not through the cloud when its lease could not be waited out even
+        if every slave ``draining`` stopped (refused before the node is touched)."""
         try:
             await self.rt.agents.fence(node, timeout=self.rt.config.probe_timeout + 3)
             return "mysqld stopped by its agent", True
@@ -361,6 +384,8 @@ class Replication:
             log.warning("node %d's agent cannot fence: %s; powering it off", node.id, exc)
         if node.cloud_ref is None:
             raise WrongStateError(detail=f"cannot fence node {node.id}: no cloud reference")
+        self.leases.check_bounded(node, (n.id for _, n in draining),
+                                  self.rt.store.nodes(), did="cannot stop")
         await self.rt.clouds.get(node.cloud).reboot_node(node.cloud_ref)
         return "powered off and booted again by the cloud", False
 
