@@ -39,9 +39,10 @@ from conpaassql.agent.role import MasterIntent
 from conpaassql.config import ManagerConfig
 from conpaassql.domain import lease as rules
 from conpaassql.domain.states import AgentState, NodeState, Role
-from conpaassql.errors import WrongStateError
+from conpaassql.errors import InvalidArgumentError, WrongStateError
 from conpaassql.manager.leases import Leases, last_confirmations
 from conpaassql.mysql.connection import ConnectInfo
+from conpaassql.protocol.agent import MasterRequest
 from conpaassql.protocol.report import StateReport
 from conpaassql.rpc.registry import Params, Registry
 from conpaassql.rpc.server import RpcApp
@@ -582,6 +583,47 @@ def test_a_failover_through_the_cloud_waits_out_the_lease_and_says_so(
     start = max(granted, asked[0]) if slaves_confirmed else granted
     assert promoted[-1] >= start + 0.3 + rules.CHECK_INTERVAL + rules.MARGIN
     assert leases.answer(world.nodes.node(1), world.store.nodes()) == {"lease": 0}
+
+
+@pytest.mark.parametrize(("lease", "valid"), [
+    (None, True), (5.0, True), (0.5, True), (0.0, False), (-1.0, False), (4000.0, False),
+    (math.inf, False), (math.nan, False),
+])
+def test_the_master_is_given_the_managers_lease_length(lease: float | None,
+                                                        valid: bool) -> None:
+    raw = {"replication_password": "x" * 8, **({} if lease is None else {"lease": lease})}
+    if not valid:
+        with pytest.raises(InvalidArgumentError, match="lease"):
+            MasterRequest.model_validate(raw)
+        return
+    assert MasterRequest.model_validate(raw).lease == lease
+
+
+def test_the_agent_renews_for_the_length_the_manager_gave(tmp_path: Path) -> None:
+    intent = MasterIntent.in_dir(tmp_path)
+    assert intent.lease.seconds == rules.DEFAULT_LEASE
+    intent.lease.set_length(7.0)  # set_up_replica_master's lease
+    before = time.monotonic()
+    intent.set(True)
+    assert intent.lease.expires >= before + 7.0
+    assert Lease(tmp_path / "lease.json").seconds == 7.0  # kept for a restarted agent
+
+
+def test_the_manager_sends_its_length_and_waits_with_the_longest_given(
+        tmp_path: Path) -> None:
+    world = make_world(tmp_path, lease=5.0)
+    for role in (Role.MASTER, Role.SLAVE, Role.SLAVE):
+        world.add(role)
+    world.run(world.replication.reconcile(world.snapshot(HEALTHY)))
+    leases = world.replication.leases
+    world.run(world.replication._make_master(world.nodes.node(1), semi_sync=False))
+    sent = [r for r in world.agents.requests if isinstance(r, MasterRequest)]
+    assert sent and all(r.lease == 5.0 for r in sent)
+    leases.seconds = 1.0  # a shorter length from now on
+    granted = leases.last_grant(1)
+    nodes = world.store.nodes()
+    assert leases.ends_by(world.nodes.node(1), {2: granted, 3: granted}, nodes) == \
+        pytest.approx(rules.promote_after(granted, granted, 5.0))
 
 
 ABORTS = [

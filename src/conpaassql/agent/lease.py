@@ -109,6 +109,18 @@ class Lease:
         self.expires = -math.inf
         self.why = why
 
+    def set_length(self, seconds: float) -> None:
+        """The length the manager gives (kept for the next renewals)."""
+        if seconds != self.seconds:
+            self.seconds = seconds
+            self._keep()
+
+    def _keep(self) -> None:
+        try:
+            self._save()
+        except OSError as exc:
+            log.warning("could not keep the lease's slaves in %s: %s", self.path, exc)
+
     def heard(self, word: ManagerWord, sent: float) -> None:
         """The manager answered a heartbeat sent at ``sent`` with ``word``."""
         if word.seconds <= 0:
@@ -117,10 +129,7 @@ class Lease:
             return
         if (word.seconds, word.slaves, word.source) != (self.seconds, self.slaves, self.source):
             self.seconds, self.slaves, self.source = word.seconds, word.slaves, word.source
-            try:
-                self._save()
-            except OSError as exc:
-                log.warning("could not keep the lease's slaves in %s: %s", self.path, exc)
+            self._keep()
         self.renew(sent, "renewed by the manager")
 
     def reason(self, now: float | None = None) -> str:

@@ -33,6 +33,7 @@ class Leases:
         self.holder: int | None = None
         self.revoked: set[int] = set()  # lost masters: never renewed again
         self.granted: dict[int, float] = {}  # monotonic time of each node's last lease
+        self.lengths: dict[int, float] = {}  # the longest lease each node was given
         self.told: dict[int, tuple[int, ...]] = {}  # the slaves named to each master
         #: A master's lease given by an earlier manager ran out at most a lease after
         #: this one started.
@@ -53,6 +54,12 @@ class Leases:
 
     def note_grant(self, node_id: int) -> None:
         self.granted[node_id] = time.monotonic()
+        self.lengths[node_id] = max(self.lengths.get(node_id, 0.0), self.seconds)
+
+    def length(self, node_id: int) -> float:
+        """The longest lease ``node_id`` may hold from this manager: what a lost master's
+        wait is counted with."""
+        return max(self.seconds, self.lengths.get(node_id, 0.0))
 
     def revoke(self, node_id: int) -> int | None:
         """A failover from ``node_id`` begins: its lease is not renewed any more. The
@@ -116,7 +123,7 @@ class Leases:
         on their own: there is no end to wait for."""
         told = self.check_bounded(old, stopped.keys(), nodes)
         latest = max((at for node, at in stopped.items() if node in told), default=-math.inf)
-        return promote_after(self.last_grant(old.id), latest, self.seconds)
+        return promote_after(self.last_grant(old.id), latest, self.length(old.id))
 
 
 async def last_confirmations(nodes: Sequence[Node], stopped_at: float,

@@ -222,6 +222,7 @@ class Replication:
                 semi_sync=semi_sync and self.rt.config.semi_sync,
                 semi_sync_timeout=self.rt.config.semi_sync_timeout,
                 replica_hosts=hosts,
+                lease=self.leases.seconds,
             ), timeout=30)
         finally:  # the agent holds a lease from when it took the call
             self.leases.note_grant(node.id)
