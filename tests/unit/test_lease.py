@@ -626,6 +626,49 @@ def test_the_manager_sends_its_length_and_waits_with_the_longest_given(
         pytest.approx(rules.promote_after(granted, granted, 5.0))
 
 
+@pytest.mark.parametrize(("address", "url"), [
+    ("10.0.0.2:60008", "http://10.0.0.2:60008/source"),
+    ("fd00::2:60008", "http://[fd00::2]:60008/source"),
+    ("[fd00::2]:60008", "http://[fd00::2]:60008/source"),
+    ("node-2.example:60008", "http://node-2.example:60008/source"),
+    ("10.0.0.2", None), ("10.0.0.2:http", None), ("a/b:1", None), (":60008", None),
+])
+def test_a_slaves_health_port_is_asked_by_a_url_fit_for_ipv6(address: str,
+                                                             url: str | None) -> None:
+    if url is None:
+        with pytest.raises(ValueError):
+            lease_module.health_url(address, "source")
+        return
+    assert lease_module.health_url(address, "source") == url
+
+
+def test_slaves_and_their_confirmations_are_asked_over_ipv6(tmp_path: Path) -> None:
+    """A slave's real health listener on ::1, asked by the master (/source) and by the
+    manager (/health)."""
+    async def scenario() -> tuple[int, dict[int, float], float]:
+        probe = HealthProbe(SlaveServer(following(host="::1")),  # type: ignore[arg-type]
+                            MasterIntent.in_dir(tmp_path))
+        listener = HealthListener(probe, "::1", 0, 30.0)
+        await listener.start()
+        try:
+            assert listener.server is not None
+            port = listener.server.sockets[0].getsockname()[1]
+            before = time.monotonic()
+            confirmed = await confirmations((f"::1:{port}", "::1"), "::1:3306", 2.0)
+            world = make_world(tmp_path / "manager")
+            node = world.add(Role.SLAVE)
+            node = world.store.update_node(node.id, ip="::1", details={"health_port": port})
+            heard = await last_confirmations([node], time.monotonic() + 100)
+            return confirmed, heard, before
+        finally:
+            await listener.close()
+
+    (tmp_path / "manager").mkdir()
+    confirmed, heard, before = asyncio.run(scenario())
+    assert confirmed == 1  # and the malformed address counts as none
+    assert before - 0.01 <= heard[1] <= time.monotonic()  # its /health was read
+
+
 ABORTS = [
     # (what goes wrong, said in the outcome, rebooted by the cloud)
     ("no cloud reference", "no cloud reference", False),

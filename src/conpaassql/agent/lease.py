@@ -32,6 +32,7 @@ from conpaassql.domain.states import AgentState
 from conpaassql.errors import ConpaasSQLError
 from conpaassql.mysql import replication
 from conpaassql.mysql.connection import ConnectInfo
+from conpaassql.rpc.endpoint import base_url, check_host
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +176,14 @@ class Confirmations:
         return max(0.0, (time.monotonic() if now is None else now) - latest)
 
 
+def health_url(address: str, path: str) -> str:
+    """``http://host:port/path`` for a health port named ``host:port`` (an IPv6 address
+    bare or in brackets); ``ValueError`` for one that is not."""
+    host, _, port = address.rpartition(":")
+    return base_url(check_host(host.removeprefix("[").removesuffix("]")), int(port),
+                    https=False) + path
+
+
 async def confirmations(slaves: tuple[str, ...], source: str, timeout: float,
                         local_address: str | None = None) -> int:
     """How many of ``slaves`` say they replicate from ``source`` with the IO thread running
@@ -182,10 +191,14 @@ async def confirmations(slaves: tuple[str, ...], source: str, timeout: float,
     host, _, port = source.rpartition(":")
     transport = httpx.AsyncHTTPTransport(local_address=local_address) if local_address \
         else None
+    urls = []
+    for slave in slaves:
+        with contextlib.suppress(ValueError):  # not host:port: no confirmation
+            urls.append(health_url(slave, "source"))
     async with httpx.AsyncClient(timeout=timeout, transport=transport) as client:
         answers = await asyncio.gather(
-            *(client.get(f"http://{slave}/source", params={"host": host, "port": port})
-              for slave in slaves), return_exceptions=True)
+            *(client.get(url, params={"host": host, "port": port}) for url in urls),
+            return_exceptions=True)
     return sum(1 for a in answers if isinstance(a, httpx.Response) and a.status_code == 200)
 
 

@@ -24,6 +24,7 @@ from conpaassql.domain.node import Node
 from conpaassql.domain.states import NodeState, Role
 from conpaassql.errors import WrongStateError
 from conpaassql.manager.views import health_port
+from conpaassql.rpc.endpoint import base_url
 
 
 class Leases:
@@ -133,7 +134,8 @@ async def last_confirmations(nodes: Sequence[Node], stopped_at: float,
     say (after it, its IO thread stopped, it confirms nothing)."""
     async with httpx.AsyncClient(timeout=timeout) as client:
         answers = await asyncio.gather(
-            *(client.get(f"http://{node.ip}:{health_port(node)}/health") for node in nodes),
+            *(client.get(base_url(node.ip or "", health_port(node), https=False) + "health")
+              for node in nodes),
             return_exceptions=True)
     received = time.monotonic()  # no earlier than any answer
     found = {}
