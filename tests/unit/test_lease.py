@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -40,11 +41,12 @@ from conpaassql.config import ManagerConfig
 from conpaassql.domain import lease as rules
 from conpaassql.domain.states import AgentState, NodeState, Role
 from conpaassql.errors import InvalidArgumentError, WrongStateError
+from conpaassql.manager.api import ManagerApi, RegisterParams
 from conpaassql.manager.leases import Leases, last_confirmations
 from conpaassql.mysql.connection import ConnectInfo
 from conpaassql.protocol.agent import MasterRequest
-from conpaassql.protocol.report import StateReport
-from conpaassql.rpc.registry import Params, Registry
+from conpaassql.protocol.report import LeaseHeld, StateReport
+from conpaassql.rpc.registry import CallContext, Params, Registry
 from conpaassql.rpc.server import RpcApp
 from tests.unit.ha_world import drained, make_world, report, slave, unreachable
 from tests.unit.served import served
@@ -444,8 +446,12 @@ def test_the_manager_leases_only_to_its_master(tmp_path: Path) -> None:
     answer = leases.answer(master, nodes)
     assert answer == {"lease": 2.0, "slaves": [f"10.0.0.{slave.id}:60008"],
                       "source": "10.0.0.1:3306"}
-    assert leases.told[master.id] == (slave.id,)  # not the failed one
-    assert failed.id not in leases.slaves_told(master, nodes)
+    assert leases.lists_of(master, nodes) == [  # not the failed one
+        (f"10.0.0.{slave.id}:60008",),
+        (f"10.0.0.{slave.id}:60008",)]  # and the store's, until it says what it holds
+    leases.heard(master.id, LeaseHeld(seconds=2.0, slaves=[f"10.0.0.{slave.id}:60008"]))
+    assert leases.lists_of(master, nodes) == [(f"10.0.0.{slave.id}:60008",)]
+    assert f"10.0.0.{failed.id}:60008" not in leases.check_bounded(master, [slave.id], nodes)
     assert leases.answer(slave, nodes) == {"lease": 0}
     assert leases.answer(other, nodes) == {"lease": 0}
     leases.making_master(slave.id)  # a switchover under way: only the new one
@@ -480,8 +486,80 @@ def test_the_wait_runs_from_the_latest_renewal_or_refuses(tmp_path: Path) -> Non
         alone.ends_by(master, {one.id: granted, two.id: granted}, nodes)
     # Not told by this manager (it started again): the store's slaves, from its start.
     fresh = Leases(2.0)
-    assert fresh.slaves_told(master, nodes) == {one.id, two.id}
+    assert fresh.lists_of(master, nodes) == [("10.0.0.2:60008", "10.0.0.3:60008")]
     assert fresh.last_grant(master.id) == fresh.started
+
+
+A, B, C, D = (f"10.0.0.{n}:60008" for n in (2, 3, 4, 5))
+LISTS = [
+    # (what the master said it holds, lists sent after, drained, refused with)
+    ([B, C], [[B, C]], {2, 3}, None),
+    ([B, C, D], [[B]], {3}, "node(s) 4, 5 did not stop replicating from it in a list"),
+    ([B, C, D], [[B]], {3, 4}, None),  # a majority of both lists stopped
+    ([], [[B, C]], {3, 4}, "it knew no slave in a list"),  # knew none: keeps it
+    (None, [[B, C]], {3, 4}, None),  # never told: it asks nobody
+    (None, [], set(), None),
+    ([B, C], [[], [B, C, D]], {3, 4, 5}, "it knew no slave"),
+    ([B, C], [[B, C, D]], {3}, "node(s) 4, 5 did not stop"),
+]
+
+
+@pytest.mark.parametrize(("held", "sent", "drained_ids", "refused"), LISTS)
+def test_the_wait_holds_for_every_list_the_master_may_hold(
+        tmp_path: Path, held: list[str] | None, sent: list[list[str]], drained_ids: set[int],
+        refused: str | None) -> None:
+    world = make_world(tmp_path)
+    master = world.add(Role.MASTER)
+    for _ in range(4):
+        world.add(Role.SLAVE)
+    nodes = world.store.nodes()
+    leases = Leases(2.0)
+    leases.heard(master.id, LeaseHeld(seconds=2.0, slaves=held))
+    for slaves in sent:
+        leases.lists.setdefault(master.id, [])
+        if tuple(slaves) not in leases.lists[master.id]:
+            leases.lists[master.id].append(tuple(slaves))
+    stopped = dict.fromkeys(drained_ids, leases.last_grant(master.id))
+    if refused is None:
+        leases.ends_by(master, stopped, nodes)
+        return
+    with pytest.raises(WrongStateError, match=re.escape(refused)):
+        leases.ends_by(master, stopped, nodes)
+
+
+def test_a_masters_word_of_what_it_holds_drops_the_lists_sent_before(
+        tmp_path: Path) -> None:
+    """Through the manager's register_node: the report's lease, then its answer."""
+    world = make_world(tmp_path, lease=3.0)
+    master, one, two = world.add(Role.MASTER), world.add(Role.SLAVE), world.add(Role.SLAVE)
+    api = ManagerApi(world.nodes, world.reconciler, world.replication, tmp_path / "log")
+    leases = world.replication.leases
+    lease = Lease(tmp_path / "lease.json")
+    lease.heard(ManagerWord(5.0, ("10.0.0.2:60008",), "10.0.0.1:3306"), time.monotonic())
+
+    async def beat() -> dict[str, Any]:
+        state = {"service_id": world.store.service_id, "node_id": master.id,
+                 "ip": "10.0.0.1", "port": 60000, "state": "RUNNING",
+                 "mysqld": {"answering": True}, "lease": lease.as_held().model_dump()}
+        return await api.register_node(RegisterParams(state=state),
+                                       CallContext("register_node", principal="node-1"))
+
+    async def run() -> None:
+        answer = await beat()
+        assert answer["slaves"] == ["10.0.0.2:60008", "10.0.0.3:60008"]
+        # The answer lost: it still holds its list, and says so.
+        assert leases.lists_of(master, world.store.nodes()) == [
+            ("10.0.0.2:60008",), ("10.0.0.2:60008", "10.0.0.3:60008")]
+        assert leases.length(master.id) == 5.0  # the longer one it holds
+        with pytest.raises(WrongStateError, match=r"node\(s\) 2 did not stop"):
+            leases.ends_by(master, {two.id: 0.0}, world.store.nodes())
+        lease.heard(ManagerWord.parse(answer), time.monotonic())  # type: ignore[arg-type]
+        await beat()
+        assert leases.lists_of(master, world.store.nodes()) == [
+            ("10.0.0.2:60008", "10.0.0.3:60008")]
+        leases.ends_by(master, {two.id: 0.0, one.id: 0.0}, world.store.nodes())
+
+    world.run(run())
 
 
 def test_a_slave_tells_when_it_last_confirmed(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from conpaassql.domain.states import AgentState
 from conpaassql.errors import ConpaasSQLError
 from conpaassql.mysql import replication
 from conpaassql.mysql.connection import ConnectInfo
+from conpaassql.protocol.report import LeaseHeld
 from conpaassql.rpc.endpoint import base_url, check_host
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,11 @@ class Lease:
             self.seconds, self.slaves, self.source = word.seconds, word.slaves, word.source
             self._keep()
         self.renew(sent, "renewed by the manager")
+
+    def as_held(self) -> LeaseHeld:
+        """What the heartbeat tells the manager of it."""
+        return LeaseHeld(seconds=self.seconds,
+                         slaves=None if self.slaves is None else list(self.slaves))
 
     def reason(self, now: float | None = None) -> str:
         """Why the lease is held, or why not."""
