@@ -40,7 +40,7 @@ from conpaassql.agent.role import MasterIntent
 from conpaassql.config import ManagerConfig
 from conpaassql.domain import lease as rules
 from conpaassql.domain.states import AgentState, NodeState, Role
-from conpaassql.errors import InvalidArgumentError, WrongStateError
+from conpaassql.errors import ConpaasSQLError, InvalidArgumentError, WrongStateError
 from conpaassql.manager.api import ManagerApi, RegisterParams
 from conpaassql.manager.leases import Leases, last_confirmations
 from conpaassql.mysql.connection import ConnectInfo
@@ -781,6 +781,85 @@ def test_an_aborted_failover_gives_the_master_its_lease_back(
     assert (world.cloud.rebooted == [f"vm-{master.id}"]) is rebooted
     answer = leases.answer(world.nodes.node(master.id), world.store.nodes())
     assert answer["lease"] == leases.seconds  # not revoked: it renews its lease again
+
+
+def restored_world(tmp_path: Path) -> Any:
+    """A master lost (FAILED, its agent unreachable), a slave, a restored node."""
+    world = make_world(tmp_path, lease=0.3)
+    master, _ = world.add(Role.MASTER, NodeState.FAILED), world.add(Role.SLAVE)
+    target = world.add(Role.RESTORED)
+    world.store.update_node(target.id, details={"restore": {"state": "done", "backup": "b1"}})
+    world.agents.replies.update({"fence": unreachable,
+                                 "drain_relay_log": drained({2: "0-1-10"})})
+    return world, master, target
+
+
+def test_a_rollback_over_a_lost_master_waits_out_its_lease(tmp_path: Path) -> None:
+    world, master, target = restored_world(tmp_path)
+    leases = world.replication.leases
+    leases.answer(master, world.store.nodes())  # its last heartbeat
+
+    result = world.run(world.replication.promote_restored(target.id))
+    assert result["master"] == target.id
+    verbs = world.agents.verbs()
+    assert verbs.index(("drain_relay_log", 2)) < verbs.index(("set_up_replica_master",
+                                                              target.id))
+    assert world.cloud.rebooted == [f"vm-{master.id}"]
+    done = [e.message for e in world.store.history(limit=50) if "rollback: node 1 fenced"
+            in e.message]
+    assert len(done) == 1 and "s waited for its lease" in done[0], done
+    assert leases.answer(world.nodes.node(master.id), world.store.nodes()) == {"lease": 0}
+
+
+def test_a_rollback_that_cannot_fence_the_lost_master_leaves_its_lease(
+        tmp_path: Path) -> None:
+    world, master, target = restored_world(tmp_path)
+    world.store.update_node(master.id, cloud_ref=None)
+    leases = world.replication.leases
+    with pytest.raises(WrongStateError, match="no cloud reference"):
+        world.run(world.replication.promote_restored(target.id))
+    assert ("set_up_replica_master", target.id) not in world.agents.verbs()
+    assert leases.answer(world.nodes.node(master.id), world.store.nodes())["lease"] == 0.3
+
+
+@pytest.mark.parametrize("target_answers", [True, False])
+def test_a_switchover_rolled_back_fences_a_target_it_cannot_make_read_only(
+        tmp_path: Path, target_answers: bool) -> None:
+    world = make_world(tmp_path, lease=0.3)
+    master, target, _ = (world.add(Role.MASTER), world.add(Role.SLAVE),
+                         world.add(Role.SLAVE))
+
+    def status(node: Any, request: Any) -> dict[str, Any]:
+        return {"return": {"gtid_current_pos": "0-1-10", **(
+            {"slave": slave()} if node.id != master.id else {})}}
+
+    def read_only(node: Any, request: Any) -> Any:
+        return unreachable(node, request) if node.id == target.id and not target_answers \
+            else {}
+
+    def make_master(node: Any, request: Any) -> Any:
+        return unreachable(node, request) if node.id == target.id else {"replication": None}
+
+    world.agents.replies.update({
+        "get_replication_status": status, "wait_for_gtid": {"reached": True},
+        "set_read_only": read_only, "set_up_replica_master": make_master,
+        "fence": lambda node, request: unreachable(node, request) if node.id == target.id
+        else {"state": "STOPPED"},
+        "drain_relay_log": drained({3: "0-1-10"})})
+    with pytest.raises(ConpaasSQLError):
+        world.run(world.replication.switchover(target.id))
+    verbs = world.agents.verbs()
+    assert verbs[-1] == ("set_up_replica_master", master.id)  # the old master back
+    fenced = [e.message for e in world.store.history(limit=50)
+              if e.message.startswith(f"switchover: node {target.id} fenced")]
+    leases = world.replication.leases
+    if target_answers:  # read-only again, as confirmed: nothing to wait for
+        assert fenced == [] and world.cloud.rebooted == []
+        return
+    assert world.cloud.rebooted == [f"vm-{target.id}"]
+    assert len(fenced) == 1 and "s waited for its lease" in fenced[0], fenced
+    assert verbs.index(("drain_relay_log", 3)) < len(verbs) - 1
+    assert leases.answer(world.nodes.node(target.id), world.store.nodes()) == {"lease": 0}
 
 
 # -- the heartbeat renews it, against a manager's RPC endpoint -------------------------

@@ -317,22 +317,43 @@ class Replication:
         it: the candidate, whether its agent fenced it, the seconds waited."""
         dead_id = old.id
         others = [r for r in replicas if r.id != dead_id]
-        fencing, by_agent = await self._fence(old, self._drainable(others, snapshot))
+        fencing, by_agent = await self._fence(
+            old, [node.id for _, node in self._drainable(others, snapshot)])
         self.rt.store.record_event(f"failover: node {dead_id} fenced ({fencing})", dead_id)
         drained = await self._drain(others, snapshot)
         slaves_stopped = time.monotonic()
         candidate = snapshot.node(promotion_candidate(drained))
         if candidate is None:
             raise WrongStateError(detail="no slave could take over")
-        waited = 0.0 if by_agent else await self._outlive_lease(old, drained, slaves_stopped,
-                                                                snapshot.live)
+        waited = 0.0 if by_agent else await self._outlive_lease(
+            old, {r.id for r in drained}, slaves_stopped, snapshot.live)
         return candidate, by_agent, waited
 
-    async def _outlive_lease(self, old: Node, drained: Sequence[Replica],
+    async def _retire(self, old: Node) -> str:
+        """The master changes without ``old``'s demotion confirmed: its lease revoked,
+        itself fenced and, if its agent could not do it, its slaves stopped receiving
+        and its lease waited out. What was done (the revoke is the caller's to undo)."""
+        self.leases.revoke(old.id)
+        nodes = self.nodes.live_nodes()
+        slaves = [n for n in nodes if n.id != old.id and n.role is Role.SLAVE
+                  and n.state is NodeState.RUNNING]
+        fencing, by_agent = await self._fence(old, [n.id for n in slaves])
+        if by_agent:
+            return fencing
+        answers = await asyncio.gather(
+            *(self.rt.agents.drain_relay_log(node, DrainRequest(timeout=APPLY_TIMEOUT),
+                                             timeout=APPLY_TIMEOUT + 10) for node in slaves),
+            return_exceptions=True)
+        stopped = {node.id for node, answer in zip(slaves, answers, strict=True)
+                   if isinstance(answer, RelayLogDrained)}  # its IO thread stopped
+        waited = await self._outlive_lease(old, stopped, time.monotonic(), nodes)
+        return f"{fencing}; {waited:.2f} s waited for its lease"
+
+    async def _outlive_lease(self, old: Node, ids: set[int],
                              slaves_stopped: float, nodes: Sequence[Node]) -> float:
         """Wait until the lost master's lease surely ran out (its agent did not fence
-        it, and the cloud's reboot may not have happened yet); the seconds waited."""
-        ids = {r.id for r in drained}
+        it, and the cloud's reboot may not have happened yet); the seconds waited.
+        ``ids``: the slaves stopped by ``slaves_stopped``."""
         stopped = await self.leases.ask([n for n in nodes if n.id in ids and n.ip],
                                         slaves_stopped)
         until = self.leases.ends_by(old, stopped, nodes)
@@ -372,8 +393,7 @@ class Replication:
             views.append(replace(view, received=None))  # ranked by what it applied
         return views
 
-    async def _fence(self, node: Node,
-                     draining: Sequence[tuple[Replica, Node]] = ()) -> tuple[str, bool]:
+    async def _fence(self, node: Node, draining: Sequence[int] = ()) -> tuple[str, bool]:
         """Make sure the old master takes no write: its agent stops mysqld, or the
         cloud powers the node off (and boots it again, read-only). Also whether its
         agent did it. Not through the cloud when its lease could not be waited out even
@@ -385,8 +405,7 @@ class Replication:
             log.warning("node %d's agent cannot fence: %s; powering it off", node.id, exc)
         if node.cloud_ref is None:
             raise WrongStateError(detail=f"cannot fence node {node.id}: no cloud reference")
-        self.leases.check_bounded(node, (n.id for _, n in draining),
-                                  self.rt.store.nodes(), did="cannot stop")
+        self.leases.check_bounded(node, draining, self.rt.store.nodes(), did="cannot stop")
         await self.rt.clouds.get(node.cloud).reboot_node(node.cloud_ref)
         return "powered off and booted again by the cloud", False
 
@@ -511,12 +530,7 @@ class Replication:
                                           f"{position} in {APPLY_TIMEOUT:.0f} s")
                 await self._make_master(target, semi_sync=False)
             except ConpaasSQLError:
-                # The target may have become writable before the failure: make sure it
-                # is not before the old master takes writes again.
-                await self.rt.agents.set_read_only(target, ReadOnlyRequest(read_only=True),
-                                                   timeout=10)
-                await self._make_master(master, semi_sync=self._has_slaves())
-                self.nodes.refresh_service_state("switchover abandoned")
+                await self._roll_back(master, target)
                 raise
             blocked = time.monotonic() - blocked_at
             self.rt.store.update_node(master.id, role=Role.SLAVE)
@@ -527,6 +541,24 @@ class Replication:
             self.nodes.refresh_service_state("switchover done")
             return {"master": target_id, "previous": master.id,
                     "write_block_seconds": round(blocked, 3), "position": position}
+
+    async def _roll_back(self, master: Node, target: Node) -> None:
+        """A switchover failed: the target may have become writable before the failure;
+        make sure it is not (read-only, or else fenced and its lease waited out) before
+        the old master takes writes again."""
+        try:
+            try:
+                await self.rt.agents.set_read_only(target, ReadOnlyRequest(read_only=True),
+                                                   timeout=10)
+            except ConpaasSQLError as exc:
+                log.warning("node %d not read-only again (%s): fencing it", target.id, exc)
+                done = await self._retire(target)
+                self.rt.store.record_event(
+                    f"switchover: node {target.id} fenced ({done}), not read-only again",
+                    target.id)
+            await self._make_master(master, semi_sync=self._has_slaves())
+        finally:
+            self.nodes.refresh_service_state("switchover abandoned")
 
     async def promote_restored(self, target_id: int) -> dict[str, Any]:
         """Make the restored node ``target_id`` the master: the service rolled back to
@@ -547,6 +579,15 @@ class Replication:
             if master is not None and master.state is NodeState.RUNNING:
                 await self.rt.agents.set_read_only(master, ReadOnlyRequest(read_only=True),
                                                    timeout=10)
+            elif master is not None:  # it may still take writes, cut off: as a failover
+                holder = self.leases.holder
+                try:
+                    done = await self._retire(master)
+                except BaseException:
+                    self.leases.restore(master.id, holder)
+                    raise
+                self.rt.store.record_event(f"rollback: node {master.id} fenced ({done})",
+                                           master.id)
             await self._make_master(target, semi_sync=False)
             others = [n for n in self.nodes.live_nodes()
                       if n.id != target_id and n.role in (Role.MASTER, Role.SLAVE)]
