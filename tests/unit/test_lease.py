@@ -206,8 +206,13 @@ def test_source_confirms_only_a_running_io_thread_from_that_master(view: ServerV
 def test_source_query() -> None:
     assert parse_query("/source", [("host", "10.0.0.1"), ("port", "3306")]) == \
         Query("/source", host="10.0.0.1", port=3306)
+    assert parse_query("/source", [("host", "h"), ("port", "1"), ("nonce", "ab12" * 8)]) == \
+        Query("/source", host="h", port=1, nonce="ab12" * 8)
     for pairs in ([("host", "10.0.0.1")], [("host", "h"), ("port", "x")],
-                  [("host", "h"), ("port", "1"), ("max_lag", "1")]):
+                  [("host", "h"), ("port", "1"), ("max_lag", "1")],
+                  [("host", "h"), ("port", "1"), ("nonce", "short")],
+                  [("host", "h"), ("port", "1"), ("nonce", "a b" * 5)],
+                  [("host", "h"), ("port", "1"), ("nonce", "a" * 65)]):
         with pytest.raises(BadQueryError):
             parse_query("/source", pairs)
 
@@ -241,10 +246,12 @@ def following(io: str = "Yes", host: str = "127.0.0.1", port: int = 3306) -> dic
 
 
 async def slave_ports(rows: list[dict[str, Any] | None], tmp_path: Path,
-                      listeners: list[HealthListener]) -> tuple[str, ...]:
+                      listeners: list[HealthListener],
+                      keys: list[bytes | None] | None = None) -> tuple[str, ...]:
     found = []
     for n, row in enumerate(rows):
-        probe = HealthProbe(SlaveServer(row), MasterIntent.in_dir(tmp_path / str(n)))  # type: ignore[arg-type]
+        probe = HealthProbe(SlaveServer(row), MasterIntent.in_dir(tmp_path / str(n)),  # type: ignore[arg-type]
+                            source_key=keys[n] if keys else None)
         (tmp_path / str(n)).mkdir()
         listener = HealthListener(probe, "127.0.0.1", 0, 30.0)
         await listener.start()
@@ -431,6 +438,43 @@ def test_the_keeper_leaves_alone_a_node_that_is_not_the_master_or_was_denied(
         return fences
 
     assert asyncio.run(scenario()) == ["read_only"]
+
+
+KEY = lease_module.source_key("the service's secret")
+SIGNED = [
+    # (the slaves' keys, confirmations counted)
+    ([KEY, KEY], 2),
+    ([KEY, None], 1),  # a 200 without a proof: forged, as by anyone on the path
+    ([KEY, lease_module.source_key("another service's")], 1),
+    ([None, None], 0),
+]
+
+
+@pytest.mark.parametrize(("keys", "counted"), SIGNED)
+def test_only_signed_confirmations_renew(tmp_path: Path, keys: list[bytes | None],
+                                         counted: int) -> None:
+    async def scenario() -> tuple[int, int]:
+        listeners: list[HealthListener] = []
+        try:
+            slaves = await slave_ports([following(), following()], tmp_path, listeners, keys)
+            signed = await confirmations(slaves, "127.0.0.1:3306", 2.0, key=KEY)
+            unsigned = await confirmations(slaves, "127.0.0.1:3306", 2.0)
+            return signed, unsigned
+        finally:
+            for listener in listeners:
+                await listener.close()
+
+    assert asyncio.run(scenario()) == (counted, 2)
+
+
+def test_a_proof_is_bound_to_its_nonce_and_question() -> None:
+    proof = lease_module.source_proof(KEY, "n" * 32, "10.0.0.1", 3306)
+    assert proof == lease_module.source_proof(KEY, "n" * 32, "10.0.0.1", "3306")
+    for other in (lease_module.source_proof(KEY, "m" * 32, "10.0.0.1", 3306),
+                  lease_module.source_proof(KEY, "n" * 32, "10.0.0.2", 3306),
+                  lease_module.source_proof(KEY, "n" * 32, "10.0.0.1", 3307)):
+        assert other != proof
+    assert "the service's secret" not in proof
 
 
 # -- the manager's side --------------------------------------------------------------

@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import ipaddress
 import json
 import logging
 import math
 import os
+import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -190,11 +193,38 @@ def health_url(address: str, path: str) -> str:
                     https=False) + path
 
 
+def source_key(secret: str) -> bytes:
+    """The key a slave signs its ``/source`` yes with: drawn from the secret the service's
+    agents share, for this use only (the secret itself is never sent)."""
+    return hmac.new(secret.encode("utf-8"), b"conpaassql /source", hashlib.sha256).digest()
+
+
+def source_proof(key: bytes, nonce: str, host: str, port: int | str) -> str:
+    """A slave's yes to ``/source?host&port&nonce``, which only a holder of ``key`` makes:
+    a forged 200 (anyone on the path of the unauthenticated port) renews no lease."""
+    return hmac.new(key, f"{nonce}\n{host}\n{port}".encode(), hashlib.sha256).hexdigest()
+
+
+def _signed(answer: object, key: bytes | None, nonce: str, host: str, port: str) -> bool:
+    if not isinstance(answer, httpx.Response) or answer.status_code != 200:
+        return False
+    if key is None:
+        return True
+    try:
+        proof = answer.json().get("proof")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(proof, str) and hmac.compare_digest(
+        proof, source_proof(key, nonce, host, port))
+
+
 async def confirmations(slaves: tuple[str, ...], source: str, timeout: float,
-                        local_address: str | None = None) -> int:
+                        local_address: str | None = None, key: bytes | None = None) -> int:
     """How many of ``slaves`` say they replicate from ``source`` with the IO thread running
-    (asked from ``local_address``, this node's own)."""
+    (asked from ``local_address``, this node's own); with ``key``, only the yeses signed
+    over a nonce of this round count."""
     host, _, port = source.rpartition(":")
+    nonce = secrets.token_hex(16)
     transport = httpx.AsyncHTTPTransport(local_address=local_address) if local_address \
         else None
     urls = []
@@ -203,9 +233,9 @@ async def confirmations(slaves: tuple[str, ...], source: str, timeout: float,
             urls.append(health_url(slave, "source"))
     async with httpx.AsyncClient(timeout=timeout, transport=transport) as client:
         answers = await asyncio.gather(
-            *(client.get(url, params={"host": host, "port": port}) for url in urls),
-            return_exceptions=True)
-    return sum(1 for a in answers if isinstance(a, httpx.Response) and a.status_code == 200)
+            *(client.get(url, params={"host": host, "port": port, "nonce": nonce})
+              for url in urls), return_exceptions=True)
+    return sum(1 for a in answers if _signed(a, key, nonce, host, port))
 
 
 class LeaseKeeper:
@@ -219,10 +249,13 @@ class LeaseKeeper:
 
     def __init__(self, lease: Lease, is_master: Callable[[], bool],
                  self_fence: Callable[[], Awaitable[bool]],
-                 interval: float = CHECK_INTERVAL, local_address: str | None = None) -> None:
+                 interval: float = CHECK_INTERVAL, local_address: str | None = None,
+                 key: bytes | None = None) -> None:
         """``self_fence``: sets the server read-only; False if there was nothing to do.
-        ``local_address``: the node's own, which questions to the slaves leave from."""
+        ``local_address``: the node's own, which questions to the slaves leave from.
+        ``key``: what the slaves' answers are signed with (``source_key``)."""
         self.lease = lease
+        self.key = key
         self.local_address = local_address
         self.is_master = is_master
         self.self_fence = self_fence
@@ -289,7 +322,8 @@ class LeaseKeeper:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(bound, 0.01)):
                     confirmed = await confirmations(lease.slaves, lease.source,
-                                                    max(bound, 0.01), self.local_address)
+                                                    max(bound, 0.01), self.local_address,
+                                                    self.key)
         if slaves_renew(known, confirmed):
             lease.renew(started, "renewed by the slaves" if known else
                         "kept: no slave could take over")
