@@ -304,6 +304,23 @@ def test_the_keeper_asks_the_slaves_then_fences_once_the_lease_runs_out(
     assert fences == ([] if renewed else ["read_only"])
 
 
+@pytest.mark.parametrize(("master", "left", "wait"), [
+    (True, 5.0, 0.2), (True, 0.05, 0.05),  # wakes when the lease runs out
+    (True, -1.0, 0.2), (False, None, 0.2),  # ran out, or none: no busy loop
+])
+def test_the_guard_wakes_when_the_lease_runs_out(tmp_path: Path, master: bool,
+                                                 left: float | None, wait: float) -> None:
+    lease = Lease(tmp_path / "lease.json")
+    if left is not None:
+        lease.expires = time.monotonic() + left
+
+    async def self_fence() -> bool:
+        return True
+
+    keeper = LeaseKeeper(lease, lambda: master, self_fence, interval=0.2)
+    assert asyncio.run(keeper.guard_once()) == pytest.approx(wait, abs=0.02)
+
+
 def test_a_lapsed_lease_is_fenced_before_the_slaves_are_asked(tmp_path: Path) -> None:
     async def scenario() -> tuple[list[bool], bool]:
         listeners: list[HealthListener] = []

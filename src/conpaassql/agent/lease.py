@@ -24,6 +24,7 @@ import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -242,7 +243,7 @@ class LeaseKeeper:
     """Renews the master's lease through its slaves while the manager is away, and sets
     the server read-only the moment the lease runs out.
 
-    The fence runs on a timer of its own (``guard``), not after a round of questions:
+    The fence runs on a timer of its own (``guard_once``), not after a round of questions:
     a slow slave or manager cannot delay it. Each round of questions is bounded as a
     whole, by a quarter lease and by what is left of the lease.
     """
@@ -277,10 +278,11 @@ class LeaseKeeper:
             await asyncio.sleep(self.interval if wait is None else wait)
 
     async def guard_once(self) -> float:
-        """Fence if the lease ran out; the seconds until it may run out (at most
-        ``interval``: a renewal or a change of role is seen that late)."""
+        """Fence if the lease ran out; the seconds to the next look: when the lease runs
+        out, at most ``interval`` (a renewal or a change of role is seen that late)."""
         await self.fence_if_lapsed()
-        return max(0.0, min(self.interval, self.lease.remaining()))
+        remaining = self.lease.remaining()
+        return min(self.interval, remaining) if remaining > 0 else self.interval
 
     async def fence_if_lapsed(self) -> None:
         if not self.is_master() or self.lease.held():
@@ -309,19 +311,18 @@ class LeaseKeeper:
             await self.fence_if_lapsed()
         if not lease.denied and lease.slaves is not None \
                 and ask_slaves(remaining, lease.seconds):
-            await self._ask(started, remaining)
+            await self._ask(lease.slaves, started, remaining)
         await self.fence_if_lapsed()
 
-    async def _ask(self, started: float, remaining: float) -> None:
+    async def _ask(self, slaves: tuple[str, ...], started: float, remaining: float) -> None:
         lease = self.lease
-        assert lease.slaves is not None
-        known = len(lease.slaves)
+        known = len(slaves)
         bound = lease.seconds / 4 if remaining <= 0 else min(lease.seconds / 4, remaining)
         confirmed = 0
         if known and lease.source is not None:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(bound, 0.01)):
-                    confirmed = await confirmations(lease.slaves, lease.source,
+                    confirmed = await confirmations(slaves, lease.source,
                                                     max(bound, 0.01), self.local_address,
                                                     self.key)
         if slaves_renew(known, confirmed):
@@ -344,14 +345,16 @@ def server_fence(server: FencingServer, within: float = CHECK_INTERVAL
                  ) -> Callable[[], Awaitable[bool]]:
     """The master's self-fence: ``read_only`` set on a connection of its own; if that is
     not confirmed within ``within`` seconds, mysqld killed at once (as ``fence`` does:
-    the server stays stopped until the manager starts it again, read-only)."""
+    the server stays stopped until the manager starts it again, read-only). Its thread
+    is its own too: no wait for the agent's other statements to free one."""
+    thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="self-fence")
 
     async def self_fence() -> bool:
         if server.state is not AgentState.RUNNING:
             return False  # it starts read-only
         try:
             async with asyncio.timeout(within):
-                await replication.read_only_at_once(server.info, within)
+                await replication.read_only_at_once(server.info, within, thread)
             return True
         except (TimeoutError, ConpaasSQLError) as exc:
             log.warning("read_only not confirmed within %.1f s (%s): mysqld killed",
