@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from conpaassql.agent.lease import Lease, ManagerWord
 from conpaassql.agent.role import MasterIntent
@@ -115,6 +116,12 @@ def test_the_wait_holds_for_every_list_the_master_may_hold(
         return
     with pytest.raises(WrongStateError, match=re.escape(refused)):
         leases.ends_by(master, stopped, nodes)
+
+
+@pytest.mark.parametrize("seconds", [0.0, -1.0, math.inf, math.nan, 4000.0])
+def test_a_lease_length_the_manager_would_wait_forever_on_is_refused(seconds: float) -> None:
+    with pytest.raises(ValidationError):
+        LeaseHeld(seconds=seconds, slaves=[])
 
 
 def test_a_masters_word_of_what_it_holds_drops_the_lists_sent_before(

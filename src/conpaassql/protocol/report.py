@@ -9,9 +9,9 @@ the store) parses too.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from conpaassql.protocol.base import Reply
 
@@ -72,7 +72,7 @@ class LeaseHeld(Reply):
     """A master's lease as its agent holds it: the length it renews for and the slaves'
     health ports it asks (None: it was never told any, so it asks nobody)."""
 
-    seconds: float
+    seconds: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)]
     slaves: list[str] | None = None
 
 
