@@ -4,10 +4,12 @@
 heartbeat it answers: ``{"lease": seconds, "slaves": ["host:health_port", ...],
 "source": "host:mysql_port"}`` for the master, ``{"lease": 0}`` for any other node.
 While the manager cannot be reached, ``LeaseKeeper`` asks the slaves it named, on
-their health ports (``GET /source?host=H&port=P``), whether they replicate from this
-node with the IO thread running; a majority renews it. When the lease runs out the
-keeper sets ``read_only`` itself; only the manager makes the server writable again
-(``set_up_replica_master``), which also gives a lease.
+their health ports (``GET /source?host=H&port=P&nonce=N``), whether they replicate
+from this node with the IO thread running; a majority of signed yeses renews it. The
+moment the lease runs out the keeper sets ``read_only`` itself (``server_fence``: or
+kills mysqld); only the manager makes the server writable again
+(``set_up_replica_master``), which also gives a lease and its length. Each heartbeat
+tells the manager which slaves the lease holds (``as_held``).
 """
 
 from __future__ import annotations
