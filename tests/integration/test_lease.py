@@ -119,3 +119,32 @@ def test_without_the_manager_the_slaves_keep_the_lease(pair: Manager) -> None:
     wait_until(lambda: check(node, "/primary")[0] == 200, 60, 0.2,
                "the master writable again")
     manager.wait_topology(2)
+
+
+def test_a_master_that_cannot_go_read_only_in_time_is_killed(pair: Manager) -> None:
+    """A session holds a table lock on the master, so that ``read_only`` waits for it:
+    once the lease runs out (manager stopped, its slave stopped), the agent does not
+    wait behind the lock but kills mysqld, and the session ends with it."""
+    manager = pair
+    master, (slave,) = manager.wait_topology(2)
+    node = manager.node(master)
+    made = manager.sql(master, "CREATE DATABASE IF NOT EXISTS fence_lock; "
+                       "CREATE TABLE IF NOT EXISTS fence_lock.t (i INT)")
+    assert made.returncode == 0, made.stderr
+    manager.kill()
+    wait_until(lambda: check(node, "/primary")[1].get("lease") == "renewed by the slaves",
+               30, 0.1, "the master's lease renewed by its slave")
+    held: list[Any] = []
+    holder = threading.Thread(target=lambda: held.append(manager.sql(
+        master, "LOCK TABLES fence_lock.t WRITE; SELECT SLEEP(25)")), daemon=True)
+    holder.start()
+    wait_until(lambda: manager.sql(
+        master, "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+        "WHERE INFO = 'SELECT SLEEP(25)'").stdout.strip() == "1", 20, 0.1, "the lock held")
+
+    stopped = manager.sql(slave, "STOP SLAVE")
+    assert stopped.returncode == 0, stopped.stderr
+    holder.join(20)  # well before the sleep ends, if mysqld is killed
+    assert held and held[0].returncode != 0, held  # its connection went with mysqld
+    status, body = check(node, "/primary")
+    assert status == 503 and body["answering"] is False, body

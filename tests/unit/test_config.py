@@ -304,6 +304,7 @@ def test_unknown_driver_names_the_key() -> None:
     ("manager", "max_reader_lag", "-3"),
     ("manager", "seed_method", "rsync"),
     ("manager", "lease", "0.1"),
+    ("manager", "lease", "0.5"),  # CHECK_INTERVAL would be over a fifth of it
     ("manager", "lease", "2s"),
 ])
 def test_bad_values_name_the_key(section: str, key: str, value: str) -> None:

@@ -77,6 +77,9 @@ CASES = [
          "writes resumed after {seconds} s",
          "failover: node 2 is the master (was node 1: dead master); writes resumed "
          "after 0.52 s", "failover"),
+    node("switchover: node {target.id} fenced ({done}), not read-only again",
+         "switchover: node 2 fenced (powered off and booted again by the cloud; 2.50 s "
+         "waited for its lease), not read-only again", "switchover"),
     node("switchover: node {master} is the master (was node {previous}); "
          "writes blocked for {blocked} s",
          "switchover: node 2 is the master (was node 1); writes blocked for 0.012 s",
@@ -149,6 +152,8 @@ CASES = [
          "node(s) {', '.join((str(n.id) for n in others)) or '-'} are copied from it anew",
          "rollback: node 4 is the master, holding backup 20261207T103000Z-full-3fa2c1; "
          "node(s) 1, 2 are copied from it anew", "event"),
+    node("rollback: node {master.id} fenced ({done})",
+         "rollback: node 1 fenced (mysqld stopped by its agent)", "event"),
     node("backup {record.id} ({how}) started on node {node.id}",
          "backup 20261207T103000Z-full-3fa2c1 (full) started on node 2", "event"),
     node("backup {record.id} ({how}) started on node {node.id}",

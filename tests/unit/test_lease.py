@@ -4,6 +4,7 @@ health listeners), ``/primary`` and ``/source``, and the manager's side."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 from pydantic import ConfigDict
 
+from conpaassql.agent import lease as lease_module
 from conpaassql.agent.health import (
     BadQueryError,
     HealthProbe,
@@ -31,17 +33,18 @@ from conpaassql.agent.lease import (
     ManagerWord,
     confirmations,
     leave_from,
+    server_fence,
 )
 from conpaassql.agent.role import MasterIntent
 from conpaassql.config import ManagerConfig
 from conpaassql.domain import lease as rules
-from conpaassql.domain.states import AgentState, NodeState, Role
-from conpaassql.errors import WrongStateError
-from conpaassql.manager.leases import Leases, last_confirmations
+from conpaassql.domain.states import AgentState, Role
+from conpaassql.manager.leases import last_confirmations
+from conpaassql.mysql.connection import ConnectInfo
 from conpaassql.protocol.report import StateReport
 from conpaassql.rpc.registry import Params, Registry
 from conpaassql.rpc.server import RpcApp
-from tests.unit.ha_world import drained, make_world, report, slave, unreachable
+from tests.unit.ha_world import make_world
 from tests.unit.served import served
 
 # -- the rules -------------------------------------------------------------------
@@ -199,8 +202,13 @@ def test_source_confirms_only_a_running_io_thread_from_that_master(view: ServerV
 def test_source_query() -> None:
     assert parse_query("/source", [("host", "10.0.0.1"), ("port", "3306")]) == \
         Query("/source", host="10.0.0.1", port=3306)
+    assert parse_query("/source", [("host", "h"), ("port", "1"), ("nonce", "ab12" * 8)]) == \
+        Query("/source", host="h", port=1, nonce="ab12" * 8)
     for pairs in ([("host", "10.0.0.1")], [("host", "h"), ("port", "x")],
-                  [("host", "h"), ("port", "1"), ("max_lag", "1")]):
+                  [("host", "h"), ("port", "1"), ("max_lag", "1")],
+                  [("host", "h"), ("port", "1"), ("nonce", "short")],
+                  [("host", "h"), ("port", "1"), ("nonce", "a b" * 5)],
+                  [("host", "h"), ("port", "1"), ("nonce", "a" * 65)]):
         with pytest.raises(BadQueryError):
             parse_query("/source", pairs)
 
@@ -234,10 +242,12 @@ def following(io: str = "Yes", host: str = "127.0.0.1", port: int = 3306) -> dic
 
 
 async def slave_ports(rows: list[dict[str, Any] | None], tmp_path: Path,
-                      listeners: list[HealthListener]) -> tuple[str, ...]:
+                      listeners: list[HealthListener],
+                      keys: list[bytes | None] | None = None) -> tuple[str, ...]:
     found = []
     for n, row in enumerate(rows):
-        probe = HealthProbe(SlaveServer(row), MasterIntent.in_dir(tmp_path / str(n)))  # type: ignore[arg-type]
+        probe = HealthProbe(SlaveServer(row), MasterIntent.in_dir(tmp_path / str(n)),  # type: ignore[arg-type]
+                            source_key=keys[n] if keys else None)
         (tmp_path / str(n)).mkdir()
         listener = HealthListener(probe, "127.0.0.1", 0, 30.0)
         await listener.start()
@@ -248,25 +258,26 @@ async def slave_ports(rows: list[dict[str, Any] | None], tmp_path: Path,
 
 
 KEEPER_CASES = [
-    # (slaves' rows, renewed, fenced)
-    ([following(), following(io="Connecting")], False, True),  # 1 of 2: no majority
-    ([following(), following()], True, False),
-    ([following(), following(), following(io="No")], True, False),
-    ([following(), following(host="127.0.0.9"), None], False, True),
-    ([], True, False),  # no slave: kept
+    # (slaves' rows, renewed)
+    ([following(), following(io="Connecting")], False),  # 1 of 2: no majority
+    ([following(), following()], True),
+    ([following(), following(), following(io="No")], True),
+    ([following(), following(host="127.0.0.9"), None], False),
+    ([], True),  # no slave: kept
 ]
 
 
-@pytest.mark.parametrize(("rows", "renewed", "fenced"), KEEPER_CASES)
-def test_the_keeper_asks_the_slaves_then_fences(tmp_path: Path, rows: list[Any],
-                                                renewed: bool, fenced: bool) -> None:
+@pytest.mark.parametrize(("rows", "renewed"), KEEPER_CASES)
+def test_the_keeper_asks_the_slaves_then_fences_once_the_lease_runs_out(
+        tmp_path: Path, rows: list[Any], renewed: bool) -> None:
     async def scenario() -> tuple[bool, list[str]]:
         listeners: list[HealthListener] = []
         try:
             slaves = await slave_ports(rows, tmp_path, listeners)
             lease = Lease(tmp_path / "lease.json")
-            # The manager last renewed it longer than a lease ago.
-            lease.heard(ManagerWord(2.0, slaves, "127.0.0.1:3306"), time.monotonic() - 2.5)
+            # Three quarters of the lease went unrenewed by the manager (what is left
+            # of it bounds the round: 2 s, for a loaded machine).
+            lease.heard(ManagerWord(8.0, slaves, "127.0.0.1:3306"), time.monotonic() - 6.0)
             fences: list[str] = []
 
             async def self_fence() -> bool:
@@ -275,9 +286,14 @@ def test_the_keeper_asks_the_slaves_then_fences(tmp_path: Path, rows: list[Any],
 
             keeper = LeaseKeeper(lease, lambda: True, self_fence)
             await keeper.look()
-            held = lease.held()
+            held = lease.expires > time.monotonic() + 5.0  # renewed from the round
+            assert fences == []  # the lease had not run out yet
             if not held:
-                await keeper.look()  # fenced once per lapse
+                lease.expires = time.monotonic() + 0.3  # the end of it, sooner
+                while lease.held():  # the guard's own timer
+                    await asyncio.sleep(await keeper.guard_once())
+                await keeper.guard_once()
+                await keeper.guard_once()  # fenced once per lapse
             return held, fences
         finally:
             for listener in listeners:
@@ -285,7 +301,139 @@ def test_the_keeper_asks_the_slaves_then_fences(tmp_path: Path, rows: list[Any],
 
     held, fences = asyncio.run(scenario())
     assert held is renewed
-    assert fences == (["read_only"] if fenced else [])
+    assert fences == ([] if renewed else ["read_only"])
+
+
+@pytest.mark.parametrize(("master", "left", "wait"), [
+    (True, 5.0, 0.2), (True, 0.05, 0.05),  # wakes when the lease runs out
+    (True, -1.0, 0.2), (False, None, 0.2),  # ran out, or none: no busy loop
+])
+def test_the_guard_wakes_when_the_lease_runs_out(tmp_path: Path, master: bool,
+                                                 left: float | None, wait: float) -> None:
+    lease = Lease(tmp_path / "lease.json")
+    if left is not None:
+        lease.expires = time.monotonic() + left
+
+    async def self_fence() -> bool:
+        return True
+
+    keeper = LeaseKeeper(lease, lambda: master, self_fence, interval=0.2)
+    assert asyncio.run(keeper.guard_once()) == pytest.approx(wait, abs=0.02)
+
+
+def test_a_lapsed_lease_is_fenced_before_the_slaves_are_asked(tmp_path: Path) -> None:
+    async def scenario() -> tuple[list[bool], bool]:
+        listeners: list[HealthListener] = []
+        try:
+            slaves = await slave_ports([following(), following()], tmp_path, listeners)
+            lease = Lease(tmp_path / "lease.json")
+            lease.heard(ManagerWord(8.0, slaves, "127.0.0.1:3306"), time.monotonic() - 8.5)
+            held_at_fence: list[bool] = []
+
+            async def self_fence() -> bool:
+                held_at_fence.append(lease.held())
+                return True
+
+            await LeaseKeeper(lease, lambda: True, self_fence).look()
+            return held_at_fence, lease.held()
+        finally:
+            for listener in listeners:
+                await listener.close()
+
+    held_at_fence, renewed = asyncio.run(scenario())
+    assert held_at_fence == [False] and renewed  # fenced first, renewed by the round after
+
+
+def test_the_fence_does_not_wait_for_a_round_of_questions(tmp_path: Path) -> None:
+    """A round of questions that never ends: the guard fences on its own timer."""
+    async def scenario() -> bool:
+        lease = Lease(tmp_path / "lease.json")
+        lease.heard(ManagerWord(2.0, ("127.0.0.1:9",), "127.0.0.1:3306"),
+                    time.monotonic() - 1.8)
+        fenced = asyncio.Event()
+
+        async def self_fence() -> bool:
+            fenced.set()
+            return True
+
+        keeper = LeaseKeeper(lease, lambda: True, self_fence)
+
+        async def stuck() -> None:
+            await asyncio.Event().wait()
+
+        keeper.look = stuck  # type: ignore[method-assign]
+        running = asyncio.create_task(keeper.run())
+        try:
+            await asyncio.wait_for(fenced.wait(), 30)
+        finally:
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+        return lease.held()
+
+    assert asyncio.run(scenario()) is False
+
+
+def test_a_round_of_questions_ends_with_the_lease(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slaves that never answer: the round is cut when the lease runs out."""
+    async def never(*args: Any) -> int:
+        await asyncio.Event().wait()
+        return 0
+
+    monkeypatch.setattr(lease_module, "confirmations", never)
+
+    async def scenario() -> tuple[bool, list[str]]:
+        lease = Lease(tmp_path / "lease.json")
+        lease.heard(ManagerWord(60.0, ("127.0.0.1:9",), "127.0.0.1:3306"),
+                    time.monotonic() - 59.7)
+        fences: list[str] = []
+
+        async def self_fence() -> bool:
+            fences.append("read_only")
+            return True
+
+        await asyncio.wait_for(LeaseKeeper(lease, lambda: True, self_fence).look(), 30)
+        return lease.held(), fences
+
+    assert asyncio.run(scenario()) == (False, ["read_only"])
+
+
+class StuckServer:
+    """A supervisor whose server accepts connections on a socket and never greets."""
+
+    def __init__(self, socket: Path, state: AgentState = AgentState.RUNNING) -> None:
+        self.state = state
+        self.info = ConnectInfo(socket=socket, user="root", password="x")
+        self.killed = 0
+
+    async def fence(self) -> None:
+        self.killed += 1
+
+
+@pytest.mark.parametrize(("state", "did", "killed"), [
+    (AgentState.RUNNING, True, 1),  # no answer within the bound: mysqld killed
+    (AgentState.STOPPED, False, 0),  # nothing to fence
+    (AgentState.STARTING, False, 0),  # it starts read-only
+])
+def test_a_self_fence_not_confirmed_in_time_kills_mysqld(
+        tmp_path: Path, state: AgentState, did: bool, killed: int) -> None:
+    async def scenario() -> tuple[bool, int]:
+        held: list[asyncio.StreamWriter] = []
+
+        async def mute(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            held.append(writer)
+
+        socket = tmp_path / "s.sock"
+        server = await asyncio.start_unix_server(mute, str(socket))
+        try:
+            stuck = StuckServer(socket, state)
+            answer = await server_fence(stuck, 0.2)()  # type: ignore[arg-type]
+            return answer, stuck.killed
+        finally:
+            server.close()
+
+    assert asyncio.run(scenario()) == (did, killed)
 
 
 def test_the_keeper_leaves_alone_a_node_that_is_not_the_master_or_was_denied(
@@ -307,57 +455,44 @@ def test_the_keeper_leaves_alone_a_node_that_is_not_the_master_or_was_denied(
     assert asyncio.run(scenario()) == ["read_only"]
 
 
+KEY = lease_module.source_key("the service's secret")
+SIGNED = [
+    # (the slaves' keys, confirmations counted)
+    ([KEY, KEY], 2),
+    ([KEY, None], 1),  # a 200 without a proof: forged, as by anyone on the path
+    ([KEY, lease_module.source_key("another service's")], 1),
+    ([None, None], 0),
+]
+
+
+@pytest.mark.parametrize(("keys", "counted"), SIGNED)
+def test_only_signed_confirmations_renew(tmp_path: Path, keys: list[bytes | None],
+                                         counted: int) -> None:
+    async def scenario() -> tuple[int, int]:
+        listeners: list[HealthListener] = []
+        try:
+            slaves = await slave_ports([following(), following()], tmp_path, listeners, keys)
+            signed = await confirmations(slaves, "127.0.0.1:3306", 2.0, key=KEY)
+            unsigned = await confirmations(slaves, "127.0.0.1:3306", 2.0)
+            return signed, unsigned
+        finally:
+            for listener in listeners:
+                await listener.close()
+
+    assert asyncio.run(scenario()) == (counted, 2)
+
+
+def test_a_proof_is_bound_to_its_nonce_and_question() -> None:
+    proof = lease_module.source_proof(KEY, "n" * 32, "10.0.0.1", 3306)
+    assert proof == lease_module.source_proof(KEY, "n" * 32, "10.0.0.1", "3306")
+    for other in (lease_module.source_proof(KEY, "m" * 32, "10.0.0.1", 3306),
+                  lease_module.source_proof(KEY, "n" * 32, "10.0.0.2", 3306),
+                  lease_module.source_proof(KEY, "n" * 32, "10.0.0.1", 3307)):
+        assert other != proof
+    assert "the service's secret" not in proof
+
+
 # -- the manager's side --------------------------------------------------------------
-
-
-def test_the_manager_leases_only_to_its_master(tmp_path: Path) -> None:
-    world = make_world(tmp_path)
-    master, slave, other = (world.add(Role.MASTER), world.add(Role.SLAVE),
-                            world.add(Role.NONE))
-    failed = world.add(Role.SLAVE, NodeState.FAILED)
-    leases = Leases(2.0)
-    nodes = world.store.nodes()
-    answer = leases.answer(master, nodes)
-    assert answer == {"lease": 2.0, "slaves": [f"10.0.0.{slave.id}:60008"],
-                      "source": "10.0.0.1:3306"}
-    assert leases.told[master.id] == (slave.id,)  # not the failed one
-    assert failed.id not in leases.slaves_told(master, nodes)
-    assert leases.answer(slave, nodes) == {"lease": 0}
-    assert leases.answer(other, nodes) == {"lease": 0}
-    leases.making_master(slave.id)  # a switchover under way: only the new one
-    assert leases.answer(master, nodes) == {"lease": 0}
-    assert leases.answer(slave, nodes)["lease"] == 2.0
-    leases.making_master(master.id)
-    leases.revoke(master.id)  # a failover from it begins
-    assert leases.answer(master, nodes) == {"lease": 0}
-    leases.making_master(master.id)  # made the master again
-    assert leases.answer(master, nodes)["lease"] == 2.0
-
-
-def test_the_wait_runs_from_the_latest_renewal_or_refuses(tmp_path: Path) -> None:
-    world = make_world(tmp_path)
-    master, one, two = world.add(Role.MASTER), world.add(Role.SLAVE), world.add(Role.SLAVE)
-    nodes = world.store.nodes()
-    leases = Leases(2.0)
-    leases.answer(master, nodes)
-    granted = leases.last_grant(master.id)
-    for stopped, start in [
-        ({one.id: granted - 5}, granted),  # confirmed before the manager's last answer
-        ({one.id: granted - 5, two.id: granted + 3}, granted + 3),  # a slave's, later
-        ({one.id: granted + 1, 9: granted + 7}, granted + 1),  # 9: never named to it
-    ]:
-        assert leases.ends_by(master, stopped, nodes) == \
-            pytest.approx(rules.promote_after(start, -math.inf, 2.0))
-    with pytest.raises(WrongStateError, match=r"node\(s\) 2, 3 did not stop"):
-        leases.ends_by(master, {}, nodes)
-    alone = Leases(2.0)
-    alone.answer(master, [master])
-    with pytest.raises(WrongStateError, match="it knew no slave"):
-        alone.ends_by(master, {one.id: granted, two.id: granted}, nodes)
-    # Not told by this manager (it started again): the store's slaves, from its start.
-    fresh = Leases(2.0)
-    assert fresh.slaves_told(master, nodes) == {one.id, two.id}
-    assert fresh.last_grant(master.id) == fresh.started
 
 
 def test_a_slave_tells_when_it_last_confirmed(tmp_path: Path) -> None:
@@ -405,60 +540,47 @@ def test_confirmations_count_the_questions_under_way() -> None:
     assert seen.ago(start + 12) == pytest.approx(1)
 
 
-HEALTHY = {1: report("0-1-10"), 2: report("0-1-10", slave=slave()),
-           3: report("0-1-10", slave=slave())}
-LOST = {1: None, 2: report("0-1-10", slave=slave(io="Connecting")),
-        3: report("0-1-12", slave=slave(io="Connecting", received="0-1-12"))}
-
-
-@pytest.mark.parametrize(("agent_fences", "slaves_confirmed"),
-                         [(False, True), (False, False), (True, True)])
-def test_a_failover_through_the_cloud_waits_out_the_lease_and_says_so(
-        tmp_path: Path, agent_fences: bool, slaves_confirmed: bool) -> None:
-    """Through the cloud, the new master is made writable a lease after the later of
-    the manager's last answer to the old one and the slaves' last confirmation (until
-    the drain stopped them, or never); fenced by its agent, at once."""
-    world = make_world(tmp_path, lease=0.3)
-    asked: list[float] = []
-
-    async def ask(nodes: Any, stopped_at: float) -> dict[int, float]:
-        asked.append(stopped_at)
-        return {node.id: stopped_at if slaves_confirmed else 0.0 for node in nodes}
-
-    world.replication.leases.ask = ask
-    for role in (Role.MASTER, Role.SLAVE, Role.SLAVE):
-        world.add(role)
-    promoted: list[float] = []
-
-    def promote(node: Any, request: Any) -> dict[str, Any]:
-        promoted.append(time.monotonic())
-        return {"replication": None}
-
-    world.agents.replies.update({"drain_relay_log": drained({2: "0-1-10", 3: "0-1-12"}),
-                                 "set_up_replica_master": promote})
-    if not agent_fences:
-        world.agents.replies["fence"] = unreachable
-    leases = world.replication.leases
-
-    async def run() -> str:
-        await world.replication.reconcile(world.snapshot(HEALTHY))
-        leases.answer(world.nodes.node(1), world.store.nodes())  # its last heartbeat
-        outcomes = await world.replication.reconcile(world.snapshot(LOST, {1: 3}))
-        return outcomes[0].message
-
-    message = world.run(run())
-    granted = leases.last_grant(1)
-    assert world.roles()[3] is Role.MASTER
-    waits = [e.message for e in world.store.history(limit=50) if "lease to run out" in e.message]
-    if agent_fences:  # mysqld stopped by its agent: nothing to wait for
-        assert waits == [] and "lease" not in message
+@pytest.mark.parametrize(("address", "url"), [
+    ("10.0.0.2:60008", "http://10.0.0.2:60008/source"),
+    ("fd00::2:60008", "http://[fd00::2]:60008/source"),
+    ("[fd00::2]:60008", "http://[fd00::2]:60008/source"),
+    ("node-2.example:60008", "http://node-2.example:60008/source"),
+    ("10.0.0.2", None), ("10.0.0.2:http", None), ("a/b:1", None), (":60008", None),
+])
+def test_a_slaves_health_port_is_asked_by_a_url_fit_for_ipv6(address: str,
+                                                             url: str | None) -> None:
+    if url is None:
+        with pytest.raises(ValueError):
+            lease_module.health_url(address, "source")
         return
-    assert len(waits) == 1 and waits[0].startswith("failover: waiting "), waits
-    assert "s of it for node 1's lease)" in message
-    # The new master made writable only once the old one's lease surely ran out.
-    start = max(granted, asked[0]) if slaves_confirmed else granted
-    assert promoted[-1] >= start + 0.3 + rules.CHECK_INTERVAL + rules.MARGIN
-    assert leases.answer(world.nodes.node(1), world.store.nodes()) == {"lease": 0}
+    assert lease_module.health_url(address, "source") == url
+
+
+def test_slaves_and_their_confirmations_are_asked_over_ipv6(tmp_path: Path) -> None:
+    """A slave's real health listener on ::1, asked by the master (/source) and by the
+    manager (/health)."""
+    async def scenario() -> tuple[int, dict[int, float], float]:
+        probe = HealthProbe(SlaveServer(following(host="::1")),  # type: ignore[arg-type]
+                            MasterIntent.in_dir(tmp_path))
+        listener = HealthListener(probe, "::1", 0, 30.0)
+        await listener.start()
+        try:
+            assert listener.server is not None
+            port = listener.server.sockets[0].getsockname()[1]
+            before = time.monotonic()
+            confirmed = await confirmations((f"::1:{port}", "::1"), "::1:3306", 2.0)
+            world = make_world(tmp_path / "manager")
+            node = world.add(Role.SLAVE)
+            node = world.store.update_node(node.id, ip="::1", details={"health_port": port})
+            heard = await last_confirmations([node], time.monotonic() + 100)
+            return confirmed, heard, before
+        finally:
+            await listener.close()
+
+    (tmp_path / "manager").mkdir()
+    confirmed, heard, before = asyncio.run(scenario())
+    assert confirmed == 1  # and the malformed address counts as none
+    assert before - 0.01 <= heard[1] <= time.monotonic()  # its /health was read
 
 
 # -- the heartbeat renews it, against a manager's RPC endpoint -------------------------

@@ -32,7 +32,7 @@ from conpaassql.protocol.agent import (
     PerformanceReply,
     ServerStateReply,
 )
-from conpaassql.protocol.report import MysqldStatus, ReplicationStatus, StateReport
+from conpaassql.protocol.report import LeaseHeld, MysqldStatus, ReplicationStatus, StateReport
 from conpaassql.rpc.openrpc import add_discovery
 from conpaassql.rpc.registry import CallContext, Registry
 
@@ -99,8 +99,14 @@ class AgentApi:
             state=self.supervisor.state.value,
             mysqld=mysqld,
             replication=replication,
+            lease=self._lease_held(),
             **self.options.report(),
         )
+
+    def _lease_held(self) -> LeaseHeld | None:
+        """The master's lease as held, for the manager to know which slaves it asks."""
+        intent = self.supervisor.intent
+        return intent.lease.as_held() if intent.master else None
 
     async def get_server_state(self, params: NoRequest, ctx: CallContext) -> dict[str, Any]:
         """The agent's state and its server's (the manager's liveness probe)."""

@@ -36,8 +36,11 @@ async def _start_health(settings: AgentSettings, supervisor: Supervisor) -> Heal
     """The plain-HTTP health port; the agent goes on without it if it cannot listen."""
     from conpaassql.agent.health import HealthProbe
     from conpaassql.agent.health_http import HealthListener
+    from conpaassql.agent.lease import source_key
 
-    listener = HealthListener(HealthProbe(supervisor, supervisor.intent), settings.bind,
+    probe = HealthProbe(supervisor, supervisor.intent,
+                        source_key=source_key(settings.context.secret))
+    listener = HealthListener(probe, settings.bind,
                               settings.health_port, settings.health_max_lag)
     try:
         await listener.start()
@@ -50,24 +53,12 @@ async def _start_health(settings: AgentSettings, supervisor: Supervisor) -> Heal
 
 def _lease_keeper(settings: AgentSettings, supervisor: Supervisor) -> LeaseKeeper:
     """Keeps the master's lease; sets its server read-only once the lease ran out."""
-    from conpaassql.agent.lease import LeaseKeeper, leave_from
-    from conpaassql.domain.states import AgentState
-    from conpaassql.mysql import replication
+    from conpaassql.agent.lease import LeaseKeeper, leave_from, server_fence, source_key
 
     intent = supervisor.intent
-
-    async def self_fence() -> bool:
-        if supervisor.state is not AgentState.RUNNING:
-            return False  # it starts read-only
-        session = supervisor.session
-        rows = await session.execute("SELECT @@global.read_only AS read_only", idempotent=True)
-        if rows and int(rows[0]["read_only"] or 0):
-            return False
-        await replication.set_read_only(session, True)
-        return True
-
-    return LeaseKeeper(intent.lease, lambda: intent.master, self_fence,
-                       local_address=leave_from(settings.bind))
+    return LeaseKeeper(intent.lease, lambda: intent.master, server_fence(supervisor),
+                       local_address=leave_from(settings.bind),
+                       key=source_key(settings.context.secret))
 
 
 async def serve(settings: AgentSettings) -> None:

@@ -16,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from conpaassql.agent.lease import Confirmations
+from conpaassql.agent.lease import Confirmations, source_proof
 from conpaassql.agent.role import MasterIntent
 from conpaassql.agent.supervisor import Supervisor
 from conpaassql.domain.gtid import GtidPosition
@@ -137,11 +138,13 @@ class Query:
     max_lag_tx: int | None = None
     host: str | None = None  # /source
     port: int | None = None
+    nonce: str | None = None  # /source: the asking master's, signed over in a yes
 
 
 ENDPOINTS = {"/primary": frozenset(), "/health": frozenset(),
              "/replica": frozenset({"max_lag", "max_lag_tx"}),
-             "/source": frozenset({"host", "port"})}
+             "/source": frozenset({"host", "port", "nonce"})}
+NONCE = re.compile(r"[0-9A-Za-z_-]{8,64}")
 
 
 def parse_query(path: str, query: list[tuple[str, str]]) -> Query | None:
@@ -164,8 +167,11 @@ def parse_query(path: str, query: list[tuple[str, str]]) -> Query | None:
     if path == "/source":
         if "host" not in values or "port" not in values:
             raise BadQueryError("/source takes host and port")
+        nonce = values.get("nonce")
+        if nonce is not None and not NONCE.fullmatch(nonce):
+            raise BadQueryError("nonce must be 8 to 64 letters, digits, '-' or '_'")
         return Query(path, host=values["host"][:255],
-                     port=int(_number("port", values["port"], integer=True)))
+                     port=int(_number("port", values["port"], integer=True)), nonce=nonce)
     return Query(path, max_lag, max_tx)
 
 
@@ -232,8 +238,10 @@ class HealthProbe:
     """
 
     def __init__(self, supervisor: Supervisor, intent: MasterIntent,
-                 ttl: float = CACHE_TTL) -> None:
+                 ttl: float = CACHE_TTL, source_key: bytes | None = None) -> None:
+        """``source_key``: what a yes to ``/source`` is signed with (``lease.source_key``)."""
         self.supervisor = supervisor
+        self.source_key = source_key
         self.intent = intent
         self.ttl = ttl
         self.reads = 0  # how many times the server was asked
@@ -314,6 +322,9 @@ class HealthProbe:
         try:
             verdict = decide(query, await self.view_read_after(asked), False, 0.0)
             confirmed = verdict.status == OK
+            if confirmed and self.source_key is not None and query.nonce is not None:
+                verdict.body["proof"] = source_proof(self.source_key, query.nonce,
+                                                     query.host or "", query.port or 0)
             return verdict
         finally:
             self.confirmations.answered(asked, confirmed)

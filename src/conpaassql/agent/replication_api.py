@@ -100,6 +100,8 @@ class ReplicationApi:
         session = self.supervisor.session
         await replication.make_master(session, semi_sync=params.semi_sync,
                                       semi_sync_timeout_ms=params.semi_sync_timeout)
+        if params.lease is not None:
+            self.supervisor.intent.lease.set_length(params.lease)  # the manager's length
         self.supervisor.intent.set(True)
         await replication.ensure_replication_accounts(session, params.replication_password,
                                                       params.replica_hosts)

@@ -148,7 +148,8 @@ class ManagerConfig:
     semi_sync: bool = True
     semi_sync_timeout: int = 5000  # milliseconds a commit waits for a slave's ack
     auto_failover: bool = True
-    #: Seconds a master's lease lasts (domain.lease.DEFAULT_LEASE by default).
+    #: Seconds a master's lease lasts (domain.lease.DEFAULT_LEASE, which config may not
+    #: import). At least 1 s: its master's agent fences within CHECK_INTERVAL (0.2 s).
     lease: float = 2.0
     max_reader_lag: float = 30.0  # seconds behind the master a reader may be
     seed_method: str = "auto"  # how a slave is copied: auto, physical or logical
@@ -201,7 +202,7 @@ class ManagerConfig:
             semi_sync=manager.boolean("semi_sync", True),
             semi_sync_timeout=manager.integer("semi_sync_timeout", 5000, 1, 3_600_000),
             auto_failover=manager.boolean("auto_failover", True),
-            lease=manager.number("lease", 2.0, 0.3),
+            lease=manager.number("lease", cls.lease, 1.0),
             max_reader_lag=manager.number("max_reader_lag", 30.0, 0.0),
             seed_method=_seed_method(manager),
             router=router_from_ini(ini),

@@ -17,10 +17,15 @@ import math
 #: heartbeat (the master beats every third of it) and a slow round of slaves, and
 #: keeps the wait of a failover through the cloud short (node-kill target: 5 s).
 DEFAULT_LEASE = 2.0
-#: Seconds between two looks of the master's agent at its lease: it sets
-#: ``read_only`` at most this late after the lease ran out.
+#: Seconds the master's self-fence may take: its agent starts it on a timer the moment
+#: the lease runs out (not after a round of questions, each bounded by what is left of
+#: the lease), sets ``read_only`` on a connection of its own, and kills mysqld if that
+#: is not confirmed this soon. Also how late a renewal or a change of role is seen.
 CHECK_INTERVAL = 0.2
-#: Seconds the manager adds for the self-fence's own statement and the clocks' drift.
+#: Seconds the manager adds past a lease and ``CHECK_INTERVAL`` before another node
+#: takes writes. By then the old server was read-only or killed: what is left to cover
+#: is the timer's lateness on a busy event loop, the SIGKILL's delivery (milliseconds)
+#: and the rates of the two hosts' monotonic clocks over one lease (parts per million).
 MARGIN = 0.3
 
 

@@ -291,5 +291,6 @@ class ManagerApi:
         self.reconciler.note_report(node, report)
         self.routers.certificates.check(self.nodes.node(node.id), report)
         # The master's lease (agent.lease); "result" as the seed answered.
+        self.replication.leases.heard(node.id, report.lease)
         return {"result": "OK", **self.replication.leases.answer(
             self.nodes.node(node.id), self.nodes.live_nodes())}

@@ -24,6 +24,8 @@ from conpaassql.domain.node import Node
 from conpaassql.domain.states import NodeState, Role
 from conpaassql.errors import WrongStateError
 from conpaassql.manager.views import health_port
+from conpaassql.protocol.report import LeaseHeld
+from conpaassql.rpc.endpoint import base_url
 
 
 class Leases:
@@ -33,7 +35,11 @@ class Leases:
         self.holder: int | None = None
         self.revoked: set[int] = set()  # lost masters: never renewed again
         self.granted: dict[int, float] = {}  # monotonic time of each node's last lease
-        self.told: dict[int, tuple[int, ...]] = {}  # the slaves named to each master
+        self.lengths: dict[int, float] = {}  # the longest lease each node was given
+        #: Per master, the slave lists (health ports) it may hold: the one it last said
+        #: it holds (``heard``) and each one sent to it since.
+        self.lists: dict[int, list[tuple[str, ...]]] = {}
+        self.acknowledged: set[int] = set()  # masters that said which list they hold
         #: A master's lease given by an earlier manager ran out at most a lease after
         #: this one started.
         self.started = time.monotonic()
@@ -53,12 +59,28 @@ class Leases:
 
     def note_grant(self, node_id: int) -> None:
         self.granted[node_id] = time.monotonic()
+        self.lengths[node_id] = max(self.lengths.get(node_id, 0.0), self.seconds)
 
-    def revoke(self, node_id: int) -> None:
-        """A failover from ``node_id`` begins: its lease is not renewed any more."""
+    def length(self, node_id: int) -> float:
+        """The longest lease ``node_id`` may hold from this manager: what a lost master's
+        wait is counted with."""
+        return max(self.seconds, self.lengths.get(node_id, 0.0))
+
+    def revoke(self, node_id: int) -> int | None:
+        """A failover from ``node_id`` begins: its lease is not renewed any more. The
+        holder before, for ``restore``."""
+        holder = self.holder
         self.revoked.add(node_id)
         if self.holder == node_id:
             self.holder = None
+        return holder
+
+    def restore(self, node_id: int, holder: int | None) -> None:
+        """A failover from ``node_id`` aborted before another node was made the master:
+        its lease is renewed again (else it would fence itself for nothing)."""
+        self.revoked.discard(node_id)
+        if self.holder is None:
+            self.holder = holder
 
     def answer(self, node: Node, nodes: Iterable[Node]) -> dict[str, Any]:
         """The lease part of the answer to ``node``'s heartbeat."""
@@ -67,22 +89,57 @@ class Leases:
         slaves = [n for n in nodes if n.id != node.id and n.role is Role.SLAVE
                   and n.state is NodeState.RUNNING and n.ip]
         self.note_grant(node.id)
-        self.told[node.id] = tuple(n.id for n in slaves)
-        return {"lease": self.seconds,
-                "slaves": [f"{n.ip}:{health_port(n)}" for n in slaves],
+        told = tuple(map(_address, slaves))
+        sent = self.lists.setdefault(node.id, [])
+        if told not in sent:
+            sent.append(told)
+        return {"lease": self.seconds, "slaves": list(told),
                 "source": f"{node.ip}:{node.mysql_port}"}
+
+    def heard(self, node_id: int, held: LeaseHeld | None) -> None:
+        """What a master's heartbeat says its lease holds (before it is answered): the
+        lists sent before are out of its reach now."""
+        if held is None:
+            return
+        self.lists[node_id] = [] if held.slaves is None else [tuple(held.slaves)]
+        self.acknowledged.add(node_id)
+        self.lengths[node_id] = max(self.lengths.get(node_id, 0.0), held.seconds)
 
     def last_grant(self, node_id: int) -> float:
         return self.granted.get(node_id, self.started)
 
-    def slaves_told(self, node: Node, nodes: Iterable[Node]) -> set[int]:
-        """The slaves ``node`` may ask to renew its lease: as last told, else (not told by
-        this manager) the store's running slaves."""
-        told = self.told.get(node.id)
-        if told is not None:
-            return set(told)
-        return {n.id for n in nodes if n.id != node.id and n.role is Role.SLAVE
-                and n.state is NodeState.RUNNING}
+    def lists_of(self, node: Node, nodes: Iterable[Node]) -> list[tuple[str, ...]]:
+        """The slave lists ``node`` may renew its lease with: the one it holds and those
+        sent since; not heard from yet (this manager started since), also the store's
+        running slaves (an earlier manager may have named them)."""
+        lists = list(self.lists.get(node.id, []))
+        if node.id not in self.acknowledged:
+            lists.append(tuple(_address(n) for n in nodes if n.id != node.id
+                               and n.role is Role.SLAVE and n.state is NodeState.RUNNING
+                               and n.ip))
+        return lists
+
+    def check_bounded(self, old: Node, stopping: Iterable[int], nodes: Iterable[Node],
+                      did: str = "did not stop") -> set[str]:
+        """The slaves (health ports) ``old`` may ask; ``WrongStateError`` unless, in each
+        list it may hold, those ``stopping`` (stopped, or to be drained) leave too few
+        to renew its lease."""
+        nodes = list(nodes)
+        address = {n.id: _address(n) for n in nodes}
+        name = {a: str(i) for i, a in address.items()}
+        stopped = {address[i] for i in stopping if i in address}
+        lists = self.lists_of(old, nodes)
+        for told in lists:
+            unconfirmed = set(told) - stopped
+            if bounded(len(set(told)), len(unconfirmed)):
+                continue
+            why = (f"node(s) {', '.join(sorted(name.get(a, a) for a in unconfirmed))} "
+                   f"{did} replicating from it") if told else "it knew no slave"
+            if len(lists) > 1:
+                why += " in a list of slaves it may hold (it has not said it holds the last)"
+            raise WrongStateError(detail=f"node {old.id} may keep its lease while cut off "
+                                  f"({why}): not promoting another")
+        return {a for told in lists for a in told}
 
     def ends_by(self, old: Node, stopped: Mapping[int, float],
                 nodes: Iterable[Node]) -> float:
@@ -91,15 +148,17 @@ class Leases:
         the latest confirmation of the slaves ``stopped`` (node: when it may have given
         its last). ``WrongStateError`` when the slaves that did not stop could renew it
         on their own: there is no end to wait for."""
-        told = self.slaves_told(old, nodes)
-        unconfirmed = told - stopped.keys()
-        if not bounded(len(told), len(unconfirmed)):
-            why = (f"node(s) {', '.join(map(str, sorted(unconfirmed)))} did not stop "
-                   "replicating from it") if told else "it knew no slave"
-            raise WrongStateError(detail=f"node {old.id} may keep its lease while cut off "
-                                  f"({why}): not promoting another")
-        latest = max((at for node, at in stopped.items() if node in told), default=-math.inf)
-        return promote_after(self.last_grant(old.id), latest, self.seconds)
+        nodes = list(nodes)
+        told = self.check_bounded(old, stopped.keys(), nodes)
+        address = {n.id: _address(n) for n in nodes}
+        latest = max((at for node, at in stopped.items() if address.get(node) in told),
+                     default=-math.inf)
+        return promote_after(self.last_grant(old.id), latest, self.length(old.id))
+
+
+def _address(node: Node) -> str:
+    """A node's health port as a master's lease names it."""
+    return f"{node.ip}:{health_port(node)}"
 
 
 async def last_confirmations(nodes: Sequence[Node], stopped_at: float,
@@ -109,7 +168,8 @@ async def last_confirmations(nodes: Sequence[Node], stopped_at: float,
     say (after it, its IO thread stopped, it confirms nothing)."""
     async with httpx.AsyncClient(timeout=timeout) as client:
         answers = await asyncio.gather(
-            *(client.get(f"http://{node.ip}:{health_port(node)}/health") for node in nodes),
+            *(client.get(base_url(node.ip or "", health_port(node), https=False) + "health")
+              for node in nodes),
             return_exceptions=True)
     received = time.monotonic()  # no earlier than any answer
     found = {}

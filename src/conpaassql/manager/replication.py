@@ -222,6 +222,7 @@ class Replication:
                 semi_sync=semi_sync and self.rt.config.semi_sync,
                 semi_sync_timeout=self.rt.config.semi_sync_timeout,
                 replica_hosts=hosts,
+                lease=self.leases.seconds,
             ), timeout=30)
         finally:  # the agent holds a lease from when it took the call
             self.leases.note_grant(node.id)
@@ -280,22 +281,21 @@ class Replication:
         """Fence the lost master, promote the slave that received the most, repoint the rest.
 
         A master fenced by the cloud (its agent unreachable) may still hold its lease:
-        the new master takes writes only once that surely ran out."""
+        the new master takes writes only once that surely ran out. A failover that
+        aborts before another node is made the master gives the old one its lease back."""
         started = time.monotonic()
         dead_id = old.id
+        if promotion_candidate(replicas, exclude=dead_id) is None:
+            raise WrongStateError(detail="no slave could take over")
         self.rt.store.set_service_state(ServiceState.ADAPTING,
                                         f"failover: master node {dead_id} lost ({reason})")
-        self.leases.revoke(dead_id)
-        fencing, by_agent = await self._fence(old)
-        self.rt.store.record_event(f"failover: node {dead_id} fenced ({fencing})", dead_id)
-        drained = await self._drain([r for r in replicas if r.id != dead_id], snapshot)
-        slaves_stopped = time.monotonic()
-        candidate = snapshot.node(promotion_candidate(drained))
-        if candidate is None:
-            raise WrongStateError(detail="no slave could take over")
+        holder = self.leases.revoke(dead_id)
+        try:
+            candidate, by_agent, waited = await self._take_over(old, replicas, snapshot)
+        except BaseException:
+            self.leases.restore(dead_id, holder)
+            raise
         candidate_id = candidate.id
-        waited = 0.0 if by_agent else await self._outlive_lease(old, drained, slaves_stopped,
-                                                                snapshot.live)
         # Writable at once; semi-sync again once the other slaves follow it (before
         # that, a commit would wait for an acknowledgement nobody can send yet).
         await self._make_master(candidate, semi_sync=False, hosts=snapshot.replica_hosts)
@@ -311,11 +311,49 @@ class Replication:
         lease = f" ({waited:.2f} s of it for node {dead_id}'s lease)" if not by_agent else ""
         return f"failover: node {dead_id} -> node {candidate_id} in {elapsed:.2f} s{lease}"
 
-    async def _outlive_lease(self, old: Node, drained: Sequence[Replica],
+    async def _take_over(self, old: Node, replicas: Sequence[Replica],
+                         snapshot: Snapshot) -> tuple[Node, bool, float]:
+        """Fence ``old``, drain its slaves, wait out its lease if its agent did not fence
+        it: the candidate, whether its agent fenced it, the seconds waited."""
+        dead_id = old.id
+        others = [r for r in replicas if r.id != dead_id]
+        fencing, by_agent = await self._fence(
+            old, [node.id for _, node in self._drainable(others, snapshot)])
+        self.rt.store.record_event(f"failover: node {dead_id} fenced ({fencing})", dead_id)
+        drained = await self._drain(others, snapshot)
+        slaves_stopped = time.monotonic()
+        candidate = snapshot.node(promotion_candidate(drained))
+        if candidate is None:
+            raise WrongStateError(detail="no slave could take over")
+        waited = 0.0 if by_agent else await self._outlive_lease(
+            old, {r.id for r in drained}, slaves_stopped, snapshot.live)
+        return candidate, by_agent, waited
+
+    async def _retire(self, old: Node) -> str:
+        """The master changes without ``old``'s demotion confirmed: its lease revoked,
+        itself fenced and, if its agent could not do it, its slaves stopped receiving
+        and its lease waited out. What was done (the revoke is the caller's to undo)."""
+        self.leases.revoke(old.id)
+        nodes = self.nodes.live_nodes()
+        slaves = [n for n in nodes if n.id != old.id and n.role is Role.SLAVE
+                  and n.state is NodeState.RUNNING]
+        fencing, by_agent = await self._fence(old, [n.id for n in slaves])
+        if by_agent:
+            return fencing
+        answers = await asyncio.gather(
+            *(self.rt.agents.drain_relay_log(node, DrainRequest(timeout=APPLY_TIMEOUT),
+                                             timeout=APPLY_TIMEOUT + 10) for node in slaves),
+            return_exceptions=True)
+        stopped = {node.id for node, answer in zip(slaves, answers, strict=True)
+                   if isinstance(answer, RelayLogDrained)}  # its IO thread stopped
+        waited = await self._outlive_lease(old, stopped, time.monotonic(), nodes)
+        return f"{fencing}; {waited:.2f} s waited for its lease"
+
+    async def _outlive_lease(self, old: Node, ids: set[int],
                              slaves_stopped: float, nodes: Sequence[Node]) -> float:
         """Wait until the lost master's lease surely ran out (its agent did not fence
-        it, and the cloud's reboot may not have happened yet); the seconds waited."""
-        ids = {r.id for r in drained}
+        it, and the cloud's reboot may not have happened yet); the seconds waited.
+        ``ids``: the slaves stopped by ``slaves_stopped``."""
         stopped = await self.leases.ask([n for n in nodes if n.id in ids and n.ip],
                                         slaves_stopped)
         until = self.leases.ends_by(old, stopped, nodes)
@@ -325,11 +363,16 @@ class Replication:
         await asyncio.sleep(wait)
         return wait
 
+    @staticmethod
+    def _drainable(replicas: Sequence[Replica],
+                   snapshot: Snapshot) -> list[tuple[Replica, Node]]:
+        return [(r, node) for r in replicas
+                if r.role is Role.SLAVE and r.healthy_server and not r.busy and not r.broken
+                and (node := snapshot.node(r.id)) is not None]
+
     async def _drain(self, replicas: Sequence[Replica], snapshot: Snapshot) -> list[Replica]:
         """Every healthy slave stops receiving and applies what it has; their views after."""
-        slaves = [(r, node) for r in replicas
-                  if r.role is Role.SLAVE and r.healthy_server and not r.busy and not r.broken
-                  and (node := snapshot.node(r.id)) is not None]
+        slaves = self._drainable(replicas, snapshot)
         answers = await asyncio.gather(
             *(self.rt.agents.drain_relay_log(node, DrainRequest(timeout=APPLY_TIMEOUT),
                                              timeout=APPLY_TIMEOUT + 10)
@@ -350,10 +393,11 @@ class Replication:
             views.append(replace(view, received=None))  # ranked by what it applied
         return views
 
-    async def _fence(self, node: Node) -> tuple[str, bool]:
+    async def _fence(self, node: Node, draining: Sequence[int] = ()) -> tuple[str, bool]:
         """Make sure the old master takes no write: its agent stops mysqld, or the
         cloud powers the node off (and boots it again, read-only). Also whether its
-        agent did it."""
+        agent did it. Not through the cloud when its lease could not be waited out even
+        if every slave ``draining`` stopped (refused before the node is touched)."""
         try:
             await self.rt.agents.fence(node, timeout=self.rt.config.probe_timeout + 3)
             return "mysqld stopped by its agent", True
@@ -361,6 +405,7 @@ class Replication:
             log.warning("node %d's agent cannot fence: %s; powering it off", node.id, exc)
         if node.cloud_ref is None:
             raise WrongStateError(detail=f"cannot fence node {node.id}: no cloud reference")
+        self.leases.check_bounded(node, draining, self.rt.store.nodes(), did="cannot stop")
         await self.rt.clouds.get(node.cloud).reboot_node(node.cloud_ref)
         return "powered off and booted again by the cloud", False
 
@@ -485,12 +530,7 @@ class Replication:
                                           f"{position} in {APPLY_TIMEOUT:.0f} s")
                 await self._make_master(target, semi_sync=False)
             except ConpaasSQLError:
-                # The target may have become writable before the failure: make sure it
-                # is not before the old master takes writes again.
-                await self.rt.agents.set_read_only(target, ReadOnlyRequest(read_only=True),
-                                                   timeout=10)
-                await self._make_master(master, semi_sync=self._has_slaves())
-                self.nodes.refresh_service_state("switchover abandoned")
+                await self._roll_back(master, target)
                 raise
             blocked = time.monotonic() - blocked_at
             self.rt.store.update_node(master.id, role=Role.SLAVE)
@@ -501,6 +541,24 @@ class Replication:
             self.nodes.refresh_service_state("switchover done")
             return {"master": target_id, "previous": master.id,
                     "write_block_seconds": round(blocked, 3), "position": position}
+
+    async def _roll_back(self, master: Node, target: Node) -> None:
+        """A switchover failed: the target may have become writable before the failure;
+        make sure it is not (read-only, or else fenced and its lease waited out) before
+        the old master takes writes again."""
+        try:
+            try:
+                await self.rt.agents.set_read_only(target, ReadOnlyRequest(read_only=True),
+                                                   timeout=10)
+            except ConpaasSQLError as exc:
+                log.warning("node %d not read-only again (%s): fencing it", target.id, exc)
+                done = await self._retire(target)
+                self.rt.store.record_event(
+                    f"switchover: node {target.id} fenced ({done}), not read-only again",
+                    target.id)
+            await self._make_master(master, semi_sync=self._has_slaves())
+        finally:
+            self.nodes.refresh_service_state("switchover abandoned")
 
     async def promote_restored(self, target_id: int) -> dict[str, Any]:
         """Make the restored node ``target_id`` the master: the service rolled back to
@@ -521,6 +579,15 @@ class Replication:
             if master is not None and master.state is NodeState.RUNNING:
                 await self.rt.agents.set_read_only(master, ReadOnlyRequest(read_only=True),
                                                    timeout=10)
+            elif master is not None:  # it may still take writes, cut off: as a failover
+                holder = self.leases.holder
+                try:
+                    done = await self._retire(master)
+                except BaseException:
+                    self.leases.restore(master.id, holder)
+                    raise
+                self.rt.store.record_event(f"rollback: node {master.id} fenced ({done})",
+                                           master.id)
             await self._make_master(target, semi_sync=False)
             others = [n for n in self.nodes.live_nodes()
                       if n.id != target_id and n.role in (Role.MASTER, Role.SLAVE)]

@@ -8,6 +8,7 @@ import dataclasses
 import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,12 +134,17 @@ def _execute(info: ConnectInfo, sql: str, args: SqlArgs) -> list[dict[str, Any]]
         connection.close()
 
 
-async def execute(info: ConnectInfo, sql: str, args: SqlArgs = None) -> list[dict[str, Any]]:
-    """Run one statement (autocommit) and return its rows as dicts (``[]`` when none).
+async def execute(info: ConnectInfo, sql: str, args: SqlArgs = None, *,
+                  thread: Executor | None = None) -> list[dict[str, Any]]:
+    """Run one statement (autocommit) and return its rows as dicts (``[]`` when none),
+    in ``thread`` if given (else the loop's default threads).
 
     Values go in ``args`` (``%s`` or ``%(name)s`` placeholders), never in ``sql``.
     Any failure, including an unreachable server, raises ``MySQLError``.
     """
+    if thread is not None:
+        return await asyncio.get_running_loop().run_in_executor(thread, _execute, info, sql,
+                                                                args)
     return await asyncio.to_thread(_execute, info, sql, args)
 
 

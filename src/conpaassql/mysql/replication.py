@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,17 @@ async def make_master(session: Session, *, semi_sync: bool, semi_sync_timeout_ms
 
 async def set_read_only(session: Session, on: bool) -> None:
     await session.execute("SET GLOBAL read_only = %s", ("ON" if on else "OFF",))
+
+
+async def read_only_at_once(info: ConnectInfo, within: float,
+                            thread: Executor | None = None) -> None:
+    """``read_only`` on, on a connection of its own (not one shared behind a lock) and in
+    ``thread`` if given, giving up after ``within`` seconds, on the server too: its wait
+    for running statements and locks is cut by ``lock_wait_timeout`` (whole seconds, at
+    least 1). ``MySQLError`` when it could not be confirmed."""
+    quick = dataclasses.replace(info, connect_timeout=within, read_timeout=within)
+    await execute(quick, "SET STATEMENT lock_wait_timeout = 1 FOR SET GLOBAL read_only = ON",
+                  thread=thread)
 
 
 async def make_slave(session: Session, master: MasterAddress, *, semi_sync: bool,

@@ -192,6 +192,8 @@ class MasterRequest(Request):
     semi_sync: Flag = True
     semi_sync_timeout: PositiveInt = 5000  # milliseconds
     replica_hosts: ReplicaHosts = []  # the nodes' addresses: where slaves connect from
+    #: Seconds of the lease the manager gives with the role (None: the agent's own).
+    lease: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)] | None = None
 
 
 class SlaveRequest(Request):

@@ -9,9 +9,9 @@ the store) parses too.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from conpaassql.protocol.base import Reply
 
@@ -68,11 +68,19 @@ class ReplicationStatus(Reply):
     slave: SlaveStatus | None = None
 
 
+class LeaseHeld(Reply):
+    """A master's lease as its agent holds it: the length it renews for and the slaves'
+    health ports it asks (None: it was never told any, so it asks nobody)."""
+
+    seconds: Annotated[float, Field(gt=0, le=3600, allow_inf_nan=False)]
+    slaves: list[str] | None = None
+
+
 class StateReport(Reply):
     """What an agent tells of itself and its server."""
 
     omitted_if_none: ClassVar[frozenset[str]] = frozenset({"event", "options_generation",
-                                                            "restart_pending"})
+                                                            "restart_pending", "lease"})
 
     id: int | None = None
     node_id: int | None = None
@@ -91,6 +99,7 @@ class StateReport(Reply):
     #: whether some of them wait for a restart of mysqld.
     options_generation: str | None = None
     restart_pending: bool | None = None
+    lease: LeaseHeld | None = None  # the master's only: what its lease holds
 
     @property
     def mysqld_answering(self) -> bool:
@@ -120,4 +129,4 @@ def mysqld_answering(report: StateReport | None) -> bool:
 def public_report(report: StateReport) -> dict[str, Any]:
     """The report as the manager keeps and shows it (the heartbeat's event is recorded
     apart)."""
-    return report.model_dump(mode="json", exclude={"event"})
+    return report.model_dump(mode="json", exclude={"event", "lease"})
