@@ -208,7 +208,7 @@ class ManagerApi:
                                    ctx: CallContext) -> dict[str, Any]:
         """Make node ``id`` a slave of the master, from a fresh copy of the master."""
         self.reconciler.configuration.check_idle()
-        result = self.replication.reseed(params.id)
+        result = self.replication.seeder.reseed(params.id)
         return {"serviceNode": views.node_summary(self.nodes.node(params.id)), **result}
 
     async def get_service_info(self, params: Params, ctx: CallContext) -> dict[str, Any]:

@@ -1,10 +1,9 @@
-"""Keeps one master and its slaves replicating: election, seeding, repointing, failover.
+"""Keeps one master and its slaves replicating: election, repointing, failover.
 
 The reconcile loop hands over each cycle's snapshot; ``Replication.reconcile``
-turns it into ``Replica`` views, diagnoses the topology (domain.topology) and
-runs each finding's handler (``TOPOLOGY_ACTIONS``). Long work (copying the master
-to a new slave) runs in the background, one per node; topology changes
-(promotion, failover, switchover) run one at a time under a lock.
+turns it into ``Replica`` views, diagnoses the topology (domain.topology) and runs
+each finding's handler (``TOPOLOGY_ACTIONS``). Copying the master to a new slave
+runs in the background (``manager.seeding``); topology changes run one at a time.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, cast
+from typing import Any
 
 from conpaassql.domain.node import Node
 from conpaassql.domain.states import NodeState, Role, ServiceState
@@ -30,26 +29,23 @@ from conpaassql.manager import events, restore_from
 from conpaassql.manager.cycle import Act, Outcome, Snapshot
 from conpaassql.manager.leases import Leases
 from conpaassql.manager.replicas import first_master_wait, replica_of
+from conpaassql.manager.seeding import Seeder
 from conpaassql.manager.service import NodeService
 from conpaassql.protocol.agent import (
-    CopyMethod,
     DrainRequest,
     MasterRequest,
     ReadOnlyRequest,
     RelayLogDrained,
     ReplicaHostsRequest,
-    SeedRequest,
     SlaveRequest,
     SourceRequest,
     WaitRequest,
 )
 from conpaassql.protocol.report import MysqldStatus, ReplicationStatus, StateReport
-from conpaassql.rpc.grants import make_grant
 
 log = logging.getLogger(__name__)
 
 APPLY_TIMEOUT = 30.0  # seconds a candidate may take to apply what it received
-SEED_TIMEOUT = 3600.0
 
 
 class Replication:
@@ -60,7 +56,7 @@ class Replication:
         self.rt = nodes.rt
         self.topology_lock = asyncio.Lock()
         self._restarts: dict[int, int] = {}  # mysqld restarts last acknowledged per node
-        self._seeding: set[int] = set()
+        self.seeder = Seeder(nodes, self.topology_lock, self._point_at_master)
         self._pushed_hosts: list[str] | None = None  # the master's replication hosts
         #: Whether semi-sync is on, as this manager last set it, per master; a commit
         #: waits for a slave's acknowledgement only once a slave follows.
@@ -179,8 +175,8 @@ class Replication:
                            replicas: Sequence[Replica]) -> Outcome:
         node = _node_of(finding, snapshot)
         situation = finding.situation
-        if not self._start_seeding(node.id, situation.value):
-            copying = ", ".join(map(str, sorted(self._seeding)))
+        if not self.seeder.start(node.id, situation.value):
+            copying = ", ".join(map(str, sorted(self.seeding)))
             return Outcome.held(situation, node.id,
                                 f"one copy at a time (node {copying} is being copied)")
         return Outcome(situation, node.id, Act.SEED,
@@ -444,52 +440,12 @@ class Replication:
         """Point every running slave of ``nodes`` at ``master`` (the store's if None)."""
         for node in nodes:
             if node.id in exclude or node.role is not Role.SLAVE or \
-                    node.state is not NodeState.RUNNING or node.id in self._seeding:
+                    node.state is not NodeState.RUNNING or node.id in self.seeding:
                 continue
             try:
                 await self._point_at_master(node, None, master)
             except ConpaasSQLError as exc:
                 log.warning("repointing node %d failed: %s", node.id, exc)
-
-    def _start_seeding(self, node_id: int, why: str) -> bool:
-        """Copy the master into the node in the background; one copy at a time."""
-        if self._seeding:
-            return False
-        self._seeding.add(node_id)
-        self.nodes.spawn(self._seed(node_id, why), f"seed node {node_id}")
-        return True
-
-    async def _seed(self, node_id: int, why: str) -> None:
-        """Copy the master into the node (physically, streamed agent to agent), then
-        make it replicate from the copy's position."""
-        try:
-            master = self.nodes.master()
-            node = self.nodes.node(node_id)
-            if master is None or master.agent_url is None:
-                raise WrongStateError(detail="no master to copy")
-            self.rt.store.record_event(f"node {node_id}: {why}: copying node {master.id}",
-                                       node_id)
-            started = time.monotonic()
-            answer = await self.rt.agents.seed_from(node, SeedRequest(
-                source=master.agent_url, method=cast(CopyMethod, self.rt.config.seed_method),
-                grant=make_grant(self.rt.authority.grant_key, master.id, node.id,
-                                 node.ip or "")), timeout=SEED_TIMEOUT)
-            async with self.topology_lock:
-                current = self.nodes.master()
-                if current is None or current.id != master.id:
-                    raise WrongStateError(detail="the master changed during the copy")
-                await self._point_at_master(node, answer.gtid_position)
-            self.rt.store.record_event(
-                f"node {node_id} is a slave of node {master.id} (copy of "
-                f"{answer.bytes} bytes in {time.monotonic() - started:.1f} s, "
-                f"{answer.method})",
-                node_id)
-        except ConpaasSQLError as exc:
-            self.rt.store.record_event(f"node {node_id}: copying the master failed: "
-                                       f"{str(exc)[:300]}", node_id)
-            raise
-        finally:
-            self._seeding.discard(node_id)
 
     # -- planned changes (API) --------------------------------------------
 
@@ -506,7 +462,7 @@ class Replication:
             if target.id == master.id:
                 raise WrongStateError(detail=f"node {target_id} is the master already")
             if target.role is not Role.SLAVE or target.state is not NodeState.RUNNING \
-                    or target.id in self._seeding:
+                    or target.id in self.seeding:
                 raise WrongStateError(detail=f"node {target_id} is not a healthy slave")
             status = await self._status(target)
             slave = status.slave if status is not None else None
@@ -602,27 +558,12 @@ class Replication:
             return {"master": target_id, "previous": master.id if master else None,
                     "recopied": [n.id for n in others]}
 
-    def reseed(self, node_id: int) -> dict[str, Any]:
-        """Make ``node_id`` a slave of the master from a fresh copy of it."""
-        node = self.nodes.node(node_id)
-        master = self.nodes.master()
-        if master is not None and master.id == node_id:
-            raise WrongStateError(detail=f"node {node_id} is the master: use "
-                                  "set_up_replica_master on another node first")
-        if node.state is not NodeState.RUNNING:
-            raise WrongStateError(detail=f"node {node_id} is {node.state}, not RUNNING")
-        if self._seeding:
-            raise BusyError(detail=f"busy: node {', '.join(map(str, self._seeding))} is "
-                            "being copied")
-        self._start_seeding(node_id, "asked to become a slave")
-        return {"serviceNode": node_id, "state": "copying the master"}
-
     async def _status(self, node: Node) -> ReplicationStatus | None:
         return await self.rt.agents.get_replication_status(node, timeout=10)
 
     @property
     def seeding(self) -> frozenset[int]:
-        return frozenset(self._seeding)
+        return self.seeder.copying
 
 
 def _as_slave(replica: Replica) -> Replica:
