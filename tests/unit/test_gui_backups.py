@@ -4,12 +4,13 @@ and the restore form's time."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from conpaassql.gui import backup_view
-from conpaassql.gui.backups import restore_time
+from conpaassql.gui.backups import restore_node, restore_time
 from conpaassql.gui.config import GuiConfig
 from conpaassql.gui.context import Gui, InputError
 from conpaassql.gui.security import Guard
@@ -215,3 +216,16 @@ def test_a_running_backups_progress_on_the_page() -> None:
     assert passed is not None and passed.percent == 100
     assert passed.text() == "copy, 5.0 MB of 5.0 MB (100%)"
     assert backup_view.progress_of(None) is None
+
+
+def test_a_restore_to_a_whole_minute_is_told_to_the_second() -> None:
+    """A picker leaves ``:00`` seconds out; the message says them, as the restore does."""
+
+    class Manager:
+        async def post(self, method: str, **params: Any) -> dict[str, Any]:
+            assert (method, params) == ("restore_node", {"time": "2026-12-07T17:35:00+00:00"})
+            return {"serviceNode": {"id": 2}, "backup": "b1"}
+
+    answer = asyncio.run(restore_node(Manager(), {"time": "2026-12-07T17:35"}))  # type: ignore[arg-type]
+    assert answer["message"] == "node 2 added to hold 2026-12-07 17:35:00 UTC (from backup b1)"
+    assert answer["follow"]["busy"] == "Restoring node 2 to 2026-12-07 17:35:00 UTC"

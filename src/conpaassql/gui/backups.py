@@ -206,11 +206,13 @@ async def restore_node(client: RpcClient, fields: Fields) -> Mapping[str, Any]:
     chosen = fields.get("backup", "").strip()
     if bool(when) == bool(chosen):
         raise InputError("choose a time or a backup to restore")
-    params: dict[str, Any] = {"time": restore_time(when)} if when else {"backup": chosen}
+    moment = restore_time(when) if when else None
+    params: dict[str, Any] = {"time": moment} if moment else {"backup": chosen}
     answer = await client.post("restore_node", **params)
     node = answer.get("serviceNode") or {}
     node_id = node.get("id", "?")
-    what = f"{when.replace('T', ' ')} UTC" if when else f"backup {chosen}"
+    # To the second, as the restore shows it: a picker leaves ":00" seconds out.
+    what = f"{moment[:19].replace('T', ' ')} UTC" if moment else f"backup {chosen}"
     return {"message": f"node {node_id} added to hold {what} (from backup "
                        f"{answer.get('backup', chosen)})",
             "follow": {"url": f"/api/restore?node={node_id}",
