@@ -9,8 +9,8 @@ import contextlib
 import errno
 import fcntl
 import os
+import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -56,10 +56,19 @@ def wait_until(check: Callable[[], T | None], timeout: float = 60.0, interval: f
     raise HarnessError(f"timed out after {timeout:g}s waiting for {what}; last seen: {last!r}")
 
 
+#: Where ``free_port`` picks: below the kernel's ephemeral ports (32768-60999 here).
+PICKED_PORTS = range(20000, 32768)
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A port free on 127.0.0.1 now, below the ephemeral range: a port the kernel hands
+    out (``bind(0)``) may be taken by any outgoing connection's source before the
+    manager binds it."""
+    for _ in range(1000):
+        port = random.choice(PICKED_PORTS)
+        if port_free("127.0.0.1", port):
+            return port
+    raise HarnessError(f"no free port in {PICKED_PORTS}")
 
 
 class SubnetClaim:
