@@ -4,7 +4,9 @@ harness (``testbed.manager``) with the views and tools the tests use."""
 from __future__ import annotations
 
 import contextlib
+import http.client
 import itertools
+import json
 import os
 import shutil
 import subprocess
@@ -26,8 +28,8 @@ from testbed.manager import (
 )
 from testbed.manager import Manager as BaseManager
 
-__all__ = ["REPO", "Manager", "Partition", "claim_subnet", "free_port", "process_alive",
-           "rpc_error", "wait_until"]
+__all__ = ["REPO", "Manager", "Partition", "claim_subnet", "free_port", "health_get",
+           "process_alive", "rpc_error", "wait_until"]
 
 _files = itertools.count()
 #: Quick probes and heartbeats, so that the tests see changes soon.
@@ -144,6 +146,18 @@ class Manager(BaseManager):
         """A client option file (mode 0600) so that no password is on a command line."""
         return write_defaults(self.state_dir / f"client-{os.getpid()}-{next(_files)}.cnf",
                                      self.root_password if password is None else password, user)
+
+
+def health_get(node: dict[str, Any], path: str,
+               timeout: float = 10.0) -> tuple[int, dict[str, Any]]:
+    """``GET path`` on the node's plain-HTTP health port: (status, body)."""
+    connection = http.client.HTTPConnection(node["ip"], node["health_port"], timeout=timeout)
+    try:
+        connection.request("GET", path)
+        answer = connection.getresponse()
+        return answer.status, json.loads(answer.read())
+    finally:
+        connection.close()
 
 
 def process_alive(pid: int) -> bool:

@@ -3,32 +3,18 @@ a switchover, a fenced master, garbage on the port."""
 
 from __future__ import annotations
 
-import http.client
-import json
 import socket
 from typing import Any
 
 import pytest
 
-from tests.integration.harness import Manager, wait_until
+from tests.integration.harness import Manager, health_get, wait_until
 
 pytestmark = pytest.mark.integration
 
 
-
-def check(node: dict[str, Any], path: str) -> tuple[int, dict[str, Any]]:
-    """``GET path`` on the node's health port: (status, body)."""
-    connection = http.client.HTTPConnection(node["ip"], node["health_port"], timeout=10)
-    try:
-        connection.request("GET", path)
-        answer = connection.getresponse()
-        return answer.status, json.loads(answer.read())
-    finally:
-        connection.close()
-
-
 def status_becomes(node: dict[str, Any], path: str, status: int) -> None:
-    wait_until(lambda: check(node, path)[0] == status, 30, 0.05,
+    wait_until(lambda: health_get(node, path)[0] == status, 30, 0.05,
                f"{path} of node {node['id']} answers {status}")
 
 
@@ -39,21 +25,21 @@ def test_master_and_slave_answer_their_roles(pair: Manager) -> None:
     assert listed[master]["health_port"] == 60008
     assert manager.node(slave)["health_port"] == 60008
     m, s = listed[master], listed[slave]
-    status, body = check(m, "/primary")
+    status, body = health_get(m, "/primary")
     assert (status, body["role"], body["read_only"]) == (200, "master", False)
-    assert check(m, "/replica")[0] == 503
-    assert check(m, "/health")[0] == 200
+    assert health_get(m, "/replica")[0] == 503
+    assert health_get(m, "/health")[0] == 200
     status_becomes(s, "/replica", 200)
-    status, body = check(s, "/replica?max_lag=5&max_lag_tx=10")
+    status, body = health_get(s, "/replica?max_lag=5&max_lag_tx=10")
     assert (status, body["role"], body["read_only"]) == (200, "slave", True), body
-    assert check(s, "/primary")[0] == 503
-    assert check(s, "/health")[0] == 200
+    assert health_get(s, "/primary")[0] == 503
+    assert health_get(s, "/health")[0] == 200
 
     # A slave whose SQL thread stopped leaves the readers; back when it runs again.
     stopped = manager.sql(slave, "STOP SLAVE SQL_THREAD")
     assert stopped.returncode == 0, stopped.stderr
     status_becomes(s, "/replica", 503)
-    assert check(s, "/primary")[0] == 503
+    assert health_get(s, "/primary")[0] == 503
     started = manager.sql(slave, "START SLAVE SQL_THREAD")
     assert started.returncode == 0, started.stderr
     status_becomes(s, "/replica", 200)
@@ -61,14 +47,14 @@ def test_master_and_slave_answer_their_roles(pair: Manager) -> None:
     # A switchover moves /primary to the new master; the old one becomes a reader.
     manager.post("set_up_replica_master", id=slave)
     status_becomes(s, "/primary", 200)
-    assert check(m, "/primary")[0] == 503
+    assert health_get(m, "/primary")[0] == 503
     status_becomes(m, "/replica", 200)
 
     # A fenced master is never a primary, even before its manager knows.
     manager.agent_call(slave, "fence")
-    status, body = check(s, "/primary")
+    status, body = health_get(s, "/primary")
     assert status == 503 and body["answering"] is False, body
-    assert check(s, "/health")[0] == 503
+    assert health_get(s, "/health")[0] == 503
 
 
 def test_garbage_on_the_health_port_is_answered_400(pair: Manager) -> None:
@@ -85,4 +71,4 @@ def test_garbage_on_the_health_port_is_answered_400(pair: Manager) -> None:
             while chunk := raw.recv(4096):
                 answer += chunk
         assert answer.startswith(b"HTTP/1.1 400 "), answer[:80]
-    assert check(node, "/health")[0] == 200  # the listener goes on
+    assert health_get(node, "/health")[0] == 200  # the listener goes on

@@ -6,7 +6,6 @@ the manager is back and makes it writable again."""
 from __future__ import annotations
 
 import http.client
-import json
 import threading
 import time
 from typing import Any
@@ -14,20 +13,14 @@ from typing import Any
 import pytest
 
 from conpaassql.domain.lease import DEFAULT_LEASE
-from tests.integration.harness import Manager, Partition, wait_until
+from tests.integration.harness import Manager, Partition, health_get, wait_until
 
 pytestmark = pytest.mark.integration
 
 
 def check(node: dict[str, Any], path: str) -> tuple[int, dict[str, Any]]:
-    """``GET path`` on the node's health port: (status, body)."""
-    connection = http.client.HTTPConnection(node["ip"], node["health_port"], timeout=2)
-    try:
-        connection.request("GET", path)
-        answer = connection.getresponse()
-        return answer.status, json.loads(answer.read())
-    finally:
-        connection.close()
+    """``health_get`` that gives up soon: a watch asks every 50 ms."""
+    return health_get(node, path, timeout=2)
 
 
 class PrimaryWatch:
